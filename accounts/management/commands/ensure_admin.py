@@ -1,0 +1,30 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from config.env import env
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the administrator on first start: ARBOR_ADMIN_USER (default admin) and "
+        "ARBOR_ADMIN_PASSWORD, else a generated password printed once. Does nothing if any superuser exists."
+    )
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        username = env("ARBOR_ADMIN_USER", default="admin")
+        password = env("ARBOR_ADMIN_PASSWORD", default="")
+        generated = not password
+        if generated:
+            password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(username=username, email="", password=password)
+        banner = "=" * 64
+        self.stdout.write(banner)
+        self.stdout.write(f"Arbor administrator created: user {username!r}")
+        if generated:
+            self.stdout.write(f"Generated password (shown only now): {password}")
+        self.stdout.write(banner)

@@ -1,0 +1,185 @@
+"""Base settings: everything comes from the environment through :func:`config.env.env`.
+
+Embedded defaults (no variables set): SQLite under ``var/``, Celery on kombu's filesystem transport
+under ``var/broker``, run streams in the database, and the local model server that ``make run`` starts.
+Production: set ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL`` (Redis).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.utils.csp import CSP
+
+from config.env import env, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env("ARBOR_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DEBUG = env("DJANGO_DEBUG", default=False, cast=bool)
+# The embedded default is for one machine; production must set its own (see config/settings/production.py).
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="arbor-embedded-insecure-key-change-me-in-production")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "accounts",
+    "conversations",
+    "memory",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.ArborLoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'arbor.sqlite3'}"),
+        conn_max_age=env("DATABASE_CONN_MAX_AGE", default=0, cast=int),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a worker writes; IMMEDIATE avoids lock upgrades failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "conversations:session_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Content-Security-Policy (Django's built-in middleware): scripts only from us or with the nonce.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+REDIS_URL = env("REDIS_URL", default="")
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = Path(env("ARBOR_BROKER_DIR", default=str(VAR_DIR / "broker")))
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Longer than the hard time limit of any task, so a healthy long run is never delivered twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
+if not REDIS_URL and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    REDIS_URL = CELERY_BROKER_URL
+
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "conversations.reap_stale_runs", "schedule": 10.0},
+}
+
+# --- Caches: Redis when there is one (shared by every process), else files under var/ --------------
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}}
+
+# --- Arbor --------------------------------------------------------------------------------------
+# Where run events (deltas, status changes) are published for SSE clients: a redis:// URL, or "db".
+ARBOR_STREAM_URL = env("ARBOR_STREAM_URL", default=REDIS_URL or "db")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="http://127.0.0.1:8001/v1")
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="sk-no-key-needed")
+ARBOR_MODEL = env("ARBOR_MODEL", default="smollm2-135m-instruct")
+ARBOR_SYSTEM_PROMPT = env("ARBOR_SYSTEM_PROMPT", default="You are a helpful assistant.")
+ARBOR_MAX_OUTPUT_TOKENS = env("ARBOR_MAX_OUTPUT_TOKENS", default=512, cast=int)
+ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
+# Seconds: connecting to the model, and the longest silence allowed inside a streamed reply.
+ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
+ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
+# The Celery queue runs are sent to (workers consume it with -Q; the default queue is "celery").
+ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="celery")
+# A running run whose worker has not written a heartbeat for this many seconds is failed by the reaper.
+ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float)
+ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)
+# A queued run older than this with no worker on it is enqueued again (at-least-once delivery).
+ARBOR_REQUEUE_AFTER_SECONDS = env("ARBOR_REQUEUE_AFTER_SECONDS", default=120.0, cast=float)
+# How long the events of a finished run stay in the stream for late or reloading clients.
+ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3600, cast=int)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+}

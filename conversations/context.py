@@ -1,0 +1,81 @@
+"""Building the context a run sends to the model, and rebuilding it exactly later.
+
+The context of a run is the system prompt, the messages on the path from the root to the run's
+parent, and the run's own messages so far (its input, then any tool traffic). Nothing is copied per
+run: a model call's step stores a small *spec* (``ContextSpec``) from which the same list of
+messages is rebuilt, plus the SHA-256 of the exact JSON sent, so a rebuild is checked, not trusted.
+Ancestors are immutable once finished, so a rebuild reads what was read then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from .models import Message, Run
+
+
+@dataclass
+class ContextSpec:
+    """What a model call's context was made of (stored in ``Step.request["context"]``).
+
+    ``own_upto``: the run's own messages with ``position < own_upto`` are included.
+    ``from_depth``: ancestors shallower than this were left out (a memory window or compaction).
+    ``replaced``: message id → content sent instead (truncated tool results, for example).
+    ``summary``: ``{"id", "text"}`` of a compaction summary sent after the system prompt, or None.
+    ``dropped``: ids of messages on the path that were left out (memory_id isolation, windows).
+    """
+
+    system: str | None
+    own_upto: int
+    from_depth: int = 0
+    replaced: dict[str, str] = field(default_factory=dict)
+    summary: dict | None = None
+    dropped: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContextSpec:
+        return cls(**data)
+
+
+def digest(messages: list[dict]) -> str:
+    """SHA-256 of the canonical JSON of a message list (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def path_messages(run: Run | str) -> list[Message]:
+    """Messages from the root to ``run`` inclusive, in order: one query at any depth."""
+    return list(Message.objects.on_path_to(run, inclusive=True))
+
+
+def render(spec: ContextSpec, run: Run, messages: list[Message]) -> list[dict]:
+    """The OpenAI-format messages that ``spec`` selects from ``messages`` (the path to ``run``)."""
+    out: list[dict] = []
+    if spec.system:
+        out.append({"role": "system", "content": spec.system})
+    if spec.summary:
+        out.append({"role": "system", "content": spec.summary["text"]})
+    dropped = set(spec.dropped)
+    for message in messages:
+        own = message.run_id == run.pk
+        if own and message.position >= spec.own_upto:
+            continue
+        if not own and message.run.depth < spec.from_depth:
+            continue
+        if message.pk in dropped:
+            continue
+        data = message.as_openai()
+        if str(message.pk) in spec.replaced:
+            data["content"] = spec.replaced[str(message.pk)]
+        out.append(data)
+    return out
+
+
+def rebuild(run: Run, spec_json: dict) -> list[dict]:
+    """The exact messages a model call of ``run`` sent, from the spec its step stored."""
+    spec = ContextSpec.from_json(spec_json)
+    return render(spec, run, path_messages(run))

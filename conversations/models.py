@@ -1,0 +1,318 @@
+"""Sessions, runs, messages and steps.
+
+Runs form the conversation tree (each run has a parent run); steps form each run's call tree.
+A fork is a new session whose first runs hang under a run of another session: ancestors are never
+copied, because a finished run is immutable, so they are shared by every session that descends from
+them. Reading a path is one recursive CTE (SQLite and PostgreSQL both have ``WITH RECURSIVE``);
+appending a turn writes a constant number of rows whatever the depth.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import connection, models
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class SessionQuerySet(models.QuerySet):
+    def alive(self) -> SessionQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+    def owned_by(self, user) -> SessionQuerySet:
+        return self.filter(owner=user)
+
+
+class Session(models.Model):
+    """A conversation: a tree of runs the owner explores, and the leaf they look at (``active_run``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arbor_sessions")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    active_run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The leaf the owner is looking at; kept across reloads and devices.",
+    )
+    forked_from_run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.PROTECT, related_name="forks",
+        help_text="Set on a fork: the run of another session this session continues from.",
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="session_owner_updated")]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.pk}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def visible_runs(self) -> RunQuerySet:
+        """Every run of this session's tree: its own runs and, for a fork, the shared ancestors."""
+        own = Q_session(self)
+        if self.forked_from_run_id is None:
+            return Run.objects.filter(own)
+        return Run.objects.filter(own | models.Q(pk__in=_ancestor_ids_sql(self.forked_from_run_id, inclusive=True)))
+
+    def can_branch_from(self, run: Run) -> bool:
+        """A run may be the parent of a new run of this session if it is in this session's tree."""
+        if run.session_id == self.pk:
+            return True
+        if self.forked_from_run_id is None:
+            return False
+        return Run.objects.ancestor_of(self.forked_from_run_id, inclusive=True).filter(pk=run.pk).exists()
+
+
+def Q_session(session: Session) -> models.Q:  # noqa: N802 - reads like a Q object
+    return models.Q(session_id=session.pk)
+
+
+def _db_uuid(value) -> str | uuid.UUID:
+    """A UUID as the database stores it (hex without dashes on SQLite, native on PostgreSQL)."""
+    return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
+
+
+def _ancestor_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
+    """Ids of a run's ancestors, root included, by one recursive CTE walking ``parent_run_id`` up."""
+    table = Run._meta.db_table
+    sql = (
+        f"WITH RECURSIVE path(id, parent_run_id) AS ("
+        f" SELECT id, parent_run_id FROM {table} WHERE id = %s"
+        f" UNION ALL"
+        f" SELECT r.id, r.parent_run_id FROM {table} r JOIN path p ON r.id = p.parent_run_id"
+        f") SELECT id FROM path" + ("" if inclusive else " WHERE id <> %s")
+    )
+    params = [_db_uuid(run_id)] if inclusive else [_db_uuid(run_id), _db_uuid(run_id)]
+    return RawSQL(sql, params)
+
+
+def _descendant_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
+    """Ids of a run's descendants by one recursive CTE walking children down."""
+    table = Run._meta.db_table
+    sql = (
+        f"WITH RECURSIVE sub(id) AS ("
+        f" SELECT id FROM {table} WHERE id = %s"
+        f" UNION ALL"
+        f" SELECT r.id FROM {table} r JOIN sub s ON r.parent_run_id = s.id"
+        f") SELECT id FROM sub" + ("" if inclusive else " WHERE id <> %s")
+    )
+    params = [_db_uuid(run_id)] if inclusive else [_db_uuid(run_id), _db_uuid(run_id)]
+    return RawSQL(sql, params)
+
+
+def _pk(run_or_id):
+    return getattr(run_or_id, "pk", run_or_id)
+
+
+class RunQuerySet(models.QuerySet):
+    """Tree reads, chainable and named like Wagtail's page queries (``ancestor_of``, ...)."""
+
+    def ancestor_of(self, run, *, inclusive: bool = False) -> RunQuerySet:
+        """Runs on the path from the root to ``run`` (a Run or its id); ``inclusive`` adds ``run``."""
+        return self.filter(pk__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive))
+
+    def descendant_of(self, run, *, inclusive: bool = False) -> RunQuerySet:
+        return self.filter(pk__in=_descendant_ids_sql(_pk(run), inclusive=inclusive))
+
+    def children_of(self, run) -> RunQuerySet:
+        return self.filter(parent_run_id=_pk(run))
+
+    def sibling_of(self, run: Run, *, inclusive: bool = True) -> RunQuerySet:
+        """Runs sharing ``run``'s parent (roots of the same session count as siblings)."""
+        if run.parent_run_id is None:
+            qs = self.filter(parent_run__isnull=True, session_id=run.session_id)
+        else:
+            qs = self.filter(parent_run_id=run.parent_run_id)
+        return qs if inclusive else qs.exclude(pk=run.pk)
+
+    def active(self) -> RunQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def finished(self) -> RunQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+
+class Run(models.Model):
+    """One turn: a user input and the model's answer. ``id`` is the run_id (a UUID)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="runs")
+    parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    depth = models.PositiveIntegerField(default=0, help_text="0 for a root run; parent's depth + 1 otherwise.")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    model = models.CharField(max_length=200)
+    params = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_counted = models.BooleanField(
+        default=False, help_text="True when the endpoint reported no usage and Arbor counted the tokens itself.",
+    )
+    finish_reason = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_type = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["parent_run", "created_at"], name="run_parent_created"),
+            models.Index(fields=["session", "created_at"], name="run_session_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.pk
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def usage(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+    @property
+    def error(self) -> dict | None:
+        if not self.error_type and not self.error_message:
+            return None
+        return {"type": self.error_type, "message": self.error_message}
+
+    def latency_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def time_to_first_token_seconds(self) -> float | None:
+        if self.started_at and self.first_token_at:
+            return (self.first_token_at - self.started_at).total_seconds()
+        return None
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class MessageQuerySet(models.QuerySet):
+    def on_path_to(self, run, *, inclusive: bool = True) -> MessageQuerySet:
+        """Messages of every run from the root to ``run``, in conversation order, in one query."""
+        return (
+            self.filter(run_id__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive))
+            .select_related("run")
+            .order_by("run__depth", "position")
+        )
+
+
+class Message(models.Model):
+    """A message of a run, in order (``position``): the user input, tool traffic, the answer."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveSmallIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    name = models.CharField(max_length=100, blank=True)
+    tool_calls = models.JSONField(null=True, blank=True)
+    tool_call_id = models.CharField(max_length=100, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "position"], name="message_run_position")]
+        ordering = ["run_id", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    def as_openai(self) -> dict:
+        """The message in the OpenAI chat format (``{"role", "content", ...}``)."""
+        data: dict = {"role": self.role, "content": self.content}
+        if self.name:
+            data["name"] = self.name
+        if self.tool_calls:
+            data["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            data["tool_call_id"] = self.tool_call_id
+        return data
+
+
+class StepKind(models.TextChoices):
+    CONTEXT = "context", "context build"
+    LLM_CALL = "llm_call", "model call"
+    TOOL_CALL = "tool_call", "tool call"
+    COMPACTION = "compaction", "compaction"
+    AGENT_CALL = "agent_call", "nested agent call"
+
+
+class Step(models.Model):
+    """One node of a run's trace: context build, model call, tool call, compaction, nested agent."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    parent_step = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    kind = models.CharField(max_length=16, choices=StepKind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    request = models.JSONField(default=dict, blank=True, help_text="What was sent, API keys masked.")
+    response = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name}".strip()
+
+    def duration_seconds(self) -> float | None:
+        if self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class RunEvent(models.Model):
+    """A run's stream event when streams live in the database (embedded mode, no Redis)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=16)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runevent_run_seq")]

@@ -1,0 +1,89 @@
+"""Server-Sent Events for a run (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+
+Each stream event becomes ``id: <event id>`` / ``event: <type>`` / ``data: <payload>``. A client
+that reconnects with ``Last-Event-ID`` gets only what came after that id; one that connects without
+it gets everything from the start of the run, so a reload mid-stream shows the whole reply so far and
+continues. Every reader reads the same stream, so a second tab sees the same reply. A finished run
+whose stream has expired is answered from the database (one ``delta`` with the whole answer, then
+``done``). A comment line is sent after 15 s of silence to keep proxies from closing the connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+
+from asgiref.sync import sync_to_async
+from django.http import StreamingHttpResponse
+from django.utils.html import escape
+
+from .models import FINISHED_STATUSES, Run
+from .streams import TERMINAL, Event, get_stream
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def format_json(event: Event) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.data)}\n\n"
+
+
+def format_html(event: Event) -> str:
+    """For the htmx SSE extension: deltas as escaped text; other events carry their JSON."""
+    if event.type == "delta":
+        payload = escape(event.data.get("text", ""))
+    elif event.type == "restart":  # a fresh element for the deltas of the new attempt
+        payload = '<span class="stream-text" sse-swap="delta" hx-swap="beforeend"></span>'
+    else:
+        payload = json.dumps(event.data)
+    lines = payload.split("\n")
+    data = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {event.id}\nevent: {event.type}\n{data}\n"
+
+
+def _from_database(run_id) -> list[Event]:
+    run = Run.objects.get(pk=run_id)
+    answer = run.messages.filter(position__gt=0, role="assistant").order_by("-position").values_list("content", flat=True).first()
+    events = []
+    if answer:
+        events.append(Event("db-1", "delta", {"text": answer}))
+    events.append(Event("db-2", TERMINAL, {"status": run.status, "error": run.error, "usage": run.usage}))
+    return events
+
+
+def _run_state(run_id) -> tuple[str, bool]:
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status, get_stream().exists(run_id)
+
+
+async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str]) -> AsyncIterator[str]:
+    stream = get_stream()
+    state = sync_to_async(_run_state, thread_sensitive=False)
+    status, exists = await state(run_id)
+    if not exists and status in FINISHED_STATUSES:
+        if not (last_event_id or "").startswith("db-"):
+            for event in await sync_to_async(_from_database, thread_sensitive=False)(run_id):
+                yield fmt(event)
+        return
+    async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
+        if event is None:
+            status, exists = await state(run_id)
+            if status in FINISHED_STATUSES and not exists:
+                for late in await sync_to_async(_from_database, thread_sensitive=False)(run_id):
+                    if late.type == TERMINAL:
+                        yield fmt(late)
+                return
+            yield ": keepalive\n\n"
+            continue
+        yield fmt(event)
+        if event.type == TERMINAL:
+            return
+
+
+def sse_response(run_id, last_event_id: str | None, *, html: bool = False) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        run_events(run_id, last_event_id, format_html if html else format_json),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

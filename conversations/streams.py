@@ -1,0 +1,166 @@
+"""Run event streams: what a worker publishes while a run executes, read by SSE clients.
+
+An event is ``(event_id, type, data)``: ``type`` is ``status`` (``{"status": ...}``), ``delta``
+(``{"text": ...}``), ``restart`` (a redelivered run starts its answer again: clear the text) or
+``done`` (``{"status", "error", "usage"}``, the last event of a run). Event ids are opaque strings
+that increase within a run; a client resumes after one with SSE's ``Last-Event-ID``.
+
+Two backends, chosen by ``settings.ARBOR_STREAM_URL``:
+
+* ``redis://…`` — one Redis Stream per run (``XADD``/``XREAD BLOCK``): pushes, shared by every
+  process, expires ``ARBOR_STREAM_RETENTION_SECONDS`` after the run ends.
+* ``db`` — rows of :class:`conversations.models.RunEvent`, polled every 25 ms: for the embedded
+  single-machine set-up that has no Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import cache
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+TERMINAL = "done"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict
+
+
+class RedisRunStream:
+    """Run events in Redis Streams, one stream per run (``arbor:run:<run_id>``)."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.url = url
+        self._sync = redis.Redis.from_url(url)
+
+    @staticmethod
+    def key(run_id) -> str:
+        return f"arbor:run:{run_id}"
+
+    def publish(self, run_id, type: str, data: dict | None = None) -> str:
+        key = self.key(run_id)
+        event_id = self._sync.xadd(key, {"type": type, "data": json.dumps(data or {})})
+        if type == TERMINAL:
+            self._sync.expire(key, settings.ARBOR_STREAM_RETENTION_SECONDS)
+        return event_id.decode()
+
+    def exists(self, run_id) -> bool:
+        return bool(self._sync.exists(self.key(run_id)))
+
+    def events(self, run_id, after: str | None = None) -> list[Event]:
+        """Every event after ``after`` that is there now (no waiting)."""
+        rows = self._sync.xrange(self.key(run_id), min=f"({after}" if after else "-", max="+")
+        return [self._event(i, f) for i, f in rows]
+
+    @staticmethod
+    def _event(event_id, fields) -> Event:
+        return Event(event_id.decode(), fields[b"type"].decode(), json.loads(fields[b"data"]))
+
+    async def listen(self, run_id, after: str | None, wait_seconds: float) -> AsyncIterator[Event | None]:
+        """Yield events after ``after`` as they arrive; ``None`` after ``wait_seconds`` of silence."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url)
+        cursor = after or "0-0"
+        try:
+            while True:
+                reply = await client.xread({self.key(run_id): cursor}, block=int(wait_seconds * 1000), count=200)
+                if not reply:
+                    yield None
+                    continue
+                for event_id, fields in reply[0][1]:
+                    event = self._event(event_id, fields)
+                    cursor = event.id
+                    yield event
+        finally:
+            await client.aclose()
+
+    def delete(self, run_id) -> None:
+        self._sync.delete(self.key(run_id))
+
+
+class DatabaseRunStream:
+    """Run events as rows of ``RunEvent``; readers poll. For the embedded set-up without Redis."""
+
+    poll_seconds = 0.025
+
+    def publish(self, run_id, type: str, data: dict | None = None) -> str:
+        from django.db import IntegrityError, transaction
+        from django.db.models import Max
+
+        from .models import RunEvent
+
+        for _ in range(5):
+            last = RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
+            try:
+                with transaction.atomic():
+                    RunEvent.objects.create(run_id=run_id, seq=last + 1, type=type, data=data or {})
+                return str(last + 1)
+            except IntegrityError:  # a concurrent publisher took that seq; take the next one
+                continue
+        raise RuntimeError(f"could not publish to the stream of run {run_id}")
+
+    def exists(self, run_id) -> bool:
+        from .models import RunEvent
+
+        return RunEvent.objects.filter(run_id=run_id).exists()
+
+    def events(self, run_id, after: str | None = None) -> list[Event]:
+        from .models import RunEvent
+
+        rows = RunEvent.objects.filter(run_id=run_id, seq__gt=_seq(after)).order_by("seq")
+        return [Event(str(r.seq), r.type, r.data) for r in rows]
+
+    async def listen(self, run_id, after: str | None, wait_seconds: float) -> AsyncIterator[Event | None]:
+        cursor = after
+        silent = 0.0
+        fetch = sync_to_async(self.events, thread_sensitive=False)
+        while True:
+            batch = await fetch(run_id, cursor)
+            for event in batch:
+                cursor = event.id
+                yield event
+            if batch:
+                silent = 0.0
+                continue
+            await asyncio.sleep(self.poll_seconds)
+            silent += self.poll_seconds
+            if silent >= wait_seconds:
+                silent = 0.0
+                yield None
+
+    def delete(self, run_id) -> None:
+        from .models import RunEvent
+
+        RunEvent.objects.filter(run_id=run_id).delete()
+
+
+def _seq(event_id: str | None) -> int:
+    try:
+        return int(event_id) if event_id else 0
+    except ValueError:
+        return 0
+
+
+@cache
+def _stream_for(url: str) -> RedisRunStream | DatabaseRunStream:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisRunStream(url)
+    if url == "db":
+        return DatabaseRunStream()
+    raise ValueError(f"ARBOR_STREAM_URL must be a redis:// URL or 'db', not {url!r}")
+
+
+def get_stream() -> RedisRunStream | DatabaseRunStream:
+    """The configured stream backend (one per URL and process)."""
+    return _stream_for(settings.ARBOR_STREAM_URL)

@@ -1,0 +1,111 @@
+"""Token counting without downloads.
+
+Order of preference for a model served at an OpenAI-compatible ``base_url``:
+
+1. the server's own tokenizer — llama-cpp-python's ``POST /extras/tokenize/count`` or llama.cpp
+   server's ``POST /tokenize`` — exact for the local model;
+2. an estimate: ``ceil(characters / chars_per_token)``, where ``chars_per_token`` starts at 4.0
+   (the usual figure for English BPE vocabularies) and is corrected towards the ratio seen in the
+   usage the endpoint reports (:meth:`TokenCounter.observe`).
+
+Counting errors against reported usage are measured by ``bench/`` and reported there.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+
+import httpx
+
+# Tokens a chat template adds around each message (role markers, separators) when counting a
+# context from its messages: ChatML-style templates add about four.
+PER_MESSAGE_OVERHEAD = 4
+
+
+@dataclass
+class TokenCounter:
+    """Counts tokens for one endpoint. Thread-safe; one instance per base URL (:func:`counter_for`)."""
+
+    base_url: str
+    chars_per_token: float = 4.0
+    timeout: float = 2.0
+    _mode: str | None = None  # "llama_cpp_python", "llama_cpp", or "estimate"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def _root(self) -> str:
+        root = self.base_url.rstrip("/")
+        return root[: -len("/v1")] if root.endswith("/v1") else root
+
+    def _probe(self) -> str:
+        if self._mode is not None:
+            return self._mode
+        with self._lock:
+            if self._mode is None:
+                self._mode = "estimate"
+                for mode in ("llama_cpp_python", "llama_cpp"):
+                    try:
+                        if self._remote_count("probe", mode) is not None:
+                            self._mode = mode
+                            break
+                    except httpx.HTTPError:
+                        continue
+        return self._mode
+
+    def _remote_count(self, text: str, mode: str) -> int | None:
+        if mode == "llama_cpp_python":
+            r = httpx.post(f"{self._root}/extras/tokenize/count", json={"input": text}, timeout=self.timeout)
+            if r.status_code == 200 and "count" in r.json():
+                return int(r.json()["count"])
+        elif mode == "llama_cpp":
+            r = httpx.post(f"{self._root}/tokenize", json={"content": text}, timeout=self.timeout)
+            if r.status_code == 200 and "tokens" in r.json():
+                return len(r.json()["tokens"])
+        return None
+
+    @property
+    def exact(self) -> bool:
+        """True when counts come from the server's own tokenizer."""
+        return self._probe() != "estimate"
+
+    def estimate(self, text: str) -> int:
+        return math.ceil(len(text) / self.chars_per_token) if text else 0
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text`` (no template overhead)."""
+        if not text:
+            return 0
+        mode = self._probe()
+        if mode != "estimate":
+            try:
+                counted = self._remote_count(text, mode)
+                if counted is not None:
+                    return counted
+            except httpx.HTTPError:
+                pass
+        return self.estimate(text)
+
+    def count_messages(self, messages: list[dict]) -> int:
+        """Tokens of a chat context: each message's content and tool calls plus template overhead."""
+        total = 0
+        for message in messages:
+            total += PER_MESSAGE_OVERHEAD + self.count(message.get("content") or "")
+            if message.get("tool_calls"):
+                import json
+
+                total += self.count(json.dumps(message["tool_calls"]))
+        return total
+
+    def observe(self, text_chars: int, reported_tokens: int) -> None:
+        """Correct the estimate with a usage figure the endpoint reported for ``text_chars`` characters."""
+        if reported_tokens > 0 and text_chars > 0:
+            seen = text_chars / reported_tokens
+            self.chars_per_token = 0.8 * self.chars_per_token + 0.2 * seen
+
+
+@cache
+def counter_for(base_url: str) -> TokenCounter:
+    return TokenCounter(base_url=base_url)

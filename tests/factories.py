@@ -1,0 +1,72 @@
+"""factory_boy factories for the conversation tree."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from conversations.models import Message, Role, Run, RunStatus, Session
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-123456")
+
+
+class SessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Session
+
+    owner = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"Session {n}")
+
+
+class RunFactory(factory.django.DjangoModelFactory):
+    """A finished run (succeeded) with its user and assistant messages."""
+
+    class Meta:
+        model = Run
+        skip_postgeneration_save = True
+
+    session = factory.SubFactory(SessionFactory)
+    parent_run = None
+    depth = factory.LazyAttribute(lambda o: 0 if o.parent_run is None else o.parent_run.depth + 1)
+    status = RunStatus.SUCCEEDED
+    model = "fake-model"
+    finished_at = factory.LazyFunction(timezone.now)
+
+    @factory.post_generation
+    def turn(obj, create, extracted, **kwargs):
+        if not create:
+            return
+        text_in, text_out = extracted if extracted else (f"question {obj.depth}", f"answer {obj.depth}")
+        Message.objects.create(run=obj, position=0, role=Role.USER, content=text_in)
+        if text_out is not None:
+            Message.objects.create(run=obj, position=1, role=Role.ASSISTANT, content=text_out)
+
+
+def build_chain(session: Session, depth: int, parent: Run | None = None) -> list[Run]:
+    """``depth`` finished runs in a line under ``parent``, with bulk inserts (fast at depth 5,000)."""
+    import uuid
+
+    runs: list[Run] = []
+    messages: list[Message] = []
+    now = timezone.now()
+    base = 0 if parent is None else parent.depth + 1
+    for i in range(depth):
+        run = Run(id=uuid.uuid4(), session=session, parent_run=runs[-1] if runs else parent, depth=base + i,
+                  status=RunStatus.SUCCEEDED, model="fake-model", created_at=now, finished_at=now)
+        runs.append(run)
+        messages.append(Message(run=run, position=0, role=Role.USER, content=f"question {base + i}"))
+        messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content=f"answer {base + i}"))
+    Run.objects.bulk_create(runs, batch_size=500)
+    Message.objects.bulk_create(messages, batch_size=1000)
+    if runs:
+        Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
+        session.active_run = runs[-1]
+    return runs

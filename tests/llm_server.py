@@ -1,0 +1,221 @@
+"""A scriptable OpenAI-compatible model server on loopback, for tests and benchmarks.
+
+Real HTTP and real SSE (``text/event-stream``, ``data: {...}`` chunks, ``data: [DONE]``), served by
+the standard library's ``ThreadingHTTPServer`` on 127.0.0.1. The reply is scripted by directives in
+the last user message, so a worker in another process can be steered without shared state:
+
+==========================  ========================================================================
+``[[reply:TEXT]]``          answer TEXT (default: ``Echo: <last user message without directives>``)
+``[[tokens:N]]``            answer ``w0 w1 … w(N-1)``
+``[[delay:S]]``             S seconds between tokens (default 0.005)
+``[[first_delay:S]]``       S seconds before the first token
+``[[status:CODE]]``         answer HTTP CODE with a JSON error body, no stream
+``[[fail_first:N]]``        the first N requests with this exact input get HTTP 503, later ones succeed
+``[[break_after:K]]``       send K tokens, then close the connection (no finish_reason, no [DONE])
+``[[malformed]]``           send one chunk that is not JSON
+``[[hang]]``                send the headers, then nothing for 120 s
+``[[no_usage]]``            leave out the usage chunk (as llama.cpp's server does)
+==========================  ========================================================================
+
+Every request body is kept; ``GET /_requests`` returns them, ``POST /_reset`` clears them. For
+each streamed reply the server records ``first_token_sent`` (``time.time()``) in that log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*?))?\]\]", re.S)
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content") or ""
+            if isinstance(content, list):
+                content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return content
+    return ""
+
+
+def parse_script(messages: list[dict]) -> tuple[dict, str]:
+    text = _last_user_text(messages)
+    script = {name: (value if value is not None else True) for name, value in DIRECTIVE.findall(text)}
+    return script, DIRECTIVE.sub("", text).strip()
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.failures: dict[str, int] = {}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "FakeLLM/1.0"
+    protocol_version = "HTTP/1.1"
+    state: _State
+
+    def log_message(self, format, *args):  # quiet
+        pass
+
+    def _json(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.rstrip("/") == "/v1/models":
+            return self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        if self.path == "/_requests":
+            with self.state.lock:
+                return self._json(200, {"requests": list(self.state.requests)})
+        return self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path == "/_reset":
+            with self.state.lock:
+                self.state.requests.clear()
+                self.state.failures.clear()
+            return self._json(200, {"ok": True})
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return self._json(400, {"error": {"message": "invalid JSON"}})
+        if self.path.rstrip("/") == "/v1/chat/completions":
+            return self._chat(body)
+        return self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _chat(self, body: dict) -> None:
+        messages = body.get("messages") or []
+        script, plain = parse_script(messages)
+        record = {"body": body, "received": time.time(), "authorization": self.headers.get("Authorization")}
+        with self.state.lock:
+            self.state.requests.append(record)
+        if "fail_first" in script:
+            key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+            with self.state.lock:
+                seen = self.state.failures.get(key, 0)
+                self.state.failures[key] = seen + 1
+            if seen < int(script["fail_first"]):
+                return self._json(503, {"error": {"message": "temporarily overloaded", "type": "server_error"}})
+        if "status" in script:
+            code = int(script["status"])
+            return self._json(code, {"error": {"message": f"scripted HTTP {code}", "type": "scripted"}})
+        if "tokens" in script:
+            tokens = [f"w{i}" if i == 0 else f" w{i}" for i in range(int(script["tokens"]))]
+        else:
+            reply = script["reply"] if isinstance(script.get("reply"), str) else f"Echo: {plain}"
+            tokens = re.findall(r"\s*\S+|\s+", reply) or [reply]
+        prompt_tokens = sum(len((m.get("content") or "").split()) + 4 for m in messages)
+        if not body.get("stream"):
+            return self._json(200, {
+                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake-model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)},
+            })
+        self._stream(body, script, tokens, prompt_tokens, record)
+
+    def _stream(self, body, script, tokens, prompt_tokens, record) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        model = body.get("model", "fake-model")
+
+        def send(payload) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            self.wfile.write(f"data: {data}\n\n".encode())
+            self.wfile.flush()
+
+        def chunk(delta: dict, finish=None) -> dict:
+            return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        try:
+            if "hang" in script:
+                time.sleep(120)
+                return
+            send(chunk({"role": "assistant", "content": ""}))
+            if "first_delay" in script:
+                time.sleep(float(script["first_delay"]))
+            if "malformed" in script:
+                self.wfile.write(b"data: {this is not json\n\n")
+                self.wfile.flush()
+                return
+            delay = float(script.get("delay", 0.005))
+            limit = int(script["break_after"]) if "break_after" in script else None
+            for i, token in enumerate(tokens):
+                if limit is not None and i >= limit:
+                    return  # connection closes: no finish_reason, no [DONE]
+                send(chunk({"content": token}))
+                if i == 0:
+                    record["first_token_sent"] = time.time()
+                if delay:
+                    time.sleep(delay)
+            if limit is not None and limit >= len(tokens):
+                return
+            send(chunk({}, finish="stop"))
+            if "no_usage" not in script and (body.get("stream_options") or {}).get("include_usage"):
+                send({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
+                      "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
+                                "total_tokens": prompt_tokens + len(tokens)}})
+            send("[DONE]")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+class FakeLLMServer:
+    """Start with :meth:`start`; ``base_url`` is ``http://127.0.0.1:<port>/v1``."""
+
+    def __init__(self, port: int = 0):
+        handler = type("BoundHandler", (Handler,), {"state": _State()})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        self.state = handler.state
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="fake-llm")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeLLMServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def requests(self) -> list[dict]:
+        with self.state.lock:
+            return list(self.state.requests)
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.requests.clear()
+            self.state.failures.clear()
+
+
+if __name__ == "__main__":  # python -m tests.llm_server [port]
+    import sys
+
+    server = FakeLLMServer(int(sys.argv[1]) if len(sys.argv) > 1 else 8002).start()
+    print(server.base_url, flush=True)
+    server.thread.join()

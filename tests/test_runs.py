@@ -1,0 +1,159 @@
+"""Runs executed by a real Celery worker process against the scripted model server (real HTTP+SSE)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conversations import context as ctx
+from conversations import services
+from conversations.models import Message, Run, RunStatus, Step, StepKind
+from tests.conftest import wait_for
+from tests.factories import SessionFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+
+def finished(run_id, timeout=30.0) -> Run:
+    return wait_for(lambda: (r := Run.objects.get(pk=run_id)).is_finished and r, timeout, message=f"run {run_id} to finish")
+
+
+def test_run_streams_stores_answer_usage_and_timings(celery_worker, llm_server, user):
+    """A run goes queued → running → succeeded; the answer, usage, timings and trace are stored."""
+    session = SessionFactory(owner=user)
+    run = services.run_start(session=session, input="hello there")
+    run = finished(run.pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    answer = Message.objects.get(run=run, position=1)
+    assert answer.role == "assistant" and answer.content == "Echo: hello there"
+    assert run.prompt_tokens > 0 and run.completion_tokens == 3 and not run.usage_counted
+    assert run.created_at <= run.started_at <= run.first_token_at <= run.finished_at
+    assert list(Step.objects.filter(run=run).values_list("kind", flat=True)) == [StepKind.CONTEXT, StepKind.LLM_CALL]
+    sent = llm_server.requests[-1]["body"]["messages"]
+    assert sent == [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "hello there"}]
+
+
+def test_context_is_the_path_and_rebuilds_exactly(celery_worker, llm_server, user):
+    """The second turn sends turn one and its answer; the stored spec rebuilds the same messages."""
+    session = SessionFactory(owner=user)
+    first = finished(services.run_start(session=session, input="one").pk)
+    second = finished(services.run_start(session=session, input="two").pk)
+    assert second.parent_run_id == first.pk
+    sent = llm_server.requests[-1]["body"]["messages"]
+    assert [m["content"] for m in sent] == ["You are a helpful assistant.", "one", "Echo: one", "two"]
+    step = Step.objects.get(run=second, kind=StepKind.LLM_CALL)
+    assert ctx.rebuild(second, step.request["context"]) == sent
+    assert ctx.digest(sent) == step.request["sha256"]
+
+
+def test_usage_is_counted_when_the_endpoint_sends_none(celery_worker, user):
+    session = SessionFactory(owner=user)
+    run = finished(services.run_start(session=session, input="count me [[no_usage]]").pk)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.usage_counted and run.prompt_tokens > 0 and run.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("directive", "error_type"),
+    [
+        ("[[status:400]]", "http_error"),
+        ("[[break_after:3]]", "broken_stream"),
+        ("[[malformed]]", "malformed_response"),
+    ],
+)
+def test_failures_are_readable_and_keep_partial_text(celery_worker, user, directive, error_type):
+    session = SessionFactory(owner=user)
+    run = finished(services.run_start(session=session, input=f"fail please {directive}").pk)
+    assert run.status == RunStatus.FAILED
+    assert run.error_type == error_type and run.error_message
+    if directive == "[[break_after:3]]":
+        partial = Message.objects.get(run=run, position=1)
+        assert partial.content == "Echo: fail please" and partial.metadata["partial"] is True
+
+
+def test_transient_errors_are_retried_with_backoff(celery_worker, llm_server, user):
+    """Two 503s, then success: Celery retries the task; the run succeeds with one answer."""
+    session = SessionFactory(owner=user)
+    run = finished(services.run_start(session=session, input="flaky [[fail_first:2]]").pk, timeout=60)
+    assert run.status == RunStatus.SUCCEEDED and run.attempts == 3
+    assert Message.objects.filter(run=run, role="assistant").count() == 1
+    assert len(llm_server.requests) == 3
+
+
+def test_persistent_5xx_fails_after_retries(celery_worker, user):
+    session = SessionFactory(owner=user)
+    run = finished(services.run_start(session=session, input="down [[status:503]]").pk, timeout=90)
+    assert run.status == RunStatus.FAILED and run.error_type == "http_error" and "503" in run.error_message
+    assert run.attempts == 4
+
+
+def test_cancel_stops_generation_within_a_second(celery_worker, user):
+    session = SessionFactory(owner=user)
+    run = services.run_start(session=session, input="long [[tokens:2000]] [[delay:0.02]]")
+    wait_for(lambda: Run.objects.get(pk=run.pk).first_token_at, message="first token")
+    services.run_cancel(run=Run.objects.get(pk=run.pk))
+    import time
+
+    cancelled_at = time.monotonic()
+    stopped = wait_for(lambda: (r := Run.objects.get(pk=run.pk)).finished_at and r, timeout=5)
+    assert time.monotonic() - cancelled_at < 1.0
+    assert stopped.status == RunStatus.CANCELLED
+    partial = Message.objects.get(run=run, position=1).content
+    assert partial.startswith("w0 w1") and len(partial.split()) < 2000
+
+
+def test_redelivered_task_never_duplicates(celery_worker, user):
+    """Running the task again for a finished run changes nothing (claim by conditional update)."""
+    session = SessionFactory(owner=user)
+    run = finished(services.run_start(session=session, input="once").pk)
+    services.run_execute(run_id=str(run.pk))
+    from conversations.tasks import execute_run
+
+    execute_run.delay(str(run.pk))
+    import time
+
+    time.sleep(1)
+    assert Message.objects.filter(run=run).count() == 2
+    assert Run.objects.get(pk=run.pk).attempts == 1
+
+
+def test_worker_killed_mid_run_is_recovered(worker_factory, user, settings):
+    """SIGKILL the worker mid-stream: the reaper sees the stale heartbeat, a live worker reclaims the
+    run, regenerates the answer from the start and writes it once; clients get a restart event."""
+    from conversations.streams import get_stream
+
+    doomed = worker_factory(ARBOR_STALE_RUN_SECONDS="2")
+    session = SessionFactory(owner=user)
+    run = services.run_start(session=session, input="survive [[tokens:300]] [[delay:0.02]]")
+    wait_for(lambda: Run.objects.get(pk=run.pk).first_token_at, message="first token")
+    doomed.kill()
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    worker_factory(ARBOR_STALE_RUN_SECONDS="2")
+    settings.ARBOR_STALE_RUN_SECONDS = 2
+    wait_for(lambda: services.reap_stale_runs()["requeued"], timeout=15, interval=0.5, message="reaper")
+    run = finished(run.pk, timeout=30)
+    assert run.status == RunStatus.SUCCEEDED and run.attempts == 2
+    answer = Message.objects.filter(run=run, role="assistant")
+    assert answer.count() == 1 and len(answer.get().content.split()) == 300
+    assert "restart" in [e.type for e in get_stream().events(run.pk)]
+
+
+def test_run_given_up_after_repeated_worker_loss_keeps_partial_text(user, settings):
+    """A run whose workers keep dying is failed by the reaper with a readable reason and its partial text."""
+    from django.utils import timezone
+
+    from conversations.streams import get_stream
+
+    session = SessionFactory(owner=user)
+    run = Run.objects.create(session=session, depth=0, model="fake-model", status=RunStatus.RUNNING, attempts=3,
+                             heartbeat_at=timezone.now() - timezone.timedelta(minutes=5))
+    Message.objects.create(run=run, position=0, role="user", content="hi")
+    stream = get_stream()
+    stream.publish(run.pk, "delta", {"text": "partial "})
+    stream.publish(run.pk, "delta", {"text": "answer"})
+    counts = services.reap_stale_runs()
+    run.refresh_from_db()
+    assert counts["failed"] == 1 and run.status == RunStatus.FAILED and run.error_type == "worker_lost"
+    assert Message.objects.get(run=run, position=1).content == "partial answer"
+    assert json.dumps(stream.events(run.pk)[-1].data).find("worker_lost") > 0
