@@ -9,5 +9,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    path("compare/", include("comparisons.urls")),
+    path("audit/", include("audit.urls")),
+    path("archive/", include("archive.urls")),
     path("", include("conversations.urls")),
 ]

@@ -54,6 +54,10 @@ class Session(models.Model):
         help_text="Set on a fork: the run of another session this session continues from.",
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+    default_agent = models.ForeignKey(
+        "memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The agent that answers when the chat box names none.",
+    )
 
     objects = SessionQuerySet.as_manager()
 
@@ -162,6 +166,11 @@ class Run(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
+    agent = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    memory_id = models.CharField(
+        max_length=100, default="default", db_index=True,
+        help_text="The memory id of the agent that answered (copied: history must not change if the agent does).",
+    )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     usage_counted = models.BooleanField(

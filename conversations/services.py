@@ -17,6 +17,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
+from memory.models import DEFAULT_MEMORY_ID
 from memory.tokens import counter_for
 
 from . import context as ctx
@@ -130,8 +131,12 @@ def run_start(
     parent: Run | None | object = _ACTIVE,
     model: str | None = None,
     params: dict | None = None,
+    agent=None,
 ) -> Run:
     """Create a queued run and enqueue its execution after commit.
+
+    ``agent`` (a :class:`memory.models.Agent`, default: the session's default agent) answers the
+    run: its model, parameters and ``memory_id`` apply unless ``model``/``params`` override them.
 
     ``parent`` omitted: continue from the session's active run (a root run if there is none).
     ``parent=None``: a new root. Otherwise ``parent`` must be in the session's tree and finished.
@@ -152,6 +157,11 @@ def run_start(
             raise NotFound("parent_run_id is not a run of this session.")
         if parent.status in ACTIVE_STATUSES:
             raise Conflict("The parent run has not finished yet.")
+    if agent is None and session.default_agent_id is not None:
+        agent = session.default_agent
+    if agent is not None:
+        clean_params = {**_clean_params(agent.params), **{k: v for k, v in (params or {}).items()}}
+        model = model or agent.model or None
     now = timezone.now()
     run = Run.objects.create(
         session=session,
@@ -160,6 +170,8 @@ def run_start(
         status=RunStatus.QUEUED,
         model=(model or settings.ARBOR_MODEL)[:200],
         params=clean_params,
+        agent=agent,
+        memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
         created_at=now,
     )
     Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
@@ -189,13 +201,15 @@ def run_regenerate(*, run: Run, session: Session | None = None) -> Run:
     """A sibling of ``run`` with the same input (also how a failed run is retried)."""
     session = session or run.session
     parent = run.parent_run
-    return run_start(session=session, input=run_input(run), parent=parent, model=run.model, params=run.params)
+    return run_start(session=session, input=run_input(run), parent=parent, model=run.model, params=run.params,
+                     agent=run.agent)
 
 
 def run_edit(*, run: Run, input: str, session: Session | None = None) -> Run:
     """A sibling of ``run`` with new input: an edited user message."""
     session = session or run.session
-    return run_start(session=session, input=input, parent=run.parent_run, model=run.model, params=run.params)
+    return run_start(session=session, input=input, parent=run.parent_run, model=run.model, params=run.params,
+                     agent=run.agent)
 
 
 @transaction.atomic

@@ -35,6 +35,9 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "memory",
+    "comparisons",
+    "audit",
+    "archive",
 ]
 
 MIDDLEWARE = [

