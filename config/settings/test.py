@@ -1,12 +1,19 @@
-"""Test settings: the base settings with fast password hashing and a file-backed SQLite test
-database (when ``DATABASE_URL`` is not set) that worker and server subprocesses can open too."""
+"""Test settings: the base settings with fast password hashing and a named test database that
+worker and server subprocesses can open too (a SQLite file when ``DATABASE_URL`` is not set).
+
+``ARBOR_TEST_DB_NAME`` names the test database (default ``test_arbor``), so several suites can run
+side by side on one machine, each with its own ``ARBOR_VAR_DIR`` and Redis database.
+"""
+
+from config.env import env
 
 from .base import *  # noqa: F403
 from .base import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+_test_db_name = env("ARBOR_TEST_DB_NAME", default="test_arbor")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"{_test_db_name}.sqlite3")}
 else:
-    DATABASES["default"]["TEST"] = {"NAME": "test_arbor"}
+    DATABASES["default"]["TEST"] = {"NAME": _test_db_name}
