@@ -24,6 +24,7 @@ from . import context as ctx
 from .errors import Conflict, InvalidInput, NotFound
 from .llm import TransientModelError, describe_error, get_client, is_transient, mask_secrets
 from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session, Step, StepKind
+from .signals import run_finished
 from .streams import TERMINAL, get_stream
 
 log = logging.getLogger(__name__)
@@ -477,6 +478,7 @@ def _finalize(run: Run, outcome: _Outcome, counted: bool, llm_step: Step, stream
             Run.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).update(**fields)
             status = _status(run.pk)
         _finish_step(llm_step, outcome, status)
+    transaction.on_commit(lambda: run_finished.send(sender=Run, run=Run.objects.get(pk=run.pk), status=str(status)))
     stream.publish(run.pk, TERMINAL, {
         "status": str(status),
         "error": error,

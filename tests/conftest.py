@@ -181,6 +181,30 @@ def asgi_server(django_db_setup, llm_server, proc_log_dir):
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def local_model(proc_log_dir):
+    """The real local model (SmolLM2-135M-Instruct under llama-cpp-python's server); yields its base URL."""
+    port = free_port()
+    proc = Proc("local-model", [sys.executable, "-m", "conversations.local_model", "--port", str(port), "--n-ctx", "8192"],
+                dict(os.environ), proc_log_dir)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.popen.poll() is not None:
+            raise RuntimeError(proc.output()[-3000:])
+        time.sleep(0.5)
+    else:
+        proc.stop()
+        raise RuntimeError("the local model server did not start in 120 s")
+    yield url
+    proc.stop()
+
+
 @pytest.fixture
 def user(db):
     from tests.factories import UserFactory
