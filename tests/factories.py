@@ -12,10 +12,9 @@ from conversations.models import Message, Role, Run, RunStatus, Session
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pw-123456")
+    password = factory.django.Password("pw-123456")
 
 
 class SessionFactory(factory.django.DjangoModelFactory):
