@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer, django_auth
@@ -212,7 +212,7 @@ def run_out(run: Run) -> dict:
 @api.post("/sessions", response={201: SessionOut}, tags=["sessions"])
 def create_session(request, payload: SessionIn = None):
     session = services.session_create(owner=request.auth, title=(payload.title if payload else "") or "")
-    return 201, _session_out(session)
+    return Status(201, _session_out(session))
 
 
 @api.get("/sessions", response=list[SessionOut], tags=["sessions"])
@@ -231,7 +231,7 @@ def get_session(request, session_id: str):
 def delete_session(request, session_id: str):
     """Soft-delete. Forks of this session keep working."""
     services.session_delete(session=get_session_for(request.auth, session_id))
-    return 204, None
+    return Status(204, None)
 
 
 @api.post("/sessions/{session_id}/runs", response={202: RunAccepted}, tags=["runs"])
@@ -246,7 +246,7 @@ def start_run(request, session_id: str, payload: RunIn):
             raise NotFound("parent_run_id is not a run of this session.")
         kwargs["parent"] = parent
     run = services.run_start(session=session, input=payload.input, model=payload.model, params=payload.params, **kwargs)
-    return 202, {"run_id": run.pk, "status": run.status}
+    return Status(202, {"run_id": run.pk, "status": run.status})
 
 
 @api.get("/sessions/{session_id}/tree", response=TreeOut, tags=["sessions"])
@@ -319,7 +319,7 @@ def cancel_run(request, run_id: str):
 def fork_run(request, run_id: str):
     """A new session continuing from this run; its ancestors are shared, not copied."""
     session = services.session_fork(run=get_run_for(request.auth, run_id), owner=request.auth)
-    return 201, {"session_id": session.pk}
+    return Status(201, {"session_id": session.pk})
 
 
 @api.post("/runs/{run_id}/regenerate", response={202: RunAccepted}, tags=["runs"])
@@ -327,7 +327,7 @@ def regenerate_run(request, run_id: str):
     """A sibling with the same input (also the retry of a failed run)."""
     run = get_run_for(request.auth, run_id)
     new = services.run_regenerate(run=run, session=_owning_session(request, run))
-    return 202, {"run_id": new.pk, "status": new.status}
+    return Status(202, {"run_id": new.pk, "status": new.status})
 
 
 @api.post("/runs/{run_id}/edit", response={202: RunAccepted}, tags=["runs"])
@@ -335,7 +335,7 @@ def edit_run(request, run_id: str, payload: EditIn):
     """A sibling with new input: the edited user message."""
     run = get_run_for(request.auth, run_id)
     new = services.run_edit(run=run, input=payload.input, session=_owning_session(request, run))
-    return 202, {"run_id": new.pk, "status": new.status}
+    return Status(202, {"run_id": new.pk, "status": new.status})
 
 
 def _owning_session(request, run: Run) -> Session:
