@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     from bench.harness import Bench
     from tests.llm_server import FakeLLMServer
 
-    names = argv or sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = argv or sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                            if m.name.startswith("bench_"))
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
