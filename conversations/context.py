@@ -24,7 +24,12 @@ class ContextSpec:
     ``from_depth``: ancestors shallower than this were left out (a memory window or compaction).
     ``replaced``: message id → content sent instead (truncated tool results, for example).
     ``summary``: ``{"id", "text"}`` of a compaction summary sent after the system prompt, or None.
-    ``dropped``: ids of messages on the path that were left out (memory_id isolation, windows).
+    ``dropped``: ids of messages on the path that were left out (a window or budget cut inside a
+    turn, an unfinished tool exchange).
+    ``memory_id``: when set, ancestors' messages count only if their run has this memory id
+    (isolation between agents); the run's own messages are governed by ``own_upto`` alone.
+    ``tail``: messages sent after everything else, stored literally (a nested agent's prompt).
+    ``compaction``: id of the :class:`memory.models.Compaction` whose summary/replacements were used.
     """
 
     system: str | None
@@ -33,12 +38,16 @@ class ContextSpec:
     replaced: dict[str, str] = field(default_factory=dict)
     summary: dict | None = None
     dropped: list[int] = field(default_factory=list)
+    memory_id: str | None = None
+    tail: list[dict] = field(default_factory=list)
+    compaction: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> ContextSpec:
+        """A spec from its JSON; fields added later take their defaults for older specs."""
         return cls(**data)
 
 
@@ -66,12 +75,15 @@ def render(spec: ContextSpec, run: Run, messages: list[Message]) -> list[dict]:
             continue
         if not own and message.run.depth < spec.from_depth:
             continue
+        if not own and spec.memory_id is not None and message.run.memory_id != spec.memory_id:
+            continue
         if message.pk in dropped:
             continue
         data = message.as_openai()
         if str(message.pk) in spec.replaced:
             data["content"] = spec.replaced[str(message.pk)]
         out.append(data)
+    out.extend(dict(m) for m in spec.tail)
     return out
 
 

@@ -41,3 +41,73 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CompactionStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Compaction(models.Model):
+    """One compaction of a branch's history for one memory id, attached to the run whose ancestors
+    it covers (``run``): every descendant of ``run`` builds its context from it once it is
+    ``ready``; a branch that leaves the path above ``run`` never sees it.
+
+    What it does to the history (applied by :mod:`memory.context`):
+
+    - ``from_depth``: messages of runs shallower than this are left out — covered by ``summary``
+      when there is one, simply dropped otherwise (``keep_last_turns``);
+    - ``replaced``: message id (str) → content sent instead (tool results truncated);
+    - ``dropped``: message ids left out (tool results dropped).
+
+    ``base`` is the earlier compaction on the same path this one built on (summaries are
+    incremental: the new summary is made from the base summary and the messages after it).
+    """
+
+    run = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="compactions")
+    memory_id = models.CharField(max_length=100, default=DEFAULT_MEMORY_ID)
+    status = models.CharField(max_length=16, choices=CompactionStatus.choices, default=CompactionStatus.PENDING,
+                              db_index=True)
+    base = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    policy = models.JSONField(default=dict, blank=True, help_text="The policy applied (threshold, strategies in order).")
+    applied = models.JSONField(default=list, blank=True,
+                               help_text="The strategies that acted, in order, each with what it did.")
+    from_depth = models.PositiveIntegerField(default=0)
+    replaced = models.JSONField(default=dict, blank=True)
+    dropped = models.JSONField(default=list, blank=True)
+    replaced_message_ids = models.JSONField(
+        default=list, blank=True, help_text="Every message this compaction stands for (summarised, cut, truncated).",
+    )
+    summary = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="The model that wrote the summary.")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usable_window = models.PositiveIntegerField(default=0, help_text="Tokens: context window − reserved output.")
+    tokens_before = models.PositiveIntegerField(default=0)
+    tokens_after = models.PositiveIntegerField(null=True, blank=True)
+    utilisation_before = models.FloatField(default=0.0, help_text="Tokens of the next context ÷ usable window.")
+    utilisation_after = models.FloatField(null=True, blank=True)
+    step = models.ForeignKey("conversations.Step", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "memory_id"], name="compaction_run_memory")]
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Compaction {self.pk} of run {self.run_id} ({self.status})"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == CompactionStatus.READY
+
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -13,8 +13,10 @@ Counting errors against reported usage are measured by ``bench/`` and reported t
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -23,6 +25,10 @@ import httpx
 # Tokens a chat template adds around each message (role markers, separators) when counting a
 # context from its messages: ChatML-style templates add about four.
 PER_MESSAGE_OVERHEAD = 4
+# Tokens that open the reply (``<|im_start|>assistant\n`` in ChatML), counted once per context.
+REPLY_PRIMING = 3
+# Remote counts kept per counter (text → tokens), so a long history is not re-sent to the tokenizer.
+CACHE_SIZE = 4096
 
 
 @dataclass
@@ -34,6 +40,7 @@ class TokenCounter:
     timeout: float = 2.0
     _mode: str | None = None  # "llama_cpp_python", "llama_cpp", or "estimate"
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache: OrderedDict = field(default_factory=OrderedDict)
 
     @property
     def _root(self) -> str:
@@ -67,6 +74,11 @@ class TokenCounter:
         return None
 
     @property
+    def mode(self) -> str:
+        """``llama_cpp_python``, ``llama_cpp`` (the server's tokenizer) or ``estimate``."""
+        return self._probe()
+
+    @property
     def exact(self) -> bool:
         """True when counts come from the server's own tokenizer."""
         return self._probe() != "estimate"
@@ -80,22 +92,29 @@ class TokenCounter:
             return 0
         mode = self._probe()
         if mode != "estimate":
+            with self._lock:
+                if text in self._cache:
+                    self._cache.move_to_end(text)
+                    return self._cache[text]
             try:
                 counted = self._remote_count(text, mode)
-                if counted is not None:
-                    return counted
             except httpx.HTTPError:
-                pass
+                counted = None
+            if counted is not None:
+                with self._lock:
+                    self._cache[text] = counted
+                    if len(self._cache) > CACHE_SIZE:
+                        self._cache.popitem(last=False)
+                return counted
         return self.estimate(text)
 
     def count_messages(self, messages: list[dict]) -> int:
-        """Tokens of a chat context: each message's content and tool calls plus template overhead."""
-        total = 0
+        """Tokens of a chat context: each message's content and tool calls plus template overhead,
+        plus the reply primer."""
+        total = REPLY_PRIMING
         for message in messages:
             total += PER_MESSAGE_OVERHEAD + self.count(message.get("content") or "")
             if message.get("tool_calls"):
-                import json
-
                 total += self.count(json.dumps(message["tool_calls"]))
         return total
 

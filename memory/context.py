@@ -1,0 +1,339 @@
+"""Building a run's context with its agent's memory settings, within the model's token budget.
+
+Rules (issue 4), applied in this order to the messages on the path from the root to the run:
+
+1. **Branches**: only the run's ancestors count (one recursive CTE reads the path).
+2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
+   (agents sharing a ``memory_id`` share history; different ids are isolated).
+3. **Compaction**: the newest *ready* :class:`~memory.models.Compaction` attached to an ancestor
+   (same memory id) applies — its summary is sent after the system prompt, the turns it covers are
+   left out, its replacements (truncated tool results) are used. A pending one is ignored: the
+   budget below still keeps the context inside the window (fallback to truncation).
+4. **Window**: ``memory_window_size`` N keeps the newest N history messages, 0 keeps none (no
+   summary either: only the system prompt and the new input), unset keeps all.
+5. **Budget**: the whole context never exceeds the usable window (context window − reserved output
+   tokens); the oldest history goes first.
+
+An assistant message with ``tool_calls`` and its tool results are one unit: kept or left out
+together; an unfinished exchange (a cancelled run's tool call without its result) is left out, as
+is a tool message without its call — OpenAI-compatible APIs reject both. The system prompt (the
+agent's, else ``settings.ARBOR_SYSTEM_PROMPT``) and the run's own messages are always kept.
+
+The result is a :class:`conversations.context.ContextSpec` (a few ids and numbers, never a copy of
+the history) from which :func:`conversations.context.rebuild` re-renders the exact messages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from conversations import context as ctx
+from conversations.models import Message, Role, Run
+
+from .models import Agent, Compaction, CompactionStatus
+from .tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, counter_for
+
+
+SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+
+
+class ContextOverflow(Exception):
+    """The system prompt, the run's own messages and the new input alone exceed the usable window."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Token budget of one model call: ``usable = context_window − reserved_output`` (tokens)."""
+
+    context_window: int
+    reserved_output: int
+
+    @property
+    def usable(self) -> int:
+        return max(0, self.context_window - self.reserved_output)
+
+
+def context_window_for(model: str, agent: Agent | None = None) -> int:
+    """Tokens of ``model``'s context window: the agent's own setting, else
+    ``settings.ARBOR_MODEL_CONTEXT_WINDOWS[model]``, else ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW``."""
+    if agent is not None and agent.context_window:
+        return agent.context_window
+    windows = settings.ARBOR_MODEL_CONTEXT_WINDOWS
+    return windows.get(model) or windows.get((model or "").lower()) or settings.ARBOR_DEFAULT_CONTEXT_WINDOW
+
+
+def budget_for(*, model: str, agent: Agent | None = None) -> Budget:
+    reserved = agent.reserved_output_tokens if agent is not None else settings.ARBOR_RESERVED_OUTPUT_TOKENS
+    window = context_window_for(model, agent)
+    return Budget(context_window=window, reserved_output=min(reserved, window))
+
+
+def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
+    if agent is not None and agent.system_prompt:
+        return agent.system_prompt
+    if run is not None and run.params.get("system"):
+        return run.params["system"]
+    return settings.ARBOR_SYSTEM_PROMPT
+
+
+def message_tokens(counter: TokenCounter, data: dict) -> int:
+    """Tokens one OpenAI-format message adds to a context (content, tool calls, template overhead)."""
+    tokens = PER_MESSAGE_OVERHEAD + counter.count(data.get("content") or "")
+    if data.get("tool_calls"):
+        tokens += counter.count(json.dumps(data["tool_calls"]))
+    return tokens
+
+
+def context_tokens(counter: TokenCounter, messages: list[dict]) -> int:
+    """Tokens of a whole context as sent: its messages plus the reply primer."""
+    return REPLY_PRIMING + sum(message_tokens(counter, m) for m in messages)
+
+
+@dataclass
+class BuiltContext:
+    """A context ready to send, with its accounting.
+
+    ``tokens``: the context as counted; ``budget``: the window it had to fit; ``history_tokens``:
+    tokens of the history the rules selected *before* the budget cut (what utilisation measures);
+    ``budget_dropped``: history messages the budget left out; ``pending``: a compaction on the
+    path is not ready yet (this context fell back to truncation).
+    """
+
+    spec: ctx.ContextSpec
+    messages: list[dict]
+    tokens: int
+    budget: Budget
+    history_tokens: int = 0
+    fixed_tokens: int = 0
+    history_messages: int = 0
+    window_dropped: int = 0
+    budget_dropped: int = 0
+    unpaired_dropped: int = 0
+    pending: bool = False
+    compaction: Compaction | None = None
+    counted_with: str = ""
+    kept_ids: list[int] = field(default_factory=list)
+
+    @property
+    def utilisation(self) -> float:
+        """Tokens of the context ÷ usable window (0 when the window is 0)."""
+        return self.tokens / self.budget.usable if self.budget.usable else 0.0
+
+    @property
+    def full_utilisation(self) -> float:
+        """Tokens the selected history would need without the budget cut ÷ usable window."""
+        usable = self.budget.usable
+        return (self.fixed_tokens + self.history_tokens) / usable if usable else 0.0
+
+    def describe(self) -> dict:
+        """The accounting stored with the context step (JSON)."""
+        return {
+            "tokens": self.tokens, "usable_window": self.budget.usable, "context_window": self.budget.context_window,
+            "reserved_output": self.budget.reserved_output, "utilisation": round(self.utilisation, 4),
+            "history_messages": self.history_messages, "window_dropped": self.window_dropped,
+            "budget_dropped": self.budget_dropped, "unpaired_dropped": self.unpaired_dropped,
+            "compaction_pending": self.pending, "compaction": self.compaction.pk if self.compaction else None,
+            "counted_with": self.counted_with,
+        }
+
+
+def tool_units(messages: list[Message]) -> tuple[list[list[Message]], list[Message]]:
+    """Split history into units kept or dropped whole: a single message, or an assistant message
+    with ``tool_calls`` followed by every one of its tool results.
+
+    Returns ``(units, unpaired)``: ``unpaired`` are messages that cannot be sent (a tool result
+    without its call, a call missing some result).
+    """
+    units: list[list[Message]] = []
+    unpaired: list[Message] = []
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        if message.role == Role.ASSISTANT and message.tool_calls:
+            wanted = {call.get("id") for call in message.tool_calls if isinstance(call, dict)}
+            group = [message]
+            j = i + 1
+            while j < len(messages) and messages[j].role == Role.TOOL and messages[j].run_id == message.run_id:
+                group.append(messages[j])
+                j += 1
+            got = {m.tool_call_id for m in group[1:]}
+            if wanted and got == wanted:
+                units.append(group)
+            else:
+                unpaired.extend(group)
+            i = j
+        elif message.role == Role.TOOL:
+            unpaired.append(message)
+            i += 1
+        else:
+            units.append([message])
+            i += 1
+    return units, unpaired
+
+
+def latest_compactions(run: Run | str, memory_id: str, *, inclusive: bool = False) -> tuple[Compaction | None, bool]:
+    """The newest ready compaction attached to an ancestor of ``run`` for ``memory_id``, and whether
+    a newer one on the path is still pending or running. One query."""
+    rows = list(
+        Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=inclusive), memory_id=memory_id)
+        .select_related("run").order_by("-run__depth", "-id")
+    )
+    ready = next((c for c in rows if c.status == CompactionStatus.READY), None)
+    ready_depth = ready.run.depth if ready else -1
+    pending = any(
+        c.status in (CompactionStatus.PENDING, CompactionStatus.RUNNING) and c.run.depth > ready_depth for c in rows
+    )
+    return ready, pending
+
+
+def build_context(
+    run: Run,
+    *,
+    agent: Agent | None | object = ...,
+    memory_id: str | None = None,
+    own_upto: int | None = None,
+    tail: list[dict] | None = None,
+    counter: TokenCounter | None = None,
+    path: list[Message] | None = None,
+    model: str | None = None,
+) -> BuiltContext:
+    """The context for a model call of ``run`` (or of a nested ``agent`` inside it).
+
+    ``agent``: whose memory settings apply (default ``run.agent``; None: defaults). ``memory_id``:
+    the history to read (default: the agent's for a nested agent, else ``run.memory_id``).
+    ``own_upto``: the run's own messages with ``position < own_upto`` are sent (default: all so far).
+    ``tail``: messages appended literally (a nested agent's prompt). ``path``: the messages on the
+    path to ``run`` if already read. Raises :class:`ContextOverflow` when the fixed part (system
+    prompt, own messages, tail) does not fit the usable window.
+    """
+    if agent is ...:
+        agent = run.agent
+    if memory_id is None:
+        memory_id = run.memory_id
+    counter = counter or counter_for(settings.OPENAI_BASE_URL)
+    budget = budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent)
+    path = path if path is not None else ctx.path_messages(run)
+    own = [m for m in path if m.run_id == run.pk]
+    if own_upto is None:
+        own_upto = max((m.position for m in own), default=-1) + 1
+    own = [m for m in own if m.position < own_upto]
+    ancestors = [m for m in path if m.run_id != run.pk]
+    window = agent.memory_window_size if agent is not None else None
+    return _assemble(
+        run_pk=run.pk, ancestors=ancestors, own=own, own_upto=own_upto, tail=list(tail or []),
+        memory_id=memory_id, window=window, system=system_prompt_for(run, agent), budget=budget, counter=counter,
+        compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
+    )
+
+
+def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
+                 path: list[Message] | None = None) -> BuiltContext:
+    """The context a child of ``run`` would start from (``run``'s messages become history; no new
+    input): what compaction measures after ``run`` finishes."""
+    if agent is ...:
+        agent = run.agent
+    counter = counter or counter_for(settings.OPENAI_BASE_URL)
+    budget = budget_for(model=agent.model if agent is not None and agent.model else run.model, agent=agent)
+    path = path if path is not None else ctx.path_messages(run)
+    window = agent.memory_window_size if agent is not None else None
+    return _assemble(
+        run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id, window=window,
+        system=system_prompt_for(run, agent), budget=budget, counter=counter,
+        compactions=latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False),
+    )
+
+
+def _assemble(*, run_pk, ancestors: list[Message], own: list[Message], own_upto: int, tail: list[dict],
+              memory_id: str, window: int | None, system: str, budget: Budget, counter: TokenCounter,
+              compactions: tuple[Compaction | None, bool]) -> BuiltContext:
+    compaction, pending = compactions
+    spec = ctx.ContextSpec(system=system or None, own_upto=own_upto, memory_id=memory_id, tail=tail)
+    history = [m for m in ancestors if m.run.memory_id == memory_id]
+    replaced: dict[str, str] = {}
+    if window == 0:
+        history = []
+        spec.from_depth = (max(m.run.depth for m in ancestors) + 1) if ancestors else 0
+        compaction = None
+    elif compaction is not None:
+        spec.compaction = compaction.pk
+        covered = set(compaction.dropped)
+        history = [m for m in history if m.run.depth >= compaction.from_depth and m.pk not in covered]
+        spec.from_depth = compaction.from_depth
+        replaced = {k: v for k, v in compaction.replaced.items()}
+        if compaction.summary:
+            spec.summary = {"id": compaction.pk, "text": SUMMARY_HEADER + compaction.summary}
+
+    def as_sent(message: Message) -> dict:
+        data = message.as_openai()
+        if str(message.pk) in replaced:
+            data["content"] = replaced[str(message.pk)]
+        return data
+
+    units, unpaired = tool_units(history)
+    window_dropped = 0
+    if window is not None and window > 0:
+        kept_units: list[list[Message]] = []
+        count = 0
+        for unit in reversed(units):
+            if count + len(unit) > window:
+                break
+            kept_units.append(unit)
+            count += len(unit)
+        kept_units.reverse()
+        window_dropped = sum(len(u) for u in units[: len(units) - len(kept_units)])
+        units = kept_units
+
+    fixed_messages = ([{"role": "system", "content": system}] if system else []) + [m.as_openai() for m in own] + tail
+    fixed = REPLY_PRIMING + sum(message_tokens(counter, m) for m in fixed_messages)
+    if fixed > budget.usable:
+        raise ContextOverflow(
+            f"The system prompt and this run's own messages need {fixed} tokens; the usable context window is "
+            f"{budget.usable} tokens ({budget.context_window} − {budget.reserved_output} reserved for the answer)."
+        )
+    summary_tokens = message_tokens(counter, {"role": "system", "content": spec.summary["text"]}) if spec.summary else 0
+    if spec.summary and fixed + summary_tokens > budget.usable:
+        spec.summary = None
+        summary_tokens = 0
+    available = budget.usable - fixed - summary_tokens
+    unit_tokens = [sum(message_tokens(counter, as_sent(m)) for m in unit) for unit in units]
+    history_tokens = sum(unit_tokens)
+    kept_from = len(units)
+    used = 0
+    for index in range(len(units) - 1, -1, -1):
+        if used + unit_tokens[index] > available:
+            break
+        used += unit_tokens[index]
+        kept_from = index
+    budget_dropped = sum(len(u) for u in units[:kept_from])
+    kept = [m for unit in units[kept_from:] for m in unit]
+
+    # Express the cut as spec fields: whole turns before ``from_depth``; inside the kept range, every
+    # message of this memory id that is not sent is listed (window/budget boundary, unpaired, covered).
+    kept_ids = {m.pk for m in kept}
+    if kept:
+        spec.from_depth = max(spec.from_depth, kept[0].run.depth)
+    else:
+        spec.from_depth = max([spec.from_depth] + [m.run.depth + 1 for m in ancestors])
+    spec.dropped = sorted(
+        m.pk for m in ancestors
+        if m.run.memory_id == memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
+    )
+    spec.replaced = {str(m.pk): replaced[str(m.pk)] for m in kept if str(m.pk) in replaced}
+
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    if spec.summary:
+        messages.append({"role": "system", "content": spec.summary["text"]})
+    messages.extend(as_sent(m) for m in kept)
+    messages.extend(m.as_openai() for m in own)
+    messages.extend(dict(m) for m in tail)
+    return BuiltContext(
+        spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
+        history_tokens=history_tokens + summary_tokens, fixed_tokens=fixed, history_messages=len(kept),
+        window_dropped=window_dropped, budget_dropped=budget_dropped, unpaired_dropped=len(unpaired),
+        pending=pending, compaction=compaction, counted_with=counter.mode, kept_ids=sorted(kept_ids),
+    )
