@@ -179,6 +179,26 @@ ARBOR_REQUEUE_AFTER_SECONDS = env("ARBOR_REQUEUE_AFTER_SECONDS", default=120.0, 
 # How long the events of a finished run stay in the stream for late or reloading clients.
 ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3600, cast=int)
 
+# --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
+# Context window in tokens per model name (JSON object in the environment, merged over these);
+# a model not listed gets ARBOR_DEFAULT_CONTEXT_WINDOW, never "compact every turn".
+import json as _json  # noqa: E402
+
+ARBOR_MODEL_CONTEXT_WINDOWS = {
+    "smollm2-135m-instruct": 8192, "smollm2-360m-instruct": 8192, "smollm2-1.7b-instruct": 8192,
+    "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "gpt-4.1": 1_047_576, "gpt-4.1-mini": 1_047_576,
+    **env("ARBOR_MODEL_CONTEXT_WINDOWS", default={}, cast=_json.loads),
+}
+ARBOR_DEFAULT_CONTEXT_WINDOW = env("ARBOR_DEFAULT_CONTEXT_WINDOW", default=8192, cast=int)
+# Output tokens kept free in the window for runs answered without an agent (agents set their own).
+ARBOR_RESERVED_OUTPUT_TOKENS = env("ARBOR_RESERVED_OUTPUT_TOKENS", default=512, cast=int)
+# Compaction fires when tokens of the next context ÷ usable window exceed this (agents may override).
+ARBOR_COMPACTION_THRESHOLD = env("ARBOR_COMPACTION_THRESHOLD", default=0.8, cast=float)
+# Queue of compaction tasks; empty: the run queue.
+ARBOR_COMPACTION_QUEUE = env("ARBOR_COMPACTION_QUEUE", default="")
+# Rounds of tool calls a run may make before it must answer.
+ARBOR_TOOL_MAX_ROUNDS = env("ARBOR_TOOL_MAX_ROUNDS", default=5, cast=int)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
