@@ -1,21 +1,42 @@
 """HTML pages: function views, HTMX partials (``template#partial``), real hrefs everywhere.
 
-Every view checks ownership itself (404 for other users' sessions), never only in a template.
+Every view checks ownership itself (404 for other users' sessions and runs), never only in a
+template. Reads go through :mod:`conversations.browse` (constant query counts at any depth); writes
+through :mod:`conversations.services`.
+
+Pages: the sessions list (search, rename, delete with undo), the chat (the active branch, newest
+turns first, older ones loaded on scroll), the tree view (lazy subtrees). Actions on a turn: edit,
+regenerate/retry, continue from here (rewind), fork, open a sibling (``< 2/3 >``), stop.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages as flash
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from . import services
+from accounts.ratelimit import limit_run_creation
+from audit.log import record as audit_record
+from memory.models import Agent
+
+from . import browse, services
 from .api import get_run_for, get_session_for
-from .errors import ArborError, NotFound
-from .models import ACTIVE_STATUSES, Message, Run, Session
+from .errors import ArborError, InvalidInput, NotFound
+from .models import ACTIVE_STATUSES, Run, Session
 from .sse import sse_response
+
+CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
+MAX_WINDOW = 200  # at most this many turns when a page must reach back to a given turn
+TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
+SESSIONS_PER_PAGE = 50
 
 
 def _session_or_404(request, session_id) -> Session:
@@ -25,89 +46,273 @@ def _session_or_404(request, session_id) -> Session:
         raise Http404(exc.message) from None
 
 
-def _run_or_404(request, run_id) -> Run:
+def _run_or_404(request, session: Session, run_id) -> Run:
+    """A run of ``session``'s tree (its own or, for a fork, a shared ancestor) owned by the user."""
     try:
-        return get_run_for(request.user, run_id)
+        run = get_run_for(request.user, run_id)
     except NotFound as exc:
         raise Http404(exc.message) from None
+    if not session.can_branch_from(run):
+        raise Http404("That run is not part of this session.")
+    return run
 
 
-def branch_turns(session: Session) -> list[dict]:
-    """The active branch as turns ``{"run", "messages", "siblings"}``, root first (one path query)."""
-    if session.active_run_id is None:
-        return []
-    turns: dict = {}
-    for message in Message.objects.on_path_to(session.active_run_id):
-        turn = turns.setdefault(message.run_id, {"run": message.run, "messages": []})
-        turn["messages"].append(message)
-    return list(turns.values())
+def _is_partial(request) -> bool:
+    return bool(request.htmx) and not request.htmx.boosted
+
+
+def _error(request, exc: ArborError, session: Session | None = None) -> HttpResponse:
+    """A refused action: the message as the response body for htmx (app.js shows it), else a flash."""
+    if request.htmx:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    flash.error(request, exc.message)
+    if session is None:
+        return redirect("conversations:session_list")
+    return redirect("conversations:session_detail", session_id=session.pk)
+
+
+def _agents_for(user):
+    return Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).order_by("name", "pk")
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+def _undo_cutoff():
+    return timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS)
 
 
 @require_GET
 def session_list(request: HttpRequest) -> HttpResponse:
-    sessions = Session.objects.alive().owned_by(request.user).order_by("-updated_at")[:100]
-    return render(request, "conversations/session_list.html", {"sessions": sessions})
+    """Sessions, newest activity first, with run and branch counts; ``?q=`` searches titles and
+    messages; recently deleted sessions can be restored for ARBOR_UNDO_DELETE_SECONDS."""
+    query = request.GET.get("q", "").strip()
+    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
+    sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
+    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
+    context = {"page": page, "query": query, "deleted": deleted}
+    if _is_partial(request) and request.htmx.target == "results":
+        return render(request, "conversations/session_list.html#results", context)
+    return render(request, "conversations/session_list.html", context)
 
 
 @require_POST
 def session_new(request: HttpRequest) -> HttpResponse:
-    session = services.session_create(owner=request.user, title=request.POST.get("title", ""))
+    try:
+        session = services.session_create(owner=request.user, title=request.POST.get("title", ""))
+    except ArborError as exc:
+        return _error(request, exc)
     return redirect("conversations:session_detail", session_id=session.pk)
+
+
+def _row(request, session: Session) -> HttpResponse:
+    session = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
+    return render(request, "conversations/session_list.html#row", {"s": session})
+
+
+@require_POST
+def session_rename(request: HttpRequest, session_id) -> HttpResponse:
+    session = _session_or_404(request, session_id)
+    try:
+        services.session_rename(session=session, title=request.POST.get("title", ""))
+    except ArborError as exc:
+        return _error(request, exc)
+    if _is_partial(request):
+        return _row(request, session)
+    if request.POST.get("next") == "chat":
+        return redirect("conversations:session_detail", session_id=session.pk)
+    return redirect("conversations:session_list")
+
+
+@require_POST
+def session_delete(request: HttpRequest, session_id) -> HttpResponse:
+    """Soft-delete; the owner can undo it for ARBOR_UNDO_DELETE_SECONDS (then it stays hidden)."""
+    session = _session_or_404(request, session_id)
+    services.session_delete(session=session)
+    if _is_partial(request):
+        return render(request, "conversations/session_list.html#deleted_row", {"s": session})
+    flash.info(request, f"Deleted “{session}”. You can undo this below for a while.")
+    return redirect("conversations:session_list")
+
+
+@require_POST
+def session_restore(request: HttpRequest, session_id) -> HttpResponse:
+    try:
+        session = Session.objects.owned_by(request.user).filter(
+            pk=browse.as_uuid(session_id), deleted_at__gte=_undo_cutoff(),
+        ).first()
+    except ValueError:
+        session = None
+    if session is None:
+        raise Http404("Nothing to restore: no such session, or its undo time has passed.")
+    services.session_restore(session=session)
+    if _is_partial(request):
+        return _row(request, session)
+    return redirect("conversations:session_list")
+
+
+# --- the chat -------------------------------------------------------------------------------------
+
+def _chat_context(request, session: Session, *, reach_depth: int | None = None) -> dict:
+    """The chat page's context: the newest CHAT_WINDOW turns of the active branch (reaching back to
+    ``reach_depth`` when given, at most MAX_WINDOW turns), branch totals, the agent picker."""
+    limit = CHAT_WINDOW
+    turns = []
+    if session.active_run_id is not None:
+        if reach_depth is not None:
+            leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
+            limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
+        turns = browse.branch_window(session, session.active_run_id, limit)
+    agents = list(_agents_for(request.user))
+    last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
+    source = None
+    if session.forked_from_run_id:
+        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    return {
+        "session": session,
+        "turns": turns,
+        "has_older": bool(turns) and turns[0].run.parent_run_id is not None,
+        "totals": browse.branch_totals(session.active_run_id),
+        "agents": agents,
+        "selected_agent_id": last_agent,
+        "source_run": source,
+        "source_alive": bool(source and source.session.deleted_at is None),
+        "active_statuses": ACTIVE_STATUSES,
+        "any_active": any(t.run.status in ACTIVE_STATUSES for t in turns[-1:]),
+    }
 
 
 @require_GET
 def session_detail(request: HttpRequest, session_id) -> HttpResponse:
     session = _session_or_404(request, session_id)
-    context = {"session": session, "turns": branch_turns(session), "active_statuses": ACTIVE_STATUSES}
-    if request.htmx and not request.htmx.boosted:
+    reach = None
+    at = request.GET.get("at")
+    if at:
+        try:
+            reach = Run.objects.filter(pk=browse.as_uuid(at)).values_list("depth", flat=True).first()
+        except ValueError:
+            reach = None
+    context = _chat_context(request, session, reach_depth=reach)
+    if _is_partial(request):
         return render(request, "conversations/session.html#thread", context)
     return render(request, "conversations/session.html", context)
 
 
+@require_GET
+def session_older(request: HttpRequest, session_id) -> HttpResponse:
+    """Turns above ``?before=<run_id>`` on the active branch (CHAT_WINDOW of them): a partial that
+    replaces the "older turns" loader for htmx, a page of its own without JavaScript."""
+    session = _session_or_404(request, session_id)
+    before = _run_or_404(request, session, request.GET.get("before", ""))
+    turns = browse.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
+    context = {
+        "session": session, "turns": turns, "active_statuses": ACTIVE_STATUSES,
+        "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
+    }
+    if _is_partial(request):
+        return render(request, "conversations/session.html#older_turns", context)
+    return render(request, "conversations/older.html", context)
+
+
+def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpResponse:
+    if _is_partial(request):
+        session.refresh_from_db()
+        return render(request, "conversations/session.html#thread", _chat_context(request, session))
+    url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
+    if anchor_run_id is not None:
+        url += f"?at={anchor_run_id}#turn-{anchor_run_id}"
+    return redirect(url)
+
+
+@require_GET
+def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Open the branch through a run (a sibling arrow or a tree node): the newest run below it
+    becomes the session's active run, so the choice survives reloads and other devices."""
+    session = _session_or_404(request, session_id)
+    run = _run_or_404(request, session, run_id)
+    leaf = browse.newest_leaf_below(session, run)
+    services.session_set_active(session=session, run=leaf)
+    if _is_partial(request):
+        return render(request, "conversations/session.html#thread",
+                      _chat_context(request, session, reach_depth=run.depth))
+    return redirect(reverse("conversations:session_detail", kwargs={"session_id": session.pk})
+                    + f"?at={run.pk}#turn-{run.pk}")
+
+
+def _agent_from(request) -> Agent | None:
+    agent_id = (request.POST.get("agent_id") or "").strip()
+    if not agent_id:
+        return None
+    try:
+        agent = _agents_for(request.user).filter(pk=int(agent_id)).first()
+    except ValueError:
+        agent = None
+    if agent is None:
+        raise InvalidInput("Pick one of your agents (or the default).")
+    return agent
+
+
 @require_POST
+@limit_run_creation
 def run_create(request: HttpRequest, session_id) -> HttpResponse:
     session = _session_or_404(request, session_id)
     kwargs = {}
     parent_id = request.POST.get("parent_run_id")
     if parent_id:
-        kwargs["parent"] = _run_or_404(request, parent_id)
+        kwargs["parent"] = _run_or_404(request, session, parent_id)
     try:
-        services.run_start(session=session, input=request.POST.get("input", ""), **kwargs)
+        services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request), **kwargs)
     except ArborError as exc:
-        if request.htmx:
-            return HttpResponse(exc.message, status=exc.status)
-        flash.error(request, exc.message)
+        return _error(request, exc, session)
     return _thread_or_redirect(request, session)
 
 
-def _thread_or_redirect(request, session: Session) -> HttpResponse:
-    if request.htmx and not request.htmx.boosted:
-        session.refresh_from_db()
-        context = {"session": session, "turns": branch_turns(session), "active_statuses": ACTIVE_STATUSES}
-        return render(request, "conversations/session.html#thread", context)
-    return redirect("conversations:session_detail", session_id=session.pk)
+@require_POST
+@limit_run_creation
+def run_edit(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Edit a user message: a sibling run with the new input, shown at once."""
+    session = _session_or_404(request, session_id)
+    run = _run_or_404(request, session, run_id)
+    try:
+        new = services.run_edit(run=run, input=request.POST.get("input", ""), session=session)
+    except ArborError as exc:
+        return _error(request, exc, session)
+    return _thread_or_redirect(request, session, new.pk)
+
+
+@require_POST
+@limit_run_creation
+def run_regenerate(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Regenerate an answer (or retry a failed run): a sibling with the same input."""
+    session = _session_or_404(request, session_id)
+    run = _run_or_404(request, session, run_id)
+    try:
+        new = services.run_regenerate(run=run, session=session)
+    except ArborError as exc:
+        return _error(request, exc, session)
+    return _thread_or_redirect(request, session, new.pk)
 
 
 @require_POST
 def run_rewind(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Continue from here: the branch shown ends at this run; the next message branches from it."""
     session = _session_or_404(request, session_id)
-    run = _run_or_404(request, run_id)
-    if not session.can_branch_from(run):
-        raise Http404("That run is not part of this session.")
+    run = _run_or_404(request, session, run_id)
     Session.objects.filter(pk=session.pk).update(active_run=run)
-    return _thread_or_redirect(request, session)
+    audit_record("session.rewind", target=run, details={"session_id": session.pk})
+    session.active_run = run
+    return _thread_or_redirect(request, session, run.pk)
 
 
 @require_POST
 def run_fork(request: HttpRequest, session_id, run_id) -> HttpResponse:
-    _session_or_404(request, session_id)
-    run = _run_or_404(request, run_id)
+    """Fork to a new session that continues from this run (its earlier turns are shared)."""
+    session = _session_or_404(request, session_id)
+    run = _run_or_404(request, session, run_id)
     try:
         fork = services.session_fork(run=run, owner=request.user)
     except ArborError as exc:
-        flash.error(request, exc.message)
-        return redirect("conversations:session_detail", session_id=session_id)
+        return _error(request, exc, session)
     url = reverse("conversations:session_detail", kwargs={"session_id": fork.pk})
     if request.htmx:
         response = HttpResponse(status=204)
@@ -119,19 +324,20 @@ def run_fork(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = _session_or_404(request, session_id)
-    run = _run_or_404(request, run_id)
+    run = _run_or_404(request, session, run_id)
     try:
         services.run_cancel(run=run)
     except ArborError as exc:
-        flash.info(request, exc.message)
+        if not _is_partial(request):
+            flash.info(request, exc.message)
     return _thread_or_redirect(request, session)
 
 
 @require_GET
 def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
-    _session_or_404(request, session_id)
-    run = _run_or_404(request, run_id)
+    session = _session_or_404(request, session_id)
+    run = _run_or_404(request, session, run_id)
     return sse_response(run.pk, request.headers.get("Last-Event-ID"), html=True)
 
 
@@ -139,7 +345,47 @@ def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
 def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = _session_or_404(request, session_id)
-    run = _run_or_404(request, run_id)
-    turn = {"run": run, "messages": list(run.messages.order_by("position"))}
+    run = _run_or_404(request, session, run_id)
+    turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
+    browse.attach_siblings(session, [turn])
     return render(request, "conversations/session.html#turn",
                   {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES})
+
+
+# --- the tree view --------------------------------------------------------------------------------
+
+@require_GET
+def session_tree(request: HttpRequest, session_id) -> HttpResponse:
+    """The session as a tree. ``?root=<run_id>``: only the subtree below that run (how a "show
+    more" link loads); ``?chain=<run_id>&n=<count>``: an elided straight stretch of runs."""
+    session = _session_or_404(request, session_id)
+    skeleton = browse.tree_skeleton(session)
+    root_id, chain_id = request.GET.get("root"), request.GET.get("chain")
+    mode = "tree"
+    try:
+        if chain_id:
+            start = skeleton.nodes.get(browse.as_uuid(chain_id))
+            if start is None:
+                raise Http404("No such run in this session.")
+            count = max(1, min(int(request.GET.get("n", "1")), 100_000))
+            items, mode = browse.chain_items(start, count), "chain"
+        elif root_id:
+            start = skeleton.nodes.get(browse.as_uuid(root_id))
+            if start is None:
+                raise Http404("No such run in this session.")
+            items, mode = browse.plan_tree([start], budget=TREE_BUDGET), "subtree"
+        else:
+            items = browse.plan_tree(skeleton.roots, budget=TREE_BUDGET)
+    except ValueError:
+        raise Http404("No such run in this session.") from None
+    browse.attach_previews(items)
+    source = None
+    if session.forked_from_run_id:
+        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    context = {
+        "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
+        "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
+    }
+    if _is_partial(request) and mode != "tree":
+        return render(request, "conversations/tree.html#items", context)
+    return render(request, "conversations/tree.html", context)

@@ -1,0 +1,427 @@
+"""Reads for the HTML pages: a window of the active branch, siblings, branch totals, the tree plan
+and session search. Everything here is read-only and costs a constant number of queries whatever
+the depth of a branch or the number of runs in a session (the UI tests assert the counts).
+
+* A branch window is the newest ``limit`` runs of the path to a leaf: one recursive CTE that stops
+  after ``limit`` steps up, joined to the messages (one query).
+* Sibling positions (``2/3``, previous and next sibling) for every run of a window: one query with
+  SQL window functions (``ROW_NUMBER``/``COUNT``/``LAG``/``LEAD`` partitioned by parent run).
+* The tree view reads the session's skeleton (id, parent, status, model: no message text) in one
+  query, plans what to show within a node budget in Python, then reads the previews of the shown
+  nodes only (one query).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models.expressions import RawSQL
+from django.db.models.fields import BooleanField
+from django.db.models.functions import Substr
+
+from .models import Message, Run, Session
+
+RUN_TABLE = Run._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table
+SESSION_TABLE = Session._meta.db_table
+
+
+def db_uuid(value):
+    """A UUID as the database stores it (hex on SQLite, native on PostgreSQL)."""
+    return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
+
+
+def as_uuid(value) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))
+
+
+# --- the active branch, newest part first ---------------------------------------------------------
+
+def path_window_sql(start_id, limit: int, *, skip_start: bool = False) -> RawSQL:
+    """Ids of ``start_id`` and its ancestors, at most ``limit`` runs counted from ``start_id``
+    (``skip_start`` leaves ``start_id`` itself out: the ``limit - 1`` runs above it)."""
+    sql = (
+        f"WITH RECURSIVE path(id, parent_run_id, n) AS ("
+        f" SELECT id, parent_run_id, 1 FROM {RUN_TABLE} WHERE id = %s"
+        f" UNION ALL"
+        f" SELECT r.id, r.parent_run_id, p.n + 1 FROM {RUN_TABLE} r JOIN path p ON r.id = p.parent_run_id"
+        f" WHERE p.n < %s"
+        f") SELECT id FROM path" + (" WHERE n > 1" if skip_start else "")
+    )
+    return RawSQL(sql, [db_uuid(start_id), int(limit)])
+
+
+@dataclass
+class Turn:
+    """One run of a branch as the chat shows it."""
+
+    run: Run
+    messages: list[Message] = field(default_factory=list)
+    shared: bool = False  # a fork's ancestor, owned by the source session (read-only here)
+    sibling_index: int = 1
+    sibling_count: int = 1
+    prev_sibling_id: uuid.UUID | None = None
+    next_sibling_id: uuid.UUID | None = None
+
+    @property
+    def input(self) -> str:
+        for m in self.messages:
+            if m.position == 0:
+                return m.content
+        return ""
+
+    @property
+    def answer(self) -> Message | None:
+        found = None
+        for m in self.messages:
+            if m.role == "assistant":
+                found = m
+        return found
+
+
+def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[Turn]:
+    """Turns of the path ending at ``start_id`` (root first), at most ``limit`` of them, with their
+    messages and sibling positions: two queries at any depth. ``skip_start``: the turns *above*
+    ``start_id`` (how "older turns" are loaded)."""
+    if start_id is None:
+        return []
+    turns: dict = {}
+    qs = (
+        Message.objects.filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
+                                                           skip_start=skip_start))
+        .select_related("run", "run__agent")
+        .order_by("run__depth", "position")
+    )
+    for message in qs:
+        turn = turns.get(message.run_id)
+        if turn is None:
+            turn = turns[message.run_id] = Turn(run=message.run, shared=message.run.session_id != session.pk)
+        turn.messages.append(message)
+    result = list(turns.values())
+    attach_siblings(session, result)
+    return result
+
+
+def _visible_clause(session: Session) -> tuple[str, list]:
+    """SQL restricting runs to the session's tree: its own runs and, for a fork, the shared chain."""
+    if session.forked_from_run_id is None:
+        return "session_id = %s", [db_uuid(session.pk)]
+    chain = (
+        f"WITH RECURSIVE chain(id, parent_run_id) AS ("
+        f" SELECT id, parent_run_id FROM {RUN_TABLE} WHERE id = %s"
+        f" UNION ALL"
+        f" SELECT r.id, r.parent_run_id FROM {RUN_TABLE} r JOIN chain c ON r.id = c.parent_run_id"
+        f") SELECT id FROM chain"
+    )
+    return f"(session_id = %s OR id IN ({chain}))", [db_uuid(session.pk), db_uuid(session.forked_from_run_id)]
+
+
+def sibling_positions(session: Session, runs: list[Run]) -> dict:
+    """``{run_id: (index 1-based, count, previous sibling id, next sibling id)}`` for ``runs``,
+    siblings ordered by creation and limited to the session's tree. One query."""
+    if not runs:
+        return {}
+    parent_ids = sorted({r.parent_run_id for r in runs if r.parent_run_id is not None}, key=str)
+    has_root = any(r.parent_run_id is None for r in runs)
+    where_parent = []
+    params: list = []
+    if parent_ids:
+        where_parent.append(f"parent_run_id IN ({', '.join(['%s'] * len(parent_ids))})")
+        params += [db_uuid(p) for p in parent_ids]
+    if has_root:
+        where_parent.append("parent_run_id IS NULL")
+    visible, visible_params = _visible_clause(session)
+    params += visible_params
+    ids = [db_uuid(r.pk) for r in runs]
+    window = "PARTITION BY parent_run_id ORDER BY created_at, id"
+    sql = (
+        f"SELECT id, rn, total, prev_id, next_id FROM ("
+        f" SELECT id, ROW_NUMBER() OVER ({window}) AS rn,"
+        f" COUNT(*) OVER (PARTITION BY parent_run_id) AS total,"
+        f" LAG(id) OVER ({window}) AS prev_id, LEAD(id) OVER ({window}) AS next_id"
+        f" FROM {RUN_TABLE} WHERE ({' OR '.join(where_parent)}) AND {visible}"
+        f") s WHERE id IN ({', '.join(['%s'] * len(ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + ids)
+        rows = cursor.fetchall()
+    return {as_uuid(i): (rn, total, as_uuid(prev), as_uuid(nxt)) for i, rn, total, prev, nxt in rows}
+
+
+def attach_siblings(session: Session, turns: list[Turn]) -> None:
+    positions = sibling_positions(session, [t.run for t in turns])
+    for turn in turns:
+        index, count, prev, nxt = positions.get(turn.run.pk, (1, 1, None, None))
+        turn.sibling_index, turn.sibling_count = index, count
+        turn.prev_sibling_id, turn.next_sibling_id = prev, nxt
+
+
+def branch_totals(leaf_id) -> dict:
+    """Facts of the branch ending at ``leaf_id``: ``{"turns", "prompt_tokens", "completion_tokens"}``
+    summed over the whole path (one query)."""
+    if leaf_id is None:
+        return {"turns": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    totals = Run.objects.ancestor_of(leaf_id, inclusive=True).aggregate(
+        turns=Count("pk"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+    )
+    return {k: v or 0 for k, v in totals.items()}
+
+
+def newest_leaf_below(session: Session, run: Run) -> Run:
+    """The newest run of ``session`` at or below ``run`` (the branch shown when ``run`` is opened);
+    ``run`` itself when the session has nothing below it. A fork's shared run counts too."""
+    leaf = (
+        Run.objects.descendant_of(run, inclusive=True).filter(Q(session=session) | Q(pk=run.pk))
+        .order_by("-created_at", "-depth").first()
+    )
+    return leaf or run
+
+
+# --- the tree view --------------------------------------------------------------------------------
+
+@dataclass
+class Node:
+    id: uuid.UUID
+    parent_id: uuid.UUID | None
+    status: str
+    model: str
+    depth: int
+    shared: bool
+    children: list = field(default_factory=list)
+    size: int = 1  # runs in the subtree, this one included
+    on_path: bool = False
+    active: bool = False
+    preview: str = ""
+
+
+@dataclass
+class Skeleton:
+    nodes: dict
+    roots: list
+
+    def path_to(self, run_id) -> list:
+        path = []
+        node = self.nodes.get(run_id)
+        while node is not None:
+            path.append(node)
+            node = self.nodes.get(node.parent_id)
+        return path[::-1]
+
+
+def tree_skeleton(session: Session) -> Skeleton:
+    """Every run of the session's tree without message text (one query), children in creation order."""
+    rows = session.visible_runs().order_by("depth", "created_at", "id").values_list(
+        "id", "parent_run_id", "status", "model", "depth", "session_id",
+    )
+    nodes: dict = {}
+    roots: list = []
+    order: list = []
+    for rid, parent, status, model, depth, sid in rows:
+        node = Node(rid, parent, status, model, depth, sid != session.pk)
+        nodes[rid] = node
+        order.append(node)
+        parent_node = nodes.get(parent) if parent is not None else None
+        if parent_node is None:
+            roots.append(node)
+        else:
+            parent_node.children.append(node)
+    for node in reversed(order):
+        if node.parent_id is not None and node.parent_id in nodes:
+            nodes[node.parent_id].size += node.size
+    if session.active_run_id in nodes:
+        path = []
+        node = nodes[session.active_run_id]
+        node.active = True
+        while node is not None:
+            node.on_path = True
+            path.append(node)
+            node = nodes.get(node.parent_id)
+    return Skeleton(nodes, roots)
+
+
+@dataclass
+class Item:
+    """One token of the flattened tree the template renders in a single loop.
+
+    ``kind``: ``branch`` (opens a branch: a details/summary and an ordered list of runs),
+    ``end_branch``, ``node`` (a run), ``node_open`` (a run followed by its branches),
+    ``end_node``, ``elided`` (a straight line of ``count`` runs from ``node``, loaded on demand),
+    ``more`` (a subtree of ``count`` runs from ``node`` not shown, loaded on demand).
+    """
+
+    kind: str
+    node: Node | None = None
+    count: int = 0
+
+
+def _main_child(node: Node) -> Node | None:
+    """The child a line continues with: the one on the active path, else the newest."""
+    if not node.children:
+        return None
+    for child in node.children:
+        if child.on_path:
+            return child
+    return node.children[-1]
+
+
+def _line(node: Node) -> list[Node]:
+    """The line from ``node`` down to a leaf, following each run's main child."""
+    line = [node]
+    child = _main_child(node)
+    while child is not None:
+        line.append(child)
+        child = _main_child(child)
+    return line
+
+
+def _side_children(line: list[Node], i: int) -> list[Node]:
+    main = line[i + 1] if i + 1 < len(line) else None
+    return [c for c in line[i].children if c is not main]
+
+
+def _pinned(line: list[Node], keep: int) -> list[int]:
+    """Indexes of the runs of a line that are shown: both ends, branch points, the active run
+    (each with its neighbours); the runs between are elided."""
+    last = len(line) - 1
+    pins = set(range(min(keep, len(line)))) | set(range(max(0, last - keep + 1), last + 1))
+    for i, node in enumerate(line):
+        if node.active or len(node.children) > 1:
+            pins |= {i - 1, i, i + 1}
+    return sorted(p for p in pins if 0 <= p <= last)
+
+
+def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nesting: int = 12) -> list[Item]:
+    """Flatten the tree below ``roots`` into items, showing about ``budget`` runs at most.
+
+    Layout: each branch is a *line* that follows the active path (else the newest child) down to a
+    leaf, so the active branch is one flat list however deep; the other children of a run on a
+    line nest under it as side branches. Straight stretches of a line are elided to their ends
+    (``keep`` runs each side), branch points and the active run stay visible. The active line is
+    always planned; side branches then breadth-first while the budget lasts and nesting stays
+    within ``max_nesting``; the rest become ``more`` items loaded on demand. Iterative, so any
+    depth is fine.
+    """
+    lines: dict = {}
+    chosen: set = set()
+    used = 0
+    queue: deque = deque((r, 0) for r in roots if r.on_path)
+    queue.extend((r, 0) for r in roots if not r.on_path)
+    while queue:
+        start, level = queue.popleft()
+        line = lines[start.id] = _line(start)
+        pins = _pinned(line, keep)
+        cost = len(pins) + 1
+        if (used + cost > budget or level > max_nesting) and not start.on_path and chosen:
+            continue
+        chosen.add(start.id)
+        used += cost
+        for i in pins:
+            queue.extend((c, level + 1) for c in _side_children(line, i))
+
+    items: list[Item] = []
+    stack: list = [("line", r) for r in reversed(roots)]
+    while stack:
+        action = stack.pop()
+        if isinstance(action, Item):
+            items.append(action)
+            continue
+        start = action[1]
+        if start.id not in chosen:
+            items.append(Item("more", start, start.size))
+            continue
+        line = lines[start.id]
+        todo: list = [Item("branch", start, start.size)]
+        previous = -1
+        for i in _pinned(line, keep):
+            gap = i - previous - 1
+            if gap == 1:
+                todo.append(Item("node", line[previous + 1]))
+            elif gap > 1:
+                todo.append(Item("elided", line[previous + 1], gap))
+            previous = i
+            side = _side_children(line, i)
+            if side:
+                todo.append(Item("node_open", line[i]))
+                todo.extend(("line", c) for c in side)
+                todo.append(Item("end_node"))
+            else:
+                todo.append(Item("node", line[i]))
+        todo.append(Item("end_branch"))
+        stack.extend(reversed(todo))
+    return items
+
+
+def chain_items(start: Node, count: int, *, page: int = 200) -> list[Item]:
+    """``count`` runs of a straight stretch from ``start`` (an elided middle), ``page`` at a time."""
+    items: list[Item] = []
+    node = start
+    shown = 0
+    while node is not None and shown < min(count, page):
+        items.append(Item("node", node))
+        shown += 1
+        node = _main_child(node)
+    if node is not None and shown < count:
+        items.append(Item("elided", node, count - shown))
+    return items
+
+
+def attach_previews(items: list[Item], length: int = 90) -> None:
+    """Each shown run's preview: the first ``length`` characters of its input (one query)."""
+    ids = {i.node.id for i in items if i.node is not None}
+    if not ids:
+        return
+    previews = dict(
+        Message.objects.filter(run_id__in=ids, position=0).annotate(p=Substr("content", 1, length))
+        .values_list("run_id", "p")
+    )
+    for item in items:
+        if item.node is not None:
+            item.node.preview = " ".join((previews.get(item.node.id) or "").split())
+
+
+# --- the sessions list ----------------------------------------------------------------------------
+
+def with_counts(sessions):
+    """Annotate ``run_count`` and ``branch_count`` (leaf runs: runs with no child in the session)."""
+    runs = Run.objects.filter(session=OuterRef("pk")).order_by().values("session").annotate(c=Count("pk")).values("c")
+    leaves = (
+        Run.objects.filter(session=OuterRef("pk"))
+        .filter(~Exists(Run.objects.filter(parent_run=OuterRef("pk"), session=OuterRef("session"))))
+        .order_by().values("session").annotate(c=Count("pk")).values("c")
+    )
+    return sessions.annotate(run_count=Subquery(runs), branch_count=Subquery(leaves))
+
+
+def search_sessions(sessions, query: str):
+    """Sessions whose title or any of whose messages match ``query``.
+
+    PostgreSQL: full-text search (``websearch_to_tsquery`` against ``to_tsvector('english', …)``,
+    the messages side served by the GIN index ``message_content_fts``), plus a substring match on
+    the title. SQLite: every word must occur (case-insensitively) in the title or in a message.
+    """
+    query = " ".join((query or "").split())[:200]
+    if not query:
+        return sessions
+    if connection.vendor == "postgresql":
+        message_hits = Message.objects.filter(
+            RawSQL(
+                f"to_tsvector('english'::regconfig, {MESSAGE_TABLE}.content)"
+                f" @@ websearch_to_tsquery('english'::regconfig, %s)",
+                [query], output_field=BooleanField(),
+            )
+        ).values("run__session_id")
+        title_hit = RawSQL(
+            f"to_tsvector('english'::regconfig, {SESSION_TABLE}.title) @@ websearch_to_tsquery('english'::regconfig, %s)",
+            [query], output_field=BooleanField(),
+        )
+        return sessions.filter(Q(title_hit) | Q(title__icontains=query) | Q(pk__in=message_hits))
+    for word in query.split()[:8]:
+        message_hits = Message.objects.filter(content__icontains=word).values("run__session_id")
+        sessions = sessions.filter(Q(title__icontains=word) | Q(pk__in=message_hits))
+    return sessions
