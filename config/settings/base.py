@@ -199,6 +199,10 @@ ARBOR_COMPACTION_QUEUE = env("ARBOR_COMPACTION_QUEUE", default="")
 # Rounds of tool calls a run may make before it must answer.
 ARBOR_TOOL_MAX_ROUNDS = env("ARBOR_TOOL_MAX_ROUNDS", default=5, cast=int)
 
+# --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
+# Seconds during which a deleted session can be restored from the sessions list ("undo").
+ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
