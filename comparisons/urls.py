@@ -1,5 +1,18 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "comparisons"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("new/<str:session_id>/<str:run_id>/", views.new, name="new"),
+    path("results/", views.results, name="results"),
+    path("results.csv", views.results_csv, name="results_csv"),
+    path("results.json", views.results_json, name="results_json"),
+    path("<uuid:comparison_id>/", views.detail, name="detail"),
+    path("<uuid:comparison_id>/turns/<int:turn>/columns/<int:column>/", views.cell, name="cell"),
+    path("<uuid:comparison_id>/turns/<int:turn>/vote", views.vote, name="vote"),
+    path("<uuid:comparison_id>/columns/<int:column>/open", views.open_branch, name="open_branch"),
+    path("<uuid:comparison_id>/resume", views.resume, name="resume"),
+]

@@ -199,6 +199,15 @@ ARBOR_COMPACTION_QUEUE = env("ARBOR_COMPACTION_QUEUE", default="")
 # Rounds of tool calls a run may make before it must answer.
 ARBOR_TOOL_MAX_ROUNDS = env("ARBOR_TOOL_MAX_ROUNDS", default=5, cast=int)
 
+# --- Comparisons (issue 6): A/B comparisons of variants from one branch point ------------------
+# Price in USD per 1M tokens by model name, a JSON object in the environment, for example
+# {"gpt-4o": {"prompt": 2.5, "completion": 10}}; a column shows cost only where its model has one.
+import json as _json_prices  # noqa: E402
+
+ARBOR_MODEL_PRICES = env("ARBOR_MODEL_PRICES", default={}, cast=_json_prices.loads)
+# The most user turns one replay comparison may replay after its branch point.
+ARBOR_COMPARE_MAX_REPLAY_TURNS = env("ARBOR_COMPARE_MAX_REPLAY_TURNS", default=50, cast=int)
+
 # --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
 # Seconds during which a deleted session can be restored from the sessions list ("undo").
 ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)

@@ -1,0 +1,84 @@
+"""Forms of the start page: the comparison (input, mode, blind, tags) and one form per variant."""
+
+from __future__ import annotations
+
+from django import forms
+from django.db.models import Q
+
+from memory.models import DEFAULT_MEMORY_ID, Agent
+
+from .models import MAX_VARIANTS, Mode
+from .services import VariantSpec
+
+
+class ComparisonForm(forms.Form):
+    mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.NEW_PROMPT, widget=forms.RadioSelect)
+    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    source_run = forms.ChoiceField(required=False, label="Branch to replay")
+    blind = forms.BooleanField(required=False, initial=True, label="Blind: hide which variant is which until I vote")
+    tags = forms.CharField(required=False, max_length=500, help_text="Comma-separated.")
+
+    def __init__(self, *args, source_choices: list[tuple[str, str]] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source_run"].choices = [("", "—")] + list(source_choices)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("mode") == Mode.NEW_PROMPT and not (data.get("prompt") or "").strip():
+            self.add_error("prompt", "Write the prompt every variant answers.")
+        if data.get("mode") == Mode.REPLAY and not data.get("source_run"):
+            self.add_error("source_run", "Choose the branch whose user turns are replayed.")
+        return data
+
+
+class VariantForm(forms.Form):
+    """One variant: an existing agent, or a configuration from which a new agent is made.
+
+    A form whose label is empty is unused (variants 3 and 4 are optional).
+    """
+
+    label = forms.CharField(required=False, max_length=100)
+    agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, empty_label="— configure below —")
+    model = forms.CharField(required=False, max_length=200)
+    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2)
+    top_p = forms.FloatField(required=False, min_value=0, max_value=1)
+    max_tokens = forms.IntegerField(required=False, min_value=1, max_value=131_072)
+    seed = forms.IntegerField(required=False)
+    memory_id = forms.CharField(required=False, max_length=100, initial=DEFAULT_MEMORY_ID)
+    memory_window_size = forms.IntegerField(required=False, min_value=0, label="Memory window (messages)")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].widget.attrs["list"] = "known-models"
+        if user is not None:
+            self.fields["agent"].queryset = Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).exclude(
+                name__contains=" · compare "
+            ).order_by("name")
+
+    @property
+    def used(self) -> bool:
+        return bool(self.is_valid() and (self.cleaned_data.get("label") or "").strip())
+
+    def spec(self) -> VariantSpec:
+        data = self.cleaned_data
+        params = {k: data[k] for k in ("temperature", "top_p", "max_tokens", "seed") if data.get(k) is not None}
+        return VariantSpec(
+            label=data["label"].strip(),
+            model=data.get("model") or "",
+            system_prompt=data.get("system_prompt") or "",
+            params=params,
+            memory_id=data.get("memory_id") or DEFAULT_MEMORY_ID,
+            memory_window_size=data.get("memory_window_size"),
+            agent=data.get("agent"),
+        )
+
+
+def variant_forms(data=None, *, user, initial_model: str = "") -> list[VariantForm]:
+    forms_ = []
+    for i in range(MAX_VARIANTS):
+        initial = {"memory_id": DEFAULT_MEMORY_ID}
+        if i < 2 and initial_model:
+            initial["model"] = initial_model
+        forms_.append(VariantForm(data, prefix=f"v{i}", user=user, initial=initial))
+    return forms_

@@ -1,0 +1,392 @@
+"""Writes for comparisons: start one, advance a replay, vote, reveal. Keyword-only, transactional;
+work for a worker is enqueued on commit (``conversations.services.run_start`` does it for runs).
+
+Replay: a variant's turn *t+1* starts when its run for turn *t* has finished. The worker sends
+``conversations.signals.run_finished`` after a run's final state is committed; our receiver
+(:mod:`comparisons.signals`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
+:func:`variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
+``VariantRun`` for the turn means "already started", and the unique ``(variant, turn)``
+constraint backs that up, so a redelivered task or a duplicate signal never starts a turn twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from conversations import services as conv
+from conversations.errors import Conflict, InvalidInput, NotFound
+from conversations.models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
+from memory.models import DEFAULT_MEMORY_ID, Agent
+
+from .models import (
+    COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Tag, Variant, VariantRun, Vote, VoteChoice,
+    VoteRank, config_fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+PARAM_RANGES: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 2.0),
+    "top_p": (float, 0.0, 1.0),
+    "max_tokens": (int, 1, 131_072),
+    "seed": (int, -(2**31), 2**31 - 1),
+    "presence_penalty": (float, -2.0, 2.0),
+    "frequency_penalty": (float, -2.0, 2.0),
+}
+
+
+@dataclass
+class VariantSpec:
+    """One variant as the user gave it.
+
+    Either ``agent`` (an existing :class:`memory.models.Agent` the user may use, taken as is) or
+    the fields below, from which a new agent owned by the user is created. ``params``: keys of
+    ``PARAM_RANGES`` (temperature, top_p, max_tokens, seed, presence/frequency penalty).
+    ``memory_window_size``: None keeps all messages, 0 none, N the newest N.
+    """
+
+    label: str
+    model: str = ""
+    system_prompt: str = ""
+    params: dict = field(default_factory=dict)
+    memory_id: str = DEFAULT_MEMORY_ID
+    memory_window_size: int | None = None
+    agent: Agent | None = None
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+def clean_params(params: dict | None) -> dict:
+    """Validated sampling parameters (types and ranges of ``PARAM_RANGES``); None values dropped.
+
+    Raises InvalidInput for an unknown key or a value of the wrong type or out of range.
+    """
+    out = {}
+    for key, value in (params or {}).items():
+        if value is None or value == "":
+            continue
+        if key not in PARAM_RANGES:
+            raise InvalidInput(f"unknown parameter: {key}")
+        kind, low, high = PARAM_RANGES[key]
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{key} must be a number") from None
+        if kind is float and not math.isfinite(number):
+            raise InvalidInput(f"{key} must be a finite number")
+        if not low <= number <= high:
+            raise InvalidInput(f"{key} must be between {low:g} and {high:g}")
+        out[key] = number
+    return out
+
+
+def agent_config(agent: Agent) -> dict:
+    """The configuration of an agent that a comparison compares (and fingerprints)."""
+    return {
+        "model": agent.model or settings.ARBOR_MODEL,
+        "system_prompt": agent.system_prompt,
+        "params": dict(sorted((agent.params or {}).items())),
+        "memory_id": agent.memory_id,
+        "memory_window_size": agent.memory_window_size,
+    }
+
+
+def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
+    if spec.agent is not None:
+        if spec.agent.owner_id not in (None, owner.pk):
+            raise NotFound("No such agent.")
+        return spec.agent
+    memory_id = (spec.memory_id or DEFAULT_MEMORY_ID).strip()
+    if not memory_id or len(memory_id) > 100:
+        raise InvalidInput("memory_id must be 1 to 100 characters")
+    if spec.memory_window_size is not None and spec.memory_window_size < 0:
+        raise InvalidInput("memory window size must be 0 or more")
+    model = (spec.model or "").strip()
+    if len(model) > 200:
+        raise InvalidInput("model name is longer than 200 characters")
+    if len(spec.system_prompt or "") > settings.ARBOR_MAX_INPUT_CHARS:
+        raise InvalidInput("system prompt is too long")
+    return Agent.objects.create(
+        owner=owner,
+        name=f"{spec.label[:80]} · compare {tag}",
+        model=model,
+        system_prompt=spec.system_prompt or "",
+        params=clean_params(spec.params),
+        memory_id=memory_id,
+        memory_window_size=spec.memory_window_size,
+    )
+
+
+def clean_tags(raw) -> list[str]:
+    """Tags from a comma-separated string or a list: stripped, lower-cased, unique, ≤ 50 chars each."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    tags: list[str] = []
+    for item in items:
+        name = str(item).strip().lower()
+        if not name:
+            continue
+        if len(name) > 50:
+            raise InvalidInput("a tag is longer than 50 characters")
+        if name not in tags:
+            tags.append(name)
+    if len(tags) > 20:
+        raise InvalidInput("at most 20 tags")
+    return tags
+
+
+# --- starting ------------------------------------------------------------------------------------
+
+def replay_prompts(*, branch_point: Run, source_run: Run) -> list[str]:
+    """The user inputs of the runs below ``branch_point`` on the path to ``source_run`` (inclusive),
+    in order: one path query. Raises InvalidInput when ``source_run`` is not below ``branch_point``.
+    """
+    if source_run.depth <= branch_point.depth:
+        raise InvalidInput("The branch to replay must continue below the branch point.")
+    rows = list(
+        Message.objects.on_path_to(source_run)
+        .filter(position=0, role=Role.USER)
+        .values_list("run_id", "run__depth", "content")
+    )
+    path_ids = {run_id for run_id, _, _ in rows}
+    if branch_point.pk not in path_ids:
+        raise InvalidInput("The branch to replay does not pass through the branch point.")
+    return [content for _, depth, content in rows if depth > branch_point.depth]
+
+
+@transaction.atomic
+def comparison_start(
+    *,
+    owner,
+    session: Session,
+    branch_point: Run,
+    variants: list[VariantSpec],
+    mode: str = Mode.NEW_PROMPT,
+    prompt: str = "",
+    source_run: Run | None = None,
+    blind: bool = False,
+    tags=(),
+    rng: random.Random | None = None,
+) -> Comparison:
+    """Start a comparison: each variant's first run is a child of ``branch_point``, queued now and
+    run in parallel by the workers; in replay mode later turns follow as each run finishes.
+
+    ``mode="new_prompt"`` sends ``prompt``; ``mode="replay"`` replays the user turns below
+    ``branch_point`` on the branch ending at ``source_run``. Blind comparisons get a shuffled
+    column order (``rng`` for tests). Writes the comparison, its variants (and one agent each unless
+    an existing agent is given), and per variant one run, its input message and a VariantRun.
+
+    Raises InvalidInput (2–4 variants, unique non-empty labels, empty prompt, bad parameters, a
+    source branch not below the branch point, too many turns), NotFound (the session or run is
+    not the owner's, or the run is not in the session's tree) and Conflict (the branch point has
+    not finished, or the session is deleted).
+    """
+    if session.owner_id != owner.pk:
+        raise NotFound("No such session.")
+    if session.is_deleted:
+        raise Conflict("This session is deleted.")
+    if not session.can_branch_from(branch_point):
+        raise NotFound("That run is not part of this session.")
+    if branch_point.status in ACTIVE_STATUSES:
+        raise Conflict("The branch point has not finished yet; compare from it once it has.")
+    if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
+        raise InvalidInput(f"A comparison has {MIN_VARIANTS} to {MAX_VARIANTS} variants.")
+    labels = [(spec.label or "").strip() for spec in variants]
+    if any(not label for label in labels):
+        raise InvalidInput("Every variant needs a label.")
+    if any(len(label) > 100 for label in labels):
+        raise InvalidInput("A label is longer than 100 characters.")
+    if len({label.lower() for label in labels}) != len(labels):
+        raise InvalidInput("Labels must be different from each other.")
+    if mode == Mode.NEW_PROMPT:
+        prompts = [conv._clean_input(prompt)]
+        source_run = None
+    elif mode == Mode.REPLAY:
+        if source_run is None:
+            raise InvalidInput("Choose the branch whose turns to replay.")
+        if not session.can_branch_from(source_run):
+            raise NotFound("The branch to replay is not part of this session.")
+        prompts = replay_prompts(branch_point=branch_point, source_run=source_run)
+        if not prompts:
+            raise InvalidInput("That branch has no user turns below the branch point.")
+        if len(prompts) > settings.ARBOR_COMPARE_MAX_REPLAY_TURNS:
+            raise InvalidInput(f"At most {settings.ARBOR_COMPARE_MAX_REPLAY_TURNS} turns can be replayed.")
+    else:
+        raise InvalidInput("mode must be new_prompt or replay")
+    tag_names = clean_tags(tags)
+
+    order = list(range(len(variants)))
+    if blind:
+        (rng or random.SystemRandom()).shuffle(order)
+    comparison = Comparison.objects.create(
+        owner=owner, session=session, branch_point=branch_point, mode=mode, source_run=source_run,
+        prompts=prompts, blind=blind, column_order=order,
+    )
+    if tag_names:
+        comparison.tags.set([Tag.objects.get_or_create(owner=owner, name=name)[0] for name in tag_names])
+    short = str(comparison.pk)[:8]
+    for position, (spec, label) in enumerate(zip(variants, labels, strict=True)):
+        spec.label = label
+        agent = _variant_agent(owner=owner, spec=spec, tag=short)
+        config = agent_config(agent)
+        variant = Variant.objects.create(
+            comparison=comparison, position=position, label=label, agent=agent, config=config,
+            config_key=config_fingerprint(config),
+        )
+        _start_turn(variant=variant, turn=0, parent=branch_point)
+    return comparison
+
+
+def _start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
+    comparison = variant.comparison
+    run = conv.run_start(
+        session=comparison.session,
+        input=comparison.prompts[turn],
+        parent=parent,
+        agent=variant.agent,
+        model=variant.config.get("model") or None,
+        params=variant.config.get("params") or None,
+    )
+    VariantRun.objects.create(variant=variant, turn=turn, run=run)
+    return run
+
+
+def variant_advance(*, variant_id: int, finished_run_id) -> Run | None:
+    """After a variant's run has finished, start its next replayed turn (a child of that run).
+
+    Returns the new run, or None when there is nothing to start: the comparison has no further
+    turn, the run did not succeed (the variant stops, with the reason stored), or the next turn
+    was already started (idempotent). Safe to call any number of times, concurrently.
+    """
+    try:
+        with transaction.atomic():
+            if not Variant.objects.select_for_update().filter(pk=variant_id).exists():  # the lock
+                return None
+            variant = Variant.objects.select_related("comparison__session", "agent").get(pk=variant_id)
+            done = VariantRun.objects.filter(variant=variant, run_id=finished_run_id).select_related("run").first()
+            if done is None:
+                return None
+            next_turn = done.turn + 1
+            if next_turn >= variant.comparison.turn_count:
+                return None
+            if VariantRun.objects.filter(variant=variant, turn=next_turn).exists():
+                return None
+            if done.run.status != RunStatus.SUCCEEDED:
+                if done.run.status in ACTIVE_STATUSES:
+                    return None
+                variant.stopped_reason = f"Turn {done.turn + 1} {done.run.status}; later turns were not replayed."
+                variant.save(update_fields=["stopped_reason"])
+                return None
+            return _start_turn(variant=variant, turn=next_turn, parent=done.run)
+    except IntegrityError:  # another delivery started the same turn first
+        log.info("variant %s: turn after run %s already started", variant_id, finished_run_id)
+        return None
+
+
+def comparison_resume(*, comparison: Comparison) -> list[Run]:
+    """Start every replayed turn that should be running but is not (a lost task, say): for each
+    variant, advance after its latest finished run. Returns the runs started."""
+    started = []
+    for variant in comparison.variants.all():
+        last = VariantRun.objects.filter(variant=variant).select_related("run").order_by("-turn").first()
+        if last is not None and last.run.status not in ACTIVE_STATUSES:
+            run = variant_advance(variant_id=variant.pk, finished_run_id=last.run_id)
+            if run is not None:
+                started.append(run)
+    return started
+
+
+# --- voting --------------------------------------------------------------------------------------
+
+def turn_runs(comparison: Comparison, turn: int) -> dict[int, Run]:
+    """variant position → its run for ``turn`` (variants whose turn has not started are absent)."""
+    rows = VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run", "variant")
+    return {row.variant.position: row.run for row in rows}
+
+
+@transaction.atomic
+def vote_cast(
+    *,
+    comparison: Comparison,
+    turn: int,
+    choice: str,
+    ranking: dict[int, int] | None = None,
+    note: str = "",
+) -> Vote:
+    """Record the vote for one prompt (``turn``, 0-based) of a comparison.
+
+    ``choice`` is given in terms of the columns shown: ``a_better`` (the first column), ``b_better``,
+    ``tie`` or ``both_bad`` for two variants; ``ranking`` for more, with ``ranking`` mapping each
+    column index (0-based) to a rank (1 best; equal ranks tie). Every variant's run for the turn must
+    have finished. The vote gets one VoteRank per variant, tied to that variant's run. When every
+    prompt has a vote a blind comparison is revealed.
+
+    Raises InvalidInput (bad turn, choice, ranking or note) and Conflict (already voted, runs not
+    finished).
+    """
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    if not isinstance(turn, int) or not 0 <= turn < comparison.turn_count:
+        raise InvalidInput("No such prompt in this comparison.")
+    note = (note or "").strip()
+    if len(note) > 2000:
+        raise InvalidInput("The note is longer than 2000 characters.")
+    runs = turn_runs(comparison, turn)
+    n = len(comparison.column_order)
+    if len(runs) < n or any(run.status in ACTIVE_STATUSES for run in runs.values()):
+        raise Conflict("Vote once every variant has answered this prompt.")
+    if Vote.objects.filter(comparison=comparison, turn=turn).exists():
+        raise Conflict("This prompt already has a vote.")
+    columns = comparison.column_order  # column index → variant position
+    if n == 2:
+        ranks_by_column = {
+            VoteChoice.A_BETTER: {0: 1, 1: 2},
+            VoteChoice.B_BETTER: {0: 2, 1: 1},
+            VoteChoice.TIE: {0: 1, 1: 1},
+            VoteChoice.BOTH_BAD: {0: 1, 1: 1},
+        }.get(choice)
+        if ranks_by_column is None:
+            raise InvalidInput("choice must be a_better, b_better, tie or both_bad")
+    else:
+        if choice == VoteChoice.BOTH_BAD:
+            ranks_by_column = dict.fromkeys(range(n), 1)
+        elif choice == VoteChoice.RANKING:
+            ranks_by_column = _clean_ranking(ranking, n)
+        else:
+            raise InvalidInput("With more than two variants, rank them (or say they are all bad).")
+    vote = Vote.objects.create(comparison=comparison, turn=turn, choice=choice, note=note)
+    variants = {v.position: v for v in comparison.variants.all()}
+    VoteRank.objects.bulk_create([
+        VoteRank(vote=vote, variant=variants[columns[col]], run=runs[columns[col]], rank=rank)
+        for col, rank in ranks_by_column.items()
+    ])
+    if comparison.blind and comparison.revealed_at is None and (
+        Vote.objects.filter(comparison=comparison).count() >= comparison.turn_count
+    ):
+        comparison.revealed_at = timezone.now()
+        comparison.save(update_fields=["revealed_at"])
+    return vote
+
+
+def _clean_ranking(ranking, n: int) -> dict[int, int]:
+    if not isinstance(ranking, dict) or set(ranking) != set(range(n)):
+        raise InvalidInput(f"Give every one of the {n} responses a rank.")
+    out = {}
+    for col, rank in ranking.items():
+        try:
+            rank = int(rank)
+        except (TypeError, ValueError):
+            raise InvalidInput("Ranks are whole numbers.") from None
+        if not 1 <= rank <= n:
+            raise InvalidInput(f"Ranks go from 1 (best) to {n}.")
+        out[col] = rank
+    return out
+
+
+def column_letter(index: int) -> str:
+    return COLUMN_LETTERS[index]

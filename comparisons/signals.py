@@ -1,0 +1,36 @@
+"""Receivers: chain the replayed turns of a comparison's variants.
+
+``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
+looks the run up and, when it answers a replayed turn, enqueues ``comparisons.advance_variant``;
+the task starts the next turn (idempotently, see :func:`comparisons.services.variant_advance`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.dispatch import receiver
+
+from conversations.signals import run_finished
+
+from .models import Mode, VariantRun
+
+log = logging.getLogger(__name__)
+
+
+@receiver(run_finished, dispatch_uid="comparisons.advance_replay")
+def advance_replay(sender, run, status, **kwargs) -> None:
+    row = (
+        VariantRun.objects.filter(run_id=run.pk, variant__comparison__mode=Mode.REPLAY)
+        .values("variant_id", "turn", "variant__comparison__prompts")
+        .first()
+    )
+    if row is None or row["turn"] + 1 >= len(row["variant__comparison__prompts"]):
+        return
+    from .tasks import advance_variant
+
+    try:
+        advance_variant.apply_async((row["variant_id"], str(run.pk)), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
+        log.exception("could not enqueue the next replayed turn after run %s", run.pk)
