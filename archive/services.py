@@ -1,0 +1,384 @@
+"""Importing archives: read a file as a stream, convert each conversation, bulk-insert in batches.
+
+Each conversation imports atomically or not at all: it is converted and validated in memory first
+(:mod:`archive.formats`), then written inside a transaction with the other conversations of its
+batch; if the batch fails in the database, its conversations are written again one by one, each in
+its own transaction, so one bad conversation is skipped with the database's reason and the others
+land. A crash loses at most the batch in flight, never part of a conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from conversations.errors import InvalidInput
+from conversations.models import Message, Run, Session
+
+from . import formats
+from .drafts import ConversationDraft, Skip
+from .models import ImportedConversation, ImportJob, JobStatus
+from .source import SourceProblem, iter_records, open_source
+
+log = logging.getLogger(__name__)
+
+FORMAT_CHOICES = ("auto", *formats.FORMATS)
+MAX_MESSAGES_PER_RUN = 32_000  # Message.position is a PositiveSmallIntegerField
+REPORT_IMPORTED_LIMIT = 200
+REPORT_SKIPPED_LIMIT = 1000
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``imported_items``/``skipped_items`` are capped (counts are not)."""
+
+    source: str
+    format: str = "auto"
+    imported: int = 0
+    skipped: int = 0
+    runs: int = 0
+    messages: int = 0
+    with_warnings: int = 0
+    imported_items: list[dict] = field(default_factory=list)
+    skipped_items: list[dict] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)
+    warning_counts: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add_imported(self, where: str, draft: ConversationDraft, session_id) -> None:
+        self.imported += 1
+        self.runs += len(draft.runs)
+        self.messages += draft.message_count
+        if draft.warnings:
+            self.with_warnings += 1
+            for warning in draft.warnings:
+                self.warning_counts[_warning_kind(warning)] += 1
+        if len(self.imported_items) < REPORT_IMPORTED_LIMIT:
+            self.imported_items.append({
+                "where": where, "source_id": draft.source_id, "title": draft.title, "session_id": str(session_id),
+                "runs": len(draft.runs), "messages": draft.message_count, "warnings": draft.warnings,
+            })
+
+    def add_skipped(self, where: str, reason: str, *, source_id: str = "", title: str = "") -> None:
+        self.skipped += 1
+        if len(self.skipped_items) < REPORT_SKIPPED_LIMIT:
+            self.skipped_items.append({"where": where, "source_id": source_id, "title": title, "reason": reason})
+
+    def as_json(self) -> dict:
+        return {
+            "source": self.source, "format": self.format, "imported": self.imported, "skipped": self.skipped,
+            "runs": self.runs, "messages": self.messages, "with_warnings": self.with_warnings,
+            "imported_items": self.imported_items, "skipped_items": self.skipped_items, "problems": self.problems,
+            "warning_counts": dict(self.warning_counts), "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        return (f"{self.imported} conversation(s) imported ({self.runs} runs, {self.messages} messages), "
+                f"{self.skipped} skipped, {len(self.problems)} problem(s) with the file, in {self.seconds:.1f} s")
+
+
+def _warning_kind(warning: str) -> str:
+    """A warning without its numbers, to count warnings of one kind across conversations."""
+    return " ".join("N" if w.strip("()").isdigit() else w for w in warning.split())[:200]
+
+
+def _record_identity(record) -> tuple[str, str]:
+    """Best-effort source id and title of a raw record, for the report of a skipped one."""
+    if isinstance(record, list):
+        record = record[0] if record and isinstance(record[0], dict) else {}
+    if not isinstance(record, dict):
+        return "", ""
+    chat = record.get("chat") if isinstance(record.get("chat"), dict) else {}
+    source_id = record.get("conversation_id") or record.get("id") or record.get("session_id") or chat.get("id") or ""
+    title = record.get("title") or chat.get("title") or ""
+    return str(source_id)[:200], str(title)[:200]
+
+
+# --- the import -------------------------------------------------------------------------------------
+
+def import_archive(
+    *,
+    path: str | Path,
+    owner,
+    format: str = "auto",
+    name: str | None = None,
+    job: ImportJob | None = None,
+    progress: Callable[[ImportReport, int, int], None] | None = None,
+    batch_messages: int = 20_000,
+    batch_conversations: int = 1_000,
+) -> ImportReport:
+    """Import every conversation of the file at ``path`` for ``owner``; returns the report.
+
+    ``format``: ``auto`` (told from the first record) or one of :data:`archive.formats.FORMATS`.
+    ``progress(report, bytes_read, total_bytes)`` is called after every batch. With ``job``, each
+    imported session is recorded under it, and a job that is run again (its worker died) skips the
+    records it had already written. Never raises for bad content: bad records and a bad file end up
+    in the report. Raises InvalidInput for an unknown ``format`` and OSError for an unreadable path.
+    """
+    if format not in FORMAT_CHOICES:
+        raise InvalidInput(f"unknown format {format!r}: choose one of {', '.join(FORMAT_CHOICES)}")
+    started = time.perf_counter()
+    source, openers = open_source(path, name=name)
+    report = ImportReport(source=source.name, format=format)
+    resuming = job is not None and job.attempts > 1
+    batch: list[tuple[str, ConversationDraft]] = []
+    batch_size = 0
+    detected = None if format == "auto" else format
+
+    def flush() -> None:
+        nonlocal batch, batch_size
+        if batch:
+            _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming)
+            batch, batch_size = [], 0
+        if progress is not None:
+            progress(report, source.bytes_read, source.total_bytes)
+
+    try:
+        records = iter_records(source, openers, lines=format == "jsonl")
+        if format in ("jsonl", "auto"):
+            records = formats.jsonl_groups(records)
+        for where, record in records:
+            if isinstance(record, SourceProblem):
+                report.add_skipped(where, record.message)
+                continue
+            fmt = detected or formats.detect(record)
+            if fmt is None:
+                if isinstance(record, list) and record and all(isinstance(r, dict) for r in record):
+                    fmt = formats.detect(record[0])
+                if fmt is None:
+                    source_id, title = _record_identity(record)
+                    report.add_skipped(where, "not a conversation of any known format", source_id=source_id, title=title)
+                    continue
+            if detected is None:
+                detected = report.format = fmt
+            try:
+                draft = _convert(fmt, record)
+            except Skip as skip:
+                source_id, title = _record_identity(record)
+                report.add_skipped(where, skip.reason, source_id=source_id, title=title)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
+                log.exception("import: converting %s failed", where)
+                source_id, title = _record_identity(record)
+                report.add_skipped(where, f"could not be read ({type(exc).__name__}: {exc})", source_id=source_id, title=title)
+                continue
+            batch.append((where, draft))
+            batch_size += draft.message_count + 1
+            if batch_size >= batch_messages or len(batch) >= batch_conversations:
+                flush()
+        flush()
+    finally:
+        source.close()
+    report.problems.extend({"where": p.where, "message": p.message} for p in source.problems)
+    if source.replaced_characters:
+        report.problems.append({
+            "where": source.name,
+            "message": f"{source.replaced_characters} invalid UTF-8 byte sequence(s) replaced with U+FFFD",
+        })
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _convert(fmt: str, record) -> ConversationDraft:
+    if fmt == "jsonl" and isinstance(record, dict):
+        record = [record]
+    draft = formats.CONVERTERS[fmt](record)
+    for run in draft.runs:
+        if len(run.messages) > MAX_MESSAGES_PER_RUN:
+            raise Skip(f"a run has {len(run.messages)} messages (at most {MAX_MESSAGES_PER_RUN})")
+    return draft
+
+
+def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool) -> None:
+    if resuming:
+        done = set(ImportedConversation.objects.filter(job=job, source_where__in=[w for w, _ in batch])
+                   .values_list("source_where", flat=True))
+        for where, draft in batch:
+            if where in done:
+                report.add_skipped(where, "already imported by an earlier attempt of this job",
+                                   source_id=draft.source_id, title=draft.title)
+        batch = [(w, d) for w, d in batch if w not in done]
+    try:
+        with transaction.atomic():
+            session_ids = _insert(batch, owner=owner, job=job)
+    except DatabaseError:
+        log.warning("import: a batch of %d conversations failed; writing them one by one", len(batch), exc_info=True)
+        for item in batch:
+            try:
+                with transaction.atomic():
+                    session_id = _insert([item], owner=owner, job=job)[0]
+            except DatabaseError as exc:
+                where, draft = item
+                report.add_skipped(where, f"the database refused it ({' '.join(str(exc).split())[:300]})",
+                                   source_id=draft.source_id, title=draft.title)
+            else:
+                report.add_imported(item[0], item[1], session_id)
+        return
+    for (where, draft), session_id in zip(batch, session_ids, strict=True):
+        report.add_imported(where, draft, session_id)
+
+
+def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job) -> list[uuid.UUID]:
+    """Bulk-insert sessions, runs, messages and provenance rows; returns the session ids.
+
+    Foreign keys are checked at commit (deferred on PostgreSQL and SQLite), so a session can name
+    its active run before the run's row exists.
+    """
+    now = timezone.now()
+    sessions: list[Session] = []
+    runs: list[Run] = []
+    messages: list[Message] = []
+    sources: list[ImportedConversation] = []
+    for where, draft in batch:
+        session_id = uuid.uuid4()
+        run_ids = [uuid.uuid4() for _ in draft.runs]
+        first = next((r.created_at for r in draft.runs if r.created_at), None)
+        created = draft.created_at or first or now
+        last = max((r.finished_at or r.created_at for r in draft.runs if r.finished_at or r.created_at), default=None)
+        sessions.append(Session(
+            id=session_id, owner=owner, title=draft.title[:200], created_at=created,
+            updated_at=max(draft.updated_at or created, last or created),
+            active_run_id=run_ids[draft.active] if draft.active is not None else None,
+        ))
+        for i, r in enumerate(draft.runs):
+            run_created = r.created_at or created
+            runs.append(Run(
+                id=run_ids[i], session_id=session_id,
+                parent_run_id=run_ids[r.parent] if r.parent is not None else None, depth=r.depth,
+                status=r.status, model=r.model[:200] or "unknown", params=r.params, memory_id=r.memory_id,
+                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, usage_counted=r.usage_counted,
+                finish_reason=r.finish_reason, created_at=run_created, started_at=r.started_at,
+                first_token_at=r.first_token_at, finished_at=r.finished_at or run_created,
+                error_type=r.error_type, error_message=r.error_message,
+            ))
+            for position, m in enumerate(r.messages):
+                messages.append(Message(
+                    run_id=run_ids[i], position=position, role=m.role, content=m.content, name=m.name,
+                    tool_calls=m.tool_calls, tool_call_id=m.tool_call_id, metadata=m.metadata,
+                    token_count=m.token_count, created_at=m.created_at or run_created,
+                ))
+        sources.append(ImportedConversation(
+            session_id=session_id, owner=owner, source_format=draft.source_format, source_id=draft.source_id,
+            job=job, source_where=where[:300], created_at=now,
+        ))
+    Session.objects.bulk_create(sessions, batch_size=1000)
+    Run.objects.bulk_create(runs, batch_size=2000)
+    Message.objects.bulk_create(messages, batch_size=5000)
+    ImportedConversation.objects.bulk_create(sources, batch_size=1000)
+    return [s.pk for s in sessions]
+
+
+# --- import jobs (the upload page and its worker) ----------------------------------------------------
+
+def import_dir() -> Path:
+    folder = Path(settings.ARBOR_IMPORT_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@transaction.atomic
+def import_job_create(*, owner, upload, format: str = "auto") -> ImportJob:
+    """Store an uploaded file and enqueue its import after commit.
+
+    ``upload``: a Django ``UploadedFile``. Raises InvalidInput for a missing or empty file, an
+    unknown format or a file over ``ARBOR_IMPORT_MAX_BYTES``.
+    """
+    if upload is None:
+        raise InvalidInput("choose a file to import")
+    if format not in FORMAT_CHOICES:
+        raise InvalidInput(f"unknown format {format!r}: choose one of {', '.join(FORMAT_CHOICES)}")
+    if not upload.size:
+        raise InvalidInput("the file is empty")
+    if upload.size > settings.ARBOR_IMPORT_MAX_BYTES:
+        raise InvalidInput(f"the file is larger than {settings.ARBOR_IMPORT_MAX_BYTES // 2**20} MB")
+    job_id = uuid.uuid4()
+    filename = (upload.name or "upload").rsplit("/", 1)[-1][:200]
+    path = import_dir() / f"{job_id}-{get_valid_filename(filename) or 'upload'}"
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    job = ImportJob.objects.create(
+        id=job_id, owner=owner, filename=filename, path=str(path), format=format, size_bytes=upload.size,
+    )
+    transaction.on_commit(lambda: _enqueue(job_id))
+    return job
+
+
+def _enqueue(job_id) -> None:
+    from .tasks import import_job
+
+    import_job.apply_async((str(job_id),), queue=settings.ARBOR_IMPORT_QUEUE)
+
+
+def _claim(job_id) -> ImportJob | None:
+    """queued → running, or take over a running job whose worker went silent (conditional UPDATE)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.ARBOR_IMPORT_STALE_SECONDS)
+    jobs = ImportJob.objects.filter(pk=job_id)
+    from django.db.models import F, Q
+
+    claimed = jobs.filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
+    )
+    return ImportJob.objects.select_related("owner").get(pk=job_id) if claimed else None
+
+
+def import_job_execute(*, job_id) -> ImportJob | None:
+    """Run an import job in a worker: progress is written to the job as it goes, the report at the
+    end; the uploaded file is deleted when the job is done. Does nothing for a job already taken."""
+    job = _claim(job_id)
+    if job is None:
+        log.info("import job %s: not claimable", job_id)
+        return None
+    last = 0.0
+
+    def progress(report: ImportReport, done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last < 0.3:
+            return
+        last = time.monotonic()
+        ImportJob.objects.filter(pk=job.pk).update(
+            bytes_read=done, imported=report.imported, skipped=report.skipped, heartbeat_at=timezone.now(),
+        )
+
+    try:
+        report = import_archive(path=job.path, owner=job.owner, format=job.format, name=job.filename, job=job,
+                                progress=progress)
+    except Exception as exc:  # noqa: BLE001 - the job records the failure; the page shows it
+        log.exception("import job %s failed", job.pk)
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now(),
+        )
+    else:
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.SUCCEEDED, report=report.as_json(), imported=report.imported, skipped=report.skipped,
+            bytes_read=job.size_bytes, finished_at=timezone.now(),
+        )
+    Path(job.path).unlink(missing_ok=True)
+    job.refresh_from_db()
+    return job
+
+
+def import_command_job(*, owner, path: Path, format: str) -> ImportJob:
+    """A job row for an import started from the command line (it shows on the import page)."""
+    return ImportJob.objects.create(owner=owner, filename=path.name[:255], path=str(path), format=format,
+                                    size_bytes=path.stat().st_size, status=JobStatus.RUNNING,
+                                    started_at=timezone.now(), heartbeat_at=timezone.now(), attempts=1)
+
+
+def import_command_finish(*, job: ImportJob, report: ImportReport) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.SUCCEEDED, report=report.as_json(), imported=report.imported, skipped=report.skipped,
+        bytes_read=job.size_bytes, finished_at=timezone.now(),
+    )
