@@ -1,11 +1,17 @@
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
+# The API's schema and docs pages describe every endpoint: they need a login like any page.
+API_DOC_URL_NAMES = {"openapi-json", "openapi-view"}
+
 
 class ArborLoginRequiredMiddleware(LoginRequiredMiddleware):
     """Django's LoginRequiredMiddleware, except for ``/api/``: the API authenticates each request
-    itself (session or Bearer token) and answers 401 JSON instead of redirecting to a login page."""
+    itself (session or Bearer token) and answers 401 JSON instead of redirecting to a login page.
+    The API's OpenAPI schema and docs are pages like the others (login required)."""
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path_info.startswith("/api/"):
-            return None
+            match = getattr(request, "resolver_match", None)
+            if match is None or match.url_name not in API_DOC_URL_NAMES:
+                return None
         return super().process_view(request, view_func, view_args, view_kwargs)

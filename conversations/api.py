@@ -17,6 +17,7 @@ from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer, django_auth
 
 from accounts.models import ApiToken
+from accounts.ratelimit import limit_run_creation
 
 from . import context as ctx
 from . import services
@@ -235,6 +236,7 @@ def delete_session(request, session_id: str):
 
 
 @api.post("/sessions/{session_id}/runs", response={202: RunAccepted}, tags=["runs"])
+@limit_run_creation
 def start_run(request, session_id: str, payload: RunIn):
     """Start a run. Without ``parent_run_id`` it continues the session's active run; with it, it
     branches from that run (any run of the session's tree, a fork's shared ancestors included)."""
@@ -323,6 +325,7 @@ def fork_run(request, run_id: str):
 
 
 @api.post("/runs/{run_id}/regenerate", response={202: RunAccepted}, tags=["runs"])
+@limit_run_creation
 def regenerate_run(request, run_id: str):
     """A sibling with the same input (also the retry of a failed run)."""
     run = get_run_for(request.auth, run_id)
@@ -331,6 +334,7 @@ def regenerate_run(request, run_id: str):
 
 
 @api.post("/runs/{run_id}/edit", response={202: RunAccepted}, tags=["runs"])
+@limit_run_creation
 def edit_run(request, run_id: str, payload: EditIn):
     """A sibling with new input: the edited user message."""
     run = get_run_for(request.auth, run_id)

@@ -17,6 +17,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
+from audit.log import audited
 from memory.models import DEFAULT_MEMORY_ID
 from memory.tokens import counter_for
 
@@ -69,6 +70,7 @@ def session_restore(*, session: Session) -> Session:
 
 
 @transaction.atomic
+@audited("run.fork")
 def session_fork(*, run: Run, owner, title: str = "") -> Session:
     """A new session continuing from ``run``: one row, whatever the depth; nothing is copied.
 
@@ -86,6 +88,7 @@ def session_fork(*, run: Run, owner, title: str = "") -> Session:
 
 
 @transaction.atomic
+@audited("session.set_active")
 def session_set_active(*, session: Session, run: Run) -> Run:
     """Show the branch through ``run``: the active run becomes the newest leaf below it.
 
@@ -125,6 +128,7 @@ def _clean_params(params: dict | None) -> dict:
 
 
 @transaction.atomic
+@audited("run.start")
 def run_start(
     *,
     session: Session,
@@ -198,6 +202,7 @@ def run_input(run: Run) -> str:
     return first or ""
 
 
+@audited("run.regenerate")
 def run_regenerate(*, run: Run, session: Session | None = None) -> Run:
     """A sibling of ``run`` with the same input (also how a failed run is retried)."""
     session = session or run.session
@@ -206,6 +211,7 @@ def run_regenerate(*, run: Run, session: Session | None = None) -> Run:
                      agent=run.agent)
 
 
+@audited("run.edit")
 def run_edit(*, run: Run, input: str, session: Session | None = None) -> Run:
     """A sibling of ``run`` with new input: an edited user message."""
     session = session or run.session
@@ -214,6 +220,7 @@ def run_edit(*, run: Run, input: str, session: Session | None = None) -> Run:
 
 
 @transaction.atomic
+@audited("run.cancel")
 def run_cancel(*, run: Run) -> Run:
     """Cancel a queued or running run. A running generation stops within a second (the worker's
     watcher polls every 0.25 s and closes the model stream); the partial text is kept.

@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.ArborLoginRequiredMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -211,6 +212,13 @@ ARBOR_COMPARE_MAX_REPLAY_TURNS = env("ARBOR_COMPARE_MAX_REPLAY_TURNS", default=5
 # --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
 # Seconds during which a deleted session can be restored from the sessions list ("undo").
 ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
+
+# --- Audit, accounts and safety -----------------------------------------------------------------
+# Run creation per user (UI and API together): "count/period", period s, m, h or d; empty: no limit.
+ARBOR_RUN_RATE = env("ARBOR_RUN_RATE", default="30/m")
+# Behind n reverse proxies, the client IP for the audit log is the n-th X-Forwarded-For entry from the right.
+ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
+# The admin's cost column uses ARBOR_MODEL_PRICES (see the comparisons block above).
 
 LOGGING = {
     "version": 1,

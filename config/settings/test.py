@@ -17,3 +17,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"{_test_db_name}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": _test_db_name}
+
+# Run-creation rate limits are off in tests (user ids repeat across tests and counts would leak
+# between them); tests/audit turn them on per test with the settings fixture.
+ARBOR_RUN_RATE = ""

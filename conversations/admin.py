@@ -1,0 +1,286 @@
+"""The admin for sessions, runs, messages and steps: read what happened in any session.
+
+The sessions list computes its columns (runs, branches, tokens, cost, last activity, status
+counts) in the list's single query: aggregates over one join to runs, plus one correlated subquery
+for branches (leaf runs). Runs, messages and steps are history: the admin shows them read-only.
+Every staff look at another user's session, run, message or step is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Count, Exists, F, FloatField, IntegerField, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from audit.admin_mixins import StaffViewAuditMixin
+
+from .models import Message, Run, RunStatus, Session, Step
+
+STATUS_SYMBOLS = {
+    RunStatus.SUCCEEDED: "✓", RunStatus.FAILED: "✗", RunStatus.CANCELLED: "⊘",
+    RunStatus.RUNNING: "▶", RunStatus.QUEUED: "…",
+}
+
+
+def _prices() -> dict[str, tuple[float, float]]:
+    """``ARBOR_MODEL_PRICES`` as ``{model: (prompt, completion)}`` in USD per million tokens.
+
+    Accepts ``{"m": {"prompt": p, "completion": c}}`` (the comparisons format) and ``{"m": [p, c]}``.
+    """
+    out = {}
+    for model, price in (getattr(settings, "ARBOR_MODEL_PRICES", None) or {}).items():
+        if isinstance(price, dict):
+            out[model] = (float(price.get("prompt", 0) or 0), float(price.get("completion", 0) or 0))
+        elif isinstance(price, (list, tuple)) and len(price) == 2:
+            out[model] = (float(price[0]), float(price[1]))
+    return out
+
+
+def cost_expression(prefix: str = ""):
+    """A SQL sum of the cost in USD of runs reached through ``prefix`` (``"runs__"`` from sessions,
+    ``""`` on runs), or None when no prices are configured. Runs of unpriced models cost 0."""
+    prices = _prices()
+    if not prices:
+        return None
+    from django.db.models import Case, When
+
+    prompt = Coalesce(F(f"{prefix}prompt_tokens"), 0)
+    completion = Coalesce(F(f"{prefix}completion_tokens"), 0)
+    whens = [
+        When(**{f"{prefix}model": model}, then=(prompt * Value(p) + completion * Value(c)) / Value(1_000_000.0))
+        for model, (p, c) in prices.items()
+    ]
+    return Case(*whens, default=Value(0.0), output_field=FloatField())
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "run status"
+    parameter_name = "run_status"
+
+    def lookups(self, request, model_admin):
+        return RunStatus.choices
+
+    def queryset(self, request, queryset):
+        if self.value():  # Exists, not a join: a join would multiply the aggregated rows
+            return queryset.filter(Exists(Run.objects.filter(session=OuterRef("pk"), status=self.value())))
+        return queryset
+
+
+class ModelFilter(admin.SimpleListFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        models_used = Run.objects.order_by("model").values_list("model", flat=True).distinct()[:100]
+        return [(m, m) for m in models_used]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(Exists(Run.objects.filter(session=OuterRef("pk"), model=self.value())))
+        return queryset
+
+
+class DeletedFilter(admin.SimpleListFilter):
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Not deleted"), ("yes", "Deleted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+
+def annotate_sessions(queryset):
+    """Sessions with ``run_count``, ``branch_count`` (leaf runs), ``token_total``, ``cost``,
+    ``last_activity`` and ``n_<status>`` for each run status: one query, no N+1."""
+    leaves = (
+        Run.objects.filter(session=OuterRef("pk"))
+        .exclude(Exists(Run.objects.filter(parent_run=OuterRef("pk"), session_id=OuterRef("session_id"))))
+        .order_by()
+        .values("session")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    annotations = {
+        "run_count": Count("runs"),
+        "branch_count": Coalesce(Subquery(leaves, output_field=IntegerField()), 0),
+        "token_total": Coalesce(Sum("runs__prompt_tokens"), 0) + Coalesce(Sum("runs__completion_tokens"), 0),
+        "last_activity": Greatest(
+            "updated_at",
+            Coalesce(Max("runs__created_at"), "updated_at"),
+            Coalesce(Max("runs__finished_at"), "updated_at"),
+        ),
+        **{f"n_{status}": Count("runs", filter=Q(runs__status=status)) for status in RunStatus.values},
+    }
+    cost = cost_expression("runs__")
+    annotations["cost"] = Sum(cost) if cost is not None else Value(None, output_field=FloatField())
+    return queryset.annotate(**annotations)
+
+
+@admin.register(Session)
+class SessionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
+    list_display = (
+        "title_or_id", "owner", "run_count", "branch_count", "token_total", "cost_usd", "last_activity",
+        "status_counts", "created_at", "deleted_at",
+    )
+    list_select_related = ("owner",)
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter), "created_at", "updated_at", ModelFilter,
+                   StatusFilter, DeletedFilter)
+    search_fields = ("title", "runs__messages__content", "=id")
+    date_hierarchy = "created_at"
+    fields = ("id", "owner", "title", "created_at", "updated_at", "deleted_at", "active_run", "forked_from_run",
+              "default_agent")
+    readonly_fields = ("id", "owner", "created_at", "updated_at", "active_run", "forked_from_run")
+    raw_id_fields = ("default_agent",)
+    ordering = ("-updated_at",)
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        return annotate_sessions(super().get_queryset(request))
+
+    def has_add_permission(self, request):
+        return False  # sessions are created by their owners
+
+    @admin.display(description="title", ordering="title")
+    def title_or_id(self, obj):
+        return obj.title or f"Session {obj.pk}"
+
+    @admin.display(description="runs", ordering="run_count")
+    def run_count(self, obj):
+        return obj.run_count
+
+    @admin.display(description="branches", ordering="branch_count")
+    def branch_count(self, obj):
+        return obj.branch_count
+
+    @admin.display(description="tokens", ordering="token_total")
+    def token_total(self, obj):
+        return obj.token_total
+
+    @admin.display(description="cost (USD)", ordering="cost")
+    def cost_usd(self, obj):
+        return "—" if obj.cost is None else f"{obj.cost:.4f}"
+
+    @admin.display(description="last activity", ordering="last_activity")
+    def last_activity(self, obj):
+        return obj.last_activity
+
+    @admin.display(description="statuses")
+    def status_counts(self, obj):
+        parts = [(STATUS_SYMBOLS[s], getattr(obj, f"n_{s}"), s) for s in RunStatus.values if getattr(obj, f"n_{s}")]
+        return format_html_join(" ", '<span title="{2}">{0}{1}</span>', parts) or "—"
+
+    def audit_owner_id(self, obj):
+        return obj.owner_id
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("position", "role", "content", "name", "tool_call_id", "token_count", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(StaffViewAuditMixin, admin.ModelAdmin):
+    """History: visible, never edited or deleted through the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ("short_id", "session_link", "owner", "status", "model", "depth", "tokens", "finish_reason",
+                    "created_at", "latency", "audit_link")
+    list_select_related = ("session__owner",)
+    list_filter = ("status", "model", "created_at", ("session__owner", admin.RelatedOnlyFieldListFilter),
+                   "finish_reason", "error_type")
+    search_fields = ("=id", "session__title", "messages__content")
+    date_hierarchy = "created_at"
+    inlines = [MessageInline]
+    readonly_fields = [f.name for f in Run._meta.fields] + ["audit_link"]
+
+    @admin.display(description="run", ordering="id")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="session", ordering="session__title")
+    def session_link(self, obj):
+        url = reverse("admin:conversations_session_change", args=[obj.session_id])
+        return format_html('<a href="{}">{}</a>', url, obj.session)
+
+    @admin.display(description="owner", ordering="session__owner__username")
+    def owner(self, obj):
+        return obj.session.owner
+
+    @admin.display(description="tokens")
+    def tokens(self, obj):
+        return (obj.prompt_tokens or 0) + (obj.completion_tokens or 0)
+
+    @admin.display(description="latency (s)")
+    def latency(self, obj):
+        value = obj.latency_seconds()
+        return "—" if value is None else f"{value:.2f}"
+
+    @admin.display(description="audit")
+    def audit_link(self, obj):
+        return format_html('<a href="{}">trace</a>', reverse("audit:run", args=[obj.pk]))
+
+    def audit_owner_id(self, obj):
+        return obj.session.owner_id
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "position", "role", "excerpt", "token_count", "created_at")
+    list_select_related = ("run",)
+    list_filter = ("role", "created_at")
+    search_fields = ("content", "=run__id")
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    @admin.display(description="content")
+    def excerpt(self, obj):
+        return obj.content[:80]
+
+    def audit_owner_id(self, obj):
+        return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
+
+
+@admin.register(Step)
+class StepAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "kind", "name", "status", "started_at", "duration", "prompt_tokens",
+                    "completion_tokens")
+    list_select_related = ("run",)
+    list_filter = ("kind", "status", "started_at")
+    search_fields = ("name", "=run__id")
+    readonly_fields = [f.name for f in Step._meta.fields]
+
+    @admin.display(description="duration (s)")
+    def duration(self, obj):
+        value = obj.duration_seconds()
+        return "—" if value is None else f"{value:.3f}"
+
+    def audit_owner_id(self, obj):
+        return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
