@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from .models import Message, Run
+from .models import Message, PathMessage, Run
 
 
 @dataclass
@@ -56,9 +56,9 @@ def digest(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def path_messages(run: Run | str) -> list[Message]:
+def path_messages(run: Run | str) -> list[PathMessage]:
     """Messages from the root to ``run`` inclusive, in order: one query at any depth."""
-    return list(Message.objects.on_path_to(run, inclusive=True))
+    return Message.objects.path(run, inclusive=True)
 
 
 def render(spec: ContextSpec, run: Run, messages: list[Message]) -> list[dict]:

