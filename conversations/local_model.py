@@ -16,6 +16,7 @@ from pathlib import Path
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_SERVER_ENV = {"HOST", "PORT", "MODEL", "MODEL_ALIAS", "N_CTX", "CONFIG_FILE", "API_KEY"}
 
 
 def gguf_path() -> Path:
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", MODEL_ALIAS,
         "--host", args.host, "--port", str(args.port), "--n_ctx", str(args.n_ctx),
     ]
-    os.execv(sys.executable, command)
+    # llama_cpp.server's settings also read HOST/PORT/MODEL/... from the environment, and those win
+    # over its command line; honcho and `make run PORT=...` set PORT for the web server, so drop them.
+    env = {k: v for k, v in os.environ.items() if k.upper() not in LLAMA_SERVER_ENV}
+    os.execve(sys.executable, command, env)
 
 
 if __name__ == "__main__":
