@@ -111,3 +111,7 @@ class Compaction(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+# Memory stores and semantic search (issue 5): their tables live in memory.stores.models.
+from memory.stores.models import MemoryStoreSession, MessageEmbedding  # noqa: E402,F401

@@ -50,6 +50,18 @@ def parse_script(messages: list[dict]) -> tuple[dict, str]:
     return script, DIRECTIVE.sub("", text).strip()
 
 
+EMBEDDING_DIMENSIONS = 256
+
+
+def hashed_embedding(text: str) -> list[float]:
+    """The fake endpoint's embedding of ``text`` (see ``Handler._embeddings``)."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[int.from_bytes(digest[:4], "big") % EMBEDDING_DIMENSIONS] += 1.0 if digest[4] & 1 else -1.0
+    return vector
+
+
 class _State:
     def __init__(self):
         self.lock = threading.Lock()
@@ -95,7 +107,22 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": {"message": "invalid JSON"}})
         if self.path.rstrip("/") == "/v1/chat/completions":
             return self._chat(body)
+        if self.path.rstrip("/") == "/v1/embeddings":
+            return self._embeddings(body)
         return self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _embeddings(self, body: dict) -> None:
+        """``POST /v1/embeddings``: deterministic hashed bag-of-words vectors (EMBEDDING_DIMENSIONS
+        floats; each lower-cased word adds ±1 at a slot picked by its SHA-256), so texts sharing
+        words are close. Not recorded in ``/_requests`` (that log is the chat calls)."""
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self._json(400, {"error": {"message": "input must be a string or a list of strings"}})
+        data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(t)} for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return self._json(200, {"object": "list", "data": data, "model": body.get("model", "fake-embedding"),
+                                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     def _chat(self, body: dict) -> None:
         messages = body.get("messages") or []
