@@ -61,9 +61,19 @@ def path_messages(run: Run | str) -> list[PathMessage]:
     return Message.objects.path(run, inclusive=True)
 
 
-def render(spec: ContextSpec, run: Run, messages: list[Message]) -> list[dict]:
-    """The OpenAI-format messages that ``spec`` selects from ``messages`` (the path to ``run``)."""
+def path_memory_ids(run: Run | str) -> dict:
+    """``{run_id: memory_id}`` for ``run`` and its ancestors: one query."""
+    return dict(Run.objects.ancestor_of(run, inclusive=True).values_list("pk", "memory_id"))
+
+
+def render(spec: ContextSpec, run: Run, messages: list[Message], memory_ids: dict | None = None) -> list[dict]:
+    """The OpenAI-format messages that ``spec`` selects from ``messages`` (the path to ``run``).
+
+    ``memory_ids`` (``{run_id: memory_id}`` of the path) is read when the spec names a memory id
+    and it is not given."""
     out: list[dict] = []
+    if spec.memory_id is not None and memory_ids is None:
+        memory_ids = path_memory_ids(run)
     if spec.system:
         out.append({"role": "system", "content": spec.system})
     if spec.summary:
@@ -75,7 +85,7 @@ def render(spec: ContextSpec, run: Run, messages: list[Message]) -> list[dict]:
             continue
         if not own and message.run.depth < spec.from_depth:
             continue
-        if not own and spec.memory_id is not None and message.run.memory_id != spec.memory_id:
+        if not own and spec.memory_id is not None and memory_ids.get(message.run_id) != spec.memory_id:
             continue
         if message.pk in dropped:
             continue

@@ -6,10 +6,11 @@ a worker is enqueued with ``transaction.on_commit`` so a task never sees an unco
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -314,75 +315,215 @@ class _Outcome:
     completion_tokens: int | None = None
     error: BaseException | None = None
     cancelled: bool = False
+    tool_calls: list[dict] = field(default_factory=list)
 
 
-def build_context(run: Run) -> tuple[ctx.ContextSpec, list[dict]]:
-    """The context for ``run``'s first model call: system prompt, path to the parent, the input."""
-    spec = ctx.ContextSpec(system=run.params.get("system") or settings.ARBOR_SYSTEM_PROMPT, own_upto=1)
-    return spec, ctx.render(spec, run, ctx.path_messages(run))
+@dataclass
+class _Totals:
+    """Usage of every model call of a run (tool rounds add up); ``counted`` when any was counted by us."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    counted: bool = False
+
+
+class ToolRoundLimit(Exception):
+    """The model still asked for tools after the last allowed round."""
+
+
+def build_context(run: Run, *, own_upto: int | None = None, path: list[Message] | None = None):
+    """The context of ``run``'s next model call, built by :func:`memory.context.build_context`
+    with the run's agent's memory settings (memory id, window, compaction, token budget).
+
+    Returns a :class:`memory.context.BuiltContext` (``.spec``, ``.messages``, ``.tokens``, ...).
+    Raises :class:`memory.context.ContextOverflow` when even the fixed part does not fit.
+    """
+    from memory.context import build_context as build
+
+    return build(run, own_upto=own_upto, path=path)
 
 
 def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
     """Execute a run in a worker: claim, build the context, stream the model's answer into the run's
-    stream, store the answer, usage and timings. Idempotent: a second delivery of the same task does
-    nothing unless the first worker died (then the answer is generated again, and written once).
+    stream, run the tools it asks for (a bounded loop: call the model, run the requested tools, send
+    their results, until a final answer or ``settings.ARBOR_TOOL_MAX_ROUNDS``), store the answer,
+    usage and timings. Every tool call and result is a message of the run and a step of its trace
+    (``tool_call`` under the ``llm_call`` that asked for it).
+
+    Idempotent: a second delivery of the same task does nothing unless the first worker died (then
+    the answer — tool rounds included — is generated again from the input, and written once).
 
     Raises TransientModelError (for Celery's retry with backoff) when the endpoint failed
     transiently before any token arrived and ``final_attempt`` is false; every other failure marks
     the run failed with a readable error and keeps its partial text.
     """
+    from memory.context import ContextOverflow
+    from memory.tools import tools_for
+
     run = _claim(run_id)
     if run is None:
         log.info("run %s: not claimable (finished, cancelled or owned by a live worker)", run_id)
         return
     stream = get_stream()
-    if run.attempts > 1 and any(e.type == "delta" for e in stream.events(run.pk)):
-        stream.publish(run.pk, "restart", {"attempt": run.attempts})
+    if run.attempts > 1:
+        # A new attempt starts again from the input: earlier tool rounds and partial text go.
+        Message.objects.filter(run=run, position__gte=1).delete()
+        Run.objects.filter(pk=run.pk).update(first_token_at=None)
+        if any(e.type == "delta" for e in stream.events(run.pk)):
+            stream.publish(run.pk, "restart", {"attempt": run.attempts})
     stream.publish(run.pk, "status", {"status": "running"})
 
-    context_step = Step.objects.create(run=run, kind=StepKind.CONTEXT, name="build context")
-    spec, messages = build_context(run)
     counter = counter_for(settings.OPENAI_BASE_URL)
-    context_step.request = {"context": spec.to_json(), "message_count": len(messages), "sha256": ctx.digest(messages)}
+    tools = tools_for(run.agent)
+    params = {k: v for k, v in run.params.items() if k in ALLOWED_PARAMS}
+    path = ctx.path_messages(run)
+    position = max((m.position for m in path if m.run_id == run.pk), default=0) + 1
+
+    context_step = Step.objects.create(run=run, kind=StepKind.CONTEXT, name="build context")
+    try:
+        built = build_context(run, path=path)
+    except ContextOverflow as exc:
+        context_step.status, context_step.finished_at = RunStatus.FAILED, timezone.now()
+        context_step.error = {"type": "context_overflow", "message": str(exc)}
+        context_step.save(update_fields=["status", "finished_at", "error"])
+        _finalize(run, _Outcome(error=exc), _Totals(counted=True), None, stream, position=position)
+        return
+    context_step.request = {"context": built.spec.to_json(), "message_count": len(built.messages),
+                            "sha256": ctx.digest(built.messages), **built.describe()}
     context_step.status, context_step.finished_at = RunStatus.SUCCEEDED, timezone.now()
     context_step.save(update_fields=["request", "status", "finished_at"])
 
-    request = {
-        "base_url": settings.OPENAI_BASE_URL,
-        "model": run.model,
-        "params": {k: v for k, v in run.params.items() if k in ALLOWED_PARAMS},
-        "stream": True,
-        "context": spec.to_json(),
-        "message_count": len(messages),
-        "sha256": ctx.digest(messages),
-    }
-    llm_step = Step.objects.create(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request))
-    outcome = _stream_answer(run, messages, request["params"], stream)
+    totals = _Totals()
+    rounds = 0
+    while True:
+        offer = bool(tools) and rounds < settings.ARBOR_TOOL_MAX_ROUNDS
+        request = {
+            "base_url": settings.OPENAI_BASE_URL,
+            "model": run.model,
+            "params": params,
+            "stream": True,
+            "context": built.spec.to_json(),
+            "message_count": len(built.messages),
+            "sha256": ctx.digest(built.messages),
+            "tokens": built.tokens,
+            "usable_window": built.budget.usable,
+            "round": rounds,
+        }
+        tool_args: dict = {}
+        if tools:
+            tool_args = {"tools": [t.schema() for t in tools]}
+            if not offer:
+                tool_args["tool_choice"] = "none"
+            request["tools"] = [t.name for t in tools]
+            request["tool_choice"] = tool_args.get("tool_choice", "auto")
+        llm_step = Step.objects.create(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request))
+        outcome = _stream_answer(run, built.messages, {**params, **tool_args}, stream)
+        _account(outcome, built.messages, totals, counter)
+
+        if outcome.error is not None and not outcome.text and not outcome.tool_calls and not outcome.cancelled \
+                and is_transient(outcome.error) and not final_attempt:
+            etype, emsg = describe_error(outcome.error)
+            Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                status=RunStatus.QUEUED, error_type=etype, error_message=f"Retrying: {emsg}",
+            )
+            _finish_step(llm_step, outcome, RunStatus.FAILED)
+            stream.publish(run.pk, "status", {"status": "queued", "retrying": emsg})
+            raise TransientModelError(emsg) from outcome.error
+
+        if not outcome.tool_calls or outcome.error is not None or outcome.cancelled:
+            break
+        if not offer:
+            outcome.error = ToolRoundLimit(
+                f"The model still asked for tools after {rounds} rounds (the limit is "
+                f"{settings.ARBOR_TOOL_MAX_ROUNDS}).")
+            break
+        _finish_step(llm_step, outcome, RunStatus.SUCCEEDED)
+        position, cancelled = _run_tools(run, outcome, llm_step, tools, path, position, stream)
+        if cancelled:
+            outcome = _Outcome(cancelled=True)
+            break
+        rounds += 1
+        try:
+            built = build_context(run, path=path)
+        except ContextOverflow as exc:
+            outcome = _Outcome(error=exc)
+            break
+
+    _finalize(run, outcome, totals, llm_step, stream, position=position)
+
+
+def _account(outcome: _Outcome, messages: list[dict], totals: _Totals, counter) -> None:
+    """Add one call's usage to the run's totals (counted by us when the endpoint sent none) and
+    correct the token estimate with what the endpoint reported."""
+    from memory.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
 
     if outcome.prompt_tokens is None:
         outcome.prompt_tokens = counter.count_messages(messages)
-        counted = True
-    else:
-        counted = False
+        totals.counted = True
+    elif not counter.exact:
+        chars = sum(len(m.get("content") or "") for m in messages)
+        counter.observe(chars, outcome.prompt_tokens - REPLY_PRIMING - PER_MESSAGE_OVERHEAD * len(messages))
     if outcome.completion_tokens is None:
-        outcome.completion_tokens = counter.count(outcome.text)
-        counted = True
+        outcome.completion_tokens = counter.count(outcome.text) + (
+            counter.count(json.dumps(outcome.tool_calls)) if outcome.tool_calls else 0)
+        totals.counted = True
+    totals.prompt_tokens += outcome.prompt_tokens
+    totals.completion_tokens += outcome.completion_tokens
 
-    if outcome.error is not None and not outcome.text and not outcome.cancelled and is_transient(outcome.error) and not final_attempt:
-        etype, emsg = describe_error(outcome.error)
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.QUEUED, error_type=etype, error_message=f"Retrying: {emsg}",
-        )
-        _finish_step(llm_step, outcome, RunStatus.FAILED)
-        stream.publish(run.pk, "status", {"status": "queued", "retrying": emsg})
-        raise TransientModelError(emsg) from outcome.error
 
-    _finalize(run, outcome, counted, llm_step, stream)
+def _run_tools(run: Run, outcome: _Outcome, llm_step: Step, tools, path: list[Message], position: int,
+               stream) -> tuple[int, bool]:
+    """Store the assistant's tool-call message, run each call (a ``tool_call`` step under
+    ``llm_step``) and store its result as a ``tool`` message. Returns the next free position and
+    whether the run was cancelled meanwhile."""
+    from memory.tools import ToolContext, run_tool
+
+    calls = [
+        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for c in outcome.tool_calls
+    ]
+    asking = Message.objects.create(run=run, position=position, role=Role.ASSISTANT, content=outcome.text,
+                                    tool_calls=calls, token_count=outcome.completion_tokens)
+    asking.run = run
+    path.append(asking)
+    calling_position = position
+    position += 1
+    for call in calls:
+        if _status(run.pk) == RunStatus.CANCELLED:
+            # Leave no call without a result: the unanswered ones get a note.
+            for rest in calls[calls.index(call):]:
+                note = Message.objects.create(run=run, position=position, role=Role.TOOL, name=rest["function"]["name"],
+                                              tool_call_id=rest["id"], content="Cancelled before this tool ran.")
+                note.run = run
+                path.append(note)
+                position += 1
+            return position, True
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        step = Step.objects.create(run=run, parent_step=llm_step, kind=StepKind.TOOL_CALL, name=name,
+                                   request={"tool_call_id": call["id"], "name": name, "arguments": arguments})
+        stream.publish(run.pk, "tool", {"id": call["id"], "name": name, "arguments": arguments})
+        result = run_tool(name, arguments, ToolContext(run=run, agent=run.agent, step=step,
+                                                       position=calling_position, path=path), tools)
+        message = Message.objects.create(run=run, position=position, role=Role.TOOL, name=name,
+                                         tool_call_id=call["id"], content=result.content)
+        message.run = run
+        path.append(message)
+        position += 1
+        step.status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
+        step.finished_at = timezone.now()
+        step.response = {"content": result.content, "ok": result.ok, "message_id": message.pk}
+        if not result.ok:
+            step.error = {"type": "tool_error", "message": result.content}
+        step.save()
+        stream.publish(run.pk, "tool_result", {"id": call["id"], "name": name, "content": result.content,
+                                               "ok": result.ok})
+    return position, False
 
 
 def _stream_answer(run: Run, messages: list[dict], params: dict, stream) -> _Outcome:
     outcome = _Outcome()
     parts: list[str] = []
+    calls: dict[int, dict] = {}
     watcher = _Watcher(run.pk)
     watcher.start()
     try:
@@ -404,7 +545,14 @@ def _stream_answer(run: Run, messages: list[dict], params: dict, stream) -> _Out
                 stream.publish(run.pk, "delta", {"text": delta})
                 if first:
                     first = False
-                    Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
+                    Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
+            for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
+                call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                if part.id:
+                    call["id"] = part.id
+                if part.function is not None:
+                    call["name"] += part.function.name or ""
+                    call["arguments"] += part.function.arguments or ""
             if choice.finish_reason:
                 outcome.finish_reason = choice.finish_reason
         if not outcome.finish_reason and not watcher.cancelled:
@@ -421,6 +569,9 @@ def _stream_answer(run: Run, messages: list[dict], params: dict, stream) -> _Out
     if watcher.cancelled:
         outcome.cancelled = True
     outcome.text = "".join(parts)
+    outcome.tool_calls = [
+        {**c, "id": c["id"] or f"call_{run.pk.hex[:8]}_{i}"} for i, c in sorted(calls.items()) if c["name"]
+    ]
     return outcome
 
 
@@ -438,21 +589,36 @@ def _finish_step(step: Step, outcome: _Outcome, status: str) -> None:
     step.prompt_tokens = outcome.prompt_tokens
     step.completion_tokens = outcome.completion_tokens
     step.response = {"finish_reason": outcome.finish_reason, "characters": len(outcome.text)}
+    if outcome.tool_calls:
+        step.response["tool_calls"] = outcome.tool_calls
     if outcome.error is not None:
-        etype, emsg = describe_error(outcome.error)
+        etype, emsg = _error_of(outcome.error)
         step.error = {"type": etype, "message": emsg}
     step.save()
 
 
-def _finalize(run: Run, outcome: _Outcome, counted: bool, llm_step: Step, stream) -> None:
+def _error_of(exc: BaseException) -> tuple[str, str]:
+    from memory.context import ContextOverflow
+
+    if isinstance(exc, BrokenStream):
+        return "broken_stream", str(exc)
+    if isinstance(exc, ContextOverflow):
+        return "context_overflow", str(exc)
+    if isinstance(exc, ToolRoundLimit):
+        return "tool_round_limit", str(exc)
+    return describe_error(exc)
+
+
+def _finalize(run: Run, outcome: _Outcome, totals: _Totals, llm_step: Step | None, stream, *, position: int = 1
+              ) -> None:
+    """Write the run's final state: the answer at ``position`` (the next free one after any tool
+    traffic), usage summed over its model calls, status; then send ``run_finished`` and ``done``."""
     now = timezone.now()
     if outcome.cancelled:
         status, error = RunStatus.CANCELLED, None
     elif outcome.error is not None:
         status = RunStatus.FAILED
-        etype, emsg = (
-            ("broken_stream", str(outcome.error)) if isinstance(outcome.error, BrokenStream) else describe_error(outcome.error)
-        )
+        etype, emsg = _error_of(outcome.error)
         error = {"type": etype, "message": emsg}
     else:
         status, error = RunStatus.SUCCEEDED, None
@@ -460,7 +626,7 @@ def _finalize(run: Run, outcome: _Outcome, counted: bool, llm_step: Step, stream
     with transaction.atomic():
         if outcome.text or status == RunStatus.SUCCEEDED:
             Message.objects.update_or_create(
-                run=run, position=1,
+                run=run, position=position,
                 defaults={
                     "role": Role.ASSISTANT,
                     "content": outcome.text,
@@ -473,9 +639,9 @@ def _finalize(run: Run, outcome: _Outcome, counted: bool, llm_step: Step, stream
         )
         fields = {
             "finished_at": now,
-            "prompt_tokens": outcome.prompt_tokens,
-            "completion_tokens": outcome.completion_tokens,
-            "usage_counted": counted,
+            "prompt_tokens": totals.prompt_tokens if llm_step is not None else None,
+            "completion_tokens": totals.completion_tokens if llm_step is not None else None,
+            "usage_counted": totals.counted,
             "finish_reason": outcome.finish_reason,
             "error_type": (error or {}).get("type", ""),
             "error_message": (error or {}).get("message", ""),
@@ -484,12 +650,13 @@ def _finalize(run: Run, outcome: _Outcome, counted: bool, llm_step: Step, stream
         if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(status=status, **fields):
             Run.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).update(**fields)
             status = _status(run.pk)
-        _finish_step(llm_step, outcome, status)
+        if llm_step is not None:
+            _finish_step(llm_step, outcome, status)
     transaction.on_commit(lambda: run_finished.send(sender=Run, run=Run.objects.get(pk=run.pk), status=str(status)))
     stream.publish(run.pk, TERMINAL, {
         "status": str(status),
         "error": error,
-        "usage": {"prompt_tokens": outcome.prompt_tokens, "completion_tokens": outcome.completion_tokens},
+        "usage": {"prompt_tokens": fields["prompt_tokens"], "completion_tokens": fields["completion_tokens"]},
     })
 
 
@@ -519,7 +686,7 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
                 continue
             if partial:
                 Message.objects.update_or_create(
-                    run=run, position=1,
+                    run=run, position=_answer_position(run),
                     defaults={"role": Role.ASSISTANT, "content": partial, "metadata": {"partial": True}},
                 )
         stream.publish(run.pk, TERMINAL, {"status": "failed", "error": {"type": "worker_lost", "message": message}})
@@ -529,6 +696,16 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
         execute_run.apply_async((str(run_id),), queue=settings.ARBOR_RUN_QUEUE)
         counts["queued_again"] += 1
     return counts
+
+
+def _answer_position(run: Run) -> int:
+    """Where a run's (partial) answer goes: after its input and any tool traffic."""
+    last = Message.objects.filter(run=run).order_by("-position").values("position", "role", "tool_calls").first()
+    if last is None:
+        return 1
+    if last["role"] == Role.ASSISTANT and not last["tool_calls"]:
+        return last["position"]
+    return last["position"] + 1
 
 
 def _partial_text(stream, run_id) -> str:

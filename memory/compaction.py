@@ -192,8 +192,8 @@ def _enqueue(compaction: Compaction) -> None:
 
 
 def measure_next_full(run: Run, *, agent: Agent | None, counter: TokenCounter | None = None,
-                      path: list[Message] | None = None, compaction: Compaction | None | object = ...
-                      ) -> BuiltContext:
+                      path: list[Message] | None = None, compaction: Compaction | None | object = ...,
+                      memory_ids: dict | None = None) -> BuiltContext:
     """Like :func:`memory.context.measure_next`, optionally with a given (unsaved) compaction."""
     from .context import latest_compactions
 
@@ -206,7 +206,7 @@ def measure_next_full(run: Run, *, agent: Agent | None, counter: TokenCounter | 
         compactions = (compaction, False)
     return _assemble(
         run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id,
-        window=agent.memory_window_size if agent is not None else None, system=system_prompt_for(run, agent),
+        memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run), window=agent.memory_window_size if agent is not None else None, system=system_prompt_for(run, agent),
         budget=budget, counter=counter, compactions=compactions,
     )
 
@@ -244,6 +244,7 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     policy = parse_policy(compaction.policy)
     counter = counter_for(settings.OPENAI_BASE_URL)
     path = ctx.path_messages(run)
+    memory_ids = ctx.path_memory_ids(run)
     base = (
         Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=compaction.memory_id,
                                   status=CompactionStatus.READY)
@@ -265,15 +266,17 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     replaced_ids: list[int] = []
     usage = {"prompt_tokens": None, "completion_tokens": None, "model": ""}
     try:
-        measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work)
+        measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work,
+                                         memory_ids=memory_ids)
         for strategy in policy.strategies:
             if measured.full_utilisation <= policy.target:
                 break
             before = measured.full_utilisation
-            history = _history(path, work)
+            history = _history(path, work, memory_ids)
             did = _apply(strategy, work, history, run=run, agent=agent, counter=counter, usage=usage,
                          replaced_ids=replaced_ids)
-            measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work)
+            measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work,
+                                         memory_ids=memory_ids)
             applied.append({**did, "type": strategy["type"], "utilisation_before": round(before, 4),
                             "utilisation_after": round(measured.full_utilisation, 4)})
     except Exception as exc:  # noqa: BLE001 - recorded on the compaction and its step
@@ -310,9 +313,9 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     return Compaction.objects.get(pk=compaction.pk)
 
 
-def _history(path: list[Message], work: Compaction) -> list[Message]:
+def _history(path: list[Message], work: Compaction, memory_ids: dict) -> list[Message]:
     covered = set(work.dropped)
-    return [m for m in path if m.run.memory_id == work.memory_id and m.run.depth >= work.from_depth
+    return [m for m in path if memory_ids.get(m.run_id) == work.memory_id and m.run.depth >= work.from_depth
             and m.pk not in covered]
 
 

@@ -216,6 +216,7 @@ def build_context(
     counter = counter or counter_for(settings.OPENAI_BASE_URL)
     budget = budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent)
     path = path if path is not None else ctx.path_messages(run)
+    memory_ids = ctx.path_memory_ids(run)
     own = [m for m in path if m.run_id == run.pk]
     if own_upto is None:
         own_upto = max((m.position for m in own), default=-1) + 1
@@ -224,7 +225,7 @@ def build_context(
     window = agent.memory_window_size if agent is not None else None
     return _assemble(
         run_pk=run.pk, ancestors=ancestors, own=own, own_upto=own_upto, tail=list(tail or []),
-        memory_id=memory_id, window=window, system=system_prompt_for(run, agent), budget=budget, counter=counter,
+        memory_id=memory_id, memory_ids=memory_ids, window=window, system=system_prompt_for(run, agent), budget=budget, counter=counter,
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
     )
 
@@ -240,18 +241,19 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
     path = path if path is not None else ctx.path_messages(run)
     window = agent.memory_window_size if agent is not None else None
     return _assemble(
-        run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id, window=window,
+        run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id,
+        memory_ids=ctx.path_memory_ids(run), window=window,
         system=system_prompt_for(run, agent), budget=budget, counter=counter,
         compactions=latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False),
     )
 
 
 def _assemble(*, run_pk, ancestors: list[Message], own: list[Message], own_upto: int, tail: list[dict],
-              memory_id: str, window: int | None, system: str, budget: Budget, counter: TokenCounter,
+              memory_id: str, memory_ids: dict, window: int | None, system: str, budget: Budget, counter: TokenCounter,
               compactions: tuple[Compaction | None, bool]) -> BuiltContext:
     compaction, pending = compactions
     spec = ctx.ContextSpec(system=system or None, own_upto=own_upto, memory_id=memory_id, tail=tail)
-    history = [m for m in ancestors if m.run.memory_id == memory_id]
+    history = [m for m in ancestors if memory_ids.get(m.run_id) == memory_id]
     replaced: dict[str, str] = {}
     if window == 0:
         history = []
@@ -319,7 +321,7 @@ def _assemble(*, run_pk, ancestors: list[Message], own: list[Message], own_upto:
         spec.from_depth = max([spec.from_depth] + [m.run.depth + 1 for m in ancestors])
     spec.dropped = sorted(
         m.pk for m in ancestors
-        if m.run.memory_id == memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
+        if memory_ids.get(m.run_id) == memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
     )
     spec.replaced = {str(m.pk): replaced[str(m.pk)] for m in kept if str(m.pk) in replaced}
 
