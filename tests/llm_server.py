@@ -15,6 +15,10 @@ the last user message, so a worker in another process can be steered without sha
 ``[[malformed]]``           send one chunk that is not JSON
 ``[[hang]]``                send the headers, then nothing for 120 s
 ``[[no_usage]]``            leave out the usage chunk (as llama.cpp's server does)
+``[[tool:NAME:ARGS]]``      answer with a call of tool NAME with ARGS (JSON, no ``]]`` inside) while
+                            the last message is not a tool result; repeat it for parallel calls
+``[[tool_loop]]``           with ``[[tool:…]]``: ask for the tool calls every round (a model that
+                            never stops calling tools), unless the request says ``tool_choice: none``
 ==========================  ========================================================================
 
 Every request body is kept; ``GET /_requests`` returns them, ``POST /_reset`` clears them. For
@@ -48,6 +52,25 @@ def parse_script(messages: list[dict]) -> tuple[dict, str]:
     text = _last_user_text(messages)
     script = {name: (value if value is not None else True) for name, value in DIRECTIVE.findall(text)}
     return script, DIRECTIVE.sub("", text).strip()
+
+
+def _scripted_tool_calls(body: dict, messages: list[dict]) -> list[dict]:
+    """The tool calls ``[[tool:NAME:ARGS]]`` directives ask for in this round (none once the last
+    message is a tool result, unless ``[[tool_loop]]``; never when ``tool_choice`` is ``none``)."""
+    text = _last_user_text(messages)
+    found = DIRECTIVE.findall(text)
+    specs = [value for name, value in found if name == "tool" and value]
+    if not specs or body.get("tool_choice") == "none":
+        return []
+    looping = any(name == "tool_loop" for name, _ in found)
+    if messages and messages[-1].get("role") == "tool" and not looping:
+        return []
+    calls = []
+    for spec in specs:
+        name, _, arguments = spec.partition(":")
+        calls.append({"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                      "function": {"name": name, "arguments": arguments or "{}"}})
+    return calls
 
 
 EMBEDDING_DIMENSIONS = 256
@@ -140,6 +163,9 @@ class Handler(BaseHTTPRequestHandler):
         if "status" in script:
             code = int(script["status"])
             return self._json(code, {"error": {"message": f"scripted HTTP {code}", "type": "scripted"}})
+        tool_calls = _scripted_tool_calls(body, messages)
+        if tool_calls:
+            return self._tool_calls(body, tool_calls, messages)
         if "tokens" in script:
             tokens = [f"w{i}" if i == 0 else f" w{i}" for i in range(int(script["tokens"]))]
         else:
@@ -154,6 +180,53 @@ class Handler(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)},
             })
         self._stream(body, script, tokens, prompt_tokens, record)
+
+    def _tool_calls(self, body: dict, calls: list[dict], messages: list[dict]) -> None:
+        """Answer with ``calls`` (finish_reason ``tool_calls``), streamed with the arguments in two
+        fragments, as OpenAI does, or in one JSON body."""
+        prompt_tokens = sum(len((m.get("content") or "").split()) + 4 for m in messages)
+        completion_tokens = sum(len(c["function"]["arguments"]) // 4 + 3 for c in calls)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        cid, model = f"chatcmpl-{uuid.uuid4().hex}", body.get("model", "fake-model")
+        if not body.get("stream"):
+            return self._json(200, {
+                "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                             "finish_reason": "tool_calls"}],
+                "usage": usage,
+            })
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def send(payload) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            self.wfile.write(f"data: {data}\n\n".encode())
+            self.wfile.flush()
+
+        def chunk(delta: dict, finish=None) -> dict:
+            return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        try:
+            send(chunk({"role": "assistant", "content": None}))
+            for index, call in enumerate(calls):
+                arguments = call["function"]["arguments"]
+                half = len(arguments) // 2
+                send(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                            "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}]}))
+                send(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}))
+            send(chunk({}, finish="tool_calls"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                send({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                      "choices": [], "usage": usage})
+            send("[DONE]")
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
     def _stream(self, body, script, tokens, prompt_tokens, record) -> None:
         self.send_response(200)
