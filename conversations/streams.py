@@ -88,6 +88,9 @@ class RedisRunStream:
     def delete(self, run_id) -> None:
         self._sync.delete(self.key(run_id))
 
+    def prune(self, older_than_seconds: int) -> int:
+        return 0  # streams expire by themselves (EXPIRE after the terminal event)
+
 
 class DatabaseRunStream:
     """Run events as rows of ``RunEvent``; readers poll. For the embedded set-up without Redis."""
@@ -143,6 +146,20 @@ class DatabaseRunStream:
         from .models import RunEvent
 
         RunEvent.objects.filter(run_id=run_id).delete()
+
+    def prune(self, older_than_seconds: int) -> int:
+        """Delete the events of runs that finished more than ``older_than_seconds`` ago (Redis
+        expires its streams by itself). Returns the number of rows deleted."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from .models import FINISHED_STATUSES, Run, RunEvent
+
+        cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+        finished = Run.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=cutoff).values("pk")
+        deleted, _ = RunEvent.objects.filter(run_id__in=finished).delete()
+        return deleted
 
 
 def _seq(event_id: str | None) -> int:

@@ -26,3 +26,12 @@ def execute_run(self, run_id: str) -> None:
 @shared_task(name="conversations.reap_stale_runs", acks_late=True, ignore_result=True)
 def reap_stale_runs() -> dict:
     return services.reap_stale_runs()
+
+
+@shared_task(name="conversations.prune_run_events", acks_late=True, ignore_result=True)
+def prune_run_events() -> int:
+    from django.conf import settings
+
+    from .streams import get_stream
+
+    return get_stream().prune(settings.ARBOR_STREAM_RETENTION_SECONDS)

@@ -148,3 +148,24 @@ def test_set_active_picks_the_newest_leaf_below_a_sibling():
     assert Session.objects.get(pk=session.pk).active_run_id == left_leaf.pk
     services.session_set_active(session=session, run=right)
     assert Session.objects.get(pk=session.pk).active_run_id == right.pk
+
+
+def test_prune_removes_events_of_long_finished_runs_only(settings):
+    """Embedded mode keeps run events as rows; the periodic prune deletes them once a run has been
+    finished for longer than the retention period, and leaves running runs' events alone."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import RunEvent
+    from conversations.streams import DatabaseRunStream
+
+    stream = DatabaseRunStream()
+    session = SessionFactory()
+    old = RunFactory(session=session, finished_at=timezone.now() - timedelta(hours=3))
+    recent = RunFactory(session=session)
+    running = RunFactory(session=session, status=RunStatus.RUNNING, finished_at=None)
+    for run in (old, recent, running):
+        stream.publish(run.pk, "delta", {"text": "x"})
+    assert stream.prune(3600) == 1
+    assert set(RunEvent.objects.values_list("run_id", flat=True)) == {recent.pk, running.pk}

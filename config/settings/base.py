@@ -151,6 +151,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "conversations.reap_stale_runs", "schedule": 10.0},
+    "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0},
 }
 
 # --- Caches: Redis when there is one (shared by every process), else files under var/ --------------
