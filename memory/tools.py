@@ -223,23 +223,19 @@ def _recall(context: ToolContext, args: dict) -> str:
         from . import semantic
     except ImportError:
         raise ToolError("semantic memory search is not installed on this server") from None
-    search = getattr(semantic, "recall", None) or getattr(semantic, "search", None)
-    if search is None:
-        raise ToolError("semantic memory search is not available on this server")
     try:
-        hits = search(query=query, user=context.run.session.owner, top_k=top_k)
-    except TypeError:
-        hits = search(query, context.run.session.owner, top_k)
-    except Exception as exc:  # noqa: BLE001 - a search failure (no embeddings yet, ...) is the result
-        raise ToolError(f"search failed: {exc}") from None
+        hits = semantic.search_messages(user=context.run.session.owner, query=query, top_k=top_k + 2)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - SemanticSearchUnavailable and the like: the message says why
+        raise ToolError(f"memory search is unavailable: {exc}") from None
     lines = []
-    for hit in hits or []:
-        if isinstance(hit, dict):
-            text, score = hit.get("content") or hit.get("text") or "", hit.get("score")
-        else:
-            text = getattr(hit, "content", None) or getattr(hit, "text", None) or str(hit)
-            score = getattr(hit, "score", None)
-        lines.append(f"- {text}" + (f" (score {score:.2f})" if isinstance(score, float) else ""))
+    for hit in hits:
+        if str(hit.run_id) == str(context.run.pk):
+            continue  # this run's own input is not a memory
+        lines.append(f"- [{hit.role}, session {hit.session_title!r}, score {hit.score:.2f}] {hit.content}")
+        if len(lines) == top_k:
+            break
     return "\n".join(lines) if lines else "No matching memories."
 
 

@@ -1,0 +1,98 @@
+"""Template tags for memory in the chat: ``{% load memory_tags %}``.
+
+- ``{% branch_meter session run %}``: the context-utilisation meter of the branch ending at ``run``
+  (default: the session's active run) — tokens of its last model call's context ÷ usable window,
+  the compaction threshold, and whether a compaction is pending or stands on the branch.
+- ``{% summary_marker run %}``: where a compaction summary stands (after the run it is attached
+  to), expandable to the summary text; nothing when the run has none. One query per page render
+  (cached in the template's render context), not one per turn.
+- ``{% tool_traffic run %}``: the run's tool calls and results, folded (``<details>``).
+
+All output is escaped by the templates; numbers come from the stored steps, so rendering never
+calls the model or its tokenizer.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from conversations.models import Message, Role, Run, Step, StepKind
+
+from ..compaction import policy_for
+from ..context import budget_for
+from ..models import Compaction, CompactionStatus
+
+register = template.Library()
+
+
+def branch_meter_data(session, run: Run | None = None) -> dict:
+    """The figures the meter shows (also usable from a view or the API).
+
+    Returns ``{"run", "tokens", "usable", "utilisation" (0–1, may exceed 1 for a guess), "percent",
+    "threshold", "compaction": Compaction | None (newest on the branch for the run's memory id),
+    "pending": bool, "measured": bool}``; ``measured`` is False before the run's first model call
+    (then ``tokens`` is 0).
+    """
+    if run is None and session is not None:
+        run = session.active_run
+    if run is None:
+        return {"run": None, "measured": False}
+    step = (Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id")
+            .values("request", "completion_tokens").first())
+    agent = run.agent
+    budget = budget_for(model=run.model, agent=agent)
+    tokens = 0
+    usable = budget.usable
+    if step is not None:
+        tokens = int(step["request"].get("tokens") or 0) + int(step["completion_tokens"] or 0)
+        usable = int(step["request"].get("usable_window") or usable)
+    compactions = list(
+        Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=run.memory_id)
+        .order_by("-run__depth", "-id")[:5]
+    )
+    newest = compactions[0] if compactions else None
+    utilisation = tokens / usable if usable else 0.0
+    try:
+        threshold = policy_for(agent).threshold
+    except Exception:  # noqa: BLE001 - an invalid stored policy must not break the page
+        threshold = None
+    return {
+        "run": run, "tokens": tokens, "usable": usable, "utilisation": utilisation,
+        "percent": round(100 * utilisation), "threshold": threshold, "compaction": newest,
+        "pending": any(c.status in (CompactionStatus.PENDING, CompactionStatus.RUNNING) for c in compactions),
+        "measured": step is not None, "memory_id": run.memory_id,
+    }
+
+
+@register.inclusion_tag("memory/_branch_meter.html")
+def branch_meter(session, run=None):
+    return branch_meter_data(session, run)
+
+
+@register.inclusion_tag("memory/_summary_marker.html", takes_context=True)
+def summary_marker(context, run):
+    """The compactions attached to ``run`` (normally one per memory id)."""
+    cache = context.render_context.setdefault("memory_compactions", {})
+    session_id = getattr(run, "session_id", None)
+    if session_id not in cache:
+        rows: dict = {}
+        for c in Compaction.objects.filter(run__session_id=session_id).order_by("created_at"):
+            rows.setdefault(c.run_id, []).append(c)
+        cache[session_id] = rows
+    return {"run": run, "compactions": cache[session_id].get(getattr(run, "pk", None), [])}
+
+
+@register.inclusion_tag("memory/_tool_traffic.html")
+def tool_traffic(run):
+    """The run's tool calls (assistant messages with ``tool_calls``) and their results, in order."""
+    messages = list(Message.objects.filter(run=run, position__gte=1).order_by("position"))
+    results = {m.tool_call_id: m for m in messages if m.role == Role.TOOL}
+    calls = []
+    for message in messages:
+        if message.role == Role.ASSISTANT and message.tool_calls:
+            for call in message.tool_calls:
+                function = call.get("function") or {}
+                result = results.get(call.get("id"))
+                calls.append({"id": call.get("id"), "name": function.get("name"), "arguments": function.get("arguments"),
+                              "result": result.content if result else None})
+    return {"run": run, "calls": calls}
