@@ -12,5 +12,6 @@ urlpatterns = [
     path("compare/", include("comparisons.urls")),
     path("audit/", include("audit.urls")),
     path("archive/", include("archive.urls")),
+    path("memory/", include("memory.urls")),
     path("", include("conversations.urls")),
 ]

@@ -18,6 +18,8 @@ from django.db import connection, connections, models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from memory.fields import EncryptedTextField
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued"
@@ -350,7 +352,7 @@ class Message(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
     position = models.PositiveSmallIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
+    content = EncryptedTextField(blank=True)  # plain text unless ARBOR_MEMORY_ENCRYPTION_KEYS is set
     name = models.CharField(max_length=100, blank=True)
     tool_calls = models.JSONField(null=True, blank=True)
     tool_call_id = models.CharField(max_length=100, blank=True)
