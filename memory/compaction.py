@@ -43,7 +43,7 @@ from conversations import context as ctx
 from conversations.llm import describe_error, get_client, is_transient
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 
-from .context import BuiltContext, _assemble, budget_for, message_tokens, system_prompt_for
+from .context import BuiltContext, _assemble, budget_for, system_prompt_for
 from .models import Agent, Compaction, CompactionStatus
 from .tokens import TokenCounter, counter_for
 
@@ -403,23 +403,50 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
     """Ask the agent's model (on the agent's endpoint) for a summary of ``turns`` that continues
     ``previous``. Returns ``(text, usage, model)``; the text is cut to ``max_tokens`` tokens.
 
+    Turns that do not fit the summariser's window in one request are summarised in chunks, each
+    request carrying the summary so far (incremental, never re-reading what a summary covers).
     Raises SummaryError (transient endpoint failure) or the endpoint's error.
     """
     model = strategy.get("model") or (agent.model if agent is not None and agent.model else "") or run.model
+    max_tokens = strategy["max_tokens"]
+    window = budget_for(model=model, agent=agent).context_window
+    fixed = counter.count(strategy["prompt"]) + 2 * max_tokens + 40  # prompt, summary so far, answer, framing
+    room = max(64, window - fixed)
+    chunks: list[str] = []
+    current: list[str] = []
+    used = 0
+    for turn in turns:
+        text = _transcript([turn], replaced)
+        tokens = counter.count(text)
+        if tokens > room:  # one turn larger than the room: keep its beginning
+            text = _cut_to_tokens(text, room, counter) + " […]"
+            tokens = counter.count(text)
+        if current and used + tokens > room:
+            chunks.append("\n".join(current))
+            current, used = [], 0
+        current.append(text)
+        used += tokens
+    if current:
+        chunks.append("\n".join(current))
+    summary = previous
+    usage: dict = {}
+    for chunk in chunks:
+        summary, call_usage = _summarise_once(summary, chunk, strategy=strategy, model=model, counter=counter)
+        for key, value in call_usage.items():
+            usage[key] = usage.get(key, 0) + value
+    return summary, usage, model
+
+
+def _summarise_once(previous: str, transcript: str, *, strategy: dict, model: str, counter: TokenCounter
+                    ) -> tuple[str, dict]:
     parts = [strategy["prompt"].strip()]
     if previous:
         parts.append(f"Summary so far:\n{previous.strip()}")
-        parts.append(f"Conversation since then:\n{_transcript(turns, replaced)}")
+        parts.append(f"Conversation since then:\n{transcript}")
     else:
-        parts.append(f"Conversation:\n{_transcript(turns, replaced)}")
+        parts.append(f"Conversation:\n{transcript}")
     parts.append(f"Write the updated summary in at most {strategy['max_tokens']} tokens.")
     messages = [{"role": "user", "content": "\n\n".join(parts)}]
-    budget = budget_for(model=model, agent=agent)
-    while len(messages[0]["content"]) > 200 and \
-            sum(message_tokens(counter, m) for m in messages) + strategy["max_tokens"] > budget.context_window:
-        # The transcript alone overflows the summariser's window: keep its newest part.
-        content = messages[0]["content"]
-        messages = [{"role": "user", "content": parts[0] + "\n\n[…]\n" + content[len(content) // 4:]}]
     try:
         response = get_client().chat.completions.create(
             model=model, messages=messages, max_tokens=strategy["max_tokens"],
@@ -435,8 +462,9 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
     text = _cut_to_tokens(text, strategy["max_tokens"], counter)
     usage = {}
     if response.usage is not None:
-        usage = {"prompt_tokens": response.usage.prompt_tokens, "completion_tokens": response.usage.completion_tokens}
-    return text, usage, model
+        usage = {"prompt_tokens": response.usage.prompt_tokens or 0,
+                 "completion_tokens": response.usage.completion_tokens or 0}
+    return text, usage
 
 
 def _cut_to_tokens(text: str, max_tokens: int, counter: TokenCounter) -> str:
