@@ -108,7 +108,9 @@ def _archive_models():
 
 def _import_saved(sender, instance, created, raw=False, **kwargs):
     if created and not raw:
-        record("archive.import", target=instance)
+        fields = ("filename", "format", "size_bytes", "owner_id")
+        record("archive.import", target=instance,
+               details={f: getattr(instance, f) for f in fields if hasattr(instance, f)})
 
 
 def connect() -> None:
