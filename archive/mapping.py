@@ -59,18 +59,17 @@ def runs_from_tree(
     runs: list[RunDraft] = []
     run_nodes: list[list[str]] = []
     placeholders = 0
-    # Stack items: (node id, messages of the run in progress, their node ids, parent run, pending system)
-    stack: list[tuple[str, list[MessageDraft], list[str], int | None, list[MessageDraft]]] = [
-        (root, [], [], None, []) for root in reversed(eff_roots)
-    ]
+    # Stack items: (node id, messages of the run in progress, their node ids, parent run, pending
+    # system, the time the run's branch began when it split from siblings inside a run)
+    stack: list[tuple] = [(root, [], [], None, [], None) for root in reversed(eff_roots)]
     while stack:
-        node_id, prefix, prefix_ids, parent_run, pending = stack.pop()
+        node_id, prefix, prefix_ids, parent_run, pending, branched_at = stack.pop()
         message = nodes[node_id].message
         kids = eff_children.get(node_id, [])
         if not prefix and message.role == "system":
             if kids:
                 for kid in reversed(kids):
-                    stack.append((kid, [], [], parent_run, [*pending, message]))
+                    stack.append((kid, [], [], parent_run, [*pending, message], None))
                 continue
             # A system message at the end of a branch: a run of its own (placeholder input).
         if not prefix and message.role != "user":
@@ -84,11 +83,13 @@ def runs_from_tree(
         continuing = [k for k in kids if k not in starters]
         index = None
         if starters or not continuing:
-            index = _emit(runs, run_nodes, here, here_ids, parent_run, pending, default_model, default_time)
+            index = _emit(runs, run_nodes, here, here_ids, parent_run, pending, default_model, default_time, branched_at)
+        split = len(continuing) > 1 or (continuing and starters)
         for kid in reversed(continuing):
-            stack.append((kid, here, here_ids, parent_run, pending))
+            stack.append((kid, here, here_ids, parent_run, pending,
+                          (nodes[kid].message.created_at or branched_at) if split else branched_at))
         for kid in reversed(starters):
-            stack.append((kid, [], [], index, []))
+            stack.append((kid, [], [], index, [], None))
     if placeholders:
         warnings.append(f"{placeholders} run(s) began without a user message: given an empty placeholder input")
     return runs, _active(runs, run_nodes, current, warnings)
@@ -150,11 +151,13 @@ def _splice(nodes, children, roots) -> tuple[dict[str, list[str]], list[str]]:
     return eff, expand(roots)
 
 
-def _emit(runs, run_nodes, messages, node_ids, parent_run, pending, default_model, default_time) -> int:
+def _emit(runs, run_nodes, messages, node_ids, parent_run, pending, default_model, default_time, branched_at) -> int:
+    """Append the run of ``messages``; it starts when its first message was written or, for a run
+    split from siblings inside a turn (a regenerated answer), when its own branch began."""
     answer = next((m for m in reversed(messages) if m.role == "assistant"), None)
     times = [m.created_at for m in messages if m.created_at is not None]
     parent = runs[parent_run] if parent_run is not None else None
-    start = times[0] if times else (parent.finished_at if parent else default_time)
+    start = branched_at or (times[0] if times else (parent.finished_at if parent else default_time))
     params = {}
     if pending:
         params["system"] = "\n\n".join(m.content for m in pending)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -55,9 +55,11 @@ class ImportReport:
     problems: list[dict] = field(default_factory=list)
     warning_counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    session_ids: set = field(default_factory=set, repr=False)  # made by this import (not reported)
 
     def add_imported(self, where: str, draft: ConversationDraft, session_id) -> None:
         self.imported += 1
+        self.session_ids.add(str(session_id))
         self.runs += len(draft.runs)
         self.messages += draft.message_count
         if draft.warnings:
@@ -117,13 +119,15 @@ def import_archive(
     progress: Callable[[ImportReport, int, int], None] | None = None,
     batch_messages: int = 20_000,
     batch_conversations: int = 1_000,
+    again: bool = False,
 ) -> ImportReport:
     """Import every conversation of the file at ``path`` for ``owner``; returns the report.
 
     ``format``: ``auto`` (told from the first record) or one of :data:`archive.formats.FORMATS`.
     ``progress(report, bytes_read, total_bytes)`` is called after every batch. With ``job``, each
     imported session is recorded under it, and a job that is run again (its worker died) skips the
-    records it had already written. Never raises for bad content: bad records and a bad file end up
+    records it had already written. A conversation this owner already imported from the same
+    format and source id (by an earlier import) is skipped unless ``again``. Never raises for bad content: bad records and a bad file end up
     in the report. Raises InvalidInput for an unknown ``format`` and OSError for an unreadable path.
     """
     if format not in FORMAT_CHOICES:
@@ -139,7 +143,7 @@ def import_archive(
     def flush() -> None:
         nonlocal batch, batch_size
         if batch:
-            _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming)
+            _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming, again=again)
             batch, batch_size = [], 0
         if progress is not None:
             progress(report, source.bytes_read, source.total_bytes)
@@ -200,7 +204,25 @@ def _convert(fmt: str, record) -> ConversationDraft:
     return draft
 
 
-def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool) -> None:
+def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, again: bool = False) -> None:
+    if not again:
+        earlier = ImportedConversation.objects.filter(
+            owner=owner, source_id__in={d.source_id for _, d in batch if d.source_id},
+        )
+        if job is not None:
+            earlier = earlier.exclude(job=job)
+        known = {(f, i): str(s) for f, i, s in earlier.values_list("source_format", "source_id", "session_id")
+                 if str(s) not in report.session_ids}
+        if known:
+            kept = []
+            for where, draft in batch:
+                session_id = known.get((draft.source_format, draft.source_id)) if draft.source_id else None
+                if session_id:
+                    report.add_skipped(where, f"already imported (session {session_id}); import again with --again",
+                                       source_id=draft.source_id, title=draft.title)
+                else:
+                    kept.append((where, draft))
+            batch = kept
     if resuming:
         done = set(ImportedConversation.objects.filter(job=job, source_where__in=[w for w, _ in batch])
                    .values_list("source_where", flat=True))
@@ -233,50 +255,98 @@ def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job) -> list[u
     """Bulk-insert sessions, runs, messages and provenance rows; returns the session ids.
 
     Foreign keys are checked at commit (deferred on PostgreSQL and SQLite), so a session can name
-    its active run before the run's row exists.
+    its active run before the run's row exists. Rows are built as plain dicts: on PostgreSQL they
+    go in with ``COPY`` (no model instances, no giant INSERT), elsewhere through ``bulk_create``.
     """
     now = timezone.now()
-    sessions: list[Session] = []
-    runs: list[Run] = []
-    messages: list[Message] = []
-    sources: list[ImportedConversation] = []
+    owner_id = owner.pk
+    job_id = job.pk if job is not None else None
+    sessions: list[dict] = []
+    runs: list[dict] = []
+    messages: list[dict] = []
+    sources: list[dict] = []
     for where, draft in batch:
         session_id = uuid.uuid4()
         run_ids = [uuid.uuid4() for _ in draft.runs]
         first = next((r.created_at for r in draft.runs if r.created_at), None)
         created = draft.created_at or first or now
         last = max((r.finished_at or r.created_at for r in draft.runs if r.finished_at or r.created_at), default=None)
-        sessions.append(Session(
-            id=session_id, owner=owner, title=draft.title[:200], created_at=created,
-            updated_at=max(draft.updated_at or created, last or created),
-            active_run_id=run_ids[draft.active] if draft.active is not None else None,
-        ))
+        sessions.append({
+            "id": session_id, "owner_id": owner_id, "title": draft.title[:200], "created_at": created,
+            "updated_at": max(draft.updated_at or created, last or created),
+            "active_run_id": run_ids[draft.active] if draft.active is not None else None,
+        })
         for i, r in enumerate(draft.runs):
+            run_id = run_ids[i]
             run_created = r.created_at or created
-            runs.append(Run(
-                id=run_ids[i], session_id=session_id,
-                parent_run_id=run_ids[r.parent] if r.parent is not None else None, depth=r.depth,
-                status=r.status, model=r.model[:200] or "unknown", params=r.params, memory_id=r.memory_id,
-                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, usage_counted=r.usage_counted,
-                finish_reason=r.finish_reason, created_at=run_created, started_at=r.started_at,
-                first_token_at=r.first_token_at, finished_at=r.finished_at or run_created,
-                error_type=r.error_type, error_message=r.error_message,
-            ))
+            runs.append({
+                "id": run_id, "session_id": session_id,
+                "parent_run_id": run_ids[r.parent] if r.parent is not None else None, "depth": r.depth,
+                "status": r.status, "model": r.model[:200] or "unknown", "params": r.params, "memory_id": r.memory_id,
+                "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                "usage_counted": r.usage_counted, "finish_reason": r.finish_reason, "created_at": run_created,
+                "started_at": r.started_at, "first_token_at": r.first_token_at,
+                "finished_at": r.finished_at or run_created, "error_type": r.error_type,
+                "error_message": r.error_message,
+            })
             for position, m in enumerate(r.messages):
-                messages.append(Message(
-                    run_id=run_ids[i], position=position, role=m.role, content=m.content, name=m.name,
-                    tool_calls=m.tool_calls, tool_call_id=m.tool_call_id, metadata=m.metadata,
-                    token_count=m.token_count, created_at=m.created_at or run_created,
-                ))
-        sources.append(ImportedConversation(
-            session_id=session_id, owner=owner, source_format=draft.source_format, source_id=draft.source_id,
-            job=job, source_where=where[:300], created_at=now,
-        ))
-    Session.objects.bulk_create(sessions, batch_size=1000)
-    Run.objects.bulk_create(runs, batch_size=2000)
-    Message.objects.bulk_create(messages, batch_size=5000)
-    ImportedConversation.objects.bulk_create(sources, batch_size=1000)
-    return [s.pk for s in sessions]
+                messages.append({
+                    "run_id": run_id, "position": position, "role": m.role, "content": m.content, "name": m.name,
+                    "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "metadata": m.metadata,
+                    "token_count": m.token_count, "created_at": m.created_at or run_created,
+                })
+        sources.append({
+            "session_id": session_id, "owner_id": owner_id, "source_format": draft.source_format,
+            "source_id": draft.source_id, "job_id": job_id, "source_where": where[:300], "created_at": now,
+        })
+    insert_rows(Session, sessions)
+    insert_rows(Run, runs)
+    insert_rows(Message, messages)
+    insert_rows(ImportedConversation, sources)
+    return [s["id"] for s in sessions]
+
+
+_PLAIN_TYPES = {
+    "CharField", "TextField", "UUIDField", "IntegerField", "PositiveIntegerField", "PositiveSmallIntegerField",
+    "PositiveBigIntegerField", "BigIntegerField", "SmallIntegerField", "BooleanField", "DateTimeField",
+    "ForeignKey", "OneToOneField",
+}
+
+
+def insert_rows(model, rows: list[dict]) -> None:
+    """Insert ``rows`` (``{attname: value}``; missing fields take their default) into ``model``'s table.
+
+    PostgreSQL: one ``COPY ... FROM STDIN`` (psycopg 3). Values of Django's own plain fields go to
+    psycopg as they are; any other field (JSON, a project field such as encrypted text) is
+    prepared by its ``get_db_prep_save``, exactly as ``bulk_create`` would. Other databases:
+    ``bulk_create``.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**row) for row in rows], batch_size=2000 if model is not Message else 5000)
+        return
+    fields = [f for f in model._meta.concrete_fields
+              if f.get_internal_type() not in ("AutoField", "BigAutoField", "SmallAutoField")]
+    given = rows[0].keys()
+    plan = []
+    for f in fields:
+        plain = f.get_internal_type() in _PLAIN_TYPES and type(f).__module__.startswith("django.")
+        default = None if f.attname in given else f.get_default()
+        plan.append((f.attname, None if plain else f, f.attname in given, default))
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            write = copy.write_row
+            for row in rows:
+                values = []
+                for attname, field, present, default in plan:
+                    value = row[attname] if present else default
+                    if field is not None:
+                        value = field.get_db_prep_save(value, connection)
+                    values.append(value)
+                write(values)
 
 
 # --- import jobs (the upload page and its worker) ----------------------------------------------------

@@ -1,5 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "archive"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.import_page, name="import"),
+    path("import", views.import_upload, name="upload"),
+    path("jobs/<str:job_id>/", views.job_detail, name="job"),
+    path("s/<str:session_id>/export/<str:format>", views.session_export, name="session_export"),
+]

@@ -19,9 +19,11 @@ class Command(BaseCommand):
         parser.add_argument("file", help="conversations.json, a ChatGPT export .zip, or any supported JSON/JSONL file")
         parser.add_argument("--format", default="auto", choices=services.FORMAT_CHOICES)
         parser.add_argument("--user", required=True, help="username of the owner of the imported sessions")
+        parser.add_argument("--again", action="store_true",
+                            help="import conversations this user already imported from the same source ids")
         parser.add_argument("--quiet-items", action="store_true", help="print counts only, not every skipped record")
 
-    def handle(self, *args, file, format, user, quiet_items, **options):
+    def handle(self, *args, file, format, user, quiet_items, again, **options):
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"no such file: {file}")
@@ -36,7 +38,7 @@ class Command(BaseCommand):
                 sys.stderr.write(f"\r{100 * done // max(total, 1):3d}%  {report.imported} imported, {report.skipped} skipped")
                 sys.stderr.flush()
 
-        report = services.import_archive(path=path, owner=owner, format=format, job=job, progress=progress)
+        report = services.import_archive(path=path, owner=owner, format=format, job=job, progress=progress, again=again)
         services.import_command_finish(job=job, report=report)
         if interactive:
             sys.stderr.write("\n")

@@ -1,0 +1,237 @@
+"""Exporting a session: Arbor JSON (the whole tree), JSON Lines (one run per line), a ChatGPT-style
+``conversations.json`` and Markdown of one branch.
+
+Every exporter reads the session's visible tree (its own runs and, for a fork, the ancestors it
+shares) with two queries, and yields bytes, so a view can stream it. Arbor JSON and JSON Lines
+carry everything a run has (messages with tool calls and metadata, model, params, memory_id, usage,
+timings, error); importing them gives the same tree again (new ids, same structure and content).
+
+Arbor JSON, version 1 — a list of sessions, so that a file of many sessions streams on import::
+
+    [{"arbor": 1, "id", "title", "created_at", "updated_at", "active_run_id", "forked_from_run_id",
+      "runs": [{"run_id", "parent_run_id", "depth", "status", "model", "params", "memory_id",
+                "usage": {"prompt_tokens", "completion_tokens", "counted"}, "finish_reason",
+                "timings": {"created_at", "started_at", "first_token_at", "finished_at"},
+                "error": null | {"type", "message"},
+                "messages": [{"position", "role", "content", "name", "tool_calls", "tool_call_id",
+                              "metadata", "token_count", "created_at"}]}]}]
+
+Runs are listed parents first. Times are ISO 8601 in UTC. JSON Lines: one such run object per line,
+plus ``session_id``, ``session_title``, ``input`` (the user message) and ``output`` (the answer).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils.text import slugify
+
+from conversations.errors import InvalidInput
+from conversations.models import Message, Run, Session
+
+EXPORT_FORMATS = {
+    "arbor": ("application/json", "json"),
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "chatgpt": ("application/json", "json"),
+    "markdown": ("text/markdown; charset=utf-8", "md"),
+}
+
+
+@dataclass
+class Export:
+    filename: str
+    content_type: str
+    chunks: Iterator[bytes]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def tree(session: Session) -> tuple[list[Run], dict]:
+    """The session's visible runs, parents first, and ``{run_id: [Message, ...]}`` in position order."""
+    runs = list(session.visible_runs().order_by("depth", "created_at", "id"))
+    by_run: dict = {run.pk: [] for run in runs}
+    messages = Message.objects.filter(run__in=session.visible_runs().values("pk")).order_by("run_id", "position")
+    for message in messages.iterator(chunk_size=2000):
+        by_run[message.run_id].append(message)
+    return runs, by_run
+
+
+def run_json(run: Run, messages: list[Message]) -> dict:
+    return {
+        "run_id": str(run.pk),
+        "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+        "depth": run.depth,
+        "status": run.status,
+        "model": run.model,
+        "params": run.params,
+        "memory_id": run.memory_id,
+        "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+                  "counted": run.usage_counted},
+        "finish_reason": run.finish_reason,
+        "timings": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+                    "first_token_at": _iso(run.first_token_at), "finished_at": _iso(run.finished_at)},
+        "error": run.error,
+        "messages": [
+            {"position": m.position, "role": m.role, "content": m.content, "name": m.name, "tool_calls": m.tool_calls,
+             "tool_call_id": m.tool_call_id, "metadata": m.metadata, "token_count": m.token_count,
+             "created_at": _iso(m.created_at)}
+            for m in messages
+        ],
+    }
+
+
+def session_to_arbor(session: Session) -> Iterator[bytes]:
+    """Arbor JSON (a list with this one session), streamed run by run."""
+    runs, by_run = tree(session)
+    head = {
+        "arbor": 1, "id": str(session.pk), "title": session.title, "created_at": _iso(session.created_at),
+        "updated_at": _iso(session.updated_at),
+        "active_run_id": str(session.active_run_id) if session.active_run_id else None,
+        "forked_from_run_id": str(session.forked_from_run_id) if session.forked_from_run_id else None,
+    }
+    yield ("[" + _dumps(head)[:-1] + ',"runs":[').encode()
+    for i, run in enumerate(runs):
+        yield (("," if i else "") + "\n" + _dumps(run_json(run, by_run[run.pk]))).encode()
+    yield b"\n]}]\n"
+
+
+def session_to_jsonl(session: Session) -> Iterator[bytes]:
+    """JSON Lines: one run per line, parents first."""
+    runs, by_run = tree(session)
+    for run in runs:
+        data = run_json(run, by_run[run.pk])
+        messages = by_run[run.pk]
+        answer = next((m.content for m in reversed(messages) if m.role == "assistant"), None)
+        line = {"session_id": str(session.pk), "session_title": session.title,
+                "input": messages[0].content if messages else "", "output": answer, **data}
+        yield (_dumps(line) + "\n").encode()
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def session_to_chatgpt(session: Session) -> Iterator[bytes]:
+    """A ChatGPT-style ``conversations.json`` (a list with one conversation): a root node, a system
+    node where a run had a system prompt, then each run's messages as a chain of nodes, the first
+    hanging under the parent run's last node; tool calls become assistant messages addressed to
+    the tool (``recipient``); ``current_node`` is the active run's last message."""
+    runs, by_run = tree(session)
+    mapping: dict[str, dict] = {"client-created-root": {"id": "client-created-root", "message": None, "parent": None,
+                                                        "children": []}}
+    last_node: dict = {}
+
+    def add(node_id: str, parent: str, message: dict) -> None:
+        mapping[node_id] = {"id": node_id, "message": message, "parent": parent, "children": []}
+        mapping[parent]["children"].append(node_id)
+
+    for run in runs:
+        parent = last_node.get(run.parent_run_id, "client-created-root")
+        system = run.params.get("system") if isinstance(run.params, dict) else None
+        if system:
+            node_id = f"{run.pk}-system"
+            add(node_id, parent, {
+                "id": node_id, "author": {"role": "system", "name": None, "metadata": {}},
+                "create_time": _epoch(run.created_at), "content": {"content_type": "text", "parts": [system]},
+                "status": "finished_successfully", "recipient": "all", "metadata": {},
+            })
+            parent = node_id
+        for m in by_run[run.pk]:
+            if m.metadata.get("placeholder") and m.position == 0:
+                continue
+            node_id = f"{run.pk}-{m.position}"
+            recipient = "all"
+            content = {"content_type": m.metadata.get("content_type", "text") if m.role != "user" else "text",
+                       "parts": [m.content]}
+            if m.tool_calls:
+                call = m.tool_calls[0].get("function", {}) if isinstance(m.tool_calls[0], dict) else {}
+                recipient = call.get("name") or "tool"
+                content = {"content_type": "code", "language": m.metadata.get("language", "unknown"),
+                           "text": call.get("arguments", "")}
+            elif content["content_type"] in ("code", "execution_output"):
+                content = {"content_type": content["content_type"], "text": m.content}
+                if m.metadata.get("language"):
+                    content["language"] = m.metadata["language"]
+            elif content["content_type"] not in ("text", "multimodal_text"):
+                content = {"content_type": "text", "parts": [m.content]}
+            metadata = {}
+            if m.role == "assistant":
+                metadata["model_slug"] = m.metadata.get("model") or run.model
+                if run.finish_reason and m.position == len(by_run[run.pk]) - 1:
+                    metadata["finish_details"] = {"type": {"length": "max_tokens"}.get(run.finish_reason, run.finish_reason)}
+            if m.metadata.get("hidden"):
+                metadata["is_visually_hidden_from_conversation"] = True
+            add(node_id, parent, {
+                "id": node_id,
+                "author": {"role": m.role, "name": m.name or None, "metadata": {}},
+                "create_time": _epoch(m.created_at), "content": content, "status": "finished_successfully",
+                "recipient": recipient, "metadata": metadata,
+            })
+            parent = node_id
+        last_node[run.pk] = parent
+    conversation = {
+        "id": str(session.pk), "conversation_id": str(session.pk), "title": session.title,
+        "create_time": _epoch(session.created_at), "update_time": _epoch(session.updated_at),
+        "mapping": mapping,
+        "current_node": last_node.get(session.active_run_id) if session.active_run_id else None,
+        "default_model_slug": runs[-1].model if runs else None,
+    }
+    yield (_dumps([conversation]) + "\n").encode()
+
+
+def branch_to_markdown(session: Session, run: Run | None = None) -> Iterator[bytes]:
+    """Markdown of the branch from the root to ``run`` (default: the active run): one section per message."""
+    target = run.pk if run is not None else session.active_run_id
+    out = [f"# {session.title or 'Session'}\n"]
+    if target is not None:
+        current_run = None
+        for m in Message.objects.on_path_to(target):
+            if m.run_id != current_run:
+                current_run = m.run_id
+                system = m.run.params.get("system") if isinstance(m.run.params, dict) else None
+                if system:
+                    out.append(f"\n## System\n\n{system}\n")
+            if m.metadata.get("placeholder"):
+                continue
+            if m.role == "user":
+                head = "User"
+            elif m.role == "assistant":
+                head = f"Assistant ({m.run.model})"
+            elif m.role == "tool":
+                head = f"Tool{(' ' + m.name) if m.name else ''}"
+            else:
+                head = "System"
+            body = m.content
+            if m.tool_calls:
+                calls = "\n".join(f"- `{c.get('function', {}).get('name', '?')}` `{c.get('function', {}).get('arguments', '')}`"
+                                  for c in m.tool_calls if isinstance(c, dict))
+                body = (body + "\n\n" if body else "") + "Tool calls:\n\n" + calls
+            out.append(f"\n## {head}\n\n{body}\n")
+    yield "".join(out).encode()
+
+
+def export_session(*, session: Session, format: str, run: Run | None = None) -> Export:
+    """The export of ``session`` in ``format`` (arbor, jsonl, chatgpt, markdown); ``run`` picks the
+    branch for Markdown. Raises InvalidInput for an unknown format."""
+    if format not in EXPORT_FORMATS:
+        raise InvalidInput(f"unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    content_type, ext = EXPORT_FORMATS[format]
+    base = slugify(session.title)[:60] or f"session-{str(session.pk)[:8]}"
+    if format == "arbor":
+        chunks = session_to_arbor(session)
+    elif format == "jsonl":
+        chunks = session_to_jsonl(session)
+    elif format == "chatgpt":
+        chunks, base = session_to_chatgpt(session), f"{base}-conversations"
+    else:
+        chunks = branch_to_markdown(session, run)
+    return Export(filename=f"{base}.{ext}", content_type=content_type, chunks=chunks)

@@ -1,0 +1,91 @@
+"""Pages of the archive app: upload an archive (import runs in a worker, the page polls its
+progress and shows the report) and download a session as Arbor JSON, JSON Lines, ChatGPT JSON or
+Markdown. Every view checks ownership itself: another user's jobs and sessions are 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from conversations.api import get_run_for, get_session_for
+from conversations.errors import ArborError, NotFound
+
+from . import exporters, services
+from .models import ImportJob
+
+
+def _job_or_404(request, job_id) -> ImportJob:
+    try:
+        pk = uuid.UUID(str(job_id))
+    except ValueError:
+        raise Http404("No such import.") from None
+    job = ImportJob.objects.filter(pk=pk, owner=request.user).first()
+    if job is None:
+        raise Http404("No such import.")
+    return job
+
+
+def _context(request, **extra) -> dict:
+    jobs = ImportJob.objects.filter(owner=request.user).order_by("-created_at")[:20]
+    return {"jobs": jobs, "formats": services.FORMAT_CHOICES, **extra}
+
+
+@require_GET
+def import_page(request: HttpRequest) -> HttpResponse:
+    """The upload form and the user's recent imports."""
+    return render(request, "archive/import.html", _context(request))
+
+
+@require_POST
+def import_upload(request: HttpRequest) -> HttpResponse:
+    """Store the uploaded file and enqueue its import: 400 with a message for a bad upload."""
+    try:
+        job = services.import_job_create(owner=request.user, upload=request.FILES.get("file"),
+                                         format=request.POST.get("format", "auto"))
+    except ArborError as exc:
+        if request.htmx:
+            return render(request, "archive/import.html#upload_error", {"error": exc.message}, status=exc.status)
+        return render(request, "archive/import.html", _context(request, error=exc.message), status=exc.status)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "archive/job.html#progress", {"job": job})
+    return redirect("archive:job", job_id=job.pk)
+
+
+@require_GET
+def job_detail(request: HttpRequest, job_id) -> HttpResponse:
+    """An import's progress (polled by htmx while it runs) and, when it is done, its report."""
+    job = _job_or_404(request, job_id)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "archive/job.html#progress", {"job": job})
+    return render(request, "archive/job.html", {"job": job})
+
+
+@require_GET
+def session_export(request: HttpRequest, session_id, format: str) -> HttpResponse:
+    """Download a session: ``format`` arbor, jsonl, chatgpt or markdown (``?run=`` picks the branch)."""
+    try:
+        session = get_session_for(request.user, session_id)
+        run = get_run_for(request.user, request.GET["run"]) if request.GET.get("run") else None
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    if run is not None and not session.can_branch_from(run):
+        raise Http404("That run is not part of this session.")
+    try:
+        export = exporters.export_session(session=session, format=format, run=run)
+    except ArborError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response
+
+
+def export_links(session) -> list[tuple[str, str]]:
+    """``(label, url)`` of every export of ``session`` (for pages that offer downloads)."""
+    return [(label, reverse("archive:session_export", kwargs={"session_id": session.pk, "format": fmt}))
+            for fmt, label in (("arbor", "Arbor JSON"), ("jsonl", "JSON Lines"), ("chatgpt", "ChatGPT JSON"),
+                               ("markdown", "Markdown"))]
