@@ -145,7 +145,7 @@ def _totals(comparison: Comparison, turns: list[dict]) -> list[dict]:
     totals = []
     for index in range(len(comparison.column_order)):
         metrics = [t["cells"][index]["metrics"] for t in turns if t["cells"][index]["metrics"]]
-        total = {"turns": len(metrics), "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "cost": None}
+        total = {"letter": COLUMN_LETTERS[index], "turns": len(metrics), "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "cost": None}
         for m in metrics:
             total["prompt_tokens"] += m["prompt_tokens"] or 0
             total["completion_tokens"] += m["completion_tokens"] or 0
@@ -406,7 +406,7 @@ def _chart(results: list[stats.ConfigResult]) -> dict:
         bars.append(bar)
     ticks = [{"x": left + width * t / 4, "label": f"{t * 25}%"} for t in range(5)]
     return {"bars": bars, "left": left, "width": width, "height": 40 + row * max(len(results), 1),
-            "total_width": left + width + 60, "ticks": ticks, "half_x": left + width / 2}
+            "total_width": left + width + 100, "ticks": ticks, "half_x": left + width / 2}
 
 
 @require_GET

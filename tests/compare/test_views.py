@@ -234,21 +234,26 @@ def test_continue_a_variant_branch_after_the_vote(client, user, chain):
 
 
 def test_metrics_and_cost(client, user, chain, settings):
+    """Each cell shows tokens, time to first token, total latency and (where its model has a price)
+    cost; a replay shows per-column totals."""
     settings.ARBOR_MODEL_PRICES = {"model-s": {"prompt": 1.0, "completion": 2.0}}
     session, runs = chain
     client.force_login(user)
     comparison = services.comparison_start(
-        owner=user, session=session, branch_point=runs[1], prompt="p",
+        owner=user, session=session, branch_point=runs[2], mode=Mode.REPLAY, source_run=runs[4],
         variants=[VariantSpec(label="s", model="model-s"), VariantSpec(label="l", model="model-l")],
     )
-    for vr in VariantRun.objects.filter(variant__comparison=comparison).select_related("run"):
-        finish_run(vr.run, prompt_tokens=1000, completion_tokens=500, ttft=0.3, latency=2.25)
+    for turn in (0, 1):
+        for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run"):
+            finish_run(vr.run, prompt_tokens=1000, completion_tokens=500, ttft=0.3, latency=2.25)
+            if turn == 0:
+                services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
     html = client.get(reverse("comparisons:detail", args=[comparison.pk])).content.decode()
-    assert html.count("1000 in · 500 out") == 2
-    assert html.count("<dd>0.30 s</dd>") == 2 and html.count("<dd>2.25 s</dd>") == 2  # first token, total
-    assert html.count("1000 in / 500 out tokens · 2.25 s") == 2  # the column totals
-    assert html.count("$0.002000") == 2  # the cell and the column total; model-l has no price
-    assert "Cost" in html
+    assert html.count("1000 in · 500 out") == 4
+    assert html.count("<dd>0.30 s</dd>") == 4 and html.count("<dd>2.25 s</dd>") == 4  # first token, total
+    assert html.count("$0.002000") == 2  # 1000 × $1/1M + 500 × $2/1M, model-s cells only
+    assert "2 of 2 answers · 2000 in / 1000 out tokens · 4.50 s · $0.004000" in html  # column total of model-s
+    assert "2 of 2 answers · 2000 in / 1000 out tokens · 4.50 s</div>" in html  # model-l: no price, no cost
 
 
 def make_results(user, chain):
