@@ -170,8 +170,10 @@ def session_to_chatgpt(session: Session) -> Iterator[bytes]:
                     metadata["finish_details"] = {"type": {"length": "max_tokens"}.get(run.finish_reason, run.finish_reason)}
             if m.metadata.get("hidden"):
                 metadata["is_visually_hidden_from_conversation"] = True
+            # A tool call's message id is the call id, so a re-import links its result the same way.
+            message_id = (m.tool_calls[0].get("id") if m.tool_calls and isinstance(m.tool_calls[0], dict) else None)
             add(node_id, parent, {
-                "id": node_id,
+                "id": message_id or node_id,
                 "author": {"role": m.role, "name": m.name or None, "metadata": {}},
                 "create_time": _epoch(m.created_at), "content": content, "status": "finished_successfully",
                 "recipient": recipient, "metadata": metadata,
@@ -183,7 +185,9 @@ def session_to_chatgpt(session: Session) -> Iterator[bytes]:
         "create_time": _epoch(session.created_at), "update_time": _epoch(session.updated_at),
         "mapping": mapping,
         "current_node": last_node.get(session.active_run_id) if session.active_run_id else None,
-        "default_model_slug": runs[-1].model if runs else None,
+        # The model of a run without an answer has no other place in this format.
+        "default_model_slug": next((r.model for r in runs if not any(m.role == "assistant" for m in by_run[r.pk])),
+                                   runs[-1].model if runs else None),
     }
     yield (_dumps([conversation]) + "\n").encode()
 

@@ -184,7 +184,7 @@ def iter_records(source: Source, openers, *, lines: bool = False) -> Iterator[tu
                         yield f"{member}#{index}", record
                         index += 1
                 except ijson.JSONError as exc:
-                    what = "ends early (truncated JSON)" if "premature EOF" in str(exc) or "Incomplete" in type(exc).__name__ \
+                    what = "ends early (truncated JSON)" if "premature EOF" in str(exc) \
                         else f"has a JSON syntax error ({' '.join(str(exc).split())[:120]})"
                     source.problems.append(SourceProblem(
                         f"{member}#{index}",
