@@ -330,6 +330,10 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
     except ArborError as exc:
         if not _is_partial(request):
             flash.info(request, exc.message)
+    if _is_partial(request):
+        # The streaming element stays: the run's "done" event swaps in the stopped turn with the
+        # partial text the worker kept.
+        return HttpResponse(status=204)
     return _thread_or_redirect(request, session)
 
 

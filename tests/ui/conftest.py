@@ -1,0 +1,86 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright (never a downloaded browser).
+
+Playwright's sync API runs an event loop in the test thread, which trips Django's async-safety
+check on ORM calls made by the test itself; the test only reads and writes through a real server
+and a real worker, so the check is switched off for this directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make browser)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.ui_failed = report.failed
+    return report
+
+
+@pytest.fixture
+def new_page(chromium, request):
+    """A factory of pages, each in its own browser context (own cookies); console errors and CSP
+    violations are collected in ``page.problems``."""
+    contexts = []
+
+    def make(viewport=(1280, 900)):
+        context = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.problems = []
+        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        return page
+
+    yield make
+    if getattr(request.node, "ui_failed", False):  # what the browser showed when the test failed
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for i, context in enumerate(contexts):
+            for j, p in enumerate(context.pages):
+                p.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}-{i}-{j}.png"), full_page=True)
+                print(f"page {i}.{j} problems: {getattr(p, 'problems', [])}")
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def login(page, base_url: str, user) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "pw-123456")
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{base_url}/")

@@ -1,0 +1,309 @@
+"""The HTML pages through Django's test client: what they show, what actions write, who may see
+them, and query counts that do not grow with depth or run count."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations import services
+from conversations.models import Message, Run, RunStatus, Session
+from memory.models import Agent
+from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def me(client):
+    user = UserFactory()
+    client.force_login(user)
+    return user
+
+
+def _count_queries(client, url) -> tuple[int, bytes]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, response.content[:2000]
+    return len(queries), response.content
+
+
+def _bushy(session: Session, depth: int, every: int = 7) -> list[Run]:
+    """A chain of ``depth`` runs with a sibling (a regenerated answer) every ``every`` runs."""
+    runs = build_chain(session, depth)
+    for run in runs[1::every]:
+        RunFactory(session=session, parent_run=run.parent_run)
+    return runs
+
+
+# --- the chat -------------------------------------------------------------------------------------
+
+def test_chat_query_count_does_not_grow_with_depth(client, me):
+    """The chat page costs the same number of queries at depth 12 and depth 400 with siblings."""
+    shallow, deep = SessionFactory(owner=me), SessionFactory(owner=me)
+    _bushy(shallow, 12)
+    _bushy(deep, 400)
+    n_shallow, _ = _count_queries(client, f"/s/{shallow.pk}/")
+    n_deep, html = _count_queries(client, f"/s/{deep.pk}/")
+    assert n_shallow == n_deep
+    assert n_deep <= 9
+
+
+def test_chat_shows_the_newest_turns_first_and_loads_older_ones(client, me):
+    """A 300-turn branch renders its newest 30 turns and a real link to the turns above them."""
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 300)
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert "answer 299" in html and "answer 270" in html and "answer 269" not in html
+    older = re.search(r'href="(/s/[^"]+/older\?before=[^"]+)"', html).group(1)
+    assert older.endswith(str(runs[270].pk))
+    page = client.get(older).content.decode()
+    assert "answer 269" in page and "answer 240" in page and "answer 239" not in page and "answer 270" not in page
+    partial = client.get(older, headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in partial and "answer 240" in partial
+    assert str(runs[240].pk) in re.search(r'before=([0-9a-f-]+)', partial).group(1)
+
+
+def test_chat_query_count_of_older_turns_is_constant(client, me):
+    session = SessionFactory(owner=me)
+    runs = _bushy(session, 500)
+    n_near, _ = _count_queries(client, f"/s/{session.pk}/older?before={runs[480].pk}")
+    n_far, _ = _count_queries(client, f"/s/{session.pk}/older?before={runs[40].pk}")
+    assert n_near == n_far
+
+
+def test_chat_html_stays_small_on_a_deep_branch(client, me):
+    """1,000 turns deep: the page stays far under 2 MB because only the newest turns are sent."""
+    session = SessionFactory(owner=me)
+    build_chain(session, 1000)
+    html = client.get(f"/s/{session.pk}/").content
+    assert len(html) < 300_000
+
+
+def test_markdown_is_rendered_and_sanitised(client, me):
+    session = SessionFactory(owner=me)
+    RunFactory(session=session, turn=("<script>alert(1)</script> **bold**", "```python\nx = 1\n```\n[x](javascript:alert(1))"))
+    session.active_run = session.runs.get()
+    session.save()
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "<strong>bold</strong>" in html
+    assert 'class="n">x</span>' in html  # Pygments highlighted the code block
+    assert "href=\"javascript" not in html
+
+
+def test_sibling_navigator_switches_and_remembers_the_branch(client, me):
+    """Edit makes a sibling shown as 2/2; opening the first sibling stores it as the active branch."""
+    session = SessionFactory(owner=me)
+    first = RunFactory(session=session, turn=("hello", "hi"))
+    child = RunFactory(session=session, parent_run=first, turn=("more", "sure"))
+    session.active_run = child
+    session.save()
+    response = client.post(f"/s/{session.pk}/runs/{child.pk}/edit", {"input": "edited"})
+    assert response.status_code == 302
+    edited = Run.objects.exclude(pk__in=[first.pk, child.pk]).get()
+    assert edited.parent_run_id == first.pk and edited.status == RunStatus.QUEUED
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert "2/2" in html and "edited" in html
+    prev = re.search(r'class="sib prev" href="([^"]+)"', html).group(1)
+    assert prev.endswith(f"/runs/{child.pk}/open")
+    response = client.get(prev)
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.active_run_id == child.pk  # remembered in the database, for every device
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert "1/2" in html and "sure" in html
+
+
+def test_regenerate_and_rewind(client, me):
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 5)
+    client.post(f"/s/{session.pk}/runs/{runs[4].pk}/regenerate")
+    sibling = Run.objects.get(parent_run=runs[3], session=session, status=RunStatus.QUEUED)
+    assert Message.objects.get(run=sibling, position=0).content == "question 4"
+    client.post(f"/s/{session.pk}/runs/{runs[1].pk}/rewind")
+    session.refresh_from_db()
+    assert session.active_run_id == runs[1].pk
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert "answer 1" in html and "answer 2" not in html
+
+
+def test_fork_shows_shared_turns_read_only(client, me):
+    session = SessionFactory(owner=me, title="Source")
+    runs = build_chain(session, 4)
+    response = client.post(f"/s/{session.pk}/runs/{runs[2].pk}/fork")
+    fork = Session.objects.exclude(pk=session.pk).get()
+    assert response["Location"] == f"/s/{fork.pk}/"
+    html = client.get(f"/s/{fork.pk}/").content.decode()
+    assert html.count("shared · read-only") == 3
+    assert f'href="/s/{session.pk}/"' in html  # links back to the source session
+    assert f"/runs/{runs[2].pk}/edit" not in html and f"/runs/{runs[2].pk}/regenerate" not in html
+    tree = client.get(f"/s/{fork.pk}/tree/").content.decode()
+    assert tree.count("node st-succeeded on-path shared") + tree.count("node st-succeeded on-path active shared") == 3
+
+
+def test_agent_picker_lists_own_and_shared_agents_only(client, me):
+    session = SessionFactory(owner=me)
+    mine = Agent.objects.create(owner=me, name="Mine", memory_id="m1")
+    shared = Agent.objects.create(owner=None, name="Everyone", memory_id="e1")
+    theirs = Agent.objects.create(owner=UserFactory(), name="Theirs", memory_id="t1")
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert 'name="agent_id"' in html and ">Mine<" in html and ">Everyone<" in html and "Theirs" not in html
+    response = client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": theirs.pk}, headers={"HX-Request": "true"})
+    assert response.status_code == 400 and not Run.objects.exists()
+    client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": mine.pk})
+    run = Run.objects.get()
+    assert run.agent_id == mine.pk and run.memory_id == "m1"
+    assert shared.pk  # listed above
+
+
+def test_refused_input_is_a_clear_4xx_and_writes_nothing(client, me):
+    session = SessionFactory(owner=me)
+    response = client.post(f"/s/{session.pk}/runs", {"input": "   "}, headers={"HX-Request": "true"})
+    assert response.status_code == 400 and b"empty" in response.content
+    assert not Run.objects.exists()
+
+
+# --- the tree view --------------------------------------------------------------------------------
+
+def test_tree_query_count_does_not_grow_with_run_count(client, me):
+    small, big = SessionFactory(owner=me), SessionFactory(owner=me)
+    _bushy(small, 10)
+    _bushy(big, 600, every=3)
+    n_small, _ = _count_queries(client, f"/s/{small.pk}/tree/")
+    n_big, html = _count_queries(client, f"/s/{big.pk}/tree/")
+    assert n_small == n_big
+    assert n_big <= 7
+
+
+def test_tree_highlights_the_active_path_and_elides_long_lines(client, me):
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 200)
+    side = RunFactory(session=session, parent_run=runs[99], turn=("a side question", "ok"))
+    html = client.get(f"/s/{session.pk}/tree/").content.decode()
+    assert html.count('aria-current="true"') == 1
+    assert f'/runs/{runs[-1].pk}/open" aria-current="true"' in html
+    assert "a side question" in html and f"/runs/{side.pk}/open" in html
+    assert "question 50" not in html  # the middle of a straight line is elided ...
+    chain = re.search(r'href="([^"]+\?chain=[^"]+)"', html).group(1).replace("&amp;", "&")
+    part = client.get(chain, headers={"HX-Request": "true"}).content.decode()
+    assert "question 50" in part and "<html" not in part  # ... and loads on demand
+    assert client.get(chain).content.decode().count("<html") == 1  # a page of its own without JS
+
+
+def test_tree_lazy_loads_subtrees_past_the_budget(client, me):
+    """400 side branches: the page shows a budget of them and 'more' links load the rest."""
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 3)
+    for i in range(400):
+        RunFactory(session=session, parent_run=runs[0], turn=(f"branch {i}", "x"))
+    session.active_run = runs[-1]
+    session.save()
+    html = client.get(f"/s/{session.pk}/tree/").content.decode()
+    more = re.findall(r'href="([^"]+\?root=[^"]+)"', html)
+    assert more, "branches past the budget are links"
+    part = client.get(more[-1], headers={"HX-Request": "true"}).content.decode()
+    assert 'class="branch' in part and "/open" in part
+
+
+def test_clicking_a_tree_node_opens_its_branch(client, me):
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 4)
+    other = RunFactory(session=session, parent_run=runs[1], turn=("other way", "fine"))
+    deeper = RunFactory(session=session, parent_run=other, turn=("deeper", "yes"))
+    session.active_run = runs[-1]
+    session.save()
+    client.get(f"/s/{session.pk}/runs/{other.pk}/open")
+    session.refresh_from_db()
+    assert session.active_run_id == deeper.pk  # the newest run below the clicked one
+
+
+# --- the sessions list ----------------------------------------------------------------------------
+
+def test_sessions_list_counts_runs_and_branches_in_constant_queries(client, me):
+    for n in range(3):
+        session = SessionFactory(owner=me)
+        _bushy(session, 10 * (n + 1))
+    n_few, html = _count_queries(client, "/")
+    for n in range(20):
+        _bushy(SessionFactory(owner=me), 5)
+    n_many, _ = _count_queries(client, "/")
+    assert n_few == n_many
+    session = Session.objects.filter(owner=me).order_by("created_at").first()
+    runs = session.runs.count()
+    html = client.get("/").content.decode()
+    assert runs == 12 and "12 runs · 3 branches" in html  # a chain of 10 and two regenerated siblings
+
+
+def test_search_finds_titles_and_message_text(client, me):
+    a = SessionFactory(owner=me, title="Holiday plans")
+    b = SessionFactory(owner=me, title="Misc")
+    RunFactory(session=b, turn=("How do penguins sleep?", "Standing up, mostly."))
+    SessionFactory(owner=UserFactory(), title="Penguins of someone else")
+    html = client.get("/?q=penguins").content.decode()
+    assert "Misc" in html and "Holiday" not in html and "someone else" not in html
+    html = client.get("/?q=holiday").content.decode()
+    assert "Holiday plans" in html and "Misc" not in html
+    partial = client.get("/?q=holiday", headers={"HX-Request": "true", "HX-Target": "results"}).content.decode()
+    assert "<html" not in partial and "Holiday plans" in partial
+    assert a.pk
+
+
+def test_rename_delete_and_undo(client, me, settings):
+    session = SessionFactory(owner=me, title="Old")
+    response = client.post(f"/s/{session.pk}/rename", {"title": "New name"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and b"New name" in response.content
+    assert client.post(f"/s/{session.pk}/rename", {"title": " "}, headers={"HX-Request": "true"}).status_code == 400
+    session.refresh_from_db()
+    assert session.title == "New name"
+    client.post(f"/s/{session.pk}/delete")
+    assert client.get(f"/s/{session.pk}/").status_code == 404
+    html = client.get("/").content.decode()
+    assert "Recently deleted" in html and f"/s/{session.pk}/restore" in html
+    client.post(f"/s/{session.pk}/restore")
+    assert client.get(f"/s/{session.pk}/").status_code == 200
+    client.post(f"/s/{session.pk}/delete")
+    Session.objects.filter(pk=session.pk).update(
+        deleted_at=timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS + 1))
+    assert client.post(f"/s/{session.pk}/restore").status_code == 404  # the undo time has passed
+    assert "Recently deleted" not in client.get("/").content.decode()
+
+
+# --- permissions ----------------------------------------------------------------------------------
+
+def test_another_user_gets_404_everywhere(client):
+    owner = UserFactory()
+    session = SessionFactory(owner=owner)
+    runs = build_chain(session, 3)
+    run = runs[1]
+    client.force_login(UserFactory())
+    base = f"/s/{session.pk}"
+    for url in [f"{base}/", f"{base}/tree/", f"{base}/older?before={run.pk}", f"{base}/runs/{run.pk}/",
+                f"{base}/runs/{run.pk}/open", f"{base}/runs/{run.pk}/stream"]:
+        assert client.get(url).status_code == 404, url
+    for url in [f"{base}/runs", f"{base}/rename", f"{base}/delete", f"{base}/restore", f"{base}/runs/{run.pk}/edit",
+                f"{base}/runs/{run.pk}/regenerate", f"{base}/runs/{run.pk}/rewind", f"{base}/runs/{run.pk}/fork",
+                f"{base}/runs/{run.pk}/cancel"]:
+        assert client.post(url, {"input": "x", "title": "x"}).status_code == 404, url
+    session.refresh_from_db()
+    assert session.title != "x" and session.deleted_at is None and session.active_run_id == runs[-1].pk
+    assert Run.objects.count() == 3 and Session.objects.count() == 1
+
+
+def test_a_run_of_another_session_is_404_under_this_session(client, me):
+    mine, other = SessionFactory(owner=me), SessionFactory(owner=me)
+    build_chain(mine, 2)
+    foreign = build_chain(other, 2)[0]
+    assert client.get(f"/s/{mine.pk}/runs/{foreign.pk}/open").status_code == 404
+    assert client.post(f"/s/{mine.pk}/runs/{foreign.pk}/rewind").status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client):
+    session = SessionFactory()
+    response = client.get(f"/s/{session.pk}/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
