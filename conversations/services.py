@@ -114,6 +114,8 @@ def _clean_input(text) -> str:
         raise InvalidInput("input must be a string")
     if not text.strip():
         raise InvalidInput("input is empty")
+    if "\x00" in text:  # PostgreSQL text cannot store it: a clear 400, not a 500
+        raise InvalidInput("input contains a NUL character")
     if len(text) > settings.ARBOR_MAX_INPUT_CHARS:
         raise InvalidInput(f"input is longer than {settings.ARBOR_MAX_INPUT_CHARS} characters")
     return text

@@ -139,8 +139,9 @@ def test_payloads_in_a_conversation_never_reach_the_page_as_markup(client, user)
     attribute from the payloads."""
     session = SessionFactory(owner=user)
     parent = None
-    for i in range(0, len(PAYLOADS) - 1, 2):
-        parent = RunFactory(session=session, parent_run=parent, turn=(PAYLOADS[i], PAYLOADS[i + 1]))
+    stored = [p.replace("\x00", "") for p in PAYLOADS]  # PostgreSQL text cannot hold NUL
+    for i in range(0, len(stored) - 1, 2):
+        parent = RunFactory(session=session, parent_run=parent, turn=(stored[i], stored[i + 1]))
     session.active_run = parent
     session.save(update_fields=["active_run"])
     client.force_login(user)
