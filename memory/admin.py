@@ -1,4 +1,5 @@
-"""Admin for agents and compactions (the summaries that stand for older history)."""
+"""Admin for agents, compactions (the summaries that stand for older history), memory stores and
+message embeddings. Everything but agents is read-only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from django.contrib import admin
 
 from audit.admin_mixins import StaffViewAuditMixin
 
-from .models import Agent, Compaction
+from .models import Agent, Compaction, MemoryStoreSession, MessageEmbedding
 
 
 @admin.register(Agent)
@@ -41,3 +42,32 @@ class CompactionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
         from conversations.models import Session
 
         return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
+
+
+class _ReadOnly(StaffViewAuditMixin, admin.ModelAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        excluded = set(self.get_exclude(request, obj) or ())
+        return [f.name for f in self.model._meta.fields if f.name not in excluded]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MemoryStoreSession)
+class MemoryStoreSessionAdmin(_ReadOnly):
+    list_display = ("id", "owner", "memory_id", "session", "created_at")
+    list_select_related = ("owner", "session")
+    list_filter = ("memory_id", ("owner", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("memory_id", "owner__username")
+
+
+@admin.register(MessageEmbedding)
+class MessageEmbeddingAdmin(_ReadOnly):
+    list_display = ("id", "message", "owner", "model", "dimensions", "created_at")
+    list_select_related = ("owner",)
+    list_filter = ("model",)
+    search_fields = ("=message__id", "owner__username")
+    exclude = ("vector",)
