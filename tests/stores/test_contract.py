@@ -9,6 +9,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from memory.stores import AsyncMemoryStore, MemoryMessage
 from tests.stores.conftest import run_children
@@ -191,7 +193,9 @@ def test_async_form(store):
         filtered = await astore.filter(metadata={"k": "v"})
         count = await astore.count()
         await astore.clear()
-        return history, window, found, filtered, count, await astore.get_history()
+        after = await astore.get_history()
+        await sync_to_async(connections.close_all, thread_sensitive=True)()  # the executor thread's connection
+        return history, window, found, filtered, count, after
 
     history, window, found, filtered, count, after = asyncio.run(scenario())
     assert contents(history) == ["async answer"]
@@ -203,8 +207,6 @@ def test_async_form(store):
 def test_many_threads_append_without_losing_or_reordering(store_spec):
     """8 threads, each with its own store object, append 25 messages each: all 200 arrive, each
     thread's messages in its own order, every id distinct."""
-    from django.db import connections
-
     errors: list[BaseException] = []
 
     def writer(w: int) -> None:
