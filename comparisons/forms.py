@@ -8,7 +8,7 @@ from django.db.models import Q
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
 from .models import MAX_VARIANTS, Mode
-from .services import VariantSpec
+from .services import GENERATED_AGENT_MARK, VariantSpec
 
 
 class ComparisonForm(forms.Form):
@@ -53,7 +53,7 @@ class VariantForm(forms.Form):
         self.fields["model"].widget.attrs["list"] = "known-models"
         if user is not None:
             self.fields["agent"].queryset = Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).exclude(
-                name__contains=" · compare "
+                name__contains=GENERATED_AGENT_MARK
             ).order_by("name")
 
     @property

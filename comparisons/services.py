@@ -32,6 +32,7 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
+GENERATED_AGENT_MARK = " · compare "  # in the names of agents that comparisons create
 PARAM_RANGES: dict[str, tuple[type, float, float]] = {
     "temperature": (float, 0.0, 2.0),
     "top_p": (float, 0.0, 1.0),
@@ -99,6 +100,9 @@ def agent_config(agent: Agent) -> dict:
 
 
 def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
+    """The agent answering a variant: the one given, else the user's agent made by an earlier
+    comparison with exactly this configuration (so a configuration is one agent, not one per
+    comparison), else a new agent owned by the user."""
     if spec.agent is not None:
         if spec.agent.owner_id not in (None, owner.pk):
             raise NotFound("No such agent.")
@@ -113,15 +117,25 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         raise InvalidInput("model name is longer than 200 characters")
     if len(spec.system_prompt or "") > settings.ARBOR_MAX_INPUT_CHARS:
         raise InvalidInput("system prompt is too long")
-    return Agent.objects.create(
+    agent = Agent(
         owner=owner,
-        name=f"{spec.label[:80]} · compare {tag}",
+        name=f"{spec.label[:80]}{GENERATED_AGENT_MARK}{tag}",
         model=model,
         system_prompt=spec.system_prompt or "",
         params=clean_params(spec.params),
         memory_id=memory_id,
         memory_window_size=spec.memory_window_size,
     )
+    config = agent_config(agent)
+    earlier = (
+        Variant.objects.filter(comparison__owner=owner, config_key=config_fingerprint(config), agent__owner=owner)
+        .select_related("agent").order_by("-pk")[:5]
+    )
+    for variant in earlier:  # made by a comparison (not the user's own agent) and unchanged since
+        if GENERATED_AGENT_MARK in variant.agent.name and agent_config(variant.agent) == config:
+            return variant.agent
+    agent.save()
+    return agent
 
 
 def clean_tags(raw) -> list[str]:

@@ -273,3 +273,21 @@ def test_tags_are_cleaned_and_shared(user, chain):
     assert sorted(c1.tags.values_list("name", flat=True)) == ["models", "prompts"]
     assert c1.tags.get(name="models") == c2.tags.get()
     assert Variant.objects.filter(comparison=c2).count() == 2
+
+
+def test_a_configuration_is_one_agent_across_comparisons(user, chain):
+    """Comparing the same configuration again reuses the agent an earlier comparison made; a
+    different configuration, or an agent edited since, gets a new one."""
+    session, runs = chain
+    first = services.comparison_start(owner=user, session=session, branch_point=runs[0], variants=two_specs(), prompt="p")
+    again = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(), prompt="q")
+    assert [v.agent_id for v in again.variants.all()] == [v.agent_id for v in first.variants.all()]
+    assert [v.config_key for v in again.variants.all()] == [v.config_key for v in first.variants.all()]
+    Agent.objects.filter(pk=first.variants.get(position=0).agent_id).update(system_prompt="edited")
+    changed = two_specs()
+    changed[1].params = {"temperature": 1.2, "seed": 7}
+    third = services.comparison_start(owner=user, session=session, branch_point=runs[2], variants=changed, prompt="r")
+    agents = [v.agent_id for v in third.variants.all()]
+    assert agents[0] != first.variants.get(position=0).agent_id  # the old one was edited
+    assert agents[1] != first.variants.get(position=1).agent_id  # a different temperature
+    assert Agent.objects.filter(owner=user).count() == 4

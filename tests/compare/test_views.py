@@ -323,3 +323,26 @@ def test_results_json_is_valid_json_with_method(client, user, chain):
     body = json.loads(response.content)
     assert body["confidence"] == 0.95 and "Wilson" in body["win_rate"] and "Bradley-Terry" in body["rating"]
     assert "attachment" in response["Content-Disposition"]
+
+
+@pytest.mark.parametrize(("n", "turns"), [(2, 1), (4, 3)])
+def test_detail_page_queries_do_not_grow_with_turns_or_variants(client, user, chain, n, turns,
+                                                                django_assert_max_num_queries):
+    """The side-by-side page reads a fixed number of queries, whatever the number of variants,
+    turns and votes."""
+    session, runs = chain
+    client.force_login(user)
+    specs = [VariantSpec(label=f"v{i}", model=f"m{i}") for i in range(n)]
+    kwargs = {"prompt": "p"} if turns == 1 else {"mode": Mode.REPLAY, "source_run": runs[4]}
+    branch_point = runs[4 - turns]
+    comparison = services.comparison_start(owner=user, session=session, branch_point=branch_point, variants=specs,
+                                           blind=True, **kwargs)
+    for turn in range(turns):
+        for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn):
+            finish_run(vr.run)
+            services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+        choice = "a_better" if n == 2 else "ranking"
+        services.vote_cast(comparison=comparison, turn=turn, choice=choice, ranking={i: i + 1 for i in range(n)})
+    with django_assert_max_num_queries(10):
+        response = client.get(reverse("comparisons:detail", args=[comparison.pk]))
+    assert response.status_code == 200 and response.content.count(b'class="cell done') == n * turns
