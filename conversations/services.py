@@ -407,7 +407,7 @@ def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
             "context": built.spec.to_json(),
             "message_count": len(built.messages),
             "sha256": ctx.digest(built.messages),
-            "tokens": built.tokens,
+            "context_tokens": built.tokens,
             "usable_window": built.budget.usable,
             "round": rounds,
         }

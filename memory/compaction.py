@@ -59,6 +59,7 @@ DEFAULT_STRATEGIES = [
     {"type": "tool_results", "max_chars": 4000, "action": "truncate"},
     {"type": "summarize", "keep_recent_turns": 4, "max_tokens": 256},
 ]
+EARLIER_LABEL = "Earlier (summary of what came before): "
 STALE_SECONDS = 600  # a pending/running compaction older than this no longer blocks a new one
 
 
@@ -439,13 +440,11 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
 
 def _summarise_once(previous: str, transcript: str, *, strategy: dict, model: str, counter: TokenCounter
                     ) -> tuple[str, dict]:
-    parts = [strategy["prompt"].strip()]
-    if previous:
-        parts.append(f"Summary so far:\n{previous.strip()}")
-        parts.append(f"Conversation since then:\n{transcript}")
-    else:
-        parts.append(f"Conversation:\n{transcript}")
-    parts.append(f"Write the updated summary in at most {strategy['max_tokens']} tokens.")
+    # The earlier summary opens the transcript (small models keep what comes first; a separate
+    # "summary so far" section was dropped by SmolLM2-135M in our trials).
+    earlier = f"{EARLIER_LABEL}{previous.strip()}\n" if previous else ""
+    parts = [strategy["prompt"].strip(), f"Conversation:\n{earlier}{transcript}",
+             f"Summary (at most {strategy['max_tokens']} tokens):"]
     messages = [{"role": "user", "content": "\n\n".join(parts)}]
     try:
         response = get_client().chat.completions.create(

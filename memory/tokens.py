@@ -22,11 +22,13 @@ from functools import cache
 
 import httpx
 
-# Tokens a chat template adds around each message (role markers, separators) when counting a
-# context from its messages: ChatML-style templates add about four.
-PER_MESSAGE_OVERHEAD = 4
-# Tokens that open the reply (``<|im_start|>assistant\n`` in ChatML), counted once per context.
-REPLY_PRIMING = 3
+# Tokens a chat template adds around each message when counting a context from its messages:
+# ChatML (SmolLM2, Qwen, ...) wraps each in ``<|im_start|>role\n … <|im_end|>\n`` = 5 tokens with
+# SmolLM2's tokenizer (measured with the server's /extras/tokenize); OpenAI documents 3 for its
+# models, so 5 errs on the safe side there.
+PER_MESSAGE_OVERHEAD = 5
+# Tokens that open the reply (``<|im_start|>assistant\n`` in ChatML: 4 with SmolLM2), once per context.
+REPLY_PRIMING = 4
 # Remote counts kept per counter (text → tokens), so a long history is not re-sent to the tokenizer.
 CACHE_SIZE = 4096
 

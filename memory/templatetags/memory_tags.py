@@ -44,7 +44,7 @@ def branch_meter_data(session, run: Run | None = None) -> dict:
     tokens = 0
     usable = budget.usable
     if step is not None:
-        tokens = int(step["request"].get("tokens") or 0) + int(step["completion_tokens"] or 0)
+        tokens = int(step["request"].get("context_tokens") or 0) + int(step["completion_tokens"] or 0)
         usable = int(step["request"].get("usable_window") or usable)
     compactions = list(
         Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=run.memory_id)

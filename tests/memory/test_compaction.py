@@ -149,7 +149,8 @@ def test_a_later_summary_builds_on_the_earlier_one(user, make_agent, llm_server,
     second = compaction_execute(compaction_id=second.pk)
     assert second.status == CompactionStatus.READY and second.base_id == first.pk
     prompts = [r["body"]["messages"][-1]["content"] for r in llm_server.requests]
-    assert "Summary so far:\nSUMMARY: the user's code word is PELICAN-42." in prompts[0]
+    assert "Conversation:\nEarlier (summary of what came before): SUMMARY: the user's code word is PELICAN-42.\n" \
+        in prompts[0]
     everything = "\n".join(prompts)
     assert "turn 0 question" not in everything and "turn 9 answer" not in everything, "earlier turns are not re-read"
     assert "turn 10 question" in everything and "later 9 answer" in everything
