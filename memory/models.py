@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .fields import EncryptedTextField
+
 DEFAULT_MEMORY_ID = "default"
 
 
@@ -41,6 +43,17 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Validate the compaction policy (ValidationError with a readable message)."""
+        from django.core.exceptions import ValidationError
+
+        from .compaction import parse_policy
+
+        try:
+            parse_policy(self.compaction)
+        except ValidationError as exc:
+            raise ValidationError({"compaction": exc.messages}) from None
 
 
 class CompactionStatus(models.TextChoices):
@@ -80,7 +93,7 @@ class Compaction(models.Model):
     replaced_message_ids = models.JSONField(
         default=list, blank=True, help_text="Every message this compaction stands for (summarised, cut, truncated).",
     )
-    summary = models.TextField(blank=True)
+    summary = EncryptedTextField(blank=True)  # plain text unless ARBOR_MEMORY_ENCRYPTION_KEYS is set
     model = models.CharField(max_length=200, blank=True, help_text="The model that wrote the summary.")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
