@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", MODEL_ALIAS,
         "--host", args.host, "--port", str(args.port), "--n_ctx", str(args.n_ctx),
+        # Queue concurrent requests instead of cutting a running stream short (llama_cpp.server's
+        # default ends the stream with [DONE] and no finish_reason when another request waits,
+        # e.g. a compaction summary while a run streams).
+        "--interrupt_requests", "False",
     ]
     # llama_cpp.server's settings also read HOST/PORT/MODEL/... from the environment, and those win
     # over its command line; honcho and `make run PORT=...` set PORT for the web server, so drop them.
