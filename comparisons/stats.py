@@ -10,9 +10,9 @@ games: for each pair of variants in the vote, the better-ranked one wins; equal 
   ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``.
 * **Rating**: the Bradley–Terry model (R. A. Bradley & M. E. Terry, 1952, Biometrika 39:324–345),
   P(i beats j) = 1 / (1 + exp(-(θ_i − θ_j))), fitted on the decisive games by maximum likelihood
-  with a small Gaussian penalty ``BT_ALPHA · Σθ²`` (so a 1–0 record gives a finite rating) by
-  ``choix.opt_pairwise``. Shown on the Elo scale: ``1500 + 400 · θ / ln 10`` (a 400-point gap is
-  10:1 odds).
+  with a small Gaussian penalty ``BT_ALPHA · Σθ²`` (so a 1–0 record gives a finite rating): the
+  objective of ``choix.opt_pairwise``, minimised over win counts with scipy's Newton-CG.
+  Shown on the Elo scale: ``1500 + 400 · θ / ln 10`` (a 400-point gap is 10:1 odds).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
-import choix
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
 from scipy.stats import binomtest
 
 BT_ALPHA = 0.1
@@ -76,18 +77,46 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
 def bradley_terry(keys: list[str], wins: Iterable[tuple[str, str]], *, alpha: float = BT_ALPHA) -> dict[str, float]:
     """Bradley–Terry strengths θ (natural-log odds scale, centred on 0) per key.
 
-    ``wins``: (winner key, loser key) pairs. Keys with no decisive game get the prior's 0.
-    Raises ValueError for a winner or loser not in ``keys``.
+    ``wins``: (winner key, loser key) pairs. Minimises the objective of ``choix.opt_pairwise``,
+    ``alpha·Σθ² + Σ_games log(1 + exp(−(θ_winner − θ_loser)))``, but over the matrix of win
+    counts, so the cost does not grow with the number of votes (choix loops over every game in
+    Python: 0.7 s for 5,000 games); scipy's Newton-CG (choix's default method too) minimises it with
+    the exact gradient and Hessian. Tests check it against ``choix.opt_pairwise``. Keys with no decisive game get 0.
+    Raises KeyError for a winner or loser not in ``keys``.
     """
-    index = {key: i for i, key in enumerate(keys)}
-    data = [(index[w], index[l]) for w, l in wins]
     if not keys:
         return {}
-    if not data:
+    index = {key: i for i, key in enumerate(keys)}
+    counts = np.zeros((len(keys), len(keys)))
+    for winner, loser in wins:
+        counts[index[winner], index[loser]] += 1
+    if not counts.any():
         return {key: 0.0 for key in keys}
-    params = choix.opt_pairwise(len(keys), data, alpha=alpha)
-    params = np.asarray(params, dtype=float)
-    params = params - params.mean()
+    winners, losers = np.nonzero(counts)
+    weights = counts[winners, losers]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = theta[winners] - theta[losers]
+        value = alpha * float(theta @ theta) + float(weights @ np.logaddexp(0.0, -margin))
+        slope = weights * expit(-margin)  # d/dmargin of log(1+e^-margin) is −expit(−margin)
+        grad = 2 * alpha * theta
+        np.subtract.at(grad, winners, slope)
+        np.add.at(grad, losers, slope)
+        return value, grad
+
+    def hessian(theta: np.ndarray) -> np.ndarray:
+        margin = theta[winners] - theta[losers]
+        curvature = weights * expit(margin) * expit(-margin)
+        hess = 2 * alpha * np.identity(len(keys))
+        np.add.at(hess, (winners, winners), curvature)
+        np.add.at(hess, (losers, losers), curvature)
+        np.subtract.at(hess, (winners, losers), curvature)
+        np.subtract.at(hess, (losers, winners), curvature)
+        return hess
+
+    result = minimize(objective, np.zeros(len(keys)), jac=True, hess=hessian, method="Newton-CG",
+                      options={"xtol": 1e-10, "maxiter": 200})
+    params = result.x - result.x.mean()
     return {key: float(params[index[key]]) for key in keys}
 
 

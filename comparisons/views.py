@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
+from django.db.models import Count, Max
+from django.db.models.fields.json import KT
 from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -372,24 +374,28 @@ def _filtered(request, filters: dict):
 
 
 def compute_results(comparisons) -> dict:
-    """Per configuration over ``comparisons`` (a queryset): see :mod:`comparisons.stats`."""
-    ids = list(comparisons.values_list("pk", flat=True))
-    variants = Variant.objects.filter(comparison_id__in=ids).values_list("config_key", "label", "config")
+    """Per configuration over ``comparisons`` (a queryset), in three queries whatever the number of
+    votes: see :mod:`comparisons.stats`."""
+    ids = comparisons.values("pk")
     labels: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, str] = {}
-    for key, label, config in variants:
-        labels[key][label] += 1
-        models[key] = config.get("model") or settings.ARBOR_MODEL
+    named = (
+        Variant.objects.filter(comparison__in=ids).values("config_key", "label")
+        .annotate(n=Count("pk"), model=Max(KT("config__model"))).order_by()
+    )
+    for row in named:
+        labels[row["config_key"]][row["label"]] += row["n"]
+        models[row["config_key"]] = row["model"] or settings.ARBOR_MODEL
     configs = {key: {"label": counts.most_common(1)[0][0], "labels": sorted(counts), "model": models[key]}
                for key, counts in labels.items()}
     votes: dict[int, dict] = {}
-    for vote_id, choice, key, rank in VoteRank.objects.filter(vote__comparison_id__in=ids).values_list(
+    for vote_id, choice, key, rank in VoteRank.objects.filter(vote__comparison__in=ids).values_list(
         "vote_id", "vote__choice", "variant__config_key", "rank"
     ).order_by("vote_id"):
         entry = votes.setdefault(vote_id, {"ranks": [], "both_bad": choice == VoteChoice.BOTH_BAD})
         entry["ranks"].append((key, rank))
     results = stats.aggregate(list(votes.values()), configs)
-    return {"results": results, "comparisons": len(ids), "votes": len(votes)}
+    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes)}
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:
@@ -460,7 +466,7 @@ def results_json(request: HttpRequest) -> HttpResponse:
         "votes": data["votes"],
         "confidence": stats.CONFIDENCE,
         "win_rate": "wins / (wins + losses) over pairwise games; Wilson score interval",
-        "rating": f"Bradley-Terry (choix.opt_pairwise, alpha={stats.BT_ALPHA}) on the Elo scale",
+        "rating": f"Bradley-Terry, penalised maximum likelihood (alpha={stats.BT_ALPHA}), on the Elo scale",
         "configurations": [{k: r.as_dict()[k] for k in EXPORT_FIELDS} for r in data["results"]],
     }
     response = JsonResponse(body, json_dumps_params={"indent": 2})

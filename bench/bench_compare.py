@@ -1,0 +1,143 @@
+"""Comparisons: starting one, the side-by-side page, and the results over many votes.
+
+* start: ``comparison_start`` with 2 and 4 variants (rows written, time; enqueueing is on commit
+  and not part of the figure).
+* page: the side-by-side page of a 4-variant, 10-turn replay with every turn voted (queries, time).
+* results: ``compute_results`` (win rates, Wilson intervals, Bradley–Terry fit over 8
+  configurations) for 100 / 1,000 / 5,000 votes.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django_htmx.middleware import HtmxDetails
+from django.utils import timezone
+
+from bench.harness import ms, percentile, timed
+from comparisons import services, views
+from comparisons.models import Comparison, Variant, VariantRun, Vote, VoteRank, config_fingerprint
+from comparisons.services import VariantSpec
+from conversations.models import Message, Role, Run, RunStatus, Session
+from tests.factories import build_chain
+
+
+def _rows() -> int:
+    return sum(m.objects.count() for m in (Comparison, Variant, VariantRun, Run, Message))
+
+
+def _bench_start(bench, user, session, parent) -> None:
+    rows = []
+    for n in (2, 4):
+        specs = lambda: [VariantSpec(label=f"v{i}", model=f"m{i}", params={"temperature": 0.1 * i}) for i in range(n)]  # noqa: E731
+        services.comparison_start(owner=user, session=session, branch_point=parent, variants=specs(), prompt="warm")
+        before = _rows()
+        with CaptureQueriesContext(connection) as queries:
+            services.comparison_start(owner=user, session=session, branch_point=parent, variants=specs(), prompt="x")
+        written = _rows() - before
+        times = timed(lambda: services.comparison_start(owner=user, session=session, branch_point=parent,  # noqa: B023
+                                                        variants=specs(), prompt="y"), repeat=10, warmup=1)  # noqa: B023
+        rows.append([n, written, len(queries), ms(percentile(times, 50)), ms(percentile(times, 95))])
+    bench.table("Starting a comparison (comparison_start, new prompt)",
+                ["variants", "rows written", "queries", "p50 ms", "p95 ms"], rows)
+
+
+def _bench_page(bench, user, session, runs) -> None:
+    specs = [VariantSpec(label=f"page{i}", model=f"pm{i}") for i in range(4)]
+    comparison = services.comparison_start(owner=user, session=session, branch_point=runs[-11], variants=specs,
+                                           mode="replay", source_run=runs[-1], blind=True)
+    now = timezone.now()
+    for turn in range(10):
+        for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn):
+            Run.objects.filter(pk=vr.run_id).update(status=RunStatus.SUCCEEDED, started_at=now, first_token_at=now,
+                                                    finished_at=now, prompt_tokens=100, completion_tokens=50)
+            Message.objects.create(run_id=vr.run_id, position=1, role=Role.ASSISTANT, content="answer " * 50)
+            services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+        services.vote_cast(comparison=comparison, turn=turn, choice="ranking", ranking={0: 1, 1: 2, 2: 2, 3: 4})
+    def get():
+        request = RequestFactory().get(f"/compare/{comparison.pk}/")
+        request.user = user
+        request.htmx = HtmxDetails(request)
+        response = views.detail(request, comparison.pk)
+        assert response.status_code == 200
+        return response
+
+    with CaptureQueriesContext(connection) as queries:
+        get()
+    times = timed(get, repeat=20)
+    bench.table("Side-by-side page (4 variants × 10 replayed turns, all voted)",
+                ["cells", "queries", "p50 ms", "p95 ms"],
+                [[40, len(queries), ms(percentile(times, 50)), ms(percentile(times, 95))]])
+
+
+def _seed_votes(user, session, parent, count: int, rng: random.Random) -> list:
+    """``count`` two-variant comparisons among 8 configurations, each with one vote (bulk insert)."""
+    configs = [{"model": f"cfg-{i}", "system_prompt": "", "params": {}, "memory_id": "default",
+                "memory_window_size": None} for i in range(8)]
+    strength = [i * 0.3 for i in range(8)]
+    comparisons, variants, runs, votes, ranks = [], [], [], [], []
+    now = timezone.now()
+    for _ in range(count):
+        c = Comparison(id=uuid.uuid4(), owner=user, session=session, branch_point=parent, prompts=["p"],
+                       column_order=[0, 1])
+        comparisons.append(c)
+        a, b = rng.sample(range(8), 2)
+        pair = []
+        for position, cfg in enumerate((a, b)):
+            v = Variant(comparison=c, position=position, label=f"config {cfg}", config=configs[cfg],
+                        config_key=config_fingerprint(configs[cfg]))
+            r = Run(id=uuid.uuid4(), session=session, parent_run=parent, depth=parent.depth + 1,
+                    status=RunStatus.SUCCEEDED, model=f"cfg-{cfg}", created_at=now, finished_at=now)
+            variants.append(v)
+            runs.append(r)
+            pair.append((v, r, cfg))
+        vote = Vote(comparison=c, turn=0, choice="a_better")
+        votes.append((vote, pair))
+    with transaction.atomic():
+        Comparison.objects.bulk_create(comparisons, batch_size=500)
+        Variant.objects.bulk_create(variants, batch_size=500)
+        Run.objects.bulk_create(runs, batch_size=500)
+        Vote.objects.bulk_create([v for v, _ in votes], batch_size=500)
+        for vote, pair in votes:
+            (va, ra, ca), (vb, rb, cb) = pair
+            p_a = 1 / (1 + pow(2.718281828, strength[cb] - strength[ca]))
+            a_wins = rng.random() < p_a
+            ranks.append(VoteRank(vote=vote, variant=va, run=ra, rank=1 if a_wins else 2))
+            ranks.append(VoteRank(vote=vote, variant=vb, run=rb, rank=2 if a_wins else 1))
+        VoteRank.objects.bulk_create(ranks, batch_size=1000)
+    return comparisons
+
+
+def _bench_results(bench, user, parent_session, parent) -> None:
+    rows = []
+    rng = random.Random(7)
+    User = get_user_model()
+    for count in (100, 1000, 5000):
+        owner = User.objects.create(username=f"bench-results-{count}")
+        session = Session.objects.create(owner=owner, title="results")
+        root = build_chain(session, 1)[0]
+        _seed_votes(owner, session, root, count, rng)
+        qs = Comparison.objects.owned_by(owner)
+        with CaptureQueriesContext(connection) as queries:
+            data = views.compute_results(qs)
+        assert data["votes"] == count
+        times = timed(lambda: views.compute_results(qs), repeat=5, warmup=1)  # noqa: B023
+        best = data["results"][0]
+        rows.append([count, len(data["results"]), len(queries), ms(percentile(times, 50)),
+                     f"{best.label} {best.rating:.0f}"])
+    bench.table("Results over all votes (8 configurations: win rates, Wilson CIs, Bradley–Terry)",
+                ["votes", "configurations", "queries", "p50 ms", "top rating"], rows)
+
+
+def run(bench) -> None:
+    user = get_user_model().objects.create(username="bench-compare")
+    session = Session.objects.create(owner=user, title="bench")
+    runs = build_chain(session, 12)
+    _bench_start(bench, user, session, runs[0])
+    _bench_page(bench, user, session, runs)
+    _bench_results(bench, user, session, runs[0])
