@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.ratelimit import limit_run_creation
 from conversations import services as conv
 from conversations.api import get_run_for, get_session_for
 from conversations.errors import ArborError, NotFound
@@ -261,6 +262,7 @@ def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpRespons
 
 
 @require_POST
+@limit_run_creation
 def resume(request: HttpRequest, comparison_id) -> HttpResponse:
     comparison = _comparison_or_404(request, comparison_id)
     started = services.comparison_resume(comparison=comparison)
@@ -285,6 +287,7 @@ def _source_choices(session, branch_point: Run) -> list[tuple[str, str]]:
 
 
 @require_http_methods(["GET", "POST"])
+@limit_run_creation
 def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Start a comparison from a run of a session (the branch point)."""
     session = _session_or_404(request, session_id)

@@ -346,3 +346,21 @@ def test_detail_page_queries_do_not_grow_with_turns_or_variants(client, user, ch
     with django_assert_max_num_queries(10):
         response = client.get(reverse("comparisons:detail", args=[comparison.pk]))
     assert response.status_code == 200 and response.content.count(b'class="cell done') == n * turns
+
+
+def test_starting_comparisons_counts_against_the_run_rate_limit(client, settings):
+    """Starting a comparison creates runs, so it is rate limited like the chat (GET is not)."""
+    from tests.factories import SessionFactory, UserFactory, build_chain
+
+    settings.ARBOR_RUN_RATE = "1/m"
+    # The counts live in the cache for a minute, keyed by user id: an id no other run of this test used.
+    user = UserFactory(id=random.randint(10**8, 2 * 10**9))
+    session = SessionFactory(owner=user)
+    runs = build_chain(session, 4)
+    client.force_login(user)
+    url = reverse("comparisons:new", args=[session.pk, runs[3].pk])
+    assert client.get(url).status_code == 200
+    assert client.post(url, form_data()).status_code == 302
+    response = client.post(url, form_data(prompt="again"))
+    assert response.status_code == 429 and b"Too many runs" in response.content
+    assert Comparison.objects.count() == 1
