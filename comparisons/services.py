@@ -379,12 +379,49 @@ def vote_cast(
         VoteRank(vote=vote, variant=variants[columns[col]], run=runs[columns[col]], rank=rank)
         for col, rank in ranks_by_column.items()
     ])
-    if comparison.blind and comparison.revealed_at is None and (
-        Vote.objects.filter(comparison=comparison).count() >= comparison.turn_count
-    ):
+    if comparison.blind and comparison.revealed_at is None and voting_finished(comparison):
         comparison.revealed_at = timezone.now()
         comparison.save(update_fields=["revealed_at"])
     return vote
+
+
+def voting_finished(comparison: Comparison) -> bool:
+    """Every prompt that can get a vote has one, and no run is still to come: each variant has a
+    finished run for every turn or has stopped (a replayed turn failed), and every turn whose runs
+    all finished is voted."""
+    n = len(comparison.column_order)
+    rows = list(VariantRun.objects.filter(variant__comparison=comparison).values_list("variant_id", "turn", "run__status"))
+    if any(status in ACTIVE_STATUSES for _, _, status in rows):
+        return False
+    turns_of: dict[int, int] = {}
+    for variant_id, _, _ in rows:
+        turns_of[variant_id] = turns_of.get(variant_id, 0) + 1
+    for variant in comparison.variants.all():
+        if turns_of.get(variant.pk, 0) < comparison.turn_count and not variant.stopped_reason:
+            return False  # a replayed turn is still to start
+    per_turn: dict[int, int] = {}
+    for _, turn, _ in rows:
+        per_turn[turn] = per_turn.get(turn, 0) + 1
+    votable = {turn for turn, count in per_turn.items() if count == n}
+    voted = set(Vote.objects.filter(comparison=comparison).values_list("turn", flat=True))
+    return votable <= voted
+
+
+@transaction.atomic
+def comparison_reveal(*, comparison: Comparison) -> Comparison:
+    """Reveal a blind comparison's labels once voting is over (see :func:`voting_finished`): for
+    when a variant stopped early, so some prompts can never be voted on.
+
+    Raises Conflict while a run is still to come or a votable prompt has no vote.
+    """
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    if not comparison.blind or comparison.revealed_at is not None:
+        return comparison
+    if not voting_finished(comparison):
+        raise Conflict("Vote on every prompt whose answers are all in first.")
+    comparison.revealed_at = timezone.now()
+    comparison.save(update_fields=["revealed_at"])
+    return comparison
 
 
 def _clean_ranking(ranking, n: int) -> dict[int, int]:

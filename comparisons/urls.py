@@ -15,4 +15,5 @@ urlpatterns = [
     path("<uuid:comparison_id>/turns/<int:turn>/vote", views.vote, name="vote"),
     path("<uuid:comparison_id>/columns/<int:column>/open", views.open_branch, name="open_branch"),
     path("<uuid:comparison_id>/resume", views.resume, name="resume"),
+    path("<uuid:comparison_id>/reveal", views.reveal, name="reveal"),
 ]

@@ -178,6 +178,8 @@ def _detail_context(comparison: Comparison) -> dict:
         "totals": _totals(comparison, turns), "choices": VoteChoice, "two": len(columns) == 2,
         "rank_options": range(1, len(columns) + 1), "stalled": stalled, "cell_event": CELL_DONE_EVENT,
         "tags": list(comparison.tags.values_list("name", flat=True)),
+        "can_reveal": comparison.blind and comparison.revealed_at is None and any(
+            c["stopped"] for t in turns for c in t["cells"]) and services.voting_finished(comparison),
     }
 
 
@@ -259,6 +261,16 @@ def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpRespons
     session = _session_or_404(request, comparison.session_id)
     conv.session_set_active(session=session, run=last.run)
     return redirect("conversations:session_detail", session_id=session.pk)
+
+
+@require_POST
+def reveal(request: HttpRequest, comparison_id) -> HttpResponse:
+    comparison = _comparison_or_404(request, comparison_id)
+    try:
+        services.comparison_reveal(comparison=comparison)
+    except ArborError as exc:
+        flash.error(request, exc.message)
+    return redirect("comparisons:detail", comparison_id=comparison.pk)
 
 
 @require_POST

@@ -291,3 +291,26 @@ def test_a_configuration_is_one_agent_across_comparisons(user, chain):
     assert agents[0] != first.variants.get(position=0).agent_id  # the old one was edited
     assert agents[1] != first.variants.get(position=1).agent_id  # a different temperature
     assert Agent.objects.filter(owner=user).count() == 4
+
+
+def test_reveal_when_a_variant_stopped_early(user, chain):
+    """A blind replay where one variant failed at turn 1: turns 2–3 can never be voted on, so the
+    labels can be revealed once turn 1 has its vote (not before, and not while runs are to come)."""
+    session, runs = chain
+    comparison = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(),
+                                           mode=Mode.REPLAY, source_run=runs[4], blind=True)
+    ok, bad = comparison.variants.order_by("position")
+    with pytest.raises(Conflict):
+        services.comparison_reveal(comparison=comparison)  # runs are queued
+    finish_run(bad.variant_runs.get().run, status=RunStatus.FAILED)
+    services.variant_advance(variant_id=bad.pk, finished_run_id=bad.variant_runs.get().run_id)
+    first = finish_run(ok.variant_runs.get().run)
+    with pytest.raises(Conflict):
+        services.comparison_reveal(comparison=comparison)  # turn 1 has no vote yet
+    services.vote_cast(comparison=comparison, turn=0, choice="both_bad")
+    comparison.refresh_from_db()
+    assert comparison.revealed_at is None  # the good variant's later turns are still to come
+    run = services.variant_advance(variant_id=ok.pk, finished_run_id=first.pk)
+    run = finish_run(run)
+    finish_run(services.variant_advance(variant_id=ok.pk, finished_run_id=run.pk))
+    assert services.comparison_reveal(comparison=comparison).revealed_at is not None

@@ -119,6 +119,7 @@ def test_other_users_get_404_everywhere(client, user, other_user, chain):
         reverse("comparisons:vote", args=[pk, 0]),
         reverse("comparisons:open_branch", args=[pk, 0]),
         reverse("comparisons:resume", args=[pk]),
+        reverse("comparisons:reveal", args=[pk]),
         reverse("comparisons:new", args=[session.pk, runs[2].pk]),
     ]
     for url in gets:
@@ -126,6 +127,8 @@ def test_other_users_get_404_everywhere(client, user, other_user, chain):
     for url in posts:
         assert client.post(url, {"choice": "tie"}).status_code == 404, url
     assert not Vote.objects.exists()
+    comparison.refresh_from_db()
+    assert comparison.revealed_at is None
     body = client.get(reverse("comparisons:results_json")).json()
     assert body["comparisons"] == 0 and body["configurations"] == []
     # A run of another user's session under the caller's own session id is 404 too.
