@@ -18,16 +18,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum, TextField, Value, When
 from django.db.models.expressions import RawSQL
-from django.db.models.fields import BooleanField
-from django.db.models.functions import Substr
+from django.db.models.functions import Cast, Substr
 
 from .models import Message, Run, Session
 
 RUN_TABLE = Run._meta.db_table
-MESSAGE_TABLE = Message._meta.db_table
-SESSION_TABLE = Session._meta.db_table
 
 
 def db_uuid(value):
@@ -185,63 +182,84 @@ def newest_leaf_below(session: Session, run: Run) -> Run:
 
 # --- the tree view --------------------------------------------------------------------------------
 
-@dataclass
 class Node:
-    id: uuid.UUID
-    parent_id: uuid.UUID | None
-    status: str
-    model: str
-    depth: int
-    shared: bool
-    children: list = field(default_factory=list)
-    size: int = 1  # runs in the subtree, this one included
-    on_path: bool = False
-    active: bool = False
-    preview: str = ""
+    """A run in the tree view. ``id``/``parent_id`` are the database's text form of the UUID (hex on
+    SQLite, dashed on PostgreSQL: no per-row conversion for 10,000 rows); ``uid`` is the UUID.
+    ``status``, ``model``, ``depth`` and ``preview`` are filled in for the runs shown only."""
+
+    __slots__ = ("id", "parent_id", "shared", "children", "size", "on_path", "active", "status", "model",
+                 "depth", "preview")
+
+    def __init__(self, id, parent_id, shared):
+        self.id, self.parent_id, self.shared = id, parent_id, shared
+        self.children: list = []
+        self.size = 1  # runs in the subtree, this one included
+        self.on_path = False
+        self.active = False
+        self.status, self.model, self.depth, self.preview = "", "", 0, ""
+
+    @property
+    def uid(self) -> uuid.UUID:
+        return as_uuid(self.id)
+
+
+def _key(run_id) -> str:
+    """A run id in the text form the skeleton query returns. Raises ValueError for a non-UUID."""
+    value = as_uuid(run_id)
+    return value.hex if connection.vendor == "sqlite" else str(value)
 
 
 @dataclass
 class Skeleton:
-    nodes: dict
+    nodes: dict  # text id -> Node
     roots: list
 
-    def path_to(self, run_id) -> list:
-        path = []
-        node = self.nodes.get(run_id)
-        while node is not None:
-            path.append(node)
-            node = self.nodes.get(node.parent_id)
-        return path[::-1]
+    def get(self, run_id) -> Node | None:
+        """The node of a run id given in any form (str, UUID), or None."""
+        try:
+            return self.nodes.get(_key(run_id))
+        except ValueError:
+            return None
 
 
 def tree_skeleton(session: Session) -> Skeleton:
-    """Every run of the session's tree without message text (one query), children in creation order."""
-    rows = session.visible_runs().order_by("depth", "created_at", "id").values_list(
-        "id", "parent_run_id", "status", "model", "depth", "session_id",
+    """The shape of the session's tree: ids, parents, shared or not (one query, no message text,
+    no per-row ORM conversion), children in creation order, subtree sizes, the active path."""
+    qs = (
+        session.visible_runs()
+        .annotate(
+            tid=Cast("id", TextField()), tparent=Cast("parent_run_id", TextField()),
+            own=Case(When(session_id=session.pk, then=Value(1)), default=Value(0), output_field=IntegerField()),
+        )
+        .order_by("depth", "created_at", "id")
+        .values_list("tid", "tparent", "own")
     )
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     nodes: dict = {}
     roots: list = []
-    order: list = []
-    for rid, parent, status, model, depth, sid in rows:
-        node = Node(rid, parent, status, model, depth, sid != session.pk)
-        nodes[rid] = node
-        order.append(node)
-        parent_node = nodes.get(parent) if parent is not None else None
+    get = nodes.get
+    for rid, parent, own in rows:  # parents come first: ordered by depth
+        node = nodes[rid] = Node(rid, parent, not own)
+        parent_node = get(parent) if parent is not None else None
         if parent_node is None:
             roots.append(node)
         else:
             parent_node.children.append(node)
-    for node in reversed(order):
-        if node.parent_id is not None and node.parent_id in nodes:
-            nodes[node.parent_id].size += node.size
-    if session.active_run_id in nodes:
-        path = []
-        node = nodes[session.active_run_id]
-        node.active = True
+    for rid, parent, _ in reversed(rows):
+        if parent is not None:
+            parent_node = get(parent)
+            if parent_node is not None:
+                parent_node.size += nodes[rid].size
+    if session.active_run_id is not None:
+        node = get(_key(session.active_run_id))
+        if node is not None:
+            node.active = True
         while node is not None:
             node.on_path = True
-            path.append(node)
-            node = nodes.get(node.parent_id)
+            node = get(node.parent_id) if node.parent_id is not None else None
     return Skeleton(nodes, roots)
 
 
@@ -285,18 +303,27 @@ def _side_children(line: list[Node], i: int) -> list[Node]:
     return [c for c in line[i].children if c is not main]
 
 
-def _pinned(line: list[Node], keep: int) -> list[int]:
-    """Indexes of the runs of a line that are shown: both ends, branch points, the active run
-    (each with its neighbours); the runs between are elided."""
+def _pinned(line: list[Node], keep: int, max_pins: int) -> list[int]:
+    """Indexes of the runs of a line that are shown: both ends (``keep`` runs each), branch
+    points, the active run and its neighbours. A line with more than ``max_pins`` of them shows the
+    first ``keep`` and the ``max_pins`` nearest its end (the newest part); the runs between are
+    elided (loaded on demand)."""
     last = len(line) - 1
     pins = set(range(min(keep, len(line)))) | set(range(max(0, last - keep + 1), last + 1))
     for i, node in enumerate(line):
-        if node.active or len(node.children) > 1:
+        if node.active:
             pins |= {i - 1, i, i + 1}
-    return sorted(p for p in pins if 0 <= p <= last)
+        elif len(node.children) > 1:
+            pins.add(i)
+    ordered = sorted(p for p in pins if 0 <= p <= last)
+    if len(ordered) > max_pins:
+        active = {p for p in ordered if any(line[q].active for q in (p - 1, p, p + 1) if 0 <= q <= last)}
+        ordered = sorted(set(ordered[:keep]) | set(ordered[-max_pins:]) | active)
+    return ordered
 
 
-def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nesting: int = 12) -> list[Item]:
+def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nesting: int = 12,
+              max_pins: int = 60) -> list[Item]:
     """Flatten the tree below ``roots`` into items, showing about ``budget`` runs at most.
 
     Layout: each branch is a *line* that follows the active path (else the newest child) down to a
@@ -315,7 +342,7 @@ def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nestin
     while queue:
         start, level = queue.popleft()
         line = lines[start.id] = _line(start)
-        pins = _pinned(line, keep)
+        pins = _pinned(line, keep, max_pins)
         cost = len(pins) + 1
         if (used + cost > budget or level > max_nesting) and not start.on_path and chosen:
             continue
@@ -338,7 +365,7 @@ def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nestin
         line = lines[start.id]
         todo: list = [Item("branch", start, start.size)]
         previous = -1
-        for i in _pinned(line, keep):
+        for i in _pinned(line, keep, max_pins):
             gap = i - previous - 1
             if gap == 1:
                 todo.append(Item("node", line[previous + 1]))
@@ -358,31 +385,44 @@ def plan_tree(roots: list[Node], *, budget: int = 300, keep: int = 3, max_nestin
 
 
 def chain_items(start: Node, count: int, *, page: int = 200) -> list[Item]:
-    """``count`` runs of a straight stretch from ``start`` (an elided middle), ``page`` at a time."""
+    """``count`` runs of a line from ``start`` (an elided stretch), ``page`` at a time; runs with
+    other versions get their side branches as ``more`` items (loaded on demand)."""
     items: list[Item] = []
     node = start
     shown = 0
     while node is not None and shown < min(count, page):
-        items.append(Item("node", node))
+        main = _main_child(node)
+        side = [c for c in node.children if c is not main]
+        if side:
+            items.append(Item("node_open", node))
+            items.extend(Item("more", c, c.size) for c in side)
+            items.append(Item("end_node"))
+        else:
+            items.append(Item("node", node))
         shown += 1
-        node = _main_child(node)
+        node = main
     if node is not None and shown < count:
         items.append(Item("elided", node, count - shown))
     return items
 
 
 def attach_previews(items: list[Item], length: int = 90) -> None:
-    """Each shown run's preview: the first ``length`` characters of its input (one query)."""
-    ids = {i.node.id for i in items if i.node is not None}
-    if not ids:
-        return
-    previews = dict(
-        Message.objects.filter(run_id__in=ids, position=0).annotate(p=Substr("content", 1, length))
-        .values_list("run_id", "p")
-    )
+    """Fill in status, model, depth and preview (the first ``length`` characters of the input) of
+    the runs the items show (one query)."""
+    nodes = {}
     for item in items:
         if item.node is not None:
-            item.node.preview = " ".join((previews.get(item.node.id) or "").split())
+            nodes[item.node.uid] = item.node
+    if not nodes:
+        return
+    rows = Run.objects.filter(pk__in=list(nodes)).annotate(
+        p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
+                   .values("p")[:1])
+    ).values_list("id", "status", "model", "depth", "p")
+    for run_id, status, model, depth, preview in rows:
+        node = nodes[run_id]
+        node.status, node.model, node.depth = status, model, depth
+        node.preview = " ".join((preview or "").split())
 
 
 # --- the sessions list ----------------------------------------------------------------------------
@@ -401,26 +441,24 @@ def with_counts(sessions):
 def search_sessions(sessions, query: str):
     """Sessions whose title or any of whose messages match ``query``.
 
-    PostgreSQL: full-text search (``websearch_to_tsquery`` against ``to_tsvector('english', …)``,
-    the messages side served by the GIN index ``message_content_fts``), plus a substring match on
-    the title. SQLite: every word must occur (case-insensitively) in the title or in a message.
+    PostgreSQL: full-text search (``websearch_to_tsquery`` against ``to_tsvector('english', …)``
+    via django.contrib.postgres.search; the messages side is served by the GIN index
+    ``message_content_fts``), plus a substring match on the title. SQLite: every word must occur (case-insensitively) in the title or in a message.
     """
     query = " ".join((query or "").split())[:200]
     if not query:
         return sessions
     if connection.vendor == "postgresql":
-        message_hits = Message.objects.filter(
-            RawSQL(
-                f"to_tsvector('english'::regconfig, {MESSAGE_TABLE}.content)"
-                f" @@ websearch_to_tsquery('english'::regconfig, %s)",
-                [query], output_field=BooleanField(),
-            )
-        ).values("run__session_id")
-        title_hit = RawSQL(
-            f"to_tsvector('english'::regconfig, {SESSION_TABLE}.title) @@ websearch_to_tsquery('english'::regconfig, %s)",
-            [query], output_field=BooleanField(),
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        tsquery = SearchQuery(query, config="english", search_type="websearch")
+        message_hits = (
+            Message.objects.annotate(v=SearchVector("content", config="english")).filter(v=tsquery)
+            .values("run__session_id")
         )
-        return sessions.filter(Q(title_hit) | Q(title__icontains=query) | Q(pk__in=message_hits))
+        return sessions.annotate(title_v=SearchVector("title", config="english")).filter(
+            Q(title_v=tsquery) | Q(title__icontains=query) | Q(pk__in=message_hits)
+        )
     for word in query.split()[:8]:
         message_hits = Message.objects.filter(content__icontains=word).values("run__session_id")
         sessions = sessions.filter(Q(title__icontains=word) | Q(pk__in=message_hits))

@@ -368,13 +368,13 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     mode = "tree"
     try:
         if chain_id:
-            start = skeleton.nodes.get(browse.as_uuid(chain_id))
+            start = skeleton.get(chain_id)
             if start is None:
                 raise Http404("No such run in this session.")
             count = max(1, min(int(request.GET.get("n", "1")), 100_000))
             items, mode = browse.chain_items(start, count), "chain"
         elif root_id:
-            start = skeleton.nodes.get(browse.as_uuid(root_id))
+            start = skeleton.get(root_id)
             if start is None:
                 raise Http404("No such run in this session.")
             items, mode = browse.plan_tree([start], budget=TREE_BUDGET), "subtree"

@@ -1,7 +1,8 @@
 """PostgreSQL only: a GIN index for full-text search of message text (the sessions list's search).
 
-The expression matches the query in ``conversations.browse.search_sessions`` exactly
-(``to_tsvector('english'::regconfig, content)``), so PostgreSQL can use the index. The index is
+The expression matches what ``SearchVector("content", config="english")`` generates in
+``conversations.browse.search_sessions`` exactly (``to_tsvector('english'::regconfig,
+COALESCE(content, ''))``), so PostgreSQL can use the index. The index is
 not part of the model state (Django cannot express a vendor-specific index), so makemigrations
 leaves it alone; on SQLite this migration does nothing (search falls back to LIKE there).
 """
@@ -16,7 +17,7 @@ def create(apps, schema_editor):
         return
     table = apps.get_model("conversations", "Message")._meta.db_table
     schema_editor.execute(
-        f"CREATE INDEX IF NOT EXISTS {INDEX} ON {table} USING gin (to_tsvector('english'::regconfig, content))"
+        f"CREATE INDEX IF NOT EXISTS {INDEX} ON {table} USING gin (to_tsvector('english'::regconfig, COALESCE(content, '')))"
     )
 
 
