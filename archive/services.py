@@ -10,6 +10,8 @@ land. A crash loses at most the batch in flight, never part of a conversation.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
@@ -56,8 +58,13 @@ class ImportReport:
     warning_counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     session_ids: set = field(default_factory=set, repr=False)  # made by this import (not reported)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_imported(self, where: str, draft: ConversationDraft, session_id) -> None:
+        with self._lock:
+            self._add_imported(where, draft, session_id)
+
+    def _add_imported(self, where: str, draft: ConversationDraft, session_id) -> None:
         self.imported += 1
         self.session_ids.add(str(session_id))
         self.runs += len(draft.runs)
@@ -73,9 +80,10 @@ class ImportReport:
             })
 
     def add_skipped(self, where: str, reason: str, *, source_id: str = "", title: str = "") -> None:
-        self.skipped += 1
-        if len(self.skipped_items) < REPORT_SKIPPED_LIMIT:
-            self.skipped_items.append({"where": where, "source_id": source_id, "title": title, "reason": reason})
+        with self._lock:
+            self.skipped += 1
+            if len(self.skipped_items) < REPORT_SKIPPED_LIMIT:
+                self.skipped_items.append({"where": where, "source_id": source_id, "title": title, "reason": reason})
 
     def as_json(self) -> dict:
         return {
@@ -127,8 +135,14 @@ def import_archive(
     ``progress(report, bytes_read, total_bytes)`` is called after every batch. With ``job``, each
     imported session is recorded under it, and a job that is run again (its worker died) skips the
     records it had already written. A conversation this owner already imported from the same
-    format and source id (by an earlier import) is skipped unless ``again``. Never raises for bad content: bad records and a bad file end up
-    in the report. Raises InvalidInput for an unknown ``format`` and OSError for an unreadable path.
+    format and source id (by an earlier import) is skipped unless ``again``. Never raises for bad
+    content: bad records and a bad file end up in the report. Raises InvalidInput for an unknown
+    ``format`` and OSError for an unreadable path.
+
+    On PostgreSQL, outside a transaction, batches are written by ``ARBOR_IMPORT_WRITERS`` threads
+    (each on its own connection) while this one parses the next batch: the database's work (the
+    full-text index of every message, foreign key checks) overlaps with parsing and runs on
+    several backends instead of following it on one.
     """
     if format not in FORMAT_CHOICES:
         raise InvalidInput(f"unknown format {format!r}: choose one of {', '.join(FORMAT_CHOICES)}")
@@ -140,10 +154,18 @@ def import_archive(
     batch_size = 0
     detected = None if format == "auto" else format
 
+    writer = None
+    if connection.vendor == "postgresql" and not connection.in_atomic_block and settings.ARBOR_IMPORT_WRITERS > 0:
+        writer = _Writers(settings.ARBOR_IMPORT_WRITERS, owner=owner, job=job, report=report, resuming=resuming,
+                          again=again)
+
     def flush() -> None:
         nonlocal batch, batch_size
         if batch:
-            _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming, again=again)
+            if writer is not None:
+                writer.put(batch)
+            else:
+                _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming, again=again)
             batch, batch_size = [], 0
         if progress is not None:
             progress(report, source.bytes_read, source.total_bytes)
@@ -184,6 +206,10 @@ def import_archive(
         flush()
     finally:
         source.close()
+        if writer is not None:
+            writer.finish()
+    if progress is not None and writer is not None:
+        progress(report, source.bytes_read, source.total_bytes)
     report.problems.extend({"where": p.where, "message": p.message} for p in source.problems)
     if source.replaced_characters:
         report.problems.append({
@@ -192,6 +218,43 @@ def import_archive(
         })
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Writers:
+    """Threads that write the batches :func:`import_archive` hands over, each on its own database
+    connection (``ARBOR_IMPORT_WRITERS`` of them), so several PostgreSQL backends index at once."""
+
+    def __init__(self, count: int, **kwargs):
+        self.kwargs = kwargs
+        self.batches: queue.Queue = queue.Queue(maxsize=count + 1)
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._run, daemon=True, name=f"archive-writer-{i}") for i in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def put(self, batch) -> None:
+        if self.error is not None:
+            raise self.error
+        self.batches.put(batch)
+
+    def _run(self) -> None:
+        try:
+            while (batch := self.batches.get()) is not None:
+                if self.error is None:
+                    try:
+                        _write_batch(batch, **self.kwargs)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                        self.error = exc
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        for _ in self.threads:
+            self.batches.put(None)
+        for thread in self.threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _convert(fmt: str, record) -> ConversationDraft:

