@@ -29,6 +29,9 @@ import httpx
 PER_MESSAGE_OVERHEAD = 5
 # Tokens that open the reply (``<|im_start|>assistant\n`` in ChatML: 4 with SmolLM2), once per context.
 REPLY_PRIMING = 4
+# Bounds of the corrected estimate (characters per token).
+MIN_CHARS_PER_TOKEN = 1.5
+MAX_CHARS_PER_TOKEN = 4.5
 # Remote counts kept per counter (text → tokens), so a long history is not re-sent to the tokenizer.
 CACHE_SIZE = 4096
 
@@ -121,10 +124,14 @@ class TokenCounter:
         return total
 
     def observe(self, text_chars: int, reported_tokens: int) -> None:
-        """Correct the estimate with a usage figure the endpoint reported for ``text_chars`` characters."""
+        """Correct the estimate with a usage figure the endpoint reported for ``text_chars`` characters
+        (an exponential moving average, weight 0.2). The ratio stays within
+        [``MIN_CHARS_PER_TOKEN``, ``MAX_CHARS_PER_TOKEN``]: an estimate more optimistic than real BPE
+        vocabularies give (about 4–4.5 characters a token for English) would let a context overflow."""
         if reported_tokens > 0 and text_chars > 0:
             seen = text_chars / reported_tokens
-            self.chars_per_token = 0.8 * self.chars_per_token + 0.2 * seen
+            ratio = 0.8 * self.chars_per_token + 0.2 * seen
+            self.chars_per_token = min(MAX_CHARS_PER_TOKEN, max(MIN_CHARS_PER_TOKEN, ratio))
 
 
 @cache
