@@ -16,8 +16,9 @@ Arbor JSON, version 1 — a list of sessions, so that a file of many sessions st
                 "messages": [{"position", "role", "content", "name", "tool_calls", "tool_call_id",
                               "metadata", "token_count", "created_at"}]}]}]
 
-Runs are listed parents first. Times are ISO 8601 in UTC. JSON Lines: one such run object per line,
-plus ``session_id``, ``session_title``, ``input`` (the user message) and ``output`` (the answer).
+Runs are listed parents first. Times are ISO 8601 in UTC. JSON Lines: the run snapshot format of
+:mod:`memory.runfile` (``format: "arbor.run/1"``; the same run fields plus ``session``, ``input``
+and ``output``), one run per line.
 """
 
 from __future__ import annotations
@@ -105,14 +106,19 @@ def session_to_arbor(session: Session) -> Iterator[bytes]:
 
 
 def session_to_jsonl(session: Session) -> Iterator[bytes]:
-    """JSON Lines: one run per line, parents first."""
+    """JSON Lines in the run snapshot format of :mod:`memory.runfile` (``arbor.run/1``), one run
+    per line, parents first; every line names this session (a fork's shared ancestors included)."""
+    from memory.runfile import run_record
+
     runs, by_run = tree(session)
+    head = {
+        "id": str(session.pk), "title": session.title, "created_at": _iso(session.created_at),
+        "forked_from_run_id": str(session.forked_from_run_id) if session.forked_from_run_id else None,
+        "active_run_id": str(session.active_run_id) if session.active_run_id else None,
+    }
     for run in runs:
-        data = run_json(run, by_run[run.pk])
-        messages = by_run[run.pk]
-        answer = next((m.content for m in reversed(messages) if m.role == "assistant"), None)
-        line = {"session_id": str(session.pk), "session_title": session.title,
-                "input": messages[0].content if messages else "", "output": answer, **data}
+        line = run_record(run, by_run[run.pk])
+        line["session"] = head
         yield (_dumps(line) + "\n").encode()
 
 

@@ -432,7 +432,7 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
         messages=drafts, model=clean_text(raw.get("model") or "unknown")[:200] or "unknown", params=clean_json(params),
         memory_id=clean_text(raw.get("memory_id") or "default")[:100] or "default", status=status,
         prompt_tokens=clean_int(usage.get("prompt_tokens")), completion_tokens=clean_int(usage.get("completion_tokens")),
-        usage_counted=bool(usage.get("counted", False)), finish_reason=clean_text(raw.get("finish_reason") or "")[:32],
+        usage_counted=bool(usage.get("usage_counted", usage.get("counted", False))), finish_reason=clean_text(raw.get("finish_reason") or "")[:32],
         created_at=parse_time(timings.get("created_at")), started_at=parse_time(timings.get("started_at")),
         first_token_at=parse_time(timings.get("first_token_at")), finished_at=parse_time(timings.get("finished_at")),
         error_type=clean_text(error.get("type") or "")[:100], error_message=clean_text(error.get("message") or ""),
@@ -518,7 +518,7 @@ def jsonl_groups(records: Iterable[tuple[str, object]]) -> Iterator[tuple[str, o
                 group, key = [], object()
             yield line_where, record
             continue
-        session = record.get("session_id")
+        session = _session_of(record).get("id")
         new_key = session if session is not None else (key if record.get("parent_run_id") is not None else object())
         if group and new_key != key:
             yield where, group
@@ -531,17 +531,32 @@ def jsonl_groups(records: Iterable[tuple[str, object]]) -> Iterator[tuple[str, o
         yield where, group
 
 
+def _session_of(record: dict) -> dict:
+    """The session a run line belongs to: ``session`` ({id, title, active_run_id}, the
+    :mod:`memory.runfile` format) or the flat ``session_id``/``session_title``."""
+    session = record.get("session") if isinstance(record.get("session"), dict) else {}
+    return {"id": session.get("id", record.get("session_id")), "title": session.get("title", record.get("session_title")),
+            "active_run_id": session.get("active_run_id"), "created_at": session.get("created_at")}
+
+
 def jsonl(runs: list) -> ConversationDraft:
-    """A session from its JSON Lines run records."""
+    """A session from its JSON Lines run records (``arbor.run/1``, see :mod:`memory.runfile`)."""
     if not isinstance(runs, list):
         raise Skip("not a run record")
+    for record in runs:
+        fmt = record.get("format") if isinstance(record, dict) else None
+        if fmt is not None and fmt != "arbor.run/1":
+            raise Skip(f"unsupported run format {str(fmt)[:40]!r}")
     warnings: list[str] = []
-    tree, _index = _run_tree(runs, warnings)
-    first = runs[0]
-    title = clean_text(first.get("session_title") or "").strip()
+    tree, index = _run_tree(runs, warnings)
+    session = _session_of(runs[0])
+    title = clean_text(session["title"] or "").strip()
+    active = index.get(str(session["active_run_id"])) if session["active_run_id"] else None
     return ConversationDraft(
-        source_format="jsonl", source_id=clean_text(first.get("session_id") or "")[:200],
-        title=short(title, 200) or title_from(tree), runs=tree, active=_newest_leaf(tree), warnings=warnings,
+        source_format="jsonl", source_id=clean_text(session["id"] or "")[:200],
+        title=short(title, 200) or title_from(tree), runs=tree,
+        active=active if active is not None else _newest_leaf(tree),
+        created_at=parse_time(session["created_at"]), warnings=warnings,
     )
 
 

@@ -139,7 +139,8 @@ def test_export_downloads(client, user):
         assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
         bodies[fmt] = b"".join(response.streaming_content).decode()
     assert json.loads(bodies["arbor"])[0]["runs"][0]["messages"][1]["content"] == "hi there"
-    assert json.loads(bodies["jsonl"].splitlines()[0])["output"] == "hi there"
+    line = json.loads(bodies["jsonl"].splitlines()[0])
+    assert line["format"] == "arbor.run/1" and line["output"] == "hi there" and line["session"]["title"] == "Kyoto trip"
     assert "## User\n\nhello" in bodies["markdown"]
 
 
