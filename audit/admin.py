@@ -15,8 +15,7 @@ class AuditLogAdmin(admin.ModelAdmin):
                     "method", "path")
     list_filter = ("action", "target_type", "created_at", ("actor", admin.RelatedOnlyFieldListFilter))
     search_fields = ("actor_username", "action", "target_id", "target_repr", "path", "ip", "user_agent")
-    date_hierarchy = "created_at"
-    actions = ["export_csv", "export_jsonl"]
+    actions = ["export_csv", "export_jsonl"]  # no date_hierarchy: its DISTINCT over every row is slow
     list_per_page = 100
     show_full_result_count = False
 

@@ -101,30 +101,43 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _per_session(aggregate, **filters):
+    """A correlated subquery: ``aggregate`` over the runs of the outer session (None when none)."""
+    return Subquery(
+        Run.objects.filter(session=OuterRef("pk"), **filters).order_by().values("session")
+        .annotate(value=aggregate).values("value")[:1]
+    )
+
+
 def annotate_sessions(queryset):
-    """Sessions with ``run_count``, ``branch_count`` (leaf runs), ``token_total``, ``cost``,
-    ``last_activity`` and ``n_<status>`` for each run status: one query, no N+1."""
+    """Sessions with ``run_count``, ``branch_count`` (leaf runs), ``token_total``, ``cost`` (USD,
+    None without prices), ``last_activity`` and ``n_<status>`` for each run status.
+
+    Each column is a correlated subquery, not a join with GROUP BY: the database computes them
+    only for the rows of the page shown (after ORDER BY ... LIMIT), and the admin's COUNT query
+    drops them. One query for the whole list, whatever the number of sessions on the page.
+    """
     leaves = (
         Run.objects.filter(session=OuterRef("pk"))
         .exclude(Exists(Run.objects.filter(parent_run=OuterRef("pk"), session_id=OuterRef("session_id"))))
         .order_by()
         .values("session")
         .annotate(n=Count("pk"))
-        .values("n")
+        .values("n")[:1]
     )
+    tokens = Sum(Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0))
+    newest = Max(Greatest("created_at", Coalesce("finished_at", "created_at")))
     annotations = {
-        "run_count": Count("runs"),
+        "run_count": Coalesce(_per_session(Count("pk")), 0),
         "branch_count": Coalesce(Subquery(leaves, output_field=IntegerField()), 0),
-        "token_total": Coalesce(Sum("runs__prompt_tokens"), 0) + Coalesce(Sum("runs__completion_tokens"), 0),
-        "last_activity": Greatest(
-            "updated_at",
-            Coalesce(Max("runs__created_at"), "updated_at"),
-            Coalesce(Max("runs__finished_at"), "updated_at"),
-        ),
-        **{f"n_{status}": Count("runs", filter=Q(runs__status=status)) for status in RunStatus.values},
+        "token_total": Coalesce(_per_session(tokens), 0),
+        "last_activity": Greatest("updated_at", Coalesce(_per_session(newest), "updated_at")),
+        **{f"n_{status}": Coalesce(_per_session(Count("pk"), status=status), 0) for status in RunStatus.values},
     }
-    cost = cost_expression("runs__")
-    annotations["cost"] = Sum(cost) if cost is not None else Value(None, output_field=FloatField())
+    cost = cost_expression()
+    annotations["cost"] = (
+        _per_session(Sum(cost)) if cost is not None else Value(None, output_field=FloatField())
+    )
     return queryset.annotate(**annotations)
 
 
