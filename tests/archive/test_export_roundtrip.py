@@ -175,3 +175,17 @@ def test_run_snapshots_of_memory_runfile_import_as_the_same_tree(user, rich_sess
     assert tree_signature(copy) == tree_signature(rich_session)
     assert copy.title == rich_session.title
     assert _texts_to(copy.active_run) == _texts_to(rich_session.active_run)
+
+
+def test_export_session_command_writes_a_file_that_imports_back(user, rich_session, tmp_path, import_file):
+    """``manage.py export_session ID --format arbor -o FILE`` → ``import_conversations`` gives the same tree."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "cli.json"
+    call_command("export_session", str(rich_session.pk), "--format", "arbor", "-o", str(path))
+    before = set(Session.objects.values_list("pk", flat=True))
+    call_command("import_conversations", str(path), "--user", user.username)
+    assert tree_signature(_only_new_session(user, before)) == tree_signature(rich_session)
+    with pytest.raises(CommandError, match="no session"):
+        call_command("export_session", "nope")

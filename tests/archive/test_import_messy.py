@@ -198,3 +198,25 @@ def test_import_command_refuses_unknown_user_and_missing_file(user, data_dir):
         call_command("import_conversations", str(data_dir / "sharegpt.json"), "--user", "nobody")
     with pytest.raises(CommandError, match="no such file"):
         call_command("import_conversations", "/nonexistent.json", "--user", user.username)
+
+
+@pytest.mark.parametrize("runs, reason", [
+    ([{"run_id": "a", "parent_run_id": "b", "messages": [{"role": "user", "content": "x"}]},
+      {"run_id": "b", "parent_run_id": "a", "messages": [{"role": "user", "content": "y"}]}], "form a cycle"),
+    ([{"run_id": "a", "messages": [{"role": "user", "content": "x"}]},
+      {"run_id": "a", "messages": [{"role": "user", "content": "y"}]}], "appears twice"),
+    ([{"run_id": "a", "messages": [{"role": "wizard", "content": "x"}]}], "unknown role 'wizard'"),
+    ([{"run_id": "a"}], "neither messages nor an input"),
+])
+def test_broken_arbor_sessions_are_skipped_whole(user, tmp_path, import_file, runs, reason):
+    """An Arbor session whose runs form a cycle, repeat an id, use an unknown role or carry no input
+    is skipped with the reason, and the good session next to it imports."""
+    good = {"arbor": 1, "id": "ok", "title": "good", "runs": [
+        {"run_id": "r", "parent_run_id": None, "messages": [{"role": "user", "content": "hi"}]}]}
+    path = tmp_path / "arbor.json"
+    path.write_text(json.dumps([{"arbor": 1, "id": "bad", "title": "bad", "runs": runs}, good]))
+    report = import_file(path)
+    assert (report.imported, report.skipped) == (1, 1)
+    assert reason in report.skipped_items[0]["reason"] and report.skipped_items[0]["source_id"] == "bad"
+    assert list(Session.objects.filter(owner=user).values_list("title", flat=True)) == ["good"]
+    assert Run.objects.count() == 1
