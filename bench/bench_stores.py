@@ -153,6 +153,9 @@ def bench_recall(bench) -> None:
     from memory.semantic import EndpointEmbedder, local_embedder, top_indexes
     from memory.stores.base import MemoryMessage, bm25_rank
 
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per embeddings request otherwise
     pairs = _sharegpt(400)
     questions, answers = [q for q, _ in pairs], [a for _, a in pairs]
     rows = []
