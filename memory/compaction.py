@@ -50,10 +50,13 @@ from .tokens import TokenCounter, counter_for
 log = logging.getLogger(__name__)
 
 STRATEGY_TYPES = ("keep_last_turns", "tool_results", "summarize")
+# Worded for small models too: asking for the user's own statements first, verbatim, is what kept a
+# code word from turn 1 through three incremental summaries with SmolLM2-135M (a generic "summarise,
+# keep every fact" prompt lost it in the first summary).
 DEFAULT_SUMMARY_PROMPT = (
-    "Summarise the conversation below so the assistant can continue it without the original messages. "
-    "Keep every name, number, code word, date and fact the user stated, and any decision made. "
-    "Write short plain sentences. Do not add anything that was not said."
+    "Write the assistant's memory of this conversation. First, everything the user said about themselves "
+    "or asked to remember (names, numbers, code words, preferences), word for word. Then one line listing "
+    "the topics discussed."
 )
 DEFAULT_STRATEGIES = [
     {"type": "tool_results", "max_chars": 4000, "action": "truncate"},
