@@ -20,7 +20,6 @@ draft's ``warnings``. Sources of the formats:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -567,7 +566,3 @@ def _newest_leaf(runs: list[RunDraft]) -> int:
 
 
 CONVERTERS = {"chatgpt": chatgpt, "openwebui": openwebui, "sharegpt": sharegpt, "arbor": arbor, "jsonl": jsonl}
-
-
-def dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
