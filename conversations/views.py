@@ -173,6 +173,7 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "turns": turns,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None,
         "totals": browse.branch_totals(session.active_run_id),
+        "last_run": turns[-1].run if turns else None,
         "agents": agents,
         "selected_agent_id": last_agent,
         "source_run": source,
@@ -352,8 +353,10 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     run = _run_or_404(request, session, run_id)
     turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
     browse.attach_siblings(session, [turn])
-    return render(request, "conversations/session.html#turn",
-                  {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES})
+    context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
+    if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
+        context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
+    return render(request, "conversations/session.html#turn_done", context)
 
 
 # --- the tree view --------------------------------------------------------------------------------

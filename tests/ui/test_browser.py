@@ -76,6 +76,8 @@ def test_send_and_watch_the_stream(chat, artifacts):
     wait_done(page, 1)
     answer = last_turn(page).locator(".msg.assistant .content")
     expect(answer).to_have_text(words(60))
+    run = Run.objects.get(session=session_of(page))
+    expect(page.locator("#branch-facts")).to_contain_text(f"{run.prompt_tokens + run.completion_tokens} tokens used")
     expect(last_turn(page).locator(".facts")).to_contain_text("tokens")
     send(page, "Show me code [[reply:Here is **some** code:\n\n```python\ndef greet(name):\n    return f\"hi {name}\"\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |]]")
     wait_done(page, 2)

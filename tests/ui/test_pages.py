@@ -120,6 +120,18 @@ def test_sibling_navigator_switches_and_remembers_the_branch(client, me):
     assert "1/2" in html and "sure" in html
 
 
+def test_finished_turn_partial_updates_the_branch_facts(client, me):
+    """The partial swapped in when a reply is done carries the branch's new totals out of band."""
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 3)
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(prompt_tokens=10, completion_tokens=5)
+    html = client.get(f"/s/{session.pk}/runs/{runs[-1].pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert f'id="turn-{runs[-1].pk}"' in html
+    assert 'id="branch-facts"' in html and 'hx-swap-oob="true"' in html and "45 tokens used" in html
+    html = client.get(f"/s/{session.pk}/runs/{runs[0].pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert "hx-swap-oob" not in html  # not the end of the branch: nothing else to update
+
+
 def test_regenerate_and_rewind(client, me):
     session = SessionFactory(owner=me)
     runs = build_chain(session, 5)
