@@ -250,3 +250,52 @@ def test_sessions_search_rename_delete_undo(page, asgi_server):
     page.locator(f"#session-{a.pk}").get_by_role("button", name="Undo").click()
     expect(page.locator(f"#session-{a.pk} .title")).to_have_text("Vegetable garden")
     wait_for(lambda: Session.objects.get(pk=a.pk).deleted_at is None, timeout=5)
+
+
+def test_long_branch_loads_older_turns_on_scroll(page, asgi_server):
+    """A 100-turn branch opens at its newest turns; scrolling up loads older ones in place."""
+    user = UserFactory()
+    session = SessionFactory(owner=user)
+    build_chain(session, 100)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    expect(page.locator("article.turn")).to_have_count(30)
+    expect(last_turn(page)).to_contain_text("answer 99")
+    assert page.evaluate("window.scrollY") > 0  # opened at the bottom, the newest turn in view
+    page.mouse.wheel(0, -100_000)
+    expect(page.locator("article.turn")).to_have_count(60, timeout=LONG)
+    page.mouse.wheel(0, -100_000)
+    expect(page.locator("article.turn")).to_have_count(90, timeout=LONG)
+    expect(page.locator("article.turn").first).to_contain_text("answer 10")
+
+
+def test_reading_works_without_javascript(chromium, asgi_server):
+    """With JavaScript off: the chat, older turns, a sibling switch and the tree all work by links."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="No JS")
+    runs = build_chain(session, 40)
+    other = RunFactory(session=session, parent_run=runs[38], turn=("the other version", "other answer"))
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        expect(page.locator("article.turn")).to_have_count(30)
+        page.get_by_role("link", name="Load older turns").click()
+        expect(page.locator("article.turn").first).to_contain_text("question 0")
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        expect(last_turn(page).locator(".sib-pos")).to_have_text("1/2")
+        last_turn(page).get_by_role("link", name="Next version").click()
+        expect(last_turn(page)).to_contain_text("other answer")
+        session.refresh_from_db()
+        assert session.active_run_id == other.pk
+        page.get_by_role("link", name="Tree").click()
+        expect(page.locator(".tree .node.active")).to_contain_text("the other version")
+        page.locator(".tree .elided a").first.click()  # an elided line opens as a page of its own
+        expect(page.locator(".line .node")).not_to_have_count(0)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        page.fill("#id_input", "sent without javascript")
+        page.click(".composer button[type=submit]")
+        expect(last_turn(page)).to_contain_text("sent without javascript")  # forms post without JavaScript
+    finally:
+        context.close()
