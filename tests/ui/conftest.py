@@ -1,8 +1,10 @@
 """Browser fixtures: Debian's Chromium driven by Playwright (never a downloaded browser).
 
 Playwright's sync API runs an event loop in the test thread, which trips Django's async-safety
-check on ORM calls made by the test itself; the test only reads and writes through a real server
-and a real worker, so the check is switched off for this directory.
+check on the ORM calls a browser test makes itself (factories, assertions). So Playwright lives for
+one test (started after the test database is set up, stopped before it is flushed), and the check
+is switched off (DJANGO_ALLOW_ASYNC_UNSAFE) only while a browser test's body runs: the ASGI server
+and the worker start during set-up, so those child processes keep the check on.
 """
 
 from __future__ import annotations
@@ -12,15 +14,28 @@ from pathlib import Path
 
 import pytest
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if item.get_closest_marker("browser") is None:
+        return (yield)
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        return (yield)
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
 def chromium():
     from playwright.sync_api import sync_playwright
 

@@ -23,9 +23,10 @@ def words(n: int) -> str:
 
 
 @pytest.fixture
-def chat(page, asgi_server, celery_worker):
+def chat(asgi_server, celery_worker, request):
     """A logged-in page on a new, empty session's chat; yields ``(page, base_url, user)``."""
-    user = UserFactory()
+    user = UserFactory()  # before Playwright's event loop starts (see conftest)
+    page = request.getfixturevalue("page")
     login(page, asgi_server, user)
     page.click("text=New session")
     page.wait_for_url(re.compile(r"/s/[0-9a-f-]+/$"))
