@@ -120,10 +120,10 @@ def bench_token_error(bench: Bench, url: str) -> None:
             counted = context_tokens(counter, messages)
             rows_by[name].append((counted - reported, (counted - reported) / reported))
         # the corrected estimate learns from each reported figure after it was measured
-        from memory.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
+        from memory.tokens import REPLY_PRIMING, overhead_for
 
         chars = sum(len(m["content"]) for m in messages)
-        corrected.observe(chars, reported - REPLY_PRIMING - PER_MESSAGE_OVERHEAD * len(messages))
+        corrected.observe(chars, reported - REPLY_PRIMING - sum(overhead_for(m.get("role")) for m in messages))
     rows = []
     for name, errors in rows_by.items():
         abs_tokens = [abs(e[0]) for e in errors]
@@ -199,6 +199,63 @@ def bench_compaction(bench: Bench, local_url: str | None) -> None:
                 ["summariser", "turns", "measure ms", "compaction ms", "utilisation", "tokens", "summary usage"], rows)
 
 
+def bench_local_conversation(bench: Bench, url: str, turns: int = 60) -> None:
+    """The end-to-end scenario on the local model, in-process with Celery eager: 60 turns, a
+    1,024-token window, a fact in turn 1. Every 6th turn the exact context sent is replayed
+    non-streamed to read the model's own prompt_tokens (llama.cpp sends no usage in streams)."""
+    from django.test.utils import override_settings
+
+    from config.celery import app
+    from conversations import context as ctx
+    from conversations import services
+    from conversations.models import Run, Step, StepKind
+    from memory.models import Compaction
+    from tests.memory.test_local_model import FACT, TOPICS
+
+    user = UserFactory()
+    agent = Agent.objects.create(owner=user, name="local-60", model=MODEL, context_window=1024,
+                                 reserved_output_tokens=128, params={"max_tokens": 12, "temperature": 0.0},
+                                 compaction={"threshold": 0.8, "strategies": [
+                                     {"type": "summarize", "keep_recent_turns": 3, "max_tokens": 96}]})
+    session = SessionFactory(owner=user)
+    inputs = [f"Remember this: my secret code word is {FACT}."] + [
+        f"Tell me one short fact about {t}." for t in TOPICS][: turns - 1]
+    errors, turn_seconds = [], []
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        with override_settings(OPENAI_BASE_URL=url, ARBOR_MODEL=MODEL):
+            for i, text in enumerate(inputs):
+                start = time.perf_counter()
+                run = services.run_start(session=session, agent=agent, input=text)
+                run = Run.objects.get(pk=run.pk)
+                assert run.status == "succeeded", run.error
+                step = Step.objects.filter(run=run, kind=StepKind.LLM_CALL).latest("started_at")
+                turn_seconds.append(time.perf_counter() - start)
+                if i % 6 == 5:
+                    sent = ctx.rebuild(run, step.request["context"])
+                    usage = httpx.post(f"{url}/chat/completions", timeout=120, json={
+                        "model": MODEL, "messages": sent, "max_tokens": 1}).json()["usage"]
+                    errors.append((step.request["context_tokens"], usage["prompt_tokens"]))
+    finally:
+        app.conf.task_always_eager = eager
+    rows = []
+    for c in Compaction.objects.filter(run__session=session).order_by("run__depth"):
+        rows.append([c.run.depth + 1, c.status, f"{c.utilisation_before:.2f} → {c.utilisation_after or 0:.2f}",
+                     f"{c.tokens_before} → {c.tokens_after}", f"{c.duration_seconds():.1f}",
+                     f"{c.prompt_tokens}+{c.completion_tokens}", "yes" if FACT in c.summary else "no"])
+    bench.table(f"{turns}-turn conversation on {MODEL}, 1,024-token window, threshold 0.8 "
+                f"(turn p50 {ms(percentile(turn_seconds, 50))} ms, p95 {ms(percentile(turn_seconds, 95))} ms)",
+                ["after turn", "status", "utilisation", "tokens", "summary s", "summary usage", "turn-1 fact kept"],
+                rows)
+    diffs = [counted - reported for counted, reported in errors]
+    bench.table("Context tokens counted by Arbor vs prompt_tokens reported by the local model (same messages)",
+                ["contexts", "counted (mean)", "reported (mean)", "mean error", "max |error|", "ever over window"],
+                [[len(errors), f"{statistics.mean(c for c, _ in errors):.1f}",
+                  f"{statistics.mean(r for _, r in errors):.1f}", f"{statistics.mean(diffs):+.2f}",
+                  max(abs(d) for d in diffs), "yes" if any(r > 896 for _, r in errors) else "no"]])
+
+
 def run(bench: Bench) -> None:
     from django.db import transaction
 
@@ -209,5 +266,6 @@ def run(bench: Bench) -> None:
             transaction.set_rollback(True)
         if url:
             bench_token_error(bench, url)
+            bench_local_conversation(bench, url)
         else:
             bench.table("Token count vs reported usage", ["note"], [["llama-cpp-python is not installed: skipped"]])

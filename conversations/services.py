@@ -457,14 +457,14 @@ def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
 def _account(outcome: _Outcome, messages: list[dict], totals: _Totals, counter) -> None:
     """Add one call's usage to the run's totals (counted by us when the endpoint sent none) and
     correct the token estimate with what the endpoint reported."""
-    from memory.tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING
+    from memory.tokens import REPLY_PRIMING, overhead_for
 
     if outcome.prompt_tokens is None:
         outcome.prompt_tokens = counter.count_messages(messages)
         totals.counted = True
     elif not counter.exact:
         chars = sum(len(m.get("content") or "") for m in messages)
-        counter.observe(chars, outcome.prompt_tokens - REPLY_PRIMING - PER_MESSAGE_OVERHEAD * len(messages))
+        counter.observe(chars, outcome.prompt_tokens - REPLY_PRIMING - sum(overhead_for(m.get("role")) for m in messages))
     if outcome.completion_tokens is None:
         outcome.completion_tokens = counter.count(outcome.text) + (
             counter.count(json.dumps(outcome.tool_calls)) if outcome.tool_calls else 0)

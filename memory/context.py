@@ -34,7 +34,7 @@ from conversations import context as ctx
 from conversations.models import Message, Role, Run
 
 from .models import Agent, Compaction, CompactionStatus
-from .tokens import PER_MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter, counter_for
+from .tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
 
 
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
@@ -81,7 +81,7 @@ def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
 
 def message_tokens(counter: TokenCounter, data: dict) -> int:
     """Tokens one OpenAI-format message adds to a context (content, tool calls, template overhead)."""
-    tokens = PER_MESSAGE_OVERHEAD + counter.count(data.get("content") or "")
+    tokens = overhead_for(data.get("role")) + counter.count(data.get("content") or "")
     if data.get("tool_calls"):
         tokens += counter.count(json.dumps(data["tool_calls"]))
     return tokens

@@ -27,6 +27,9 @@ import httpx
 # SmolLM2's tokenizer (measured with the server's /extras/tokenize); OpenAI documents 3 for its
 # models, so 5 errs on the safe side there.
 PER_MESSAGE_OVERHEAD = 5
+# ... and one more for an assistant message in the history (measured: the served SmolLM2 context
+# grows by content + 6 tokens per earlier assistant message, + 5 per user or system message).
+ROLE_OVERHEAD = {"assistant": 6}
 # Tokens that open the reply (``<|im_start|>assistant\n`` in ChatML: 4 with SmolLM2), once per context.
 REPLY_PRIMING = 4
 # Bounds of the corrected estimate (characters per token).
@@ -118,7 +121,7 @@ class TokenCounter:
         plus the reply primer."""
         total = REPLY_PRIMING
         for message in messages:
-            total += PER_MESSAGE_OVERHEAD + self.count(message.get("content") or "")
+            total += overhead_for(message.get("role")) + self.count(message.get("content") or "")
             if message.get("tool_calls"):
                 total += self.count(json.dumps(message["tool_calls"]))
         return total
@@ -132,6 +135,11 @@ class TokenCounter:
             seen = text_chars / reported_tokens
             ratio = 0.8 * self.chars_per_token + 0.2 * seen
             self.chars_per_token = min(MAX_CHARS_PER_TOKEN, max(MIN_CHARS_PER_TOKEN, ratio))
+
+
+def overhead_for(role: str | None) -> int:
+    """Template tokens around one message of ``role`` (see ``PER_MESSAGE_OVERHEAD``)."""
+    return ROLE_OVERHEAD.get(role or "", PER_MESSAGE_OVERHEAD)
 
 
 @cache
