@@ -65,6 +65,7 @@ class Turn:
     sibling_count: int = 1
     prev_sibling_id: uuid.UUID | None = None
     next_sibling_id: uuid.UUID | None = None
+    compactions: list = field(default_factory=list)  # memory.models.Compaction attached to this run
 
     @property
     def input(self) -> str:
@@ -72,6 +73,20 @@ class Turn:
             if m.position == 0:
                 return m.content
         return ""
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        """The run's tool calls paired with their results, in order: ``[{"id", "name", "arguments",
+        "result"}]`` (from the messages already loaded, no query)."""
+        results = {m.tool_call_id: m.content for m in self.messages if m.role == "tool"}
+        calls = []
+        for m in self.messages:
+            if m.role == "assistant" and m.tool_calls:
+                for call in m.tool_calls:
+                    function = call.get("function") or {}
+                    calls.append({"id": call.get("id"), "name": function.get("name"),
+                                  "arguments": function.get("arguments"), "result": results.get(call.get("id"))})
+        return calls
 
     @property
     def answer(self) -> Message | None:
@@ -415,10 +430,17 @@ def attach_previews(items: list[Item], length: int = 90) -> None:
             nodes[item.node.uid] = item.node
     if not nodes:
         return
-    rows = Run.objects.filter(pk__in=list(nodes)).annotate(
-        p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
-                   .values("p")[:1])
-    ).values_list("id", "status", "model", "depth", "p")
+    from memory.fields import encryption_enabled
+
+    if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
+        inputs = dict(Message.objects.filter(run_id__in=list(nodes), position=0).values_list("run_id", "content"))
+        rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
+                in Run.objects.filter(pk__in=list(nodes)).values_list("id", "status", "model", "depth")]
+    else:
+        rows = Run.objects.filter(pk__in=list(nodes)).annotate(
+            p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
+                       .values("p")[:1])
+        ).values_list("id", "status", "model", "depth", "p")
     for run_id, status, model, depth, preview in rows:
         node = nodes[run_id]
         node.status, node.model, node.depth = status, model, depth
@@ -447,6 +469,12 @@ def search_sessions(sessions, query: str):
     """
     query = " ".join((query or "").split())[:200]
     if not query:
+        return sessions
+    from memory.fields import encryption_enabled
+
+    if encryption_enabled():  # message text is ciphertext in the database: titles only
+        for word in query.split()[:8]:
+            sessions = sessions.filter(title__icontains=word)
         return sessions
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchVector

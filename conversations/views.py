@@ -72,7 +72,11 @@ def _error(request, exc: ArborError, session: Session | None = None) -> HttpResp
 
 
 def _agents_for(user):
-    return Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).order_by("name", "pk")
+    from comparisons.services import GENERATED_AGENT_MARK
+
+    # Agents that comparisons create for their variants stay out of the picker.
+    return (Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).exclude(name__contains=GENERATED_AGENT_MARK)
+            .order_by("name", "pk"))
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -90,7 +94,11 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
-    context = {"page": page, "query": query, "deleted": deleted}
+    from memory.fields import encryption_enabled
+
+    search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
+                   "“Search memory” still reads messages).") if query and encryption_enabled() else ""
+    context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
     if _is_partial(request) and request.htmx.target == "results":
         return render(request, "conversations/session_list.html#results", context)
     return render(request, "conversations/session_list.html", context)
@@ -153,6 +161,25 @@ def session_restore(request: HttpRequest, session_id) -> HttpResponse:
 
 # --- the chat -------------------------------------------------------------------------------------
 
+def attach_compactions(turns: list) -> None:
+    """Set ``turn.compactions``: the compaction records attached to each turn's run (one query),
+    shown as expandable summary markers where they stand."""
+    from memory.models import Compaction
+
+    by_run: dict = {}
+    if turns:
+        for c in Compaction.objects.filter(run_id__in=[t.run.pk for t in turns]).order_by("created_at"):
+            by_run.setdefault(c.run_id, []).append(c)
+    for turn in turns:
+        turn.compactions = by_run.get(turn.run.pk, [])
+
+
+def export_links(session: Session) -> list[tuple[str, str]]:
+    from archive.views import export_links as archive_export_links
+
+    return archive_export_links(session)
+
+
 def _chat_context(request, session: Session, *, reach_depth: int | None = None) -> dict:
     """The chat page's context: the newest CHAT_WINDOW turns of the active branch (reaching back to
     ``reach_depth`` when given, at most MAX_WINDOW turns), branch totals, the agent picker."""
@@ -163,6 +190,7 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
             leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
             limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
         turns = browse.branch_window(session, session.active_run_id, limit)
+        attach_compactions(turns)
     agents = list(_agents_for(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
     source = None
@@ -179,6 +207,7 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "source_run": source,
         "source_alive": bool(source and source.session.deleted_at is None),
         "active_statuses": ACTIVE_STATUSES,
+        "export_links": export_links(session),
         "any_active": any(t.run.status in ACTIVE_STATUSES for t in turns[-1:]),
     }
 
@@ -206,6 +235,7 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
     session = _session_or_404(request, session_id)
     before = _run_or_404(request, session, request.GET.get("before", ""))
     turns = browse.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
+    attach_compactions(turns)
     context = {
         "session": session, "turns": turns, "active_statuses": ACTIVE_STATUSES,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
@@ -353,6 +383,7 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     run = _run_or_404(request, session, run_id)
     turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
     browse.attach_siblings(session, [turn])
+    attach_compactions([turn])
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
         context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
