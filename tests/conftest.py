@@ -8,6 +8,7 @@ rows are committed and visible to the other processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -231,6 +232,27 @@ def api(client, user):
     """Django's test client, logged in as ``user`` (JSON helpers for the API)."""
     client.force_login(user)
     return client
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def launch_chromium():
+    """Debian's Chromium (``make browser`` installs it) under Playwright; never a downloaded browser.
+    A missing browser is an error, not a skip: the browser tests must not pass by not running."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium and chromium-driver)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import Message, Role, Run, RunStatus
+from tests.conftest import launch_chromium
 from tests.factories import SessionFactory, build_chain
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM calls in the same
@@ -41,24 +42,12 @@ def chain(user):
 
 
 ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium under Playwright (never a downloaded browser)."""
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make browser)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with launch_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
