@@ -17,7 +17,9 @@ from conversations.context import path_messages
 from conversations.models import Message, Run, RunEvent, Session, Step
 from tests.factories import SessionFactory, UserFactory, build_chain
 
-TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session}
+from audit.models import AuditLog
+
+TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}
 
 
 def _bytes_of_new_rows(model, since_ids) -> int | str:
