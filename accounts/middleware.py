@@ -14,4 +14,19 @@ class ArborLoginRequiredMiddleware(LoginRequiredMiddleware):
             match = getattr(request, "resolver_match", None)
             if match is None or match.url_name not in API_DOC_URL_NAMES:
                 return None
+            if not request.user.is_authenticated and _bearer_user(request) is not None:
+                return None  # API clients read the schema with their token
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+def _bearer_user(request):
+    from .models import ApiToken
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    user = ApiToken.user_for(token.strip())
+    if user is not None:
+        request.user = user
+    return user

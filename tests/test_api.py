@@ -190,3 +190,12 @@ def test_set_active_switches_branch(api, user):
     assert Session.objects.get(pk=session.pk).active_run_id == a.pk
     post(api, f"/api/sessions/{session.pk}/active", {"run_id": str(b.pk)})
     assert api.get(f"/api/sessions/{session.pk}").json()["active_run_id"] == str(b.pk)
+
+
+def test_openapi_schema_needs_a_login_or_a_token(client, api_token):
+    """The schema is readable with a Bearer token (API clients) or a browser session; anonymous
+    browsers are sent to the login page."""
+    assert client.get("/api/openapi.json").status_code == 302
+    assert client.get("/api/openapi.json", HTTP_AUTHORIZATION="Bearer nope").status_code == 302
+    response = client.get("/api/openapi.json", HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    assert response.status_code == 200 and "/api/sessions" in response.json()["paths"]
