@@ -247,8 +247,8 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
 
 def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpResponse:
     if _is_partial(request):
-        session.refresh_from_db()
-        return render(request, "conversations/session.html#thread", _chat_context(request, session))
+        session.refresh_from_db()  # the first message names an untitled session: refresh the heading too
+        return render(request, "conversations/session.html#thread", {**_chat_context(request, session), "oob_title": True})
     url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
     if anchor_run_id is not None:
         url += f"?at={anchor_run_id}#turn-{anchor_run_id}"

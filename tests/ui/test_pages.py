@@ -342,3 +342,17 @@ def test_encryption_at_rest_degrades_search_and_previews_clearly(client, me, set
     tree = client.get(reverse("conversations:session_tree", args=[session.pk])).content.decode()
     assert "secret words about Lisbon" in tree and "enc:v1" not in tree
     assert Message.objects.get(position=0).content == "secret words about Lisbon"
+
+
+def test_first_message_names_the_session_and_the_htmx_answer_refreshes_the_heading(client, me,
+                                                                                   django_capture_on_commit_callbacks):
+    """An untitled session takes its title from the first message; the htmx response carries the
+    new heading out of band, so it changes without a reload."""
+    session = SessionFactory(owner=me, title="")
+    client.force_login(me)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(f"/s/{session.pk}/runs", {"input": "Plan a trip to Porto"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="session-title" hx-swap-oob="true">Plan a trip to Porto</h1>' in html
+    assert Session.objects.get(pk=session.pk).title == "Plan a trip to Porto"
