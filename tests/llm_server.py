@@ -196,22 +196,7 @@ class Handler(BaseHTTPRequestHandler):
                              "finish_reason": "tool_calls"}],
                 "usage": usage,
             })
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-
-        def send(payload) -> None:
-            data = payload if isinstance(payload, str) else json.dumps(payload)
-            self.wfile.write(f"data: {data}\n\n".encode())
-            self.wfile.flush()
-
-        def chunk(delta: dict, finish=None) -> dict:
-            return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
+        send, chunk = self._open_stream(cid, model)
         try:
             send(chunk({"role": "assistant", "content": None}))
             for index, call in enumerate(calls):
@@ -228,15 +213,15 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return
 
-    def _stream(self, body, script, tokens, prompt_tokens, record) -> None:
+    def _open_stream(self, cid: str, model: str):
+        """Send SSE headers; return ``send(payload)`` (one ``data:`` event) and ``chunk(delta, finish)``
+        (a ``chat.completion.chunk``)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        cid = f"chatcmpl-{uuid.uuid4().hex}"
-        model = body.get("model", "fake-model")
 
         def send(payload) -> None:
             data = payload if isinstance(payload, str) else json.dumps(payload)
@@ -246,6 +231,13 @@ class Handler(BaseHTTPRequestHandler):
         def chunk(delta: dict, finish=None) -> dict:
             return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        return send, chunk
+
+    def _stream(self, body, script, tokens, prompt_tokens, record) -> None:
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        model = body.get("model", "fake-model")
+        send, chunk = self._open_stream(cid, model)
 
         try:
             if "hang" in script:
