@@ -19,6 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from memory.fields import EncryptedTextField
+from memory.stores.base import openai_message
 
 
 class RunStatus(models.TextChoices):
@@ -282,7 +283,7 @@ class PathMessage:
         return PathRun(self.run_id, self.depth)
 
     def as_openai(self) -> dict:
-        return Message.as_openai(self)
+        return openai_message(self)
 
 
 _PATH_COLUMNS = ("id", "run_id", "position", "role", "content", "name", "tool_calls", "tool_call_id", "metadata",
@@ -371,14 +372,7 @@ class Message(models.Model):
 
     def as_openai(self) -> dict:
         """The message in the OpenAI chat format (``{"role", "content", ...}``)."""
-        data: dict = {"role": self.role, "content": self.content}
-        if self.name:
-            data["name"] = self.name
-        if self.tool_calls:
-            data["tool_calls"] = self.tool_calls
-        if self.tool_call_id:
-            data["tool_call_id"] = self.tool_call_id
-        return data
+        return openai_message(self)
 
 
 class StepKind(models.TextChoices):

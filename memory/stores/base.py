@@ -44,6 +44,19 @@ def _parse_dt(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def openai_message(message) -> dict:
+    """``{"role", "content", "name"?, "tool_calls"?, "tool_call_id"?}`` — the OpenAI chat format of
+    any object with those attributes (store messages, ``conversations.models.Message``, path rows)."""
+    data: dict = {"role": message.role, "content": message.content}
+    if message.name:
+        data["name"] = message.name
+    if message.tool_calls:
+        data["tool_calls"] = message.tool_calls
+    if message.tool_call_id:
+        data["tool_call_id"] = message.tool_call_id
+    return data
+
+
 @dataclass
 class MemoryMessage:
     """One message in the OpenAI chat format plus ``metadata`` and ``created_at``.
@@ -96,14 +109,7 @@ class MemoryMessage:
 
     def as_openai(self) -> dict:
         """The message as the chat completions API takes it (no metadata, no timestamps)."""
-        data: dict = {"role": self.role, "content": self.content}
-        if self.name:
-            data["name"] = self.name
-        if self.tool_calls:
-            data["tool_calls"] = self.tool_calls
-        if self.tool_call_id:
-            data["tool_call_id"] = self.tool_call_id
-        return data
+        return openai_message(self)
 
     def to_json(self) -> dict:
         return {
