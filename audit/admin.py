@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import reverse
 
+from .admin_mixins import ReadOnlyAdminMixin
 from .export import export_response
 from .models import AuditLog
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "actor_username", "action", "target_type", "target_id", "target_repr", "ip",
                     "method", "path")
     list_filter = ("action", "target_type", "created_at", ("actor", admin.RelatedOnlyFieldListFilter))
@@ -18,18 +19,6 @@ class AuditLogAdmin(admin.ModelAdmin):
     actions = ["export_csv", "export_jsonl"]  # no date_hierarchy: its DISTINCT over every row is slow
     list_per_page = 100
     show_full_result_count = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Export selected entries as CSV", permissions=["view"])
     def export_csv(self, request, queryset):

@@ -1,4 +1,4 @@
-"""Admin mixin: write every staff view of another user's data to the audit log."""
+"""Admin mixins: read-only history, and every staff view of another user's data in the audit log."""
 
 from __future__ import annotations
 
@@ -31,3 +31,23 @@ class StaffViewAuditMixin:
             record("staff.list", target_type=f"{meta.app_label}.{meta.model_name}", target_id="",
                    details={"query": request.GET.urlencode()[:500]})
         return response
+
+
+class ReadOnlyAdminMixin:
+    """For ModelAdmins of history (runs, messages, steps, compactions, the audit log): every field
+    shown read-only, nothing added or changed; deleting only where ``allow_delete`` says so."""
+
+    allow_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        excluded = set(self.get_exclude(request, obj) or ())
+        return [f.name for f in self.model._meta.fields if f.name not in excluded]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return self.allow_delete and super().has_delete_permission(request, obj)

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
-from audit.admin_mixins import StaffViewAuditMixin
+from audit.admin_mixins import ReadOnlyAdminMixin, StaffViewAuditMixin
 
 from .models import Message, Run, RunStatus, Session, Step
 
@@ -231,17 +231,8 @@ class MessageInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyAdmin(StaffViewAuditMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, StaffViewAuditMixin, admin.ModelAdmin):
     """History: visible, never edited or deleted through the admin."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Run)

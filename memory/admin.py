@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.admin_mixins import StaffViewAuditMixin
+from audit.admin_mixins import ReadOnlyAdminMixin, StaffViewAuditMixin
 
 from .models import Agent, Compaction, MemoryStoreSession, MessageEmbedding
 
@@ -20,8 +20,10 @@ class AgentAdmin(StaffViewAuditMixin, admin.ModelAdmin):
 
 
 @admin.register(Compaction)
-class CompactionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
+class CompactionAdmin(ReadOnlyAdminMixin, StaffViewAuditMixin, admin.ModelAdmin):
     """History: read-only."""
+
+    allow_delete = True
 
     list_display = ("id", "run", "memory_id", "status", "from_depth", "model", "tokens_before", "tokens_after",
                     "created_at", "finished_at")
@@ -29,31 +31,14 @@ class CompactionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
     list_filter = ("status", "memory_id", "created_at")
     search_fields = ("summary", "=run__id")
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     def audit_owner_id(self, obj):
         from conversations.models import Session
 
         return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
 
 
-class _ReadOnly(StaffViewAuditMixin, admin.ModelAdmin):
-    def get_readonly_fields(self, request, obj=None):
-        excluded = set(self.get_exclude(request, obj) or ())
-        return [f.name for f in self.model._meta.fields if f.name not in excluded]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+class _ReadOnly(ReadOnlyAdminMixin, StaffViewAuditMixin, admin.ModelAdmin):
+    allow_delete = True
 
 
 @admin.register(MemoryStoreSession)
