@@ -53,3 +53,27 @@ def new_input(session, parent: Run | None, text: str = "new input", *, agent: Ag
               memory_id: str | None = None) -> Run:
     """A queued run (as run_start leaves it) with only its input."""
     return add_run(session, parent, text, None, agent=agent, memory_id=memory_id, status=RunStatus.QUEUED)
+
+
+def estimate_counter():
+    """A token counter that never asks a server (estimates only): deterministic budgets in tests."""
+    from memory.tokens import TokenCounter
+
+    counter = TokenCounter(base_url="http://127.0.0.1:9/v1")
+    counter._mode = "estimate"
+    return counter
+
+
+def built_for(run, **kwargs):
+    """``memory.context.build_context`` with the estimating counter; the stored spec must rebuild
+    exactly the messages that were built."""
+    from conversations import context as ctx
+    from memory.context import build_context
+
+    built = build_context(run, counter=estimate_counter(), **kwargs)
+    assert ctx.rebuild(run, built.spec.to_json()) == built.messages, "the stored spec must rebuild the same messages"
+    return built
+
+
+def contents(built) -> list[str]:
+    return [m["content"] for m in built.messages]

@@ -7,32 +7,14 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from conversations import context as ctx
 from conversations.models import Step, StepKind
 from memory.compaction import compaction_consider, compaction_execute, parse_policy
-from memory.context import SUMMARY_HEADER, build_context
+from memory.context import SUMMARY_HEADER
 from memory.models import Compaction, CompactionStatus
-from memory.tokens import TokenCounter
 from tests.factories import SessionFactory
-from tests.memory.conftest import add_chain, add_run, new_input
+from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
 
 pytestmark = pytest.mark.django_db
-
-
-def estimate_counter() -> TokenCounter:
-    counter = TokenCounter(base_url="http://127.0.0.1:9/v1")
-    counter._mode = "estimate"
-    return counter
-
-
-def built_for(run, **kwargs):
-    built = build_context(run, counter=estimate_counter(), **kwargs)
-    assert ctx.rebuild(run, built.spec.to_json()) == built.messages
-    return built
-
-
-def contents(built) -> list[str]:
-    return [m["content"] for m in built.messages]
 
 
 def test_a_summary_is_reused_by_descendants_and_invisible_to_other_branches(user, make_agent):

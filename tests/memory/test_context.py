@@ -10,31 +10,13 @@ import json
 
 import pytest
 
-from conversations import context as ctx
 from memory.context import ContextOverflow, budget_for, build_context, context_tokens, context_window_for
-from memory.tokens import TokenCounter
 from tests.factories import SessionFactory
-from tests.memory.conftest import add_chain, add_run, new_input
+from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
 
 pytestmark = pytest.mark.django_db
 
 SYSTEM = "You are a helpful assistant."
-
-
-def estimate_counter() -> TokenCounter:
-    counter = TokenCounter(base_url="http://127.0.0.1:9/v1")
-    counter._mode = "estimate"
-    return counter
-
-
-def built_for(run, **kwargs):
-    built = build_context(run, counter=estimate_counter(), **kwargs)
-    assert ctx.rebuild(run, built.spec.to_json()) == built.messages, "the stored spec must rebuild the same messages"
-    return built
-
-
-def contents(built) -> list[str]:
-    return [m["content"] for m in built.messages]
 
 
 def assert_tool_pairs_intact(messages: list[dict]) -> None:
