@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from django.conf import settings
 from django.test.utils import CaptureQueriesContext
 from django.db import connection
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import httpx
 from django.conf import settings
-from django.db import connection, reset_queries
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench.harness import Bench, ms, percentile, timed

@@ -367,7 +367,6 @@ def search_messages(*, user, query: str, top_k: int = 5, embedder=None) -> list[
 
     Raises ValueError for an empty query or a top_k outside 1–100, SemanticSearchUnavailable when
     no embedder can run (its message says why)."""
-    from conversations.models import Message
 
     query = (query or "").strip()
     if not query:

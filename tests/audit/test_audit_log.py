@@ -8,7 +8,6 @@ import json
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.test import Client
 from django.urls import reverse
 
 from accounts.models import ApiToken

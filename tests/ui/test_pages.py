@@ -11,7 +11,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import services
 from conversations.models import Message, Run, RunStatus, Session
 from memory.models import Agent
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
