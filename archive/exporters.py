@@ -30,7 +30,7 @@ from datetime import datetime
 
 from django.utils.text import slugify
 
-from conversations.errors import InvalidInput
+from core.errors import InvalidInput
 from conversations.models import Message, Run, Session
 
 EXPORT_FORMATS = {

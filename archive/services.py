@@ -25,7 +25,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from conversations.errors import InvalidInput
+from core.errors import InvalidInput
 from conversations.models import Message, Run, Session
 
 from . import formats

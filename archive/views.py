@@ -12,8 +12,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.api import get_run_for, get_session_for
-from conversations.errors import ArborError, NotFound
+from conversations.selectors import get_run_for, get_session_for
+from core.errors import ArborError, NotFound
 
 from . import exporters, services
 from .models import ImportJob

@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from conversations import context as ctx
-from conversations.llm import mask_secrets
+from core.redact import mask_secrets
 from conversations.models import Run, Session, Step
 
 from .export import CONTENT_TYPES, export_response

@@ -22,10 +22,10 @@ from django.test.utils import CaptureQueriesContext
 from django.db import connection
 
 from bench.harness import Bench, ms, percentile, timed
-from memory.compaction import compaction_consider, compaction_execute
-from memory.context import build_context, context_tokens
+from engine.compaction import compaction_consider, compaction_execute
+from engine.context import build_context, context_tokens
 from memory.models import Agent
-from memory.tokens import TokenCounter
+from core.tokens import TokenCounter
 from tests.factories import SessionFactory, UserFactory
 from tests.memory.conftest import add_chain, new_input
 
@@ -119,7 +119,7 @@ def bench_token_error(bench: Bench, url: str) -> None:
             counted = context_tokens(counter, messages)
             rows_by[name].append((counted - reported, (counted - reported) / reported))
         # the corrected estimate learns from each reported figure after it was measured
-        from memory.tokens import REPLY_PRIMING, overhead_for
+        from core.tokens import REPLY_PRIMING, overhead_for
 
         chars = sum(len(m["content"]) for m in messages)
         corrected.observe(chars, reported - REPLY_PRIMING - sum(overhead_for(m.get("role")) for m in messages))

@@ -38,7 +38,7 @@ def _stores():
 
     from memory.stores import DatabaseMemoryStore, InMemoryMemoryStore, JSONLMemoryStore, RedisMemoryStore
 
-    def count(message):  # the estimate memory.tokens falls back to: same arithmetic for every backend
+    def count(message):  # the estimate core.tokens falls back to: same arithmetic for every backend
         return 4 + (len(message.content) + 3) // 4
 
     folder = tempfile.mkdtemp(prefix="bench-stores-")

@@ -14,6 +14,7 @@ from bench.harness import Bench, ms, percentile, timed
 from conversations import services
 from conversations.context import path_messages
 from conversations.models import Message, Run, RunEvent, Session, Step
+from engine import execute
 from tests.factories import SessionFactory, UserFactory, build_chain
 
 from audit.models import AuditLog
@@ -56,7 +57,7 @@ def bench_append(bench: Bench, user) -> None:
         before = {name: set(model.objects.values_list("pk", flat=True)) for name, model in TABLES.items()}
         with CaptureQueriesContext(connection) as queries:
             run = services.run_start(session=session, input="one more turn")
-            services.run_execute(run_id=str(run.pk))
+            execute.run_execute(run_id=str(run.pk))
         run.refresh_from_db()
         assert run.status == "succeeded", run.error
         inserted = {name: len(set(m.objects.values_list("pk", flat=True)) - before[name]) for name, m in TABLES.items()}

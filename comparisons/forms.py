@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from django import forms
-from django.db.models import Q
 
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
 from .models import MAX_VARIANTS, Mode
-from .services import GENERATED_AGENT_MARK, VariantSpec
+from .services import VariantSpec
 
 
 class ComparisonForm(forms.Form):
@@ -52,9 +51,7 @@ class VariantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["model"].widget.attrs["list"] = "known-models"
         if user is not None:
-            self.fields["agent"].queryset = Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).exclude(
-                name__contains=GENERATED_AGENT_MARK
-            ).order_by("name")
+            self.fields["agent"].queryset = Agent.objects.pickable_by(user)
 
     @property
     def used(self) -> bool:

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations import services as conv
-from conversations.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from conversations.models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
@@ -32,7 +32,7 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
-GENERATED_AGENT_MARK = " · compare "  # in the names of agents that comparisons create
+COMPARE_NAME_MARK = " · compare "  # between a variant agent's label and its comparison tag
 PARAM_RANGES: dict[str, tuple[type, float, float]] = {
     "temperature": (float, 0.0, 2.0),
     "top_p": (float, 0.0, 1.0),
@@ -119,7 +119,8 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         raise InvalidInput("system prompt is too long")
     agent = Agent(
         owner=owner,
-        name=f"{spec.label[:80]}{GENERATED_AGENT_MARK}{tag}",
+        name=f"{spec.label[:80]}{COMPARE_NAME_MARK}{tag}",
+        made_by_comparison=True,
         model=model,
         system_prompt=spec.system_prompt or "",
         params=clean_params(spec.params),
@@ -132,7 +133,7 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         .select_related("agent").order_by("-pk")[:5]
     )
     for variant in earlier:  # made by a comparison (not the user's own agent) and unchanged since
-        if GENERATED_AGENT_MARK in variant.agent.name and agent_config(variant.agent) == config:
+        if variant.agent.made_by_comparison and agent_config(variant.agent) == config:
             return variant.agent
     agent.save()
     return agent

@@ -27,8 +27,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.ratelimit import limit_run_creation
 from conversations import services as conv
-from conversations.api import get_run_for, get_session_for
-from conversations.errors import ArborError, NotFound
+from conversations.selectors import get_run_for, get_session_for
+from core.errors import ArborError, NotFound
 from conversations.models import ACTIVE_STATUSES, Message, Run
 
 from . import services, stats

@@ -21,8 +21,9 @@ from accounts.ratelimit import limit_run_creation
 
 from . import context as ctx
 from . import services
-from .errors import ArborError, NotFound
+from core.errors import ArborError, NotFound
 from .models import Message, Run, Session, Step, StepKind
+from .selectors import get_run_for, get_session_for
 from .sse import sse_response
 
 
@@ -161,28 +162,6 @@ class Detail(Schema):
 
 
 # --- lookups: another user's objects are 404, like missing ones ----------------------------------
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"No {what} with id {value!r}.") from None
-
-
-def get_session_for(user, session_id) -> Session:
-    session = Session.objects.alive().filter(pk=_uuid(session_id, "session"), owner=user).first()
-    if session is None:
-        raise NotFound(f"No session with id {session_id}.")
-    return session
-
-
-def get_run_for(user, run_id) -> Run:
-    """A run of one of ``user``'s sessions (a deleted source session's runs stay readable for forks)."""
-    run = Run.objects.select_related("session").filter(pk=_uuid(run_id, "run"), session__owner=user).first()
-    if run is None:
-        raise NotFound(f"No run with id {run_id}.")
-    return run
-
 
 def _session_out(session: Session) -> dict:
     return {

@@ -430,7 +430,7 @@ def attach_previews(items: list[Item], length: int = 90) -> None:
             nodes[item.node.uid] = item.node
     if not nodes:
         return
-    from memory.fields import encryption_enabled
+    from core.fields import encryption_enabled
 
     if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
         inputs = dict(Message.objects.filter(run_id__in=list(nodes), position=0).values_list("run_id", "content"))
@@ -470,7 +470,7 @@ def search_sessions(sessions, query: str):
     query = " ".join((query or "").split())[:200]
     if not query:
         return sessions
-    from memory.fields import encryption_enabled
+    from core.fields import encryption_enabled
 
     if encryption_enabled():  # message text is ciphertext in the database: titles only
         for word in query.split()[:8]:

@@ -66,18 +66,24 @@ def path_memory_ids(run: Run | str) -> dict:
     return dict(Run.objects.ancestor_of(run, inclusive=True).values_list("pk", "memory_id"))
 
 
+def render_prefix(spec: ContextSpec) -> list[dict]:
+    """The messages a context opens with: the system prompt, then the compaction summary (if any)."""
+    out: list[dict] = []
+    if spec.system:
+        out.append({"role": "system", "content": spec.system})
+    if spec.summary:
+        out.append({"role": "system", "content": spec.summary["text"]})
+    return out
+
+
 def render(spec: ContextSpec, run: Run, messages: list[Message], memory_ids: dict | None = None) -> list[dict]:
     """The OpenAI-format messages that ``spec`` selects from ``messages`` (the path to ``run``).
 
     ``memory_ids`` (``{run_id: memory_id}`` of the path) is read when the spec names a memory id
     and it is not given."""
-    out: list[dict] = []
+    out = render_prefix(spec)
     if spec.memory_id is not None and memory_ids is None:
         memory_ids = path_memory_ids(run)
-    if spec.system:
-        out.append({"role": "system", "content": spec.system})
-    if spec.summary:
-        out.append({"role": "system", "content": spec.summary["text"]})
     dropped = set(spec.dropped)
     for message in messages:
         own = message.run_id == run.pk

@@ -18,8 +18,8 @@ from django.db import connection, connections, models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from memory.fields import EncryptedTextField
-from memory.stores.base import openai_message
+from core.fields import EncryptedTextField
+from core.messages import openai_message
 
 
 class RunStatus(models.TextChoices):

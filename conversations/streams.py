@@ -162,6 +162,9 @@ class DatabaseRunStream:
         return deleted
 
 
+RunStream = RedisRunStream | DatabaseRunStream  # what get_stream() returns
+
+
 def _seq(event_id: str | None) -> int:
     try:
         return int(event_id) if event_id else 0

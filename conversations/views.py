@@ -28,8 +28,8 @@ from audit.log import record as audit_record
 from memory.models import Agent
 
 from . import browse, services
-from .api import get_run_for, get_session_for
-from .errors import ArborError, InvalidInput, NotFound
+from .selectors import get_run_for, get_session_for
+from core.errors import ArborError, InvalidInput, NotFound
 from .models import ACTIVE_STATUSES, Run, Session
 from .sse import sse_response
 
@@ -72,11 +72,7 @@ def _error(request, exc: ArborError, session: Session | None = None) -> HttpResp
 
 
 def _agents_for(user):
-    from comparisons.services import GENERATED_AGENT_MARK
-
-    # Agents that comparisons create for their variants stay out of the picker.
-    return (Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).exclude(name__contains=GENERATED_AGENT_MARK)
-            .order_by("name", "pk"))
+    return Agent.objects.pickable_by(user)
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -94,7 +90,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
-    from memory.fields import encryption_enabled
+    from core.fields import encryption_enabled
 
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""

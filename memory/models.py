@@ -3,18 +3,30 @@
 An **agent** is a named configuration: model, system prompt, parameters, ``memory_id``,
 ``memory_window_size``, context budget and compaction policy. Runs answered by agents with the same
 ``memory_id`` share history on a branch; different ids are isolated. Behaviour lives in
-:mod:`memory.context` (building a run's context) and :mod:`memory.compaction`.
+:mod:`memory.policy` (budget and compaction policy, parsed) and the engine
+(:mod:`engine.context` builds a run's context, :mod:`engine.compaction` compacts).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .fields import EncryptedTextField
+from core.fields import EncryptedTextField
+
+from .policy import parse_policy
 
 DEFAULT_MEMORY_ID = "default"
+
+
+class AgentQuerySet(models.QuerySet):
+    def pickable_by(self, user) -> AgentQuerySet:
+        """The agents ``user`` may pick for a run or a variant: their own and the shared ones, not
+        the ones comparisons made for their variants; ordered by name."""
+        return (self.filter(models.Q(owner=user) | models.Q(owner__isnull=True))
+                .filter(made_by_comparison=False).order_by("name", "pk"))
 
 
 class Agent(models.Model):
@@ -34,9 +46,14 @@ class Agent(models.Model):
         null=True, blank=True, help_text="Tokens; empty: the configured window of the model, else the default.",
     )
     reserved_output_tokens = models.PositiveIntegerField(default=512)
-    compaction = models.JSONField(default=dict, blank=True, help_text="Compaction policy (see memory.compaction).")
+    compaction = models.JSONField(default=dict, blank=True, help_text="Compaction policy (see engine.compaction).")
     tools = models.JSONField(default=list, blank=True, help_text="Names of registry tools this agent may call.")
+    made_by_comparison = models.BooleanField(
+        default=False, help_text="Made by an A/B comparison for one of its variants (kept out of agent pickers).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AgentQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["owner", "name"], name="agent_owner_name")]
@@ -46,10 +63,6 @@ class Agent(models.Model):
 
     def clean(self) -> None:
         """Validate the compaction policy (ValidationError with a readable message)."""
-        from django.core.exceptions import ValidationError
-
-        from .compaction import parse_policy
-
         try:
             parse_policy(self.compaction)
         except ValidationError as exc:
@@ -68,7 +81,7 @@ class Compaction(models.Model):
     it covers (``run``): every descendant of ``run`` builds its context from it once it is
     ``ready``; a branch that leaves the path above ``run`` never sees it.
 
-    What it does to the history (applied by :mod:`memory.context`):
+    What it does to the history (applied by :mod:`engine.context`):
 
     - ``from_depth``: messages of runs shallower than this are left out — covered by ``summary``
       when there is one, simply dropped otherwise (``keep_last_turns``);

@@ -14,12 +14,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from conversations.api import get_run_for
-from conversations.errors import NotFound
+from conversations.selectors import get_run_for
+from core.errors import NotFound
 from conversations.models import Message
 
 from . import semantic
-from .fields import encryption_enabled
+from core.fields import encryption_enabled
 
 MODES = ("semantic", "keyword")
 KEYWORD_UNAVAILABLE = (

@@ -9,6 +9,8 @@ import pytest
 from conversations import context as ctx
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
+from engine import execute, recovery
+from engine.tasks import execute_run
 from tests.conftest import wait_for
 from tests.factories import SessionFactory
 
@@ -107,9 +109,7 @@ def test_redelivered_task_never_duplicates(celery_worker, user):
     """Running the task again for a finished run changes nothing (claim by conditional update)."""
     session = SessionFactory(owner=user)
     run = finished(services.run_start(session=session, input="once").pk)
-    services.run_execute(run_id=str(run.pk))
-    from conversations.tasks import execute_run
-
+    execute.run_execute(run_id=str(run.pk))
     execute_run.delay(str(run.pk))
     import time
 
@@ -131,7 +131,7 @@ def test_worker_killed_mid_run_is_recovered(worker_factory, user, settings):
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
     worker_factory(ARBOR_STALE_RUN_SECONDS="2")
     settings.ARBOR_STALE_RUN_SECONDS = 2
-    wait_for(lambda: services.reap_stale_runs()["requeued"], timeout=15, interval=0.5, message="reaper")
+    wait_for(lambda: recovery.reap_stale_runs()["requeued"], timeout=15, interval=0.5, message="reaper")
     run = finished(run.pk, timeout=30)
     assert run.status == RunStatus.SUCCEEDED and run.attempts == 2
     answer = Message.objects.filter(run=run, role="assistant")
@@ -152,7 +152,7 @@ def test_run_given_up_after_repeated_worker_loss_keeps_partial_text(user, settin
     stream = get_stream()
     stream.publish(run.pk, "delta", {"text": "partial "})
     stream.publish(run.pk, "delta", {"text": "answer"})
-    counts = services.reap_stale_runs()
+    counts = recovery.reap_stale_runs()
     run.refresh_from_db()
     assert counts["failed"] == 1 and run.status == RunStatus.FAILED and run.error_type == "worker_lost"
     assert Message.objects.get(run=run, position=1).content == "partial answer"

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations import services
 from conversations.context import path_messages
-from conversations.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from conversations.models import Message, Run, RunStatus, Session, Step
 from tests.factories import RunFactory, SessionFactory, build_chain
 

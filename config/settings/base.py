@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "comparisons",
     "audit",
     "archive",
+    "engine",
 ]
 
 MIDDLEWARE = [

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from core.messages import openai_message
+
 ROLES = ("system", "user", "assistant", "tool")
 EVICTIONS = ("fifo", "error")
 
@@ -42,19 +44,6 @@ def _parse_dt(value) -> datetime | None:
         return value
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def openai_message(message) -> dict:
-    """``{"role", "content", "name"?, "tool_calls"?, "tool_call_id"?}`` — the OpenAI chat format of
-    any object with those attributes (store messages, ``conversations.models.Message``, path rows)."""
-    data: dict = {"role": message.role, "content": message.content}
-    if message.name:
-        data["name"] = message.name
-    if message.tool_calls:
-        data["tool_calls"] = message.tool_calls
-    if message.tool_call_id:
-        data["tool_call_id"] = message.tool_call_id
-    return data
 
 
 @dataclass
@@ -260,9 +249,9 @@ def bm25_rank(query: str, messages: Sequence[MemoryMessage], top_k: int, *, k1: 
 
 
 def default_token_count() -> Callable[[MemoryMessage], int]:
-    """Tokens of one message as :mod:`memory.tokens` counts them for the configured endpoint
+    """Tokens of one message as :mod:`core.tokens` counts them for the configured endpoint
     (the endpoint's tokenizer when it has one, else the characters/4 estimate), template overhead included."""
-    from memory.tokens import TokenCounter, counter_for
+    from core.tokens import TokenCounter, counter_for  # Django settings are optional here (scripts)
 
     counter: TokenCounter
     try:

@@ -231,7 +231,7 @@ class DatabaseMemoryStore(MemoryStore):
 
 
 def _encrypted() -> bool:
-    from memory.fields import encryption_enabled
+    from core.fields import encryption_enabled
 
     return encryption_enabled()
 

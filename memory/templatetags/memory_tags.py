@@ -18,8 +18,7 @@ from django import template
 
 from conversations.models import Message, Role, Run, Step, StepKind
 
-from ..compaction import policy_for
-from ..context import budget_for
+from ..policy import budget_for, policy_for
 from ..models import Compaction, CompactionStatus
 
 register = template.Library()

@@ -154,7 +154,7 @@ def test_markdown_exports_one_branch(user, rich_session):
 
 
 def test_unknown_export_format_is_refused(rich_session):
-    from conversations.errors import InvalidInput
+    from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="unknown export format"):
         exporters.export_session(session=rich_session, format="pdf")

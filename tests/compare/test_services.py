@@ -10,7 +10,7 @@ import pytest
 from comparisons import services
 from comparisons.models import Comparison, Mode, Variant, VariantRun, Vote, VoteRank
 from comparisons.services import VariantSpec
-from conversations.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from conversations.models import Run, RunStatus
 from memory.models import Agent
 from tests.compare.conftest import finish_run

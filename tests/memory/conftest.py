@@ -57,7 +57,7 @@ def new_input(session, parent: Run | None, text: str = "new input", *, agent: Ag
 
 def estimate_counter():
     """A token counter that never asks a server (estimates only): deterministic budgets in tests."""
-    from memory.tokens import TokenCounter
+    from core.tokens import TokenCounter
 
     counter = TokenCounter(base_url="http://127.0.0.1:9/v1")
     counter._mode = "estimate"
@@ -65,10 +65,10 @@ def estimate_counter():
 
 
 def built_for(run, **kwargs):
-    """``memory.context.build_context`` with the estimating counter; the stored spec must rebuild
+    """``engine.context.build_context`` with the estimating counter; the stored spec must rebuild
     exactly the messages that were built."""
     from conversations import context as ctx
-    from memory.context import build_context
+    from engine.context import build_context
 
     built = build_context(run, counter=estimate_counter(), **kwargs)
     assert ctx.rebuild(run, built.spec.to_json()) == built.messages, "the stored spec must rebuild the same messages"

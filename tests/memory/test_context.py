@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from memory.context import ContextOverflow, budget_for, build_context, context_tokens, context_window_for
+from engine.context import ContextOverflow, build_context, context_tokens
+from memory.policy import budget_for, context_window_for
 from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
 

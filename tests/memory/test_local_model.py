@@ -11,7 +11,7 @@ import pytest
 from conversations import context as ctx
 from conversations import services
 from conversations.models import Run, RunStatus, Step, StepKind
-from memory.context import SUMMARY_HEADER
+from engine.context import SUMMARY_HEADER
 from memory.models import Compaction, CompactionStatus
 from tests.conftest import wait_for
 from tests.factories import SessionFactory

@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 
 from conversations.models import Message
-from memory.fields import PREFIX, DecryptionError
+from core.fields import PREFIX, DecryptionError
 from memory.stores import DatabaseMemoryStore
 from tests.factories import RunFactory, SessionFactory
 

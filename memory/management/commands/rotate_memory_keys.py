@@ -1,5 +1,5 @@
 """``manage.py rotate_memory_keys [--batch-size N] [--dry-run]``: re-encrypt every encrypted text
-column (every model field that is a :class:`memory.fields.EncryptedTextField`) with the first key
+column (every model field that is a :class:`core.fields.EncryptedTextField`) with the first key
 of ``ARBOR_MEMORY_ENCRYPTION_KEYS``; plaintext rows written before encryption was turned on get
 encrypted too. Safe to interrupt and run again (each batch is one transaction)."""
 
@@ -9,7 +9,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from memory.fields import PREFIX, DecryptionError, EncryptedTextField, configured_keys, rotate
+from core.fields import PREFIX, DecryptionError, EncryptedTextField, configured_keys, rotate
 
 
 def encrypted_fields() -> list[tuple[type, str]]:

@@ -20,7 +20,9 @@ is a tool message without its call — OpenAI-compatible APIs reject both. The s
 agent's, else ``settings.ARBOR_SYSTEM_PROMPT``) and the run's own messages are always kept.
 
 The result is a :class:`conversations.context.ContextSpec` (a few ids and numbers, never a copy of
-the history) from which :func:`conversations.context.rebuild` re-renders the exact messages.
+the history) from which :func:`conversations.context.rebuild` re-renders the exact messages: the
+spec's format and its rebuild-and-verify live beside the messages they select; building and
+measuring live here, the only place that applies an agent's memory settings.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from django.conf import settings
 
 from conversations import context as ctx
 from conversations.models import Message, Role, Run
-
-from .models import Agent, Compaction, CompactionStatus
-from .tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
-
+from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
+from memory.models import Agent, Compaction, CompactionStatus
+from memory.policy import Budget, budget_for
 
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
 
@@ -44,34 +45,9 @@ class ContextOverflow(Exception):
     """The system prompt, the run's own messages and the new input alone exceed the usable window."""
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Token budget of one model call: ``usable = context_window − reserved_output`` (tokens)."""
-
-    context_window: int
-    reserved_output: int
-
-    @property
-    def usable(self) -> int:
-        return max(0, self.context_window - self.reserved_output)
-
-
-def context_window_for(model: str, agent: Agent | None = None) -> int:
-    """Tokens of ``model``'s context window: the agent's own setting, else
-    ``settings.ARBOR_MODEL_CONTEXT_WINDOWS[model]``, else ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW``."""
-    if agent is not None and agent.context_window:
-        return agent.context_window
-    windows = settings.ARBOR_MODEL_CONTEXT_WINDOWS
-    return windows.get(model) or windows.get((model or "").lower()) or settings.ARBOR_DEFAULT_CONTEXT_WINDOW
-
-
-def budget_for(*, model: str, agent: Agent | None = None) -> Budget:
-    reserved = agent.reserved_output_tokens if agent is not None else settings.ARBOR_RESERVED_OUTPUT_TOKENS
-    window = context_window_for(model, agent)
-    return Budget(context_window=window, reserved_output=min(reserved, window))
-
-
 def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
+    """The system prompt of a model call: the agent's, else the run's ``params["system"]``, else
+    ``settings.ARBOR_SYSTEM_PROMPT``."""
     if agent is not None and agent.system_prompt:
         return agent.system_prompt
     if run is not None and run.params.get("system"):
@@ -189,6 +165,10 @@ def latest_compactions(run: Run | str, memory_id: str, *, inclusive: bool = Fals
     return ready, pending
 
 
+def _agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
+    return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent)
+
+
 def build_context(
     run: Run,
     *,
@@ -206,67 +186,139 @@ def build_context(
     the history to read (default: the agent's for a nested agent, else ``run.memory_id``).
     ``own_upto``: the run's own messages with ``position < own_upto`` are sent (default: all so far).
     ``tail``: messages appended literally (a nested agent's prompt). ``path``: the messages on the
-    path to ``run`` if already read. Raises :class:`ContextOverflow` when the fixed part (system
-    prompt, own messages, tail) does not fit the usable window.
+    path to ``run`` if already read. Two queries (path, memory ids) plus one for compactions.
+    Raises :class:`ContextOverflow` when the fixed part (system prompt, own messages, tail) does
+    not fit the usable window.
     """
     if agent is ...:
         agent = run.agent
     if memory_id is None:
         memory_id = run.memory_id
-    counter = counter or counter_for(settings.OPENAI_BASE_URL)
-    budget = budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent)
     path = path if path is not None else ctx.path_messages(run)
-    memory_ids = ctx.path_memory_ids(run)
     own = [m for m in path if m.run_id == run.pk]
     if own_upto is None:
         own_upto = max((m.position for m in own), default=-1) + 1
-    own = [m for m in own if m.position < own_upto]
-    ancestors = [m for m in path if m.run_id != run.pk]
     window = agent.memory_window_size if agent is not None else None
     return _assemble(
-        run_pk=run.pk, ancestors=ancestors, own=own, own_upto=own_upto, tail=list(tail or []),
-        memory_id=memory_id, memory_ids=memory_ids, window=window, system=system_prompt_for(run, agent), budget=budget, counter=counter,
+        _Selection(
+            ancestors=[m for m in path if m.run_id != run.pk], own=[m for m in own if m.position < own_upto],
+            own_upto=own_upto, tail=list(tail or []), memory_id=memory_id, memory_ids=ctx.path_memory_ids(run),
+            window=window, system=system_prompt_for(run, agent),
+        ),
+        budget=_agent_budget(run, agent, model), counter=counter or counter_for(settings.OPENAI_BASE_URL),
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
     )
 
 
 def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
-                 path: list[Message] | None = None) -> BuiltContext:
+                 path: list[Message] | None = None, compaction: Compaction | None | object = ...,
+                 memory_ids: dict | None = None) -> BuiltContext:
     """The context a child of ``run`` would start from (``run``'s messages become history; no new
-    input): what compaction measures after ``run`` finishes."""
+    input): what compaction measures after ``run`` finishes, and again after each strategy.
+
+    ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
+    ready one on the path. ``path`` and ``memory_ids`` may be passed when already read.
+    """
     if agent is ...:
         agent = run.agent
-    counter = counter or counter_for(settings.OPENAI_BASE_URL)
-    budget = budget_for(model=agent.model if agent is not None and agent.model else run.model, agent=agent)
-    path = path if path is not None else ctx.path_messages(run)
     window = agent.memory_window_size if agent is not None else None
+    if compaction is ...:
+        compactions = latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False)
+    else:
+        compactions = (compaction, False)
     return _assemble(
-        run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id,
-        memory_ids=ctx.path_memory_ids(run), window=window,
-        system=system_prompt_for(run, agent), budget=budget, counter=counter,
-        compactions=latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False),
+        _Selection(
+            ancestors=path if path is not None else ctx.path_messages(run), own=[], own_upto=0, tail=[],
+            memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
+            window=window, system=system_prompt_for(run, agent),
+        ),
+        budget=_agent_budget(run, agent), counter=counter or counter_for(settings.OPENAI_BASE_URL),
+        compactions=compactions,
     )
 
 
-def _assemble(*, run_pk, ancestors: list[Message], own: list[Message], own_upto: int, tail: list[dict],
-              memory_id: str, memory_ids: dict, window: int | None, system: str, budget: Budget, counter: TokenCounter,
+@dataclass
+class _Selection:
+    """The inputs of one context: the path split into ancestors and the run's own messages, the
+    memory id being built for and the memory ids of the path's runs, the window and system prompt."""
+
+    ancestors: list[Message]
+    own: list[Message]
+    own_upto: int
+    tail: list[dict]
+    memory_id: str
+    memory_ids: dict
+    window: int | None
+    system: str
+
+
+def _history(sel: _Selection, spec: ctx.ContextSpec, compaction: Compaction | None) -> tuple[list[Message], dict]:
+    """Rules 2–3: the ancestors' messages of this memory id, after the compaction (if any); fills
+    the spec's summary and start depth. Returns ``(history, replacements)``."""
+    history = [m for m in sel.ancestors if sel.memory_ids.get(m.run_id) == sel.memory_id]
+    if sel.window == 0:
+        spec.from_depth = (max(m.run.depth for m in sel.ancestors) + 1) if sel.ancestors else 0
+        return [], {}
+    if compaction is None:
+        return history, {}
+    spec.compaction = compaction.pk
+    covered = set(compaction.dropped)
+    spec.from_depth = compaction.from_depth
+    if compaction.summary:
+        spec.summary = {"id": compaction.pk, "text": SUMMARY_HEADER + compaction.summary}
+    history = [m for m in history if m.run.depth >= compaction.from_depth and m.pk not in covered]
+    return history, dict(compaction.replaced)
+
+
+def _window(units: list[list[Message]], window: int | None) -> tuple[list[list[Message]], int]:
+    """Rule 4: the newest units holding at most ``window`` messages; returns ``(kept, dropped count)``."""
+    if window is None or window <= 0:
+        return units, 0
+    kept: list[list[Message]] = []
+    count = 0
+    for unit in reversed(units):
+        if count + len(unit) > window:
+            break
+        kept.append(unit)
+        count += len(unit)
+    kept.reverse()
+    return kept, sum(len(u) for u in units[: len(units) - len(kept)])
+
+
+def _fit(unit_tokens: list[int], available: int) -> tuple[int, int]:
+    """Rule 5: the index of the oldest unit kept when the newest are kept first within
+    ``available`` tokens, and the tokens they use."""
+    kept_from, used = len(unit_tokens), 0
+    for index in range(len(unit_tokens) - 1, -1, -1):
+        if used + unit_tokens[index] > available:
+            break
+        used += unit_tokens[index]
+        kept_from = index
+    return kept_from, used
+
+
+def _fixed_tokens(sel: _Selection, budget: Budget, counter: TokenCounter) -> int:
+    """Tokens of what is always sent (system prompt, the run's own messages, the tail, the primer);
+    raises :class:`ContextOverflow` when they alone exceed the usable window."""
+    fixed_messages = ([{"role": "system", "content": sel.system}] if sel.system else []) + \
+        [m.as_openai() for m in sel.own] + sel.tail
+    fixed = context_tokens(counter, fixed_messages)
+    if fixed > budget.usable:
+        raise ContextOverflow(
+            f"The system prompt and this run's own messages need {fixed} tokens; the usable context window is "
+            f"{budget.usable} tokens ({budget.context_window} − {budget.reserved_output} reserved for the answer)."
+        )
+    return fixed
+
+
+def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
               compactions: tuple[Compaction | None, bool]) -> BuiltContext:
+    """Apply rules 2–5 to ``sel`` (see the module docstring) and express the result as a spec."""
     compaction, pending = compactions
-    spec = ctx.ContextSpec(system=system or None, own_upto=own_upto, memory_id=memory_id, tail=tail)
-    history = [m for m in ancestors if memory_ids.get(m.run_id) == memory_id]
-    replaced: dict[str, str] = {}
-    if window == 0:
-        history = []
-        spec.from_depth = (max(m.run.depth for m in ancestors) + 1) if ancestors else 0
+    if sel.window == 0:
         compaction = None
-    elif compaction is not None:
-        spec.compaction = compaction.pk
-        covered = set(compaction.dropped)
-        history = [m for m in history if m.run.depth >= compaction.from_depth and m.pk not in covered]
-        spec.from_depth = compaction.from_depth
-        replaced = {k: v for k, v in compaction.replaced.items()}
-        if compaction.summary:
-            spec.summary = {"id": compaction.pk, "text": SUMMARY_HEADER + compaction.summary}
+    spec = ctx.ContextSpec(system=sel.system or None, own_upto=sel.own_upto, memory_id=sel.memory_id, tail=sel.tail)
+    history, replaced = _history(sel, spec, compaction)
 
     def as_sent(message: Message) -> dict:
         data = message.as_openai()
@@ -275,67 +327,37 @@ def _assemble(*, run_pk, ancestors: list[Message], own: list[Message], own_upto:
         return data
 
     units, unpaired = tool_units(history)
-    window_dropped = 0
-    if window is not None and window > 0:
-        kept_units: list[list[Message]] = []
-        count = 0
-        for unit in reversed(units):
-            if count + len(unit) > window:
-                break
-            kept_units.append(unit)
-            count += len(unit)
-        kept_units.reverse()
-        window_dropped = sum(len(u) for u in units[: len(units) - len(kept_units)])
-        units = kept_units
-
-    fixed_messages = ([{"role": "system", "content": system}] if system else []) + [m.as_openai() for m in own] + tail
-    fixed = REPLY_PRIMING + sum(message_tokens(counter, m) for m in fixed_messages)
-    if fixed > budget.usable:
-        raise ContextOverflow(
-            f"The system prompt and this run's own messages need {fixed} tokens; the usable context window is "
-            f"{budget.usable} tokens ({budget.context_window} − {budget.reserved_output} reserved for the answer)."
-        )
+    units, window_dropped = _window(units, sel.window)
+    fixed = _fixed_tokens(sel, budget, counter)
     summary_tokens = message_tokens(counter, {"role": "system", "content": spec.summary["text"]}) if spec.summary else 0
     if spec.summary and fixed + summary_tokens > budget.usable:
-        spec.summary = None
-        summary_tokens = 0
-    available = budget.usable - fixed - summary_tokens
+        spec.summary, summary_tokens = None, 0
     unit_tokens = [sum(message_tokens(counter, as_sent(m)) for m in unit) for unit in units]
-    history_tokens = sum(unit_tokens)
-    kept_from = len(units)
-    used = 0
-    for index in range(len(units) - 1, -1, -1):
-        if used + unit_tokens[index] > available:
-            break
-        used += unit_tokens[index]
-        kept_from = index
-    budget_dropped = sum(len(u) for u in units[:kept_from])
+    kept_from, used = _fit(unit_tokens, budget.usable - fixed - summary_tokens)
     kept = [m for unit in units[kept_from:] for m in unit]
+    _describe_cut(spec, sel, kept, replaced)
+    messages = ctx.render_prefix(spec) + [as_sent(m) for m in kept] + [m.as_openai() for m in sel.own] + \
+        [dict(m) for m in sel.tail]
+    return BuiltContext(
+        spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
+        history_tokens=sum(unit_tokens) + summary_tokens, fixed_tokens=fixed, history_messages=len(kept),
+        window_dropped=window_dropped, budget_dropped=sum(len(u) for u in units[:kept_from]),
+        unpaired_dropped=len(unpaired), pending=pending, compaction=compaction, counted_with=counter.mode,
+        kept_ids=sorted(m.pk for m in kept),
+    )
 
-    # Express the cut as spec fields: whole turns before ``from_depth``; inside the kept range, every
-    # message of this memory id that is not sent is listed (window/budget boundary, unpaired, covered).
+
+def _describe_cut(spec: ctx.ContextSpec, sel: _Selection, kept: list[Message], replaced: dict) -> None:
+    """Express the cut as spec fields: whole turns before ``from_depth``; inside the kept range,
+    every message of this memory id that is not sent is listed (window/budget boundary, unpaired,
+    covered by a compaction); replacements only for messages sent."""
     kept_ids = {m.pk for m in kept}
     if kept:
         spec.from_depth = max(spec.from_depth, kept[0].run.depth)
     else:
-        spec.from_depth = max([spec.from_depth] + [m.run.depth + 1 for m in ancestors])
+        spec.from_depth = max([spec.from_depth] + [m.run.depth + 1 for m in sel.ancestors])
     spec.dropped = sorted(
-        m.pk for m in ancestors
-        if memory_ids.get(m.run_id) == memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
+        m.pk for m in sel.ancestors
+        if sel.memory_ids.get(m.run_id) == sel.memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
     )
     spec.replaced = {str(m.pk): replaced[str(m.pk)] for m in kept if str(m.pk) in replaced}
-
-    messages = []
-    if system:
-        messages.append({"role": "system", "content": system})
-    if spec.summary:
-        messages.append({"role": "system", "content": spec.summary["text"]})
-    messages.extend(as_sent(m) for m in kept)
-    messages.extend(m.as_openai() for m in own)
-    messages.extend(dict(m) for m in tail)
-    return BuiltContext(
-        spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
-        history_tokens=history_tokens + summary_tokens, fixed_tokens=fixed, history_messages=len(kept),
-        window_dropped=window_dropped, budget_dropped=budget_dropped, unpaired_dropped=len(unpaired),
-        pending=pending, compaction=compaction, counted_with=counter.mode, kept_ids=sorted(kept_ids),
-    )

@@ -1,6 +1,6 @@
 """Compaction: keeping a branch's history inside the context window, per memory id.
 
-**When.** After each run (the ``conversations.signals.run_finished`` signal, in the worker) the
+**When.** After each run (:func:`consider_after_run`, called by :mod:`engine.finalize` in the worker) the
 context a child of that run would start from is measured: tokens ÷ usable window (context window −
 reserved output tokens). Above the policy's ``threshold`` (default 0.8,
 ``settings.ARBOR_COMPACTION_THRESHOLD``) a :class:`~memory.models.Compaction` is created for that run
@@ -18,10 +18,11 @@ and memory id, and the Celery task ``memory.compact`` does the work — never a 
   Incremental: the model gets the previous summary and only the turns after it.
 
 A policy is the agent's ``compaction`` JSON: ``{"enabled": true, "threshold": 0.8, "target": 0.4,
-"strategies": [...]}``; omitted keys take the defaults in :data:`DEFAULT_STRATEGIES`.
+"strategies": [...]}``; omitted keys take the defaults in :data:`memory.policy.DEFAULT_STRATEGIES`
+(parsed and checked by :func:`memory.policy.parse_policy`).
 
 **Where.** A compaction is attached to the run whose ancestors it covers; descendants of that run
-use it once it is ready (:mod:`memory.context`), other branches never see it, and a run that starts
+use it once it is ready (:mod:`engine.context`), other branches never see it, and a run that starts
 while it is pending falls back to truncation by the budget. Every compaction is recorded (strategy,
 utilisation before/after, replaced messages, summary, model, usage) and written as a Step of kind
 ``compaction`` in its run's trace.
@@ -30,38 +31,25 @@ utilisation before/after, replaced messages, summary, model, usage) and written 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from conversations import context as ctx
-from conversations.llm import describe_error, get_client, is_transient
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
+from core import queue
+from core.tokens import TokenCounter, counter_for
+from memory.models import Agent, Compaction, CompactionStatus
+from memory.policy import budget_for, parse_policy, policy_for
 
-from .context import BuiltContext, _assemble, budget_for, system_prompt_for
-from .models import Agent, Compaction, CompactionStatus
-from .tokens import TokenCounter, counter_for
+from .context import measure_next
+from .llm import describe_error, get_client, is_transient
 
 log = logging.getLogger(__name__)
 
-STRATEGY_TYPES = ("keep_last_turns", "tool_results", "summarize")
-# Worded for small models too: asking for the user's own statements first, verbatim, is what kept a
-# code word from turn 1 through three incremental summaries with SmolLM2-135M (a generic "summarise,
-# keep every fact" prompt lost it in the first summary).
-DEFAULT_SUMMARY_PROMPT = (
-    "Write the assistant's memory of this conversation. First, everything the user said about themselves "
-    "or asked to remember (names, numbers, code words, preferences), word for word. Then one line listing "
-    "the topics discussed."
-)
-DEFAULT_STRATEGIES = [
-    {"type": "tool_results", "max_chars": 4000, "action": "truncate"},
-    {"type": "summarize", "keep_recent_turns": 4, "max_tokens": 256},
-]
 EARLIER_LABEL = "Earlier (summary of what came before): "
 STALE_SECONDS = 600  # a pending/running compaction older than this no longer blocks a new one
 
@@ -70,83 +58,14 @@ class SummaryError(Exception):
     """The summariser's endpoint failed transiently (the task retries)."""
 
 
-@dataclass
-class Policy:
-    enabled: bool = True
-    threshold: float = 0.8
-    target: float = 0.4
-    strategies: list[dict] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"enabled": self.enabled, "threshold": self.threshold, "target": self.target,
-                "strategies": self.strategies}
-
-
-def parse_policy(data: dict | None) -> Policy:
-    """A validated policy from an agent's ``compaction`` JSON (defaults filled in).
-
-    Raises ValidationError with a readable message for unknown strategy types, out-of-range
-    numbers or wrong types.
-    """
-    data = dict(data or {})
-    unknown = set(data) - {"enabled", "threshold", "target", "strategies"}
-    if unknown:
-        raise ValidationError(f"unknown compaction keys: {', '.join(sorted(unknown))}")
-    threshold = data.get("threshold", settings.ARBOR_COMPACTION_THRESHOLD)
-    if not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-        raise ValidationError("compaction threshold must be a number in (0, 1]")
-    target = data.get("target", threshold / 2)
-    if not isinstance(target, (int, float)) or not 0 <= target <= threshold:
-        raise ValidationError("compaction target must be a number between 0 and the threshold")
-    strategies = data.get("strategies", DEFAULT_STRATEGIES)
-    if not isinstance(strategies, list):
-        raise ValidationError("compaction strategies must be a list")
-    clean = []
-    for raw in strategies:
-        if not isinstance(raw, dict) or raw.get("type") not in STRATEGY_TYPES:
-            raise ValidationError(f"each strategy needs a type among {', '.join(STRATEGY_TYPES)}")
-        s = dict(raw)
-        kind = s["type"]
-        if kind == "keep_last_turns":
-            s.setdefault("turns", 10)
-            _positive_int(s, "turns", minimum=0)
-        elif kind == "tool_results":
-            s.setdefault("max_chars", 4000)
-            s.setdefault("action", "truncate")
-            _positive_int(s, "max_chars", minimum=0)
-            if s["action"] not in ("truncate", "drop"):
-                raise ValidationError("tool_results action must be 'truncate' or 'drop'")
-        else:
-            s.setdefault("keep_recent_turns", 4)
-            s.setdefault("max_tokens", 256)
-            s.setdefault("temperature", 0.0)
-            s.setdefault("model", "")
-            s.setdefault("prompt", DEFAULT_SUMMARY_PROMPT)
-            _positive_int(s, "keep_recent_turns", minimum=0)
-            _positive_int(s, "max_tokens", minimum=16)
-            if not isinstance(s["prompt"], str) or not s["prompt"].strip():
-                raise ValidationError("summarize prompt must be a non-empty string")
-        clean.append(s)
-    return Policy(enabled=bool(data.get("enabled", True)), threshold=float(threshold), target=float(target),
-                  strategies=clean)
-
-
-def _positive_int(s: dict, key: str, *, minimum: int) -> None:
-    if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < minimum:
-        raise ValidationError(f"{s['type']} {key} must be an integer ≥ {minimum}")
-
-
-def policy_for(agent: Agent | None) -> Policy:
-    return parse_policy(agent.compaction if agent is not None else None)
-
-
 # --- measuring after a run ----------------------------------------------------------------------
 
-def on_run_finished(sender, run: Run, status: str, **kwargs) -> None:
-    """Receiver of ``run_finished`` (in the worker): measure, and enqueue a compaction if needed."""
+def consider_after_run(run: Run, status: str) -> None:
+    """Called by the engine once a run's final state is committed: measure, and enqueue a
+    compaction if needed. Never raises: a measuring failure must not break the run's worker."""
     try:
         compaction_consider(run=run, status=status)
-    except Exception:  # noqa: BLE001 - a measuring failure must never break the run's worker
+    except Exception:  # noqa: BLE001 - logged; the run itself is already final
         log.exception("compaction: measuring after run %s failed", run.pk)
 
 
@@ -163,7 +82,7 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     policy = policy_for(agent)
     if not policy.enabled or not policy.strategies or (agent is not None and agent.memory_window_size == 0):
         return None
-    measured = measure_next_full(run, agent=agent, counter=counter)
+    measured = measure_next(run, agent=agent, counter=counter)
     if measured.full_utilisation <= policy.threshold:
         return None
     recent = timezone.now() - timedelta(seconds=STALE_SECONDS)
@@ -188,31 +107,8 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
 
 
 def _enqueue(compaction: Compaction) -> None:
-    from .tasks import compact
-
-    pk = compaction.pk
-    queue = settings.ARBOR_COMPACTION_QUEUE or settings.ARBOR_RUN_QUEUE
-    transaction.on_commit(lambda: compact.apply_async((pk,), queue=queue))
-
-
-def measure_next_full(run: Run, *, agent: Agent | None, counter: TokenCounter | None = None,
-                      path: list[Message] | None = None, compaction: Compaction | None | object = ...,
-                      memory_ids: dict | None = None) -> BuiltContext:
-    """Like :func:`memory.context.measure_next`, optionally with a given (unsaved) compaction."""
-    from .context import latest_compactions
-
-    counter = counter or counter_for(settings.OPENAI_BASE_URL)
-    budget = budget_for(model=agent.model if agent is not None and agent.model else run.model, agent=agent)
-    path = path if path is not None else ctx.path_messages(run)
-    if compaction is ...:
-        compactions = latest_compactions(run, run.memory_id, inclusive=True)
-    else:
-        compactions = (compaction, False)
-    return _assemble(
-        run_pk=None, ancestors=path, own=[], own_upto=0, tail=[], memory_id=run.memory_id,
-        memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run), window=agent.memory_window_size if agent is not None else None, system=system_prompt_for(run, agent),
-        budget=budget, counter=counter, compactions=compactions,
-    )
+    queue.send_on_commit(queue.COMPACT, compaction.pk,
+                         queue=settings.ARBOR_COMPACTION_QUEUE or settings.ARBOR_RUN_QUEUE)
 
 
 # --- the compaction task's service --------------------------------------------------------------
@@ -244,16 +140,12 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     if compaction is None:
         return None
     run = compaction.run
-    agent = run.agent
-    policy = parse_policy(compaction.policy)
-    counter = counter_for(settings.OPENAI_BASE_URL)
-    path = ctx.path_messages(run)
-    memory_ids = ctx.path_memory_ids(run)
     base = (
         Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=compaction.memory_id,
                                   status=CompactionStatus.READY)
         .exclude(pk=compaction.pk).order_by("-run__depth", "-id").first()
     )
+    policy = parse_policy(compaction.policy)
     step = Step.objects.create(
         run=run, kind=StepKind.COMPACTION, name="compaction",
         request={"compaction_id": compaction.pk, "memory_id": compaction.memory_id, "policy": policy.to_json(),
@@ -266,41 +158,70 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
         dropped=list(base.dropped) if base else [], summary=base.summary if base else "",
     )
     work.pk = compaction.pk
-    applied: list[dict] = []
-    replaced_ids: list[int] = []
-    usage = {"prompt_tokens": None, "completion_tokens": None, "model": ""}
     try:
-        measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work,
-                                         memory_ids=memory_ids)
-        for strategy in policy.strategies:
-            if measured.full_utilisation <= policy.target:
-                break
-            before = measured.full_utilisation
-            history = _history(path, work, memory_ids)
-            did = _apply(strategy, work, history, run=run, agent=agent, counter=counter, usage=usage,
-                         replaced_ids=replaced_ids)
-            measured = measure_next_full(run, agent=agent, counter=counter, path=path, compaction=work,
-                                         memory_ids=memory_ids)
-            applied.append({**did, "type": strategy["type"], "utilisation_before": round(before, 4),
-                            "utilisation_after": round(measured.full_utilisation, 4)})
+        result = _run_strategies(work, policy, run)
     except Exception as exc:  # noqa: BLE001 - recorded on the compaction and its step
-        transient = is_transient(exc) or isinstance(exc, SummaryError)
-        etype, emsg = describe_error(exc.__cause__ or exc) if isinstance(exc, SummaryError) else describe_error(exc)
-        now = timezone.now()
-        step.status, step.finished_at, step.error = RunStatus.FAILED, now, {"type": etype, "message": emsg}
-        step.save(update_fields=["status", "finished_at", "error"])
-        if transient and not final_attempt:
-            Compaction.objects.filter(pk=compaction.pk).update(status=CompactionStatus.PENDING, error=emsg)
-            raise SummaryError(emsg) from exc
-        Compaction.objects.filter(pk=compaction.pk).update(status=CompactionStatus.FAILED, error=emsg,
-                                                           finished_at=now, step=step)
-        log.warning("compaction %s failed: %s", compaction.pk, emsg)
-        return Compaction.objects.get(pk=compaction.pk)
+        return _record_failure(compaction, step, exc, final_attempt=final_attempt)
+    return _record_success(compaction, step, work, base, result)
 
+
+class _Result:
+    """What the strategies did: ``applied`` (one entry per strategy run), the messages they
+    replaced, the summariser's usage and the context measured afterwards."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict] = []
+        self.replaced_ids: list[int] = []
+        self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": ""}
+        self.measured = None
+
+
+def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
+    """Apply the policy's strategies to ``work`` in order until utilisation is at most the target."""
+    agent = run.agent
+    counter = counter_for(settings.OPENAI_BASE_URL)
+    path = ctx.path_messages(run)
+    memory_ids = ctx.path_memory_ids(run)
+    result = _Result()
+
+    def measure():
+        return measure_next(run, agent=agent, counter=counter, path=path, compaction=work, memory_ids=memory_ids)
+
+    result.measured = measure()
+    for strategy in policy.strategies:
+        if result.measured.full_utilisation <= policy.target:
+            break
+        before = result.measured.full_utilisation
+        did = _apply(strategy, work, _history(path, work, memory_ids), run=run, agent=agent, counter=counter,
+                     usage=result.usage, replaced_ids=result.replaced_ids)
+        result.measured = measure()
+        result.applied.append({**did, "type": strategy["type"], "utilisation_before": round(before, 4),
+                               "utilisation_after": round(result.measured.full_utilisation, 4)})
+    return result
+
+
+def _record_failure(compaction: Compaction, step: Step, exc: Exception, *, final_attempt: bool) -> Compaction:
+    transient = is_transient(exc) or isinstance(exc, SummaryError)
+    etype, emsg = describe_error(exc.__cause__ or exc) if isinstance(exc, SummaryError) else describe_error(exc)
     now = timezone.now()
+    step.status, step.finished_at, step.error = RunStatus.FAILED, now, {"type": etype, "message": emsg}
+    step.save(update_fields=["status", "finished_at", "error"])
+    if transient and not final_attempt:
+        Compaction.objects.filter(pk=compaction.pk).update(status=CompactionStatus.PENDING, error=emsg)
+        raise SummaryError(emsg) from exc
+    Compaction.objects.filter(pk=compaction.pk).update(status=CompactionStatus.FAILED, error=emsg,
+                                                       finished_at=now, step=step)
+    log.warning("compaction %s failed: %s", compaction.pk, emsg)
+    return Compaction.objects.get(pk=compaction.pk)
+
+
+def _record_success(compaction: Compaction, step: Step, work: Compaction, base: Compaction | None,
+                    result: _Result) -> Compaction:
+    now = timezone.now()
+    measured, usage = result.measured, result.usage
     fields = {
-        "status": CompactionStatus.READY, "base": base, "applied": applied, "from_depth": work.from_depth,
-        "replaced": work.replaced, "dropped": work.dropped, "replaced_message_ids": sorted(set(replaced_ids)),
+        "status": CompactionStatus.READY, "base": base, "applied": result.applied, "from_depth": work.from_depth,
+        "replaced": work.replaced, "dropped": work.dropped, "replaced_message_ids": sorted(set(result.replaced_ids)),
         "summary": work.summary, "model": usage["model"], "prompt_tokens": usage["prompt_tokens"],
         "completion_tokens": usage["completion_tokens"],
         "tokens_after": measured.fixed_tokens + measured.history_tokens,
@@ -310,7 +231,7 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
         updated = Compaction.objects.filter(pk=compaction.pk, status=CompactionStatus.RUNNING).update(**fields)
         step.status, step.finished_at = (RunStatus.SUCCEEDED if updated else RunStatus.CANCELLED), now
         step.prompt_tokens, step.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
-        step.response = {"applied": applied, "utilisation_after": fields["utilisation_after"],
+        step.response = {"applied": result.applied, "utilisation_after": fields["utilisation_after"],
                          "tokens_after": fields["tokens_after"], "replaced_messages": len(fields["replaced_message_ids"]),
                          "summary": work.summary, "model": usage["model"]}
         step.save()

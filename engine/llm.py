@@ -62,16 +62,3 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
         return "malformed_response", f"The model endpoint sent a response Arbor could not read: {exc}"
     return type(exc).__name__, str(exc) or type(exc).__name__
-
-
-def mask_secrets(value):
-    """A copy of a request description with API keys and authorization headers masked."""
-    if isinstance(value, dict):
-        return {
-            k: ("***" if any(s in k.lower() for s in ("api_key", "authorization", "secret", "token")) and k != "max_tokens"
-                and not k.endswith("_tokens") else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value

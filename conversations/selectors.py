@@ -1,0 +1,38 @@
+"""Reads with ownership: the one place that decides which sessions and runs a user may see.
+
+Every page, the JSON API and the SSE streams look objects up through these functions, so another
+user's object answers the same 404 everywhere. They raise :class:`core.errors.NotFound` (an
+:class:`~core.errors.ArborError` with status 404), never Http404: each caller turns it into its
+own 404 (JSON for the API, HTML for pages).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from core.errors import NotFound
+
+from .models import Run, Session
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"No {what} with id {value!r}.") from None
+
+
+def get_session_for(user, session_id) -> Session:
+    """A live (not deleted) session owned by ``user``; NotFound otherwise (also for a malformed id)."""
+    session = Session.objects.alive().filter(pk=_uuid(session_id, "session"), owner=user).first()
+    if session is None:
+        raise NotFound(f"No session with id {session_id}.")
+    return session
+
+
+def get_run_for(user, run_id) -> Run:
+    """A run of one of ``user``'s sessions (a deleted source session's runs stay readable for forks)."""
+    run = Run.objects.select_related("session").filter(pk=_uuid(run_id, "run"), session__owner=user).first()
+    if run is None:
+        raise NotFound(f"No run with id {run_id}.")
+    return run

@@ -1,0 +1,101 @@
+"""One streamed model call of a run: deltas to the run's stream, tool-call parts gathered, usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from conversations.models import Run, RunStatus
+from conversations.streams import RunStream
+
+from .llm import get_client
+from .watcher import Watcher
+
+
+class BrokenStream(Exception):
+    """The model's stream ended without a finish reason (cut off, or not a chat-completion stream)."""
+
+
+@dataclass
+class Outcome:
+    """What one model call produced: text, finish reason, usage (None when the endpoint sent
+    none), the error that ended it, whether the run was cancelled, and the tool calls asked for
+    (``[{"id", "name", "arguments"}]``)."""
+
+    text: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: BaseException | None = None
+    cancelled: bool = False
+    tool_calls: list[dict] = field(default_factory=list)
+
+
+def run_status(run_id) -> str | None:
+    """The run's status as stored now (one query)."""
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream) -> Outcome:
+    """Call the model with ``messages`` and stream its answer: each text delta is published to
+    ``stream`` as it arrives; the first one sets ``run.first_token_at``. A :class:`Watcher` writes
+    the heartbeat and closes the HTTP stream when the run is cancelled. Never raises for the
+    model's failure: it is the outcome's ``error``."""
+    outcome = Outcome()
+    parts: list[str] = []
+    calls: dict[int, dict] = {}
+    watcher = Watcher(run.pk)
+    watcher.start()
+    try:
+        response = get_client().chat.completions.create(
+            model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
+        )
+        watcher.attach(response)
+        for chunk in response:
+            _read_chunk(run, chunk, outcome, parts, calls, stream)
+        if not outcome.finish_reason and not watcher.cancelled:
+            raise BrokenStream("The model's stream ended without a finish reason.")
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
+        if watcher.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
+            outcome.cancelled = True
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        else:
+            outcome.error = exc
+    finally:
+        watcher.stop()
+    if watcher.cancelled:
+        outcome.cancelled = True
+    outcome.text = "".join(parts)
+    outcome.tool_calls = [
+        {**c, "id": c["id"] or f"call_{run.pk.hex[:8]}_{i}"} for i, c in sorted(calls.items()) if c["name"]
+    ]
+    return outcome
+
+
+def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict],
+                stream: RunStream) -> None:
+    """Fold one ``chat.completion.chunk`` into the outcome (OpenAI streaming format)."""
+    if getattr(chunk, "usage", None):
+        outcome.prompt_tokens = chunk.usage.prompt_tokens
+        outcome.completion_tokens = chunk.usage.completion_tokens
+    if not chunk.choices:
+        return
+    choice = chunk.choices[0]
+    delta = choice.delta.content if choice.delta is not None else None
+    if delta:
+        first = not parts
+        parts.append(delta)
+        stream.publish(run.pk, "delta", {"text": delta})
+        if first:
+            Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
+    for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
+        call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+        if part.id:
+            call["id"] = part.id
+        if part.function is not None:
+            call["name"] += part.function.name or ""
+            call["arguments"] += part.function.arguments or ""
+    if choice.finish_reason:
+        outcome.finish_reason = choice.finish_reason

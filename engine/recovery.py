@@ -1,0 +1,77 @@
+"""The reaper: runs whose worker died, and queued runs no worker picked up (beat, every 10 s)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from conversations.models import Message, Role, Run, RunStatus
+from conversations.streams import TERMINAL, RunStream, get_stream
+from core import queue
+
+WORKER_LOST = "The worker running this reply stopped (it was restarted or killed) and the run was given up."
+
+
+def reap_stale_runs(*, max_attempts: int = 3) -> dict:
+    """Runs whose worker died: re-enqueue a running run with a stale heartbeat (the next delivery
+    reclaims it), or fail it with its partial text after ``max_attempts``; re-enqueue queued runs
+    that no worker picked up. Returns counts ``{"requeued", "failed", "queued_again"}``.
+    """
+    close_old_connections()
+    now = timezone.now()
+    stale_cutoff = now - timedelta(seconds=settings.ARBOR_STALE_RUN_SECONDS)
+    counts = {"requeued": 0, "failed": 0, "queued_again": 0}
+    stream = get_stream()
+    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff):
+        if run.attempts < max_attempts:
+            queue.send(queue.EXECUTE_RUN, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+            counts["requeued"] += 1
+        elif _give_up(run, stream, now):
+            counts["failed"] += 1
+    requeue_cutoff = now - timedelta(seconds=settings.ARBOR_REQUEUE_AFTER_SECONDS)
+    for run_id in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff).values_list("pk", flat=True):
+        queue.send(queue.EXECUTE_RUN, str(run_id), queue=settings.ARBOR_RUN_QUEUE)
+        counts["queued_again"] += 1
+    return counts
+
+
+def _give_up(run: Run, stream: RunStream, now) -> bool:
+    """Fail a run whose worker died too often, keeping the text streamed so far; False when
+    another process changed the run meanwhile."""
+    partial = _partial_text(stream, run.pk)
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
+            status=RunStatus.FAILED, finished_at=now, error_type="worker_lost", error_message=WORKER_LOST,
+        ):
+            return False
+        if partial:
+            Message.objects.update_or_create(
+                run=run, position=_answer_position(run),
+                defaults={"role": Role.ASSISTANT, "content": partial, "metadata": {"partial": True}},
+            )
+    stream.publish(run.pk, TERMINAL, {"status": "failed", "error": {"type": "worker_lost", "message": WORKER_LOST}})
+    return True
+
+
+def _answer_position(run: Run) -> int:
+    """Where a run's (partial) answer goes: after its input and any tool traffic."""
+    last = Message.objects.filter(run=run).order_by("-position").values("position", "role", "tool_calls").first()
+    if last is None:
+        return 1
+    if last["role"] == Role.ASSISTANT and not last["tool_calls"]:
+        return last["position"]
+    return last["position"] + 1
+
+
+def _partial_text(stream: RunStream, run_id) -> str:
+    """The text streamed by the run's latest attempt (deltas after the last ``restart``)."""
+    parts: list[str] = []
+    for event in stream.events(run_id):
+        if event.type == "restart":
+            parts = []
+        elif event.type == "delta":
+            parts.append(event.data.get("text", ""))
+    return "".join(parts)
