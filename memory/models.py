@@ -46,7 +46,7 @@ class Agent(models.Model):
         null=True, blank=True, help_text="Tokens; empty: the configured window of the model, else the default.",
     )
     reserved_output_tokens = models.PositiveIntegerField(default=512)
-    compaction = models.JSONField(default=dict, blank=True, help_text="Compaction policy (see engine.compaction).")
+    compaction = models.JSONField(default=dict, blank=True, help_text="Compaction policy (see memory.policy).")
     tools = models.JSONField(default=list, blank=True, help_text="Names of registry tools this agent may call.")
     made_by_comparison = models.BooleanField(
         default=False, help_text="Made by an A/B comparison for one of its variants (kept out of agent pickers).",

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 ('memory_window_size', models.PositiveIntegerField(blank=True, help_text='Newest N messages kept; 0 keeps none; empty keeps all (within the budget).', null=True)),
                 ('context_window', models.PositiveIntegerField(blank=True, help_text='Tokens; empty: the configured window of the model, else the default.', null=True)),
                 ('reserved_output_tokens', models.PositiveIntegerField(default=512)),
-                ('compaction', models.JSONField(blank=True, default=dict, help_text='Compaction policy (see engine.compaction).')),
+                ('compaction', models.JSONField(blank=True, default=dict, help_text='Compaction policy (see memory.compaction).')),
                 ('tools', models.JSONField(blank=True, default=list, help_text='Names of registry tools this agent may call.')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('owner', models.ForeignKey(blank=True, help_text='Empty for agents every user may pick.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='agents', to=settings.AUTH_USER_MODEL)),

@@ -1,4 +1,3 @@
-import django.db.models.deletion
 from django.db import migrations, models
 
 
@@ -21,12 +20,9 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(mark_comparison_agents, migrations.RunPython.noop),
-        migrations.AlterField(  # the model's state had drifted from 0002 (related_name)
-            model_name="compaction",
-            name="base",
-            field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+",
-                to="memory.compaction",
-            ),
+        migrations.AlterField(
+            model_name="agent",
+            name="compaction",
+            field=models.JSONField(blank=True, default=dict, help_text="Compaction policy (see memory.policy)."),
         ),
     ]
