@@ -1,0 +1,27 @@
+"""Turning a service's :class:`core.errors.NotFound` into the site's 404 page.
+
+Pages look objects up through :mod:`conversations.selectors` (and other services) that raise
+NotFound; instead of every view re-wrapping it, this middleware answers Django's 404 page for it
+(``django.views.defaults.page_not_found``, the same page ``Http404`` gives). The JSON API has its
+own handler (``{"detail": ...}``), registered on the django-ninja API.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.views.defaults import page_not_found
+
+from .errors import NotFound
+
+
+class NotFoundMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, NotFound):
+            return page_not_found(request, Http404(exception.message))
+        return None
