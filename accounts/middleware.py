@@ -1,5 +1,7 @@
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 
+from .models import ApiToken
+
 # The API's schema and docs pages describe every endpoint: they need a login like any page.
 API_DOC_URL_NAMES = {"openapi-json", "openapi-view"}
 
@@ -20,8 +22,8 @@ class ArborLoginRequiredMiddleware(LoginRequiredMiddleware):
 
 
 def _bearer_user(request):
-    from .models import ApiToken
-
+    """The active user of the request's ``Authorization: Bearer <token>`` (also set as
+    ``request.user``), or None without a valid token."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

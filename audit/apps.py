@@ -6,6 +6,6 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self) -> None:
-        from . import receivers
+        from . import receivers  # imports django.contrib models: only once the app registry is ready
 
         receivers.connect()

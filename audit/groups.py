@@ -8,14 +8,17 @@ models added later (other apps, new migrations) join it automatically.
 
 from __future__ import annotations
 
+from django.apps import apps as global_apps
+
 AUDITOR_GROUP = "auditor"
 
 
 def sync_auditor_group(sender=None, apps=None, using="default", **kwargs) -> None:
-    """Create the auditor group if missing and give it exactly the view permissions that exist."""
-    if apps is None:
-        from django.apps import apps as global_apps
+    """Create the auditor group if missing and give it exactly the view permissions that exist.
 
+    ``apps``: a migration's historical registry, or None for the live one (``post_migrate``).
+    """
+    if apps is None:
         apps = global_apps
     try:
         group_model = apps.get_model("auth", "Group")

@@ -7,9 +7,10 @@ being passed the request. Outside a request (Celery workers, management commands
 
 Two ways actions reach the log:
 
-* **receivers** (:mod:`audit.receivers`) on ``post_save``/``post_delete`` of our models, Django's
-  auth signals and the admin's ``LogEntry``: sessions created/renamed/deleted/restored, agents, API
-  tokens, logins, logouts, failed logins, every admin change;
+* **receivers** on ``post_save``/``post_delete``: each app registers its own models with
+  :func:`track_changes` from its ``AppConfig.ready()`` (sessions, agents, API tokens, imports), and
+  :mod:`audit.receivers` covers Django's own: users, auth signals (logins, logouts, failed logins)
+  and the admin's ``LogEntry`` (every admin change);
 * **@audited("run.regenerate")** on service functions whose writes are ``UPDATE`` statements (no
   ``post_save``) or whose meaning a save does not tell (a new run may be a start, a regenerate or
   an edit). While an audited function runs, nested audited functions and the save receivers stay
@@ -23,12 +24,13 @@ import functools
 import ipaddress
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete, post_save
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ def record(
     ``request`` default to the current request's user and the request itself. The row is written in
     the caller's transaction, so an action that rolls back leaves no audit row either.
     """
-    from .models import AuditLog
+    from .models import AuditLog  # lazy: apps import audit.log from their apps.py, before models load
 
     request = request if request is not None else current_request()
     actor = actor if actor is not None else _actor_of(request)
@@ -180,3 +182,70 @@ def audited(action: str, *, details: Callable[[dict, Any], dict] | None = None):
         return wrapper
 
     return decorate
+
+
+# ``(action suffix, details)``: what one save or delete of a tracked model records.
+Event = tuple[str, dict | None]
+# Saves touching only these fields are bookkeeping, not a change of state anyone made.
+BOOKKEEPING_FIELDS = frozenset({"last_used_at", "last_login"})
+
+
+def _default_create(instance) -> Event:
+    return "create", None
+
+
+def _default_change(instance, fields: frozenset[str]) -> list[Event]:
+    return [("change", None)]
+
+
+def _default_delete(instance) -> Event:
+    return "delete", None
+
+
+def track_changes(
+    model: type[models.Model],
+    *,
+    action_prefix: str,
+    create: Callable[[Any], Event | None] | None = _default_create,
+    change: Callable[[Any, frozenset[str]], list[Event]] | None = _default_change,
+    delete: Callable[[Any], Event | None] | None = _default_delete,
+    inside_operations: Collection[str] = (),
+) -> None:
+    """Audit saves and deletes of ``model``: each records ``f"{action_prefix}.{suffix}"`` with the
+    instance as the target. Call it from the owning app's ``AppConfig.ready()``.
+
+    ``create(instance)`` and ``delete(instance)`` return one ``(suffix, details)`` or None (nothing
+    recorded); ``change(instance, update_fields)`` returns a list of them (``update_fields`` is
+    empty for a full save). The defaults record ``create`` / ``change`` / ``delete`` without
+    details; pass None to leave that kind of event unaudited. Fixture loading (``raw``) is never
+    audited, nor updates of only :data:`BOOKKEEPING_FIELDS`. Inside an :func:`audited` operation
+    nothing is recorded except the kinds named in ``inside_operations`` (``"create"``,
+    ``"change"``, ``"delete"``). Connecting the same model and prefix twice is harmless.
+    """
+    uid = f"audit:{model._meta.label_lower}:{action_prefix}"
+
+    def emit(kind: str, instance, events) -> None:
+        if in_operation() and kind not in inside_operations:
+            return
+        for suffix, details in events:
+            record(f"{action_prefix}.{suffix}", target=instance, details=details)
+
+    def saved(sender, instance, created, raw=False, update_fields=None, **kwargs):
+        if raw:
+            return
+        if created:
+            event = create(instance) if create is not None else None
+            emit("create", instance, [event] if event else [])
+            return
+        fields = frozenset(update_fields or ())
+        if change is not None and not (fields and fields <= BOOKKEEPING_FIELDS):
+            emit("change", instance, change(instance, fields))
+
+    def deleted(sender, instance, **kwargs):
+        event = delete(instance) if delete is not None else None
+        emit("delete", instance, [event] if event else [])
+
+    if create is not None or change is not None:
+        post_save.connect(saved, sender=model, weak=False, dispatch_uid=f"{uid}.saved")
+    if delete is not None:
+        post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=f"{uid}.deleted")
