@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
+import redis
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .models import FINISHED_STATUSES, Run, RunEvent
 
 TERMINAL = "done"
 
@@ -38,8 +47,6 @@ class RedisRunStream:
     """Run events in Redis Streams, one stream per run (``arbor:run:<run_id>``)."""
 
     def __init__(self, url: str):
-        import redis
-
         self.url = url
         self._sync = redis.Redis.from_url(url)
 
@@ -67,10 +74,13 @@ class RedisRunStream:
         return Event(event_id.decode(), fields[b"type"].decode(), json.loads(fields[b"data"]))
 
     async def listen(self, run_id, after: str | None, wait_seconds: float) -> AsyncIterator[Event | None]:
-        """Yield events after ``after`` as they arrive; ``None`` after ``wait_seconds`` of silence."""
-        import redis.asyncio as aioredis
+        """Yield events after ``after`` as they arrive; ``None`` after ``wait_seconds`` of silence.
 
-        client = aioredis.Redis.from_url(self.url)
+        ``XREAD BLOCK`` waits up to ``wait_seconds`` on the socket, so the client's socket timeout
+        must be longer than that: redis-py's asyncio client defaults to ``socket_timeout=5``, which
+        cut every stream silent for 5 s (a queued run, a slow first token) with a TimeoutError.
+        """
+        client = aioredis.Redis.from_url(self.url, socket_timeout=wait_seconds + 10, socket_connect_timeout=5)
         cursor = after or "0-0"
         try:
             while True:
@@ -98,11 +108,6 @@ class DatabaseRunStream:
     poll_seconds = 0.025
 
     def publish(self, run_id, type: str, data: dict | None = None) -> str:
-        from django.db import IntegrityError, transaction
-        from django.db.models import Max
-
-        from .models import RunEvent
-
         for _ in range(5):
             last = RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
             try:
@@ -114,19 +119,17 @@ class DatabaseRunStream:
         raise RuntimeError(f"could not publish to the stream of run {run_id}")
 
     def exists(self, run_id) -> bool:
-        from .models import RunEvent
-
         return RunEvent.objects.filter(run_id=run_id).exists()
 
     def events(self, run_id, after: str | None = None) -> list[Event]:
-        from .models import RunEvent
-
         rows = RunEvent.objects.filter(run_id=run_id, seq__gt=_seq(after)).order_by("seq")
         return [Event(str(r.seq), r.type, r.data) for r in rows]
 
     async def listen(self, run_id, after: str | None, wait_seconds: float) -> AsyncIterator[Event | None]:
+        """Yield events after ``after`` as they arrive (polled every ``poll_seconds``); ``None``
+        after ``wait_seconds`` of silence, measured on the clock (not by counting sleeps)."""
         cursor = after
-        silent = 0.0
+        heard = time.monotonic()
         fetch = sync_to_async(self.events, thread_sensitive=False)
         while True:
             batch = await fetch(run_id, cursor)
@@ -134,28 +137,19 @@ class DatabaseRunStream:
                 cursor = event.id
                 yield event
             if batch:
-                silent = 0.0
+                heard = time.monotonic()
                 continue
             await asyncio.sleep(self.poll_seconds)
-            silent += self.poll_seconds
-            if silent >= wait_seconds:
-                silent = 0.0
+            if time.monotonic() - heard >= wait_seconds:
+                heard = time.monotonic()
                 yield None
 
     def delete(self, run_id) -> None:
-        from .models import RunEvent
-
         RunEvent.objects.filter(run_id=run_id).delete()
 
     def prune(self, older_than_seconds: int) -> int:
         """Delete the events of runs that finished more than ``older_than_seconds`` ago (Redis
         expires its streams by itself). Returns the number of rows deleted."""
-        from datetime import timedelta
-
-        from django.utils import timezone
-
-        from .models import FINISHED_STATUSES, Run, RunEvent
-
         cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
         finished = Run.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=cutoff).values("pk")
         deleted, _ = RunEvent.objects.filter(run_id__in=finished).delete()
