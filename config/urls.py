@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from audit.urls import urlpatterns as audit_urls
 from conversations.api import api
+from conversations.audit_urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -10,8 +12,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
-    path("audit/", include("audit.urls")),
+    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
     path("archive/", include("archive.urls")),
-    path("memory/", include("memory.urls")),
+    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
     path("", include("conversations.urls")),
 ]

@@ -18,10 +18,10 @@ from ninja.security import HttpBearer, django_auth
 
 from accounts.models import ApiToken
 from accounts.ratelimit import limit_run_creation
+from core.errors import ArborError, NotFound
 
 from . import context as ctx
 from . import services
-from core.errors import ArborError, NotFound
 from .models import Message, Run, Session, Step, StepKind
 from .selectors import get_run_for, get_session_for
 from .sse import sse_response
@@ -55,12 +55,14 @@ def _validation_error(request, exc: ValidationError):
     for error in exc.errors:
         where = ".".join(str(p) for p in error.get("loc", []) if p not in ("body", "payload"))
         parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-    return api.create_response(request, {"detail": "; ".join(parts) or "invalid request", "errors": exc.errors}, status=400)
+    body = {"detail": "; ".join(parts) or "invalid request", "errors": exc.errors}
+    return api.create_response(request, body, status=400)
 
 
 @api.exception_handler(AuthenticationError)
 def _auth_error(request, exc):
-    return api.create_response(request, {"detail": "Authentication required: log in or send a Bearer token."}, status=401)
+    body = {"detail": "Authentication required: log in or send a Bearer token."}
+    return api.create_response(request, body, status=401)
 
 
 # --- schemas --------------------------------------------------------------------------------------
@@ -173,7 +175,8 @@ def _session_out(session: Session) -> dict:
 
 def run_out(run: Run) -> dict:
     texts = dict(
-        Message.objects.filter(run=run, role__in=["user", "assistant"]).order_by("position").values_list("role", "content")
+        Message.objects.filter(run=run, role__in=["user", "assistant"]).order_by("position")
+        .values_list("role", "content")
     )
     return {
         "run_id": run.pk, "session_id": run.session_id, "parent_run_id": run.parent_run_id,
@@ -268,22 +271,26 @@ def get_run(request, run_id: str):
 @api.get("/runs/{run_id}/context", response=ContextOut, tags=["runs"])
 def get_run_context(request, run_id: str):
     """Exactly what the run's (last) model call sent: rebuilt from the stored spec and checked
-    against the SHA-256 recorded when it was sent (``verified``). 409 before the first call."""
+    against the SHA-256 recorded when it was sent (``verified``; False when none was recorded).
+    409 before the first call; 500 when the stored spec no longer rebuilds."""
     run = get_run_for(request.auth, run_id)
     step = Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id").first()
     if step is None:
         raise HttpError(409, "This run has not called the model yet.")
-    messages = ctx.rebuild(run, step.request["context"])
-    sha = ctx.digest(messages)
+    checked = ctx.verify(run, step.request)
+    if checked["messages"] is None:
+        raise HttpError(500, f"This call's context could not be rebuilt: {checked['error'] or 'no stored spec'}.")
     return {
         "model": step.request.get("model", run.model), "params": step.request.get("params", {}),
-        "messages": messages, "sha256": sha, "verified": sha == step.request.get("sha256"),
+        "messages": checked["messages"], "sha256": checked["sha256"], "verified": bool(checked["verified"]),
     }
 
 
-@api.get("/runs/{run_id}/events", tags=["runs"], response={200: None},
-         openapi_extra={"responses": {200: {"description": "text/event-stream of `status`, `delta`, `restart` and `done` events",
-                                            "content": {"text/event-stream": {}}}}})
+EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`, `delta`, `restart` and `done` events",
+                                  "content": {"text/event-stream": {}}}}}
+
+
+@api.get("/runs/{run_id}/events", tags=["runs"], response={200: None}, openapi_extra=EVENTS_DOC)
 def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = get_run_for(request.auth, run_id)

@@ -17,19 +17,18 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum, TextField, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Substr
 
-from .models import Message, Run, Session
+from core.fields import encryption_enabled
+from memory.models import Compaction
+
+from .models import Message, Role, Run, Session, db_uuid
 
 RUN_TABLE = Run._meta.db_table
-
-
-def db_uuid(value):
-    """A UUID as the database stores it (hex on SQLite, native on PostgreSQL)."""
-    return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
 
 
 def as_uuid(value) -> uuid.UUID | None:
@@ -76,17 +75,9 @@ class Turn:
 
     @property
     def tool_calls(self) -> list[dict]:
-        """The run's tool calls paired with their results, in order: ``[{"id", "name", "arguments",
-        "result"}]`` (from the messages already loaded, no query)."""
-        results = {m.tool_call_id: m.content for m in self.messages if m.role == "tool"}
-        calls = []
-        for m in self.messages:
-            if m.role == "assistant" and m.tool_calls:
-                for call in m.tool_calls:
-                    function = call.get("function") or {}
-                    calls.append({"id": call.get("id"), "name": function.get("name"),
-                                  "arguments": function.get("arguments"), "result": results.get(call.get("id"))})
-        return calls
+        """The run's tool calls paired with their results (see :func:`pair_tool_calls`; from the
+        messages already loaded, no query)."""
+        return pair_tool_calls(self.messages)
 
     @property
     def answer(self) -> Message | None:
@@ -95,6 +86,38 @@ class Turn:
             if m.role == "assistant":
                 found = m
         return found
+
+
+def pair_tool_calls(messages: list[Message]) -> list[dict]:
+    """The tool calls of ``messages`` (assistant messages with ``tool_calls``) paired with their
+    results (tool messages answering them by ``tool_call_id``), in call order:
+    ``[{"id", "name", "arguments" (the JSON text the model sent), "result" (str, None if unanswered)}]``."""
+    results = {m.tool_call_id: m.content for m in messages if m.role == Role.TOOL}
+    calls = []
+    for message in messages:
+        if message.role == Role.ASSISTANT and message.tool_calls:
+            for call in message.tool_calls:
+                function = call.get("function") or {}
+                calls.append({"id": call.get("id"), "name": function.get("name"),
+                              "arguments": function.get("arguments"), "result": results.get(call.get("id"))})
+    return calls
+
+
+def compactions_by_run(run_ids) -> dict:
+    """``{run_id: [Compaction, oldest first]}`` of the runs ``run_ids`` (a list of ids or a query
+    of ids): one query. Runs without a compaction are absent."""
+    by_run: dict = {}
+    for compaction in Compaction.objects.filter(run_id__in=run_ids).order_by("created_at"):
+        by_run.setdefault(compaction.run_id, []).append(compaction)
+    return by_run
+
+
+def attach_compactions(turns: list[Turn]) -> None:
+    """Set ``turn.compactions``: the compaction records attached to each turn's run (one query, none
+    for no turns), shown as expandable summary markers where they stand."""
+    by_run = compactions_by_run([t.run.pk for t in turns]) if turns else {}
+    for turn in turns:
+        turn.compactions = by_run.get(turn.run.pk, [])
 
 
 def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[Turn]:
@@ -430,8 +453,6 @@ def attach_previews(items: list[Item], length: int = 90) -> None:
             nodes[item.node.uid] = item.node
     if not nodes:
         return
-    from core.fields import encryption_enabled
-
     if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
         inputs = dict(Message.objects.filter(run_id__in=list(nodes), position=0).values_list("run_id", "content"))
         rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
@@ -465,20 +486,17 @@ def search_sessions(sessions, query: str):
 
     PostgreSQL: full-text search (``websearch_to_tsquery`` against ``to_tsvector('english', …)``
     via django.contrib.postgres.search; the messages side is served by the GIN index
-    ``message_content_fts``), plus a substring match on the title. SQLite: every word must occur (case-insensitively) in the title or in a message.
+    ``message_content_fts``), plus a substring match on the title. SQLite: every word must occur
+    (case-insensitively) in the title or in a message.
     """
     query = " ".join((query or "").split())[:200]
     if not query:
         return sessions
-    from core.fields import encryption_enabled
-
     if encryption_enabled():  # message text is ciphertext in the database: titles only
         for word in query.split()[:8]:
             sessions = sessions.filter(title__icontains=word)
         return sessions
     if connection.vendor == "postgresql":
-        from django.contrib.postgres.search import SearchQuery, SearchVector
-
         tsquery = SearchQuery(query, config="english", search_type="websearch")
         message_hits = (
             Message.objects.annotate(v=SearchVector("content", config="english")).filter(v=tsquery)

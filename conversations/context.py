@@ -107,3 +107,27 @@ def rebuild(run: Run, spec_json: dict) -> list[dict]:
     """The exact messages a model call of ``run`` sent, from the spec its step stored."""
     spec = ContextSpec.from_json(spec_json)
     return render(spec, run, path_messages(run))
+
+
+def verify(run: Run, request: dict | None) -> dict:
+    """Rebuild a model call's exact messages and check them against the digest stored when sent.
+
+    ``request``: the ``Step.request`` of one of ``run``'s ``llm_call`` steps (its ``"context"`` is
+    the :class:`ContextSpec` JSON, its ``"sha256"`` the digest of the messages sent).
+
+    Returns ``{"messages": list[dict] | None, "sha256": str | None, "verified": bool | None,
+    "error": str | None}``: ``verified`` is True/False when a digest was stored, None when not (or
+    when the step stored no spec, then ``messages`` is None too). A rebuild that fails never
+    raises: ``error`` says why (``"ExceptionType: message"``), ``verified`` is False.
+    """
+    request = request or {}
+    spec = request.get("context")
+    if not isinstance(spec, dict):
+        return {"messages": None, "sha256": None, "verified": None, "error": None}
+    try:
+        messages = rebuild(run, spec)
+    except Exception as exc:  # noqa: BLE001 - a stored spec may no longer rebuild: report it, never crash
+        return {"messages": None, "sha256": None, "verified": False, "error": f"{type(exc).__name__}: {exc}"}
+    sha = digest(messages)
+    expected = request.get("sha256")
+    return {"messages": messages, "sha256": sha, "verified": (sha == expected) if expected else None, "error": None}

@@ -96,7 +96,7 @@ def Q_session(session: Session) -> models.Q:  # noqa: N802 - reads like a Q obje
     return models.Q(session_id=session.pk)
 
 
-def _db_uuid(value) -> str | uuid.UUID:
+def db_uuid(value) -> str | uuid.UUID:
     """A UUID as the database stores it (hex without dashes on SQLite, native on PostgreSQL)."""
     return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
 
@@ -122,7 +122,7 @@ def _path_cte() -> str:
 def _ancestor_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
     """Ids of a run's ancestors, root included, by one recursive CTE walking ``parent_run_id`` up."""
     sql = _path_cte() + " SELECT id FROM path" + ("" if inclusive else " WHERE id <> %s")
-    params = [_db_uuid(run_id)] if inclusive else [_db_uuid(run_id), _db_uuid(run_id)]
+    params = [db_uuid(run_id)] if inclusive else [db_uuid(run_id), db_uuid(run_id)]
     return RawSQL(sql, params)
 
 
@@ -136,7 +136,7 @@ def _descendant_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
         f" SELECT r.id FROM {table} r JOIN sub s ON r.parent_run_id = s.id"
         f") SELECT id FROM sub" + ("" if inclusive else " WHERE id <> %s")
     )
-    params = [_db_uuid(run_id)] if inclusive else [_db_uuid(run_id), _db_uuid(run_id)]
+    params = [db_uuid(run_id)] if inclusive else [db_uuid(run_id), db_uuid(run_id)]
     return RawSQL(sql, params)
 
 
@@ -314,7 +314,7 @@ class MessageQuerySet(models.QuerySet):
             _path_cte() + f" SELECT {cols}, p.depth FROM {table} m JOIN path p ON m.run_id = p.id"
             + ("" if inclusive else " WHERE p.id <> %s") + " ORDER BY p.depth, m.position"
         )
-        params = [_db_uuid(_pk(run))] if inclusive else [_db_uuid(_pk(run)), _db_uuid(_pk(run))]
+        params = [db_uuid(_pk(run))] if inclusive else [db_uuid(_pk(run)), db_uuid(_pk(run))]
         fields = {f.column: f for f in Message._meta.concrete_fields}
         conn = connections[self.db]
         # Columns whose field converts database values (JSON, UUID on SQLite, encrypted text, ...).

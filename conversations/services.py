@@ -1,5 +1,5 @@
-"""Request-side actions on sessions and runs: create, rename, delete, fork, show a branch, start,
-regenerate, edit and cancel runs. The execution of a run in a worker is :mod:`engine.execute`.
+"""Request-side actions on sessions and runs: create, rename, delete, fork, show a branch, rewind;
+start, regenerate, edit and cancel runs. The execution of a run in a worker is :mod:`engine.execute`.
 
 Functions here are keyword-only, typed and transactional (HackSoft's Django style guide); work for
 a worker is enqueued with ``transaction.on_commit`` so a task never sees an uncommitted run.
@@ -94,6 +94,22 @@ def session_set_active(*, session: Session, run: Run) -> Run:
     Session.objects.filter(pk=session.pk).update(active_run=leaf)
     session.active_run = leaf
     return leaf
+
+
+@transaction.atomic
+@audited("session.rewind")
+def session_rewind(*, session: Session, run: Run) -> Run:
+    """Continue from here: the branch shown ends at ``run`` itself (unlike
+    :func:`session_set_active`, which opens the newest leaf below it); the session's next run
+    branches from it. Returns ``run``.
+
+    Raises NotFound when ``run`` is not in the session's tree.
+    """
+    if not session.can_branch_from(run):
+        raise NotFound("That run is not part of this session.")
+    Session.objects.filter(pk=session.pk).update(active_run=run)
+    session.active_run = run
+    return run
 
 
 # --- runs -----------------------------------------------------------------------------------------

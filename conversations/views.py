@@ -1,8 +1,10 @@
 """HTML pages: function views, HTMX partials (``template#partial``), real hrefs everywhere.
 
 Every view checks ownership itself (404 for other users' sessions and runs), never only in a
-template. Reads go through :mod:`conversations.browse` (constant query counts at any depth); writes
-through :mod:`conversations.services`.
+template: lookups go through :mod:`conversations.selectors`, whose NotFound the site's
+``core.middleware.NotFoundMiddleware`` answers with the 404 page. Ids in paths are ``<uuid:…>``
+(a malformed id is a 404 before any view runs). Reads go through :mod:`conversations.browse`
+(constant query counts at any depth); writes through :mod:`conversations.services`.
 
 Pages: the sessions list (search, rename, delete with undo), the chat (the active branch, newest
 turns first, older ones loaded on scroll), the tree view (lazy subtrees). Actions on a turn: edit,
@@ -16,7 +18,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,13 +25,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
-from audit.log import record as audit_record
+from core.errors import ArborError, InvalidInput, NotFound
+from core.fields import encryption_enabled
 from memory.models import Agent
 
 from . import browse, services
-from .selectors import get_run_for, get_session_for
-from core.errors import ArborError, InvalidInput, NotFound
 from .models import ACTIVE_STATUSES, Run, Session
+from .selectors import get_run_for, get_session_for
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
@@ -39,21 +40,14 @@ TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show mo
 SESSIONS_PER_PAGE = 50
 
 
-def _session_or_404(request, session_id) -> Session:
-    try:
-        return get_session_for(request.user, session_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+def _branch_run(request, session: Session, run_id) -> Run:
+    """A run of ``session``'s tree (its own or, for a fork, a shared ancestor) owned by the user.
 
-
-def _run_or_404(request, session: Session, run_id) -> Run:
-    """A run of ``session``'s tree (its own or, for a fork, a shared ancestor) owned by the user."""
-    try:
-        run = get_run_for(request.user, run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    Raises NotFound (the 404 page) otherwise, also for a malformed id given in a query string.
+    """
+    run = get_run_for(request.user, run_id)
     if not session.can_branch_from(run):
-        raise Http404("That run is not part of this session.")
+        raise NotFound("That run is not part of this session.")
     return run
 
 
@@ -90,8 +84,6 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
-    from core.fields import encryption_enabled
-
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
     context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
@@ -116,7 +108,7 @@ def _row(request, session: Session) -> HttpResponse:
 
 @require_POST
 def session_rename(request: HttpRequest, session_id) -> HttpResponse:
-    session = _session_or_404(request, session_id)
+    session = get_session_for(request.user, session_id)
     try:
         services.session_rename(session=session, title=request.POST.get("title", ""))
     except ArborError as exc:
@@ -131,7 +123,7 @@ def session_rename(request: HttpRequest, session_id) -> HttpResponse:
 @require_POST
 def session_delete(request: HttpRequest, session_id) -> HttpResponse:
     """Soft-delete; the owner can undo it for ARBOR_UNDO_DELETE_SECONDS (then it stays hidden)."""
-    session = _session_or_404(request, session_id)
+    session = get_session_for(request.user, session_id)
     services.session_delete(session=session)
     if _is_partial(request):
         return render(request, "conversations/session_list.html#deleted_row", {"s": session})
@@ -141,12 +133,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
 
 @require_POST
 def session_restore(request: HttpRequest, session_id) -> HttpResponse:
-    try:
-        session = Session.objects.owned_by(request.user).filter(
-            pk=browse.as_uuid(session_id), deleted_at__gte=_undo_cutoff(),
-        ).first()
-    except ValueError:
-        session = None
+    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=_undo_cutoff()).first()
     if session is None:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)
@@ -156,25 +143,6 @@ def session_restore(request: HttpRequest, session_id) -> HttpResponse:
 
 
 # --- the chat -------------------------------------------------------------------------------------
-
-def attach_compactions(turns: list) -> None:
-    """Set ``turn.compactions``: the compaction records attached to each turn's run (one query),
-    shown as expandable summary markers where they stand."""
-    from memory.models import Compaction
-
-    by_run: dict = {}
-    if turns:
-        for c in Compaction.objects.filter(run_id__in=[t.run.pk for t in turns]).order_by("created_at"):
-            by_run.setdefault(c.run_id, []).append(c)
-    for turn in turns:
-        turn.compactions = by_run.get(turn.run.pk, [])
-
-
-def export_links(session: Session) -> list[tuple[str, str]]:
-    from archive.views import export_links as archive_export_links
-
-    return archive_export_links(session)
-
 
 def _chat_context(request, session: Session, *, reach_depth: int | None = None) -> dict:
     """The chat page's context: the newest CHAT_WINDOW turns of the active branch (reaching back to
@@ -186,7 +154,7 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
             leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
             limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
         turns = browse.branch_window(session, session.active_run_id, limit)
-        attach_compactions(turns)
+        browse.attach_compactions(turns)
     agents = list(_agents_for(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
     source = None
@@ -203,14 +171,13 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "source_run": source,
         "source_alive": bool(source and source.session.deleted_at is None),
         "active_statuses": ACTIVE_STATUSES,
-        "export_links": export_links(session),
         "any_active": any(t.run.status in ACTIVE_STATUSES for t in turns[-1:]),
     }
 
 
 @require_GET
 def session_detail(request: HttpRequest, session_id) -> HttpResponse:
-    session = _session_or_404(request, session_id)
+    session = get_session_for(request.user, session_id)
     reach = None
     at = request.GET.get("at")
     if at:
@@ -228,10 +195,10 @@ def session_detail(request: HttpRequest, session_id) -> HttpResponse:
 def session_older(request: HttpRequest, session_id) -> HttpResponse:
     """Turns above ``?before=<run_id>`` on the active branch (CHAT_WINDOW of them): a partial that
     replaces the "older turns" loader for htmx, a page of its own without JavaScript."""
-    session = _session_or_404(request, session_id)
-    before = _run_or_404(request, session, request.GET.get("before", ""))
+    session = get_session_for(request.user, session_id)
+    before = _branch_run(request, session, request.GET.get("before", ""))
     turns = browse.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
-    attach_compactions(turns)
+    browse.attach_compactions(turns)
     context = {
         "session": session, "turns": turns, "active_statuses": ACTIVE_STATUSES,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
@@ -244,7 +211,8 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
 def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpResponse:
     if _is_partial(request):
         session.refresh_from_db()  # the first message names an untitled session: refresh the heading too
-        return render(request, "conversations/session.html#thread", {**_chat_context(request, session), "oob_title": True})
+        context = {**_chat_context(request, session), "oob_title": True}
+        return render(request, "conversations/session.html#thread", context)
     url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
     if anchor_run_id is not None:
         url += f"?at={anchor_run_id}#turn-{anchor_run_id}"
@@ -255,8 +223,8 @@ def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpRe
 def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Open the branch through a run (a sibling arrow or a tree node): the newest run below it
     becomes the session's active run, so the choice survives reloads and other devices."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     leaf = browse.newest_leaf_below(session, run)
     services.session_set_active(session=session, run=leaf)
     if _is_partial(request):
@@ -282,11 +250,11 @@ def _agent_from(request) -> Agent | None:
 @require_POST
 @limit_run_creation
 def run_create(request: HttpRequest, session_id) -> HttpResponse:
-    session = _session_or_404(request, session_id)
+    session = get_session_for(request.user, session_id)
     kwargs = {}
     parent_id = request.POST.get("parent_run_id")
     if parent_id:
-        kwargs["parent"] = _run_or_404(request, session, parent_id)
+        kwargs["parent"] = _branch_run(request, session, parent_id)
     try:
         services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request), **kwargs)
     except ArborError as exc:
@@ -298,8 +266,8 @@ def run_create(request: HttpRequest, session_id) -> HttpResponse:
 @limit_run_creation
 def run_edit(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Edit a user message: a sibling run with the new input, shown at once."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     try:
         new = services.run_edit(run=run, input=request.POST.get("input", ""), session=session)
     except ArborError as exc:
@@ -311,8 +279,8 @@ def run_edit(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @limit_run_creation
 def run_regenerate(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Regenerate an answer (or retry a failed run): a sibling with the same input."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     try:
         new = services.run_regenerate(run=run, session=session)
     except ArborError as exc:
@@ -323,19 +291,17 @@ def run_regenerate(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_POST
 def run_rewind(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Continue from here: the branch shown ends at this run; the next message branches from it."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
-    Session.objects.filter(pk=session.pk).update(active_run=run)
-    audit_record("session.rewind", target=run, details={"session_id": session.pk})
-    session.active_run = run
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    services.session_rewind(session=session, run=run)
     return _thread_or_redirect(request, session, run.pk)
 
 
 @require_POST
 def run_fork(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Fork to a new session that continues from this run (its earlier turns are shared)."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     try:
         fork = services.session_fork(run=run, owner=request.user)
     except ArborError as exc:
@@ -350,8 +316,8 @@ def run_fork(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_POST
 def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     try:
         services.run_cancel(run=run)
     except ArborError as exc:
@@ -367,19 +333,19 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_GET
 def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     return sse_response(run.pk, request.headers.get("Last-Event-ID"), html=True)
 
 
 @require_GET
 def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
-    session = _session_or_404(request, session_id)
-    run = _run_or_404(request, session, run_id)
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
     turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
     browse.attach_siblings(session, [turn])
-    attach_compactions([turn])
+    browse.attach_compactions([turn])
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
         context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
@@ -392,7 +358,7 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
 def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     """The session as a tree. ``?root=<run_id>``: only the subtree below that run (how a "show
     more" link loads); ``?chain=<run_id>&n=<count>``: an elided straight stretch of runs."""
-    session = _session_or_404(request, session_id)
+    session = get_session_for(request.user, session_id)
     skeleton = browse.tree_skeleton(session)
     root_id, chain_id = request.GET.get("root"), request.GET.get("chain")
     mode = "tree"

@@ -11,8 +11,11 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Run, RunStatus, Step, StepKind
+from tests.audit import conftest as audit_fixtures
 from tests.conftest import wait_for
 from tests.factories import RunFactory, SessionFactory
+
+superuser, other_tree = audit_fixtures.superuser, audit_fixtures.other_tree  # the staff user and another user's tree
 
 
 @pytest.mark.django_db

@@ -126,7 +126,7 @@ def tree_items(context, items) -> str:
         elif kind == "more":
             url = f"{tree_url}?root={n.uid}"
             label = escape(_truncate(n.preview or "(empty)", 60))
+            runs = f'{item.count} run{"s" if item.count != 1 else ""}'
             add(f'<li class="branch more"><a href="{url}" hx-get="{url}" hx-target="closest li" hx-swap="outerHTML">'
-                f'&#9656; Other version of turn #{n.depth + 1}: {label} · {item.count} run{"s" if item.count != 1 else ""}'
-                f' not shown yet</a></li>\n')
+                f'&#9656; Other version of turn #{n.depth + 1}: {label} · {runs} not shown yet</a></li>\n')
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped above

@@ -9,17 +9,20 @@
 - ``{% tool_traffic run %}``: the run's tool calls and results, folded (``<details>``).
 
 All output is escaped by the templates; numbers come from the stored steps, so rendering never
-calls the model or its tokenizer.
+calls the model or its tokenizer. Pairing tool calls with results and finding a run's compactions
+are :func:`conversations.browse.pair_tool_calls` and :func:`conversations.browse.compactions_by_run`
+(the chat page uses them directly, through ``Turn.tool_calls`` and ``browse.attach_compactions``).
 """
 
 from __future__ import annotations
 
 from django import template
 
-from conversations.models import Message, Role, Run, Step, StepKind
+from memory.models import Compaction, CompactionStatus
+from memory.policy import budget_for, policy_for
 
-from ..policy import budget_for, policy_for
-from ..models import Compaction, CompactionStatus
+from ..browse import compactions_by_run, pair_tool_calls
+from ..models import Message, Run, Step, StepKind
 
 register = template.Library()
 
@@ -74,10 +77,7 @@ def summary_marker(context, run):
     cache = context.render_context.setdefault("memory_compactions", {})
     session_id = getattr(run, "session_id", None)
     if session_id not in cache:
-        rows: dict = {}
-        for c in Compaction.objects.filter(run__session_id=session_id).order_by("created_at"):
-            rows.setdefault(c.run_id, []).append(c)
-        cache[session_id] = rows
+        cache[session_id] = compactions_by_run(Run.objects.filter(session_id=session_id).values("pk"))
     return {"run": run, "compactions": cache[session_id].get(getattr(run, "pk", None), [])}
 
 
@@ -85,13 +85,4 @@ def summary_marker(context, run):
 def tool_traffic(run):
     """The run's tool calls (assistant messages with ``tool_calls``) and their results, in order."""
     messages = list(Message.objects.filter(run=run, position__gte=1).order_by("position"))
-    results = {m.tool_call_id: m for m in messages if m.role == Role.TOOL}
-    calls = []
-    for message in messages:
-        if message.role == Role.ASSISTANT and message.tool_calls:
-            for call in message.tool_calls:
-                function = call.get("function") or {}
-                result = results.get(call.get("id"))
-                calls.append({"id": call.get("id"), "name": function.get("name"), "arguments": function.get("arguments"),
-                              "result": result.content if result else None})
-    return {"run": run, "calls": calls}
+    return {"run": run, "calls": pair_tool_calls(messages)}
