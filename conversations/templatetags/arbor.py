@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import nh3
 from django import template
+from django.urls import reverse
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from markdown_it import MarkdownIt
 from pygments import highlight
@@ -80,9 +82,6 @@ def _truncate(text: str, n: int) -> str:
 @register.simple_tag(takes_context=True)
 def tree_items(context, items) -> str:
     """HTML of :class:`conversations.browse.Item` tokens (``<li>`` elements, well nested)."""
-    from django.urls import reverse
-    from django.utils.html import escape
-
     session = context["session"]
     open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])
     tree_url = reverse("conversations:session_tree", args=[session.pk])
