@@ -12,7 +12,6 @@ constraint backs that up, so a redelivered task or a duplicate signal never star
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from conversations import services as conv
 from core.errors import Conflict, InvalidInput, NotFound
+from core.params import clean_params
 from conversations.models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
@@ -33,14 +33,6 @@ from .models import (
 log = logging.getLogger(__name__)
 
 COMPARE_NAME_MARK = " · compare "  # between a variant agent's label and its comparison tag
-PARAM_RANGES: dict[str, tuple[type, float, float]] = {
-    "temperature": (float, 0.0, 2.0),
-    "top_p": (float, 0.0, 1.0),
-    "max_tokens": (int, 1, 131_072),
-    "seed": (int, -(2**31), 2**31 - 1),
-    "presence_penalty": (float, -2.0, 2.0),
-    "frequency_penalty": (float, -2.0, 2.0),
-}
 
 
 @dataclass
@@ -48,8 +40,9 @@ class VariantSpec:
     """One variant as the user gave it.
 
     Either ``agent`` (an existing :class:`memory.models.Agent` the user may use, taken as is) or
-    the fields below, from which a new agent owned by the user is created. ``params``: keys of
-    ``PARAM_RANGES`` (temperature, top_p, max_tokens, seed, presence/frequency penalty).
+    the fields below, from which a new agent owned by the user is created. ``params``: model
+    parameters, validated by :func:`core.params.clean_params` (temperature, top_p, max_tokens,
+    seed, presence/frequency penalty, stop).
     ``memory_window_size``: None keeps all messages, 0 none, N the newest N.
     """
 
@@ -63,30 +56,6 @@ class VariantSpec:
 
 
 # --- configuration ---------------------------------------------------------------------------------
-
-def clean_params(params: dict | None) -> dict:
-    """Validated sampling parameters (types and ranges of ``PARAM_RANGES``); None values dropped.
-
-    Raises InvalidInput for an unknown key or a value of the wrong type or out of range.
-    """
-    out = {}
-    for key, value in (params or {}).items():
-        if value is None or value == "":
-            continue
-        if key not in PARAM_RANGES:
-            raise InvalidInput(f"unknown parameter: {key}")
-        kind, low, high = PARAM_RANGES[key]
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{key} must be a number") from None
-        if kind is float and not math.isfinite(number):
-            raise InvalidInput(f"{key} must be a finite number")
-        if not low <= number <= high:
-            raise InvalidInput(f"{key} must be between {low:g} and {high:g}")
-        out[key] = number
-    return out
-
 
 def agent_config(agent: Agent) -> dict:
     """The configuration of an agent that a comparison compares (and fingerprints)."""
@@ -175,6 +144,42 @@ def replay_prompts(*, branch_point: Run, source_run: Run) -> list[str]:
     return [content for _, depth, content in rows if depth > branch_point.depth]
 
 
+def _clean_labels(variants: list[VariantSpec]) -> list[str]:
+    """The variants' labels, stripped. Raises InvalidInput unless there are 2–4 variants with
+    non-empty labels of at most 100 characters, different from each other ignoring case."""
+    if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
+        raise InvalidInput(f"A comparison has {MIN_VARIANTS} to {MAX_VARIANTS} variants.")
+    labels = [(spec.label or "").strip() for spec in variants]
+    if any(not label for label in labels):
+        raise InvalidInput("Every variant needs a label.")
+    if any(len(label) > 100 for label in labels):
+        raise InvalidInput("A label is longer than 100 characters.")
+    if len({label.lower() for label in labels}) != len(labels):
+        raise InvalidInput("Labels must be different from each other.")
+    return labels
+
+
+def _prompts(*, session: Session, branch_point: Run, mode: str, prompt: str,
+             source_run: Run | None) -> tuple[list[str], Run | None]:
+    """``(prompts, source_run)`` of a new comparison: the one ``prompt`` (no source run) for
+    ``new_prompt``, the replayed user turns for ``replay``. Raises InvalidInput and NotFound as
+    :func:`comparison_start` describes."""
+    if mode == Mode.NEW_PROMPT:
+        return [conv._clean_input(prompt)], None
+    if mode != Mode.REPLAY:
+        raise InvalidInput("mode must be new_prompt or replay")
+    if source_run is None:
+        raise InvalidInput("Choose the branch whose turns to replay.")
+    if not session.can_branch_from(source_run):
+        raise NotFound("The branch to replay is not part of this session.")
+    prompts = replay_prompts(branch_point=branch_point, source_run=source_run)
+    if not prompts:
+        raise InvalidInput("That branch has no user turns below the branch point.")
+    if len(prompts) > settings.ARBOR_COMPARE_MAX_REPLAY_TURNS:
+        raise InvalidInput(f"At most {settings.ARBOR_COMPARE_MAX_REPLAY_TURNS} turns can be replayed.")
+    return prompts, source_run
+
+
 @transaction.atomic
 def comparison_start(
     *,
@@ -210,30 +215,9 @@ def comparison_start(
         raise NotFound("That run is not part of this session.")
     if branch_point.status in ACTIVE_STATUSES:
         raise Conflict("The branch point has not finished yet; compare from it once it has.")
-    if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
-        raise InvalidInput(f"A comparison has {MIN_VARIANTS} to {MAX_VARIANTS} variants.")
-    labels = [(spec.label or "").strip() for spec in variants]
-    if any(not label for label in labels):
-        raise InvalidInput("Every variant needs a label.")
-    if any(len(label) > 100 for label in labels):
-        raise InvalidInput("A label is longer than 100 characters.")
-    if len({label.lower() for label in labels}) != len(labels):
-        raise InvalidInput("Labels must be different from each other.")
-    if mode == Mode.NEW_PROMPT:
-        prompts = [conv._clean_input(prompt)]
-        source_run = None
-    elif mode == Mode.REPLAY:
-        if source_run is None:
-            raise InvalidInput("Choose the branch whose turns to replay.")
-        if not session.can_branch_from(source_run):
-            raise NotFound("The branch to replay is not part of this session.")
-        prompts = replay_prompts(branch_point=branch_point, source_run=source_run)
-        if not prompts:
-            raise InvalidInput("That branch has no user turns below the branch point.")
-        if len(prompts) > settings.ARBOR_COMPARE_MAX_REPLAY_TURNS:
-            raise InvalidInput(f"At most {settings.ARBOR_COMPARE_MAX_REPLAY_TURNS} turns can be replayed.")
-    else:
-        raise InvalidInput("mode must be new_prompt or replay")
+    labels = _clean_labels(variants)
+    prompts, source_run = _prompts(session=session, branch_point=branch_point, mode=mode, prompt=prompt,
+                                   source_run=source_run)
     tag_names = clean_tags(tags)
 
     order = list(range(len(variants)))

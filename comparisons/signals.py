@@ -13,14 +13,19 @@ from django.conf import settings
 from django.dispatch import receiver
 
 from conversations.signals import run_finished
+from core import queue
 
 from .models import Mode, VariantRun
 
 log = logging.getLogger(__name__)
 
+ADVANCE_VARIANT = "comparisons.advance_variant"  # the registered name of comparisons.tasks.advance_variant
+
 
 @receiver(run_finished, dispatch_uid="comparisons.advance_replay")
 def advance_replay(sender, run, status, **kwargs) -> None:
+    """When ``run`` answered a replayed turn that is not the last, enqueue the variant's next turn
+    (the run's state is already committed, so it is sent at once)."""
     row = (
         VariantRun.objects.filter(run_id=run.pk, variant__comparison__mode=Mode.REPLAY)
         .values("variant_id", "turn", "variant__comparison__prompts")
@@ -28,9 +33,7 @@ def advance_replay(sender, run, status, **kwargs) -> None:
     )
     if row is None or row["turn"] + 1 >= len(row["variant__comparison__prompts"]):
         return
-    from .tasks import advance_variant
-
     try:
-        advance_variant.apply_async((row["variant_id"], str(run.pk)), queue=settings.ARBOR_RUN_QUEUE)
+        queue.send(ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
     except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)

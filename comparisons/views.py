@@ -28,8 +28,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.ratelimit import limit_run_creation
 from conversations import services as conv
 from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError, NotFound
 from conversations.models import ACTIVE_STATUSES, Message, Run
+from core.errors import ArborError
+from core.prices import run_cost
 
 from . import services, stats
 from .forms import ComparisonForm, variant_forms
@@ -49,37 +50,17 @@ def _comparison_or_404(request, comparison_id) -> Comparison:
     return comparison
 
 
-def _session_or_404(request, session_id):
-    try:
-        return get_session_for(request.user, session_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-
-
-def _run_or_404(request, run_id) -> Run:
-    try:
-        return get_run_for(request.user, run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-
-
 # --- metrics ---------------------------------------------------------------------------------------
 
-def run_cost(run: Run) -> float | None:
-    """USD for a run's usage at ``settings.ARBOR_MODEL_PRICES[run.model]`` (per 1M tokens), or None."""
-    price = settings.ARBOR_MODEL_PRICES.get(run.model)
-    if not price or run.prompt_tokens is None or run.completion_tokens is None:
-        return None
-    return (run.prompt_tokens * float(price.get("prompt", 0)) + run.completion_tokens * float(price.get("completion", 0))) / 1e6
-
-
 def run_metrics(run: Run) -> dict:
+    """A finished run's tokens, seconds to first token and in total, and cost in USD (None when
+    its model has no price, see :mod:`core.prices`)."""
     return {
         "prompt_tokens": run.prompt_tokens,
         "completion_tokens": run.completion_tokens,
         "ttft": run.time_to_first_token_seconds(),
         "latency": run.latency_seconds(),
-        "cost": run_cost(run),
+        "cost": run_cost(run.model, run.prompt_tokens, run.completion_tokens),
     }
 
 
@@ -258,7 +239,7 @@ def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpRespons
     last = VariantRun.objects.filter(variant__comparison=comparison, variant__position=position).order_by("-turn").first()
     if last is None:
         raise Http404("This variant has no run yet.")
-    session = _session_or_404(request, comparison.session_id)
+    session = get_session_for(request.user, comparison.session_id)
     conv.session_set_active(session=session, run=last.run)
     return redirect("conversations:session_detail", session_id=session.pk)
 
@@ -298,12 +279,37 @@ def _source_choices(session, branch_point: Run) -> list[tuple[str, str]]:
     return choices
 
 
+def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) -> tuple[Comparison | None, int]:
+    """Start the comparison the valid forms describe: ``(comparison, 200)``, or ``(None, status)``
+    with the service's refusal added to ``form``. Another user's source run is the 404 page."""
+    source = None
+    if form.cleaned_data["mode"] == Mode.REPLAY:
+        source = get_run_for(request.user, form.cleaned_data["source_run"])
+    try:
+        comparison = services.comparison_start(
+            owner=request.user, session=session, branch_point=branch_point,
+            variants=[f.spec() for f in vforms if f.used], mode=form.cleaned_data["mode"],
+            prompt=form.cleaned_data.get("prompt") or "", source_run=source,
+            blind=form.cleaned_data["blind"], tags=form.cleaned_data.get("tags") or "",
+        )
+    except ArborError as exc:
+        form.add_error(None, exc.message)
+        return None, exc.status
+    return comparison, 200
+
+
+def _known_models() -> list[str]:
+    """Model names to suggest: those with a context window or a price, and the default model."""
+    return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
+                  | {settings.ARBOR_MODEL})
+
+
 @require_http_methods(["GET", "POST"])
 @limit_run_creation
 def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Start a comparison from a run of a session (the branch point)."""
-    session = _session_or_404(request, session_id)
-    branch_point = _run_or_404(request, run_id)
+    session = get_session_for(request.user, session_id)
+    branch_point = get_run_for(request.user, run_id)
     if not session.can_branch_from(branch_point):
         raise Http404("That run is not part of this session.")
     choices = _source_choices(session, branch_point)
@@ -311,26 +317,12 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
     if request.method == "POST":
         form = ComparisonForm(request.POST, source_choices=choices)
         vforms = variant_forms(request.POST, user=request.user)
-        valid = form.is_valid() and all(f.is_valid() for f in vforms)
-        if valid:
-            used = [f for f in vforms if f.used]
-            try:
-                source = None
-                if form.cleaned_data["mode"] == Mode.REPLAY:
-                    source = _run_or_404(request, form.cleaned_data["source_run"])
-                comparison = services.comparison_start(
-                    owner=request.user, session=session, branch_point=branch_point,
-                    variants=[f.spec() for f in used], mode=form.cleaned_data["mode"],
-                    prompt=form.cleaned_data.get("prompt") or "", source_run=source,
-                    blind=form.cleaned_data["blind"], tags=form.cleaned_data.get("tags") or "",
-                )
-            except ArborError as exc:
-                form.add_error(None, exc.message)
-                status = exc.status
-            else:
-                return redirect("comparisons:detail", comparison_id=comparison.pk)
-        else:
+        if not (form.is_valid() and all(f.is_valid() for f in vforms)):
             status = 400
+        else:
+            comparison, status = _start(request, form, vforms, session, branch_point)
+            if comparison is not None:
+                return redirect("comparisons:detail", comparison_id=comparison.pk)
     else:
         initial = {}
         active = session.active_run_id
@@ -340,9 +332,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
     bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
-               "vforms": vforms, "letters": COLUMN_LETTERS,
-               "known_models": sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) |
-                                      set(settings.ARBOR_MODEL_PRICES) | {settings.ARBOR_MODEL})}
+               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models()}
     return render(request, "comparisons/new.html", context, status=status)
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import uuid
 
-from django.conf import settings
 from django.contrib import admin
-from django.db.models import Count, Exists, F, FloatField, IntegerField, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import (
+    Case, Count, Exists, F, FloatField, IntegerField, Max, OuterRef, Q, Subquery, Sum, Value, When,
+)
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 
 from audit.admin_mixins import ReadOnlyAdminMixin, StaffViewAuditMixin
+from core.prices import PER_TOKENS, model_prices
 
 from .models import Message, Run, RunStatus, Session, Step
 
@@ -28,33 +30,19 @@ STATUS_SYMBOLS = {
 }
 
 
-def _prices() -> dict[str, tuple[float, float]]:
-    """``ARBOR_MODEL_PRICES`` as ``{model: (prompt, completion)}`` in USD per million tokens.
-
-    Accepts ``{"m": {"prompt": p, "completion": c}}`` (the comparisons format) and ``{"m": [p, c]}``.
-    """
-    out = {}
-    for model, price in (getattr(settings, "ARBOR_MODEL_PRICES", None) or {}).items():
-        if isinstance(price, dict):
-            out[model] = (float(price.get("prompt", 0) or 0), float(price.get("completion", 0) or 0))
-        elif isinstance(price, (list, tuple)) and len(price) == 2:
-            out[model] = (float(price[0]), float(price[1]))
-    return out
-
-
 def cost_expression(prefix: str = ""):
     """A SQL sum of the cost in USD of runs reached through ``prefix`` (``"runs__"`` from sessions,
-    ``""`` on runs), or None when no prices are configured. Runs of unpriced models cost 0."""
-    prices = _prices()
+    ``""`` on runs), at :func:`core.prices.model_prices` (USD per 1M tokens), or None when no prices
+    are configured. Runs of unpriced models cost 0."""
+    prices = model_prices()
     if not prices:
         return None
-    from django.db.models import Case, When
-
     prompt = Coalesce(F(f"{prefix}prompt_tokens"), 0)
     completion = Coalesce(F(f"{prefix}completion_tokens"), 0)
     whens = [
-        When(**{f"{prefix}model": model}, then=(prompt * Value(p) + completion * Value(c)) / Value(1_000_000.0))
-        for model, (p, c) in prices.items()
+        When(**{f"{prefix}model": model},
+             then=(prompt * Value(price.prompt) + completion * Value(price.completion)) / Value(float(PER_TOKENS)))
+        for model, price in prices.items()
     ]
     return Case(*whens, default=Value(0.0), output_field=FloatField())
 

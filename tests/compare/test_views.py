@@ -259,6 +259,34 @@ def test_metrics_and_cost(client, user, chain, settings):
     assert "2 of 2 answers · 2000 in / 1000 out tokens · 4.50 s</div>" in html  # model-l: no price, no cost
 
 
+def test_a_list_price_renders_the_comparison_page_and_results(client, user, chain, settings):
+    """A price as ``[prompt, completion]`` (the admin's other format) costs the same as the dict:
+    the comparison page shows it, and the results and new-comparison pages still render."""
+    settings.ARBOR_MODEL_PRICES = {"model-s": [1.0, 2.0], "model-l": {"prompt": 1.0, "completion": 2.0}}
+    session, runs = chain
+    client.force_login(user)
+    comparison = services.comparison_start(
+        owner=user, session=session, branch_point=runs[2], prompt="price me",
+        variants=[VariantSpec(label="s", model="model-s"), VariantSpec(label="l", model="model-l")],
+    )
+    for vr in VariantRun.objects.filter(variant__comparison=comparison).select_related("run"):
+        finish_run(vr.run, prompt_tokens=1000, completion_tokens=500)
+    response = client.get(reverse("comparisons:detail", args=[comparison.pk]))
+    assert response.status_code == 200
+    assert response.content.decode().count("$0.002000") == 2  # 1000 × $1/1M + 500 × $2/1M, in both cells
+    services.vote_cast(comparison=comparison, turn=0, choice="a_better")
+    assert client.get(reverse("comparisons:results")).status_code == 200
+    page = client.get(reverse("comparisons:new", args=[session.pk, runs[2].pk]))
+    assert page.status_code == 200 and "model-s" in page.content.decode()
+
+
+def test_other_users_session_or_run_is_the_404_page(client, other_user, chain):
+    """Starting a comparison from another user's session or run answers the site's 404 page."""
+    session, runs = chain
+    client.force_login(other_user)
+    assert client.get(reverse("comparisons:new", args=[session.pk, runs[2].pk])).status_code == 404
+
+
 def make_results(user, chain):
     """Two non-blind comparisons of the same two configurations and one blind unrevealed one.
 
