@@ -1,4 +1,6 @@
-"""``DatabaseMemoryStore``: the dashboard's own tables (conversations.Run / conversations.Message).
+"""``DatabaseMemoryStore``: a :class:`memory.stores.MemoryStore` over the dashboard's own tables
+(conversations.Run / conversations.Message). It lives here, with the tables it reads, so that the
+store library in :mod:`memory.stores` never imports the conversations app.
 
 A store is a branch of the conversation tree seen through one ``memory_id``:
 
@@ -31,11 +33,21 @@ from django.db.models import Max, Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from conversations.models import FINISHED_STATUSES, Message, Role, Run, RunStatus, Session
+from core.fields import encryption_enabled
 from memory.models import DEFAULT_MEMORY_ID
+from memory.semantic import rank_messages
+from memory.stores.base import (
+    MemoryMessage,
+    MemoryStore,
+    MemoryStoreError,
+    _parse_dt,
+    bm25_rank,
+    check_page,
+    check_roles,
+)
+from memory.stores.models import MemoryStoreSession
 
-from .base import MemoryMessage, MemoryStore, MemoryStoreError, _parse_dt, bm25_rank, check_page, check_roles
-from .models import MemoryStoreSession
+from .models import FINISHED_STATUSES, Message, Role, Run, RunStatus, Session
 
 STORE_MODEL = "memory-store"
 
@@ -111,6 +123,8 @@ class DatabaseMemoryStore(MemoryStore):
     ``Session.DoesNotExist``/``Run.DoesNotExist`` when they are not found (or not the user's),
     ValueError for a bad ``memory_id`` or no scope at all.
     """
+
+    thread_sensitive = True  # the ORM: AsyncMemoryStore runs it in Django's one sync thread
 
     def __init__(self, memory_id: str = DEFAULT_MEMORY_ID, *, user=None, session: Session | str | None = None,
                  run: Run | str | None = None, **kwargs):
@@ -214,12 +228,12 @@ class DatabaseMemoryStore(MemoryStore):
             raise ValueError("top_k must be a non-negative integer")
         if top_k == 0 or not (query or "").strip():
             return []
-        scope = self._scope().exclude(content="") if not _encrypted() else self._scope()
+        scope = self._scope().exclude(content="") if not encryption_enabled() else self._scope()
         if self.embedder is not None:
-            from memory.semantic import rank_messages
-
-            return [(_to_memory(m), score) for m, score in rank_messages(scope, query, top_k, embedder=self.embedder)]
-        if connection.vendor == "postgresql" and not _encrypted():
+            ranked = rank_messages(scope.select_related("run__session"), query, top_k, embedder=self.embedder)
+            return [(_to_memory(m), score) for m, score in ranked]
+        if connection.vendor == "postgresql" and not encryption_enabled():
+            # PostgreSQL only (needs psycopg): imported where it is used
             from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
             vector = SearchVector("content", config="english")
@@ -228,10 +242,4 @@ class DatabaseMemoryStore(MemoryStore):
                      .order_by("-rank", "-run__depth", "-position")[:top_k])
             return [(_to_memory(m), float(m.rank)) for m in found]
         return bm25_rank(query, [m for m in self._all() if m.content], top_k)
-
-
-def _encrypted() -> bool:
-    from core.fields import encryption_enabled
-
-    return encryption_enabled()
 

@@ -1,3 +1,6 @@
+"""URLs of memory search (:mod:`conversations.search_views`), mounted at ``memory/`` under the
+namespace ``memory`` (``memory:search``, ``memory:branch``)."""
+
 from django.urls import path
 
 from . import search_views
@@ -5,6 +8,6 @@ from . import search_views
 app_name = "memory"
 
 urlpatterns = [
-    path("search/", search_views.search, name="search"),
-    path("branch/<str:run_id>/", search_views.branch, name="branch"),
+    path("search/", search_views.search_page, name="search"),
+    path("branch/<uuid:run_id>/", search_views.branch, name="branch"),
 ]

@@ -27,14 +27,13 @@ class CompactionAdmin(ReadOnlyAdminMixin, StaffViewAuditMixin, admin.ModelAdmin)
 
     list_display = ("id", "run", "memory_id", "status", "from_depth", "model", "tokens_before", "tokens_after",
                     "created_at", "finished_at")
-    list_select_related = ("run",)
+    list_select_related = ("run__session",)
     list_filter = ("status", "memory_id", "created_at")
     search_fields = ("summary", "=run__id")
 
     def audit_owner_id(self, obj):
-        from conversations.models import Session
-
-        return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
+        """The owner of the compacted run's session (through the relations: no conversations import)."""
+        return obj.run.session.owner_id
 
 
 class _ReadOnly(ReadOnlyAdminMixin, StaffViewAuditMixin, admin.ModelAdmin):

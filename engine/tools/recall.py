@@ -1,8 +1,8 @@
-"""``recall``: semantic search over the user's past messages (:mod:`memory.semantic`)."""
+"""``recall``: semantic search over the user's past messages (:func:`conversations.search.search_messages`)."""
 
 from __future__ import annotations
 
-from memory import semantic
+from conversations.search import search_messages
 
 from .registry import Tool, ToolContext, ToolError, register
 
@@ -15,7 +15,7 @@ def _recall(context: ToolContext, args: dict) -> str:
     if not isinstance(top_k, int) or not 1 <= top_k <= 20:
         top_k = 5
     try:
-        hits = semantic.search_messages(user=context.run.session.owner, query=query, top_k=top_k + 2)
+        hits = search_messages(user=context.run.session.owner, query=query, top_k=top_k + 2)
     except ValueError as exc:
         raise ToolError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - SemanticSearchUnavailable and the like: the message says why

@@ -1,13 +1,15 @@
 """Memory stores for Python code: one interface (:class:`MemoryStore`, :class:`AsyncMemoryStore`),
-four backends. See README "Memory stores" for a runnable example.
+four backends: in memory, JSONL and Redis here, and the database backend over the dashboard's
+conversation tables, :class:`conversations.memory_store.DatabaseMemoryStore` (it lives with the
+tables it reads). See README "Memory stores" for a runnable example.
 
 >>> from memory.stores import InMemoryMemoryStore, MemoryMessage
 >>> store = InMemoryMemoryStore(max_messages=100)
 >>> store.add_message({"role": "user", "content": "hello"})  # doctest: +ELLIPSIS
 MemoryMessage(role='user', content='hello', ...)
 
-Backends are imported on first use, so ``import memory.stores`` stays light (the database backend
-needs Django set up; the Redis one needs the ``redis`` package).
+Backends are imported on first use, so ``import memory.stores`` stays light (the Redis one needs
+the ``redis`` package).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from .base import MemoryFull, MemoryMessage, MemoryStore, MemoryStoreError
 _LAZY = {
     "InMemoryMemoryStore": ".memory",
     "JSONLMemoryStore": ".jsonl",
-    "DatabaseMemoryStore": ".database",
     "RedisMemoryStore": ".redis",
     "AsyncMemoryStore": ".aio",
 }

@@ -1,8 +1,9 @@
 """``AsyncMemoryStore``: the same interface with ``async`` methods, over any :class:`MemoryStore`.
 
 Each call runs the sync store's method in a worker thread (``asgiref.sync.sync_to_async``):
-the database store in Django's one thread-sensitive executor (where the ORM must run when called
-from async code), the others in the default executor. Every backend's sync form is thread-safe,
+a store whose class says ``thread_sensitive = True`` (the database store,
+:class:`conversations.memory_store.DatabaseMemoryStore`) in Django's one thread-sensitive executor
+(where the ORM must run when called from async code), the others in the default executor. Every backend's sync form is thread-safe,
 so sync and async users may share one store object.
 """
 
@@ -17,13 +18,15 @@ from .base import MemoryMessage, MemoryStore
 
 
 class AsyncMemoryStore:
-    """``await store.add_message(...)``, ``await store.get_history(...)``, ... over ``store``."""
+    """``await store.add_message(...)``, ``await store.get_history(...)``, ... over ``store``.
 
-    def __init__(self, store: MemoryStore):
-        from .database import DatabaseMemoryStore
+    ``thread_sensitive``: run the calls in Django's sync thread; default: the store's own
+    ``thread_sensitive`` attribute (True for the database store)."""
 
+    def __init__(self, store: MemoryStore, *, thread_sensitive: bool | None = None):
         self.store = store
-        self._thread_sensitive = isinstance(store, DatabaseMemoryStore)
+        self._thread_sensitive = (bool(getattr(store, "thread_sensitive", False)) if thread_sensitive is None
+                                  else thread_sensitive)
 
     def _run(self, fn, *args, **kwargs):
         return sync_to_async(fn, thread_sensitive=self._thread_sensitive)(*args, **kwargs)

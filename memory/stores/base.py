@@ -277,7 +277,12 @@ class MemoryStore(ABC):
     tokens (default: :func:`default_token_count`); ``embedder`` (an object with
     ``embed(texts) -> (n, d) ndarray`` of unit vectors, see :mod:`memory.semantic`) makes
     :meth:`search` semantic; without one it ranks by BM25.
+
+    ``thread_sensitive``: True for a backend that must run in Django's one sync thread when called
+    from async code (the ORM); :class:`~memory.stores.AsyncMemoryStore` reads it.
     """
+
+    thread_sensitive: bool = False
 
     def __init__(self, *, token_count: Callable[[MemoryMessage], int] | None = None, embedder=None):
         self._token_count = token_count

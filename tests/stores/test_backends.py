@@ -12,9 +12,9 @@ import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conversations.memory_store import DatabaseMemoryStore
 from conversations.models import Message, Run, RunStatus, Session
 from memory.stores import (
-    DatabaseMemoryStore,
     InMemoryMemoryStore,
     JSONLMemoryStore,
     MemoryFull,

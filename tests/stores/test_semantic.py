@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
+from conversations import search
 from conversations.models import Session
 from memory import semantic
 from memory.stores.models import MessageEmbedding
@@ -46,7 +47,7 @@ def test_local_model_matches_the_published_similarities():
 def test_search_finds_messages_across_sessions_with_links_to_their_branch(user, endpoint_embeddings):
     """search_messages ranks the user's messages from every session and links each to its branch."""
     _, servers, (_, _, r3) = conversations_of(user)
-    hits = semantic.search_messages(user=user, query="gunicorn error log", top_k=3)
+    hits = search.search_messages(user=user, query="gunicorn error log", top_k=3)
     assert hits[0].content == "Then read gunicorn's error log."
     assert hits[0].session_id == str(servers.pk) and hits[0].run_id == str(r3.pk)
     assert hits[0].url == f"/memory/branch/{r3.pk}/#m-{hits[0].message_id}"
@@ -58,10 +59,10 @@ def test_search_finds_messages_across_sessions_with_links_to_their_branch(user, 
 def test_index_is_built_once_and_grows_with_new_messages(user, endpoint_embeddings):
     """The first search embeds the user's messages; later searches embed only new ones."""
     conversations_of(user)
-    semantic.search_messages(user=user, query="bread", top_k=1)
+    search.search_messages(user=user, query="bread", top_k=1)
     assert MessageEmbedding.objects.filter(owner=user).count() == 6
     RunFactory(session=SessionFactory(owner=user), turn=("a brand new topic: tax returns", None))
-    hits = semantic.search_messages(user=user, query="tax returns", top_k=1)
+    hits = search.search_messages(user=user, query="tax returns", top_k=1)
     assert MessageEmbedding.objects.filter(owner=user).count() == 7
     assert hits[0].content == "a brand new topic: tax returns"
 
@@ -71,10 +72,10 @@ def test_other_users_and_deleted_sessions_never_appear(user, other_user, endpoin
     """Another user's messages and the user's deleted sessions are not searched."""
     cooking, _, _ = conversations_of(user)
     RunFactory(session=SessionFactory(owner=other_user), turn=("sourdough bread secrets of another user", None))
-    hits = semantic.search_messages(user=user, query="sourdough bread", top_k=10)
+    hits = search.search_messages(user=user, query="sourdough bread", top_k=10)
     assert "sourdough bread secrets of another user" not in [h.content for h in hits]
     Session.objects.filter(pk=cooking.pk).update(deleted_at=cooking.created_at)
-    hits = semantic.search_messages(user=user, query="sourdough bread", top_k=10)
+    hits = search.search_messages(user=user, query="sourdough bread", top_k=10)
     assert all(h.session_id != str(cooking.pk) for h in hits) and len(hits) == 4
 
 
@@ -84,7 +85,7 @@ def test_search_with_the_local_model(user, settings):
     shares no keyword with them, ahead of the cooking ones."""
     settings.ARBOR_EMBEDDINGS = "local"
     conversations_of(user)
-    hits = semantic.search_messages(user=user, query="my web server says the backend is unreachable", top_k=2)
+    hits = search.search_messages(user=user, query="my web server says the backend is unreachable", top_k=2)
     assert {h.content for h in hits} == {"nginx returns 502 bad gateway", "Check that the upstream socket is up."}
 
 
@@ -92,12 +93,12 @@ def test_search_with_the_local_model(user, settings):
 def test_bad_queries_and_an_unavailable_embedder(user, settings):
     """Empty queries and out-of-range top_k are ValueErrors; ARBOR_EMBEDDINGS=off says so."""
     with pytest.raises(ValueError):
-        semantic.search_messages(user=user, query="  ", top_k=5)
+        search.search_messages(user=user, query="  ", top_k=5)
     with pytest.raises(ValueError):
-        semantic.search_messages(user=user, query="x", top_k=0)
+        search.search_messages(user=user, query="x", top_k=0)
     settings.ARBOR_EMBEDDINGS = "off"
     with pytest.raises(semantic.SemanticSearchUnavailable, match="off"):
-        semantic.search_messages(user=user, query="x", top_k=5)
+        search.search_messages(user=user, query="x", top_k=5)
 
 
 @pytest.mark.django_db
