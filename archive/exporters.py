@@ -16,22 +16,43 @@ Arbor JSON, version 1 — a list of sessions, so that a file of many sessions st
                 "messages": [{"position", "role", "content", "name", "tool_calls", "tool_call_id",
                               "metadata", "token_count", "created_at"}]}]}]
 
-Runs are listed parents first. Times are ISO 8601 in UTC. JSON Lines: the run snapshot format of
-:mod:`memory.runfile` (``format: "arbor.run/1"``; the same run fields plus ``session``, ``input``
-and ``output``), one run per line.
+Runs are listed parents first. Times are ISO 8601 in UTC.
+
+JSON Lines — run snapshots, ``arbor.run/1`` (:data:`archive.formats.RUN_FORMAT`): one finished run
+per line, a JSON object (UTF-8), parents before children. Written for one session by
+:func:`session_to_jsonl` (every line names that session, a fork's shared ancestors included) and
+for any set of runs by :func:`write_runs` (``manage.py export_runs``); read back by the archive
+importer (``--format jsonl``, new ids) and by :func:`archive.snapshots.read_runs`
+(``manage.py import_runs``, the same ids)::
+
+    format          "arbor.run/1"
+    run_id          UUID of the run; parent_run_id: its parent's, or null for a root
+    session         {"id", "title", "created_at", "forked_from_run_id", "active_run_id"}
+    status          succeeded, failed or cancelled (queued/running runs are not exported)
+    model, params, memory_id, finish_reason, error ({"type", "message"} or null)
+    input           the user message's text; output: the answer's text or null
+    messages        every message of the run in order: {"position", "role", "content", "name",
+                    "tool_calls", "tool_call_id", "metadata", "token_count", "created_at"}
+    usage           {"prompt_tokens", "completion_tokens", "usage_counted"}
+    timings         {"created_at", "started_at", "first_token_at", "finished_at",
+                    "latency_seconds", "time_to_first_token_seconds"} (ISO 8601, seconds)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import IO
 
+from django.db.models import Prefetch
 from django.utils.text import slugify
 
+from conversations.models import FINISHED_STATUSES, Message, Role, Run, Session
 from core.errors import InvalidInput
-from conversations.models import Message, Run, Session
+
+from .formats import RUN_FORMAT
 
 EXPORT_FORMATS = {
     "arbor": ("application/json", "json"),
@@ -66,7 +87,15 @@ def tree(session: Session) -> tuple[list[Run], dict]:
     return runs, by_run
 
 
+def message_json(m: Message) -> dict:
+    """One message as both export formats write it (``position`` ... ``created_at``)."""
+    return {"position": m.position, "role": m.role, "content": m.content, "name": m.name, "tool_calls": m.tool_calls,
+            "tool_call_id": m.tool_call_id, "metadata": m.metadata, "token_count": m.token_count,
+            "created_at": _iso(m.created_at)}
+
+
 def run_json(run: Run, messages: list[Message]) -> dict:
+    """One run of an Arbor JSON export (``messages``: its messages in position order)."""
     return {
         "run_id": str(run.pk),
         "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
@@ -81,12 +110,7 @@ def run_json(run: Run, messages: list[Message]) -> dict:
         "timings": {"created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
                     "first_token_at": _iso(run.first_token_at), "finished_at": _iso(run.finished_at)},
         "error": run.error,
-        "messages": [
-            {"position": m.position, "role": m.role, "content": m.content, "name": m.name, "tool_calls": m.tool_calls,
-             "tool_call_id": m.tool_call_id, "metadata": m.metadata, "token_count": m.token_count,
-             "created_at": _iso(m.created_at)}
-            for m in messages
-        ],
+        "messages": [message_json(m) for m in messages],
     }
 
 
@@ -105,21 +129,71 @@ def session_to_arbor(session: Session) -> Iterator[bytes]:
     yield b"\n]}]\n"
 
 
-def session_to_jsonl(session: Session) -> Iterator[bytes]:
-    """JSON Lines in the run snapshot format of :mod:`memory.runfile` (``arbor.run/1``), one run
-    per line, parents first; every line names this session (a fork's shared ancestors included)."""
-    from memory.runfile import run_record
-
-    runs, by_run = tree(session)
-    head = {
+def session_head(session: Session) -> dict:
+    """The ``session`` object of a run snapshot line."""
+    return {
         "id": str(session.pk), "title": session.title, "created_at": _iso(session.created_at),
         "forked_from_run_id": str(session.forked_from_run_id) if session.forked_from_run_id else None,
         "active_run_id": str(session.active_run_id) if session.active_run_id else None,
     }
-    for run in runs:
-        line = run_record(run, by_run[run.pk])
-        line["session"] = head
-        yield (_dumps(line) + "\n").encode()
+
+
+def run_record(run: Run, messages: list[Message] | None = None, *, session: Session | None = None) -> dict:
+    """One run as a JSON-ready ``arbor.run/1`` dict (see the module doc). ``messages``: its
+    messages in position order, if already read; ``session``: the session the line names
+    (default: the run's own, ``run.session``)."""
+    messages = messages if messages is not None else list(run.messages.order_by("position"))
+    by_position = {m.position: m for m in messages}
+    return {
+        "format": RUN_FORMAT,
+        "run_id": str(run.pk),
+        "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+        "session": session_head(session if session is not None else run.session),
+        "status": run.status, "model": run.model, "params": run.params, "memory_id": run.memory_id,
+        "finish_reason": run.finish_reason, "error": run.error,
+        "input": by_position[0].content if 0 in by_position else "",
+        "output": next((m.content for m in reversed(messages) if m.role == Role.ASSISTANT), None),
+        "messages": [message_json(m) for m in messages],
+        "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+                  "usage_counted": run.usage_counted},
+        "timings": {
+            "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+            "first_token_at": _iso(run.first_token_at), "finished_at": _iso(run.finished_at),
+            "latency_seconds": run.latency_seconds(), "time_to_first_token_seconds": run.time_to_first_token_seconds(),
+        },
+    }
+
+
+def run_lines(runs: Iterable[tuple[Run, list[Message]]], *, session: Session | None = None) -> Iterator[str]:
+    """``arbor.run/1`` lines (with their newline) of ``(run, messages)`` pairs, in the given order;
+    ``session``: the session every line names (default: each run's own)."""
+    for run, messages in runs:
+        yield _dumps(run_record(run, messages, session=session)) + "\n"
+
+
+def session_to_jsonl(session: Session) -> Iterator[bytes]:
+    """JSON Lines run snapshots (``arbor.run/1``), one run per line, parents first; every line
+    names this session (a fork's shared ancestors included)."""
+    runs, by_run = tree(session)
+    for line in run_lines(((run, by_run[run.pk]) for run in runs), session=session):
+        yield line.encode()
+
+
+def runs_for_export(runs) -> Iterable[Run]:
+    """Finished runs of a Run queryset, parents first, with sessions and messages read in bulk."""
+    return (runs.filter(status__in=FINISHED_STATUSES).select_related("session")
+            .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
+            .order_by("depth", "created_at", "id"))
+
+
+def write_runs(runs: Iterable[Run], fp: IO[str]) -> int:
+    """Write ``runs`` (parents before children, e.g. :func:`runs_for_export`) to the text file
+    ``fp``, one ``arbor.run/1`` JSON object per line; returns how many lines were written."""
+    count = 0
+    for line in run_lines((run, list(run.messages.all())) for run in runs):
+        fp.write(line)
+        count += 1
+    return count
 
 
 def _epoch(value: datetime | None) -> float | None:

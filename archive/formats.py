@@ -38,6 +38,7 @@ from .drafts import (
 from .mapping import Node, runs_from_tree
 
 FORMATS = ("chatgpt", "openwebui", "sharegpt", "arbor", "jsonl")
+RUN_FORMAT = "arbor.run/1"  # the ``format`` of a JSON Lines run snapshot (see archive.exporters)
 ROLES = {"system", "user", "assistant", "tool"}
 
 
@@ -532,19 +533,19 @@ def jsonl_groups(records: Iterable[tuple[str, object]]) -> Iterator[tuple[str, o
 
 def _session_of(record: dict) -> dict:
     """The session a run line belongs to: ``session`` ({id, title, active_run_id}, the
-    :mod:`memory.runfile` format) or the flat ``session_id``/``session_title``."""
+    ``arbor.run/1`` format) or the flat ``session_id``/``session_title``."""
     session = record.get("session") if isinstance(record.get("session"), dict) else {}
     return {"id": session.get("id", record.get("session_id")), "title": session.get("title", record.get("session_title")),
             "active_run_id": session.get("active_run_id"), "created_at": session.get("created_at")}
 
 
 def jsonl(runs: list) -> ConversationDraft:
-    """A session from its JSON Lines run records (``arbor.run/1``, see :mod:`memory.runfile`)."""
+    """A session from its JSON Lines run records (``arbor.run/1``, see :mod:`archive.exporters`)."""
     if not isinstance(runs, list):
         raise Skip("not a run record")
     for record in runs:
         fmt = record.get("format") if isinstance(record, dict) else None
-        if fmt is not None and fmt != "arbor.run/1":
+        if fmt is not None and fmt != RUN_FORMAT:
             raise Skip(f"unsupported run format {str(fmt)[:40]!r}")
     warnings: list[str] = []
     tree, index = _run_tree(runs, warnings)

@@ -15,18 +15,20 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from core.errors import InvalidInput
 from conversations.models import Message, Run, Session
+from core import queue as task_queue
+from core.errors import InvalidInput
 
 from . import formats
 from .drafts import ConversationDraft, Skip
@@ -36,6 +38,7 @@ from .source import SourceProblem, iter_records, open_source
 log = logging.getLogger(__name__)
 
 FORMAT_CHOICES = ("auto", *formats.FORMATS)
+IMPORT_TASK = "archive.import_job"  # the registered name of archive.tasks.import_job
 MAX_MESSAGES_PER_RUN = 32_000  # Message.position is a PositiveSmallIntegerField
 REPORT_IMPORTED_LIMIT = 200
 REPORT_SKIPPED_LIMIT = 1000
@@ -149,75 +152,116 @@ def import_archive(
     started = time.perf_counter()
     source, openers = open_source(path, name=name)
     report = ImportReport(source=source.name, format=format)
-    resuming = job is not None and job.attempts > 1
-    batch: list[tuple[str, ConversationDraft]] = []
-    batch_size = 0
-    detected = None if format == "auto" else format
-
-    writer = None
-    if connection.vendor == "postgresql" and not connection.in_atomic_block and settings.ARBOR_IMPORT_WRITERS > 0:
-        writer = _Writers(settings.ARBOR_IMPORT_WRITERS, owner=owner, job=job, report=report, resuming=resuming,
-                          again=again)
-
-    def flush() -> None:
-        nonlocal batch, batch_size
-        if batch:
-            if writer is not None:
-                writer.put(batch)
-            else:
-                _write_batch(batch, owner=owner, job=job, report=report, resuming=resuming, again=again)
-            batch, batch_size = [], 0
-        if progress is not None:
-            progress(report, source.bytes_read, source.total_bytes)
-
+    batches = _Batches(source=source, report=report, progress=progress, limits=(batch_messages, batch_conversations),
+                       owner=owner, job=job, resuming=job is not None and job.attempts > 1, again=again)
     try:
-        records = iter_records(source, openers, lines=format == "jsonl")
-        if format in ("jsonl", "auto"):
-            records = formats.jsonl_groups(records)
-        for where, record in records:
-            if isinstance(record, SourceProblem):
-                report.add_skipped(where, record.message)
-                continue
-            fmt = detected or formats.detect(record)
-            if fmt is None:
-                if isinstance(record, list) and record and all(isinstance(r, dict) for r in record):
-                    fmt = formats.detect(record[0])
-                if fmt is None:
-                    source_id, title = _record_identity(record)
-                    report.add_skipped(where, "not a conversation of any known format", source_id=source_id, title=title)
-                    continue
-            if detected is None:
-                detected = report.format = fmt
-            try:
-                draft = _convert(fmt, record)
-            except Skip as skip:
-                source_id, title = _record_identity(record)
-                report.add_skipped(where, skip.reason, source_id=source_id, title=title)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
-                log.exception("import: converting %s failed", where)
-                source_id, title = _record_identity(record)
-                report.add_skipped(where, f"could not be read ({type(exc).__name__}: {exc})", source_id=source_id, title=title)
-                continue
-            batch.append((where, draft))
-            batch_size += draft.message_count + 1
-            if batch_size >= batch_messages or len(batch) >= batch_conversations:
-                flush()
-        flush()
+        for where, draft in _drafts(_records(source, openers, format), report=report, format=format):
+            batches.add(where, draft)
+        batches.flush()
     finally:
         source.close()
-        if writer is not None:
-            writer.finish()
-    if progress is not None and writer is not None:
+        batches.finish()
+    if progress is not None and batches.writer is not None:
         progress(report, source.bytes_read, source.total_bytes)
+    _note_source_problems(report, source)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _records(source, openers, format: str):
+    """``(where, record)`` of the file; JSON Lines run records grouped into sessions."""
+    records = iter_records(source, openers, lines=format == "jsonl")
+    if format in ("jsonl", "auto"):
+        records = formats.jsonl_groups(records)
+    return records
+
+
+def _detect(record) -> str | None:
+    """The format of a record (a JSON Lines group: of its first run), or None."""
+    fmt = formats.detect(record)
+    if fmt is None and isinstance(record, list) and record and all(isinstance(r, dict) for r in record):
+        fmt = formats.detect(record[0])
+    return fmt
+
+
+def _drafts(records, *, report: ImportReport, format: str) -> Iterator[tuple[str, ConversationDraft]]:
+    """``(where, draft)`` of every record that converts; the others go to ``report`` as skipped
+    with their reason. With ``format`` auto, the first recognised record sets ``report.format``."""
+    detected = None if format == "auto" else format
+    for where, record in records:
+        if isinstance(record, SourceProblem):
+            report.add_skipped(where, record.message)
+            continue
+        fmt = detected or _detect(record)
+        if fmt is None:
+            source_id, title = _record_identity(record)
+            report.add_skipped(where, "not a conversation of any known format", source_id=source_id, title=title)
+            continue
+        if detected is None:
+            detected = report.format = fmt
+        draft = _convert_or_report(fmt, where, record, report)
+        if draft is not None:
+            yield where, draft
+
+
+def _convert_or_report(fmt: str, where: str, record, report: ImportReport) -> ConversationDraft | None:
+    """The record's draft, or None with the reason in ``report`` (never raises for bad content)."""
+    try:
+        return _convert(fmt, record)
+    except Skip as skip:
+        reason = skip.reason
+    except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
+        log.exception("import: converting %s failed", where)
+        reason = f"could not be read ({type(exc).__name__}: {exc})"
+    source_id, title = _record_identity(record)
+    report.add_skipped(where, reason, source_id=source_id, title=title)
+    return None
+
+
+def _note_source_problems(report: ImportReport, source) -> None:
+    """Add the file's own problems (a cut, a syntax error, replaced bytes) to the report."""
     report.problems.extend({"where": p.where, "message": p.message} for p in source.problems)
     if source.replaced_characters:
         report.problems.append({
             "where": source.name,
             "message": f"{source.replaced_characters} invalid UTF-8 byte sequence(s) replaced with U+FFFD",
         })
-    report.seconds = time.perf_counter() - started
-    return report
+
+
+class _Batches:
+    """Collects drafts into batches of at most ``limits`` = (messages, conversations) and writes
+    each one: through :class:`_Writers` threads on PostgreSQL outside a transaction (when
+    ``ARBOR_IMPORT_WRITERS`` > 0), else here. ``progress`` is called after every batch."""
+
+    def __init__(self, *, source, report: ImportReport, progress, limits: tuple[int, int], **write_kwargs):
+        self.source, self.report, self.progress, self.limits = source, report, progress, limits
+        self.write_kwargs = {"report": report, **write_kwargs}
+        self.batch: list[tuple[str, ConversationDraft]] = []
+        self.size = 0
+        self.writer = None
+        if connection.vendor == "postgresql" and not connection.in_atomic_block and settings.ARBOR_IMPORT_WRITERS > 0:
+            self.writer = _Writers(settings.ARBOR_IMPORT_WRITERS, **self.write_kwargs)
+
+    def add(self, where: str, draft: ConversationDraft) -> None:
+        self.batch.append((where, draft))
+        self.size += draft.message_count + 1
+        if self.size >= self.limits[0] or len(self.batch) >= self.limits[1]:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            if self.writer is not None:
+                self.writer.put(self.batch)
+            else:
+                _write_batch(self.batch, **self.write_kwargs)
+            self.batch, self.size = [], 0
+        if self.progress is not None:
+            self.progress(self.report, self.source.bytes_read, self.source.total_bytes)
+
+    def finish(self) -> None:
+        """Wait for the writer threads (re-raising a writer's error)."""
+        if self.writer is not None:
+            self.writer.finish()
 
 
 class _Writers:
@@ -444,14 +488,14 @@ def import_job_create(*, owner, upload, format: str = "auto") -> ImportJob:
     job = ImportJob.objects.create(
         id=job_id, owner=owner, filename=filename, path=str(path), format=format, size_bytes=upload.size,
     )
-    transaction.on_commit(lambda: _enqueue(job_id))
+    _enqueue(job_id)
     return job
 
 
 def _enqueue(job_id) -> None:
-    from .tasks import import_job
-
-    import_job.apply_async((str(job_id),), queue=settings.ARBOR_IMPORT_QUEUE)
+    """Send the import task (by its registered name) to ``ARBOR_IMPORT_QUEUE`` once the current
+    transaction commits, so the worker finds the job row."""
+    task_queue.send_on_commit(IMPORT_TASK, str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
 
 
 def _claim(job_id) -> ImportJob | None:
@@ -459,8 +503,6 @@ def _claim(job_id) -> ImportJob | None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.ARBOR_IMPORT_STALE_SECONDS)
     jobs = ImportJob.objects.filter(pk=job_id)
-    from django.db.models import F, Q
-
     claimed = jobs.filter(Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
     )

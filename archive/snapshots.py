@@ -1,99 +1,27 @@
-"""Run snapshots: the JSONL "state saver" format, one run per line, and its reader and writer.
+"""Reading run snapshots (``arbor.run/1`` JSON Lines, written by :func:`archive.exporters.write_runs`;
+the format is described in :mod:`archive.exporters`) back into the same tree, ids included.
 
-Each line is a JSON object (UTF-8), parents before children:
-
-``format``            ``"arbor.run/1"``
-``run_id``            UUID of the run; ``parent_run_id``: its parent's, or null for a root
-``session``           ``{"id", "title", "created_at", "forked_from_run_id", "active_run_id"}``
-``status``            succeeded, failed or cancelled (queued/running runs are not exported)
-``model``, ``params``, ``memory_id``, ``finish_reason``, ``error`` (``{"type", "message"}`` or null)
-``input``             the user message's text; ``output``: the answer's text or null
-``messages``          every message of the run in order: ``{"position", "role", "content", "name",
-                      "tool_calls", "tool_call_id", "metadata", "token_count", "created_at"}``
-``usage``             ``{"prompt_tokens", "completion_tokens", "usage_counted"}``
-``timings``           ``{"created_at", "started_at", "first_token_at", "finished_at",
-                      "latency_seconds", "time_to_first_token_seconds"}`` (ISO 8601, seconds)
-
-:func:`write_runs` writes it (``manage.py export_runs``); :func:`read_runs` imports it
-(``manage.py import_runs``, and the archive importers' ``--format jsonl``) into the same tree:
-same parents, same messages, usage and timings, in one transaction.
+The archive importer (:func:`archive.services.import_archive`, ``--format jsonl``) reads the same
+lines as one new copy per session; :func:`read_runs` (``manage.py import_runs``) instead rebuilds
+the exported tree itself: same run and session ids where they are free, parents that may already
+be in the database, forks that point across sessions — same parents, same messages, usage and
+timings, in one transaction.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO
 
 from django.db import transaction
-from django.db.models import Prefetch
 
 from conversations.models import FINISHED_STATUSES, Message, Role, Run, RunStatus, Session
 
-FORMAT = "arbor.run/1"
+from .formats import RUN_FORMAT as FORMAT
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def run_record(run: Run, messages: list[Message] | None = None) -> dict:
-    """One run as a JSON-ready dict of the format above (``messages``: its messages, if already read)."""
-    messages = messages if messages is not None else list(run.messages.order_by("position"))
-    session = run.session
-    by_position = {m.position: m for m in messages}
-    output = next((m.content for m in reversed(messages) if m.role == Role.ASSISTANT), None)
-    return {
-        "format": FORMAT,
-        "run_id": str(run.pk),
-        "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
-        "session": {
-            "id": str(session.pk), "title": session.title, "created_at": _iso(session.created_at),
-            "forked_from_run_id": str(session.forked_from_run_id) if session.forked_from_run_id else None,
-            "active_run_id": str(session.active_run_id) if session.active_run_id else None,
-        },
-        "status": run.status, "model": run.model, "params": run.params, "memory_id": run.memory_id,
-        "finish_reason": run.finish_reason, "error": run.error,
-        "input": by_position[0].content if 0 in by_position else "",
-        "output": output,
-        "messages": [
-            {"position": m.position, "role": m.role, "content": m.content, "name": m.name, "tool_calls": m.tool_calls,
-             "tool_call_id": m.tool_call_id, "metadata": m.metadata, "token_count": m.token_count,
-             "created_at": _iso(m.created_at)}
-            for m in messages
-        ],
-        "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
-                  "usage_counted": run.usage_counted},
-        "timings": {
-            "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
-            "first_token_at": _iso(run.first_token_at), "finished_at": _iso(run.finished_at),
-            "latency_seconds": run.latency_seconds(), "time_to_first_token_seconds": run.time_to_first_token_seconds(),
-        },
-    }
-
-
-def runs_for_export(runs) -> Iterable[Run]:
-    """Finished runs of a queryset, parents first, with sessions and messages read in bulk."""
-    return (runs.filter(status__in=FINISHED_STATUSES).select_related("session")
-            .prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("position")))
-            .order_by("depth", "created_at", "id"))
-
-
-def write_runs(runs: Iterable[Run], fp: IO[str]) -> int:
-    """Write ``runs`` (parents before children, e.g. :func:`runs_for_export`) to the text file
-    ``fp``, one JSON object per line; returns how many lines were written."""
-    count = 0
-    for run in runs:
-        fp.write(json.dumps(run_record(run, list(run.messages.all())), ensure_ascii=False, separators=(",", ":")))
-        fp.write("\n")
-        count += 1
-    return count
-
-
-# --- reading --------------------------------------------------------------------------------------
 
 @dataclass
 class SkippedLine:
@@ -103,7 +31,7 @@ class SkippedLine:
 
 
 @dataclass
-class ImportReport:
+class SnapshotReport:
     """What :func:`read_runs` did: runs and sessions created, lines skipped with reasons, and the
     id each imported run got (``run_ids``: id in the file → id in the database)."""
 
@@ -145,20 +73,8 @@ def _dt(value, what: str) -> datetime | None:
     return parsed
 
 
-def _validate(data) -> dict:
-    if not isinstance(data, dict):
-        raise _Bad("the line is not a JSON object")
-    if data.get("format", FORMAT) != FORMAT:
-        raise _Bad(f"unknown format {data.get('format')!r} (expected {FORMAT})")
-    run_id = _uuid(data.get("run_id"), "run_id")
-    parent = _uuid(data["parent_run_id"], "parent_run_id") if data.get("parent_run_id") else None
-    session = data.get("session")
-    if not isinstance(session, dict) or not session.get("id"):
-        raise _Bad("session is missing")
-    session_id = _uuid(session["id"], "session.id")
-    status = data.get("status", RunStatus.SUCCEEDED)
-    if status not in FINISHED_STATUSES:
-        raise _Bad(f"status must be succeeded, failed or cancelled, not {status!r}")
+def _clean_messages(data: dict) -> list[dict]:
+    """The line's messages as model fields (a minimal line: its input and output); raises _Bad."""
     messages = data.get("messages")
     if messages is None:  # a minimal line: input and output only
         messages = [{"position": 0, "role": "user", "content": data.get("input") or ""}]
@@ -180,6 +96,25 @@ def _validate(data) -> dict:
         })
     if len({m["position"] for m in clean_messages}) != len(clean_messages):
         raise _Bad("two messages share a position")
+    return clean_messages
+
+
+def _validate(data) -> dict:
+    """One line as the fields :func:`_create_run` needs; raises _Bad (or ValueError/TypeError)."""
+    if not isinstance(data, dict):
+        raise _Bad("the line is not a JSON object")
+    if data.get("format", FORMAT) != FORMAT:
+        raise _Bad(f"unknown format {data.get('format')!r} (expected {FORMAT})")
+    run_id = _uuid(data.get("run_id"), "run_id")
+    parent = _uuid(data["parent_run_id"], "parent_run_id") if data.get("parent_run_id") else None
+    session = data.get("session")
+    if not isinstance(session, dict) or not session.get("id"):
+        raise _Bad("session is missing")
+    session_id = _uuid(session["id"], "session.id")
+    status = data.get("status", RunStatus.SUCCEEDED)
+    if status not in FINISHED_STATUSES:
+        raise _Bad(f"status must be succeeded, failed or cancelled, not {status!r}")
+    clean_messages = _clean_messages(data)
     usage, timings = data.get("usage") or {}, data.get("timings") or {}
     error = data.get("error") or {}
     return {
@@ -224,7 +159,7 @@ def parse_runs(fp: IO[str]) -> tuple[list[tuple[int, dict]], list[SkippedLine]]:
 
 
 @transaction.atomic
-def read_runs(fp: IO[str], *, user, keep_ids: bool = True) -> ImportReport:
+def read_runs(fp: IO[str], *, user, keep_ids: bool = True) -> SnapshotReport:
     """Import the runs in the JSONL text file ``fp`` into sessions owned by ``user``, in one
     transaction (a database error leaves nothing behind), rebuilding the same tree.
 
@@ -233,10 +168,21 @@ def read_runs(fp: IO[str], *, user, keep_ids: bool = True) -> ImportReport:
     ``keep_ids=False`` everything gets new ids (import a copy next to the original).
     A line is skipped, with its reason in the report, when it is not valid JSON of this format,
     repeats a run_id, or its parent is neither in the file (imported) nor a run of ``user``'s in
-    the database. Returns an :class:`ImportReport`.
+    the database. Returns a :class:`SnapshotReport`.
     """
     records, skipped = parse_runs(fp)
-    report = ImportReport(skipped=skipped)
+    report = SnapshotReport(skipped=skipped)
+    placer = _Placer(_first_of_each_run(records, report), user=user, keep_ids=keep_ids, report=report)
+    placer.place_all()
+    _set_active_runs(placer.sessions, records, placer.placed)
+    report.runs_imported = len(placer.placed)
+    report.sessions_imported = len(placer.sessions)
+    report.skipped.sort(key=lambda s: s.line)
+    return report
+
+
+def _first_of_each_run(records: list[tuple[int, dict]], report: SnapshotReport) -> list[tuple[int, dict]]:
+    """The records whose run_id did not appear on an earlier line (the others go to the report)."""
     seen: set[str] = set()
     pending: list[tuple[int, dict]] = []
     for number, rec in records:
@@ -245,64 +191,61 @@ def read_runs(fp: IO[str], *, user, keep_ids: bool = True) -> ImportReport:
             continue
         seen.add(rec["run_id"])
         pending.append((number, rec))
-    existing = set()
-    if keep_ids:
-        existing = {str(pk) for pk in Run.objects.filter(pk__in=[r["run_id"] for _, r in pending]).values_list("pk", flat=True)}
-    parents_in_db = {
-        str(pk): run for pk, run in (
-            (r.pk, r) for r in Run.objects.filter(
-                pk__in={r["parent_run_id"] for _, r in pending if r["parent_run_id"]}, session__owner=user)
-        )
-    }
-    in_file = {r["run_id"] for _, r in pending}
-    placed: dict[str, Run] = {}
-    sessions: dict[str, Session] = {}
-    skipped_ids: set[str] = set()
-    # parents first: repeat passes until nothing more can be placed (files are usually already in order)
-    remaining = sorted(pending, key=lambda item: item[0])
-    progress = True
-    while remaining and progress:
-        progress = False
-        later = []
-        for number, rec in remaining:
-            parent_id = rec["parent_run_id"]
-            if keep_ids and rec["run_id"] in existing:
-                report.skipped.append(SkippedLine(number, rec["run_id"], "a run with this run_id exists already"))
-                skipped_ids.add(rec["run_id"])
-                progress = True
-                continue
-            if parent_id and parent_id in skipped_ids:
-                report.skipped.append(SkippedLine(number, rec["run_id"], f"its parent run {parent_id} was skipped"))
-                skipped_ids.add(rec["run_id"])
-                progress = True
-                continue
-            if parent_id and parent_id not in placed and parent_id in in_file:
-                later.append((number, rec))
-                continue
-            parent = placed.get(parent_id) if parent_id else None
-            if parent_id and parent is None:
-                parent = parents_in_db.get(parent_id)
-                if parent is None:
-                    report.skipped.append(SkippedLine(
-                        number, rec["run_id"], f"its parent run {parent_id} is neither in the file nor one of your runs"))
-                    skipped_ids.add(rec["run_id"])
-                    progress = True
-                    continue
-            placed[rec["run_id"]] = _create_run(rec, parent, user=user, keep_ids=keep_ids, sessions=sessions,
-                                                placed=placed, report=report)
-            progress = True
-        remaining = later
-    for number, rec in remaining:  # a cycle: parents that never got placed
-        report.skipped.append(SkippedLine(number, rec["run_id"], "its parent chain loops back to itself"))
-    _set_active_runs(sessions, records, placed)
-    report.runs_imported = len(placed)
-    report.sessions_imported = len(sessions)
-    report.skipped.sort(key=lambda s: s.line)
-    return report
+    return pending
+
+
+class _Placer:
+    """Creates the runs of ``pending`` parents first (``placed``: file run id → Run; ``sessions``:
+    file session id → Session), skipping with a reason what cannot be placed."""
+
+    def __init__(self, pending: list[tuple[int, dict]], *, user, keep_ids: bool, report: SnapshotReport):
+        self.pending, self.user, self.keep_ids, self.report = pending, user, keep_ids, report
+        self.existing: set[str] = set()
+        if keep_ids:
+            self.existing = {str(pk) for pk in Run.objects.filter(pk__in=[r["run_id"] for _, r in pending])
+                             .values_list("pk", flat=True)}
+        wanted_parents = {r["parent_run_id"] for _, r in pending if r["parent_run_id"]}
+        self.parents_in_db = {str(r.pk): r for r in Run.objects.filter(pk__in=wanted_parents, session__owner=user)}
+        self.in_file = {r["run_id"] for _, r in pending}
+        self.placed: dict[str, Run] = {}
+        self.sessions: dict[str, Session] = {}
+        self.skipped_ids: set[str] = set()
+
+    def place_all(self) -> None:
+        """Repeat passes until nothing more can be placed (files are usually already in order)."""
+        remaining = sorted(self.pending, key=lambda item: item[0])
+        progress = True
+        while remaining and progress:
+            later = [(number, rec) for number, rec in remaining if not self._place(number, rec)]
+            progress = len(later) < len(remaining)
+            remaining = later
+        for number, rec in remaining:  # a cycle: parents that never got placed
+            self.report.skipped.append(SkippedLine(number, rec["run_id"], "its parent chain loops back to itself"))
+
+    def _skip(self, number: int, rec: dict, reason: str) -> bool:
+        self.report.skipped.append(SkippedLine(number, rec["run_id"], reason))
+        self.skipped_ids.add(rec["run_id"])
+        return True
+
+    def _place(self, number: int, rec: dict) -> bool:
+        """Create (or skip) the run of ``rec``; False when its parent in the file is not placed yet."""
+        parent_id = rec["parent_run_id"]
+        if self.keep_ids and rec["run_id"] in self.existing:
+            return self._skip(number, rec, "a run with this run_id exists already")
+        if parent_id and parent_id in self.skipped_ids:
+            return self._skip(number, rec, f"its parent run {parent_id} was skipped")
+        if parent_id and parent_id not in self.placed and parent_id in self.in_file:
+            return False
+        parent = (self.placed.get(parent_id) or self.parents_in_db.get(parent_id)) if parent_id else None
+        if parent_id and parent is None:
+            return self._skip(number, rec, f"its parent run {parent_id} is neither in the file nor one of your runs")
+        self.placed[rec["run_id"]] = _create_run(rec, parent, user=self.user, keep_ids=self.keep_ids,
+                                                 sessions=self.sessions, placed=self.placed, report=self.report)
+        return True
 
 
 def _create_run(rec: dict, parent: Run | None, *, user, keep_ids: bool, sessions: dict, placed: dict,
-                report: ImportReport) -> Run:
+                report: SnapshotReport) -> Run:
     session = sessions.get(rec["session_id"])
     if session is None:
         info = rec["session"]

@@ -1,11 +1,12 @@
 """Pages of the archive app: upload an archive (import runs in a worker, the page polls its
 progress and shows the report) and download a session as Arbor JSON, JSON Lines, ChatGPT JSON or
-Markdown. Every view checks ownership itself: another user's jobs and sessions are 404.
+Markdown. Every view checks ownership itself: another user's jobs and sessions are 404 (a
+service's NotFound becomes the site's 404 page in :class:`core.middleware.NotFoundMiddleware`).
 """
 
 from __future__ import annotations
 
-import uuid
+from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -13,18 +14,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError, NotFound
+from core.errors import ArborError
 
 from . import exporters, services
 from .models import ImportJob
 
 
-def _job_or_404(request, job_id) -> ImportJob:
-    try:
-        pk = uuid.UUID(str(job_id))
-    except ValueError:
-        raise Http404("No such import.") from None
-    job = ImportJob.objects.filter(pk=pk, owner=request.user).first()
+def _job_or_404(request, job_id: UUID) -> ImportJob:
+    job = ImportJob.objects.filter(pk=job_id, owner=request.user).first()
     if job is None:
         raise Http404("No such import.")
     return job
@@ -57,7 +54,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def job_detail(request: HttpRequest, job_id) -> HttpResponse:
+def job_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
     """An import's progress (polled by htmx while it runs) and, when it is done, its report."""
     job = _job_or_404(request, job_id)
     if request.htmx and not request.htmx.boosted:
@@ -66,13 +63,11 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_GET
-def session_export(request: HttpRequest, session_id, format: str) -> HttpResponse:
-    """Download a session: ``format`` arbor, jsonl, chatgpt or markdown (``?run=`` picks the branch)."""
-    try:
-        session = get_session_for(request.user, session_id)
-        run = get_run_for(request.user, request.GET["run"]) if request.GET.get("run") else None
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+def session_export(request: HttpRequest, session_id: UUID, format: str) -> HttpResponse:
+    """Download a session: ``format`` arbor, jsonl, chatgpt or markdown (``?run=`` picks the branch).
+    Another user's (or an unknown) session or run is a NotFound: the site's 404 page."""
+    session = get_session_for(request.user, session_id)
+    run = get_run_for(request.user, request.GET["run"]) if request.GET.get("run") else None
     if run is not None and not session.can_branch_from(run):
         raise Http404("That run is not part of this session.")
     try:

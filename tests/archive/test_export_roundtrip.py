@@ -160,14 +160,12 @@ def test_unknown_export_format_is_refused(rich_session):
         exporters.export_session(session=rich_session, format="pdf")
 
 
-def test_run_snapshots_of_memory_runfile_import_as_the_same_tree(user, rich_session, tmp_path, import_file):
-    """A file written by ``memory.runfile.write_runs`` (``manage.py export_runs``) imports through the
+def test_run_snapshots_of_export_runs_import_as_the_same_tree(user, rich_session, tmp_path, import_file):
+    """A file written by ``archive.exporters.write_runs`` (``manage.py export_runs``) imports through the
     archive importer (``--format jsonl``) as the same tree, the active run included."""
-    from memory.runfile import runs_for_export, write_runs
-
     path = tmp_path / "snapshot.jsonl"
     with open(path, "w") as fp:
-        write_runs(runs_for_export(Run.objects.filter(session=rich_session)), fp)
+        exporters.write_runs(exporters.runs_for_export(Run.objects.filter(session=rich_session)), fp)
     before = set(Session.objects.values_list("pk", flat=True))
     report = import_file(path, format="jsonl")
     assert (report.imported, report.skipped) == (1, 0)

@@ -107,7 +107,7 @@ def test_other_users_jobs_and_exports_are_404(client, user, other_user, tmp_path
     RunFactory(session=mine)
     client.force_login(user)
     assert client.get(reverse("archive:job", args=[theirs.pk])).status_code == 404
-    assert client.get(reverse("archive:job", args=["not-a-uuid"])).status_code == 404
+    assert client.get("/archive/jobs/not-a-uuid/").status_code == 404  # no UUID: the <uuid:> route does not match
     for fmt in ("arbor", "jsonl", "chatgpt", "markdown"):
         url = reverse("archive:session_export", args=[their_session.pk, fmt])
         assert client.get(url).status_code == 404

@@ -10,8 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from archive.exporters import runs_for_export, write_runs
+from archive.formats import RUN_FORMAT as FORMAT
+from archive.snapshots import read_runs
 from conversations.models import Message, Run, RunStatus, Session
-from memory.runfile import FORMAT, read_runs, runs_for_export, write_runs
 from tests.factories import RunFactory, SessionFactory, UserFactory
 
 

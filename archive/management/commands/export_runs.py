@@ -1,5 +1,5 @@
 """``manage.py export_runs [--user NAME] [--session ID ...] [-o FILE]``: run snapshots as JSONL
-(one finished run per line, parents first; format in :mod:`memory.runfile`)."""
+(one finished run per line, parents first; format in :mod:`archive.exporters`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from archive.exporters import runs_for_export, write_runs
 from conversations.models import Run, Session
-from memory.runfile import runs_for_export, write_runs
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from memory.runfile import read_runs
+from archive.snapshots import read_runs
 
 
 class Command(BaseCommand):
