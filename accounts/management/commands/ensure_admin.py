@@ -1,9 +1,8 @@
+import os
 import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-
-from config.env import env
 
 
 class Command(BaseCommand):
@@ -12,12 +11,13 @@ class Command(BaseCommand):
         "ARBOR_ADMIN_PASSWORD, else a generated password printed once. Does nothing if any superuser exists."
     )
 
+    # os.environ directly (the same as config.env.env with a default): accounts imports only audit and core.
     def handle(self, *args, **options):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return
-        username = env("ARBOR_ADMIN_USER", default="admin")
-        password = env("ARBOR_ADMIN_PASSWORD", default="")
+        username = os.environ.get("ARBOR_ADMIN_USER", "admin")
+        password = os.environ.get("ARBOR_ADMIN_PASSWORD", "")
         generated = not password
         if generated:
             password = secrets.token_urlsafe(12)
