@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 
-from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from django.utils.html import escape
 
 from .models import FINISHED_STATUSES, Run
-from .streams import TERMINAL, Event, get_stream
+from .streams import TERMINAL, Event, db_call, get_stream
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -57,18 +56,18 @@ def _run_state(run_id) -> tuple[str, bool]:
 
 async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str]) -> AsyncIterator[str]:
     stream = get_stream()
-    state = sync_to_async(_run_state, thread_sensitive=False)
+    state = db_call(_run_state)
     status, exists = await state(run_id)
     if not exists and status in FINISHED_STATUSES:
         if not (last_event_id or "").startswith("db-"):
-            for event in await sync_to_async(_from_database, thread_sensitive=False)(run_id):
+            for event in await db_call(_from_database)(run_id):
                 yield fmt(event)
         return
     async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
         if event is None:
             status, exists = await state(run_id)
             if status in FINISHED_STATUSES and not exists:
-                for late in await sync_to_async(_from_database, thread_sensitive=False)(run_id):
+                for late in await db_call(_from_database)(run_id):
                     if late.type == TERMINAL:
                         yield fmt(late)
                 return

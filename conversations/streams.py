@@ -27,13 +27,34 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from .models import FINISHED_STATUSES, Run, RunEvent
 
 TERMINAL = "done"
+
+
+def db_call(fn):
+    """``fn`` as an awaitable run in a worker thread (``sync_to_async(thread_sensitive=False)``)
+    that releases that thread's database connection afterwards.
+
+    Those executor threads live outside Django's request cycle, so nothing else would close or
+    health-check their connections: with a connection pool they would keep their slot forever,
+    and after a database restart a broken connection would stay broken in that thread (streams
+    answered nothing until the web process restarted). ``close_old_connections`` closes a
+    connection that saw an error, or that is older than ``CONN_MAX_AGE`` (at once by default;
+    with the pool, closing returns it to the pool).
+    """
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,8 @@ class Event:
 
 class RedisRunStream:
     """Run events in Redis Streams, one stream per run (``arbor:run:<run_id>``)."""
+
+    holds_no_connection = True  # publishing needs no database connection
 
     def __init__(self, url: str):
         self.url = url
@@ -106,6 +129,7 @@ class DatabaseRunStream:
     """Run events as rows of ``RunEvent``; readers poll. For the embedded set-up without Redis."""
 
     poll_seconds = 0.025
+    holds_no_connection = False  # every event is a database row
 
     def publish(self, run_id, type: str, data: dict | None = None) -> str:
         for _ in range(5):
@@ -130,7 +154,7 @@ class DatabaseRunStream:
         after ``wait_seconds`` of silence, measured on the clock (not by counting sleeps)."""
         cursor = after
         heard = time.monotonic()
-        fetch = sync_to_async(self.events, thread_sensitive=False)
+        fetch = db_call(self.events)
         while True:
             batch = await fetch(run_id, cursor)
             for event in batch:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.utils import timezone
 
 from conversations.models import Run, RunStatus
 from conversations.streams import RunStream
 
 from .llm import get_client
-from .watcher import Watcher
+from .watcher import watchtower
 
 
 class BrokenStream(Exception):
@@ -39,33 +40,36 @@ def run_status(run_id) -> str | None:
 
 def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream) -> Outcome:
     """Call the model with ``messages`` and stream its answer: each text delta is published to
-    ``stream`` as it arrives; the first one sets ``run.first_token_at``. A :class:`Watcher` writes
-    the heartbeat and closes the HTTP stream when the run is cancelled. Never raises for the
-    model's failure: it is the outcome's ``error``."""
+    ``stream`` as it arrives; the first one sets ``run.first_token_at``. The process's watchtower
+    writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
+    database connection is released while it waits on the model (before the call and after the
+    first token), so waiting runs hold no connection. Never raises for the model's failure: it is
+    the outcome's ``error``."""
     outcome = Outcome()
     parts: list[str] = []
     calls: dict[int, dict] = {}
-    watcher = Watcher(run.pk)
-    watcher.start()
+    tower = watchtower()
+    watch = tower.watch(run.pk)
     try:
+        connection.close()  # returned to the pool (or closed): nothing is read while the model thinks
         response = get_client().chat.completions.create(
             model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
         )
-        watcher.attach(response)
+        watch.attach(response)
         for chunk in response:
             _read_chunk(run, chunk, outcome, parts, calls, stream)
-        if not outcome.finish_reason and not watcher.cancelled:
+        if not outcome.finish_reason and not watch.cancelled:
             raise BrokenStream("The model's stream ended without a finish reason.")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
-        if watcher.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
+        if watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
             outcome.cancelled = True
         elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         else:
             outcome.error = exc
     finally:
-        watcher.stop()
-    if watcher.cancelled:
+        tower.unwatch(watch)
+    if watch.cancelled:
         outcome.cancelled = True
     outcome.text = "".join(parts)
     outcome.tool_calls = [
@@ -90,6 +94,8 @@ def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict
         stream.publish(run.pk, "delta", {"text": delta})
         if first:
             Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
+            if stream.holds_no_connection:
+                connection.close()  # deltas go to Redis: no database work until the answer is final
     for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
         call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
         if part.id:

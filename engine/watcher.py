@@ -1,62 +1,127 @@
-"""The watcher beside a streaming model call: the run's heartbeat and its cancellation."""
+"""Watching streaming runs: heartbeats and cancellation, one thread per worker process.
+
+Every run a worker process is streaming is registered with the process's :class:`Watchtower`. Its
+one thread, every ``poll`` seconds (0.25), reads the status of every registered run in one query;
+a run that is no longer ``running`` (the user cancelled it) has its model HTTP stream closed, which
+ends the read in the run's own thread at once. Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes
+``heartbeat_at`` of every registered running run in one UPDATE; the reaper
+(:mod:`engine.recovery`) reads it to find runs whose worker died.
+
+So a worker holds one database connection for watching however many runs it streams (a thread
+per run, each with its own connection, needed two connections per running run). A database error
+(a restart) is logged and the connection dropped; the next poll reconnects.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from conversations.models import Run, RunStatus
 
+log = logging.getLogger(__name__)
 
-class Watcher(threading.Thread):
-    """Beside a streaming call: writes the run's heartbeat and notices cancellation.
 
-    Every ``poll`` seconds (default 0.25) it reads the run's status; when it is no longer
-    ``running`` (cancelled) it closes the model's HTTP stream, which ends the read in the calling
-    thread at once. Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes ``heartbeat_at``, which
-    the reaper (:mod:`engine.recovery`) reads to find runs whose worker died.
-    """
+class Watch:
+    """One run's registration: ``cancelled`` once the run was seen cancelled; :meth:`attach` the
+    model's response stream so it can be closed then."""
 
-    def __init__(self, run_id, poll: float = 0.25):
-        super().__init__(daemon=True, name=f"watch-{run_id}")
+    def __init__(self, run_id):
         self.run_id = run_id
-        self.poll = poll
         self.cancelled = False
-        self._stop_event = threading.Event()
+        self.stopped = False  # no longer running (cancelled, or finished elsewhere)
         self._stream = None
+        self._lock = threading.Lock()
 
     def attach(self, stream) -> None:
-        """The model's response stream to close on cancellation (closed at once if already cancelled)."""
-        self._stream = stream
-        if self.cancelled:
+        """The model's response stream to close on cancellation (closed at once if already stopped)."""
+        with self._lock:
+            self._stream = stream
+        if self.stopped:
             self._close()
 
+    def stop(self, *, cancelled: bool) -> None:
+        self.cancelled = cancelled
+        self.stopped = True
+        self._close()
+
     def _close(self) -> None:
+        with self._lock:
+            stream = self._stream
         try:
-            if self._stream is not None:
-                self._stream.response.close()
+            if stream is not None:
+                stream.response.close()
         except Exception:  # noqa: BLE001 - closing is best effort; the read fails either way
             pass
 
-    def run(self) -> None:
-        last_beat = 0.0
-        try:
-            while not self._stop_event.wait(self.poll):
-                status = Run.objects.filter(pk=self.run_id).values_list("status", flat=True).first()
-                if status != RunStatus.RUNNING:
-                    self.cancelled = status == RunStatus.CANCELLED
-                    self._close()
-                    return
-                if time.monotonic() - last_beat >= settings.ARBOR_HEARTBEAT_SECONDS:
-                    Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-                    last_beat = time.monotonic()
-        finally:
-            connection.close()
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=2)
+class Watchtower:
+    """The process's watcher thread and its registered runs (see the module docstring)."""
+
+    def __init__(self, poll: float = 0.25):
+        self.poll = poll
+        self._watches: dict = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last_beat = 0.0
+
+    def watch(self, run_id) -> Watch:
+        """Register ``run_id`` (starting the thread in this process if needed)."""
+        watch = Watch(run_id)
+        with self._lock:
+            self._watches[run_id] = watch
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="arbor-watchtower")
+                self._thread.start()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        with self._lock:
+            if self._watches.get(watch.run_id) is watch:
+                del self._watches[watch.run_id]
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.poll)
+            with self._lock:
+                watches = dict(self._watches)
+            if not watches:
+                continue
+            try:
+                self._check(watches)
+            except DatabaseError:
+                log.warning("watchtower: database unavailable; retrying", exc_info=True)
+                connection.close()
+            except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+                log.exception("watchtower: check failed")
+
+    def _check(self, watches: dict) -> None:
+        statuses = dict(Run.objects.filter(pk__in=list(watches)).values_list("pk", "status"))
+        running = []
+        for run_id, watch in watches.items():
+            status = statuses.get(run_id)
+            if status == RunStatus.RUNNING:
+                running.append(run_id)
+            elif not watch.stopped:
+                watch.stop(cancelled=status == RunStatus.CANCELLED)
+        if running and time.monotonic() - self._last_beat >= settings.ARBOR_HEARTBEAT_SECONDS:
+            Run.objects.filter(pk__in=running, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            self._last_beat = time.monotonic()
+
+
+_tower: Watchtower | None = None
+_tower_lock = threading.Lock()
+
+
+def watchtower() -> Watchtower:
+    """This process's watchtower (created on first use, so each forked pool child has its own)."""
+    global _tower
+    with _tower_lock:
+        if _tower is None:
+            _tower = Watchtower()
+        return _tower

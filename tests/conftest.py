@@ -119,9 +119,13 @@ def _purge_broker() -> None:
         app.control.purge()
 
 
-def start_worker(llm_server, proc_log_dir, name="worker", queue="celery", **extra_env) -> Proc:
-    args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info", "-c", "2", "-Q", queue,
-            "--without-mingle", "--without-gossip", "-n", f"{name}-{os.getpid()}-{time.time_ns()}@%h"]
+def start_worker(llm_server, proc_log_dir, name="worker", queue=None, pool="threads", concurrency=16,
+                 **extra_env) -> Proc:
+    """A real Celery worker as production runs it: by default the threads pool on the run queue
+    (model calls wait on the network) and the "celery" queue; ``pool="prefork"`` for the CPU worker."""
+    queue = queue or f"{settings.ARBOR_RUN_QUEUE},celery"
+    args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info", "-P", pool, "-c", str(concurrency),
+            "-Q", queue, "--without-mingle", "--without-gossip", "-n", f"{name}-{os.getpid()}-{time.time_ns()}@%h"]
     proc = Proc(name, args, child_env(llm_server, **extra_env), proc_log_dir)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -136,7 +140,7 @@ def start_worker(llm_server, proc_log_dir, name="worker", queue="celery", **extr
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, llm_server, proc_log_dir):
-    """One real Celery worker process for the session (prefork, 2 children)."""
+    """One real Celery worker process for the session (threads pool, the run queue and "celery")."""
     _purge_broker()
     proc = start_worker(llm_server, proc_log_dir, ARBOR_STALE_RUN_SECONDS="3")
     yield proc
@@ -152,7 +156,8 @@ def worker_factory(django_db_setup, llm_server, proc_log_dir, settings):
     settings.ARBOR_RUN_QUEUE = queue
 
     def make(**extra_env) -> Proc:
-        proc = start_worker(llm_server, proc_log_dir, name="extra-worker", queue=queue, **extra_env)
+        proc = start_worker(llm_server, proc_log_dir, name="extra-worker", queue=queue,
+                            **{"ARBOR_RUN_QUEUE": queue, **extra_env})
         procs.append(proc)
         return proc
 

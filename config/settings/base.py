@@ -131,6 +131,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # kombu polls the folder every second by default: half a second of queue wait per turn.
+        "polling_interval": env("ARBOR_BROKER_POLL_SECONDS", default=0.02, cast=float),
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
@@ -175,7 +177,10 @@ ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
 ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
 ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
 # The Celery queue runs are sent to (workers consume it with -Q; the default queue is "celery").
-ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="celery")
+ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="runs")
+# Threads of the worker that consumes ARBOR_RUN_QUEUE (``celery worker -P threads -c N -Q runs``):
+# model calls wait on the network, so one process runs many at once; CPU work stays on "celery".
+ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=64, cast=int)
 # A running run whose worker has not written a heartbeat for this many seconds is failed by the reaper.
 ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float)
 ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)
