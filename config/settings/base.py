@@ -90,6 +90,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env("ARBOR_DB_POOL_SIZE", default=10, cast=int):
+    # Django's psycopg connection pool (one per process): a thread borrows a connection for a query
+    # and gives it back when Django closes it, so a worker's 64 run threads need a few, not 64 (plus
+    # none while they wait on the model: engine.model_call releases it). Checked before each lend,
+    # so connections broken by a database restart are replaced, not handed out.
+    from psycopg_pool import ConnectionPool  # noqa: E402
+
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooling and persistent connections exclude each other
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env("ARBOR_DB_POOL_SIZE", default=10, cast=int),
+        "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
+        "check": ConnectionPool.check_connection,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

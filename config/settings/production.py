@@ -36,8 +36,9 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL in production (postgres://...).")
 if not env("CELERY_BROKER_URL").startswith(("redis://", "rediss://")):
     raise ImproperlyConfigured("CELERY_BROKER_URL must be a Redis URL (redis:// or rediss://) in production.")
-DATABASES["default"]["CONN_MAX_AGE"] = env("DATABASE_CONN_MAX_AGE", default=60, cast=int)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if "pool" not in DATABASES["default"].get("OPTIONS", {}):  # ARBOR_DB_POOL_SIZE=0: persistent connections instead
+    DATABASES["default"]["CONN_MAX_AGE"] = env("DATABASE_CONN_MAX_AGE", default=60, cast=int)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # HTTPS behind a proxy: trust its X-Forwarded-Proto (the proxy must set it and strip clients' own).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
