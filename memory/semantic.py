@@ -86,8 +86,8 @@ class MiniLMEmbedder:
     batch_size = 32
 
     def __init__(self, model_dir: str | Path | None = None):
-        from safetensors.numpy import load_file  # heavy optional packages: loaded with the model only
-        from tokenizers import Tokenizer
+        from safetensors.numpy import load_file  # heavy: needed only when the local model is loaded
+        from tokenizers import Tokenizer  # heavy: needed only when the local model is loaded
 
         model_dir = Path(model_dir) if model_dir else _local_model_dir()
 

@@ -255,7 +255,7 @@ def default_token_count() -> Callable[[MemoryMessage], int]:
 
     counter: TokenCounter
     try:
-        from django.conf import settings
+        from django.conf import settings  # only when Django is there: the stores also serve plain scripts
 
         counter = counter_for(settings.OPENAI_BASE_URL)
     except Exception:  # noqa: BLE001 - no Django settings: estimate (scripts without a project)
@@ -354,7 +354,7 @@ class MemoryStore(ABC):
         messages = [m for m in self._all() if m.content]
         if self.embedder is None or not messages or top_k == 0 or not (query or "").strip():
             return bm25_rank(query, messages, top_k)
-        import numpy as np
+        import numpy as np  # only semantic search needs it; `import memory.stores` stays light
 
         vectors = self.embedder.embed([m.content for m in messages])
         query_vector = self.embedder.embed([query])[0]
