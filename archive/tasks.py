@@ -1,8 +1,8 @@
-"""Celery tasks of the archive app: thin, the import itself is :func:`archive.services.import_job_execute`."""
+"""Celery tasks of the archive app: thin, the import itself is :func:`archive.importer.import_job_execute`."""
 
 from celery import shared_task
 
-from . import services
+from . import importer
 
 
 @shared_task(
@@ -15,4 +15,4 @@ from . import services
 )
 def import_job(job_id: str) -> None:
     """Import an uploaded archive; a redelivered task resumes a job whose worker died."""
-    services.import_job_execute(job_id=job_id)
+    importer.import_job_execute(job_id=job_id)

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from archive import services
+from archive import importer, services
 from archive.models import ImportJob
 from conversations.models import Run, Session
 from tests.conftest import wait_for
@@ -84,14 +84,14 @@ def test_job_runs_once_and_a_resumed_job_skips_what_it_wrote(user, data_dir, set
     path = tmp_path / "s.json"
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
     job = ImportJob.objects.create(owner=user, filename="s.json", path=str(path), size_bytes=path.stat().st_size)
-    done = services.import_job_execute(job_id=job.pk)
+    done = importer.import_job_execute(job_id=job.pk)
     assert done.status == "succeeded" and done.imported == 4 and done.report["skipped"] == 1
     assert not path.exists()  # the upload is removed once imported
-    assert services.import_job_execute(job_id=job.pk) is None
+    assert importer.import_job_execute(job_id=job.pk) is None
 
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
     ImportJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=done.finished_at.replace(year=2000))
-    again = services.import_job_execute(job_id=job.pk)
+    again = importer.import_job_execute(job_id=job.pk)
     assert again.attempts == 2 and again.imported == 0
     assert sum("earlier attempt of this job" in s["reason"] for s in again.report["skipped_items"]) == 4
     assert Session.objects.filter(owner=user).count() == 4
