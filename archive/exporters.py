@@ -200,6 +200,40 @@ def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
 
 
+def _chatgpt_message(run: Run, m: Message, node_id: str, *, last: bool) -> dict:
+    """The ChatGPT ``message`` of one Message (``last``: the run's last message, which carries
+    the run's finish reason). A tool call becomes a ``code`` message addressed to the tool."""
+    recipient = "all"
+    content = {"content_type": m.metadata.get("content_type", "text") if m.role != "user" else "text",
+               "parts": [m.content]}
+    if m.tool_calls:
+        call = m.tool_calls[0].get("function", {}) if isinstance(m.tool_calls[0], dict) else {}
+        recipient = call.get("name") or "tool"
+        content = {"content_type": "code", "language": m.metadata.get("language", "unknown"),
+                   "text": call.get("arguments", "")}
+    elif content["content_type"] in ("code", "execution_output"):
+        content = {"content_type": content["content_type"], "text": m.content}
+        if m.metadata.get("language"):
+            content["language"] = m.metadata["language"]
+    elif content["content_type"] not in ("text", "multimodal_text"):
+        content = {"content_type": "text", "parts": [m.content]}
+    metadata = {}
+    if m.role == "assistant":
+        metadata["model_slug"] = m.metadata.get("model") or run.model
+        if run.finish_reason and last:
+            metadata["finish_details"] = {"type": {"length": "max_tokens"}.get(run.finish_reason, run.finish_reason)}
+    if m.metadata.get("hidden"):
+        metadata["is_visually_hidden_from_conversation"] = True
+    # A tool call's message id is the call id, so a re-import links its result the same way.
+    message_id = (m.tool_calls[0].get("id") if m.tool_calls and isinstance(m.tool_calls[0], dict) else None)
+    return {
+        "id": message_id or node_id,
+        "author": {"role": m.role, "name": m.name or None, "metadata": {}},
+        "create_time": _epoch(m.created_at), "content": content, "status": "finished_successfully",
+        "recipient": recipient, "metadata": metadata,
+    }
+
+
 def session_to_chatgpt(session: Session) -> Iterator[bytes]:
     """A ChatGPT-style ``conversations.json`` (a list with one conversation): a root node, a system
     node where a run had a system prompt, then each run's messages as a chain of nodes, the first
@@ -229,35 +263,7 @@ def session_to_chatgpt(session: Session) -> Iterator[bytes]:
             if m.metadata.get("placeholder") and m.position == 0:
                 continue
             node_id = f"{run.pk}-{m.position}"
-            recipient = "all"
-            content = {"content_type": m.metadata.get("content_type", "text") if m.role != "user" else "text",
-                       "parts": [m.content]}
-            if m.tool_calls:
-                call = m.tool_calls[0].get("function", {}) if isinstance(m.tool_calls[0], dict) else {}
-                recipient = call.get("name") or "tool"
-                content = {"content_type": "code", "language": m.metadata.get("language", "unknown"),
-                           "text": call.get("arguments", "")}
-            elif content["content_type"] in ("code", "execution_output"):
-                content = {"content_type": content["content_type"], "text": m.content}
-                if m.metadata.get("language"):
-                    content["language"] = m.metadata["language"]
-            elif content["content_type"] not in ("text", "multimodal_text"):
-                content = {"content_type": "text", "parts": [m.content]}
-            metadata = {}
-            if m.role == "assistant":
-                metadata["model_slug"] = m.metadata.get("model") or run.model
-                if run.finish_reason and m.position == len(by_run[run.pk]) - 1:
-                    metadata["finish_details"] = {"type": {"length": "max_tokens"}.get(run.finish_reason, run.finish_reason)}
-            if m.metadata.get("hidden"):
-                metadata["is_visually_hidden_from_conversation"] = True
-            # A tool call's message id is the call id, so a re-import links its result the same way.
-            message_id = (m.tool_calls[0].get("id") if m.tool_calls and isinstance(m.tool_calls[0], dict) else None)
-            add(node_id, parent, {
-                "id": message_id or node_id,
-                "author": {"role": m.role, "name": m.name or None, "metadata": {}},
-                "create_time": _epoch(m.created_at), "content": content, "status": "finished_successfully",
-                "recipient": recipient, "metadata": metadata,
-            })
+            add(node_id, parent, _chatgpt_message(run, m, node_id, last=m.position == len(by_run[run.pk]) - 1))
             parent = node_id
         last_node[run.pk] = parent
     conversation = {
