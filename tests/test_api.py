@@ -133,13 +133,15 @@ def test_another_users_sessions_and_runs_are_404(client, user, other_user):
         assert client.get(url).status_code == 404, url
     posts = [(f"/api/sessions/{session.pk}/runs", {"input": "hi"}), (f"/api/runs/{run.pk}/cancel", None),
              (f"/api/runs/{run.pk}/fork", None), (f"/api/runs/{run.pk}/regenerate", None),
-             (f"/api/runs/{run.pk}/edit", {"input": "x"}), (f"/api/sessions/{session.pk}/active", {"run_id": str(run.pk)})]
+             (f"/api/runs/{run.pk}/edit", {"input": "x"}),
+             (f"/api/sessions/{session.pk}/active", {"run_id": str(run.pk)})]
     for url, data in posts:
         assert post(client, url, data).status_code == 404, url
     assert client.delete(f"/api/sessions/{session.pk}").status_code == 404
     # Branching in my own session from another user's run is refused too.
     mine = SessionFactory(owner=user)
-    assert post(client, f"/api/sessions/{mine.pk}/runs", {"input": "x", "parent_run_id": str(run.pk)}).status_code == 404
+    branch_from_theirs = {"input": "x", "parent_run_id": str(run.pk)}
+    assert post(client, f"/api/sessions/{mine.pk}/runs", branch_from_theirs).status_code == 404
     assert Run.objects.count() == 2 and Session.objects.filter(owner=user).count() == 1
     assert client.get("/api/sessions").json()["count"] == 1
 

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 
 def finished(run_id, timeout=30.0) -> Run:
-    return wait_for(lambda: (r := Run.objects.get(pk=run_id)).is_finished and r, timeout, message=f"run {run_id} to finish")
+    return wait_for(lambda: (r := Run.objects.get(pk=run_id)).is_finished and r, timeout,
+                    message=f"run {run_id} to finish")
 
 
 def test_run_streams_stores_answer_usage_and_timings(celery_worker, llm_server, user):
@@ -33,7 +34,8 @@ def test_run_streams_stores_answer_usage_and_timings(celery_worker, llm_server, 
     assert run.created_at <= run.started_at <= run.first_token_at <= run.finished_at
     assert list(Step.objects.filter(run=run).values_list("kind", flat=True)) == [StepKind.CONTEXT, StepKind.LLM_CALL]
     sent = llm_server.requests[-1]["body"]["messages"]
-    assert sent == [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "hello there"}]
+    assert sent == [{"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": "hello there"}]
 
 
 def test_context_is_the_path_and_rebuilds_exactly(celery_worker, llm_server, user):

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations import services
 from conversations.context import path_messages
-from core.errors import Conflict, InvalidInput, NotFound
 from conversations.models import Message, Run, RunStatus, Session, Step
+from core.errors import Conflict, InvalidInput, NotFound
 from tests.factories import RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db

@@ -80,7 +80,8 @@ def test_send_and_watch_the_stream(chat, artifacts):
     run = Run.objects.get(session=session_of(page))
     expect(page.locator("#branch-facts")).to_contain_text(f"{run.prompt_tokens + run.completion_tokens} tokens used")
     expect(last_turn(page).locator(".facts")).to_contain_text("tokens")
-    send(page, "Show me code [[reply:Here is **some** code:\n\n```python\ndef greet(name):\n    return f\"hi {name}\"\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |]]")
+    send(page, "Show me code [[reply:Here is **some** code:\n\n```python\ndef greet(name):\n"
+               "    return f\"hi {name}\"\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |]]")
     wait_done(page, 2)
     expect(last_turn(page).locator(".msg.assistant .md pre .copy-code")).to_have_count(1)
     expect(last_turn(page).locator(".md pre span.k").first).to_have_text("def")
@@ -192,7 +193,8 @@ def test_tree_view_click_through(page, asgi_server, artifacts):
     user = UserFactory()
     session = SessionFactory(owner=user, title="Planning a trip")
     runs = build_chain(session, 30)
-    alt = RunFactory(session=session, parent_run=runs[3], turn=("What about going by train instead?", "Trains are nice."))
+    alt = RunFactory(session=session, parent_run=runs[3],
+                     turn=("What about going by train instead?", "Trains are nice."))
     RunFactory(session=session, parent_run=alt, turn=("Which line?", "The coastal one."))
     RunFactory(session=session, parent_run=runs[3], status=RunStatus.FAILED, turn=("And by bike?", None))
     RunFactory(session=session, parent_run=runs[7], turn=("Shorter version please", "OK."))

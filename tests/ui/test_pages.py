@@ -50,7 +50,9 @@ def test_chat_query_count_does_not_grow_with_depth(client, me):
     n_shallow, _ = _count_queries(client, f"/s/{shallow.pk}/")
     n_deep, html = _count_queries(client, f"/s/{deep.pk}/")
     assert n_shallow == n_deep
-    assert n_deep <= 10  # session, path window, siblings, totals, agents, fork source, compactions; meter: last model call, branch compactions
+    # session, path window, siblings, totals, agents, fork source, compactions; meter: last model call,
+    # branch compactions
+    assert n_deep <= 10
 
 
 def test_chat_shows_the_newest_turns_first_and_loads_older_ones(client, me):
@@ -86,7 +88,8 @@ def test_chat_html_stays_small_on_a_deep_branch(client, me):
 
 def test_markdown_is_rendered_and_sanitised(client, me):
     session = SessionFactory(owner=me)
-    RunFactory(session=session, turn=("<script>alert(1)</script> **bold**", "```python\nx = 1\n```\n[x](javascript:alert(1))"))
+    RunFactory(session=session,
+               turn=("<script>alert(1)</script> **bold**", "```python\nx = 1\n```\n[x](javascript:alert(1))"))
     session.active_run = session.runs.get()
     session.save()
     html = client.get(f"/s/{session.pk}/").content.decode()
@@ -165,7 +168,8 @@ def test_agent_picker_lists_own_and_shared_agents_only(client, me):
     theirs = Agent.objects.create(owner=UserFactory(), name="Theirs", memory_id="t1")
     html = client.get(f"/s/{session.pk}/").content.decode()
     assert 'name="agent_id"' in html and ">Mine<" in html and ">Everyone<" in html and "Theirs" not in html
-    response = client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": theirs.pk}, headers={"HX-Request": "true"})
+    response = client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": theirs.pk},
+                           headers={"HX-Request": "true"})
     assert response.status_code == 400 and not Run.objects.exists()
     client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": mine.pk})
     run = Run.objects.get()
@@ -241,7 +245,7 @@ def test_sessions_list_counts_runs_and_branches_in_constant_queries(client, me):
         session = SessionFactory(owner=me)
         _bushy(session, 10 * (n + 1))
     n_few, html = _count_queries(client, "/")
-    for n in range(20):
+    for _ in range(20):
         _bushy(SessionFactory(owner=me), 5)
     n_many, _ = _count_queries(client, "/")
     assert n_few == n_many
@@ -312,6 +316,19 @@ def test_a_run_of_another_session_is_404_under_this_session(client, me):
     foreign = build_chain(other, 2)[0]
     assert client.get(f"/s/{mine.pk}/runs/{foreign.pk}/open").status_code == 404
     assert client.post(f"/s/{mine.pk}/runs/{foreign.pk}/rewind").status_code == 404
+
+
+def test_malformed_ids_are_404(client, me):
+    """Ids in paths are <uuid:…> (no view runs for a malformed one); ids in query strings are looked
+    up by the selectors, whose NotFound is the 404 page too."""
+    session = SessionFactory(owner=me)
+    build_chain(session, 2)
+    base = f"/s/{session.pk}"
+    for url in ["/s/not-a-uuid/", f"{base}/runs/not-a-uuid/open", f"{base}/runs/123/", f"{base}/older?before=nope",
+                f"{base}/tree/?root=nope", f"{base}/tree/?chain=nope", "/audit/runs/not-a-uuid/"]:
+        assert client.get(url).status_code == 404, url
+    assert client.post("/s/not-a-uuid/rename", {"title": "x"}).status_code == 404
+    assert client.get(f"{base}/?at=nope").status_code == 200  # a bad anchor only loses the anchor
 
 
 def test_anonymous_visitors_are_sent_to_the_login_page(client):
