@@ -246,6 +246,39 @@ def _openwebui_usage(m: dict) -> dict | None:
     return None
 
 
+def _openwebui_message(key, m: dict, counts: Counter) -> MessageDraft | None:
+    """The draft of one Open WebUI message (None for an empty non-user message, counted in ``counts``)."""
+    role = str(m.get("role") or "")
+    metadata: dict = {}
+    if role not in ROLES:
+        counts["unknown_role"] += 1
+        metadata["author_role"] = clean_text(role)
+        role = "assistant"
+    attachments: list = []
+    text = clean_text(_openwebui_content(m.get("content"), counts, attachments))
+    if isinstance(m.get("files"), list) and m["files"]:
+        attachments.extend(clean_json(m["files"]))
+    if m.get("error"):
+        metadata["error"] = clean_json(m["error"])
+    if not text.strip() and not attachments and role != "user" and not m.get("error"):
+        counts["empty"] += 1
+        return None
+    metadata["source_id"] = clean_text(key)
+    if attachments:
+        metadata["attachments"] = attachments
+    model = clean_text(m.get("model") or "")[:200]
+    if model:
+        metadata["model"] = model
+    if m.get("done") is False:
+        metadata["partial"] = True
+    usage = _openwebui_usage(m)
+    return MessageDraft(
+        role=role, content=text, metadata=metadata, created_at=parse_time(m.get("timestamp")),
+        model=model if role == "assistant" else "", usage=usage,
+        finish_reason="stop" if role == "assistant" and m.get("done", True) else "",
+    )
+
+
 def openwebui(record) -> ConversationDraft:
     """An Open WebUI chat (the export's wrapper with ``chat``, or the ``chat`` object itself)."""
     if not isinstance(record, dict):
@@ -272,36 +305,7 @@ def openwebui(record) -> ConversationDraft:
         if not isinstance(m, dict):
             counts["bad_node"] += 1
             continue
-        role = str(m.get("role") or "")
-        metadata: dict = {}
-        if role not in ROLES:
-            counts["unknown_role"] += 1
-            metadata["author_role"] = clean_text(role)
-            role = "assistant"
-        attachments: list = []
-        text = clean_text(_openwebui_content(m.get("content"), counts, attachments))
-        if isinstance(m.get("files"), list) and m["files"]:
-            attachments.extend(clean_json(m["files"]))
-        if m.get("error"):
-            metadata["error"] = clean_json(m["error"])
-        if not text.strip() and not attachments and role != "user" and not m.get("error"):
-            counts["empty"] += 1
-            message = None
-        else:
-            metadata["source_id"] = clean_text(key)
-            if attachments:
-                metadata["attachments"] = attachments
-            model = clean_text(m.get("model") or "")[:200]
-            if model:
-                metadata["model"] = model
-            if m.get("done") is False:
-                metadata["partial"] = True
-            usage = _openwebui_usage(m)
-            message = MessageDraft(
-                role=role, content=text, metadata=metadata, created_at=parse_time(m.get("timestamp")),
-                model=model if role == "assistant" else "", usage=usage,
-                finish_reason="stop" if role == "assistant" and m.get("done", True) else "",
-            )
+        message = _openwebui_message(key, m, counts)
         parent = m.get("parentId")
         children = m.get("childrenIds") if isinstance(m.get("childrenIds"), list) else []
         nodes[str(key)] = Node(id=str(key), parent=None if parent is None else str(parent),
