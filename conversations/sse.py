@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 
+from django.db import connection
 from django.http import StreamingHttpResponse
 from django.utils.html import escape
 
@@ -79,6 +80,15 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
 
 
 def sse_response(run_id, last_event_id: str | None, *, html: bool = False) -> StreamingHttpResponse:
+    """The streaming response for a run's events (JSON, or HTML fragments for htmx).
+
+    Releases the view thread's database connection first: under ASGI, Django closes a request's
+    connection only when the response has been sent, which for a stream is when the run is done,
+    so every open stream would hold a connection (and exhaust the pool). The stream's own reads
+    borrow one per read (:func:`conversations.streams.db_call`).
+    """
+    if not connection.in_atomic_block:  # a test client inside a test transaction keeps it
+        connection.close()
     response = StreamingHttpResponse(
         run_events(run_id, last_event_id, format_html if html else format_json),
         content_type="text/event-stream",

@@ -99,7 +99,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env("
 
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooling and persistent connections exclude each other
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
+        "min_size": 0,  # no background connection to a database that is not used (or not created yet)
         "max_size": env("ARBOR_DB_POOL_SIZE", default=10, cast=int),
         "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
         "check": ConnectionPool.check_connection,

@@ -1,0 +1,217 @@
+"""``bench engine``: many runs at once through the real pipeline (issue 11).
+
+A real Celery worker (the threads pool on the run queue, as ``make run`` starts it), uvicorn with
+``ARBOR_WEB_WORKERS`` processes (default 2), and one asyncio client per run that POSTs the run and
+reads its SSE stream to ``done`` (reconnecting with ``Last-Event-ID`` if the stream ends early).
+The scripted model answers 30 tokens 0.1 s apart (~3 s). Then Arbor's own time per turn against a
+model that answers at once, at depth 10 and 500.
+
+On PostgreSQL + Redis run with ``DATABASE_URL`` and ``CELERY_BROKER_URL``; without them it measures
+the embedded default (SQLite, the filesystem broker, database streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import ApiToken
+from bench.harness import Bench, ms, percentile
+from conversations.models import Run, RunStatus
+from tests.conftest import Proc, child_env, free_port, start_worker
+from tests.factories import SessionFactory, UserFactory, build_chain
+
+MODEL_SCRIPT = "[[tokens:30]] [[delay:0.1]]"  # ~3 s per answer
+SIZES = [int(n) for n in os.environ.get("ARBOR_BENCH_ENGINE_SIZES", "10,50,100,200").split(",")]
+
+
+class _Server:  # what child_env/start_worker need of the model server
+    base_url = ""
+
+
+def _rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB (from /proc)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat[1])
+        rss[pid] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    family, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in family:
+                family.add(pid)
+                frontier.append(pid)
+    return sum(rss.get(pid, 0) for pid in family) / 1024
+
+
+class _PeakConnections(threading.Thread):
+    """Samples PostgreSQL's connections to the bench database every 0.1 s; ``peak`` is the most seen."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import psycopg  # noqa: PLC0415 - PostgreSQL only
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")},
+                             autocommit=True) as conn:
+            while not self._halt.wait(0.1):
+                count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                     ).fetchone()[0]
+                self.peak = max(self.peak, count - 1)  # not counting this sampler
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(5)
+        return self.peak
+
+
+async def _one_run(client: httpx.AsyncClient, base: str, token: str, session_id, text: str) -> dict:
+    auth = {"Authorization": f"Bearer {token}"}
+    started = time.monotonic()
+    response = await client.post(f"{base}/api/sessions/{session_id}/runs", json={"input": text}, headers=auth)
+    result = {"post": time.monotonic() - started, "first": None, "done": None, "reconnects": 0, "status": "",
+              "error": "" if response.status_code == 202 else f"POST {response.status_code}"}
+    if result["error"]:
+        return result
+    run_id = response.json()["run_id"]
+    last_id = None
+    while result["done"] is None and result["reconnects"] <= 5:
+        headers = {**auth, **({"Last-Event-ID": last_id} if last_id else {})}
+        event = None
+        try:
+            async with client.stream("GET", f"{base}/api/runs/{run_id}/events", headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("id: "):
+                        last_id = line[4:]
+                    elif line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "delta" and result["first"] is None:
+                        result["first"] = time.monotonic() - started
+                    elif line.startswith("data: ") and event == "done":
+                        result["done"] = time.monotonic() - started
+                        result["status"] = "succeeded" if '"succeeded"' in line else line[6:80]
+        except httpx.HTTPError as exc:
+            result["error"] = type(exc).__name__
+        if result["done"] is None:
+            result["reconnects"] += 1
+    return result
+
+
+async def _burst(base: str, token: str, sessions: list, text: str) -> list[dict]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx.Timeout(connect=30, read=120, write=30, pool=None)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        return await asyncio.gather(*(_one_run(client, base, token, s.pk, f"{text} #{i}")
+                                      for i, s in enumerate(sessions)))
+
+
+def _start(log_dir: Path, web_workers: int) -> tuple[Proc, Proc, str]:
+    worker = start_worker(_Server, log_dir, name="bench-runs", concurrency=settings.ARBOR_RUN_CONCURRENCY)
+    port = free_port()
+    web = Proc("uvicorn", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
+                           "--workers", str(web_workers), "--log-level", "warning"], child_env(_Server), log_dir)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            httpx.get(f"{base}/accounts/login/", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return worker, web, base
+
+
+def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) -> None:
+    postgres = connection.vendor == "postgresql"
+    rows = []
+    for n in SIZES:
+        sessions = [SessionFactory(owner=user) for _ in range(n)]
+        sampler = _PeakConnections() if postgres else None
+        if sampler:
+            sampler.start()
+        began = time.monotonic()
+        results = asyncio.run(_burst(base, token, sessions, f"{MODEL_SCRIPT} n{n}"))
+        all_done = time.monotonic() - began
+        peak = sampler.stop() if sampler else "n/a"
+        runs = Run.objects.filter(session__in=sessions)
+        waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
+        firsts = [r["first"] for r in results if r["first"] is not None]
+        errors = sum(1 for r in results if r["error"] or r["status"] != "succeeded")
+        rows.append([
+            n, f"{all_done:.1f}", ms(percentile(firsts, 50)) if firsts else "-",
+            ms(percentile(firsts, 95)) if firsts else "-", ms(max(firsts)) if firsts else "-",
+            ms(percentile(waits, 50)) if waits else "-", sum(r["reconnects"] for r in results), errors,
+            ms(percentile([r["post"] for r in results], 95)), peak, f"{_rss_mb(worker.popen.pid):.0f}",
+        ])
+        stuck = runs.exclude(status=RunStatus.SUCCEEDED).count()
+        if stuck:
+            print(f"  n={n}: {stuck} runs not succeeded", flush=True)
+    bench.table(
+        f"Concurrent runs, model ~3 s per answer ({connection.vendor}, stream {settings.ARBOR_STREAM_URL.split(':')[0]},"
+        f" {settings.ARBOR_RUN_CONCURRENCY} run threads, {os.environ.get('ARBOR_WEB_WORKERS', '2')} web workers)",
+        ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms", "SSE reconnects",
+         "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB"],
+        rows,
+    )
+
+
+def bench_turn_overhead(bench: Bench, user, token: str, base: str) -> None:
+    """POST → done with a model that answers at once (800 characters), at depth 10 and 500."""
+    rows = []
+    for depth in (10, 500):
+        session = SessionFactory(owner=user)
+        build_chain(session, depth)
+        session.refresh_from_db()
+        totals = []
+        for i in range(15):
+            result = asyncio.run(_burst(base, token, [session], f"[[tokens:160]] [[delay:0]] d{depth} {i}"))[0]
+            totals.append(result["done"])
+        runs = list(Run.objects.filter(session=session, depth__gt=depth).order_by("created_at"))
+        queue = [(r.started_at - r.created_at).total_seconds() for r in runs]
+        to_first = [(r.first_token_at - r.started_at).total_seconds() for r in runs if r.first_token_at]
+        to_end = [(r.finished_at - r.first_token_at).total_seconds() for r in runs if r.first_token_at]
+        rows.append([depth, ms(percentile(totals, 50)), ms(percentile(queue, 50)), ms(percentile(to_first, 50)),
+                     ms(percentile(to_end, 50))])
+    bench.table(
+        "Arbor's own time per turn (POST → done, model answers at once; server-side parts p50)",
+        ["depth", "POST → done p50 ms", "queue ms", "start → first token ms", "first token → finished ms"], rows,
+    )
+
+
+def run(bench: Bench) -> None:
+    _Server.base_url = bench.llm_base_url
+    os.environ.setdefault("ARBOR_WEB_WORKERS", "2")
+    user = UserFactory()
+    token = ApiToken.issue(user=user)[1]
+    log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-engine-"))
+    worker, web, base = _start(log_dir, int(os.environ["ARBOR_WEB_WORKERS"]))
+    try:
+        bench_concurrent(bench, user, token, base, worker)
+        bench_turn_overhead(bench, user, token, base)
+    finally:
+        web.stop()
+        worker.stop()
