@@ -442,17 +442,16 @@ def insert_rows(model, rows: list[dict]) -> None:
         plan.append((f.attname, None if plain else f, f.attname in given, default))
     table = connection.ops.quote_name(model._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            write = copy.write_row
-            for row in rows:
-                values = []
-                for attname, field, present, default in plan:
-                    value = row[attname] if present else default
-                    if field is not None:
-                        value = field.get_db_prep_save(value, connection)
-                    values.append(value)
-                write(values)
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        write = copy.write_row
+        for row in rows:
+            values = []
+            for attname, field, present, default in plan:
+                value = row[attname] if present else default
+                if field is not None:
+                    value = field.get_db_prep_save(value, connection)
+                values.append(value)
+            write(values)
 
 
 # --- import jobs in the worker ------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
-from django_htmx.middleware import HtmxDetails
 from django.utils import timezone
+from django_htmx.middleware import HtmxDetails
 
 from bench.harness import ms, percentile, timed
-from comparisons import services, views
+from comparisons import advance, services, views
 from comparisons.models import Comparison, Variant, VariantRun, Vote, VoteRank, config_fingerprint
 from comparisons.services import VariantSpec
 from conversations.models import Message, Role, Run, RunStatus, Session
@@ -57,7 +57,7 @@ def _bench_page(bench, user, session, runs) -> None:
             Run.objects.filter(pk=vr.run_id).update(status=RunStatus.SUCCEEDED, started_at=now, first_token_at=now,
                                                     finished_at=now, prompt_tokens=100, completion_tokens=50)
             Message.objects.create(run_id=vr.run_id, position=1, role=Role.ASSISTANT, content="answer " * 50)
-            services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+            advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
         services.vote_cast(comparison=comparison, turn=turn, choice="ranking", ranking={0: 1, 1: 2, 2: 2, 3: 4})
     def get():
         request = RequestFactory().get(f"/compare/{comparison.pk}/")

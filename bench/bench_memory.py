@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bench.harness import Bench, ms, percentile, timed
+from core.tokens import TokenCounter
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import build_context, context_tokens
 from memory.models import Agent
-from core.tokens import TokenCounter
 from tests.factories import SessionFactory, UserFactory
 from tests.memory.conftest import add_chain, new_input
 

@@ -22,8 +22,7 @@ from bench.harness import ms, percentile, timed
 
 N = 1000
 REDIS_URL = os.environ.get("ARBOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-WORDS = ("memory branch run session token window model answer context search tree fork agent tool result "
-         "database redis file lock thread process vector index embedding query summary").split()
+WORDS = ["memory", "branch", "run", "session", "token", "window", "model", "answer", "context", "search", "tree", "fork", "agent", "tool", "result", "database", "redis", "file", "lock", "thread", "process", "vector", "index", "embedding", "query", "summary"]
 
 
 def _message(i: int, rng: random.Random) -> dict:
@@ -136,7 +135,7 @@ def _sharegpt(limit: int) -> list[tuple[str, str]]:
         if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
             continue
         question, answer = turns[0]["value"].strip(), turns[1]["value"].strip()
-        if not (20 <= len(question) <= 400 and 50 <= len(answer)):
+        if not (20 <= len(question) <= 400 and len(answer) >= 50):
             continue
         text = question + answer
         if sum(c.isascii() for c in text) / len(text) < 0.97:
@@ -151,10 +150,10 @@ def bench_recall(bench) -> None:
     """Queries: the first user message of each conversation. Corpus: the first assistant answer of
     every conversation. A query's one relevant message is its own conversation's answer;
     recall@5 = share of queries whose answer is in the top 5 (MRR@10 beside it)."""
+    import logging
+
     from memory.semantic import EndpointEmbedder, local_embedder, top_indexes
     from memory.stores.base import MemoryMessage, bm25_rank
-
-    import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per embeddings request otherwise
     pairs = _sharegpt(400)

@@ -10,14 +10,13 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from audit.models import AuditLog
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
 from conversations.context import path_messages
 from conversations.models import Message, Run, RunEvent, Session, Step
 from engine import execute
 from tests.factories import SessionFactory, UserFactory, build_chain
-
-from audit.models import AuditLog
 
 TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}
 

@@ -4,7 +4,7 @@ work for a worker is enqueued on commit (``conversations.services.run_start`` do
 Replay: a variant's turn *t+1* starts when its run for turn *t* has finished. The worker sends
 ``conversations.signals.run_finished`` after a run's final state is committed; our receiver
 (:mod:`comparisons.signals`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
-:func:`variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
+:func:`comparisons.advance.variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
 ``VariantRun`` for the turn means "already started", and the unique ``(variant, turn)``
 constraint backs that up, so a redelivered task or a duplicate signal never starts a turn twice.
 """
@@ -16,18 +16,29 @@ import random
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from conversations import services as conv
+from conversations.models import ACTIVE_STATUSES, Message, Role, Run, Session
 from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
-from conversations.models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
+from .advance import start_turn, variant_advance
 from .models import (
-    COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Tag, Variant, VariantRun, Vote, VoteChoice,
-    VoteRank, config_fingerprint,
+    COLUMN_LETTERS,
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    Comparison,
+    Mode,
+    Tag,
+    Variant,
+    VariantRun,
+    Vote,
+    VoteChoice,
+    VoteRank,
+    config_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -238,54 +249,8 @@ def comparison_start(
             comparison=comparison, position=position, label=label, agent=agent, config=config,
             config_key=config_fingerprint(config),
         )
-        _start_turn(variant=variant, turn=0, parent=branch_point)
+        start_turn(variant=variant, turn=0, parent=branch_point)
     return comparison
-
-
-def _start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
-    comparison = variant.comparison
-    run = conv.run_start(
-        session=comparison.session,
-        input=comparison.prompts[turn],
-        parent=parent,
-        agent=variant.agent,
-        model=variant.config.get("model") or None,
-        params=variant.config.get("params") or None,
-    )
-    VariantRun.objects.create(variant=variant, turn=turn, run=run)
-    return run
-
-
-def variant_advance(*, variant_id: int, finished_run_id) -> Run | None:
-    """After a variant's run has finished, start its next replayed turn (a child of that run).
-
-    Returns the new run, or None when there is nothing to start: the comparison has no further
-    turn, the run did not succeed (the variant stops, with the reason stored), or the next turn
-    was already started (idempotent). Safe to call any number of times, concurrently.
-    """
-    try:
-        with transaction.atomic():
-            if not Variant.objects.select_for_update().filter(pk=variant_id).exists():  # the lock
-                return None
-            variant = Variant.objects.select_related("comparison__session", "agent").get(pk=variant_id)
-            done = VariantRun.objects.filter(variant=variant, run_id=finished_run_id).select_related("run").first()
-            if done is None:
-                return None
-            next_turn = done.turn + 1
-            if next_turn >= variant.comparison.turn_count:
-                return None
-            if VariantRun.objects.filter(variant=variant, turn=next_turn).exists():
-                return None
-            if done.run.status != RunStatus.SUCCEEDED:
-                if done.run.status in ACTIVE_STATUSES:
-                    return None
-                variant.stopped_reason = f"Turn {done.turn + 1} {done.run.status}; later turns were not replayed."
-                variant.save(update_fields=["stopped_reason"])
-                return None
-            return _start_turn(variant=variant, turn=next_turn, parent=done.run)
-    except IntegrityError:  # another delivery started the same turn first
-        log.info("variant %s: turn after run %s already started", variant_id, finished_run_id)
-        return None
 
 
 def comparison_resume(*, comparison: Comparison) -> list[Run]:

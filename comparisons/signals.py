@@ -2,7 +2,7 @@
 
 ``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
 looks the run up and, when it answers a replayed turn, enqueues ``comparisons.advance_variant``;
-the task starts the next turn (idempotently, see :func:`comparisons.services.variant_advance`).
+the task starts the next turn (idempotently, see :func:`comparisons.advance.variant_advance`).
 """
 
 from __future__ import annotations

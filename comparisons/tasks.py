@@ -2,11 +2,11 @@
 
 from celery import shared_task
 
-from . import services
+from . import advance
 
 
 @shared_task(name="comparisons.advance_variant",  # = comparisons.signals.ADVANCE_VARIANT
              acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def advance_variant(variant_id: int, finished_run_id: str) -> None:
     """Start the variant's next replayed turn after ``finished_run_id`` (no-op if already started)."""
-    services.variant_advance(variant_id=variant_id, finished_run_id=finished_run_id)
+    advance.variant_advance(variant_id=variant_id, finished_run_id=finished_run_id)

@@ -15,9 +15,9 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
+from django.contrib import messages as flash
 from django.db.models import Count, Max
 from django.db.models.fields.json import KT
-from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,8 +27,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.ratelimit import limit_run_creation
 from conversations import services as conv
-from conversations.selectors import get_run_for, get_session_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
+from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError
 from core.prices import run_cost
 

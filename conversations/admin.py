@@ -12,7 +12,19 @@ import uuid
 
 from django.contrib import admin
 from django.db.models import (
-    Case, Count, Exists, F, FloatField, IntegerField, Max, OuterRef, Q, Subquery, Sum, Value, When,
+    Case,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
 )
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse

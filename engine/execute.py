@@ -27,7 +27,7 @@ from core.redact import mask_secrets
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
 
 from .context import BuiltContext, ContextOverflow, build_context
-from .finalize import Totals, ToolRoundLimit, finalize, finish_step
+from .finalize import ToolRoundLimit, Totals, finalize, finish_step
 from .llm import TransientModelError, describe_error, is_transient
 from .model_call import Outcome, run_status, stream_answer
 from .tools import Tool, ToolContext, run_tool, tools_for

@@ -209,9 +209,8 @@ def test_database_trigger_rejects_update(user):
     """Raw SQL that bypasses the ORM still cannot UPDATE an audit row (trigger on both databases)."""
     services.session_create(owner=user, title="x")
     row = last("session.create")
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE audit_auditlog SET action = %s WHERE id = %s", ["forged", row.pk])
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditlog SET action = %s WHERE id = %s", ["forged", row.pk])
     assert AuditLog.objects.get(pk=row.pk).action == "session.create"
 
 
@@ -221,9 +220,8 @@ def test_postgresql_trigger_rejects_delete(user):
     """On PostgreSQL raw SQL cannot DELETE audit rows either."""
     services.session_create(owner=user, title="x")
     row = last("session.create")
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM audit_auditlog WHERE id = %s", [row.pk])
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditlog WHERE id = %s", [row.pk])
     assert AuditLog.objects.filter(pk=row.pk).exists()
 
 

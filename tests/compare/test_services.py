@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from comparisons import services
+from comparisons import advance, services
 from comparisons.models import Comparison, Mode, Variant, VariantRun, Vote, VoteRank
 from comparisons.services import VariantSpec
-from core.errors import Conflict, InvalidInput, NotFound
 from conversations.models import Run, RunStatus
+from core.errors import Conflict, InvalidInput, NotFound
 from memory.models import Agent
 from tests.compare.conftest import finish_run
 from tests.factories import RunFactory, SessionFactory
@@ -151,20 +151,20 @@ def test_variant_advance_chains_turns_once(user, chain):
                                            mode=Mode.REPLAY, source_run=runs[4])
     variant = comparison.variants.get(position=0)
     first = finish_run(variant.variant_runs.get(turn=0).run)
-    assert services.variant_advance(variant_id=variant.pk, finished_run_id=first.pk) is not None
-    assert services.variant_advance(variant_id=variant.pk, finished_run_id=first.pk) is None
+    assert advance.variant_advance(variant_id=variant.pk, finished_run_id=first.pk) is not None
+    assert advance.variant_advance(variant_id=variant.pk, finished_run_id=first.pk) is None
     second = variant.variant_runs.get(turn=1).run
     assert second.parent_run_id == first.pk and second.messages.get(position=0).content == "question 3"
     assert second.agent_id == variant.agent_id and second.model == "model-a"
     finish_run(second)
-    third = services.variant_advance(variant_id=variant.pk, finished_run_id=second.pk)
+    third = advance.variant_advance(variant_id=variant.pk, finished_run_id=second.pk)
     assert third.messages.get(position=0).content == "question 4"
     finish_run(third)
-    assert services.variant_advance(variant_id=variant.pk, finished_run_id=third.pk) is None  # no turn 4
+    assert advance.variant_advance(variant_id=variant.pk, finished_run_id=third.pk) is None  # no turn 4
     assert variant.variant_runs.count() == 3
     # The other variant has not moved: its turn 0 is still queued.
     other = comparison.variants.get(position=1)
-    assert services.variant_advance(variant_id=other.pk, finished_run_id=other.variant_runs.get().run_id) is None
+    assert advance.variant_advance(variant_id=other.pk, finished_run_id=other.variant_runs.get().run_id) is None
     assert other.variant_runs.count() == 1
 
 
@@ -174,7 +174,7 @@ def test_a_failed_turn_stops_the_variant(user, chain):
                                            mode=Mode.REPLAY, source_run=runs[4])
     variant = comparison.variants.get(position=1)
     failed = finish_run(variant.variant_runs.get().run, status=RunStatus.FAILED)
-    assert services.variant_advance(variant_id=variant.pk, finished_run_id=failed.pk) is None
+    assert advance.variant_advance(variant_id=variant.pk, finished_run_id=failed.pk) is None
     variant.refresh_from_db()
     assert "failed" in variant.stopped_reason and variant.variant_runs.count() == 1
 
@@ -245,7 +245,7 @@ def test_ranking_with_three_variants_and_reveal_after_every_turn(user, chain):
     for turn in (1, 2):
         for variant in comparison.variants.all():
             previous = variant.variant_runs.get(turn=turn - 1).run
-            finish_run(services.variant_advance(variant_id=variant.pk, finished_run_id=previous.pk))
+            finish_run(advance.variant_advance(variant_id=variant.pk, finished_run_id=previous.pk))
     with pytest.raises(InvalidInput):
         services.vote_cast(comparison=comparison, turn=0, choice="ranking", ranking={0: 1, 1: 2})
     with pytest.raises(InvalidInput):
@@ -303,14 +303,14 @@ def test_reveal_when_a_variant_stopped_early(user, chain):
     with pytest.raises(Conflict):
         services.comparison_reveal(comparison=comparison)  # runs are queued
     finish_run(bad.variant_runs.get().run, status=RunStatus.FAILED)
-    services.variant_advance(variant_id=bad.pk, finished_run_id=bad.variant_runs.get().run_id)
+    advance.variant_advance(variant_id=bad.pk, finished_run_id=bad.variant_runs.get().run_id)
     first = finish_run(ok.variant_runs.get().run)
     with pytest.raises(Conflict):
         services.comparison_reveal(comparison=comparison)  # turn 1 has no vote yet
     services.vote_cast(comparison=comparison, turn=0, choice="both_bad")
     comparison.refresh_from_db()
     assert comparison.revealed_at is None  # the good variant's later turns are still to come
-    run = services.variant_advance(variant_id=ok.pk, finished_run_id=first.pk)
+    run = advance.variant_advance(variant_id=ok.pk, finished_run_id=first.pk)
     run = finish_run(run)
-    finish_run(services.variant_advance(variant_id=ok.pk, finished_run_id=run.pk))
+    finish_run(advance.variant_advance(variant_id=ok.pk, finished_run_id=run.pk))
     assert services.comparison_reveal(comparison=comparison).revealed_at is not None

@@ -7,12 +7,12 @@ import csv
 import io
 import json
 import random
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
 
-from comparisons import services
+from comparisons import advance, services
 from comparisons.models import Comparison, Mode, VariantRun, Vote
 from comparisons.services import VariantSpec
 from conversations.models import Run, Session
@@ -250,7 +250,7 @@ def test_metrics_and_cost(client, user, chain, settings):
         for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run"):
             finish_run(vr.run, prompt_tokens=1000, completion_tokens=500, ttft=0.3, latency=2.25)
             if turn == 0:
-                services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+                advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
     html = client.get(reverse("comparisons:detail", args=[comparison.pk])).content.decode()
     assert html.count("1000 in · 500 out") == 4
     assert html.count("<dd>0.30 s</dd>") == 4 and html.count("<dd>2.25 s</dd>") == 4  # first token, total
@@ -334,7 +334,7 @@ def test_results_filters(client, user, chain):
     c1, c2, _ = make_results(user, chain)
     by_tag = client.get(reverse("comparisons:results_json"), {"tag": "speed"}).json()
     assert by_tag["comparisons"] == 1 and by_tag["votes"] == 1
-    Comparison.objects.filter(pk=c2.pk).update(created_at=datetime(2020, 1, 1, tzinfo=dt_timezone.utc))
+    Comparison.objects.filter(pk=c2.pk).update(created_at=datetime(2020, 1, 1, tzinfo=UTC))
     recent = client.get(reverse("comparisons:results_json"), {"since": "2021-01-01"}).json()
     assert recent["votes"] == 1
     old = client.get(reverse("comparisons:results_json"), {"until": "2020-01-01"}).json()
@@ -371,7 +371,7 @@ def test_detail_page_queries_do_not_grow_with_turns_or_variants(client, user, ch
     for turn in range(turns):
         for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn):
             finish_run(vr.run)
-            services.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+            advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
         choice = "a_better" if n == 2 else "ranking"
         services.vote_cast(comparison=comparison, turn=turn, choice=choice, ranking={i: i + 1 for i in range(n)})
     with django_assert_max_num_queries(10):

@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from conversations.models import Step, StepKind
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import SUMMARY_HEADER
-from memory.policy import parse_policy
 from memory.models import Compaction, CompactionStatus
+from memory.policy import parse_policy
 from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
 
