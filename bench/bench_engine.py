@@ -171,7 +171,8 @@ def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) ->
         if stuck:
             print(f"  n={n}: {stuck} runs not succeeded", flush=True)
     bench.table(
-        f"Concurrent runs, model ~3 s per answer ({connection.vendor}, stream {settings.ARBOR_STREAM_URL.split(':')[0]},"
+        f"Concurrent runs, model ~3 s per answer ({connection.vendor}, "
+        f"stream {settings.ARBOR_STREAM_URL.split(':')[0]},"
         f" {settings.ARBOR_RUN_CONCURRENCY} run threads, {os.environ.get('ARBOR_WEB_WORKERS', '2')} web workers)",
         ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms", "SSE reconnects",
          "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB"],

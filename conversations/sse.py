@@ -42,7 +42,8 @@ def format_html(event: Event) -> str:
 
 def _from_database(run_id) -> list[Event]:
     run = Run.objects.get(pk=run_id)
-    answer = run.messages.filter(position__gt=0, role="assistant").order_by("-position").values_list("content", flat=True).first()
+    answer = (run.messages.filter(position__gt=0, role="assistant").order_by("-position")
+              .values_list("content", flat=True).first())
     events = []
     if answer:
         events.append(Event("db-1", "delta", {"text": answer}))

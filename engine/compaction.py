@@ -232,7 +232,8 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
         step.status, step.finished_at = (RunStatus.SUCCEEDED if updated else RunStatus.CANCELLED), now
         step.prompt_tokens, step.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
         step.response = {"applied": result.applied, "utilisation_after": fields["utilisation_after"],
-                         "tokens_after": fields["tokens_after"], "replaced_messages": len(fields["replaced_message_ids"]),
+                         "tokens_after": fields["tokens_after"],
+                         "replaced_messages": len(fields["replaced_message_ids"]),
                          "summary": work.summary, "model": usage["model"]}
         step.save()
     return Compaction.objects.get(pk=compaction.pk)

@@ -107,7 +107,8 @@ class BuiltContext:
     def describe(self) -> dict:
         """The accounting stored with the context step (JSON)."""
         return {
-            "context_tokens": self.tokens, "usable_window": self.budget.usable, "context_window": self.budget.context_window,
+            "context_tokens": self.tokens, "usable_window": self.budget.usable,
+            "context_window": self.budget.context_window,
             "reserved_output": self.budget.reserved_output, "utilisation": round(self.utilisation, 4),
             "history_messages": self.history_messages, "window_dropped": self.window_dropped,
             "budget_dropped": self.budget_dropped, "unpaired_dropped": self.unpaired_dropped,

@@ -208,7 +208,8 @@ def _account(outcome: Outcome, messages: list[dict], totals: Totals, counter: To
         totals.counted = True
     elif not counter.exact:
         chars = sum(len(m.get("content") or "") for m in messages)
-        counter.observe(chars, outcome.prompt_tokens - REPLY_PRIMING - sum(overhead_for(m.get("role")) for m in messages))
+        overhead = REPLY_PRIMING + sum(overhead_for(m.get("role")) for m in messages)
+        counter.observe(chars, outcome.prompt_tokens - overhead)
     if outcome.completion_tokens is None:
         outcome.completion_tokens = counter.count(outcome.text) + (
             counter.count(json.dumps(outcome.tool_calls)) if outcome.tool_calls else 0)

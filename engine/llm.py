@@ -7,6 +7,7 @@ task decorator (see :mod:`conversations.tasks`), so that a retry is visible in t
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 
 import httpx
@@ -48,10 +49,8 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     """``(type, message)`` a person can read, for a run's ``error``."""
     if isinstance(exc, openai.APIStatusError):
         body = ""
-        try:
+        with contextlib.suppress(Exception):  # the body is a courtesy
             body = exc.response.text[:300]
-        except Exception:  # noqa: BLE001 - the body is a courtesy
-            pass
         return "http_error", f"The model endpoint answered HTTP {exc.status_code}. {body}".strip()
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return "timeout", "The model endpoint did not answer in time."

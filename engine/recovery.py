@@ -32,7 +32,8 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
         elif _give_up(run, stream, now):
             counts["failed"] += 1
     requeue_cutoff = now - timedelta(seconds=settings.ARBOR_REQUEUE_AFTER_SECONDS)
-    for run_id in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff).values_list("pk", flat=True):
+    waiting = Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff)
+    for run_id in waiting.values_list("pk", flat=True):
         queue.send(queue.EXECUTE_RUN, str(run_id), queue=settings.ARBOR_RUN_QUEUE)
         counts["queued_again"] += 1
     return counts

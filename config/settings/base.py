@@ -90,7 +90,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env("ARBOR_DB_POOL_SIZE", default=10, cast=int):
+elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+      and env("ARBOR_DB_POOL_SIZE", default=10, cast=int)):
     # Django's psycopg connection pool (one per process): a thread borrows a connection for a query
     # and gives it back when Django closes it, so a worker's 64 run threads need a few, not 64 (plus
     # none while they wait on the model: engine.model_call releases it). Checked before each lend,
@@ -176,7 +177,8 @@ CELERY_BEAT_SCHEDULE = {
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- Arbor --------------------------------------------------------------------------------------
 # Where run events (deltas, status changes) are published for SSE clients: a redis:// URL, or "db".
