@@ -8,6 +8,7 @@ d; empty: no limit), read on each request so it can change without a restart of 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -61,8 +62,7 @@ def limit_run_creation(view):
             return too_many_runs_response(request, usage)
         return view(request, *args, **kwargs)
 
-    try:  # resolved annotations, so django-ninja reads the operation's real parameter types
+    # resolved annotations, so django-ninja reads the operation's real parameter types
+    with contextlib.suppress(NameError, TypeError):
         wrapper.__signature__ = inspect.signature(view, eval_str=True)
-    except (NameError, TypeError):
-        pass
     return wrapper

@@ -302,8 +302,10 @@ def branch_to_markdown(session: Session, run: Run | None = None) -> Iterator[byt
                 head = "System"
             body = m.content
             if m.tool_calls:
-                calls = "\n".join(f"- `{c.get('function', {}).get('name', '?')}` `{c.get('function', {}).get('arguments', '')}`"
-                                  for c in m.tool_calls if isinstance(c, dict))
+                calls = "\n".join(
+                    f"- `{c.get('function', {}).get('name', '?')}` `{c.get('function', {}).get('arguments', '')}`"
+                    for c in m.tool_calls if isinstance(c, dict)
+                )
                 body = (body + "\n\n" if body else "") + "Tool calls:\n\n" + calls
             out.append(f"\n## {head}\n\n{body}\n")
     yield "".join(out).encode()

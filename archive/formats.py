@@ -112,7 +112,8 @@ def _chatgpt_text(content: dict, counts: Counter, attachments: list, metadata: d
     if kind == "thoughts":
         thoughts = content.get("thoughts") or []
         return "\n\n".join(
-            "\n".join(str(t.get(k) or "") for k in ("summary", "content") if t.get(k)) for t in thoughts if isinstance(t, dict)
+            "\n".join(str(t.get(k) or "") for k in ("summary", "content") if t.get(k))
+            for t in thoughts if isinstance(t, dict)
         )
     if kind == "reasoning_recap":
         return str(content.get("content") or "")
@@ -151,7 +152,9 @@ def _chatgpt_message(msg, counts: Counter) -> MessageDraft | None:
     tool_calls = None
     if role == "assistant" and recipient != "all":
         call_id = clean_text(msg.get("id") or "call")[:100]
-        tool_calls = [{"id": call_id, "type": "function", "function": {"name": clean_text(recipient), "arguments": text}}]
+        tool_calls = [
+            {"id": call_id, "type": "function", "function": {"name": clean_text(recipient), "arguments": text}},
+        ]
         text = ""
     hidden = bool(meta_src.get("is_visually_hidden_from_conversation"))
     if not text.strip() and not tool_calls and not attachments and (role != "user" or hidden):
@@ -172,7 +175,8 @@ def _chatgpt_message(msg, counts: Counter) -> MessageDraft | None:
     return MessageDraft(
         role=role, content=text, name=clean_text(author.get("name") or "")[:100] if role == "tool" else "",
         tool_calls=tool_calls, metadata=metadata, created_at=parse_time(msg.get("create_time")),
-        model=model, finish_reason=_FINISH.get(str(finish.get("type") or ""), clean_text(finish.get("type") or "")[:32]),
+        model=model,
+        finish_reason=_FINISH.get(str(finish.get("type") or ""), clean_text(finish.get("type") or "")[:32]),
     )
 
 
@@ -239,10 +243,16 @@ def _openwebui_content(content, counts: Counter, attachments: list) -> str:
 def _openwebui_usage(m: dict) -> dict | None:
     usage = m.get("usage") if isinstance(m.get("usage"), dict) else None
     if usage:
-        return {"prompt_tokens": clean_int(usage.get("prompt_tokens")), "completion_tokens": clean_int(usage.get("completion_tokens"))}
+        return {
+            "prompt_tokens": clean_int(usage.get("prompt_tokens")),
+            "completion_tokens": clean_int(usage.get("completion_tokens")),
+        }
     info = m.get("info") if isinstance(m.get("info"), dict) else None
     if info and ("prompt_eval_count" in info or "eval_count" in info):  # Ollama's counters
-        return {"prompt_tokens": clean_int(info.get("prompt_eval_count")), "completion_tokens": clean_int(info.get("eval_count"))}
+        return {
+            "prompt_tokens": clean_int(info.get("prompt_eval_count")),
+            "completion_tokens": clean_int(info.get("eval_count")),
+        }
     return None
 
 
@@ -435,8 +445,10 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
     return RunDraft(
         messages=drafts, model=clean_text(raw.get("model") or "unknown")[:200] or "unknown", params=clean_json(params),
         memory_id=clean_text(raw.get("memory_id") or "default")[:100] or "default", status=status,
-        prompt_tokens=clean_int(usage.get("prompt_tokens")), completion_tokens=clean_int(usage.get("completion_tokens")),
-        usage_counted=bool(usage.get("usage_counted", usage.get("counted", False))), finish_reason=clean_text(raw.get("finish_reason") or "")[:32],
+        prompt_tokens=clean_int(usage.get("prompt_tokens")),
+        completion_tokens=clean_int(usage.get("completion_tokens")),
+        usage_counted=bool(usage.get("usage_counted", usage.get("counted", False))),
+        finish_reason=clean_text(raw.get("finish_reason") or "")[:32],
         created_at=parse_time(timings.get("created_at")), started_at=parse_time(timings.get("started_at")),
         first_token_at=parse_time(timings.get("first_token_at")), finished_at=parse_time(timings.get("finished_at")),
         error_type=clean_text(error.get("type") or "")[:100], error_message=clean_text(error.get("message") or ""),
@@ -539,8 +551,10 @@ def _session_of(record: dict) -> dict:
     """The session a run line belongs to: ``session`` ({id, title, active_run_id}, the
     ``arbor.run/1`` format) or the flat ``session_id``/``session_title``."""
     session = record.get("session") if isinstance(record.get("session"), dict) else {}
-    return {"id": session.get("id", record.get("session_id")), "title": session.get("title", record.get("session_title")),
-            "active_run_id": session.get("active_run_id"), "created_at": session.get("created_at")}
+    return {
+        "id": session.get("id", record.get("session_id")), "title": session.get("title", record.get("session_title")),
+        "active_run_id": session.get("active_run_id"), "created_at": session.get("created_at"),
+    }
 
 
 def jsonl(runs: list) -> ConversationDraft:

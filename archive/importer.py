@@ -271,7 +271,9 @@ class _Writers:
         self.kwargs = kwargs
         self.batches: queue.Queue = queue.Queue(maxsize=count + 1)
         self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._run, daemon=True, name=f"archive-writer-{i}") for i in range(count)]
+        self.threads = [
+            threading.Thread(target=self._run, daemon=True, name=f"archive-writer-{i}") for i in range(count)
+        ]
         for thread in self.threads:
             thread.start()
 

@@ -66,12 +66,11 @@ def runs_from_tree(
         node_id, prefix, prefix_ids, parent_run, pending, branched_at = stack.pop()
         message = nodes[node_id].message
         kids = eff_children.get(node_id, [])
-        if not prefix and message.role == "system":
-            if kids:
-                for kid in reversed(kids):
-                    stack.append((kid, [], [], parent_run, [*pending, message], None))
-                continue
-            # A system message at the end of a branch: a run of its own (placeholder input).
+        if not prefix and message.role == "system" and kids:
+            for kid in reversed(kids):
+                stack.append((kid, [], [], parent_run, [*pending, message], None))
+            continue
+        # (A system message at the end of a branch goes on: a run of its own, placeholder input.)
         if not prefix and message.role != "user":
             placeholders += 1
             prefix = [MessageDraft(role="user", content="", metadata={"placeholder": True},
@@ -83,7 +82,9 @@ def runs_from_tree(
         continuing = [k for k in kids if k not in starters]
         index = None
         if starters or not continuing:
-            index = _emit(runs, run_nodes, here, here_ids, parent_run, pending, default_model, default_time, branched_at)
+            index = _emit(
+                runs, run_nodes, here, here_ids, parent_run, pending, default_model, default_time, branched_at,
+            )
         split = len(continuing) > 1 or (continuing and starters)
         for kid in reversed(continuing):
             stack.append((kid, here, here_ids, parent_run, pending,
@@ -202,4 +203,6 @@ def _active(runs, run_nodes, current, warnings) -> int | None:
     # The newest leaf run (by its last time), else the last one emitted.
     parents = {r.parent for r in runs}
     leaves = [i for i in range(len(runs)) if i not in parents]
-    return max(leaves, key=lambda i: (runs[i].finished_at is not None, runs[i].finished_at or 0, i)) if leaves else len(runs) - 1
+    if not leaves:
+        return len(runs) - 1
+    return max(leaves, key=lambda i: (runs[i].finished_at is not None, runs[i].finished_at or 0, i))

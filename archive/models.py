@@ -75,3 +75,6 @@ class ImportedConversation(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["owner", "source_format", "source_id"], name="imported_owner_source")]
+
+    def __str__(self) -> str:
+        return f"{self.source_format} {self.source_id or self.source_where}".strip()

@@ -120,13 +120,15 @@ def _validate(data) -> dict:
     return {
         "run_id": run_id, "parent_run_id": parent, "session_id": session_id,
         "session": {
-            "title": str(session.get("title") or "")[:200], "created_at": _dt(session.get("created_at"), "session.created_at"),
+            "title": str(session.get("title") or "")[:200],
+            "created_at": _dt(session.get("created_at"), "session.created_at"),
             "forked_from_run_id": _uuid(session["forked_from_run_id"], "forked_from_run_id")
             if session.get("forked_from_run_id") else None,
             "active_run_id": _uuid(session["active_run_id"], "active_run_id") if session.get("active_run_id") else None,
         },
         "status": status, "model": str(data.get("model") or "")[:200], "params": data.get("params") or {},
-        "memory_id": str(data.get("memory_id") or "default")[:100], "finish_reason": str(data.get("finish_reason") or "")[:32],
+        "memory_id": str(data.get("memory_id") or "default")[:100],
+        "finish_reason": str(data.get("finish_reason") or "")[:32],
         "error_type": str(error.get("type") or "")[:100], "error_message": str(error.get("message") or ""),
         "messages": clean_messages,
         "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
@@ -267,7 +269,8 @@ def _create_run(rec: dict, parent: Run | None, *, user, keep_ids: bool, sessions
     run = Run.objects.create(
         id=run_pk, session=session, parent_run=parent, depth=0 if parent is None else parent.depth + 1,
         status=rec["status"], model=rec["model"], params=rec["params"], memory_id=rec["memory_id"],
-        prompt_tokens=rec["prompt_tokens"], completion_tokens=rec["completion_tokens"], usage_counted=rec["usage_counted"],
+        prompt_tokens=rec["prompt_tokens"], completion_tokens=rec["completion_tokens"],
+        usage_counted=rec["usage_counted"],
         finish_reason=rec["finish_reason"], error_type=rec["error_type"], error_message=rec["error_message"], **times,
     )
     Message.objects.bulk_create([

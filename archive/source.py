@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
 import zipfile
@@ -92,10 +93,8 @@ class Source:
 
     def close(self) -> None:
         for closer in self._streams:
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort
                 closer.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
 
 
 def open_source(path: str | Path, *, name: str | None = None) -> tuple[Source, list]:

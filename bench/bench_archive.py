@@ -46,4 +46,6 @@ def run(bench) -> None:
         start = time.perf_counter()
         data = b"".join(exporters.export_session(session=session, format=fmt).chunks)
         rows.append([fmt, len(data), f"{(time.perf_counter() - start) * 1000:.1f}"])
-    bench.table(f"Export of the deepest imported session ({session.runs.count()} runs)", ["format", "bytes", "ms"], rows)
+    bench.table(
+        f"Export of the deepest imported session ({session.runs.count()} runs)", ["format", "bytes", "ms"], rows,
+    )

@@ -92,7 +92,10 @@ def run(bench) -> None:
     client.force_login(admin)
     changelist = reverse("admin:conversations_session_changelist")
     rows = [
-        [f"sessions list ({SESSIONS:,} sessions, {SESSIONS * RUNS_PER_SESSION:,} runs), page 1", *_page(client, changelist)],
+        [
+            f"sessions list ({SESSIONS:,} sessions, {SESSIONS * RUNS_PER_SESSION:,} runs), page 1",
+            *_page(client, changelist),
+        ],
         ["  sorted by tokens", *_page(client, changelist + "?o=5")],
         ["  filtered: has a failed run", *_page(client, changelist + "?run_status=failed")],
         ["  search: message text 'question 7'", *_page(client, changelist + "?q=%22question+7%22")],

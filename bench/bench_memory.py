@@ -115,7 +115,7 @@ def bench_token_error(bench: Bench, url: str) -> None:
             "model": MODEL, "messages": messages, "max_tokens": 1, "temperature": 0}).json()["usage"]
         calls.append(time.perf_counter() - start)
         reported = usage["prompt_tokens"]
-        for name, counter in zip(rows_by, (exact, naive, corrected)):
+        for name, counter in zip(rows_by, (exact, naive, corrected), strict=True):
             counted = context_tokens(counter, messages)
             rows_by[name].append((counted - reported, (counted - reported) / reported))
         # the corrected estimate learns from each reported figure after it was measured

@@ -22,7 +22,11 @@ from bench.harness import ms, percentile, timed
 
 N = 1000
 REDIS_URL = os.environ.get("ARBOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-WORDS = ["memory", "branch", "run", "session", "token", "window", "model", "answer", "context", "search", "tree", "fork", "agent", "tool", "result", "database", "redis", "file", "lock", "thread", "process", "vector", "index", "embedding", "query", "summary"]
+WORDS = [
+    "memory", "branch", "run", "session", "token", "window", "model", "answer", "context", "search", "tree", "fork",
+    "agent", "tool", "result", "database", "redis", "file", "lock", "thread", "process", "vector", "index", "embedding",
+    "query", "summary",
+]
 
 
 def _message(i: int, rng: random.Random) -> dict:

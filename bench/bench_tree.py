@@ -96,8 +96,12 @@ def bench_first_token(bench: Bench, user) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-"))
     worker = start_worker(_Server, log_dir)
     port = free_port()
-    web = Proc("uvicorn", [__import__("sys").executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
-                           "--log-level", "warning"], child_env(_Server), log_dir)
+    web = Proc(
+        "uvicorn",
+        [__import__("sys").executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
+         "--log-level", "warning"],
+        child_env(_Server), log_dir,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -123,7 +127,8 @@ def bench_first_token(bench: Bench, user) -> None:
                     if sse.event == "done":
                         break
             sent = next(
-                r["first_token_sent"] for r in httpx.get(bench.llm_base_url.removesuffix("/v1") + "/_requests").json()["requests"]
+                r["first_token_sent"]
+                for r in httpx.get(bench.llm_base_url.removesuffix("/v1") + "/_requests").json()["requests"]
                 if f"ttft {i} " in json.dumps(r["body"]["messages"])
             )
             overheads.append(received - sent)

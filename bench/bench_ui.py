@@ -40,7 +40,9 @@ def _build():
     for n in range(200):
         other = SessionFactory(owner=user, title=f"Session about topic {n}")
         build_chain(other, 5)
-    RunFactory(session=SessionFactory(owner=user, title="Penguins"), turn=("How do emperor penguins keep warm?", "Huddling."))
+    RunFactory(
+        session=SessionFactory(owner=user, title="Penguins"), turn=("How do emperor penguins keep warm?", "Huddling."),
+    )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
@@ -50,7 +52,9 @@ def _build():
 def _measure(client: Client, url: str, headers: dict | None = None) -> list:
     headers = headers or {}
     queries = []
-    with connection.execute_wrapper(lambda execute, sql, params, many, ctx: queries.append(sql) or execute(sql, params, many, ctx)):
+    with connection.execute_wrapper(
+        lambda execute, sql, params, many, ctx: queries.append(sql) or execute(sql, params, many, ctx),
+    ):
         response = client.get(url, headers=headers)
     assert response.status_code == 200, (url, response.status_code, response.content[:500])
     size = len(response.content)

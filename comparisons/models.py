@@ -139,6 +139,9 @@ class VariantRun(models.Model):
         constraints = [models.UniqueConstraint(fields=["variant", "turn"], name="variantrun_variant_turn")]
         ordering = ["variant_id", "turn"]
 
+    def __str__(self) -> str:
+        return f"Turn {self.turn + 1} of variant {self.variant_id}"
+
 
 class VoteChoice(models.TextChoices):
     A_BETTER = "a_better", "A is better"
@@ -175,3 +178,6 @@ class VoteRank(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["vote", "variant"], name="voterank_vote_variant")]
         ordering = ["vote_id", "rank"]
+
+    def __str__(self) -> str:
+        return f"Rank {self.rank} of variant {self.variant_id}"

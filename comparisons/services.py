@@ -340,7 +340,9 @@ def voting_finished(comparison: Comparison) -> bool:
     finished run for every turn or has stopped (a replayed turn failed), and every turn whose runs
     all finished is voted."""
     n = len(comparison.column_order)
-    rows = list(VariantRun.objects.filter(variant__comparison=comparison).values_list("variant_id", "turn", "run__status"))
+    rows = list(
+        VariantRun.objects.filter(variant__comparison=comparison).values_list("variant_id", "turn", "run__status")
+    )
     if any(status in ACTIVE_STATUSES for _, _, status in rows):
         return False
     turns_of: dict[int, int] = {}

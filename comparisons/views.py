@@ -43,7 +43,10 @@ CELL_DONE_EVENT = "compareCellDone"
 
 def _comparison_or_404(request, comparison_id) -> Comparison:
     comparison = (
-        Comparison.objects.owned_by(request.user).select_related("session", "branch_point").filter(pk=comparison_id).first()
+        Comparison.objects.owned_by(request.user)
+        .select_related("session", "branch_point")
+        .filter(pk=comparison_id)
+        .first()
     )
     if comparison is None:
         raise Http404("No such comparison.")
@@ -129,7 +132,10 @@ def _totals(comparison: Comparison, turns: list[dict]) -> list[dict]:
     totals = []
     for index in range(len(comparison.column_order)):
         metrics = [t["cells"][index]["metrics"] for t in turns if t["cells"][index]["metrics"]]
-        total = {"letter": COLUMN_LETTERS[index], "turns": len(metrics), "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "cost": None}
+        total = {
+            "letter": COLUMN_LETTERS[index], "turns": len(metrics),
+            "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "cost": None,
+        }
         for m in metrics:
             total["prompt_tokens"] += m["prompt_tokens"] or 0
             total["completion_tokens"] += m["completion_tokens"] or 0
@@ -145,7 +151,7 @@ def _detail_context(comparison: Comparison) -> dict:
     columns = [_column(comparison, i, data["variants"][p]) for i, p in enumerate(comparison.column_order)]
     turns = _turns(comparison, data)
     last_runs = []
-    for index, position in enumerate(comparison.column_order):
+    for position in comparison.column_order:
         mine = [run for (turn, p), run in data["runs"].items() if p == position]
         last_runs.append(max(mine, key=lambda r: r.depth) if mine else None)
     for column, last in zip(columns, last_runs, strict=True):
@@ -236,7 +242,9 @@ def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpRespons
     if not comparison.labels_visible:
         return HttpResponse("Vote first: opening the branch would show which variant it is.", status=409)
     position = comparison.column_order[column]
-    last = VariantRun.objects.filter(variant__comparison=comparison, variant__position=position).order_by("-turn").first()
+    last = (
+        VariantRun.objects.filter(variant__comparison=comparison, variant__position=position).order_by("-turn").first()
+    )
     if last is None:
         raise Http404("This variant has no run yet.")
     session = get_session_for(request.user, comparison.session_id)
@@ -342,7 +350,9 @@ def index(request: HttpRequest) -> HttpResponse:
         Comparison.objects.owned_by(request.user).select_related("session").prefetch_related("tags", "variants")
         .order_by("-created_at")[:100]
     )
-    voted = Counter(Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True))
+    voted = Counter(
+        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
+    )
     rows = [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
     return render(request, "comparisons/index.html", {"rows": rows})
 

@@ -8,6 +8,7 @@ Every staff look at another user's session, run, message or step is written to t
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from django.contrib import admin
@@ -173,10 +174,8 @@ class SessionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
             match = Q(title__icontains=bit) | Q(
                 Exists(Message.objects.filter(run__session=OuterRef("pk"), content__icontains=bit))
             )
-            try:
+            with contextlib.suppress(ValueError):  # not an id
                 match |= Q(pk=uuid.UUID(bit))
-            except ValueError:
-                pass
             queryset = queryset.filter(match)
         return queryset, False
 

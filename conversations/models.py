@@ -319,7 +319,11 @@ class MessageQuerySet(models.QuerySet):
         conn = connections[self.db]
         # Columns whose field converts database values (JSON, UUID on SQLite, encrypted text, ...).
         converters = [
-            (i, _fast_json(fields[c].from_db_value) if isinstance(fields[c], models.JSONField) else fields[c].from_db_value)
+            (
+                i,
+                _fast_json(fields[c].from_db_value) if isinstance(fields[c], models.JSONField)
+                else fields[c].from_db_value,
+            )
             for i, c in enumerate(_PATH_COLUMNS) if hasattr(fields[c], "from_db_value")
         ]
         run_field = Message._meta.get_field("run").target_field
@@ -422,3 +426,6 @@ class RunEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runevent_run_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq}"

@@ -97,7 +97,8 @@ class Compaction(models.Model):
     status = models.CharField(max_length=16, choices=CompactionStatus.choices, default=CompactionStatus.PENDING,
                               db_index=True)
     base = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    policy = models.JSONField(default=dict, blank=True, help_text="The policy applied (threshold, strategies in order).")
+    policy = models.JSONField(default=dict, blank=True,
+                              help_text="The policy applied (threshold, strategies in order).")
     applied = models.JSONField(default=list, blank=True,
                                help_text="The strategies that acted, in order, each with what it did.")
     from_depth = models.PositiveIntegerField(default=0)

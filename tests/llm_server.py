@@ -176,8 +176,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {
                 "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake-model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)},
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": "stop"},
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
+                    "total_tokens": prompt_tokens + len(tokens),
+                },
             })
         self._stream(body, script, tokens, prompt_tokens, record)
 
@@ -202,8 +207,10 @@ class Handler(BaseHTTPRequestHandler):
             for index, call in enumerate(calls):
                 arguments = call["function"]["arguments"]
                 half = len(arguments) // 2
-                send(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                            "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}]}))
+                send(chunk({"tool_calls": [{
+                    "index": index, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": arguments[:half]},
+                }]}))
                 send(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}))
             send(chunk({}, finish="tool_calls"))
             if (body.get("stream_options") or {}).get("include_usage"):
@@ -264,7 +271,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             send(chunk({}, finish="stop"))
             if "no_usage" not in script and (body.get("stream_options") or {}).get("include_usage"):
-                send({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
+                send({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                      "choices": [],
                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
                                 "total_tokens": prompt_tokens + len(tokens)}})
             send("[DONE]")

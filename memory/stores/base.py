@@ -109,8 +109,8 @@ class MemoryMessage:
 
     @classmethod
     def from_json(cls, data: dict) -> MemoryMessage:
-        return cls(**{k: data.get(k) for k in ("role", "content", "name", "tool_calls", "tool_call_id", "created_at", "id")},
-                   metadata=data.get("metadata") or {})
+        keys = ("role", "content", "name", "tool_calls", "tool_call_id", "created_at", "id")
+        return cls(**{k: data.get(k) for k in keys}, metadata=data.get("metadata") or {})
 
 
 # --- shared algorithms ----------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def bm25_rank(query: str, messages: Sequence[MemoryMessage], top_k: int, *, k1: 
     avg_len = (sum(sum(d.values()) for d in docs) / n_docs) or 1.0
     df = {t: sum(1 for d in docs if t in d) for t in terms}
     scored = []
-    for index, (message, doc) in enumerate(zip(messages, docs)):
+    for index, (message, doc) in enumerate(zip(messages, docs, strict=True)):
         length = sum(doc.values())
         score = 0.0
         for term in terms:

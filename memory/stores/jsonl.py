@@ -68,7 +68,7 @@ class JSONLMemoryStore(MemoryStore):
         end = chunk.rfind(b"\n")
         if end < 0:
             return  # a line being written: wait for its newline
-        for number, line in enumerate(chunk[: end + 1].splitlines()):
+        for line in chunk[: end + 1].splitlines():
             if not line.strip():
                 continue
             try:

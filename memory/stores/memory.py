@@ -17,7 +17,9 @@ class InMemoryMemoryStore(MemoryStore):
     larger than ``max_tokens`` is refused in both modes.
     """
 
-    def __init__(self, max_messages: int | None = None, max_tokens: int | None = None, eviction: str = "fifo", **kwargs):
+    def __init__(
+        self, max_messages: int | None = None, max_tokens: int | None = None, eviction: str = "fifo", **kwargs,
+    ):
         super().__init__(**kwargs)
         if eviction not in EVICTIONS:
             raise ValueError(f"eviction must be one of {', '.join(EVICTIONS)}")

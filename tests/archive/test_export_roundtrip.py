@@ -41,7 +41,8 @@ def rich_session(user) -> Session:
                         created_at=T0 + timedelta(minutes=3))
     RunFactory(session=session, parent_run=edited, turn=("Try again", None), status=RunStatus.FAILED,
                error_type="rate_limited", error_message="429 from the endpoint", created_at=T0 + timedelta(minutes=4))
-    deep = RunFactory(session=session, parent_run=tools, turn=("And tomorrow?", "Rain."), created_at=T0 + timedelta(minutes=5))
+    deep = RunFactory(session=session, parent_run=tools, turn=("And tomorrow?", "Rain."),
+                      created_at=T0 + timedelta(minutes=5))
     Session.objects.filter(pk=session.pk).update(active_run=deep)
     session.refresh_from_db()
     return session
@@ -95,9 +96,11 @@ def test_chatgpt_export_round_trips_structure_and_contents(user, rich_session, t
     copy = _only_new_session(user, before)
 
     def reduced(signature):
-        return sorted(({"messages": [(role, content, name, bool(calls)) for role, content, name, calls, _ in n["messages"]],
-                        "model": n["model"], "system": n["params"].get("system"), "children": reduced(n["children"])}
-                       for n in signature), key=repr)
+        return sorted((
+            {"messages": [(role, content, name, bool(calls)) for role, content, name, calls, _ in n["messages"]],
+             "model": n["model"], "system": n["params"].get("system"), "children": reduced(n["children"])}
+            for n in signature
+        ), key=repr)
 
     assert reduced(tree_signature(copy)) == reduced(tree_signature(rich_session))
     tool = Message.objects.get(run__session=copy, role="tool")

@@ -32,7 +32,8 @@ def test_truncated_json_imports_every_complete_record_and_reports_the_cut(user, 
     assert report.imported == 4 and report.skipped == 0
     (problem,) = report.problems
     assert "ends early (truncated JSON) after 4 complete record(s)" in problem["message"]
-    assert sorted(Session.objects.filter(owner=user).values_list("title", flat=True)) == [f"question {i}" for i in range(4)]
+    titles = Session.objects.filter(owner=user).values_list("title", flat=True)
+    assert sorted(titles) == [f"question {i}" for i in range(4)]
     assert not Message.objects.filter(content__startswith="question 4").exists()
 
 
@@ -43,7 +44,8 @@ def test_json_syntax_error_in_the_middle_stops_there_with_a_report(user, tmp_pat
     path.write_text(text)
     report = import_file(path)
     assert report.imported == 2
-    assert "JSON syntax error" in report.problems[0]["message"] and "after 2 complete record(s)" in report.problems[0]["message"]
+    assert "JSON syntax error" in report.problems[0]["message"]
+    assert "after 2 complete record(s)" in report.problems[0]["message"]
 
 
 def test_broken_utf8_is_replaced_not_fatal(user, tmp_path, import_file):
@@ -154,7 +156,9 @@ def test_conversations_import_in_batches_with_progress(user, tmp_path, import_fi
     path = tmp_path / "many.json"
     path.write_text(json.dumps(_sharegpt(25)))
     calls = []
-    report = import_file(path, batch_conversations=10, progress=lambda r, done, total: calls.append((r.imported, done, total)))
+    report = import_file(
+        path, batch_conversations=10, progress=lambda r, done, total: calls.append((r.imported, done, total)),
+    )
     assert report.imported == 25
     assert [c[0] for c in calls] == [10, 20, 25]
     assert calls[-1][1] == calls[-1][2] == path.stat().st_size

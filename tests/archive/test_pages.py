@@ -36,8 +36,9 @@ def test_import_page_lists_only_own_jobs(client, user, other_user, tmp_path):
 
 
 @pytest.mark.django_db
-def test_upload_stores_the_file_creates_a_job_and_enqueues_after_commit(client, user, data_dir, settings, tmp_path,
-                                                                         django_capture_on_commit_callbacks, monkeypatch):
+def test_upload_stores_the_file_creates_a_job_and_enqueues_after_commit(
+    client, user, data_dir, settings, tmp_path, django_capture_on_commit_callbacks, monkeypatch,
+):
     """POST stores the upload, creates a queued job and enqueues the task once the transaction commits."""
     settings.ARBOR_IMPORT_DIR = str(tmp_path / "imports")
     sent = []

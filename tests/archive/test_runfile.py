@@ -78,7 +78,8 @@ def test_export_writes_one_run_per_line_with_the_documented_fields(user):
         assert line["parent_run_id"] is None or line["parent_run_id"] in seen
         seen.add(line["run_id"])
     failed = next(line for line in lines if line["input"] == "In July")
-    assert failed["output"] is None and failed["error"] == {"type": "timeout", "message": "The model endpoint did not answer in time."}
+    assert failed["output"] is None
+    assert failed["error"] == {"type": "timeout", "message": "The model endpoint did not answer in time."}
 
 
 @pytest.mark.django_db
@@ -130,11 +131,14 @@ def test_import_skips_bad_lines_with_reasons_and_imports_the_rest(user):
     runs = make_tree(user)
     lines = export(Run.objects.filter(pk=runs[0].pk)).splitlines()
     good = json.loads(lines[0])
-    orphan = dict(good, run_id="11111111-1111-1111-1111-111111111111", parent_run_id="22222222-2222-2222-2222-222222222222")
+    orphan = dict(
+        good, run_id="11111111-1111-1111-1111-111111111111", parent_run_id="22222222-2222-2222-2222-222222222222",
+    )
     orphan_child = dict(good, run_id="33333333-3333-3333-3333-333333333333", parent_run_id=orphan["run_id"])
     bad_role = dict(good, run_id="44444444-4444-4444-4444-444444444444", messages=[{"role": "wizard", "content": "x"}])
     text = "\n".join([
-        json.dumps(good), "{not json", json.dumps(bad_role), json.dumps(good), json.dumps(orphan), json.dumps(orphan_child),
+        json.dumps(good), "{not json", json.dumps(bad_role), json.dumps(good), json.dumps(orphan),
+        json.dumps(orphan_child),
     ]) + "\n"
     other = UserFactory()
     report = read_runs(io.StringIO(text), user=other, keep_ids=False)

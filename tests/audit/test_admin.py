@@ -150,7 +150,9 @@ def test_auditor_group_has_every_view_permission_and_nothing_else():
     """The auditor group holds exactly the view permissions of every model."""
     group = Group.objects.get(name="auditor")
     codenames = set(group.permissions.values_list("content_type__app_label", "codename"))
-    all_view = set(Permission.objects.filter(codename__startswith="view_").values_list("content_type__app_label", "codename"))
+    all_view = set(
+        Permission.objects.filter(codename__startswith="view_").values_list("content_type__app_label", "codename")
+    )
     assert codenames == all_view
     assert ("conversations", "view_session") in codenames and ("audit", "view_auditlog") in codenames
     assert not {c for _, c in codenames if not c.startswith("view_")}

@@ -14,6 +14,7 @@ from accounts.models import ApiToken
 from audit.models import AppendOnlyError, AuditLog
 from conversations import services
 from conversations.models import Run, RunStatus, Session
+from core.errors import Conflict
 from memory.models import Agent
 from tests.factories import RunFactory, SessionFactory
 
@@ -22,7 +23,8 @@ UA = "Mozilla/5.0 (audit-test)"
 
 def actions() -> list[str]:
     """Actions in order, without the fixtures' user.create and auth.login (force_login) rows."""
-    return list(AuditLog.objects.exclude(action__in=["user.create", "auth.login"]).order_by("id").values_list("action", flat=True))
+    rows = AuditLog.objects.exclude(action__in=["user.create", "auth.login"]).order_by("id")
+    return list(rows.values_list("action", flat=True))
 
 
 def last(action: str) -> AuditLog:
@@ -96,7 +98,7 @@ def test_a_failed_action_writes_no_row(user):
     """An action that raises (here: cancelling a finished run) changes nothing and logs nothing."""
     run = RunFactory(session=SessionFactory(owner=user))
     before = AuditLog.objects.count()
-    with pytest.raises(Exception):
+    with pytest.raises(Conflict):
         services.run_cancel(run=run)
     assert AuditLog.objects.count() == before
 
@@ -215,7 +217,9 @@ def test_database_trigger_rejects_update(user):
 
 
 @pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the DELETE trigger is PostgreSQL's (SQLite's flush uses DELETE)")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the DELETE trigger is PostgreSQL's (SQLite's flush uses DELETE)",
+)
 def test_postgresql_trigger_rejects_delete(user):
     """On PostgreSQL raw SQL cannot DELETE audit rows either."""
     services.session_create(owner=user, title="x")
@@ -230,7 +234,9 @@ def test_postgresql_trigger_exists_when_on_postgresql():
     """The trigger is installed by the migration on the database in use."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_auditlog'::regclass AND NOT tgisinternal")
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_auditlog'::regclass AND NOT tgisinternal"
+            )
             assert [r[0] for r in cursor.fetchall()] == ["audit_auditlog_append_only"]
         else:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_auditlog'")

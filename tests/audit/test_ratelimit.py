@@ -76,11 +76,14 @@ def test_reads_are_not_limited_and_an_empty_rate_disables_the_limit(client, user
     client.force_login(user)
     for _ in range(3):
         assert client.get(f"/api/sessions/{session.pk}").status_code == 200
-    assert client.post(f"/api/sessions/{session.pk}/runs", data={"input": "a"}, content_type="application/json").status_code == 202
+    response = client.post(f"/api/sessions/{session.pk}/runs", data={"input": "a"}, content_type="application/json")
+    assert response.status_code == 202
     settings.ARBOR_RUN_RATE = ""
     for i in range(3):
         Run.objects.filter(session=session).update(status="succeeded")
-        response = client.post(f"/api/sessions/{session.pk}/runs", data={"input": f"b{i}"}, content_type="application/json")
+        response = client.post(
+            f"/api/sessions/{session.pk}/runs", data={"input": f"b{i}"}, content_type="application/json",
+        )
         assert response.status_code == 202
 
 

@@ -22,7 +22,10 @@ PAYLOADS = [
     '<IMG SRC="javascript:alert(\'XSS\');">',
     "<IMG SRC=JaVaScRiPt:alert('XSS')>",
     '<IMG SRC="jav&#x09;ascript:alert(\'XSS\');">',
-    "<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>",
+    (
+        "<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;"
+        "&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>"
+    ),
     '<svg onload="alert(1)">',
     "<svg><script>alert(1)</script></svg>",
     '<svg><a xlink:href="javascript:alert(1)"><text x="20" y="20">XSS</text></a></svg>',

@@ -24,7 +24,8 @@ def finish_run(run: Run, text: str = "an answer", *, status: str = RunStatus.SUC
     start = timezone.now()
     Run.objects.filter(pk=run.pk).update(
         status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        started_at=start, first_token_at=start + timedelta(seconds=ttft), finished_at=start + timedelta(seconds=latency),
+        started_at=start, first_token_at=start + timedelta(seconds=ttft),
+        finished_at=start + timedelta(seconds=latency),
         error_type="http_error" if status == RunStatus.FAILED else "",
         error_message="boom" if status == RunStatus.FAILED else "",
     )

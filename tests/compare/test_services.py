@@ -208,7 +208,7 @@ def test_vote_is_tied_to_the_runs_of_the_columns_shown(user, chain):
     vote = services.vote_cast(comparison=comparison, turn=0, choice="a_better", note="crisper")
     ranks = {r.variant.position: r for r in VoteRank.objects.filter(vote=vote).select_related("variant")}
     assert ranks[left_position].rank == 1 and ranks[1 - left_position].rank == 2
-    for position, rank in ranks.items():
+    for rank in ranks.values():
         assert rank.run_id == VariantRun.objects.get(variant=rank.variant, turn=0).run_id
     assert vote.note == "crisper" and vote.choice == "a_better"
     comparison.refresh_from_db()
@@ -269,7 +269,8 @@ def test_tags_are_cleaned_and_shared(user, chain):
     c1 = services.comparison_start(owner=user, session=session, branch_point=runs[0], variants=two_specs(),
                                    prompt="p", tags=" Models, prompts ,models,")
     c2 = services.comparison_start(owner=user, session=session, branch_point=runs[0],
-                                   variants=[VariantSpec(label="x"), VariantSpec(label="y")], prompt="p", tags=["models"])
+                                   variants=[VariantSpec(label="x"), VariantSpec(label="y")], prompt="p",
+                                   tags=["models"])
     assert sorted(c1.tags.values_list("name", flat=True)) == ["models", "prompts"]
     assert c1.tags.get(name="models") == c2.tags.get()
     assert Variant.objects.filter(comparison=c2).count() == 2
@@ -279,8 +280,10 @@ def test_a_configuration_is_one_agent_across_comparisons(user, chain):
     """Comparing the same configuration again reuses the agent an earlier comparison made; a
     different configuration, or an agent edited since, gets a new one."""
     session, runs = chain
-    first = services.comparison_start(owner=user, session=session, branch_point=runs[0], variants=two_specs(), prompt="p")
-    again = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(), prompt="q")
+    first = services.comparison_start(owner=user, session=session, branch_point=runs[0], variants=two_specs(),
+                                      prompt="p")
+    again = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(),
+                                      prompt="q")
     assert [v.agent_id for v in again.variants.all()] == [v.agent_id for v in first.variants.all()]
     assert [v.config_key for v in again.variants.all()] == [v.config_key for v in first.variants.all()]
     Agent.objects.filter(pk=first.variants.get(position=0).agent_id).update(system_prompt="edited")

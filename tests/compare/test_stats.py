@@ -77,7 +77,7 @@ def test_bradley_terry_agrees_with_choix(seed):
     rng = random.Random(seed)
     keys = [f"k{i}" for i in range(6)]
     games = [tuple(rng.sample(range(6), 2)) for _ in range(300)]
-    ours = stats.bradley_terry(keys, [(keys[w], keys[l]) for w, l in games], alpha=0.1)
+    ours = stats.bradley_terry(keys, [(keys[w], keys[loser]) for w, loser in games], alpha=0.1)
     reference = choix.opt_pairwise(6, games, alpha=0.1)
     reference = reference - reference.mean()
     assert [ours[k] for k in keys] == pytest.approx(list(reference), abs=1e-4)

@@ -227,8 +227,11 @@ def test_continue_a_variant_branch_after_the_vote(client, user, chain):
     assert client.post(url).status_code == 409
     services.vote_cast(comparison=comparison, turn=0, choice="tie")
     response = client.post(url)
-    assert response.status_code == 302 and response["Location"] == reverse("conversations:session_detail", args=[session.pk])
-    expected = VariantRun.objects.get(variant__comparison=comparison, variant__position=comparison.column_order[1]).run_id
+    assert response.status_code == 302
+    assert response["Location"] == reverse("conversations:session_detail", args=[session.pk])
+    expected = VariantRun.objects.get(
+        variant__comparison=comparison, variant__position=comparison.column_order[1],
+    ).run_id
     session.refresh_from_db()
     assert session.active_run_id == expected
     page = client.get(reverse("comparisons:detail", args=[comparison.pk])).content.decode()

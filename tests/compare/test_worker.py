@@ -77,7 +77,8 @@ def test_replay_chains_every_turn_exactly_once(celery_worker, llm_server, user):
     last_y = [req["body"] for req in llm_server.requests if req["body"]["model"] == "model-y"][-1]
     assert [m["role"] for m in last_y["messages"]] == ["system", "user"]
     last_x = [req["body"] for req in llm_server.requests if req["body"]["model"] == "model-x"][-1]
-    assert [m["content"] for m in last_x["messages"] if m["role"] == "user"] == ["question 0", "question 1"] + source_turns
+    user_contents = [m["content"] for m in last_x["messages"] if m["role"] == "user"]
+    assert user_contents == ["question 0", "question 1"] + source_turns
 
     # A duplicate signal (a redelivered task) for an intermediate run: nothing new starts.
     middle = next(r.run for r in rows if r.turn == 1)

@@ -22,7 +22,9 @@ def main(spec_json: str, writer: int, count: int) -> None:
 
     store = StoreSpec(spec["backend"], spec["options"]).open()
     for i in range(count):
-        store.add_message({"role": "user", "content": f"writer {writer} message {i}", "metadata": {"writer": writer, "n": i}})
+        store.add_message(
+            {"role": "user", "content": f"writer {writer} message {i}", "metadata": {"writer": writer, "n": i}},
+        )
     print(f"writer {writer}: wrote {count}")
 
 

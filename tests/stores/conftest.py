@@ -57,8 +57,8 @@ def run_children(spec: StoreSpec, llm_server, writers: int, count: int, timeout:
     """Start ``writers`` processes that each add ``count`` messages to the store; wait for all."""
     env = child_env(llm_server)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.stores.child", spec.child, str(w), str(count)], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen([sys.executable, "-m", "tests.stores.child", spec.child, str(w), str(count)],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for w in range(writers)
     ]
     outputs = []

@@ -149,9 +149,12 @@ def test_database_store_writes_the_dashboard_tree(user):
     ])
     session = Session.objects.get(owner=user, title="Memory store: notes")
     runs = list(Run.objects.filter(session=session).order_by("depth"))
-    assert [(r.depth, r.status, r.memory_id) for r in runs] == [(0, RunStatus.SUCCEEDED, "notes"), (1, RunStatus.SUCCEEDED, "notes")]
+    assert [(r.depth, r.status, r.memory_id) for r in runs] == [
+        (0, RunStatus.SUCCEEDED, "notes"), (1, RunStatus.SUCCEEDED, "notes"),
+    ]
     assert runs[1].parent_run_id == runs[0].pk and session.active_run_id == runs[1].pk
-    assert [(m.position, m.content) for m in Message.objects.filter(run=runs[1]).order_by("position")] == [(0, "q2"), (1, "a2")]
+    messages = Message.objects.filter(run=runs[1]).order_by("position")
+    assert [(m.position, m.content) for m in messages] == [(0, "q2"), (1, "a2")]
     assert DatabaseMemoryStore("notes", user=user).session_id == session.pk  # one session per (user, memory id)
 
 
@@ -166,7 +169,9 @@ def test_database_store_reads_a_branch_through_its_memory_id(user):
     store = DatabaseMemoryStore("default", run=leaf)
     assert contents(store.get_history()) == ["hello", "hi", "go on", "going"]
     assert contents(DatabaseMemoryStore("planner", run=leaf).get_history()) == ["plan it", "plan"]
-    assert contents(DatabaseMemoryStore("default", run=sibling).get_history()) == ["hello", "hi", "a sibling", "elsewhere"]
+    assert contents(DatabaseMemoryStore("default", run=sibling).get_history()) == [
+        "hello", "hi", "a sibling", "elsewhere",
+    ]
     store.add_message({"role": "user", "content": "continue the branch"})
     new_run = Run.objects.get(pk=store.head_id)
     assert new_run.parent_run_id == leaf.pk and new_run.session_id == session.pk

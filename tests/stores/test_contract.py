@@ -37,9 +37,10 @@ def test_messages_round_trip_with_every_field(store):
     """What goes in comes out: role, content, name, tool_calls, tool_call_id, metadata, created_at."""
     call = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
     store.add_message(MemoryMessage(role="system", content="be brief", created_at=T0))
-    store.add_message({"role": "user", "content": "weather in Oslo?", "name": "ada", "metadata": {"topic": "weather", "n": 1},
-                       "created_at": T0 + timedelta(seconds=1)})
-    store.add_message({"role": "assistant", "content": "", "tool_calls": [call], "created_at": T0 + timedelta(seconds=2)})
+    store.add_message({"role": "user", "content": "weather in Oslo?", "name": "ada",
+                       "metadata": {"topic": "weather", "n": 1}, "created_at": T0 + timedelta(seconds=1)})
+    store.add_message({"role": "assistant", "content": "", "tool_calls": [call],
+                       "created_at": T0 + timedelta(seconds=2)})
     returned = store.add_message({"role": "tool", "content": "3 °C, snow", "tool_call_id": "call_1",
                                   "created_at": T0 + timedelta(seconds=3)})
     assert returned.id is not None and returned.content == "3 °C, snow"

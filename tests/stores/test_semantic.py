@@ -23,10 +23,12 @@ def endpoint_embeddings(settings, llm_server):
 
 def conversations_of(user):
     cooking = SessionFactory(owner=user, title="Cooking")
-    r1 = RunFactory(session=cooking, turn=("how long should sourdough bread proof", "About twelve hours in the fridge."))
+    r1 = RunFactory(session=cooking,
+                    turn=("how long should sourdough bread proof", "About twelve hours in the fridge."))
     servers = SessionFactory(owner=user, title="Servers")
     r2 = RunFactory(session=servers, turn=("nginx returns 502 bad gateway", "Check that the upstream socket is up."))
-    r3 = RunFactory(session=servers, parent_run=r2, turn=("and the upstream is gunicorn", "Then read gunicorn's error log."))
+    r3 = RunFactory(session=servers, parent_run=r2,
+                    turn=("and the upstream is gunicorn", "Then read gunicorn's error log."))
     return cooking, servers, (r1, r2, r3)
 
 

@@ -35,7 +35,9 @@ class Command(BaseCommand):
 
         def progress(report, done, total):
             if interactive:
-                sys.stderr.write(f"\r{100 * done // max(total, 1):3d}%  {report.imported} imported, {report.skipped} skipped")
+                sys.stderr.write(
+                    f"\r{100 * done // max(total, 1):3d}%  {report.imported} imported, {report.skipped} skipped"
+                )
                 sys.stderr.flush()
 
         report = services.import_archive(path=path, owner=owner, format=format, job=job, progress=progress, again=again)
