@@ -6,7 +6,7 @@ app_name = "comparisons"
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("new/<str:session_id>/<str:run_id>/", views.new, name="new"),
+    path("new/<uuid:session_id>/<uuid:run_id>/", views.new, name="new"),
     path("results/", views.results, name="results"),
     path("results.csv", views.results_csv, name="results_csv"),
     path("results.json", views.results_json, name="results_json"),

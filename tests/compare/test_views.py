@@ -142,7 +142,7 @@ def test_bad_ids_are_404(client, user, chain):
     comparison = blind_comparison(user, session, runs[2])
     assert client.get(reverse("comparisons:cell", args=[comparison.pk, 5, 0])).status_code == 404
     assert client.get(reverse("comparisons:cell", args=[comparison.pk, 0, 7])).status_code == 404
-    assert client.get(reverse("comparisons:new", args=["not-a-uuid", runs[0].pk])).status_code == 404
+    assert client.get(f"/compare/new/not-a-uuid/{runs[0].pk}/").status_code == 404
     assert client.get("/compare/not-a-uuid/").status_code == 404
 
 
