@@ -176,7 +176,7 @@ def _prompts(*, session: Session, branch_point: Run, mode: str, prompt: str,
     ``new_prompt``, the replayed user turns for ``replay``. Raises InvalidInput and NotFound as
     :func:`comparison_start` describes."""
     if mode == Mode.NEW_PROMPT:
-        return [conv._clean_input(prompt)], None
+        return [conv.clean_input(prompt)], None
     if mode != Mode.REPLAY:
         raise InvalidInput("mode must be new_prompt or replay")
     if source_run is None:

@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from audit.log import audited
 from core import queue
-from core.errors import Conflict, InvalidInput, NotFound
-from core.params import ALLOWED_PARAMS
+from core.errors import Conflict, NotFound
+from core.params import clean_params
+from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
 
 from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
@@ -28,18 +29,13 @@ _ACTIVE = object()  # "continue from the session's active run"
 
 @transaction.atomic
 def session_create(*, owner, title: str = "") -> Session:
-    title = (title or "").strip()
-    if len(title) > 200:
-        raise InvalidInput("title is longer than 200 characters")
+    title = clean_text(title, field="title", max_length=200, required=False)
     return Session.objects.create(owner=owner, title=title)
 
 
 @transaction.atomic
 def session_rename(*, session: Session, title: str) -> Session:
-    title = (title or "").strip()
-    if not title or len(title) > 200:
-        raise InvalidInput("title must be 1 to 200 characters")
-    session.title = title
+    session.title = clean_text(title, field="title", max_length=200)
     session.save(update_fields=["title"])
     return session
 
@@ -114,25 +110,28 @@ def session_rewind(*, session: Session, run: Run) -> Run:
 
 # --- runs -----------------------------------------------------------------------------------------
 
-def _clean_input(text) -> str:
-    if not isinstance(text, str):
-        raise InvalidInput("input must be a string")
-    if not text.strip():
-        raise InvalidInput("input is empty")
-    if "\x00" in text:  # PostgreSQL text cannot store it: a clear 400, not a 500
-        raise InvalidInput("input contains a NUL character")
-    if len(text) > settings.ARBOR_MAX_INPUT_CHARS:
-        raise InvalidInput(f"input is longer than {settings.ARBOR_MAX_INPUT_CHARS} characters")
-    return text
+def clean_input(text) -> str:
+    """A user message as it will be stored: not empty, at most ``ARBOR_MAX_INPUT_CHARS``
+    characters, no control characters but tab and line breaks (kept as typed, not stripped).
+    Raises InvalidInput."""
+    return clean_text(text, field="input", max_length=settings.ARBOR_MAX_INPUT_CHARS, multiline=True, strip=False)
 
 
-def _clean_params(params: dict | None) -> dict:
-    params = dict(params or {})
-    unknown = set(params) - ALLOWED_PARAMS
-    if unknown:
-        raise InvalidInput(f"unknown parameters: {', '.join(sorted(unknown))}")
-    params.setdefault("max_tokens", settings.ARBOR_MAX_OUTPUT_TOKENS)
-    return params
+def _run_params(params: dict | None, agent=None) -> dict:
+    """The run's parameters: the agent's, overridden by ``params``, each checked by
+    :func:`core.params.clean_params`; ``max_tokens`` defaults to ``ARBOR_MAX_OUTPUT_TOKENS``.
+    ``system`` (a run's own system prompt, as imported conversations carry) is kept, checked as
+    text; it is Arbor's, never sent as a parameter."""
+    system = None
+    if isinstance(params, dict) and "system" in params:
+        params = dict(params)
+        system = clean_text(params.pop("system"), field="system", max_length=settings.ARBOR_MAX_INPUT_CHARS,
+                            multiline=True, strip=False, required=False)
+    merged = {**clean_params(agent.params if agent is not None else None), **clean_params(params)}
+    merged.setdefault("max_tokens", settings.ARBOR_MAX_OUTPUT_TOKENS)
+    if system:
+        merged["system"] = system
+    return merged
 
 
 @transaction.atomic
@@ -155,11 +154,13 @@ def run_start(
     ``parent=None``: a new root. Otherwise ``parent`` must be in the session's tree and finished.
     Writes a constant number of rows (the run, its input message, the session) at any depth.
 
-    Raises InvalidInput (empty, oversized or non-string input, unknown params), NotFound (parent
+    Raises InvalidInput (empty, oversized or non-string input, control characters in the input or
+    model name, unknown parameters or values of the wrong type or out of range), NotFound (parent
     not in this session's tree) and Conflict (parent still running, session deleted).
     """
-    text = _clean_input(input)
-    clean_params = _clean_params(params)
+    text = clean_input(input)
+    if model is not None:
+        model = clean_text(model, field="model", max_length=200, required=False) or None
     if session.is_deleted:
         raise Conflict("This session is deleted.")
     if parent is _ACTIVE:  # read it fresh: another tab or the worker may have moved on
@@ -172,8 +173,8 @@ def run_start(
             raise Conflict("The parent run has not finished yet.")
     if agent is None and session.default_agent_id is not None:
         agent = session.default_agent
+    run_params = _run_params(params, agent)
     if agent is not None:
-        clean_params = {**_clean_params(agent.params), **{k: v for k, v in (params or {}).items()}}
         model = model or agent.model or None
     now = timezone.now()
     run = Run.objects.create(
@@ -182,7 +183,7 @@ def run_start(
         depth=0 if parent is None else parent.depth + 1,
         status=RunStatus.QUEUED,
         model=(model or settings.ARBOR_MODEL)[:200],
-        params=clean_params,
+        params=run_params,
         agent=agent,
         memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
         created_at=now,
