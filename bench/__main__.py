@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
             module.run(bench)
     finally:
         server.stop()
+        connection.close()
+        if getattr(connection, "pool", None) is not None:  # PostgreSQL's pool keeps idle connections open
+            connection.close_pool()
         connection.creation.destroy_test_db(old_name, verbosity=0)
     return 0
 
