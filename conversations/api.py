@@ -7,6 +7,7 @@ those answer 404 exactly as ids that do not exist. Errors are JSON ``{"detail": 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from ninja.security import HttpBearer, django_auth
 
 from accounts.models import ApiToken
 from accounts.ratelimit import limit_run_creation
-from core.errors import ArborError, NotFound
+from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError, NotFound
 
 from . import context as ctx
 from . import services
@@ -26,6 +27,7 @@ from .models import Message, Run, Session, Step, StepKind
 from .selectors import get_run_for, get_session_for
 from .sse import sse_response
 
+log = logging.getLogger(__name__)
 
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
@@ -47,6 +49,18 @@ api = NinjaAPI(
 @api.exception_handler(ArborError)
 def _arbor_error(request, exc: ArborError):
     return api.create_response(request, {"detail": exc.message}, status=exc.status)
+
+
+@api.exception_handler(Exception)
+def _unexpected_error(request, exc: Exception):
+    """Every other failure is JSON too: 503 while a backing service is down, else 500."""
+    if isinstance(exc, SERVICE_UNAVAILABLE):
+        log.warning("API %s %s: service unavailable: %s", request.method, request.path, exc)
+        response = api.create_response(request, {"detail": UNAVAILABLE_MESSAGE}, status=503)
+        response["Retry-After"] = "5"
+        return response
+    log.exception("API %s %s failed", request.method, request.path)
+    return api.create_response(request, {"detail": "Internal error; it has been logged."}, status=500)
 
 
 @api.exception_handler(ValidationError)

@@ -60,15 +60,17 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
     stream = get_stream()
     state = db_call(_run_state)
     status, exists = await state(run_id)
-    if not exists and status in FINISHED_STATUSES:
+    if exists is not True and status in FINISHED_STATUSES:  # expired, or Redis is down: the database has it
         if not (last_event_id or "").startswith("db-"):
             for event in await db_call(_from_database)(run_id):
                 yield fmt(event)
         return
     async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
         if event is None:
+            # Silence. A finished run whose ``done`` is not in the stream (it expired, or Redis was
+            # restarted and lost it) gets its end from the database.
             status, exists = await state(run_id)
-            if status in FINISHED_STATUSES and not exists:
+            if status in FINISHED_STATUSES:
                 for late in await db_call(_from_database)(run_id):
                     if late.type == TERMINAL:
                         yield fmt(late)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from django.utils import timezone
 from .models import FINISHED_STATUSES, Run, RunEvent
 
 TERMINAL = "done"
+
+log = logging.getLogger(__name__)
 
 
 def db_call(fn):
@@ -65,27 +69,66 @@ class Event:
 
 
 class RedisRunStream:
-    """Run events in Redis Streams, one stream per run (``arbor:run:<run_id>``)."""
+    """Run events in Redis Streams, one stream per run (``arbor:run:<run_id>``).
+
+    Publishing survives a Redis outage: an event that cannot be written is kept in this process's
+    buffer for its run (in order) and written before the run's next event once Redis answers
+    again; the terminal event is retried for up to ``ARBOR_STREAM_PUBLISH_DEADLINE`` seconds. So a
+    worker keeps generating through a Redis restart and its readers catch up (readers that lost
+    the stream with Redis get ``done`` from the database, see :mod:`conversations.sse`).
+    """
 
     holds_no_connection = True  # publishing needs no database connection
 
     def __init__(self, url: str):
         self.url = url
-        self._sync = redis.Redis.from_url(url)
+        self._sync = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._pending: dict[str, list[tuple[str, dict]]] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(run_id) -> str:
         return f"arbor:run:{run_id}"
 
     def publish(self, run_id, type: str, data: dict | None = None) -> str:
+        """Append an event; returns its id, or ``""`` when it was buffered (Redis unreachable)."""
         key = self.key(run_id)
-        event_id = self._sync.xadd(key, {"type": type, "data": json.dumps(data or {})})
-        if type == TERMINAL:
-            self._sync.expire(key, settings.ARBOR_STREAM_RETENTION_SECONDS)
+        with self._lock:
+            self._pending.setdefault(key, []).append((type, data or {}))
+        deadline = time.monotonic() + (settings.ARBOR_STREAM_PUBLISH_DEADLINE if type == TERMINAL else 0)
+        while True:
+            try:
+                return self._flush(key)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    if type == TERMINAL:
+                        self._pending.pop(key, None)
+                    log.warning("run stream %s: Redis unreachable (%s); %s", key, exc,
+                                "gave up: readers replay the end from the database" if type == TERMINAL
+                                else "buffered")
+                    return ""
+                time.sleep(0.5)
+
+    def _flush(self, key: str) -> str:
+        """Write the run's buffered events in order (the last one written is the newest)."""
+        event_id = b""
+        with self._lock:
+            pending = self._pending.get(key, [])
+            while pending:
+                type, data = pending[0]
+                event_id = self._sync.xadd(key, {"type": type, "data": json.dumps(data)})
+                pending.pop(0)
+                if type == TERMINAL:
+                    self._sync.expire(key, settings.ARBOR_STREAM_RETENTION_SECONDS)
+            self._pending.pop(key, None)
         return event_id.decode()
 
-    def exists(self, run_id) -> bool:
-        return bool(self._sync.exists(self.key(run_id)))
+    def exists(self, run_id) -> bool | None:
+        """Whether the run's stream is there; None when Redis cannot be asked right now."""
+        try:
+            return bool(self._sync.exists(self.key(run_id)))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return None
 
     def events(self, run_id, after: str | None = None) -> list[Event]:
         """Every event after ``after`` that is there now (no waiting)."""
@@ -102,12 +145,19 @@ class RedisRunStream:
         ``XREAD BLOCK`` waits up to ``wait_seconds`` on the socket, so the client's socket timeout
         must be longer than that: redis-py's asyncio client defaults to ``socket_timeout=5``, which
         cut every stream silent for 5 s (a queued run, a slow first token) with a TimeoutError.
+        While Redis is unreachable it keeps trying every second and yields ``None`` each time (the
+        reader stays connected and may finish the stream from the database).
         """
-        client = aioredis.Redis.from_url(self.url, socket_timeout=wait_seconds + 10, socket_connect_timeout=5)
+        client = aioredis.Redis.from_url(self.url, socket_timeout=wait_seconds + 10, socket_connect_timeout=2)
         cursor = after or "0-0"
         try:
             while True:
-                reply = await client.xread({self.key(run_id): cursor}, block=int(wait_seconds * 1000), count=200)
+                try:
+                    reply = await client.xread({self.key(run_id): cursor}, block=int(wait_seconds * 1000), count=200)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    await asyncio.sleep(1.0)
+                    yield None
+                    continue
                 if not reply:
                     yield None
                     continue

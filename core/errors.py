@@ -1,4 +1,9 @@
-"""Errors that services raise and views turn into 4xx responses with a readable message."""
+"""Errors that services raise and views turn into 4xx responses with a readable message, and the
+errors that mean a backing service (PostgreSQL, Redis, the broker) is down for now (503)."""
+
+import django.db
+import kombu.exceptions
+import redis.exceptions
 
 
 class ArborError(Exception):
@@ -25,3 +30,14 @@ class Conflict(ArborError):
 
 class RateLimited(ArborError):
     status = 429
+
+
+# A backing service is unreachable: the request may succeed when it is back (HTTP 503, Retry-After).
+SERVICE_UNAVAILABLE = (
+    django.db.OperationalError,
+    django.db.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+UNAVAILABLE_MESSAGE = "A backing service (database or Redis) is unavailable right now; try again in a few seconds."

@@ -22,6 +22,7 @@ from django.utils import timezone
 from conversations import context as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from conversations.streams import RunStream, get_stream
+from core.errors import SERVICE_UNAVAILABLE
 from core.params import model_params
 from core.redact import mask_secrets
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
@@ -113,7 +114,11 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
     if run.attempts > 1:
         Message.objects.filter(run=run, position__gte=1).delete()
         Run.objects.filter(pk=run.pk).update(first_token_at=None)
-        if any(e.type == "delta" for e in stream.events(run.pk)):
+        try:
+            saw_deltas = any(e.type == "delta" for e in stream.events(run.pk))
+        except SERVICE_UNAVAILABLE:
+            saw_deltas = True  # cannot tell (Redis is down): readers start over to be safe
+        if saw_deltas:
             stream.publish(run.pk, "restart", {"attempt": run.attempts})
     stream.publish(run.pk, "status", {"status": "running"})
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from conversations.models import Message, Role, Run, RunStatus
 from conversations.streams import TERMINAL, RunStream, get_stream
 from core import queue
+from core.errors import SERVICE_UNAVAILABLE
 
 WORKER_LOST = "The worker running this reply stopped (it was restarted or killed) and the run was given up."
 
@@ -70,7 +71,11 @@ def _answer_position(run: Run) -> int:
 def _partial_text(stream: RunStream, run_id) -> str:
     """The text streamed by the run's latest attempt (deltas after the last ``restart``)."""
     parts: list[str] = []
-    for event in stream.events(run_id):
+    try:
+        events = stream.events(run_id)
+    except SERVICE_UNAVAILABLE:  # Redis is down: the partial text is lost, the failure is still recorded
+        return ""
+    for event in events:
         if event.type == "restart":
             parts = []
         elif event.type == "delta":

@@ -204,6 +204,9 @@ ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=floa
 ARBOR_REQUEUE_AFTER_SECONDS = env("ARBOR_REQUEUE_AFTER_SECONDS", default=120.0, cast=float)
 # How long the events of a finished run stay in the stream for late or reloading clients.
 ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3600, cast=int)
+# How long a worker keeps retrying to publish a run's final event while Redis is unreachable
+# (its deltas are buffered meanwhile); readers get the end from the database after that.
+ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.0, cast=float)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);

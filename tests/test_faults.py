@@ -1,0 +1,118 @@
+"""A Redis restart mid-stream (issue 12): runs keep generating, their streams catch up, every run
+succeeds once with its whole answer, and every SSE client gets ``done`` on the connection it opened.
+
+The run streams live on a Redis of the test's own (``redis-server`` on a free port, killed and
+started again on the same port, so everything in it is lost); the broker stays on the suite's Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from conversations import services
+from conversations.models import Message, Run, RunStatus
+from tests.conftest import free_port
+from tests.factories import SessionFactory
+from tests.test_silence import read_raw_stream, start_web
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class OwnRedis:
+    """A throw-away redis-server on ``port`` (no persistence), stopped by PID."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis():
+    if REDIS_SERVER is None:
+        pytest.fail("redis-server is not installed (the machine and CI have it)")
+    server = OwnRedis(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_runs_and_streams_survive_a_redis_restart(own_redis, llm_server, proc_log_dir, worker_factory, user,
+                                                 api_token):
+    env = {"ARBOR_STREAM_URL": own_redis.url, "REDIS_URL": own_redis.url}
+    worker_factory(**env)
+    web, base = start_web(llm_server, proc_log_dir, **env)
+    session = SessionFactory(owner=user)
+    runs = [services.run_start(session=session, input=f"redis blip {i} [[tokens:60]] [[delay:0.1]]", parent=None)
+            for i in range(4)]
+    results: dict = {}
+
+    def read(run):
+        results[run.pk] = read_raw_stream(f"{base}/api/runs/{run.pk}/events", api_token)
+
+    readers = [threading.Thread(target=read, args=(run,)) for run in runs]
+    try:
+        for reader in readers:
+            reader.start()
+        time.sleep(2.0)  # the runs are streaming
+        own_redis.kill()
+        time.sleep(3.0)  # Redis is down: the worker buffers deltas, readers keep their connections
+        own_redis.start()
+        for reader in readers:
+            reader.join(60)
+    finally:
+        web.stop()
+    for run in runs:
+        run.refresh_from_db()
+        assert run.status == RunStatus.SUCCEEDED, (run.error_type, run.error_message)
+        answer = Message.objects.get(run=run, position=1).content
+        assert answer.split() == [f"w{i}" for i in range(60)], "the whole answer, written once"
+        events, _, _ = results[run.pk]
+        assert events and events[-1]["event"] == "done" and events[-1]["data"]["status"] == "succeeded", events[-3:]
+    assert Run.objects.filter(session=session).count() == 4, "no run duplicated"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(redis.exceptions.ConnectionError("Error 111 connecting to redis"), 503), (RuntimeError("a bug"), 500)],
+)
+def test_api_failures_answer_json(api, user, monkeypatch, error, status):
+    """Every /api/ error is JSON with ``detail``: 503 (with Retry-After) while a backing service is
+    unreachable, 500 for anything else; never Django's HTML error page."""
+    session = SessionFactory(owner=user)
+
+    def failing(**kwargs):
+        raise error
+
+    monkeypatch.setattr(services, "run_start", failing)
+    response = api.post(f"/api/sessions/{session.pk}/runs", data={"input": "hi"}, content_type="application/json")
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"]
+    if status == 503:
+        assert response["Retry-After"] == "5"
