@@ -47,7 +47,7 @@ def test_out_of_range_or_mistyped_params_are_a_400_naming_the_field(api, user, p
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_are_refused(api, user, literal):
     session = SessionFactory(owner=user)
-    body = '{"input": "hi", "params": {"temperature": %s}}' % literal
+    body = '{"input": "hi", "params": {"temperature": ' + literal + '}}'
     response = post_raw(api, f"/api/sessions/{session.pk}/runs", body)
     assert response.status_code == 400, response.content
     assert "temperature" in response.json()["detail"]
