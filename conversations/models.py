@@ -199,6 +199,10 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    requeued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reaper last sent this run to the queue again.",
+    )
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="How often the reaper sent it again.")
     error_type = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.models import Message, Role, Run, RunStatus
@@ -20,24 +21,43 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
     """Runs whose worker died: re-enqueue a running run with a stale heartbeat (the next delivery
     reclaims it), or fail it with its partial text after ``max_attempts``; re-enqueue queued runs
     that no worker picked up. Returns counts ``{"requeued", "failed", "queued_again"}``.
+
+    Never floods the broker: a run is sent again only once the time since it was last sent (or
+    created) exceeds its back-off — ``ARBOR_STALE_RUN_SECONDS`` (running) or
+    ``ARBOR_REQUEUE_AFTER_SECONDS`` (queued), doubled with every re-send, at most
+    ``ARBOR_REQUEUE_MAX_SECONDS`` — recorded on the run (``requeued_at``, ``requeues``) by a
+    conditional UPDATE, so a backlog of N runs puts at most a few messages per run in the queue.
     """
     close_old_connections()
     now = timezone.now()
-    stale_cutoff = now - timedelta(seconds=settings.ARBOR_STALE_RUN_SECONDS)
     counts = {"requeued": 0, "failed": 0, "queued_again": 0}
     stream = get_stream()
+    stale_cutoff = now - timedelta(seconds=settings.ARBOR_STALE_RUN_SECONDS)
     for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff):
-        if run.attempts < max_attempts:
-            queue.send(queue.EXECUTE_RUN, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+        if run.attempts >= max_attempts:
+            counts["failed"] += _give_up(run, stream, now)
+        elif _send_again(run, now, settings.ARBOR_STALE_RUN_SECONDS, since=run.heartbeat_at):
             counts["requeued"] += 1
-        elif _give_up(run, stream, now):
-            counts["failed"] += 1
     requeue_cutoff = now - timedelta(seconds=settings.ARBOR_REQUEUE_AFTER_SECONDS)
-    waiting = Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff)
-    for run_id in waiting.values_list("pk", flat=True):
-        queue.send(queue.EXECUTE_RUN, str(run_id), queue=settings.ARBOR_RUN_QUEUE)
-        counts["queued_again"] += 1
+    for run in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff).only(
+            "pk", "status", "created_at", "requeued_at", "requeues"):
+        if _send_again(run, now, settings.ARBOR_REQUEUE_AFTER_SECONDS, since=run.created_at):
+            counts["queued_again"] += 1
     return counts
+
+
+def _send_again(run: Run, now, base_seconds: float, *, since) -> bool:
+    """Send ``run`` to the run queue again if its back-off has passed; True when it was sent."""
+    wait = min(base_seconds * 2 ** run.requeues, settings.ARBOR_REQUEUE_MAX_SECONDS)
+    last = run.requeued_at or since
+    if last is not None and (now - last).total_seconds() < wait:
+        return False
+    claimed = Run.objects.filter(pk=run.pk, status=run.status, requeues=run.requeues).update(
+        requeued_at=now, requeues=F("requeues") + 1,
+    )
+    if claimed:  # another reaper pass did not get there first
+        queue.send(queue.EXECUTE_RUN, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+    return bool(claimed)
 
 
 def _give_up(run: Run, stream: RunStream, now) -> bool:

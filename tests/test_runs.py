@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -97,7 +98,6 @@ def test_cancel_stops_generation_within_a_second(celery_worker, user):
     run = services.run_start(session=session, input="long [[tokens:2000]] [[delay:0.02]]")
     wait_for(lambda: Run.objects.get(pk=run.pk).first_token_at, message="first token")
     services.run_cancel(run=Run.objects.get(pk=run.pk))
-    import time
 
     cancelled_at = time.monotonic()
     stopped = wait_for(lambda: (r := Run.objects.get(pk=run.pk)).finished_at and r, timeout=5)
@@ -113,7 +113,6 @@ def test_redelivered_task_never_duplicates(celery_worker, user):
     run = finished(services.run_start(session=session, input="once").pk)
     execute.run_execute(run_id=str(run.pk))
     execute_run.delay(str(run.pk))
-    import time
 
     time.sleep(1)
     assert Message.objects.filter(run=run).count() == 2
@@ -159,3 +158,40 @@ def test_run_given_up_after_repeated_worker_loss_keeps_partial_text(user, settin
     assert counts["failed"] == 1 and run.status == RunStatus.FAILED and run.error_type == "worker_lost"
     assert Message.objects.get(run=run, position=1).content == "partial answer"
     assert json.dumps(stream.events(run.pk)[-1].data).find("worker_lost") > 0
+
+
+def _queue_length(name: str) -> int:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        return conn.default_channel.queue_declare(queue=name, passive=True).message_count
+
+
+def test_reaper_sends_a_backlog_again_with_back_off_not_every_pass(user, settings):
+    """50 runs queued for longer than ARBOR_REQUEUE_AFTER_SECONDS on a queue no worker reads: five
+    minutes of reaper passes (every 10 s) send each run once, not 30 times; once its back-off
+    (doubled: 240 s) has passed, once more."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from config.celery import app
+
+    settings.ARBOR_RUN_QUEUE = f"backlog-{time.time_ns()}"
+    settings.ARBOR_REQUEUE_AFTER_SECONDS = 120
+    session = SessionFactory(owner=user)
+    created = timezone.now() - timedelta(seconds=130)
+    runs = [Run.objects.create(session=session, depth=0, model="fake-model", status=RunStatus.QUEUED,
+                               created_at=created) for _ in range(50)]
+    try:
+        sent = sum(recovery.reap_stale_runs()["queued_again"] for _ in range(30))
+        assert sent == 50 and _queue_length(settings.ARBOR_RUN_QUEUE) == 50
+        assert set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("requeues", flat=True)) == {1}
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(requeued_at=timezone.now() - timedelta(seconds=230))
+        assert recovery.reap_stale_runs()["queued_again"] == 0, "the back-off doubled: 240 s"
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(requeued_at=timezone.now() - timedelta(seconds=241))
+        assert recovery.reap_stale_runs()["queued_again"] == 50
+        assert _queue_length(settings.ARBOR_RUN_QUEUE) == 100
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(settings.ARBOR_RUN_QUEUE)

@@ -202,6 +202,8 @@ ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float
 ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)
 # A queued run older than this with no worker on it is enqueued again (at-least-once delivery).
 ARBOR_REQUEUE_AFTER_SECONDS = env("ARBOR_REQUEUE_AFTER_SECONDS", default=120.0, cast=float)
+# The reaper doubles the wait before sending the same run again, up to this many seconds.
+ARBOR_REQUEUE_MAX_SECONDS = env("ARBOR_REQUEUE_MAX_SECONDS", default=1800.0, cast=float)
 # How long the events of a finished run stay in the stream for late or reloading clients.
 ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3600, cast=int)
 # How long a worker keeps retrying to publish a run's final event while Redis is unreachable
