@@ -29,8 +29,8 @@ from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
 
 from .context import BuiltContext, ContextOverflow, build_context
 from .finalize import ToolRoundLimit, Totals, finalize, finish_step
-from .llm import TransientModelError, describe_error, is_transient
-from .model_call import Outcome, run_status, stream_answer
+from .llm import TransientModelError, describe_error, is_timeout, is_transient
+from .model_call import Outcome, deadline_of, run_status, stream_answer
 from .tools import Tool, ToolContext, run_tool, tools_for
 
 log = logging.getLogger(__name__)
@@ -191,11 +191,16 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
 
 def _retry_if_transient(turn: Turn, outcome: Outcome, *, final_attempt: bool) -> None:
     """Put the run back in the queue and raise TransientModelError (Celery retries with backoff)
-    when the call failed transiently before any output and attempts remain."""
+    when the call failed transiently before any output and attempts remain: at most one more for
+    a timeout (a hung model), none once the run's deadline is near."""
     if outcome.error is None or outcome.text or outcome.tool_calls or outcome.cancelled:
         return
     if not is_transient(outcome.error) or final_attempt:
         return
+    if is_timeout(outcome.error) and turn.run.attempts >= 2:
+        return  # a model that hung before its first token gets one more try, not three
+    if timezone.now() + timedelta(seconds=settings.ARBOR_MODEL_CONNECT_TIMEOUT) >= deadline_of(turn.run):
+        return  # no time left for another attempt
     etype, emsg = describe_error(outcome.error)
     Run.objects.filter(pk=turn.run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.QUEUED, error_type=etype, error_message=f"Retrying: {emsg}",

@@ -16,7 +16,7 @@ from core.tokens import counter_for
 from . import compaction
 from .context import ContextOverflow
 from .llm import describe_error
-from .model_call import BrokenStream, Outcome, run_status
+from .model_call import BrokenStream, DeadlineExceeded, Outcome, run_status
 
 
 class ToolRoundLimit(Exception):
@@ -36,6 +36,8 @@ def error_of(exc: BaseException) -> tuple[str, str]:
     """``(type, message)`` of a run's failure, for ``Run.error_type`` / ``error_message``."""
     if isinstance(exc, BrokenStream):
         return "broken_stream", str(exc)
+    if isinstance(exc, DeadlineExceeded):
+        return "deadline", str(exc)
     if isinstance(exc, ContextOverflow):
         return "context_overflow", str(exc)
     if isinstance(exc, ToolRoundLimit):

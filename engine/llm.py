@@ -45,6 +45,11 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, httpx.TimeoutException))
 
 
+def is_timeout(exc: BaseException) -> bool:
+    """True when the endpoint did not answer in time (connect or read timeout)."""
+    return isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
+
+
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """``(type, message)`` a person can read, for a run's ``error``."""
     if isinstance(exc, openai.APIStatusError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -16,6 +18,27 @@ from .watcher import watchtower
 
 class BrokenStream(Exception):
     """The model's stream ended without a finish reason (cut off, or not a chat-completion stream)."""
+
+
+class DeadlineExceeded(Exception):
+    """The run went past ``ARBOR_RUN_DEADLINE_SECONDS`` (counted from its creation, all attempts)."""
+
+
+def deadline_of(run: Run):
+    """When ``run`` must be over: its creation plus ``settings.ARBOR_RUN_DEADLINE_SECONDS``."""
+    return run.created_at + timedelta(seconds=settings.ARBOR_RUN_DEADLINE_SECONDS)
+
+
+def _deadline_error() -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"The model did not finish within the run's deadline of {settings.ARBOR_RUN_DEADLINE_SECONDS:g} s "
+        "(ARBOR_RUN_DEADLINE_SECONDS); the text it sent so far is kept.")
+
+
+def _not_a_stream(response) -> BrokenStream:
+    kind = response.response.headers.get("content-type", "unknown") if response is not None else "unknown"
+    return BrokenStream(f"The model endpoint answered with something that is not a chat-completion stream "
+                        f"(content type {kind}); check OPENAI_BASE_URL and any proxy in front of it.")
 
 
 @dataclass
@@ -48,8 +71,12 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     outcome = Outcome()
     parts: list[str] = []
     calls: dict[int, dict] = {}
+    if timezone.now() >= deadline_of(run):
+        return Outcome(error=_deadline_error())
     tower = watchtower()
-    watch = tower.watch(run.pk)
+    watch = tower.watch(run.pk, deadline_of(run))
+    response = None
+    chunks = 0
     try:
         connection.close()  # returned to the pool (or closed): nothing is read while the model thinks
         response = get_client().chat.completions.create(
@@ -57,11 +84,15 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         )
         watch.attach(response)
         for chunk in response:
+            chunks += 1
             _read_chunk(run, chunk, outcome, parts, calls, stream)
-        if not outcome.finish_reason and not watch.cancelled:
-            raise BrokenStream("The model's stream ended without a finish reason.")
+        if not outcome.finish_reason and not watch.stopped:
+            raise _not_a_stream(response) if chunks == 0 else BrokenStream(
+                "The model's stream ended without a finish reason.")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
-        if watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
+        if watch.expired:
+            outcome.error = _deadline_error()
+        elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
             outcome.cancelled = True
         elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -71,6 +102,8 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         tower.unwatch(watch)
     if watch.cancelled:
         outcome.cancelled = True
+    elif watch.expired and outcome.error is None:
+        outcome.error = _deadline_error()
     outcome.text = "".join(parts)
     outcome.tool_calls = [
         {**c, "id": c["id"] or f"call_{run.pk.hex[:8]}_{i}"} for i, c in sorted(calls.items()) if c["name"]

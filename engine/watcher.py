@@ -3,7 +3,8 @@
 Every run a worker process is streaming is registered with the process's :class:`Watchtower`. Its
 one thread, every ``poll`` seconds (0.25), reads the status of every registered run in one query;
 a run that is no longer ``running`` (the user cancelled it) has its model HTTP stream closed, which
-ends the read in the run's own thread at once. Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes
+ends the read in the run's own thread at once; so is the stream of a run past its deadline
+(``ARBOR_RUN_DEADLINE_SECONDS`` after it was created). Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes
 ``heartbeat_at`` of every registered running run in one UPDATE; the reaper
 (:mod:`engine.recovery`) reads it to find runs whose worker died.
 
@@ -31,8 +32,10 @@ class Watch:
     """One run's registration: ``cancelled`` once the run was seen cancelled; :meth:`attach` the
     model's response stream so it can be closed then."""
 
-    def __init__(self, run_id):
+    def __init__(self, run_id, deadline=None):
         self.run_id = run_id
+        self.deadline = deadline  # an aware datetime: past it the stream is closed (``expired``)
+        self.expired = False
         self.cancelled = False
         self.stopped = False  # no longer running (cancelled, or finished elsewhere)
         self._stream = None
@@ -70,9 +73,10 @@ class Watchtower:
         self._thread: threading.Thread | None = None
         self._last_beat = 0.0
 
-    def watch(self, run_id) -> Watch:
-        """Register ``run_id`` (starting the thread in this process if needed)."""
-        watch = Watch(run_id)
+    def watch(self, run_id, deadline=None) -> Watch:
+        """Register ``run_id`` (starting the thread in this process if needed); past ``deadline``
+        (an aware datetime) its stream is closed and the watch marked ``expired``."""
+        watch = Watch(run_id, deadline)
         with self._lock:
             self._watches[run_id] = watch
             if self._thread is None or not self._thread.is_alive():
@@ -103,9 +107,13 @@ class Watchtower:
     def _check(self, watches: dict) -> None:
         statuses = dict(Run.objects.filter(pk__in=list(watches)).values_list("pk", "status"))
         running = []
+        now = timezone.now()
         for run_id, watch in watches.items():
             status = statuses.get(run_id)
-            if status == RunStatus.RUNNING:
+            if status == RunStatus.RUNNING and watch.deadline is not None and now >= watch.deadline:
+                watch.expired = True
+                watch.stop(cancelled=False)
+            elif status == RunStatus.RUNNING:
                 running.append(run_id)
             elif not watch.stopped:
                 watch.stop(cancelled=status == RunStatus.CANCELLED)

@@ -14,6 +14,7 @@ the last user message, so a worker in another process can be steered without sha
 ``[[break_after:K]]``       send K tokens, then close the connection (no finish_reason, no [DONE])
 ``[[malformed]]``           send one chunk that is not JSON
 ``[[hang]]``                send the headers, then nothing for 120 s
+``[[garbage]]``             answer HTTP 200 with an HTML page instead of a chat completion
 ``[[no_usage]]``            leave out the usage chunk (as llama.cpp's server does)
 ``[[tool:NAME:ARGS]]``      answer with a call of tool NAME with ARGS (JSON, no ``]]`` inside) while
                             the last message is not a tool result; repeat it for parallel calls
@@ -160,6 +161,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.state.failures[key] = seen + 1
             if seen < int(script["fail_first"]):
                 return self._json(503, {"error": {"message": "temporarily overloaded", "type": "server_error"}})
+        if "garbage" in script:  # a proxy's error page, say: HTTP 200 but not a chat completion
+            page = b"<html><body>Bad gateway (scripted)</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return None
         if "status" in script:
             code = int(script["status"])
             return self._json(code, {"error": {"message": f"scripted HTTP {code}", "type": "scripted"}})

@@ -116,3 +116,48 @@ def test_api_failures_answer_json(api, user, monkeypatch, error, status):
     assert response.json()["detail"]
     if status == 503:
         assert response["Retry-After"] == "5"
+
+
+def finished_run(run_id, timeout: float) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = Run.objects.get(pk=run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} still {Run.objects.get(pk=run_id).status} after {timeout} s")
+
+
+def test_a_hung_model_is_retried_once_then_the_run_fails_with_the_reason(worker_factory, user):
+    """The model sends headers, then nothing: the read times out, the run is tried once more (not
+    three times), then fails with a readable reason — in seconds, not 4 × the read timeout."""
+    worker_factory(ARBOR_MODEL_READ_TIMEOUT="2", ARBOR_RUN_DEADLINE_SECONDS="60")
+    session = SessionFactory(owner=user)
+    started = time.monotonic()
+    run = services.run_start(session=session, input="[[hang]]")
+    run = finished_run(run.pk, timeout=30)
+    assert run.status == RunStatus.FAILED and run.error_type == "timeout", (run.error_type, run.error_message)
+    assert run.attempts == 2
+    assert "did not answer in time" in run.error_message
+    assert time.monotonic() - started < 15
+
+
+def test_a_model_past_the_run_deadline_is_cut_off_and_keeps_its_partial_text(worker_factory, user):
+    worker_factory(ARBOR_RUN_DEADLINE_SECONDS="4")
+    session = SessionFactory(owner=user)
+    run = services.run_start(session=session, input="[[tokens:100]] [[delay:0.3]]")
+    run = finished_run(run.pk, timeout=20)
+    assert run.status == RunStatus.FAILED and run.error_type == "deadline", (run.error_type, run.error_message)
+    assert "deadline of 4 s" in run.error_message
+    partial = Message.objects.get(run=run, position=1)
+    assert partial.metadata == {"partial": True} and 3 <= len(partial.content.split()) < 100
+    assert (run.finished_at - run.created_at).total_seconds() < 6
+
+
+def test_a_body_that_is_not_a_chat_stream_is_named_as_such(worker_factory, user):
+    worker_factory()
+    session = SessionFactory(owner=user)
+    run = services.run_start(session=session, input="[[garbage]]")
+    run = finished_run(run.pk, timeout=20)
+    assert run.status == RunStatus.FAILED and run.attempts == 1
+    assert "not a chat-completion stream (content type text/html)" in run.error_message

@@ -192,6 +192,9 @@ ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
 # Seconds: connecting to the model, and the longest silence allowed inside a streamed reply.
 ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
 ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
+# Seconds from a run's creation to its latest possible end, across every attempt: a model that
+# hangs or trickles for longer is cut off and the run fails with that reason (and its partial text).
+ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, cast=float)
 # The Celery queue runs are sent to (workers consume it with -Q; the default queue is "celery").
 ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="runs")
 # Threads of the worker that consumes ARBOR_RUN_QUEUE (``celery worker -P threads -c N -Q runs``):
