@@ -95,6 +95,7 @@ class Watchtower:
             with self._lock:
                 watches = dict(self._watches)
             if not watches:
+                connection.close()  # idle: give the connection back (a no-op when already closed)
                 continue
             try:
                 self._check(watches)
