@@ -36,3 +36,26 @@ def get_run_for(user, run_id) -> Run:
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
+
+
+def get_branch_run_for(user, session: Session, run_id) -> Run:
+    """A run of ``session``'s tree (its own or, for a fork, a shared ancestor) owned by ``user``.
+
+    ``session`` is a live session already looked up for ``user``. Raises NotFound otherwise, also
+    for a malformed id."""
+    run = get_run_for(user, run_id)
+    if not session.can_branch_from(run):
+        raise NotFound("That run is not part of this session.")
+    return run
+
+
+def get_run_to_act_on(user, run_id, session_id=None) -> tuple[Session, Run]:
+    """The one rule for acting on a run (edit, regenerate, fork): ``(session, run)`` where
+    ``session`` is the live session of ``user`` the action happens in (``session_id`` when given,
+    e.g. a fork acting on a shared ancestor; else the run's own session) and ``run`` is in its tree.
+
+    Raises NotFound when the run is not ``user``'s, that session is deleted or not ``user``'s, or
+    the run is not part of it: a run of a deleted session is 404 for every action."""
+    run = get_run_for(user, run_id)
+    session = get_session_for(user, session_id if session_id else run.session_id)
+    return session, get_branch_run_for(user, session, run.pk)

@@ -25,13 +25,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
-from core.errors import ArborError, InvalidInput, NotFound
+from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
 
 from . import browse, services
 from .models import ACTIVE_STATUSES, Run, Session
-from .selectors import get_run_for, get_session_for
+from .selectors import get_branch_run_for, get_session_for
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
@@ -41,14 +41,8 @@ SESSIONS_PER_PAGE = 50
 
 
 def _branch_run(request, session: Session, run_id) -> Run:
-    """A run of ``session``'s tree (its own or, for a fork, a shared ancestor) owned by the user.
-
-    Raises NotFound (the 404 page) otherwise, also for a malformed id given in a query string.
-    """
-    run = get_run_for(request.user, run_id)
-    if not session.can_branch_from(run):
-        raise NotFound("That run is not part of this session.")
-    return run
+    """A run of ``session``'s tree owned by the user (:func:`selectors.get_branch_run_for`)."""
+    return get_branch_run_for(request.user, session, run_id)
 
 
 def _is_partial(request) -> bool:
@@ -219,10 +213,11 @@ def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpRe
     return redirect(url)
 
 
-@require_GET
+@require_POST
 def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Open the branch through a run (a sibling arrow or a tree node): the newest run below it
-    becomes the session's active run, so the choice survives reloads and other devices."""
+    becomes the session's active run, so the choice survives reloads and other devices. A POST
+    (a form; htmx sends the CSRF header): a GET, such as an image in an answer, changes nothing."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
     leaf = browse.newest_leaf_below(session, run)

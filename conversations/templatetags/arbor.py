@@ -2,13 +2,14 @@
 
 markdown-it-py (CommonMark, raw HTML off) renders; Pygments highlights fenced code; nh3 (ammonia)
 sanitises the result against an allow-list, so ``<script>``, event handlers, ``javascript:``
-links and ``hx-*`` attributes never reach the page.
+links and ``hx-*`` attributes never reach the page. Images are rendered as links, never loaded.
 """
 
 from __future__ import annotations
 
 import nh3
 from django import template
+from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -35,13 +36,26 @@ _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _h
     "strikethrough"
 )
 
+
+def _image_as_link(renderer, tokens, idx, options, env) -> str:
+    """``![alt](src)`` becomes a link to ``src`` (text: "image: alt"), never an ``<img>``: viewing
+    an answer must not make the browser fetch anything, least of all one of this app's own URLs."""
+    token = tokens[idx]
+    alt = renderer.renderInlineAsText(token.children or [], options, env) or token.attrGet("src") or "image"
+    title = token.attrGet("title")
+    title_attr = f' title="{escape(title)}"' if title else ""
+    return f'<a href="{escape(token.attrGet("src") or "")}"{title_attr}>image: {escape(alt)}</a>'
+
+
+_MD.add_render_rule("image", _image_as_link)
+
+# No <img>: images are rendered as links (above), so nothing in a message loads by itself.
 ALLOWED_TAGS = {
     "p", "br", "hr", "pre", "code", "span", "em", "strong", "del", "blockquote", "ul", "ol", "li",
-    "a", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "img",
+    "a", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
     "code": {"class"},
     "span": {"class"},
     "th": {"align"},
@@ -83,7 +97,8 @@ def _truncate(text: str, n: int) -> str:
 def tree_items(context, items) -> str:
     """HTML of :class:`conversations.browse.Item` tokens (``<li>`` elements, well nested)."""
     session = context["session"]
-    open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])
+    open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])  # a POST: it stores the branch
+    csrf = f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(context["request"]))}">'
     tree_url = reverse("conversations:session_tree", args=[session.pk])
     source_run = context.get("source_run")
     source_url = (reverse("conversations:session_tree", args=[source_run.session_id])
@@ -108,7 +123,8 @@ def tree_items(context, items) -> str:
                     add(f' <a class="source-link" href="{source_url}">in the source session</a>')
             else:
                 current = ' aria-current="true"' if n.active else ""
-                add(f'<a class="node-label" href="{open_url.replace(_PLACEHOLDER, uid)}"{current}>{label}</a>')
+                add(f'<form method="post" action="{open_url.replace(_PLACEHOLDER, uid)}" class="inline">{csrf}'
+                    f'<button type="submit" class="link node-label"{current}>{label}</button></form>')
             add(f' <span class="meta">#{n.depth + 1} · {escape(n.status)} · {escape(n.model)}'
                 + (" · <strong>shown</strong>" if n.active else "") + "</span>")
             add('<ul class="branches">\n' if kind == "node_open" else "</li>\n")

@@ -78,8 +78,7 @@
     var elt = event.detail.elt;
     focusRun = null; fromComposer = false;
     if (elt && elt.classList && elt.classList.contains("sib")) {
-      var m = /\/runs\/([0-9a-f-]+)\/open/.exec(elt.getAttribute("href") || "");
-      focusRun = m ? m[1] : null;
+      focusRun = elt.getAttribute("data-run-id");
     } else if (elt && elt.classList && elt.classList.contains("composer")) {
       fromComposer = true;
     }
@@ -90,7 +89,7 @@
       var turn = focusRun && document.getElementById("turn-" + focusRun);
       if (turn) {
         turn.scrollIntoView({ block: "start" });
-        var nav = turn.querySelector(".siblings a");
+        var nav = turn.querySelector(".siblings button");
         if (nav) { nav.focus({ preventScroll: true }); }
       } else {
         toBottom();

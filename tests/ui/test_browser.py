@@ -127,13 +127,13 @@ def test_edit_makes_a_sibling_and_the_navigator_switches_branches(chat, artifact
     expect(last_turn(page)).to_contain_text("Echo: edited question", timeout=LONG)
     expect(last_turn(page).locator(".sib-pos")).to_have_text("2/2")
     page.screenshot(path=str(artifacts / "chat-siblings.png"))
-    last_turn(page).locator("a.sib.prev").click()
+    last_turn(page).locator("button.sib.prev").click()
     expect(last_turn(page).locator(".sib-pos")).to_have_text("1/2")
     expect(last_turn(page)).to_contain_text("Echo: first question")
     page.reload()
     expect(last_turn(page).locator(".sib-pos")).to_have_text("1/2")
     expect(last_turn(page)).to_contain_text("Echo: first question")
-    last_turn(page).locator("a.sib.next").focus()
+    last_turn(page).locator("button.sib.next").focus()
     page.keyboard.press("Enter")  # keyboard reachable
     expect(last_turn(page).locator(".sib-pos")).to_have_text("2/2")
 
@@ -162,7 +162,7 @@ def test_rewind_from_an_early_message_branches_there(chat):
     wait_done(page, 2)
     expect(last_turn(page)).to_contain_text("Echo: a new direction")
     expect(last_turn(page).locator(".sib-pos")).to_have_text("2/2")
-    last_turn(page).locator("a.sib.prev").click()
+    last_turn(page).locator("button.sib.prev").click()
     expect(page.locator("article.turn")).to_have_count(3)  # the old branch is still all there
     expect(last_turn(page)).to_contain_text("Echo: three")
 
@@ -205,7 +205,7 @@ def test_tree_view_click_through(page, asgi_server, artifacts):
     expect(page.locator(".tree .node.on-path").first).to_be_visible()
     expect(page.locator(".tree .node.st-failed")).to_have_count(1)
     page.screenshot(path=str(artifacts / "tree.png"), full_page=True)
-    page.get_by_role("link", name="What about going by train instead?").click()
+    page.get_by_role("button", name="What about going by train instead?").click()  # a POST form
     page.wait_for_url(re.compile(r"/s/[0-9a-f-]+/\?at="))
     expect(last_turn(page)).to_contain_text("The coastal one.")
     session.refresh_from_db()
@@ -223,8 +223,7 @@ def test_another_user_gets_404(new_page, asgi_server):
     run = build_chain(session, 2)[0]
     page = new_page()
     login(page, asgi_server, stranger)
-    for path in [f"/s/{session.pk}/", f"/s/{session.pk}/tree/", f"/s/{session.pk}/runs/{run.pk}/open",
-                 f"/s/{session.pk}/older?before={run.pk}"]:
+    for path in [f"/s/{session.pk}/", f"/s/{session.pk}/tree/", f"/s/{session.pk}/older?before={run.pk}"]:
         assert page.goto(asgi_server + path).status == 404, path
     owner_page = new_page()
     login(owner_page, asgi_server, owner)
@@ -273,7 +272,7 @@ def test_long_branch_loads_older_turns_on_scroll(page, asgi_server):
 
 
 def test_reading_works_without_javascript(chromium, asgi_server):
-    """With JavaScript off: the chat, older turns, a sibling switch and the tree all work by links."""
+    """With JavaScript off: the chat, older turns, a sibling switch and the tree all work by links and forms."""
     user = UserFactory()
     session = SessionFactory(owner=user, title="No JS")
     runs = build_chain(session, 40)
@@ -288,7 +287,7 @@ def test_reading_works_without_javascript(chromium, asgi_server):
         expect(page.locator("article.turn").first).to_contain_text("question 0")
         page.goto(f"{asgi_server}/s/{session.pk}/")
         expect(last_turn(page).locator(".sib-pos")).to_have_text("1/2")
-        last_turn(page).get_by_role("link", name="Next version").click()
+        last_turn(page).get_by_role("button", name="Next version").click()  # a plain form without JS
         expect(last_turn(page)).to_contain_text("other answer")
         session.refresh_from_db()
         assert session.active_run_id == other.pk

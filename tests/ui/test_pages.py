@@ -112,9 +112,12 @@ def test_sibling_navigator_switches_and_remembers_the_branch(client, me):
     assert edited.parent_run_id == first.pk and edited.status == RunStatus.QUEUED
     html = client.get(f"/s/{session.pk}/").content.decode()
     assert "2/2" in html and "edited" in html
-    prev = re.search(r'class="sib prev" href="([^"]+)"', html).group(1)
-    assert prev.endswith(f"/runs/{child.pk}/open")
-    response = client.get(prev)
+    prev = re.search(r'<form method="post" action="([^"]+)" class="inline sib-form">', html).group(1)
+    assert prev.endswith(f"/runs/{child.pk}/open") and 'class="sib prev" hx-post="' + prev in html
+    assert client.get(prev).status_code == 405  # a GET (a link, an image) changes nothing
+    session.refresh_from_db()
+    assert session.active_run_id == edited.pk
+    response = client.post(prev)
     assert response.status_code == 302
     session.refresh_from_db()
     assert session.active_run_id == child.pk  # remembered in the database, for every device
@@ -202,7 +205,9 @@ def test_tree_highlights_the_active_path_and_elides_long_lines(client, me):
     side = RunFactory(session=session, parent_run=runs[99], turn=("a side question", "ok"))
     html = client.get(f"/s/{session.pk}/tree/").content.decode()
     assert html.count('aria-current="true"') == 1
-    assert f'/runs/{runs[-1].pk}/open" aria-current="true"' in html
+    assert re.search(rf'action="[^"]*/runs/{runs[-1].pk}/open" class="inline">[^<]*<input type="hidden" '
+                     rf'name="csrfmiddlewaretoken" value="[^"]+"><button type="submit" class="link node-label" '
+                     rf'aria-current="true">', html)
     assert "a side question" in html and f"/runs/{side.pk}/open" in html
     assert "question 50" not in html  # the middle of a straight line is elided ...
     chain = re.search(r'href="([^"]+\?chain=[^"]+)"', html).group(1).replace("&amp;", "&")
@@ -234,6 +239,9 @@ def test_clicking_a_tree_node_opens_its_branch(client, me):
     session.active_run = runs[-1]
     session.save()
     client.get(f"/s/{session.pk}/runs/{other.pk}/open")
+    session.refresh_from_db()
+    assert session.active_run_id == runs[-1].pk  # a GET changes nothing
+    client.post(f"/s/{session.pk}/runs/{other.pk}/open")
     session.refresh_from_db()
     assert session.active_run_id == deeper.pk  # the newest run below the clicked one
 
@@ -299,9 +307,10 @@ def test_another_user_gets_404_everywhere(client):
     client.force_login(UserFactory())
     base = f"/s/{session.pk}"
     for url in [f"{base}/", f"{base}/tree/", f"{base}/older?before={run.pk}", f"{base}/runs/{run.pk}/",
-                f"{base}/runs/{run.pk}/open", f"{base}/runs/{run.pk}/stream"]:
+                f"{base}/runs/{run.pk}/stream"]:
         assert client.get(url).status_code == 404, url
-    for url in [f"{base}/runs", f"{base}/rename", f"{base}/delete", f"{base}/restore", f"{base}/runs/{run.pk}/edit",
+    for url in [f"{base}/runs/{run.pk}/open", f"{base}/runs",
+                f"{base}/rename", f"{base}/delete", f"{base}/restore", f"{base}/runs/{run.pk}/edit",
                 f"{base}/runs/{run.pk}/regenerate", f"{base}/runs/{run.pk}/rewind", f"{base}/runs/{run.pk}/fork",
                 f"{base}/runs/{run.pk}/cancel"]:
         assert client.post(url, {"input": "x", "title": "x"}).status_code == 404, url
@@ -314,7 +323,7 @@ def test_a_run_of_another_session_is_404_under_this_session(client, me):
     mine, other = SessionFactory(owner=me), SessionFactory(owner=me)
     build_chain(mine, 2)
     foreign = build_chain(other, 2)[0]
-    assert client.get(f"/s/{mine.pk}/runs/{foreign.pk}/open").status_code == 404
+    assert client.post(f"/s/{mine.pk}/runs/{foreign.pk}/open").status_code == 404
     assert client.post(f"/s/{mine.pk}/runs/{foreign.pk}/rewind").status_code == 404
 
 
@@ -324,7 +333,8 @@ def test_malformed_ids_are_404(client, me):
     session = SessionFactory(owner=me)
     build_chain(session, 2)
     base = f"/s/{session.pk}"
-    for url in ["/s/not-a-uuid/", f"{base}/runs/not-a-uuid/open", f"{base}/runs/123/", f"{base}/older?before=nope",
+    assert client.post(f"{base}/runs/not-a-uuid/open").status_code == 404
+    for url in ["/s/not-a-uuid/", f"{base}/runs/123/", f"{base}/older?before=nope",
                 f"{base}/tree/?root=nope", f"{base}/tree/?chain=nope", "/audit/runs/not-a-uuid/"]:
         assert client.get(url).status_code == 404, url
     assert client.post("/s/not-a-uuid/rename", {"title": "x"}).status_code == 404
