@@ -8,7 +8,7 @@ ARBOR_MODEL_PORT ?= 8001
 export ARBOR_PORT := $(PORT)
 export ARBOR_MODEL_PORT
 
-.PHONY: run install install-model install-test browser lint test bench migrate clean
+.PHONY: run install install-model install-test browser lint test chaos bench migrate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,12 @@ lint: install-test
 # lint first: `make test` (and so .ci/run) fails on a broken layout before running the suite.
 test: install-test browser lint
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# Fault scenarios against a stack of their own (a PostgreSQL cluster under a temp dir, a Redis,
+# uvicorn, a worker and beat, all killed and restarted by PID); prints a table. A few minutes.
+chaos: install-test
+	$(PY) -m pytest -m chaos tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) -m bench $(BENCH_ARGS)

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversations import context as ctx
@@ -39,10 +40,12 @@ log = logging.getLogger(__name__)
 def claim(run_id) -> Run | None:
     """Take the run for this worker: queued → running, or a running run whose worker went silent
     for ``settings.ARBOR_STALE_RUN_SECONDS``. A conditional UPDATE, so of several deliveries of
-    one task exactly one executes. Returns the run (with its session), or None."""
+    one task exactly one executes. ``started_at`` keeps the first attempt's start (the deadline
+    counts from it). Returns the run (with its session), or None."""
     now = timezone.now()
     claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
+        status=RunStatus.RUNNING, started_at=Coalesce("started_at", now), heartbeat_at=now,
+        attempts=F("attempts") + 1,
         error_type="", error_message="",
     )
     if not claimed:

@@ -21,12 +21,13 @@ class BrokenStream(Exception):
 
 
 class DeadlineExceeded(Exception):
-    """The run went past ``ARBOR_RUN_DEADLINE_SECONDS`` (counted from its creation, all attempts)."""
+    """The run went past ``ARBOR_RUN_DEADLINE_SECONDS`` (from its first start, all attempts)."""
 
 
 def deadline_of(run: Run):
-    """When ``run`` must be over: its creation plus ``settings.ARBOR_RUN_DEADLINE_SECONDS``."""
-    return run.created_at + timedelta(seconds=settings.ARBOR_RUN_DEADLINE_SECONDS)
+    """When ``run`` must be over: the start of its first attempt (time waiting in the queue does
+    not count) plus ``settings.ARBOR_RUN_DEADLINE_SECONDS``."""
+    return (run.started_at or timezone.now()) + timedelta(seconds=settings.ARBOR_RUN_DEADLINE_SECONDS)
 
 
 def _deadline_error() -> DeadlineExceeded:

@@ -4,7 +4,7 @@ Every run a worker process is streaming is registered with the process's :class:
 one thread, every ``poll`` seconds (0.25), reads the status of every registered run in one query;
 a run that is no longer ``running`` (the user cancelled it) has its model HTTP stream closed, which
 ends the read in the run's own thread at once; so is the stream of a run past its deadline
-(``ARBOR_RUN_DEADLINE_SECONDS`` after it was created). Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes
+(``ARBOR_RUN_DEADLINE_SECONDS`` after its first attempt started). Every ``settings.ARBOR_HEARTBEAT_SECONDS`` it writes
 ``heartbeat_at`` of every registered running run in one UPDATE; the reaper
 (:mod:`engine.recovery`) reads it to find runs whose worker died.
 

@@ -169,7 +169,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "conversations.reap_stale_runs", "schedule": 10.0},
+    "reap-stale-runs": {"task": "conversations.reap_stale_runs",
+                        "schedule": env("ARBOR_REAP_EVERY_SECONDS", default=10.0, cast=float)},
     "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0},
 }
 
@@ -192,7 +193,7 @@ ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
 # Seconds: connecting to the model, and the longest silence allowed inside a streamed reply.
 ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
 ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
-# Seconds from a run's creation to its latest possible end, across every attempt: a model that
+# Seconds from a run's first start to its latest possible end, across every attempt: a model that
 # hangs or trickles for longer is cut off and the run fails with that reason (and its partial text).
 ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, cast=float)
 # The Celery queue runs are sent to (workers consume it with -Q; the default queue is "celery").

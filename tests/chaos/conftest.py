@@ -1,0 +1,34 @@
+"""The fault suite (``make chaos``): scenarios against a whole Arbor of its own (:mod:`tests.chaos.stack`).
+Each scenario adds a row to the table printed at the end of the run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bench.harness import render_table
+from tests.chaos.stack import PG_BIN, Stack
+
+ROWS: list[list] = []
+HEADERS = ["scenario", "runs", "succeeded", "failed with reason", "stuck", "duplicated", "SSE clients that got done"]
+
+
+@pytest.fixture(scope="session")
+def stack(llm_server):
+    if PG_BIN is None:
+        pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+    stack = Stack(llm_server.base_url, Path(tempfile.mkdtemp(prefix="arbor-chaos-")))
+    yield stack
+    stack.close()
+
+
+@pytest.fixture(autouse=True)
+def _model_endpoint():
+    """The chaos stack's processes get the model's URL in their environment; nothing to patch here."""
+
+
+def pytest_terminal_summary(terminalreporter):
+    if ROWS:
+        terminalreporter.write_line(render_table("Fault scenarios (make chaos)", HEADERS, ROWS))
