@@ -7,6 +7,7 @@ through its HTTP API, as a client would, and inspected with SQL on its own datab
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -54,10 +55,8 @@ class OwnPostgres:
             return conn.execute(query, params).fetchall()
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -141,9 +140,7 @@ class Stack:
                     return proc
                 except httpx.HTTPError:
                     pass
-            elif name == "worker" and "ready." in proc.output():
-                return proc
-            elif name == "beat" and "beat: Starting" in proc.output():
+            elif name == "worker" and "ready." in proc.output() or name == "beat" and "beat: Starting" in proc.output():
                 return proc
             if proc.popen.poll() is not None:
                 break
