@@ -173,10 +173,8 @@ class Stack:
         while time.monotonic() < deadline:
             for run_id in run_ids:
                 if states.get(run_id, {}).get("status") not in FINISHED:
-                    try:
+                    with contextlib.suppress(httpx.HTTPError, json.JSONDecodeError):  # mid-restart: ask again
                         states[run_id] = self.run(run_id)
-                    except (httpx.HTTPError, json.JSONDecodeError):
-                        pass
             if all(states.get(r, {}).get("status") in FINISHED for r in run_ids):
                 break
             time.sleep(0.5)
