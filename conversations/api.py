@@ -1,8 +1,10 @@
 """The JSON API (django-ninja): OpenAPI schema at ``/api/openapi.json``.
 
 Authentication: the browser session (with CSRF on unsafe methods) or ``Authorization: Bearer
-<token>`` (``manage.py create_api_token``). A caller never sees another user's sessions or runs:
-those answer 404 exactly as ids that do not exist. Errors are JSON ``{"detail": "..."}``.
+<token>`` (``manage.py create_api_token``); neither: 401. A caller never sees another user's
+sessions or runs: those answer 404 exactly as ids that do not exist. Errors are JSON
+``{"detail": "..."}`` (:class:`Detail`), and each operation's ``response=`` lists every status it
+answers (:func:`answers`), so ``/api/openapi.json`` documents them all.
 """
 
 from __future__ import annotations
