@@ -99,7 +99,7 @@ def test_archive_uploads_are_not_bound_by_the_body_limit(client, user, settings,
 
 # --- 3. bodies that are not JSON objects ----------------------------------------------------------
 
-@pytest.mark.parametrize("body", ["[null, null]", "5", '"x"', "null", "true", '{"input": NaN}', '{"title": "\\ud800"}'])
+@pytest.mark.parametrize("body", ["[null, null]", "5", '"x"', "null", "true", '{"title": "\\ud800"}'])
 def test_a_body_that_is_not_a_json_object_is_a_400(api, user, body):
     session = SessionFactory(owner=user)
     run = build_chain(session, 1)[0]
