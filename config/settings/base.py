@@ -145,6 +145,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(env("ARBOR_BROKER_DIR", default=str(VAR_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "core.broker:Transport"  # filesystem://, with atomic message files
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # kombu polls the folder every second by default: half a second of queue wait per turn.
         "polling_interval": env("ARBOR_BROKER_POLL_SECONDS", default=0.02, cast=float),
