@@ -24,9 +24,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.chaos.report import NOTES
 from tests.factories import SessionFactory, build_chain
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]  # run by make chaos
 
 EXAMPLES = 16  # per operation, per mode (valid / invalid data) and per id source (generated / real)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
@@ -76,7 +77,10 @@ def test_the_api_answers_only_what_its_schema_documents(asgi_server, api_token, 
                 _fuzz(operation, mode, auth, failures, counts,
                       path_parameters={k: v for k, v in real_ids.items() if k in names})
     elapsed = time.monotonic() - started
-    print(f"schemathesis: {counts['cases']} cases over {len(operations)} operations in {elapsed:.0f} s, "
-          f"{counts['5xx']} server errors, {len(failures)} failures; statuses {sorted(counts['statuses'])}")
+    summary = (f"schemathesis: {counts['cases']} cases over {len(operations)} operations in {elapsed:.0f} s, "
+               f"{counts['5xx']} server errors, {len(failures)} schema violations; "
+               f"statuses {sorted(counts['statuses'])}")
+    print(summary)
+    NOTES.append(summary)
     assert counts["cases"] >= 10 * len(operations)
     assert counts["5xx"] == 0 and not failures, "\n\n".join(failures[:15])

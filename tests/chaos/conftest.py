@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.harness import render_table
+from tests.chaos.report import HEADERS, NOTES, ROWS
 from tests.chaos.stack import PG_BIN, Stack
-
-ROWS: list[list] = []
-HEADERS = ["scenario", "runs", "succeeded", "failed with reason", "stuck", "duplicated", "SSE clients that got done"]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +30,5 @@ def _model_endpoint():
 def pytest_terminal_summary(terminalreporter):
     if ROWS:
         terminalreporter.write_line(render_table("Fault scenarios (make chaos)", HEADERS, ROWS))
+    for note in NOTES:
+        terminalreporter.write_line(note)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import ROWS
+from tests.chaos.report import ROWS
 
 pytestmark = pytest.mark.chaos
 
