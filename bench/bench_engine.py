@@ -203,6 +203,31 @@ def bench_turn_overhead(bench: Bench, user, token: str, base: str) -> None:
     )
 
 
+def bench_comparison_start(bench: Bench, user) -> None:
+    """A 4-variant comparison: how far apart its variants' first tokens are (a fast model)."""
+    from comparisons import services as comparisons
+    from comparisons.models import VariantRun
+    from tests.factories import RunFactory
+
+    rows = []
+    for attempt in range(5):
+        session = SessionFactory(owner=user)
+        branch_point = RunFactory(session=session, status=RunStatus.SUCCEEDED)
+        comparison = comparisons.comparison_start(
+            owner=user, session=session, branch_point=branch_point, prompt=f"[[tokens:20]] [[delay:0.01]] {attempt}",
+            variants=[comparisons.VariantSpec(label=f"V{i}", model="fake-model") for i in range(4)],
+        )
+        run_ids = list(VariantRun.objects.filter(variant__comparison=comparison).values_list("run_id", flat=True))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Run.objects.filter(pk__in=run_ids, finished_at__isnull=True).exists():
+            time.sleep(0.1)
+        firsts = sorted(Run.objects.filter(pk__in=run_ids).values_list("first_token_at", flat=True))
+        rows.append((firsts[-1] - firsts[0]).total_seconds())
+    bench.table("A 4-variant comparison: spread of its variants' first tokens (5 comparisons)",
+                ["comparisons", "spread p50 ms", "spread max ms"],
+                [[len(rows), ms(percentile(rows, 50)), ms(max(rows))]])
+
+
 def run(bench: Bench) -> None:
     _Server.base_url = bench.llm_base_url
     os.environ.setdefault("ARBOR_WEB_WORKERS", "2")
@@ -213,6 +238,7 @@ def run(bench: Bench) -> None:
     try:
         bench_concurrent(bench, user, token, base, worker)
         bench_turn_overhead(bench, user, token, base)
+        bench_comparison_start(bench, user)
     finally:
         web.stop()
         worker.stop()

@@ -169,10 +169,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The periodic upkeep (the reaper, pruning) has a queue of its own, so no backlog of runs or imports
+# can hold it up; the CPU worker consumes it ("-Q celery,maintenance").
+ARBOR_MAINTENANCE_QUEUE = env("ARBOR_MAINTENANCE_QUEUE", default="maintenance")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "conversations.reap_stale_runs",
-                        "schedule": env("ARBOR_REAP_EVERY_SECONDS", default=10.0, cast=float)},
-    "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0},
+                        "schedule": env("ARBOR_REAP_EVERY_SECONDS", default=10.0, cast=float),
+                        "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
+    "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0,
+                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
 }
 
 # --- Caches: Redis when there is one (shared by every process), else files under var/ --------------
