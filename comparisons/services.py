@@ -23,6 +23,7 @@ from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Message, Role, Run, Session
 from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
+from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
 from .advance import start_turn, variant_advance
@@ -129,6 +130,7 @@ def clean_tags(raw) -> list[str]:
             continue
         if len(name) > 50:
             raise InvalidInput("a tag is longer than 50 characters")
+        name = clean_text(name, field="tag", max_length=50)
         if name not in tags:
             tags.append(name)
     if len(tags) > 20:
@@ -167,7 +169,7 @@ def _clean_labels(variants: list[VariantSpec]) -> list[str]:
         raise InvalidInput("A label is longer than 100 characters.")
     if len({label.lower() for label in labels}) != len(labels):
         raise InvalidInput("Labels must be different from each other.")
-    return labels
+    return [clean_text(label, field="label", max_length=100) for label in labels]  # no control characters
 
 
 def _prompts(*, session: Session, branch_point: Run, mode: str, prompt: str,

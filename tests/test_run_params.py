@@ -98,3 +98,17 @@ def test_regenerating_an_imported_run_keeps_its_own_system_prompt(user):
     run.refresh_from_db()
     again = services.run_regenerate(run=run)
     assert again.params == {"system": "You are terse.", "max_tokens": 32}
+
+
+@pytest.mark.parametrize(("labels", "tags"), [(["A\x00", "B"], ""), (["A", "B"], "ok,bad\x07tag")])
+def test_comparison_labels_and_tags_refuse_control_characters(user, labels, tags):
+    from comparisons.services import VariantSpec, comparison_start
+    from core.errors import InvalidInput
+    from tests.factories import RunFactory
+
+    session = SessionFactory(owner=user)
+    branch_point = RunFactory(session=session, status=RunStatus.SUCCEEDED)
+    with pytest.raises(InvalidInput, match="control character"):
+        comparison_start(owner=user, session=session, branch_point=branch_point, prompt="hi", tags=tags,
+                         variants=[VariantSpec(label=label) for label in labels])
+    assert Run.objects.filter(session=session).count() == 1
