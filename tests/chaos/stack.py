@@ -127,7 +127,8 @@ class Stack:
             "web": [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                     "--port", str(self.web_port), "--workers", "2", "--log-level", "warning"],
             "worker": [*celery, "worker", "-l", "info", "-P", "threads", "-c", str(concurrency),
-                       "-Q", "runs,celery,maintenance", "--without-mingle", "--without-gossip", "-n", f"chaos-{time.time_ns()}@%h"],
+                       "-Q", "runs,celery,maintenance", "--without-mingle", "--without-gossip",
+                       "-n", f"chaos-{time.time_ns()}@%h"],
             "beat": [*celery, "beat", "-l", "info", "-s", str(self.log_dir / f"beat-{time.time_ns()}")],
         }[name]
         proc = Proc(f"chaos-{name}", args, self.env, self.log_dir)
