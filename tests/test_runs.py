@@ -195,3 +195,42 @@ def test_reaper_sends_a_backlog_again_with_back_off_not_every_pass(user, setting
     finally:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(settings.ARBOR_RUN_QUEUE)
+
+
+def test_a_worker_with_64_threads_stays_within_its_connection_pool(worker_factory, user, settings):
+    """60 runs at once on a worker of 64 threads whose pool holds 4 connections: every run succeeds
+    and the worker never has more than 4 PostgreSQL connections open (its threads borrow one for a
+    query and give it back while they wait on the model; one watcher thread serves them all)."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (Django's psycopg pool)")
+    name = f"arbor-pool-test-{time.time_ns()}"
+    worker_factory(ARBOR_DB_POOL_SIZE="4", ARBOR_DB_APPLICATION_NAME=name, concurrency=64)
+    peak = {"connections": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        import psycopg
+
+        params = connection.get_connection_params()
+        conninfo = {k: params[k] for k in ("dbname", "user", "host", "port") if params.get(k)}
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            while not stop.wait(0.05):
+                count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                     [name]).fetchone()[0]
+                peak["connections"] = max(peak["connections"], count)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        runs = [services.run_start(session=SessionFactory(owner=user), input=f"pool {i} [[tokens:20]] [[delay:0.1]]")
+                for i in range(60)]
+        finished_runs = [finished(run.pk, timeout=60) for run in runs]
+    finally:
+        stop.set()
+        sampler.join()
+    assert all(run.status == RunStatus.SUCCEEDED for run in finished_runs)
+    assert 1 <= peak["connections"] <= 4, peak

@@ -105,6 +105,10 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
         "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
         "check": ConnectionPool.check_connection,
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Which process a connection belongs to, in pg_stat_activity (e.g. "arbor-runs", "arbor-web").
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env("ARBOR_DB_APPLICATION_NAME",
+                                                                             default="arbor")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
