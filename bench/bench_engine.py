@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +26,7 @@ from django.db import connection
 from accounts.models import ApiToken
 from bench.harness import Bench, ms, percentile
 from conversations.models import Run, RunStatus
-from tests.conftest import Proc, child_env, free_port, start_worker
+from tests.conftest import Proc, start_web, start_worker
 from tests.factories import SessionFactory, UserFactory, build_chain
 
 MODEL_SCRIPT = "[[tokens:30]] [[delay:0.1]]"  # ~3 s per answer
@@ -132,16 +131,7 @@ async def _burst(base: str, token: str, sessions: list, text: str) -> list[dict]
 
 def _start(log_dir: Path, web_workers: int) -> tuple[Proc, Proc, str]:
     worker = start_worker(_Server, log_dir, name="bench-runs", concurrency=settings.ARBOR_RUN_CONCURRENCY)
-    port = free_port()
-    web = Proc("uvicorn", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
-                           "--workers", str(web_workers), "--log-level", "warning"], child_env(_Server), log_dir)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            httpx.get(f"{base}/accounts/login/", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    web, base = start_web(_Server, log_dir, workers=web_workers)
     return worker, web, base
 
 

@@ -85,7 +85,7 @@ def bench_first_token(bench: Bench, user) -> None:
     from httpx_sse import connect_sse
 
     from accounts.models import ApiToken
-    from tests.conftest import Proc, child_env, free_port, start_worker
+    from tests.conftest import start_web, start_worker
 
     class _Server:  # what child_env/start_worker need of the model server
         base_url = bench.llm_base_url
@@ -95,20 +95,7 @@ def bench_first_token(bench: Bench, user) -> None:
 
     log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-"))
     worker = start_worker(_Server, log_dir)
-    port = free_port()
-    web = Proc(
-        "uvicorn",
-        [__import__("sys").executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
-         "--log-level", "warning"],
-        child_env(_Server), log_dir,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base}/accounts/login/", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    web, base = start_web(_Server, log_dir)
     token = ApiToken.issue(user=user)[1]
     session = SessionFactory(owner=user)
     overheads = []

@@ -166,23 +166,31 @@ def worker_factory(django_db_setup, llm_server, proc_log_dir, settings):
         proc.stop()
 
 
-@pytest.fixture(scope="session")
-def asgi_server(django_db_setup, llm_server, proc_log_dir):
-    """Arbor under uvicorn (real ASGI, real streaming) on a free loopback port; yields its base URL."""
+def start_web(llm_server, proc_log_dir, workers: int = 1, name: str = "uvicorn", **extra_env) -> tuple[Proc, str]:
+    """Arbor under uvicorn (real ASGI, real streaming) on a free loopback port with ``workers``
+    processes and ``extra_env``; returns the process and its base URL once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning"]
-    proc = Proc("uvicorn", args, child_env(llm_server), proc_log_dir)
+            "--workers", str(workers), "--log-level", "warning"]
+    proc = Proc(name, args, child_env(llm_server, **extra_env), proc_log_dir)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
             httpx.get(f"{url}/accounts/login/", timeout=1)
-            break
+            return proc, url
         except httpx.HTTPError:
             if proc.popen.poll() is not None:
-                raise RuntimeError(proc.output()) from None
+                break
             time.sleep(0.2)
+    proc.stop()
+    raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, llm_server, proc_log_dir):
+    """Arbor under uvicorn on a free loopback port; yields its base URL."""
+    proc, url = start_web(llm_server, proc_log_dir)
     yield url
     proc.stop()
 

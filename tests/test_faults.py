@@ -8,7 +8,6 @@ started again on the same port, so everything in it is lost); the broker stays o
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import time
 
@@ -17,49 +16,24 @@ import redis
 
 from conversations import services
 from conversations.models import Message, Run, RunStatus
-from tests.conftest import free_port
+from tests.chaos.stack import OwnRedis
+from tests.conftest import start_web
 from tests.factories import SessionFactory
-from tests.test_silence import read_raw_stream, start_web
+from tests.test_silence import read_raw_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 REDIS_SERVER = shutil.which("redis-server")
 
 
-class OwnRedis:
-    """A throw-away redis-server on ``port`` (no persistence), stopped by PID."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def own_redis():
     if REDIS_SERVER is None:
         pytest.fail("redis-server is not installed (the machine and CI have it)")
-    server = OwnRedis(free_port())
+    server = OwnRedis()
     server.start()
     yield server
-    server.kill()
+    server.stop()
 
 
 def test_runs_and_streams_survive_a_redis_restart(own_redis, llm_server, proc_log_dir, worker_factory, user,
@@ -80,7 +54,7 @@ def test_runs_and_streams_survive_a_redis_restart(own_redis, llm_server, proc_lo
         for reader in readers:
             reader.start()
         time.sleep(2.0)  # the runs are streaming
-        own_redis.kill()
+        own_redis.stop()
         time.sleep(3.0)  # Redis is down: the worker buffers deltas, readers keep their connections
         own_redis.start()
         for reader in readers:

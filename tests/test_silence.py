@@ -7,7 +7,6 @@ after 5 s of silence without ``done``."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import httpx
@@ -15,30 +14,12 @@ import pytest
 from django.conf import settings
 
 from conversations import services
-from tests.conftest import Proc, child_env, free_port
+from tests.conftest import start_web
 from tests.factories import SessionFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 SILENCE = 30
-
-
-def start_web(llm_server, proc_log_dir, **extra_env) -> tuple[Proc, str]:
-    """uvicorn serving Arbor with ``extra_env`` (here: the stream backend)."""
-    port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning"]
-    proc = Proc("uvicorn-silence", args, child_env(llm_server, **extra_env), proc_log_dir)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            httpx.get(f"{url}/accounts/login/", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.stop()
-    raise RuntimeError(proc.output()[-3000:])
 
 
 def read_raw_stream(url: str, token: str) -> tuple[list[dict], int, float]:
