@@ -57,6 +57,13 @@ class Outcome:
     tool_calls: list[dict] = field(default_factory=list)
 
 
+def _release_connection() -> None:
+    """Give this thread's database connection back (to the pool, or closed) unless a transaction
+    is open on it (a test running the engine inside its own transaction)."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def run_status(run_id) -> str | None:
     """The run's status as stored now (one query)."""
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
@@ -79,7 +86,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     response = None
     chunks = 0
     try:
-        connection.close()  # returned to the pool (or closed): nothing is read while the model thinks
+        _release_connection()  # nothing is read from the database while the model thinks
         response = get_client().chat.completions.create(
             model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
         )
@@ -129,7 +136,7 @@ def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict
         if first:
             Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
             if stream.holds_no_connection:
-                connection.close()  # deltas go to Redis: no database work until the answer is final
+                _release_connection()  # deltas go to Redis: no database work until the answer is final
     for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
         call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
         if part.id:
