@@ -148,6 +148,11 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError(f"{name} did not start:\n{proc.output()[-3000:]}")
 
+    def restart_worker(self, concurrency: int = 16) -> Proc:
+        """Stop the run worker (SIGTERM, waiting for it) and start one with ``concurrency`` threads."""
+        self.procs["worker"].stop()
+        return self.start("worker", concurrency=concurrency)
+
     # --- the API, as a client uses it --------------------------------------------------------------
 
     @property

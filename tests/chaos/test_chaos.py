@@ -61,8 +61,7 @@ def test_worker_group_killed_mid_stream(stack):
 def test_redis_restarted_under_streaming_and_queued_runs(stack):
     """10 runs stream and 10 wait (a worker with 10 threads); Redis (broker, streams, cache) is
     down for 5 s and comes back empty; every run still succeeds once."""
-    stack.procs["worker"].stop()
-    stack.start("worker", concurrency=10)
+    stack.restart_worker(concurrency=10)
     run_ids = stack.start_runs(20, STREAMING, "redis")
     threads, streams = readers(stack, run_ids)
     time.sleep(2.0)
@@ -71,8 +70,7 @@ def test_redis_restarted_under_streaming_and_queued_runs(stack):
     stack.redis.start()
     states = stack.wait_finished(run_ids, timeout=120)
     join(threads)
-    stack.procs["worker"].stop()
-    stack.start("worker")
+    stack.restart_worker()
     record("Redis down 5 s (10 streaming, 10 queued)", states, streams, run_ids, stack)
     assert all(states[r]["status"] == "succeeded" for r in run_ids)
 
@@ -100,16 +98,14 @@ def test_postgres_restarted_under_streaming_runs(stack):
 def test_backlog_does_not_flood_the_broker(stack):
     """50 runs queued behind a slow model (2 threads, 3 s answers); the reaper runs every 2 s and
     re-sends runs queued for over 8 s: the broker's run queue stays within 2 × the runs."""
-    stack.procs["worker"].stop()
-    stack.start("worker", concurrency=2)
+    stack.restart_worker(concurrency=2)
     run_ids = stack.start_runs(50, "[[tokens:10]] [[delay:0.3]]", "backlog")
     longest = 0
     until = time.monotonic() + 20  # 2.5 × the requeue wait, as 5 minutes are to 120 s
     while time.monotonic() < until:
         longest = max(longest, stack.redis.queue_length("runs"))
         time.sleep(0.5)
-    stack.procs["worker"].stop()
-    stack.start("worker", concurrency=32)
+    stack.restart_worker(concurrency=32)
     states = stack.wait_finished(run_ids, timeout=120)
     record(f"backlog of 50 (longest queue {longest})", states, {}, run_ids, stack)
     assert longest <= 2 * len(run_ids), f"the broker queue reached {longest} messages for {len(run_ids)} runs"
