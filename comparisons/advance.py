@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
     """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent``, answered by
-    the variant's agent with its model and parameters; records the VariantRun. Returns the run."""
+    the variant's agent with its model and parameters; records the VariantRun. Returns the run.
+
+    The run never becomes the session's active run: a comparison does not change the branch the
+    chat shows (issue 16); "Continue this branch" on the comparison page opens it explicitly."""
     comparison = variant.comparison
     run = conv.run_start(
         session=comparison.session,
@@ -28,6 +31,7 @@ def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
         agent=variant.agent,
         model=variant.config.get("model") or None,
         params=variant.config.get("params") or None,
+        activate=False,
     )
     VariantRun.objects.create(variant=variant, turn=turn, run=run)
     return run

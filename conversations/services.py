@@ -144,6 +144,7 @@ def run_start(
     model: str | None = None,
     params: dict | None = None,
     agent=None,
+    activate: bool = True,
 ) -> Run:
     """Create a queued run and enqueue its execution after commit.
 
@@ -153,6 +154,11 @@ def run_start(
     ``parent`` omitted: continue from the session's active run (a root run if there is none).
     ``parent=None``: a new root. Otherwise ``parent`` must be in the session's tree and finished.
     Writes a constant number of rows (the run, its input message, the session) at any depth.
+
+    ``activate`` (default True): the new run becomes the session's active run, the branch the chat
+    shows. Runs started on the user's behalf elsewhere (a comparison's variants) pass False: they
+    hang in the session's tree without moving the chat; opening one is an explicit choice
+    (:func:`session_set_active`).
 
     Raises InvalidInput (empty, oversized or non-string input, control characters in the input or
     model name, unknown parameters or values of the wrong type or out of range), NotFound (parent
@@ -189,7 +195,7 @@ def run_start(
         created_at=now,
     )
     Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
-    fields = {"active_run": run, "updated_at": now}
+    fields = {"active_run": run, "updated_at": now} if activate else {"updated_at": now}
     if not session.title:
         fields["title"] = " ".join(text.split())[:60]
     Session.objects.filter(pk=session.pk).update(**fields)

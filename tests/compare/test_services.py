@@ -168,6 +168,28 @@ def test_variant_advance_chains_turns_once(user, chain):
     assert other.variant_runs.count() == 1
 
 
+def test_comparison_runs_never_change_the_sessions_shown_branch(user, chain):
+    """Issue 16: starting comparisons (two in a row, one of them a replay) and advancing a replayed
+    variant leave the session's active run where the user left it; the variants' runs are in the
+    tree; "Continue this branch" (session_set_active) is the explicit way to open one."""
+    session, runs = chain
+    session.refresh_from_db()
+    shown = session.active_run_id
+    assert shown == runs[4].pk
+    services.comparison_start(owner=user, session=session, branch_point=runs[3], variants=two_specs(), prompt="Hi?")
+    replay = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(),
+                                       mode=Mode.REPLAY, source_run=runs[4])
+    session.refresh_from_db()
+    assert session.active_run_id == shown
+    variant = replay.variants.get(position=0)
+    first = finish_run(variant.variant_runs.get(turn=0).run)
+    second = advance.variant_advance(variant_id=variant.pk, finished_run_id=first.pk)
+    assert second is not None and second.session_id == session.pk
+    session.refresh_from_db()
+    assert session.active_run_id == shown
+    assert Run.objects.filter(session=session).count() == 5 + 2 + 2 + 1
+
+
 def test_a_failed_turn_stops_the_variant(user, chain):
     session, runs = chain
     comparison = services.comparison_start(owner=user, session=session, branch_point=runs[1], variants=two_specs(),
