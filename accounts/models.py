@@ -40,3 +40,22 @@ class ApiToken(models.Model):
         if row is None or not row.user.is_active:
             return None
         return row.user
+
+
+class Theme(models.TextChoices):
+    """The colour theme of the pages: ``system`` follows the browser's ``prefers-color-scheme``."""
+
+    SYSTEM = "system", "System"
+    LIGHT = "light", "Light"
+    DARK = "dark", "Dark"
+
+
+class Profile(models.Model):
+    """Per-user settings of the pages (one row per user, created when a setting is first changed)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="profile")
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"

@@ -9,6 +9,7 @@ from conversations.audit_urls import urlpatterns as run_audit_urls
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
