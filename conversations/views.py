@@ -7,12 +7,18 @@ template: lookups go through :mod:`conversations.selectors`, whose NotFound the 
 (constant query counts at any depth); writes through :mod:`conversations.services`.
 
 Pages: the sessions list (search, rename, delete with undo), the chat (the active branch, newest
-turns first, older ones loaded on scroll), the tree view (lazy subtrees). Actions on a turn: edit,
-regenerate/retry, continue from here (rewind), fork, open a sibling (``< 2/3 >``), stop.
+turns first, older ones loaded on scroll; the sessions sidebar beside it), the tree view (lazy
+subtrees). Actions on a turn: edit, regenerate/retry, continue from here (rewind), fork, open a
+sibling (``< 2/3 >``), stop.
+
+After an htmx action the response says where focus goes and what to announce (issue 16): the
+``arbor:after`` event of ``HX-Trigger-After-Settle`` (``HX-Trigger`` when nothing is swapped),
+``{"focus": <CSS selector>, "say": <text for the aria-live region>}``, handled by app.js.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,7 +36,7 @@ from core.fields import encryption_enabled
 from memory.models import Agent
 
 from . import browse, services
-from .models import ACTIVE_STATUSES, Run, Session
+from .models import ACTIVE_STATUSES, Run, RunStatus, Session
 from .selectors import get_branch_run_for, get_session_for
 from .sse import sse_response
 
@@ -38,6 +44,7 @@ CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll,
 MAX_WINDOW = 200  # at most this many turns when a page must reach back to a given turn
 TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
 SESSIONS_PER_PAGE = 50
+SIDEBAR_SESSIONS = 40  # sessions listed in the chat's sidebar (newest first); the list page has them all
 
 
 def _branch_run(request, session: Session, run_id) -> Run:
@@ -63,6 +70,33 @@ def _agents_for(user):
     return Agent.objects.pickable_by(user)
 
 
+def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: bool = True, **extra) -> HttpResponse:
+    """Tell app.js what to do once htmx has swapped ``response`` in: move focus to ``focus`` (a CSS
+    selector) and announce ``say`` in the page's aria-live region; ``extra`` rides along (e.g.
+    ``renamed={"id", "title"}``). ``swapped=False`` for a response that swaps nothing (204)."""
+    detail = {"say": say, "focus": focus, **extra}
+    header = "HX-Trigger-After-Settle" if swapped else "HX-Trigger"
+    response[header] = json.dumps({"arbor:after": detail})
+    return response
+
+
+def _sidebar(request, current=None, query: str = "") -> dict:
+    """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
+    searches them as the list page does), whether there are more, and the current session's id."""
+    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
+    rows = list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:SIDEBAR_SESSIONS + 1])
+    return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
+            "current_id": current, "query": query}
+
+
+def _current_id(request):
+    """The ``current`` session id a sidebar form sends (None when absent or malformed)."""
+    try:
+        return browse.as_uuid((request.POST.get("current") or request.GET.get("current") or "").strip() or None)
+    except ValueError:
+        return None
+
+
 # --- sessions -------------------------------------------------------------------------------------
 
 def _undo_cutoff():
@@ -74,6 +108,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
     """Sessions, newest activity first, with run and branch counts; ``?q=`` searches titles and
     messages; recently deleted sessions can be restored for ARBOR_UNDO_DELETE_SECONDS."""
     query = request.GET.get("q", "").strip()
+    if _is_partial(request) and request.htmx.target == "side-results":
+        return render(request, "conversations/_sessions_sidebar.html#side_results",
+                      _sidebar(request, _current_id(request), query))
     sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
@@ -96,8 +133,16 @@ def session_new(request: HttpRequest) -> HttpResponse:
 
 
 def _row(request, session: Session) -> HttpResponse:
+    """A session's row as the place that asked shows it: the sidebar (``place=sidebar``) or the list."""
+    if request.POST.get("place") == "sidebar":
+        return render(request, "conversations/_sessions_sidebar.html#srow",
+                      {"s": session, "current_id": _current_id(request)})
     session = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
     return render(request, "conversations/session_list.html#row", {"s": session})
+
+
+def _title_of(session: Session) -> str:
+    return session.title or "Untitled session"
 
 
 @require_POST
@@ -108,7 +153,12 @@ def session_rename(request: HttpRequest, session_id) -> HttpResponse:
     except ArborError as exc:
         return _error(request, exc)
     if _is_partial(request):
-        return _row(request, session)
+        renamed = {"id": str(session.pk), "title": session.title}
+        if request.POST.get("place") == "head":  # the chat's own title: nothing to swap, app.js updates it
+            return _after(HttpResponse(status=204), say=f"Renamed to “{session.title}”.", focus="#session-title",
+                          swapped=False, renamed=renamed)
+        return _after(_row(request, session), say=f"Renamed to “{session.title}”.",
+                      focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title", renamed=renamed)
     if request.POST.get("next") == "chat":
         return redirect("conversations:session_detail", session_id=session.pk)
     return redirect("conversations:session_list")
@@ -120,7 +170,14 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     services.session_delete(session=session)
     if _is_partial(request):
-        return render(request, "conversations/session_list.html#deleted_row", {"s": session})
+        seconds = settings.ARBOR_UNDO_DELETE_SECONDS
+        if request.POST.get("place") == "sidebar":
+            response = render(request, "conversations/_sessions_sidebar.html#sdeleted",
+                              {"s": session, "current_id": _current_id(request)})
+        else:
+            response = render(request, "conversations/session_list.html#deleted_row", {"s": session})
+        return _after(response, say=f"Deleted “{_title_of(session)}”. Undo is possible for {seconds} seconds.",
+                      focus=f"#srow-{session.pk} button, #session-{session.pk} button")
     flash.info(request, f"Deleted “{session}”. You can undo this below for a while.")
     return redirect("conversations:session_list")
 
@@ -132,7 +189,8 @@ def session_restore(request: HttpRequest, session_id) -> HttpResponse:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)
     if _is_partial(request):
-        return _row(request, session)
+        return _after(_row(request, session), say=f"Restored “{_title_of(session)}”.",
+                      focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title")
     return redirect("conversations:session_list")
 
 
@@ -140,7 +198,9 @@ def session_restore(request: HttpRequest, session_id) -> HttpResponse:
 
 def _chat_context(request, session: Session, *, reach_depth: int | None = None) -> dict:
     """The chat page's context: the newest CHAT_WINDOW turns of the active branch (reaching back to
-    ``reach_depth`` when given, at most MAX_WINDOW turns), branch totals, the agent picker."""
+    ``reach_depth`` when given, at most MAX_WINDOW turns), branch totals, the agent picker and the
+    model that will answer, the run streaming at the end of the branch (the composer's Stop), and
+    the sessions sidebar."""
     limit = CHAT_WINDOW
     turns = []
     if session.active_run_id is not None:
@@ -154,19 +214,35 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
     source = None
     if session.forked_from_run_id:
         source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    default_model = _default_model(session, agents)
+    selected = next((a for a in agents if a.pk == last_agent), None)
+    last = turns[-1].run if turns else None
     return {
         "session": session,
         "turns": turns,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None,
         "totals": browse.branch_totals(session.active_run_id),
-        "last_run": turns[-1].run if turns else None,
+        "last_run": last,
         "agents": agents,
         "selected_agent_id": last_agent,
+        "default_model": default_model,
+        "answer_model": (selected.model if selected is not None and selected.model else default_model),
         "source_run": source,
         "source_alive": bool(source and source.session.deleted_at is None),
         "active_statuses": ACTIVE_STATUSES,
-        "any_active": any(t.run.status in ACTIVE_STATUSES for t in turns[-1:]),
+        "streaming_run": last if last is not None and last.status in ACTIVE_STATUSES else None,
+        **_sidebar(request, session.pk),
     }
+
+
+def _default_model(session: Session, agents: list) -> str:
+    """The model that answers with the composer's "Default" agent: the session's default agent's
+    model (what :func:`services.run_start` uses), else ``ARBOR_MODEL``."""
+    if session.default_agent_id is not None:
+        agent = next((a for a in agents if a.pk == session.default_agent_id), None) or session.default_agent
+        if agent.model:
+            return agent.model
+    return settings.ARBOR_MODEL
 
 
 @require_GET
@@ -198,15 +274,21 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
     }
     if _is_partial(request):
-        return render(request, "conversations/session.html#older_turns", context)
+        first = f"turn {turns[0].run.depth + 1}" if turns else ""
+        return _after(render(request, "conversations/session.html#older_turns", context),
+                      say=f"Loaded {len(turns)} older turn{'s' if len(turns) != 1 else ''}, from {first}.")
     return render(request, "conversations/older.html", context)
 
 
-def _thread_or_redirect(request, session: Session, anchor_run_id=None) -> HttpResponse:
+def _thread_or_redirect(request, session: Session, anchor_run_id=None, *, say: str = "",
+                        focus: str = "") -> HttpResponse:
+    """The re-rendered thread for htmx (focus and announcement as :func:`_after`), else a redirect
+    to the chat (at ``anchor_run_id`` when given)."""
     if _is_partial(request):
         session.refresh_from_db()  # the first message names an untitled session: refresh the heading too
         context = {**_chat_context(request, session), "oob_title": True}
-        return render(request, "conversations/session.html#thread", context)
+        return _after(render(request, "conversations/session.html#thread", context), say=say, focus=focus,
+                      renamed={"id": str(session.pk), "title": session.title})  # the sidebar's row too
     url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
     if anchor_run_id is not None:
         url += f"?at={anchor_run_id}#turn-{anchor_run_id}"
@@ -223,8 +305,12 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
     leaf = browse.newest_leaf_below(session, run)
     services.session_set_active(session=session, run=leaf)
     if _is_partial(request):
-        return render(request, "conversations/session.html#thread",
-                      _chat_context(request, session, reach_depth=run.depth))
+        context = _chat_context(request, session, reach_depth=run.depth)
+        turn = next((t for t in context["turns"] if t.run.pk == run.pk), None)
+        say = (f"Turn {run.depth + 1}: version {turn.sibling_index} of {turn.sibling_count}." if turn else
+               f"Opened the branch at turn {run.depth + 1}.")
+        return _after(render(request, "conversations/session.html#thread", context), say=say,
+                      focus=f"#turn-{run.pk}")
     return redirect(reverse("conversations:session_detail", kwargs={"session_id": session.pk})
                     + f"?at={run.pk}#turn-{run.pk}")
 
@@ -251,10 +337,11 @@ def run_create(request: HttpRequest, session_id) -> HttpResponse:
     if parent_id:
         kwargs["parent"] = _branch_run(request, session, parent_id)
     try:
-        services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request), **kwargs)
+        run = services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request),
+                                 **kwargs)
     except ArborError as exc:
         return _error(request, exc, session)
-    return _thread_or_redirect(request, session)
+    return _thread_or_redirect(request, session, say=f"Sent. {run.model} is answering.", focus="#id_input")
 
 
 @require_POST
@@ -267,7 +354,8 @@ def run_edit(request: HttpRequest, session_id, run_id) -> HttpResponse:
         new = services.run_edit(run=run, input=request.POST.get("input", ""), session=session)
     except ArborError as exc:
         return _error(request, exc, session)
-    return _thread_or_redirect(request, session, new.pk)
+    return _thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
+                               say=f"Edited turn {new.depth + 1}: a new version is being answered.")
 
 
 @require_POST
@@ -280,7 +368,9 @@ def run_regenerate(request: HttpRequest, session_id, run_id) -> HttpResponse:
         new = services.run_regenerate(run=run, session=session)
     except ArborError as exc:
         return _error(request, exc, session)
-    return _thread_or_redirect(request, session, new.pk)
+    verb = "Retrying" if run.status == RunStatus.FAILED else "Regenerating"
+    return _thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
+                               say=f"{verb} turn {new.depth + 1}: a new version is being answered.")
 
 
 @require_POST
@@ -289,7 +379,9 @@ def run_rewind(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
     services.session_rewind(session=session, run=run)
-    return _thread_or_redirect(request, session, run.pk)
+    return _thread_or_redirect(request, session, run.pk, focus="#id_input",
+                               say=f"Showing the branch up to turn {run.depth + 1}; your next message continues "
+                                   f"from there.")
 
 
 @require_POST
@@ -320,8 +412,8 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
             flash.info(request, exc.message)
     if _is_partial(request):
         # The streaming element stays: the run's "done" event swaps in the stopped turn with the
-        # partial text the worker kept.
-        return HttpResponse(status=204)
+        # partial text the worker kept (and the composer's Stop turns back into Send).
+        return _after(HttpResponse(status=204), say="Stopping the reply.", focus="#id_input", swapped=False)
     return _thread_or_redirect(request, session)
 
 
@@ -331,6 +423,10 @@ def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
     return sse_response(run.pk, request.headers.get("Last-Event-ID"), html=True)
+
+
+_DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED: "Stopped; the partial reply is kept.",
+             RunStatus.FAILED: "The reply failed; Retry is below it."}
 
 
 @require_GET
@@ -344,7 +440,8 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
         context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
-    return render(request, "conversations/session.html#turn_done", context)
+    return _after(render(request, "conversations/session.html#turn_done", context),
+                  say=_DONE_SAY.get(run.status, ""), done=str(run.pk))
 
 
 # --- the tree view --------------------------------------------------------------------------------
@@ -383,4 +480,4 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
-    return render(request, "conversations/tree.html", context)
+    return render(request, "conversations/tree.html", {**context, **_sidebar(request, session.pk)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import nh3
 from django import template
 from django.middleware.csrf import get_token
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -79,6 +80,27 @@ def render_markdown(text: str) -> str:
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> str:
     return mark_safe(render_markdown(text))  # noqa: S308 - sanitised by nh3 above
+
+
+# --- icons ---------------------------------------------------------------------------------------
+
+ICONS = frozenset({
+    "copy", "check", "edit", "regenerate", "continue", "fork", "compare", "trash", "menu", "sidebar", "close",
+    "sun", "moon", "monitor", "chevron-left", "chevron-right", "stop", "send", "plus", "search", "tree",
+})
+
+
+@register.simple_tag
+def icon(name: str) -> str:
+    """An icon of static/arbor/icons.svg (``name``: one of :data:`ICONS`, else ValueError), as an
+    inline ``<svg>`` that uses the sprite's symbol: decorative (``aria-hidden``); the button or link
+    around it carries the accessible name."""
+    if name not in ICONS:
+        raise ValueError(f"no icon named {name!r}")
+    href = f'{static("arbor/icons.svg")}#{name}'
+    return mark_safe(  # noqa: S308 - a fixed name from ICONS and a static URL
+        f'<svg class="icon" aria-hidden="true" focusable="false"><use href="{href}"></use></svg>'
+    )
 
 
 # --- the tree view's items ------------------------------------------------------------------------

@@ -1,25 +1,60 @@
-// Arbor: small progressive enhancements. Every page works without this file (links and forms are
-// real); with it: Enter sends, the chat opens at its newest turn, older turns load on scroll,
-// copy buttons, live status badges, readable errors for refused htmx requests.
+// Arbor: progressive enhancements. Every page works without this file (links and forms are real;
+// the drawer and the menu open through :target); with it:
+// - the chat opens at its newest turn with the composer focused; Enter sends, Shift+Enter adds a line;
+// - older turns load when scrolled to, 30 at a time, and the turn being read stays where it was;
+// - after every htmx action focus goes where the server says and an aria-live region says what
+//   changed (the "arbor:after" event: {focus, say, renamed, done}; see conversations/views.py);
+// - streaming state: the badge follows SSE "status" events (queued → running) and the first token
+//   ("writing…"); Send turns into Stop while a reply streams and back when it is done;
+// - copy buttons on messages and code blocks, edit in place, rename in place;
+// - the sessions sidebar (collapsible; a drawer on narrow screens), the site menu, the theme switch;
+// - readable errors for refused htmx requests.
 (function () {
   "use strict";
 
+  var root = document.documentElement;
+  root.classList.add("js");
+  var narrow = window.matchMedia("(max-width: 900px)");
+  var finePointer = window.matchMedia("(hover: hover) and (pointer: fine)");
+
+  function $(selector, scope) { return (scope || document).querySelector(selector); }
   function nearBottom() {
     return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 160;
   }
   function toBottom() { window.scrollTo(0, document.documentElement.scrollHeight); }
 
-  // Enter sends, Shift+Enter adds a line, in the composer and the edit boxes.
+  // --- announcements and focus ---------------------------------------------------------------
+  var announceTimer = null;
+  function announce(text) {
+    var box = document.getElementById("announcer");
+    if (!box || !text) { return; }
+    box.textContent = "";  // a repeated message is announced again
+    clearTimeout(announceTimer);
+    announceTimer = setTimeout(function () { box.textContent = text; }, 60);
+  }
+  function focusElement(el, scroll) {
+    if (!el) { return false; }
+    if (!el.matches("a[href], button, input, select, textarea, summary, [tabindex]")) { el.setAttribute("tabindex", "-1"); }
+    el.focus({ preventScroll: true });
+    if (scroll === "bottom") { toBottom(); } else if (scroll !== false) { el.scrollIntoView({ block: scroll || "nearest" }); }
+    return document.activeElement === el;
+  }
+  function composer() { return document.getElementById("id_input"); }
+
+  // --- Enter sends; nothing is sent while a reply streams (Stop is the button then) -------------
   document.addEventListener("keydown", function (event) {
     var t = event.target;
-    if (t && t.matches && t.matches(".composer textarea, details.edit textarea") && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      var form = t.closest("form");
-      if (form && t.value.trim()) { form.requestSubmit(); }
-    }
+    if (event.key === "Escape") { closeOverlays(t); return; }
+    if (!(t && t.matches && t.matches(".composer textarea, details.edit textarea"))) { return; }
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) { return; }
+    event.preventDefault();
+    var form = t.closest("form");
+    if (!form || !t.value.trim()) { return; }
+    if (form.querySelector("button.stop")) { announce("A reply is still being written: wait for it, or stop it first."); return; }
+    form.requestSubmit();
   });
 
-  // Older turns load when their loader scrolls into view (after the page has been scrolled down).
+  // --- older turns: load when scrolled to, keep the reader's place ----------------------------
   var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
     entries.forEach(function (entry) {
       if (entry.isIntersecting) {
@@ -28,17 +63,47 @@
       }
     });
   }, { rootMargin: "200px 0px 0px 0px" }) : null;
-  function watchOlder(root) {
+  function watchOlder(scope) {
     if (!observer) { return; }
-    (root || document).querySelectorAll(".load-older").forEach(function (el) { observer.observe(el); });
+    (scope || document).querySelectorAll(".load-older").forEach(function (el) { observer.observe(el); });
   }
+  var anchor = null;  // the first turn below the loader and its distance from the top of the viewport
+  var refocus = null;  // the id of a swapped-out element that had focus (a finished turn replaces its streaming one)
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    anchor = null;
+    refocus = null;
+    if (target && target.classList && target.classList.contains("older")) {
+      var first = target.nextElementSibling;
+      if (first) { anchor = { el: first, top: first.getBoundingClientRect().top }; }
+    }
+    if (target && target.id && target.id !== "main" && target.contains(document.activeElement)) { refocus = target.id; }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (anchor && anchor.el.isConnected) {
+      var moved = anchor.el.getBoundingClientRect().top - anchor.top;
+      if (moved) { window.scrollBy(0, moved); }
+    }
+    anchor = null;
+    if (refocus && document.activeElement === document.body) { focusElement(document.getElementById(refocus), false); }
+    refocus = null;
+  });
 
-  // Copy buttons: one per answer (hidden without JavaScript) and one per code block.
-  function copyText(text, button) {
-    var done = function () { var old = button.textContent; button.textContent = "Copied"; setTimeout(function () { button.textContent = old; }, 1200); };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
-    } else { fallbackCopy(text); done(); }
+  // --- copy buttons (messages, answers, code blocks) -------------------------------------------
+  function copied(button) {
+    var use = button.querySelector("use");
+    var label = button.getAttribute("aria-label");
+    if (use) {
+      var href = use.getAttribute("href");
+      use.setAttribute("href", href.replace(/#copy$/, "#check"));
+      button.classList.add("done");
+      setTimeout(function () { use.setAttribute("href", href); button.classList.remove("done"); }, 1500);
+    } else {
+      var old = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = old; }, 1500);
+    }
+    announce("Copied" + (label ? ": " + label.replace(/^Copy /, "the ") : "") + ".");
   }
   function fallbackCopy(text) {
     var area = document.createElement("textarea");
@@ -47,17 +112,10 @@
     try { document.execCommand("copy"); } catch (e) { /* nothing else to try */ }
     document.body.removeChild(area);
   }
-  function enhance(root) {
-    root = root || document;
-    root.querySelectorAll("button.copy[data-copy]").forEach(function (b) { b.hidden = false; });
-    root.querySelectorAll(".md pre").forEach(function (pre) {
-      if (pre.querySelector(".copy-code")) { return; }
-      var b = document.createElement("button");
-      b.type = "button"; b.className = "copy-code"; b.textContent = "Copy";
-      b.setAttribute("aria-label", "Copy code");
-      pre.appendChild(b);
-    });
-    watchOlder(root);
+  function copyText(text, button) {
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { copied(button); }, function () { fallbackCopy(text); copied(button); });
+    } else { fallbackCopy(text); copied(button); }
   }
   document.addEventListener("click", function (event) {
     var b = event.target.closest && event.target.closest("button.copy[data-copy], button.copy-code");
@@ -66,59 +124,249 @@
       var code = b.parentNode.querySelector("code") || b.parentNode;
       copyText(code.innerText, b);
     } else {
-      var target = document.querySelector(b.getAttribute("data-copy"));
-      if (target) { copyText(target.innerText, b); }
+      var source = document.querySelector(b.getAttribute("data-copy"));
+      if (source) { copyText(source.innerText, b); }
     }
   });
 
-  // After the thread is swapped: show the turn that was switched to, else the newest turn.
-  var focusRun = null;
-  var fromComposer = false;
+  // --- edit in place (the <details class="edit"> fallback is hidden with JavaScript) -----------
+  function editToggle(button, open) {
+    var details = document.getElementById(button.getAttribute("aria-controls"));
+    if (!details) { return; }
+    details.open = open;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      var area = details.querySelector("textarea");
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    } else {
+      button.focus();
+    }
+  }
+  document.addEventListener("click", function (event) {
+    var open = event.target.closest && event.target.closest("button.edit-open");
+    if (open) { editToggle(open, open.getAttribute("aria-expanded") !== "true"); return; }
+    var cancel = event.target.closest && event.target.closest("button.edit-cancel");
+    if (cancel) {
+      var details = cancel.closest("details.edit");
+      var opener = details && document.querySelector('button.edit-open[aria-controls="' + details.id + '"]');
+      if (opener) { editToggle(opener, false); } else if (details) { details.open = false; }
+    }
+  });
+
+  // --- rename in place: focus the title box when a rename opens -----------------------------
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!(details.matches && details.matches("details.rename")) || !details.open) { return; }
+    var input = details.querySelector("input[name=title]");
+    if (input) { input.focus(); input.select(); }
+  }, true);
+
+  // --- Escape closes what is open: the drawer, the menu, a rename, an edit ----------------------
+  function closeOverlays(target) {
+    var details = target && target.closest && target.closest("details.rename[open], details.menu[open]");
+    if (details) { details.open = false; var s = details.querySelector("summary"); if (s) { s.focus(); } return; }
+    var edit = target && target.closest && target.closest("details.edit[open]");
+    if (edit) {
+      var opener = document.querySelector('button.edit-open[aria-controls="' + edit.id + '"]');
+      if (opener) { editToggle(opener, false); } else { edit.open = false; }
+      return;
+    }
+    var nav = document.getElementById("site-nav");
+    if (nav && nav.classList.contains("open")) { setMenu(false, true); return; }
+    var panel = document.getElementById("sessions");
+    if (panel && panel.classList.contains("open")) { setDrawer(false, true); }
+  }
+
+  // --- the sessions sidebar: collapsible on wide screens, a drawer on narrow ones --------------
+  var backdrop = null;
+  function drawerToggle() { return $(".drawer-toggle"); }
+  function setDrawer(open, restoreFocus) {
+    var panel = document.getElementById("sessions");
+    var toggle = drawerToggle();
+    if (!panel) { return; }
+    panel.classList.toggle("open", open);
+    if (!backdrop) {
+      backdrop = document.createElement("div");
+      backdrop.className = "drawer-backdrop";
+      backdrop.addEventListener("click", function () { setDrawer(false, true); });
+      document.body.appendChild(backdrop);
+    }
+    backdrop.classList.toggle("open", open);
+    if (!narrow.matches) { return; }  // wide screens: aria-expanded tells whether the sidebar is collapsed
+    if (toggle) { toggle.setAttribute("aria-expanded", open ? "true" : "false"); }
+    if (open) {
+      var first = panel.querySelector("#side-q") || panel.querySelector("a, button");
+      if (first) { setTimeout(function () { first.focus(); }, 30); }
+    } else if (restoreFocus && toggle) {
+      toggle.focus();
+    }
+  }
+  function setCollapsed(collapsed) {
+    var shell = $(".shell.with-sidebar");
+    var toggle = drawerToggle();
+    if (!shell) { return; }
+    shell.classList.toggle("collapsed", collapsed);
+    if (toggle) { toggle.setAttribute("aria-expanded", collapsed ? "false" : "true"); }
+    try { localStorage.setItem("arbor.sidebar", collapsed ? "collapsed" : "open"); } catch (e) { /* private mode */ }
+  }
+  function initSidebar() {
+    var toggle = drawerToggle();
+    if (!toggle) { return; }
+    toggle.setAttribute("role", "button");
+    var collapsed = false;
+    try { collapsed = localStorage.getItem("arbor.sidebar") === "collapsed"; } catch (e) { /* private mode */ }
+    if (narrow.matches) {
+      toggle.setAttribute("aria-expanded", "false");
+    } else {
+      setCollapsed(collapsed);
+    }
+    var close = $(".drawer-close");
+    if (close) { close.setAttribute("role", "button"); }
+  }
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest(".drawer-toggle");
+    if (toggle) {
+      event.preventDefault();
+      if (narrow.matches) {
+        setDrawer(!document.getElementById("sessions").classList.contains("open"), true);
+      } else {
+        setCollapsed(!$(".shell.with-sidebar").classList.contains("collapsed"));
+      }
+      return;
+    }
+    if (event.target.closest && event.target.closest(".drawer-close")) { event.preventDefault(); setDrawer(false, true); }
+  });
+  narrow.addEventListener("change", function () {
+    setDrawer(false, false);
+    initSidebar();
+  });
+
+  // --- the site menu (narrow screens) ---------------------------------------------------------
+  function setMenu(open, restoreFocus) {
+    var nav = document.getElementById("site-nav");
+    var toggle = $(".menu-toggle");
+    if (!nav || !toggle) { return; }
+    nav.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) { var first = nav.querySelector("a, button"); if (first) { first.focus(); } } else if (restoreFocus) { toggle.focus(); }
+  }
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest(".menu-toggle");
+    var nav = document.getElementById("site-nav");
+    if (toggle) {
+      event.preventDefault();
+      setMenu(!nav.classList.contains("open"), true);
+    } else if (nav && nav.classList.contains("open") && !(event.target.closest && event.target.closest("#site-nav"))) {
+      setMenu(false, false);
+    }
+  });
+
+  // --- the theme switch: applied at once, remembered per user on the server ------------------
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("theme-form")) { return; }
+    event.preventDefault();
+    var button = event.submitter;
+    if (!button || !button.value) { return; }
+    var theme = button.value;
+    if (theme === "system") { root.removeAttribute("data-theme"); } else { root.setAttribute("data-theme", theme); }
+    form.querySelectorAll("button[name=theme]").forEach(function (b) { b.setAttribute("aria-pressed", b === button ? "true" : "false"); });
+    var body = new FormData(form);
+    body.set("theme", theme);
+    fetch(form.action, { method: "POST", body: body, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        announce(button.getAttribute("aria-label") + " on.");
+      })
+      .catch(function () { notice("The theme could not be saved; it applies to this page only."); });
+  });
+
+  // --- after an htmx action: focus, announcement, titles, the composer's Send/Stop -------------
+  var lastSib = null;  // "prev" or "next": the sibling arrow that was used
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
-    focusRun = null; fromComposer = false;
-    if (elt && elt.classList && elt.classList.contains("sib")) {
-      focusRun = elt.getAttribute("data-run-id");
-    } else if (elt && elt.classList && elt.classList.contains("composer")) {
-      fromComposer = true;
-    }
+    lastSib = elt && elt.classList && elt.classList.contains("sib") ? (elt.classList.contains("prev") ? "prev" : "next") : null;
   });
-  document.addEventListener("htmx:afterSwap", function (event) {
+  function syncComposer() {
+    var form = $("form.composer");
+    if (!form || $("#thread .streaming")) { return; }
+    var stop = form.querySelector("button.stop");
+    var send = form.querySelector("button.send");
+    var hadFocus = stop && document.activeElement === stop;
+    if (stop) { stop.remove(); }
+    if (send) { send.hidden = false; }
+    form.removeAttribute("data-streaming");
+    if (hadFocus || document.activeElement === document.body) { focusElement(composer(), false); }
+  }
+  document.addEventListener("arbor:after", function (event) {
+    var d = event.detail || {};
+    if (d.renamed) {
+      document.querySelectorAll('[data-title-of="' + d.renamed.id + '"]').forEach(function (el) { el.textContent = d.renamed.title || "Untitled session"; });
+      document.querySelectorAll(".title-rename[open]").forEach(function (el) { el.open = false; });
+    }
+    if (d.done) { syncComposer(); }
+    var target = d.focus ? document.querySelector(d.focus) : null;
+    if (target && lastSib && target.classList.contains("turn")) {
+      target = target.querySelector(".sib." + lastSib + ":not(:disabled)") || target.querySelector(".sib:not(:disabled)") || target;
+      target.closest(".turn").scrollIntoView({ block: "nearest" });
+      focusElement(target, false);
+    } else if (target) {
+      focusElement(target, target === composer() ? "bottom" : "start");
+    }
+    lastSib = null;
+    if (d.say) { announce(d.say); }
+  });
+  // The request's element may have been swapped away: keep focus in the chat, never on <body>.
+  document.addEventListener("htmx:afterSettle", function (event) {
     var target = event.detail.target;
-    if (target && target.id === "thread" || (event.detail.elt && event.detail.elt.id === "thread")) {
-      var turn = focusRun && document.getElementById("turn-" + focusRun);
-      if (turn) {
-        turn.scrollIntoView({ block: "start" });
-        var nav = turn.querySelector(".siblings button");
-        if (nav) { nav.focus({ preventScroll: true }); }
-      } else {
-        toBottom();
-        if (fromComposer) { var input = document.getElementById("id_input"); if (input) { input.focus(); } }
-      }
+    if (target && target.id === "main") { initPage(true); return; }
+    if (document.activeElement === document.body && composer() && event.detail.elt && !event.detail.elt.isConnected) {
+      focusElement(composer(), false);
     }
   });
-  document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
 
-  // While a reply streams: keep the newest text in view if the reader is at the bottom; the
-  // status badge follows "status" events (queued → running).
+  // --- the composer names the model that will answer the chosen agent ------------------------
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!(select.matches && select.matches(".composer select[name=agent_id]"))) { return; }
+    var option = select.options[select.selectedIndex];
+    var label = select.form && select.form.querySelector("#composer-model .model-name");
+    if (label && option && option.dataset.model) { label.textContent = option.dataset.model; }
+  });
+
+  // --- streaming: the badge follows "status" events and the first token ------------------------
+  var BADGE = { queued: "waiting for a worker", running: "thinking…", writing: "writing…" };
+  function setBadge(streaming, status, text) {
+    var badge = streaming && streaming.querySelector(".status-badge");
+    if (!badge) { return; }
+    badge.textContent = text || BADGE[status] || status;
+    badge.setAttribute("data-status", status);
+  }
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     var msg = event.detail;
+    var streaming = event.target.closest && event.target.closest(".streaming");
     if (msg && msg.type === "status") {
       event.preventDefault();
-      var badge = event.target.closest(".streaming") && event.target.closest(".streaming").querySelector(".status-badge");
       try {
         var data = JSON.parse(msg.data);
-        if (badge && data.status) { badge.textContent = data.retrying ? "retrying: " + data.retrying : data.status; badge.setAttribute("data-status", data.status); }
+        if (data.status) { setBadge(streaming, data.status === "running" && streaming && streaming.dataset.writing ? "writing" : data.status, data.retrying ? "retrying: " + data.retrying : ""); }
       } catch (e) { /* not JSON: ignore */ }
       return;
     }
-    if (msg && msg.type === "delta") { event.target.dataset.follow = nearBottom() ? "1" : ""; }
+    if (msg && msg.type === "delta") {
+      event.target.dataset.follow = nearBottom() ? "1" : "";
+      if (streaming && !streaming.dataset.writing) {
+        streaming.dataset.writing = "1";
+        setBadge(streaming, "writing");
+      }
+    }
   });
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.target && event.target.dataset && event.target.dataset.follow === "1") { toBottom(); }
   });
 
-  // A refused htmx request (400/404/409/429): say why instead of doing nothing.
+  // --- refused htmx requests (400/404/409/429): say why instead of doing nothing -------------
   function notice(text) {
     var box = document.getElementById("notice");
     if (!box) { return; }
@@ -133,9 +381,65 @@
   });
   document.addEventListener("htmx:sendError", function () { notice("The server could not be reached. Try again."); });
 
-  document.addEventListener("DOMContentLoaded", function () {
+  // --- enhancing new content -----------------------------------------------------------------
+  function enhance(scope) {
+    scope = scope || document;
+    if (!scope.querySelectorAll) { return; }
+    scope.querySelectorAll("button.copy[data-copy], button.edit-open, button.edit-cancel").forEach(function (b) { b.hidden = false; });
+    scope.querySelectorAll(".md pre").forEach(function (pre) {
+      if (!pre.querySelector(".copy-code")) {
+        var b = document.createElement("button");
+        b.type = "button"; b.className = "copy-code"; b.textContent = "Copy";
+        b.setAttribute("aria-label", "Copy code");
+        pre.appendChild(b);
+      }
+    });
+    // A region that scrolls sideways must be reachable by keyboard (WCAG 2.1.1).
+    scope.querySelectorAll(".md pre, .md table, .audit-run pre, .table-wrap").forEach(function (el) {
+      if (el.scrollWidth > el.clientWidth + 1 && !el.hasAttribute("tabindex")) { el.setAttribute("tabindex", "0"); }
+    });
+    watchOlder(scope);
+  }
+  document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
+
+  // --- page start (and a session opened from the sidebar, which swaps <main>) -----------------
+  function markCurrentSession() {
+    var match = location.pathname.match(/^\/s\/([0-9a-f-]+)\//);
+    var id = match ? match[1] : null;
+    document.querySelectorAll(".side-list .srow").forEach(function (row) {
+      var link = row.querySelector(".stitle");
+      var current = !!(id && link && link.getAttribute("data-title-of") === id);
+      row.classList.toggle("current", current);
+      if (link) { if (current) { link.setAttribute("aria-current", "page"); } else { link.removeAttribute("aria-current"); } }
+    });
+    document.querySelectorAll(".sessions-panel input[name=current]").forEach(function (input) { input.value = id || ""; });
+  }
+  function afterLoad(fn) {
+    if (document.readyState === "complete") { setTimeout(fn, 0); } else { window.addEventListener("load", function () { setTimeout(fn, 0); }); }
+  }
+  function initPage(swapped) {
     var thread = document.getElementById("thread");
-    if (thread && !location.hash) { toBottom(); }
-    enhance(document);
+    var hashTarget = location.hash.length > 1 ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+    if (swapped) { markCurrentSession(); setDrawer(false, false); hashTarget = null; }
+    enhance(document.getElementById("main") || document);
+    if (hashTarget && hashTarget.matches(".turn, .compare-turn")) {
+      // After the load event: Chromium clears focus when it scrolls to a fragment that is not focusable.
+      afterLoad(function () {
+        var voted = hashTarget.querySelector(".voted");
+        focusElement(voted || hashTarget, "start");
+        announce(voted ? voted.textContent.replace(/\s+/g, " ").trim() : hashTarget.getAttribute("aria-label") || "");
+      });
+    } else if (thread) {
+      toBottom();
+      if (finePointer.matches || swapped) { focusElement(composer(), false); }
+      if (swapped) { announce("Opened “" + ((document.getElementById("session-title") || {}).textContent || "the session") + "”."); }
+    } else if (hashTarget) {
+      afterLoad(function () { focusElement(hashTarget, false); });
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".menu-toggle").forEach(function (t) { t.setAttribute("role", "button"); t.setAttribute("aria-expanded", "false"); });
+    initSidebar();
+    initPage(false);
   });
 })();

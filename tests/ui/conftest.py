@@ -54,8 +54,9 @@ def new_page(chromium, request):
     violations are collected in ``page.problems``."""
     contexts = []
 
-    def make(viewport=(1280, 900)):
-        context = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    def make(viewport=(1280, 900), **options):
+        """``options``: more ``browser.new_context`` options (``color_scheme``, ``bypass_csp``, …)."""
+        context = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, **options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)

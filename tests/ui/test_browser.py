@@ -47,7 +47,7 @@ def acting(page, action) -> None:
 
 def send(page, text: str) -> None:
     page.fill("#id_input", text)
-    acting(page, lambda: page.click(".composer button[type=submit]"))
+    acting(page, lambda: page.click(".composer button.send"))
 
 
 def last_turn(page):
@@ -85,7 +85,7 @@ def test_send_and_watch_the_stream(chat, artifacts):
     wait_done(page, 2)
     expect(last_turn(page).locator(".msg.assistant .md pre .copy-code")).to_have_count(1)
     expect(last_turn(page).locator(".md pre span.k").first).to_have_text("def")
-    expect(last_turn(page).locator("button.copy")).to_be_visible()
+    expect(last_turn(page).locator("button.copy[data-copy^='#answer']")).to_be_visible()
     page.screenshot(path=str(artifacts / "chat.png"), full_page=True)
     assert not [p for p in page.problems if "Content Security Policy" in p or "Refused" in p], page.problems
 
@@ -120,7 +120,7 @@ def test_edit_makes_a_sibling_and_the_navigator_switches_branches(chat, artifact
     send(page, "first question")
     wait_done(page, 1)
     expect(last_turn(page)).to_contain_text("Echo: first question")
-    last_turn(page).locator("details.edit summary").click()
+    last_turn(page).get_by_role("button", name="Edit").click()
     last_turn(page).locator("details.edit textarea").fill("edited question")
     acting(page, lambda: last_turn(page).locator("details.edit button[type=submit]").click())
     wait_done(page, 1)
