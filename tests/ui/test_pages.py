@@ -3,6 +3,7 @@ them, and query counts that do not grow with depth or run count."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import Profile
 from conversations.models import Message, Run, RunStatus, Session
 from memory.models import Agent
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
@@ -382,3 +384,116 @@ def test_first_message_names_the_session_and_the_htmx_answer_refreshes_the_headi
     assert response.status_code == 200
     assert 'id="session-title" hx-swap-oob="true">Plan a trip to Porto</h1>' in html
     assert Session.objects.get(pk=session.pk).title == "Plan a trip to Porto"
+
+
+# --- issue 16: theme, sidebar, composer, what htmx answers say -----------------------------------
+
+def test_theme_is_remembered_per_user_and_rendered_on_html(client, me):
+    html = client.get("/").content.decode()
+    assert "<html lang=\"en\">" in html  # "system": no data-theme, the CSS follows prefers-color-scheme
+    assert client.post("/accounts/theme", {"theme": "dark"}, HTTP_X_REQUESTED_WITH="fetch").status_code == 204
+    assert Profile.objects.get(user=me).theme == "dark"
+    assert '<html lang="en" data-theme="dark">' in client.get("/").content.decode()
+    response = client.post("/accounts/theme", {"theme": "purple"}, HTTP_X_REQUESTED_WITH="fetch")
+    assert response.status_code == 400 and b"theme must be" in response.content
+    assert Profile.objects.get(user=me).theme == "dark"
+    response = client.post("/accounts/theme", {"theme": "light", "next": "/compare/"})  # without JavaScript
+    assert response.status_code == 302 and response["Location"] == "/compare/"
+    response = client.post("/accounts/theme", {"theme": "system", "next": "https://evil.example/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert Profile.objects.get(user=me).theme == "system"
+    assert client.get("/accounts/theme").status_code == 405
+    other = UserFactory()
+    client.force_login(other)
+    assert 'data-theme="' not in client.get("/").content.decode()  # another user's choice is theirs
+
+
+def test_theme_needs_a_login(client):
+    response = client.post("/accounts/theme", {"theme": "dark"})
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_chat_has_the_sessions_sidebar_newest_first_with_the_current_one_marked(client, me):
+    now = timezone.now()
+    older = SessionFactory(owner=me, title="Older one")
+    current = SessionFactory(owner=me, title="Current one")
+    SessionFactory(owner=UserFactory(), title="Someone else's")
+    Session.objects.filter(pk=older.pk).update(updated_at=now - timedelta(hours=1))
+    html = client.get(f"/s/{current.pk}/").content.decode()
+    side = html[html.index('id="sessions"'):]
+    assert side.index("Current one") < side.index("Older one") and "Someone else" not in side
+    assert re.search(rf'href="/s/{current.pk}/" data-title-of="{current.pk}" aria-current="page"', html)
+    partial = client.get("/", {"q": "older", "current": str(current.pk)},
+                         headers={"HX-Request": "true", "HX-Target": "side-results"}).content.decode()
+    assert "<html" not in partial and "Older one" in partial and "Current one" not in partial
+    assert "1 match" in partial
+
+
+def test_sidebar_rename_delete_restore_answer_with_rows_and_focus(client, me):
+    session = SessionFactory(owner=me, title="Before")
+    hx = {"HX-Request": "true"}
+    response = client.post(f"/s/{session.pk}/rename", {"title": "After", "place": "sidebar",
+                                                       "current": str(session.pk)}, headers=hx)
+    html = response.content.decode()
+    assert html.lstrip().startswith(f'<li class="srow current" id="srow-{session.pk}"')
+    after = json.loads(response["HX-Trigger-After-Settle"])["arbor:after"]
+    assert after["renamed"] == {"id": str(session.pk), "title": "After"} and "Renamed" in after["say"]
+    assert after["focus"].startswith(f"#srow-{session.pk} .stitle")
+    response = client.post(f"/s/{session.pk}/rename", {"title": "Head", "place": "head"}, headers=hx)
+    assert response.status_code == 204
+    assert json.loads(response["HX-Trigger"])["arbor:after"]["focus"] == "#session-title"
+    response = client.post(f"/s/{session.pk}/delete", {"place": "sidebar"}, headers=hx)
+    assert "Deleted “Head”" in response.content.decode() and "Undo" in response.content.decode()
+    assert "Undo is possible" in json.loads(response["HX-Trigger-After-Settle"])["arbor:after"]["say"]
+    response = client.post(f"/s/{session.pk}/restore", {"place": "sidebar"}, headers=hx)
+    assert f'id="srow-{session.pk}"' in response.content.decode()
+    assert Session.objects.get(pk=session.pk).deleted_at is None
+
+
+def test_htmx_actions_say_where_focus_goes(client, me, django_capture_on_commit_callbacks):
+    session = SessionFactory(owner=me)
+    runs = build_chain(session, 2)
+    hx = {"HX-Request": "true"}
+
+    def after(response):
+        assert response.status_code == 200, response.content[:500]
+        return json.loads(response["HX-Trigger-After-Settle"])["arbor:after"]
+
+    with django_capture_on_commit_callbacks(execute=False):
+        sent = after(client.post(f"/s/{session.pk}/runs", {"input": "hello"}, headers=hx))
+    assert sent["focus"] == "#id_input" and sent["say"].startswith("Sent.")
+    new = Run.objects.filter(session=session).order_by("-created_at").first()
+    finish = dict(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    Run.objects.filter(pk=new.pk).update(**finish)
+    with django_capture_on_commit_callbacks(execute=False):
+        edited = after(client.post(f"/s/{session.pk}/runs/{runs[1].pk}/edit", {"input": "edited"}, headers=hx))
+    newest = Run.objects.filter(session=session).order_by("-created_at").first()
+    assert edited["focus"] == f"#turn-{newest.pk}" and "Edited turn 2" in edited["say"]
+    Run.objects.filter(pk=newest.pk).update(**finish)
+    opened = after(client.post(f"/s/{session.pk}/runs/{runs[1].pk}/open", headers=hx))
+    assert opened["focus"] == f"#turn-{runs[1].pk}" and "version 1 of 2" in opened["say"]
+    rewound = after(client.post(f"/s/{session.pk}/runs/{runs[0].pk}/rewind", headers=hx))
+    assert rewound["focus"] == "#id_input" and "up to turn 1" in rewound["say"]
+    older = after(client.get(f"/s/{session.pk}/older?before={runs[1].pk}", headers=hx))
+    assert older["say"].startswith("Loaded 1 older turn")
+    done = after(client.get(f"/s/{session.pk}/runs/{runs[0].pk}/", headers=hx))
+    assert done["done"] == str(runs[0].pk) and done["say"] == "The reply is complete."
+
+
+def test_composer_names_the_answering_model_and_offers_stop_while_a_reply_streams(client, me, settings):
+    agent = Agent.objects.create(owner=me, name="Poet", model="poet-model")
+    session = SessionFactory(owner=me, default_agent=agent)
+    html = client.get(f"/s/{session.pk}/").content.decode()
+    assert 'Answered by <span class="model-name">poet-model</span>' in html
+    assert '<option value="" data-model="poet-model">Default</option>' in html
+    assert 'class="stop"' not in html and '<button type="submit" class="send">' in html
+    plain = SessionFactory(owner=me)
+    queued = RunFactory(session=plain, status=RunStatus.QUEUED, finished_at=None, turn=("hi", None))
+    Session.objects.filter(pk=plain.pk).update(active_run=queued)
+    html = client.get(f"/s/{plain.pk}/").content.decode()
+    assert f'Answered by <span class="model-name">{settings.ARBOR_MODEL}</span>' in html
+    assert f'formaction="/s/{plain.pk}/runs/{queued.pk}/cancel"' in html  # Stop works without JavaScript too
+    assert '<button type="submit" class="send" hidden>' in html
+    assert 'data-status="queued"' in html and "waiting for a worker" in html and 'sse-swap="status"' in html
+    response = client.post(f"/s/{plain.pk}/runs/{queued.pk}/cancel", {"input": ""})
+    assert response.status_code == 302 and Run.objects.get(pk=queued.pk).status == RunStatus.CANCELLED
