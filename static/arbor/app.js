@@ -284,8 +284,11 @@
 
   // --- after an htmx action: focus, announcement, titles, the composer's Send/Stop -------------
   var lastSib = null;  // "prev" or "next": the sibling arrow that was used
+  var USER_EVENTS = /^(click|submit|keydown|keyup|change|search)$/;
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
+    var trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    if (event.detail.xhr) { event.detail.xhr.arborByUser = !!(trigger && USER_EVENTS.test(trigger.type)); }
     lastSib = elt && elt.classList && elt.classList.contains("sib") ? (elt.classList.contains("prev") ? "prev" : "next") : null;
   });
   function syncComposer() {
@@ -317,11 +320,17 @@
     lastSib = null;
     if (d.say) { announce(d.say); }
   });
-  // The request's element may have been swapped away: keep focus in the chat, never on <body>.
+  // The element that made the request may have been swapped away: focus never drops to <body>.
+  // After a user's action, it goes into what came instead (a lazily loaded subtree, say); after a
+  // swap nobody asked for (a finished reply) it goes back to the composer if there is one.
   document.addEventListener("htmx:afterSettle", function (event) {
     var target = event.detail.target;
     if (target && target.id === "main") { initPage(true); return; }
-    if (document.activeElement === document.body && composer() && event.detail.elt && !event.detail.elt.isConnected) {
+    if (document.activeElement !== document.body) { return; }
+    var fresh = event.target;
+    if (event.detail.xhr && event.detail.xhr.arborByUser && fresh && fresh !== document.body && fresh.isConnected) {
+      focusElement(fresh.querySelector("a[href], button:not([disabled]), input, select, textarea, summary") || fresh, false);
+    } else if (composer() && event.detail.elt && !event.detail.elt.isConnected) {
       focusElement(composer(), false);
     }
   });

@@ -516,3 +516,29 @@ def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server)
     expect(page.locator("#composer-model")).to_have_text("Answered by fake-model")
     page.select_option("#id_agent", label="Poet")
     expect(page.locator("#composer-model")).to_have_text("Answered by poet-model")
+
+
+def test_drawer_and_menu_open_without_javascript_on_a_phone(chromium, asgi_server):
+    """Without JavaScript the top bar's Sessions and Menu links open the drawer and the menu
+    (CSS :target), and the drawer's close link closes it."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="No script")
+    build_chain(session, 1)
+    context = chromium.new_context(java_script_enabled=False, viewport={"width": PHONE[0], "height": PHONE[1]})
+    try:
+        page = context.new_page()
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        expect(page.locator("#sessions")).to_be_hidden()
+        page.get_by_role("link", name="Sessions", exact=True).click()
+        expect(page.locator("#sessions")).to_be_visible()
+        expect(page.locator("#sessions")).to_contain_text("No script")
+        page.get_by_role("link", name="Close the sessions list").click()
+        expect(page.locator("#sessions")).to_be_hidden()
+        expect(page.locator("#site-nav")).to_be_hidden()
+        page.get_by_role("link", name="Menu").click()
+        expect(page.locator("#site-nav")).to_be_visible()
+        expect(page.locator("#site-nav").get_by_role("link", name="Comparisons")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    finally:
+        context.close()
