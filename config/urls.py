@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from audit.urls import urlpatterns as audit_urls
-from conversations.api import api
+from config.api import api
 from conversations.audit_urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
