@@ -4,7 +4,7 @@ schema at ``/api/openapi.json``.
 Authentication: the browser session (with CSRF on unsafe methods) or ``Authorization: Bearer
 <token>`` (``manage.py create_api_token``); neither: 401. Errors are JSON ``{"detail": "..."}``
 everywhere (the handlers below), and each operation's ``response=`` lists every status it answers
-(:func:`core.api.answers`).
+(:func:`core.api_kit.answers`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.api_auth import BearerToken, SessionCookie
 from conversations.api import router as conversations_router
-from core.api import JsonObjectParser
+from core.api_kit import JsonObjectParser
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 
 log = logging.getLogger(__name__)

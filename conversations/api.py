@@ -1,8 +1,8 @@
 """The JSON API of sessions and runs (a django-ninja router, mounted by :mod:`config.api`).
 
 A caller never sees another user's sessions or runs: those answer 404 exactly as ids that do not
-exist. Errors are JSON ``{"detail": "..."}`` (:class:`core.api.Detail`), and each operation's
-``response=`` lists every status it answers (:func:`core.api.answers`), so ``/api/openapi.json``
+exist. Errors are JSON ``{"detail": "..."}`` (:class:`core.api_kit.Detail`), and each operation's
+``response=`` lists every status it answers (:func:`core.api_kit.answers`), so ``/api/openapi.json``
 documents them all.
 """
 
@@ -17,7 +17,7 @@ from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from accounts.ratelimit import limit_run_creation
-from core.api import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import NotFound
 
 from . import context as ctx
