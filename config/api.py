@@ -19,6 +19,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from accounts.api_auth import BearerToken, SessionCookie
 from comparisons.api import router as comparisons_router
 from conversations.api import router as conversations_router
+from conversations.search_api import router as search_router
 from core.api import JsonObjectParser
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 
@@ -90,3 +91,4 @@ def _auth_error(request, exc):
 
 api.add_router("", conversations_router)
 api.add_router("", comparisons_router)
+api.add_router("", search_router)
