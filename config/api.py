@@ -17,6 +17,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.api_auth import BearerToken, SessionCookie
+from archive.api import router as archive_router
 from comparisons.api import router as comparisons_router
 from conversations.api import router as conversations_router
 from conversations.search_api import router as search_router
@@ -92,3 +93,4 @@ def _auth_error(request, exc):
 api.add_router("", conversations_router)
 api.add_router("", comparisons_router)
 api.add_router("", search_router)
+api.add_router("", archive_router)
