@@ -339,9 +339,9 @@ def get_comparison(request, comparison_id: str):
     return comparison_out(selectors.get_comparison_for(request.auth, comparison_id))
 
 
-@router.get("/comparisons/{comparison_id}/turns/{turn}/columns/{column}", response=answers({200: CellOut}, 404))
+@router.get("/comparisons/{comparison_id}/turns/{turn}/columns/{column}", response=answers({200: CellOut}, 400, 404))
 def get_cell(request, comparison_id: str, turn: int, column: int):
-    """One cell: column ``column`` (0 = A) of prompt ``turn`` (0-based)."""
+    """One cell: column ``column`` (0 = A) of prompt ``turn`` (0-based). 400: not whole numbers."""
     comparison = selectors.get_comparison_for(request.auth, comparison_id)
     return _cell_out(selectors.one_cell(comparison, turn, column))
 
@@ -375,7 +375,8 @@ def resume(request, comparison_id: str):
     return {"started": [run.pk for run in started]}
 
 
-@router.post("/comparisons/{comparison_id}/columns/{column}/open", response=answers({200: OpenOut}, 404, 409))
+@router.post("/comparisons/{comparison_id}/columns/{column}/open",
+             response=answers({200: OpenOut}, 400, 404, 409))
 def open_branch(request, comparison_id: str, column: int):
     """Continue column ``column``'s branch (0 = A): its last run becomes the session's active run,
     so ``POST /api/sessions/{session_id}/runs`` continues it. 409 while blind."""
