@@ -26,7 +26,7 @@ def test_the_example_runs_a_blind_comparison_and_prints_the_results(asgi_server,
     chatty = Agent.objects.create(owner=user, name="Chatty", model="model-chatty", system_prompt="Be chatty.")
     args = [sys.executable, str(ROOT / "examples" / "ab_compare.py"), "--url", asgi_server, "--token", token,
             "--agent-a", str(terse.pk), "--label-a", "Terse", "--agent-b", str(chatty.pk), "--label-b", "Chatty",
-            "--prompt", "What is a B-tree?", "--prompt", "[[reply:Short.]] Name a prime.", "--vote", "a",
+            "--prompt", "What is a B-tree?", "--prompt", "Name a prime.", "--vote", "a",
             "--tag", "script-test", "--timeout", "60"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -34,7 +34,7 @@ def test_the_example_runs_a_blind_comparison_and_prints_the_results(asgi_server,
 
     comparisons = list(Comparison.objects.filter(owner=user, tags__name="script-test").order_by("created_at"))
     assert len(comparisons) == 2 and all(c.blind and c.revealed_at for c in comparisons)
-    assert [c.prompts for c in comparisons] == [["What is a B-tree?"], ["[[reply:Short.]] Name a prime."]]
+    assert [c.prompts for c in comparisons] == [["What is a B-tree?"], ["Name a prime."]]
     assert {c.branch_point_id for c in comparisons} == {comparisons[0].branch_point_id}  # one branch point
     wins = {"Terse": 0, "Chatty": 0}
     for comparison in comparisons:
