@@ -8,7 +8,9 @@ The page (:mod:`comparisons.views`) and this API call the same code: variants ar
 write is a :mod:`comparisons.services` function and every read a :mod:`comparisons.selectors` one.
 Another user's comparisons, sessions, runs and agents are 404 like unknown ids. A blind
 comparison's state names no variant (label, model, configuration, agent, cost) until it is
-revealed; its columns are letters in the shuffled column order, A first.
+revealed; its columns are letters in the shuffled column order, A first. As on the page, each cell
+carries its run's id (to stream it): blinding keeps the comparison's own answers neutral, it does
+not stop a caller from reading that run through ``GET /api/runs/{run_id}``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from core.api import BODY, MAX_PAGE_SIZE, Pages, answers
 
 from . import selectors, services
 from .forms import variant_spec
-from .models import MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode
+from .models import MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, VoteChoice
 
 router = Router(tags=["comparisons"])
 
@@ -55,7 +57,7 @@ class ComparisonIn(Schema):
         None, description="The session the comparison belongs to (a fork comparing from a shared ancestor); "
                           "default: the branch point's own session.")
     variants: list[VariantIn] = Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS)
-    mode: Literal["new_prompt", "replay"] = Mode.NEW_PROMPT
+    mode: Literal[tuple(Mode.values)] = Mode.NEW_PROMPT
     prompt: str | None = Field(None, description="new_prompt: the input every variant answers.")
     source_run_id: uuid.UUID | None = Field(
         None, description="replay: the last run of the branch whose user turns below the branch point are replayed.")
@@ -180,7 +182,7 @@ class ComparisonSummary(Schema):
 
 
 class VoteIn(Schema):
-    choice: Literal["a_better", "b_better", "tie", "both_bad", "ranking"] = Field(
+    choice: Literal[tuple(VoteChoice.values)] = Field(
         description="Two columns: a_better (A is the first column), b_better, tie or both_bad. More: ranking "
                     "(give ranking) or both_bad (all are bad).")
     ranking: list[int] | None = Field(None, description="ranking: the rank of each column, A first (1 is best).")

@@ -82,10 +82,10 @@ SEARCH_DOC = (
 
 class SearchIn(Schema):
     q: str = Field(description="What to look for (at most 1000 characters).")
-    mode: Literal["semantic", "keyword"] = "semantic"
+    mode: Literal[search.MODES] = "semantic"
     top_k: int = Field(10, ge=1, le=search.MAX_TOP_K)
     session_id: uuid.UUID | None = Field(None, description="Only messages of this session's own runs.")
-    role: Literal["user", "assistant"] | None = None
+    role: Literal[search.SEARCHABLE_ROLES] | None = None
     since: str | None = Field(None, description="YYYY-MM-DD: messages written on or after this day.")
     until: str | None = Field(None, description="YYYY-MM-DD: messages written on or before this day.")
 

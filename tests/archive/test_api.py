@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from accounts.models import ApiToken
 from archive import importer, services
 from archive.models import ImportJob
 from conversations.models import Session
@@ -169,8 +170,6 @@ def test_the_schema_lists_the_archive_operations(api):
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_imports_an_upload_sent_with_a_bearer_token(client, data_dir, celery_worker):
     """Upload with a Bearer token → the Celery worker imports it → the job answers its report."""
-    from accounts.models import ApiToken
-
     user = UserFactory()
     token = ApiToken.issue(user=user)[1]
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
