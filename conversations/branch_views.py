@@ -10,6 +10,7 @@ a flash message.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
@@ -153,8 +154,9 @@ def prune(request: HttpRequest, session_id, run_id) -> HttpResponse:
     except ArborError as exc:
         flash.error(request, exc.message)
         return _back(request, session, run.pk)
+    minutes = max(1, settings.ARBOR_UNDO_DELETE_SECONDS // 60)
     flash.info(request, f"Pruned {done.run_count} run{'s' if done.run_count != 1 else ''} from turn "
-                        f"{run.depth + 1} down. You can undo this for a while (“Recently pruned”).")
+                        f"{run.depth + 1} down. You can undo this for {minutes} minutes (“Recently pruned”).")
     return _back(request, session, run.parent_run_id if run.parent_run_id else None, anchor="pruned")
 
 

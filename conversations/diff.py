@@ -13,7 +13,8 @@ Algorithms (Python's :mod:`difflib`, Ratcliff/Obershelp "gestalt pattern matchin
 * **Word differences**: the same matcher over words. A text is split into tokens of a word and the
   white space after it (``\\S+\\s*``), compared by the word alone, and given back as segments
   ``(op, text)`` whose texts joined give the original text exactly: ``op`` is ``"equal"``,
-  ``"delete"`` (only in branch A) or ``"insert"`` (only in branch B).
+  ``"delete"`` (only in branch A) or ``"insert"`` (only in branch B); the white space after a
+  changed stretch is left ``equal``.
 """
 
 from __future__ import annotations
@@ -102,9 +103,15 @@ def word_diff(a: str, b: str) -> tuple[list[Segment], list[Segment]]:
             left.extend(("equal", t) for t in ta[i1:i2])
             right.extend(("equal", t) for t in tb[j1:j2])
         else:
-            left.extend(("delete", t) for t in ta[i1:i2])
-            right.extend(("insert", t) for t in tb[j1:j2])
+            left.extend(_changed("delete", "".join(ta[i1:i2])))
+            right.extend(_changed("insert", "".join(tb[j1:j2])))
     return _merge(left), _merge(right)
+
+
+def _changed(op: str, text: str) -> list[Segment]:
+    """A changed stretch as a segment, the white space after its last word left unmarked."""
+    word = text.rstrip()
+    return [(op, word), ("equal", text[len(word):])] if word != text else [(op, text)] if text else []
 
 
 def _merge(segments: list[Segment]) -> list[Segment]:
