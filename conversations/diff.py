@@ -91,9 +91,9 @@ def word_diff(a: str, b: str) -> tuple[list[Segment], list[Segment]]:
     """Word-level difference of ``a`` and ``b``: ``(segments of a, segments of b)``; equal words are
     ``equal`` on both sides, ``a``'s own words ``delete``, ``b``'s own words ``insert``. Adjacent
     segments of one op are merged."""
+    if a == b:
+        return _whole("equal", a), _whole("equal", b)
     ta, tb = tokens(a), tokens(b)
-    if ta == tb:
-        return _merge([("equal", t) for t in ta]), _merge([("equal", t) for t in tb])
     wa, wb = [t.strip() for t in ta], [t.strip() for t in tb]
     matcher = SequenceMatcher(None, wa, wb, autojunk=max(len(wa), len(wb)) > EXACT_WORDS)
     left: list[Segment] = []
