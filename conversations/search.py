@@ -77,8 +77,9 @@ def branch_url(run_id, message_id=None) -> str:
 
 def user_messages(user):
     """The searchable messages of ``user`` (a QuerySet of Message): user and assistant text of
-    finished runs in their live sessions."""
+    finished runs in their live sessions (runs pruned from a tree left out)."""
     return (Message.objects.filter(run__session__owner=user, run__session__deleted_at__isnull=True,
+                                   run__pruned_by__isnull=True,
                                    run__status__in=FINISHED_STATUSES, role__in=SEARCHABLE_ROLES)
             .exclude(content=""))
 
