@@ -147,6 +147,11 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("get", "/api/runs/{run_id}/events"): {404},
     ("post", "/api/runs/{run_id}/cancel"): {404, 409},
     ("post", "/api/runs/{run_id}/fork"): {404, 409},
+    ("get", "/api/sessions/{session_id}/labels"): {404},
+    ("post", "/api/sessions/{session_id}/labels"): {400, 404, 409, 413},
+    ("patch", "/api/sessions/{session_id}/labels/{label_id}"): {400, 404, 409, 413},
+    ("delete", "/api/sessions/{session_id}/labels/{label_id}"): {404},
+    ("get", "/api/runs/{a}/diff/{b}"): {404},
     ("post", "/api/runs/{run_id}/regenerate"): {400, 404, 409, 429},
     ("post", "/api/runs/{run_id}/edit"): {400, 404, 409, 413, 429},
     # comparisons
