@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 from accounts.models import Profile
 from comparisons import services as compare
 from comparisons.services import VariantSpec
+from conversations import branches
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent
@@ -76,6 +77,9 @@ def build_site(user) -> dict:
     for vr in comparison.variants.all():
         finish_run(vr.variant_runs.get().run, text=f"{vr.label}: Serralves, then the Soares dos Reis museum.")
     compare.vote_cast(comparison=comparison, turn=0, choice="a_better", note="shorter")
+    branches.label_create(session=trip, run=last, name="with code")
+    branches.label_create(session=trip, run=sibling, name="short")
+    share = branches.share_create(session=trip, run=last)
     waiting = SessionFactory(owner=user, title="Waiting for a worker")
     queued = RunFactory(session=waiting, status=RunStatus.QUEUED, finished_at=None, turn=("Still there?", None))
     Session.objects.filter(pk=waiting.pk).update(active_run=queued, updated_at=now - timedelta(hours=6))
@@ -84,6 +88,8 @@ def build_site(user) -> dict:
         "search": "/memory/search/?q=Porto", "comparisons": "/compare/", "comparison": f"/compare/{comparison.pk}/",
         "new-comparison": f"/compare/new/{trip.pk}/{runs[3].pk}/", "results": "/compare/results/",
         "import": "/archive/", "queued": f"/s/{waiting.pk}/",
+        "branches": f"/s/{trip.pk}/branches/", "diff": f"/s/{trip.pk}/diff/?a={last.pk}&b={sibling.pk}",
+        "shared": f"/shared/{branches.share_token(share)}/",
         "trip": trip, "runs": runs, "last": last, "sibling": sibling,
     }
 
