@@ -489,7 +489,7 @@ def test_sessions_sidebar_switches_renames_deletes_and_is_a_drawer_on_phones(new
     expect(phone.locator("#sessions")).to_be_hidden()  # the drawer closes on the way
 
 
-def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server):
+def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server, artifacts):
     """‹ k/n › buttons are at least 24×24 px, the disabled one looks disabled; each turn's toolbar
     has named icon buttons (copy on both messages); the composer names the model that will answer."""
     user = UserFactory()
@@ -519,6 +519,13 @@ def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server)
     first.hover()
     page.wait_for_timeout(200)
     assert tools.evaluate("e => getComputedStyle(e.querySelector('.icon-btn')).opacity") == "1"
+    more = turn.locator("details.more-tools")
+    more.locator("> summary").click()  # the branch tools live in the turn's "more" menu
+    for tool in ("Label", "Share branch", "Prune…"):
+        expect(more.locator("details.branch-tool > summary", has_text=tool)).to_be_visible()
+    page.screenshot(path=str(artifacts / "ux-turn-more-menu.png"))
+    page.keyboard.press("Escape")
+    expect(more.locator(".more-body")).to_be_hidden()
     expect(page.locator("#composer-model")).to_have_text("Answered by fake-model")
     page.select_option("#id_agent", label="Poet")
     expect(page.locator("#composer-model")).to_have_text("Answered by poet-model")
