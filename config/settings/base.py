@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "memory",
+    "connections",
     "comparisons",
     "audit",
     "archive",
@@ -223,6 +224,11 @@ ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3
 # How long a worker keeps retrying to publish a run's final event while Redis is unreachable
 # (its deltas are buffered meanwhile); readers get the end from the database after that.
 ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.0, cast=float)
+
+# --- Model connections (issue 14): endpoints users add on the Connections page ------------------
+# OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
+# model-list refresh waits for an endpoint (at most the connection's own timeout).
+ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);

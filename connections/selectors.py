@@ -1,0 +1,137 @@
+"""Reads with ownership for connections, and what the engine asks of them.
+
+A user sees their own live connections and the shared ones; another user's connection answers
+the same 404 as an id that does not exist (:class:`core.errors.NotFound`). Changing a shared
+connection takes an administrator (:func:`can_manage`): anyone else gets 403.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from core.errors import Forbidden, NotFound
+from core.prices import Price, price_for
+from core.tokens import configured_context_window
+
+from .endpoint import Endpoint
+from .models import DEFAULT_NAME, Connection, ConnectionModel
+
+
+def default_connection() -> Connection:
+    """The default connection (``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), created on first use."""
+    connection = Connection.objects.filter(from_environment=True).first()
+    if connection is not None:
+        return connection
+    try:
+        with transaction.atomic():
+            return Connection.objects.create(from_environment=True, name=DEFAULT_NAME, owner=None)
+    except IntegrityError:  # another process created it first
+        return Connection.objects.get(from_environment=True)
+
+
+def is_admin(user) -> bool:
+    """May make and change shared connections: active staff with the ``change_connection`` permission."""
+    return bool(user.is_active and user.is_staff and user.has_perm("connections.change_connection"))
+
+
+def can_manage(user, connection: Connection) -> bool:
+    return connection.owner_id == user.pk if connection.owner_id is not None else is_admin(user)
+
+
+def visible_connections(user):
+    """Live connections ``user`` may use (own and shared), the default first; the default is made if missing."""
+    default_connection()
+    return Connection.objects.visible_to(user)
+
+
+def _pk(value, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"No {what} with id {value!r}.") from None
+
+
+def get_connection_for(user, connection_id) -> Connection:
+    """A live connection ``user`` may use; NotFound otherwise (another user's, deleted, malformed id)."""
+    connection = Connection.objects.visible_to(user).filter(pk=_pk(connection_id, "connection")).first()
+    if connection is None:
+        raise NotFound(f"No connection with id {connection_id}.")
+    return connection
+
+
+def get_connection_to_manage(user, connection_id) -> Connection:
+    """A live connection ``user`` may change: NotFound as :func:`get_connection_for`; Forbidden for
+    a shared one unless ``user`` is an administrator."""
+    connection = get_connection_for(user, connection_id)
+    if not can_manage(user, connection):
+        raise Forbidden(f"The connection “{connection.name}” is shared; only an administrator can change it.")
+    return connection
+
+
+def get_model_for(user, connection: Connection, model_id) -> ConnectionModel:
+    model = ConnectionModel.objects.filter(connection=connection, pk=_pk(model_id, "model")).first()
+    if model is None:
+        raise NotFound(f"No model with id {model_id} on this connection.")
+    return model
+
+
+def pickable_models(user):
+    """Every model of every connection ``user`` may use, enabled connections only, ordered by
+    connection (the default first) then name; ``.connection`` is joined."""
+    visible = visible_connections(user).filter(enabled=True)
+    return (ConnectionModel.objects.filter(connection__in=visible).select_related("connection")
+            .order_by("-connection__from_environment", "connection__name", "connection_id", "name"))
+
+
+def endpoint_for(connection: Connection | None) -> Endpoint:
+    """The endpoint a model call on ``connection`` goes to (None: the default connection).
+    Raises :class:`connections.models.ConnectionUnusable` naming it when it is disabled or deleted."""
+    connection = connection if connection is not None else default_connection()
+    connection.check_usable()
+    return connection.endpoint()
+
+
+def base_url_for(connection: Connection | None) -> str:
+    """The URL of ``connection`` (None: the default connection's), without touching the database
+    for the default: what token counters are keyed by."""
+    if connection is None:
+        return settings.OPENAI_BASE_URL
+    return connection.url
+
+
+def _entry(connection_id: int | None, model: str) -> ConnectionModel | None:
+    qs = ConnectionModel.objects.filter(name=model)
+    if connection_id is None:
+        return qs.filter(connection__from_environment=True).first()
+    return qs.filter(connection_id=connection_id).first()
+
+
+def context_window_of(connection_id: int | None, model: str) -> int:
+    """Tokens of ``model``'s context window on a connection (None: the default): the model's own
+    figure (set by hand, else as listed), else the settings (:func:`core.tokens.configured_context_window`)."""
+    entry = _entry(connection_id, model)
+    return entry.effective_context_window if entry is not None else configured_context_window(model)
+
+
+def price_of(connection_id: int | None, model: str) -> Price | None:
+    """USD per 1M tokens of ``model`` on a connection: its own prices, else ``ARBOR_MODEL_PRICES``."""
+    entry = _entry(connection_id, model)
+    return entry.price if entry is not None else price_for(model)
+
+
+def cost_of(connection_id: int | None, model: str, prompt_tokens: int | None,
+            completion_tokens: int | None) -> float | None:
+    """USD of one model call's usage on a connection, or None (no price, or a count unknown)."""
+    price = price_of(connection_id, model)
+    if price is None or prompt_tokens is None or completion_tokens is None:
+        return None
+    return price.cost(prompt_tokens, completion_tokens)
+
+
+def connection_named(owner_id: int | None, name: str) -> Connection | None:
+    """The live connection called ``name`` (case-insensitive) that ``owner_id``'s agents may use:
+    their own first, then a shared one; for a shared agent (no owner) shared ones only."""
+    qs = Connection.objects.alive().filter(name__iexact=name.strip())
+    own = qs.filter(owner_id=owner_id).first() if owner_id is not None else None
+    return own or qs.filter(owner__isnull=True).order_by("-from_environment", "pk").first()
