@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from core.errors import Forbidden, NotFound
 from core.prices import Price, price_for
+from core.redact import mask_url
 from core.tokens import configured_context_window
 
 from .endpoint import Endpoint
@@ -135,3 +136,14 @@ def connection_named(owner_id: int | None, name: str) -> Connection | None:
     qs = Connection.objects.alive().filter(name__iexact=name.strip())
     own = qs.filter(owner_id=owner_id).first() if owner_id is not None else None
     return own or qs.filter(owner__isnull=True).order_by("-from_environment", "pk").first()
+
+
+def endpoint_summary(connection: Connection | None, recorded: dict | None = None) -> dict:
+    """How pages show where a call went: ``{"name", "url", "has_key"}`` — what a model call
+    recorded (``recorded``: its step's request) when given, else ``connection`` as it is now (None:
+    the default). The URL has any password masked; the key itself is never part of it."""
+    recorded = recorded or {}
+    name = recorded.get("connection") or (connection.name if connection is not None else DEFAULT_NAME)
+    url = recorded.get("base_url") or base_url_for(connection)
+    has_key = connection.has_key if connection is not None else bool(settings.OPENAI_API_KEY)
+    return {"name": name, "url": mask_url(url), "has_key": has_key}
