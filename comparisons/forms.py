@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from connections.models import Connection
+from connections.selectors import visible_connections
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
 from .models import MAX_VARIANTS, Mode
@@ -38,6 +40,8 @@ class VariantForm(forms.Form):
 
     label = forms.CharField(required=False, max_length=100)
     agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, empty_label="— configure below —")
+    connection = forms.ModelChoiceField(queryset=Connection.objects.none(), required=False, empty_label="Default",
+                                        help_text="The endpoint this variant runs on.")
     model = forms.CharField(required=False, max_length=200)
     system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
@@ -52,6 +56,7 @@ class VariantForm(forms.Form):
         self.fields["model"].widget.attrs["list"] = "known-models"
         if user is not None:
             self.fields["agent"].queryset = Agent.objects.pickable_by(user)
+            self.fields["connection"].queryset = visible_connections(user).filter(from_environment=False)
 
     @property
     def used(self) -> bool:
@@ -68,6 +73,7 @@ class VariantForm(forms.Form):
             memory_id=data.get("memory_id") or DEFAULT_MEMORY_ID,
             memory_window_size=data.get("memory_window_size"),
             agent=data.get("agent"),
+            connection=data.get("connection"),
         )
 
 

@@ -26,11 +26,12 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
+from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
+from connections.selectors import cost_of, pickable_models, prices_for
 from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError
-from core.prices import run_cost
 
 from . import services, stats
 from .forms import ComparisonForm, variant_forms
@@ -55,15 +56,22 @@ def _comparison_or_404(request, comparison_id) -> Comparison:
 
 # --- metrics ---------------------------------------------------------------------------------------
 
-def run_metrics(run: Run) -> dict:
+def run_metrics(run: Run, prices: dict | None = None) -> dict:
     """A finished run's tokens, seconds to first token and in total, and cost in USD (None when
-    its model has no price, see :mod:`core.prices`)."""
+    its model has no price on its connection or in ``ARBOR_MODEL_PRICES``, see :mod:`connections.selectors`).
+    ``prices``: :func:`connections.selectors.prices_for` of the page's runs (else one query)."""
+    if prices is not None and (run.connection_id, run.model) in prices:
+        price = prices[(run.connection_id, run.model)]
+        cost = None if price is None or None in (run.prompt_tokens, run.completion_tokens) else price.cost(
+            run.prompt_tokens, run.completion_tokens)
+    else:
+        cost = cost_of(run.connection_id, run.model, run.prompt_tokens, run.completion_tokens)
     return {
         "prompt_tokens": run.prompt_tokens,
         "completion_tokens": run.completion_tokens,
         "ttft": run.time_to_first_token_seconds(),
         "latency": run.latency_seconds(),
-        "cost": run_cost(run.model, run.prompt_tokens, run.completion_tokens),
+        "cost": cost,
     }
 
 
@@ -80,18 +88,21 @@ def _load(comparison: Comparison) -> dict:
         .values_list("run_id", "content")
     )
     votes = {v.turn: v for v in Vote.objects.filter(comparison=comparison).prefetch_related("ranks")}
-    return {"variants": variants, "position_of": position_of, "runs": runs, "answers": answers, "votes": votes}
+    prices = prices_for((r.connection_id, r.model) for r in runs.values())
+    return {"variants": variants, "position_of": position_of, "runs": runs, "answers": answers, "votes": votes,
+            "prices": prices}
 
 
 def _column(comparison: Comparison, index: int, variant: Variant) -> dict:
     return {"index": index, "letter": COLUMN_LETTERS[index], "variant": variant if comparison.labels_visible else None}
 
 
-def _cell(comparison, turn: int, index: int, variant: Variant, run: Run | None, answer: str | None) -> dict:
+def _cell(comparison, turn: int, index: int, variant: Variant, run: Run | None, answer: str | None,
+          prices: dict | None = None) -> dict:
     cell = {"turn": turn, "index": index, "letter": COLUMN_LETTERS[index], "run": run, "answer": answer,
             "active": run is not None and run.status in ACTIVE_STATUSES, "metrics": None, "stopped": ""}
     if run is not None and not cell["active"]:
-        cell["metrics"] = run_metrics(run)
+        cell["metrics"] = run_metrics(run, prices)
         if not comparison.labels_visible:
             cell["metrics"]["cost"] = None  # the price would tell the model
     if run is None:
@@ -106,7 +117,7 @@ def _turns(comparison: Comparison, data: dict) -> list[dict]:
         for index, position in enumerate(comparison.column_order):
             run = data["runs"].get((turn, position))
             answer = data["answers"].get(run.pk) if run is not None else None
-            cells.append(_cell(comparison, turn, index, data["variants"][position], run, answer))
+            cells.append(_cell(comparison, turn, index, data["variants"][position], run, answer, data["prices"]))
         complete = all(c["run"] is not None and not c["active"] for c in cells)
         turns.append({"index": turn, "number": turn + 1, "prompt": prompt, "cells": cells, "complete": complete,
                       "vote": _vote_view(comparison, data, data["votes"].get(turn))})
@@ -306,10 +317,12 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
     return comparison, 200
 
 
-def _known_models() -> list[str]:
-    """Model names to suggest: those with a context window or a price, and the default model."""
+def _known_models(user) -> list[str]:
+    """Model names to suggest: the models of the user's connections, those with a context window
+    or a price, and the default model."""
+    listed = set(pickable_models(user).values_list("name", flat=True))
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
-                  | {settings.ARBOR_MODEL})
+                  | {settings.ARBOR_MODEL} | listed)
 
 
 @require_http_methods(["GET", "POST"])
@@ -340,7 +353,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
     bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
-               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models()}
+               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
 
 
@@ -361,7 +374,10 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def _parse_filters(request) -> tuple[dict, list[str]]:
     errors = []
-    filters = {"tag": (request.GET.get("tag") or "").strip().lower(), "since": None, "until": None}
+    filters = {"tag": (request.GET.get("tag") or "").strip().lower(), "since": None, "until": None,
+               "by": (request.GET.get("by") or "configuration").strip()}
+    if filters["by"] not in GROUPINGS:
+        errors.append(f"by must be one of {', '.join(GROUPINGS)}")
     for name in ("since", "until"):
         raw = (request.GET.get(name) or "").strip()
         if raw:
@@ -388,29 +404,45 @@ def _filtered(request, filters: dict):
     return qs
 
 
-def compute_results(comparisons) -> dict:
-    """Per configuration over ``comparisons`` (a queryset), in three queries whatever the number of
-    votes: see :mod:`comparisons.stats`."""
+GROUPINGS = ("configuration", "model")  # results per configuration, or per connection · model
+
+
+def compute_results(comparisons, *, by: str = "configuration") -> dict:
+    """Per configuration (``by="configuration"``) or per connection and model (``by="model"``:
+    every configuration on the same connection and model counts as one) over ``comparisons`` (a
+    queryset), in three queries whatever the number of votes: see :mod:`comparisons.stats`."""
     ids = comparisons.values("pk")
     labels: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, str] = {}
+    connections: dict[str, str] = {}
     named = (
         Variant.objects.filter(comparison__in=ids).values("config_key", "label")
-        .annotate(n=Count("pk"), model=Max(KT("config__model"))).order_by()
+        .annotate(n=Count("pk"), model=Max(KT("config__model")), connection=Max(KT("config__connection")))
+        .order_by()
     )
     for row in named:
         labels[row["config_key"]][row["label"]] += row["n"]
         models[row["config_key"]] = row["model"] or settings.ARBOR_MODEL
-    configs = {key: {"label": counts.most_common(1)[0][0], "labels": sorted(counts), "model": models[key]}
-               for key, counts in labels.items()}
+        connections[row["config_key"]] = row["connection"] or DEFAULT_CONNECTION_NAME
+
+    def group(key: str) -> str:
+        return key if by != "model" else f"{connections[key]} · {models[key]}"
+
+    grouped: dict[str, Counter] = defaultdict(Counter)
+    for key, counts in labels.items():
+        grouped[group(key)].update(counts)
+    any_key = {group(key): key for key in labels}
+    configs = {g: {"label": g if by == "model" else counts.most_common(1)[0][0], "labels": sorted(counts),
+                   "model": models[any_key[g]], "connection": connections[any_key[g]]}
+               for g, counts in grouped.items()}
     votes: dict[int, dict] = {}
     for vote_id, choice, key, rank in VoteRank.objects.filter(vote__comparison__in=ids).values_list(
         "vote_id", "vote__choice", "variant__config_key", "rank"
     ).order_by("vote_id"):
         entry = votes.setdefault(vote_id, {"ranks": [], "both_bad": choice == VoteChoice.BOTH_BAD})
-        entry["ranks"].append((key, rank))
+        entry["ranks"].append((group(key), rank))
     results = stats.aggregate(list(votes.values()), configs)
-    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes)}
+    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes), "by": by}
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:
@@ -435,7 +467,7 @@ def results(request: HttpRequest) -> HttpResponse:
     filters, errors = _parse_filters(request)
     if errors:
         return HttpResponse("; ".join(errors), status=400)
-    data = compute_results(_filtered(request, filters))
+    data = compute_results(_filtered(request, filters), by=filters["by"])
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
                "all_tags": Tag.objects.filter(owner=request.user).values_list("name", flat=True),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
@@ -444,8 +476,8 @@ def results(request: HttpRequest) -> HttpResponse:
     return render(request, "comparisons/results.html", context)
 
 
-EXPORT_FIELDS = ["key", "label", "model", "labels", "votes", "games", "wins", "losses", "ties", "both_bad",
-                 "decisive", "win_rate", "ci_low", "ci_high", "theta", "rating"]
+EXPORT_FIELDS = ["key", "label", "connection", "model", "labels", "votes", "games", "wins", "losses", "ties",
+                 "both_bad", "decisive", "win_rate", "ci_low", "ci_high", "theta", "rating"]
 
 
 def _filename(ext: str) -> str:
@@ -457,7 +489,7 @@ def results_csv(request: HttpRequest) -> HttpResponse:
     filters, errors = _parse_filters(request)
     if errors:
         return HttpResponse("; ".join(errors), status=400)
-    data = compute_results(_filtered(request, filters))
+    data = compute_results(_filtered(request, filters), by=filters["by"])
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename("csv")}"'
     writer = csv.writer(response)
@@ -474,7 +506,7 @@ def results_json(request: HttpRequest) -> HttpResponse:
     filters, errors = _parse_filters(request)
     if errors:
         return JsonResponse({"detail": "; ".join(errors)}, status=400)
-    data = compute_results(_filtered(request, filters))
+    data = compute_results(_filtered(request, filters), by=filters["by"])
     body = {
         "filters": {k: (v.isoformat() if isinstance(v, date) else v or None) for k, v in filters.items()},
         "comparisons": data["comparisons"],

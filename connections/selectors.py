@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from core.errors import Forbidden, NotFound
 from core.prices import Price, price_for
@@ -147,3 +148,20 @@ def endpoint_summary(connection: Connection | None, recorded: dict | None = None
     url = recorded.get("base_url") or base_url_for(connection)
     has_key = connection.has_key if connection is not None else bool(settings.OPENAI_API_KEY)
     return {"name": name, "url": mask_url(url), "has_key": has_key}
+
+
+def prices_for(pairs) -> dict[tuple[int | None, str], Price | None]:
+    """:func:`price_of` for many ``(connection_id, model)`` pairs in one query (None: the default connection)."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    ids = {cid for cid, _ in pairs if cid is not None}
+    rows = (ConnectionModel.objects.filter(name__in={m for _, m in pairs})
+            .filter(Q(connection_id__in=ids) | Q(connection__from_environment=True))
+            .select_related("connection"))
+    found = {}
+    for row in rows:
+        found[(row.connection_id, row.name)] = row
+        if row.connection.from_environment:
+            found[(None, row.name)] = row
+    return {(cid, m): found[(cid, m)].price if (cid, m) in found else price_for(m) for cid, m in pairs}
