@@ -81,7 +81,7 @@ def get_model_for(user, connection: Connection, model_id) -> ConnectionModel:
 def pickable_models(user):
     """Every model of every connection ``user`` may use, enabled connections only, ordered by
     connection (the default first) then name; ``.connection`` is joined."""
-    visible = visible_connections(user).filter(enabled=True)
+    visible = Connection.objects.visible_to(user).filter(enabled=True)  # a missing default has no models yet
     return (ConnectionModel.objects.filter(connection__in=visible).select_related("connection")
             .order_by("-connection__from_environment", "connection__name", "connection_id", "name"))
 
@@ -165,3 +165,13 @@ def prices_for(pairs) -> dict[tuple[int | None, str], Price | None]:
         if row.connection.from_environment:
             found[(None, row.name)] = row
     return {(cid, m): found[(cid, m)].price if (cid, m) in found else price_for(m) for cid, m in pairs}
+
+
+def find_model(models, connection_id: int | None, name: str) -> ConnectionModel | None:
+    """The entry for ``name`` on a connection (None: the default) among ``models`` already read
+    (e.g. :func:`pickable_models`, whose ``.connection`` is joined), without a query."""
+    for model in models:
+        if model.name == name and (model.connection_id == connection_id
+                                   or (connection_id is None and model.connection.from_environment)):
+            return model
+    return None

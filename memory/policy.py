@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from connections.selectors import context_window_of
+from core.tokens import configured_context_window
 
 if TYPE_CHECKING:
     from .models import Agent
@@ -44,24 +45,30 @@ class Budget:
 
 
 _AGENTS = object()  # "the agent's connection"
+_UNREAD = object()  # "the connection's figure has not been read"
 
 
-def context_window_for(model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS) -> int:
+def context_window_for(model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS, *,
+                       known: int | None | object = _UNREAD) -> int:
     """Tokens of ``model``'s context window: the agent's own setting, else the figure of ``model``
     on the connection (``connection_id``; default: the agent's; None: the default connection) — set
     by hand or as its endpoint lists it — else ``settings.ARBOR_MODEL_CONTEXT_WINDOWS[model]``, else
-    ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW`` (:func:`connections.selectors.context_window_of`)."""
+    ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW`` (:func:`connections.selectors.context_window_of`).
+    ``known``: that connection's figure when the caller has read it already (None: it has none)."""
     if agent is not None and agent.context_window:
         return agent.context_window
+    if known is not _UNREAD:
+        return known or configured_context_window(model)
     if connection_id is _AGENTS:
         connection_id = agent.connection_id if agent is not None else None
     return context_window_of(connection_id, model)
 
 
-def budget_for(*, model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS) -> Budget:
+def budget_for(*, model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS,
+               known: int | None | object = _UNREAD) -> Budget:
     """The budget of a call of ``model`` by ``agent`` on a connection (see :func:`context_window_for`)."""
     reserved = agent.reserved_output_tokens if agent is not None else settings.ARBOR_RESERVED_OUTPUT_TOKENS
-    window = context_window_for(model, agent, connection_id)
+    window = context_window_for(model, agent, connection_id, known=known)
     return Budget(context_window=window, reserved_output=min(reserved, window))
 
 
