@@ -17,17 +17,19 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.api_auth import BearerToken, SessionCookie
+from connections.api import router as connections_router
 from conversations.api import router as conversations_router
 from core.api import JsonObjectParser
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
+from memory.api import router as agents_router
 
 log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Arbor API",
     version="1",
-    description="Branching LLM conversations: sessions, runs (turns) and their tree. Every error is "
-                "JSON `{\"detail\": \"...\"}`.",
+    description="Branching LLM conversations: sessions, runs (turns) and their tree; agents and the model "
+                "connections they run on. Every error is JSON `{\"detail\": \"...\"}`.",
     auth=[BearerToken(), SessionCookie()],
     parser=JsonObjectParser(),
     urls_namespace="api",
@@ -88,3 +90,5 @@ def _auth_error(request, exc):
 
 
 api.add_router("", conversations_router)
+api.add_router("", connections_router)
+api.add_router("", agents_router)

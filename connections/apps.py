@@ -7,8 +7,11 @@ _CHECK_FIELDS = frozenset({"health", "health_latency_ms", "health_message", "hea
                            "models_refreshed_at", "models_error"})
 
 
-def _created(connection) -> Event:
+def _created(connection) -> Event | None:
     # What the audit row keeps: never the key or the headers (their names are not recorded either).
+    # The default connection's row is made on first use, by no one in particular: not recorded.
+    if connection.from_environment:
+        return None
     return "create", {"base_url": connection.shown_url, "shared": connection.is_shared,
                       "has_key": bool(connection.api_key)}
 

@@ -147,9 +147,12 @@ def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     changes = {k: v for k, v in changes.items() if v is not None}
-    if connection.from_environment and {"base_url", "api_key", "shared"} & set(changes):
+    if changes.get("shared") is False and connection.from_environment:
+        raise InvalidInput("The default connection is always shared.")
+    changes = {k: v for k, v in changes.items() if not (k == "shared" and bool(v) == connection.is_shared)}
+    if connection.from_environment and {"base_url", "api_key"} & set(changes):
         raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
-                           "(set them in the environment); it is always shared.")
+                           "(set them in the environment).")
     if "shared" in changes and not is_admin(user):
         raise Forbidden("Only an administrator can share a connection or stop sharing it.")
     reach = {"base_url", "api_key", "extra_headers"} & set(changes)
