@@ -52,7 +52,8 @@ def theirs(other_user, second_server):
 
 def _snapshot() -> tuple:
     """Every row an endpoint could write (the default connection's row is made on first use: left out)."""
-    return (sorted(Connection.objects.filter(from_environment=False).values_list("pk", "name", "base_url", "enabled", "deleted_at", "timeout")),
+    mine = Connection.objects.filter(from_environment=False)
+    return (sorted(mine.values_list("pk", "name", "base_url", "enabled", "deleted_at", "timeout")),
             sorted(ConnectionModel.objects.values_list("pk", "name", "context_window", "prompt_price")),
             sorted(Agent.objects.values_list("pk", "name", "model", "connection_id", "memory_id", "params")),
             [c.api_key for c in Connection.objects.filter(from_environment=False).order_by("pk")])
