@@ -162,12 +162,12 @@ def create_connection(request, payload: ConnectionIn):
 
 
 @router.get("/connections/{connection_id}", response=answers({200: ConnectionOut}, 404))
-def get_connection(request, connection_id: int):
+def get_connection(request, connection_id: str):
     return connection_out(request, get_connection_for(request.auth, connection_id))
 
 
 @router.patch("/connections/{connection_id}", response=answers({200: SavedOut}, *BODY, 403, 404))
-def update_connection(request, connection_id: int, payload: ConnectionPatch):
+def update_connection(request, connection_id: str, payload: ConnectionPatch):
     """Change the fields sent. When the URL, key or headers change, the endpoint is checked again."""
     connection = get_connection_to_manage(request.auth, connection_id)
     changes = payload.dict(exclude_unset=True)
@@ -178,14 +178,14 @@ def update_connection(request, connection_id: int, payload: ConnectionPatch):
 
 
 @router.delete("/connections/{connection_id}", response=answers({204: None}, 403, 404, 409))
-def delete_connection(request, connection_id: int):
+def delete_connection(request, connection_id: str):
     """Delete a connection; agents and runs on it then fail with its name. The default cannot be deleted (409)."""
     services.connection_delete(connection=get_connection_to_manage(request.auth, connection_id))
     return Status(204, None)
 
 
 @router.post("/connections/{connection_id}/refresh", response=answers({200: RefreshOut}, 403, 404))
-def refresh_models(request, connection_id: int):
+def refresh_models(request, connection_id: str):
     """Fetch the endpoint's ``/v1/models`` again: the models and the health it gave."""
     connection = get_connection_to_manage(request.auth, connection_id)
     services.connection_refresh_models(connection=connection)
@@ -193,7 +193,7 @@ def refresh_models(request, connection_id: int):
 
 
 @router.post("/connections/{connection_id}/health", response=answers({200: HealthOut}, 404))
-def check_health(request, connection_id: int):
+def check_health(request, connection_id: str):
     """Check the endpoint now: reachable or not, latency, what it answered."""
     connection = get_connection_for(request.auth, connection_id)
     services.connection_check(connection=connection)
@@ -201,7 +201,7 @@ def check_health(request, connection_id: int):
 
 
 @router.post("/connections/{connection_id}/models", response=answers({201: ModelOut}, *BODY, 403, 404, 409))
-def add_model(request, connection_id: int, payload: ModelIn):
+def add_model(request, connection_id: str, payload: ModelIn):
     """Add a model by hand (for endpoints that list none)."""
     connection = get_connection_to_manage(request.auth, connection_id)
     data = payload.dict()
@@ -210,14 +210,14 @@ def add_model(request, connection_id: int, payload: ModelIn):
 
 
 @router.patch("/connections/{connection_id}/models/{model_id}", response=answers({200: ModelOut}, *BODY, 403, 404))
-def update_model(request, connection_id: int, model_id: int, payload: ModelPatch):
+def update_model(request, connection_id: str, model_id: str, payload: ModelPatch):
     connection = get_connection_to_manage(request.auth, connection_id)
     model = get_model_for(request.auth, connection, model_id)
     return model_out(services.model_update(model=model, fields=payload.dict(exclude_unset=True)))
 
 
 @router.delete("/connections/{connection_id}/models/{model_id}", response=answers({204: None}, 403, 404))
-def delete_model(request, connection_id: int, model_id: int):
+def delete_model(request, connection_id: str, model_id: str):
     connection = get_connection_to_manage(request.auth, connection_id)
     services.model_delete(model=get_model_for(request.auth, connection, model_id))
     return Status(204, None)

@@ -47,16 +47,24 @@ def visible_connections(user):
     return Connection.objects.visible_to(user)
 
 
-def _pk(value, what: str) -> int:
+MAX_ID = 2**63 - 1  # the largest bigint: a larger id matches nothing (and must not reach the database)
+
+
+def object_id(value, what: str) -> int:
+    """``value`` as a row id (a positive bigint), else NotFound naming ``what``: a malformed or
+    out-of-range id is 404, as one that does not exist."""
     try:
-        return int(value)
+        pk = int(str(value).strip())
     except (TypeError, ValueError):
-        raise NotFound(f"No {what} with id {value!r}.") from None
+        raise NotFound(f"No {what} with id {str(value)[:40]!r}.") from None
+    if not 1 <= pk <= MAX_ID:
+        raise NotFound(f"No {what} with id {pk}.")
+    return pk
 
 
 def get_connection_for(user, connection_id) -> Connection:
     """A live connection ``user`` may use; NotFound otherwise (another user's, deleted, malformed id)."""
-    connection = Connection.objects.visible_to(user).filter(pk=_pk(connection_id, "connection")).first()
+    connection = Connection.objects.visible_to(user).filter(pk=object_id(connection_id, "connection")).first()
     if connection is None:
         raise NotFound(f"No connection with id {connection_id}.")
     return connection
@@ -72,7 +80,7 @@ def get_connection_to_manage(user, connection_id) -> Connection:
 
 
 def get_model_for(user, connection: Connection, model_id) -> ConnectionModel:
-    model = ConnectionModel.objects.filter(connection=connection, pk=_pk(model_id, "model")).first()
+    model = ConnectionModel.objects.filter(connection=connection, pk=object_id(model_id, "model")).first()
     if model is None:
         raise NotFound(f"No model with id {model_id} on this connection.")
     return model

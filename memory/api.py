@@ -106,18 +106,18 @@ def create_agent(request, payload: AgentIn):
 
 
 @router.get("/agents/{agent_id}", response=answers({200: AgentOut}, 404))
-def get_agent(request, agent_id: int):
+def get_agent(request, agent_id: str):
     return agent_out(get_agent_for(request.auth, agent_id))
 
 
 @router.patch("/agents/{agent_id}", response=answers({200: AgentOut}, *BODY, 403, 404))
-def update_agent(request, agent_id: int, payload: AgentPatch):
+def update_agent(request, agent_id: str, payload: AgentPatch):
     agent = get_agent_for(request.auth, agent_id)
     return agent_out(services.agent_update(user=request.auth, agent=agent, data=payload.dict(exclude_unset=True)))
 
 
 @router.delete("/agents/{agent_id}", response=answers({204: None}, 403, 404))
-def delete_agent(request, agent_id: int):
+def delete_agent(request, agent_id: str):
     """Delete an agent; its runs stay (with their model, connection and memory id)."""
     services.agent_delete(user=request.auth, agent=get_agent_for(request.auth, agent_id))
     return Status(204, None)

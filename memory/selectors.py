@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
+from connections.selectors import object_id
 from core.errors import NotFound
 
 from .models import Agent
@@ -18,10 +19,7 @@ def agents_for(user):
 
 def get_agent_for(user, agent_id) -> Agent:
     """An agent of ``user``'s or a shared one (also one a comparison made for ``user``); NotFound otherwise."""
-    try:
-        pk = int(agent_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"No agent with id {agent_id!r}.") from None
+    pk = object_id(agent_id, "agent")
     agent = (Agent.objects.filter(Q(owner=user) | Q(owner__isnull=True)).select_related("connection")
              .filter(pk=pk).first())
     if agent is None:

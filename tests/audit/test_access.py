@@ -103,6 +103,12 @@ def other_objects(other_user, other_tree):
         values["agent_id"] = agent.pk
     except ImportError:
         pass
+    from connections.models import Connection, ConnectionModel
+
+    connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
+                                           api_key=MARKER)
+    values["connection_id"] = connection.pk
+    values["model_id"] = ConnectionModel.objects.create(connection=connection, name=f"model {MARKER}").pk
     return values
 
 
@@ -243,7 +249,8 @@ def test_every_state_change_without_a_csrf_token_is_403(user, other_tree):
     session = SessionFactory(owner=user, title="mine")
     root = RunFactory(session=session)
     values = {"session_id": session.pk, "run_id": root.pk, "comparison_id": uuid.uuid4(), "turn": 0, "column": 0,
-              "job_id": uuid.uuid4(), "import_id": uuid.uuid4(), "agent_id": 1, "format": "arbor"}
+              "job_id": uuid.uuid4(), "import_id": uuid.uuid4(), "agent_id": 1, "format": "arbor",
+              "connection_id": 1, "model_id": 1}
     runs_before = Run.objects.count()
     checked = 0
     for route in routes():

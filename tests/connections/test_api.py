@@ -320,3 +320,12 @@ def test_openapi_lists_every_new_operation_with_its_statuses(client, user):
     assert detail["properties"]["detail"]["type"] == "string"
     assert "agent_id" in schema["components"]["schemas"]["RunIn"]["properties"]
     assert "api_key" not in schema["components"]["schemas"]["ConnectionOut"]["properties"]
+
+
+def test_malformed_and_out_of_range_ids_are_404(client, user):
+    client.force_login(user)
+    for path in ("/api/connections/abc", "/api/connections/0", f"/api/connections/{2**70}", "/api/agents/-3",
+                 f"/api/agents/{2**64}", f"/api/connections/{2**70}/models/1"):
+        response = client.get(path) if "models" not in path else client.delete(path)
+        assert response.status_code == 404 and response.json()["detail"], path
+    assert client.get(f"/connections/{2**70}/").status_code == 404  # the page, too
