@@ -77,7 +77,7 @@ def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tupl
     if isinstance(exc, openai.APIConnectionError):
         return "connection_error", f"Could not reach {where}."
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return "broken_stream", "The model's stream broke off before the answer was complete."
+        return "broken_stream", f"The model's stream from {where} broke off before the answer was complete."
     if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
         return "malformed_response", scrub(f"The model endpoint sent a response Arbor could not read: {exc}", secrets)
     return type(exc).__name__, scrub(str(exc) or type(exc).__name__, secrets)

@@ -99,7 +99,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
             _read_chunk(run, chunk, outcome, parts, calls, stream)
         if not outcome.finish_reason and not watch.stopped:
             raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
-                "The model's stream ended without a finish reason.")
+                f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
         if watch.expired:
             outcome.error = _deadline_error()
