@@ -134,9 +134,11 @@ def _run_until_compacted(user, agent) -> Compaction:
         crossed = Compaction.objects.filter(run__session=session).first() or (
             time.sleep(0.5) or Compaction.objects.filter(run__session=session).first())
         if crossed:
-            return wait_for(lambda: (c := Compaction.objects.get(pk=crossed.pk)).status in (
-                CompactionStatus.READY, CompactionStatus.FAILED) and c, timeout=40, message="the compaction")
-    raise AssertionError("utilisation never crossed the threshold")
+            break
+    else:
+        raise AssertionError("utilisation never crossed the threshold")
+    return wait_for(lambda: (c := Compaction.objects.get(pk=crossed.pk)).status in (
+        CompactionStatus.READY, CompactionStatus.FAILED) and c, timeout=40, message="the compaction")
 
 
 def test_the_summariser_uses_the_agents_connection_unless_the_policy_names_another(
