@@ -214,11 +214,14 @@ def connection_refresh_models(*, connection: Connection) -> Probe:
             return check
         names = {m["id"]: m["context_window"] for m in check.models}
         existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
+        changed = []
         for model in existing.values():
-            model.listed = model.name in names
-            if model.listed and names[model.name]:
-                model.listed_context_window = names[model.name]
-        ConnectionModel.objects.bulk_update(existing.values(), ["listed", "listed_context_window"])
+            listed = model.name in names
+            window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
+            if (listed, window) != (model.listed, model.listed_context_window):
+                model.listed, model.listed_context_window = listed, window
+                changed.append(model)
+        ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
         ConnectionModel.objects.bulk_create([
             ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
             for name, window in names.items() if name not in existing
