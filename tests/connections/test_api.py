@@ -329,3 +329,25 @@ def test_malformed_and_out_of_range_ids_are_404(client, user):
         response = client.get(path) if "models" not in path else client.delete(path)
         assert response.status_code == 404 and response.json()["detail"], path
     assert client.get(f"/connections/{2**70}/").status_code == 404  # the page, too
+
+
+def test_the_admin_validates_an_agents_connection_and_model_as_the_api_does(client, superuser, user, other_user,
+                                                                            conn_b):
+    """The agent admin's form runs Agent.clean too: another user's connection, a model the
+    connection does not list and an unknown summariser connection are refused; a valid one saves."""
+    ConnectionModel.objects.create(connection=conn_b, name="model-b")
+    theirs = Connection.objects.create(owner=other_user, name="Theirs", base_url="http://h/v1")
+    client.force_login(superuser)
+    form = {"owner": user.pk, "name": "via admin", "memory_id": "default", "reserved_output_tokens": 512,
+            "params": "{}", "compaction": "{}", "tools": "[]", "created_at_0": "2026-01-01", "created_at_1": "00:00:00"}
+    url = "/admin/memory/agent/add/"
+    for changes, message in (({"connection": theirs.pk}, "belongs to another user"),
+                             ({"connection": conn_b.pk, "model": "nope"}, "is not a model of the connection"),
+                             ({"compaction": '{"strategies": [{"type": "summarize", "connection": "Nope"}]}'},
+                              "is not a connection this agent may use")):
+        response = client.post(url, {**form, **changes})
+        assert response.status_code == 200 and message in response.content.decode(), changes
+    assert not Agent.objects.filter(name="via admin").exists()
+    response = client.post(url, {**form, "connection": conn_b.pk, "model": "model-b"})
+    assert response.status_code == 302
+    assert Agent.objects.get(name="via admin").connection_id == conn_b.pk

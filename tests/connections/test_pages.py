@@ -138,3 +138,22 @@ def test_another_users_connection_is_404_and_a_shared_one_is_read_only(client, u
     assert client.post(reverse("connections:detail", args=[shared.pk]), {"name": "mine"}).status_code == 403
     assert client.post(reverse("connections:delete", args=[shared.pk])).status_code == 403
     assert Connection.objects.get(pk=shared.pk).deleted_at is None
+
+
+def test_a_refresh_keeps_models_the_endpoint_stops_listing(client, user, conn_b, second_server):
+    """Models are added and marked listed or not; a model no longer listed keeps its own settings."""
+    client.force_login(user)
+    client.post(reverse("connections:refresh", args=[conn_b.pk]))
+    ConnectionModel.objects.filter(connection=conn_b, name="model-b").update(context_window=1000)
+    listed = second_server.state.models
+    second_server.state.models = [{"id": "model-b"}, {"id": "new-c", "context_length": 4096}]
+    try:
+        client.post(reverse("connections:refresh", args=[conn_b.pk]))
+    finally:
+        second_server.state.models = listed
+    models = {m.name: m for m in ConnectionModel.objects.filter(connection=conn_b)}
+    assert (models["model-b"].listed, models["model-b"].context_window) == (True, 1000)
+    assert (models["big-b"].listed, models["big-b"].listed_context_window) == (False, 32768)
+    assert (models["new-c"].listed, models["new-c"].effective_context_window) == (True, 4096)
+    html = client.get(reverse("connections:detail", args=[conn_b.pk])).content.decode()
+    assert "no longer listed" in html
