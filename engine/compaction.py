@@ -187,7 +187,7 @@ class _Result:
     def __init__(self) -> None:
         self.applied: list[dict] = []
         self.replaced_ids: list[int] = []
-        self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": ""}
+        self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": "", "connection": ""}
         self.measured = None
 
 
@@ -249,7 +249,7 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
         step.response = {"applied": result.applied, "utilisation_after": fields["utilisation_after"],
                          "tokens_after": fields["tokens_after"],
                          "replaced_messages": len(fields["replaced_message_ids"]),
-                         "summary": work.summary, "model": usage["model"]}
+                         "summary": work.summary, "model": usage["model"], "connection": usage["connection"]}
         step.save()
     return Compaction.objects.get(pk=compaction.pk)
 
@@ -311,12 +311,12 @@ def _apply(strategy: dict, work: Compaction, history: list[Message], *, run: Run
     work.replaced = {k: v for k, v in work.replaced.items()
                      if int(k) not in {m.pk for t in older for m in t}}
     replaced_ids.extend(m.pk for t in older for m in t)
-    usage["model"] = model
+    usage["model"], usage["connection"] = model, response_usage.get("connection", "")
     for key in ("prompt_tokens", "completion_tokens"):
         if response_usage.get(key) is not None:
             usage[key] = (usage[key] or 0) + response_usage[key]
     return {"acted": True, "turns_summarised": len(older), "messages": [m.pk for t in older for m in t],
-            "summary_chars": len(text), "model": model}
+            "summary_chars": len(text), "model": model, "connection": usage["connection"]}
 
 
 def _transcript(turns: list[list[Message]], replaced: dict[str, str]) -> str:
@@ -345,6 +345,7 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
     connection the strategy names, else the run's (its agent's). Returns ``(text, usage, model)``;
     the text is cut to ``max_tokens`` tokens.
 
+    ``usage`` holds the summed token counts and ``connection``, the name of the connection used.
     Turns that do not fit the summariser's window in one request are summarised in chunks, each
     request carrying the summary so far (incremental, never re-reading what a summary covers).
     Raises SummaryError (transient endpoint failure, naming the connection), ConnectionUnusable
@@ -380,6 +381,7 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
                                               endpoint=endpoint)
         for key, value in call_usage.items():
             usage[key] = usage.get(key, 0) + value
+    usage["connection"] = endpoint.name
     return summary, usage, model
 
 

@@ -150,6 +150,8 @@ def test_the_summariser_uses_the_agents_connection_unless_the_policy_names_anoth
     assert len(summaries) == 1 and summaries[0]["authorization"] == f"Bearer {KEY_B}"
     assert summaries[0]["body"]["model"] == "model-b"
     assert chats(llm_server) == []  # nothing of this agent reached server A
+    step = Step.objects.get(run=compaction.run, kind=StepKind.COMPACTION)
+    assert step.response["connection"] == "Server B" and compaction.applied[0]["connection"] == "Server B"
 
     second_server.reset()
     llm_server.reset()
