@@ -16,7 +16,7 @@ from datetime import datetime
 from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
-from core.api import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 
 from . import services
 from .models import Connection, ConnectionModel

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from comparisons import services as compare
 from comparisons.models import VariantRun
+from comparisons.selectors import compute_results
 from comparisons.services import VariantSpec
-from comparisons.views import compute_results
 from connections.models import Connection
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
