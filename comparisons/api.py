@@ -40,7 +40,8 @@ class VariantIn(Schema):
     """An existing agent (``agent_id``: yours or a shared one), or a configuration from which the
     comparison makes one: ``model`` (empty: the default model), ``system_prompt``, ``params``
     (temperature, top_p, max_tokens, seed, presence_penalty, frequency_penalty, stop),
-    ``memory_id`` (default "default") and ``memory_window_size`` (messages; null keeps all)."""
+    ``memory_id`` (default "default"), ``memory_window_size`` (messages; null keeps all) and
+    ``connection_id`` (the model connection)."""
 
     label: str = Field(description="Shown once the labels are visible; unique within the comparison.")
     agent_id: int | None = None
@@ -49,6 +50,8 @@ class VariantIn(Schema):
     params: dict | None = None
     memory_id: str | None = None
     memory_window_size: int | None = None
+    connection_id: int | None = Field(None, description="The model connection it runs on (default: the "
+                                                        "environment's); see /api/connections.")
 
 
 class ComparisonIn(Schema):
@@ -201,6 +204,7 @@ class ResumeOut(Schema):
 class ConfigurationOut(Schema):
     key: str
     label: str
+    connection: str
     model: str
     labels: list[str]
     votes: int
@@ -221,6 +225,7 @@ class FiltersOut(Schema):
     tag: str | None
     since: str | None
     until: str | None
+    by: str
 
 
 class ResultsOut(Schema):
@@ -279,29 +284,32 @@ def comparison_out(comparison: Comparison) -> dict:
 
 # --- results (before /comparisons/{comparison_id}, which would match "results") ------------------
 
-RESULTS_DOC = "Same filters as the results page: ``tag`` (a tag name), ``since`` and ``until`` (YYYY-MM-DD, included)."
+RESULTS_DOC = ("Same filters as the results page: ``tag`` (a tag name), ``since`` and ``until`` (YYYY-MM-DD, "
+               "included); ``by``: ``configuration`` (default) or ``model`` (one row per connection · model).")
 CSV_DOC = {"responses": {200: {"description": "CSV: a header row, then one row per configuration",
                                "content": {"text/csv": {"schema": {"type": "string"}}}}}}
 
 
-def _results(request, tag: str | None, since: str | None, until: str | None):
-    filters = selectors.result_filters(tag=tag, since=since, until=until)
-    return filters, selectors.compute_results(selectors.counted_comparisons(request.auth, filters))
+def _results(request, tag: str | None, since: str | None, until: str | None, by: str | None):
+    filters = selectors.result_filters(tag=tag, since=since, until=until, by=by)
+    return filters, selectors.compute_results(selectors.counted_comparisons(request.auth, filters), by=filters.by)
 
 
 @router.get("/comparisons/results", response=answers({200: ResultsOut}, 400), description=RESULTS_DOC)
-def comparison_results(request, tag: str | None = None, since: str | None = None, until: str | None = None):
+def comparison_results(request, tag: str | None = None, since: str | None = None, until: str | None = None,
+                       by: str | None = None):
     """Win rates (Wilson 95 % intervals) and Bradley–Terry ratings per configuration over your
     comparisons that count (blind ones once revealed), best rating first."""
-    filters, data = _results(request, tag, since, until)
+    filters, data = _results(request, tag, since, until, by)
     return selectors.results_json(filters, data)
 
 
 @router.get("/comparisons/results.csv", response=answers({200: None}, 400), openapi_extra=CSV_DOC,
             description=RESULTS_DOC)
-def comparison_results_csv(request, tag: str | None = None, since: str | None = None, until: str | None = None):
+def comparison_results_csv(request, tag: str | None = None, since: str | None = None, until: str | None = None,
+                           by: str | None = None):
     """The results as CSV (the results page's download)."""
-    _, data = _results(request, tag, since, until)
+    _, data = _results(request, tag, since, until, by)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("csv")}"'
     selectors.write_results_csv(response, data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django import forms
 
+from connections.models import Connection
+from connections.selectors import visible_connections
 from core.errors import InvalidInput, NotFound
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
@@ -32,6 +34,12 @@ class ComparisonForm(forms.Form):
         return data
 
 
+def form_connections(user):
+    """The connections a variant may name: the user's and shared ones (the environment's default
+    connection is "no connection")."""
+    return visible_connections(user).filter(from_environment=False)
+
+
 class VariantForm(forms.Form):
     """One variant: an existing agent, or a configuration from which a new agent is made.
 
@@ -40,6 +48,8 @@ class VariantForm(forms.Form):
 
     label = forms.CharField(required=False, max_length=100)
     agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, empty_label="— configure below —")
+    connection = forms.ModelChoiceField(queryset=Connection.objects.none(), required=False, empty_label="Default",
+                                        help_text="The endpoint this variant runs on.")
     model = forms.CharField(required=False, max_length=200)
     system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     temperature = forms.FloatField(required=False, min_value=0, max_value=2)
@@ -54,6 +64,7 @@ class VariantForm(forms.Form):
         self.fields["model"].widget.attrs["list"] = "known-models"
         if user is not None:
             self.fields["agent"].queryset = Agent.objects.pickable_by(user)
+            self.fields["connection"].queryset = form_connections(user)
 
     @property
     def used(self) -> bool:
@@ -70,6 +81,7 @@ class VariantForm(forms.Form):
             memory_id=data.get("memory_id") or DEFAULT_MEMORY_ID,
             memory_window_size=data.get("memory_window_size"),
             agent=data.get("agent"),
+            connection=data.get("connection"),
         )
 
 
@@ -83,7 +95,7 @@ def variant_forms(data=None, *, user, initial_model: str = "") -> list[VariantFo
     return forms_
 
 
-CONFIG_FIELDS = ("model", "system_prompt", "params", "memory_id", "memory_window_size")
+CONFIG_FIELDS = ("model", "system_prompt", "params", "memory_id", "memory_window_size", "connection_id")
 
 
 def variant_spec(data: dict, *, user, where: str = "variant") -> VariantSpec:
@@ -104,9 +116,13 @@ def variant_spec(data: dict, *, user, where: str = "variant") -> VariantSpec:
         if not Agent.objects.pickable_by(user).filter(pk=agent_id).exists():
             raise NotFound(f"{where}: no agent with id {agent_id}.")
     fields = {name: data.get(name) for name in ("label", "model", "system_prompt", "memory_id", "memory_window_size")}
-    form = VariantForm({**fields, "agent": agent_id}, user=user)
+    connection_id = data.get("connection_id")
+    if connection_id is not None and not form_connections(user).filter(pk=connection_id).exists():
+        raise NotFound(f"{where}: no connection with id {connection_id}.")
+    form = VariantForm({**fields, "agent": agent_id, "connection": connection_id}, user=user)
     if not form.is_valid():
-        raise InvalidInput("; ".join(f"{where}.{'agent_id' if name == 'agent' else name}: {' '.join(errors)}"
+        api_names = {"agent": "agent_id", "connection": "connection_id"}
+        raise InvalidInput("; ".join(f"{where}.{api_names.get(name, name)}: {' '.join(errors)}"
                                      for name, errors in form.errors.items()))
     spec = form.spec()
     spec.params = data.get("params") or {}

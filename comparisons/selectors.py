@@ -19,10 +19,11 @@ from django.conf import settings
 from django.db.models import Count, Max
 from django.db.models.fields.json import KT
 
+from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
+from connections.selectors import cost_of, prices_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from core.dates import day_range, parse_day
 from core.errors import InvalidInput, NotFound
-from core.prices import run_cost
 from core.text import clean_text
 
 from . import stats
@@ -84,16 +85,23 @@ def _voting_over(comparison: Comparison, variants: list[Variant], rows: list[tup
 
 # --- the side-by-side state ------------------------------------------------------------------------
 
-def run_metrics(run: Run) -> dict:
+def run_metrics(run: Run, prices: dict | None = None) -> dict:
     """A finished run's ``prompt_tokens`` and ``completion_tokens``, ``ttft`` (seconds to first
-    token), ``latency`` (seconds in total) and ``cost`` in USD (None when its model has no price,
-    see :mod:`core.prices`)."""
+    token), ``latency`` (seconds in total) and ``cost`` in USD (None when its model has no price on
+    its connection or in ``ARBOR_MODEL_PRICES``, see :mod:`connections.selectors`). ``prices``:
+    :func:`connections.selectors.prices_for` of the page's runs (else one query)."""
+    if prices is not None and (run.connection_id, run.model) in prices:
+        price = prices[(run.connection_id, run.model)]
+        cost = None if price is None or None in (run.prompt_tokens, run.completion_tokens) else price.cost(
+            run.prompt_tokens, run.completion_tokens)
+    else:
+        cost = cost_of(run.connection_id, run.model, run.prompt_tokens, run.completion_tokens)
     return {
         "prompt_tokens": run.prompt_tokens,
         "completion_tokens": run.completion_tokens,
         "ttft": run.time_to_first_token_seconds(),
         "latency": run.latency_seconds(),
-        "cost": run_cost(run.model, run.prompt_tokens, run.completion_tokens),
+        "cost": cost,
     }
 
 
@@ -108,11 +116,13 @@ def _load(comparison: Comparison) -> dict:
         .values_list("run_id", "content")
     )
     votes = {v.turn: v for v in Vote.objects.filter(comparison=comparison).prefetch_related("ranks")}
-    return {"variants": variants, "position_of": position_of, "runs": runs, "answers": answers, "votes": votes}
+    prices = prices_for((r.connection_id, r.model) for r in runs.values())
+    return {"variants": variants, "position_of": position_of, "runs": runs, "answers": answers, "votes": votes,
+            "prices": prices}
 
 
 def cell_state(comparison: Comparison, turn: int, index: int, variant: Variant, run: Run | None,
-               answer: str | None) -> dict:
+               answer: str | None, prices: dict | None = None) -> dict:
     """One cell (a column's answer to one prompt): ``turn``, ``index`` (column), ``letter``,
     ``run`` (None before it starts), ``answer``, ``active`` (still running), ``metrics`` (see
     :func:`run_metrics`, once finished; no cost while blind) and ``stopped`` (why a replayed turn
@@ -120,7 +130,7 @@ def cell_state(comparison: Comparison, turn: int, index: int, variant: Variant, 
     cell = {"turn": turn, "index": index, "letter": COLUMN_LETTERS[index], "run": run, "answer": answer,
             "active": run is not None and run.status in ACTIVE_STATUSES, "metrics": None, "stopped": ""}
     if run is not None and not cell["active"]:
-        cell["metrics"] = run_metrics(run)
+        cell["metrics"] = run_metrics(run, prices)
         if not comparison.labels_visible:
             cell["metrics"]["cost"] = None  # the price would tell the model
     if run is None:
@@ -164,7 +174,8 @@ def _turns(comparison: Comparison, data: dict) -> list[dict]:
         for index, position in enumerate(comparison.column_order):
             run = data["runs"].get((turn, position))
             answer = data["answers"].get(run.pk) if run is not None else None
-            cells.append(cell_state(comparison, turn, index, data["variants"][position], run, answer))
+            cells.append(cell_state(comparison, turn, index, data["variants"][position], run, answer,
+                                    data["prices"]))
         complete = all(c["run"] is not None and not c["active"] for c in cells)
         turns.append({"index": turn, "number": turn + 1, "prompt": prompt, "cells": cells, "complete": complete,
                       "vote": _vote_state(comparison, data, data["votes"].get(turn))})
@@ -235,13 +246,18 @@ class ResultFilters:
     tag: str = ""
     since: date | None = None
     until: date | None = None
+    by: str = "configuration"  # one of GROUPINGS
 
     def as_json(self) -> dict:
         return {"tag": self.tag or None, "since": self.since and self.since.isoformat(),
-                "until": self.until and self.until.isoformat()}
+                "until": self.until and self.until.isoformat(), "by": self.by}
 
 
-def result_filters(*, tag: str | None = None, since: str | None = None, until: str | None = None) -> ResultFilters:
+GROUPINGS = ("configuration", "model")  # results per configuration, or per connection · model
+
+
+def result_filters(*, tag: str | None = None, since: str | None = None, until: str | None = None,
+                   by: str | None = None) -> ResultFilters:
     """The filters from the query string (``?tag=&since=YYYY-MM-DD&until=YYYY-MM-DD``), as the
     results page, its CSV and JSON downloads and the API read them. Raises InvalidInput naming
     every malformed field (a date that is not YYYY-MM-DD, a tag with a control character or over
@@ -258,9 +274,12 @@ def result_filters(*, tag: str | None = None, since: str | None = None, until: s
             dates[name] = parse_day(raw, field=name)
         except InvalidInput as exc:
             errors.append(exc.message)
+    by = (by or "configuration").strip()
+    if by not in GROUPINGS:
+        errors.append(f"by must be one of {', '.join(GROUPINGS)}")
     if errors:
         raise InvalidInput("; ".join(errors))
-    return ResultFilters(tag=tag, **dates)
+    return ResultFilters(tag=tag, by=by, **dates)
 
 
 def counted_comparisons(user, filters: ResultFilters):
@@ -276,34 +295,47 @@ def counted_comparisons(user, filters: ResultFilters):
     return qs
 
 
-def compute_results(comparisons) -> dict:
-    """Per configuration over ``comparisons`` (a queryset), in three queries whatever the number of
-    votes: ``{"results": [stats.ConfigResult], "comparisons": int, "votes": int}`` (see
-    :mod:`comparisons.stats`)."""
+def compute_results(comparisons, *, by: str = "configuration") -> dict:
+    """Per configuration (``by="configuration"``) or per connection and model (``by="model"``:
+    every configuration on the same connection and model counts as one) over ``comparisons`` (a
+    queryset), in three queries whatever the number of votes: ``{"results": [stats.ConfigResult],
+    "comparisons": int, "votes": int, "by": str}`` (see :mod:`comparisons.stats`)."""
     ids = comparisons.values("pk")
     labels: dict[str, Counter] = defaultdict(Counter)
     models: dict[str, str] = {}
+    connections: dict[str, str] = {}
     named = (
         Variant.objects.filter(comparison__in=ids).values("config_key", "label")
-        .annotate(n=Count("pk"), model=Max(KT("config__model"))).order_by()
+        .annotate(n=Count("pk"), model=Max(KT("config__model")), connection=Max(KT("config__connection")))
+        .order_by()
     )
     for row in named:
         labels[row["config_key"]][row["label"]] += row["n"]
         models[row["config_key"]] = row["model"] or settings.ARBOR_MODEL
-    configs = {key: {"label": counts.most_common(1)[0][0], "labels": sorted(counts), "model": models[key]}
-               for key, counts in labels.items()}
+        connections[row["config_key"]] = row["connection"] or DEFAULT_CONNECTION_NAME
+
+    def group(key: str) -> str:
+        return key if by != "model" else f"{connections[key]} · {models[key]}"
+
+    grouped: dict[str, Counter] = defaultdict(Counter)
+    for key, counts in labels.items():
+        grouped[group(key)].update(counts)
+    any_key = {group(key): key for key in labels}
+    configs = {g: {"label": g if by == "model" else counts.most_common(1)[0][0], "labels": sorted(counts),
+                   "model": models[any_key[g]], "connection": connections[any_key[g]]}
+               for g, counts in grouped.items()}
     votes: dict[int, dict] = {}
     for vote_id, choice, key, rank in VoteRank.objects.filter(vote__comparison__in=ids).values_list(
         "vote_id", "vote__choice", "variant__config_key", "rank"
     ).order_by("vote_id"):
         entry = votes.setdefault(vote_id, {"ranks": [], "both_bad": choice == VoteChoice.BOTH_BAD})
-        entry["ranks"].append((key, rank))
+        entry["ranks"].append((group(key), rank))
     results = stats.aggregate(list(votes.values()), configs)
-    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes)}
+    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes), "by": by}
 
 
-EXPORT_FIELDS = ["key", "label", "model", "labels", "votes", "games", "wins", "losses", "ties", "both_bad",
-                 "decisive", "win_rate", "ci_low", "ci_high", "theta", "rating"]
+EXPORT_FIELDS = ["key", "label", "connection", "model", "labels", "votes", "games", "wins", "losses", "ties",
+                 "both_bad", "decisive", "win_rate", "ci_low", "ci_high", "theta", "rating"]
 
 
 def results_json(filters: ResultFilters, data: dict) -> dict:

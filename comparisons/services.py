@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connections.models import Connection
 from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Message, Role, Run, Session
 from conversations.selectors import get_session_for
@@ -57,11 +58,14 @@ class VariantSpec:
     the fields below, from which a new agent owned by the user is created. ``params``: model
     parameters, validated by :func:`core.params.clean_params` (temperature, top_p, max_tokens,
     seed, presence/frequency penalty, stop).
-    ``memory_window_size``: None keeps all messages, 0 none, N the newest N.
+    ``memory_window_size``: None keeps all messages, 0 none, N the newest N. ``connection``: the
+    model connection the variant runs on (looked up for the owner by the caller; None: the default),
+    so variants may put models of different endpoints side by side.
     """
 
     label: str
     model: str = ""
+    connection: Connection | None = None
     system_prompt: str = ""
     params: dict = field(default_factory=dict)
     memory_id: str = DEFAULT_MEMORY_ID
@@ -72,14 +76,21 @@ class VariantSpec:
 # --- configuration ---------------------------------------------------------------------------------
 
 def agent_config(agent: Agent) -> dict:
-    """The configuration of an agent that a comparison compares (and fingerprints)."""
-    return {
+    """The configuration of an agent that a comparison compares (and fingerprints). An agent on a
+    connection other than the default adds ``connection_id`` and ``connection`` (its name), so the
+    same model on two endpoints is two configurations (and configurations on the default
+    connection keep the fingerprints they had before connections existed)."""
+    config = {
         "model": agent.model or settings.ARBOR_MODEL,
         "system_prompt": agent.system_prompt,
         "params": dict(sorted((agent.params or {}).items())),
         "memory_id": agent.memory_id,
         "memory_window_size": agent.memory_window_size,
     }
+    connection = agent.connection if agent.connection_id is not None else None
+    if connection is not None and not connection.from_environment:
+        config.update(connection_id=connection.pk, connection=connection.name)
+    return config
 
 
 def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
@@ -90,6 +101,9 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         if spec.agent.owner_id not in (None, owner.pk):
             raise NotFound("No such agent.")
         return spec.agent
+    connection = spec.connection
+    if connection is not None and (connection.is_deleted or connection.owner_id not in (None, owner.pk)):
+        raise NotFound("No such connection.")
     memory_id = (spec.memory_id or DEFAULT_MEMORY_ID).strip()
     if not memory_id or len(memory_id) > 100:
         raise InvalidInput("memory_id must be 1 to 100 characters")
@@ -104,6 +118,7 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         owner=owner,
         name=f"{spec.label[:80]}{COMPARE_NAME_MARK}{tag}",
         made_by_comparison=True,
+        connection=connection,
         model=model,
         system_prompt=spec.system_prompt or "",
         params=clean_params(spec.params),

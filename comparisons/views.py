@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
+from connections.selectors import pickable_models
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError
@@ -163,10 +164,12 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
     return comparison, 200
 
 
-def _known_models() -> list[str]:
-    """Model names to suggest: those with a context window or a price, and the default model."""
+def _known_models(user) -> list[str]:
+    """Model names to suggest: the models of the user's connections, those with a context window
+    or a price, and the default model."""
+    listed = set(pickable_models(user).values_list("name", flat=True))
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
-                  | {settings.ARBOR_MODEL})
+                  | {settings.ARBOR_MODEL} | listed)
 
 
 @require_http_methods(["GET", "POST"])
@@ -197,7 +200,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
     bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
-               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models()}
+               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
 
 
@@ -219,8 +222,8 @@ def index(request: HttpRequest) -> HttpResponse:
 def _results(request) -> tuple[selectors.ResultFilters, dict]:
     """The filters of the query string and the results over them (InvalidInput for a bad filter)."""
     filters = selectors.result_filters(tag=request.GET.get("tag"), since=request.GET.get("since"),
-                                       until=request.GET.get("until"))
-    return filters, selectors.compute_results(selectors.counted_comparisons(request.user, filters))
+                                       until=request.GET.get("until"), by=request.GET.get("by"))
+    return filters, selectors.compute_results(selectors.counted_comparisons(request.user, filters), by=filters.by)
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:

@@ -19,18 +19,21 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from accounts.api_auth import BearerToken, SessionCookie
 from archive.api import router as archive_router
 from comparisons.api import router as comparisons_router
+from connections.api import router as connections_router
 from conversations.api import router as conversations_router
 from conversations.search_api import router as search_router
 from core.api_kit import JsonObjectParser
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
+from memory.api import router as agents_router
 
 log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Arbor API",
     version="1",
-    description="Branching LLM conversations: sessions, runs (turns) and their tree; A/B comparisons; memory "
-                "search; archive import and export. Every error is JSON `{\"detail\": \"...\"}`.",
+    description="Branching LLM conversations: sessions, runs (turns) and their tree; agents and the model "
+                "connections they run on; A/B comparisons; memory search; archive import and export. Every "
+                "error is JSON `{\"detail\": \"...\"}`.",
     auth=[BearerToken(), SessionCookie()],
     parser=JsonObjectParser(),
     urls_namespace="api",
@@ -94,3 +97,5 @@ api.add_router("", conversations_router)
 api.add_router("", comparisons_router)
 api.add_router("", search_router)
 api.add_router("", archive_router)
+api.add_router("", connections_router)
+api.add_router("", agents_router)

@@ -12,13 +12,15 @@ import logging
 import uuid
 from datetime import datetime
 
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from accounts.ratelimit import limit_run_creation
+from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import NotFound
+from memory.selectors import get_agent_for
 
 from . import branches, services
 from . import context as ctx
@@ -50,6 +52,9 @@ class RunIn(Schema):
     parent_run_id: uuid.UUID | None = None
     model: str | None = None
     params: dict | None = None
+    agent_id: int | None = Field(None, description="The agent that answers (default: the session's default agent).")
+    connection_id: int | None = Field(None, description="The model connection (default: the agent's, else the "
+                                                        "default connection).")
 
 
 class RunAccepted(Schema):
@@ -185,9 +190,14 @@ def delete_session(request, session_id: str):
 @limit_run_creation
 def start_run(request, session_id: str, payload: RunIn):
     """Start a run. Without ``parent_run_id`` it continues the session's active run; with it, it
-    branches from that run (any run of the session's tree, a fork's shared ancestors included)."""
+    branches from that run (any run of the session's tree, a fork's shared ancestors included).
+    ``agent_id`` and ``connection_id`` choose who answers and where (another user's: 404)."""
     session = get_session_for(request.auth, session_id)
     kwargs = {}
+    if payload.agent_id is not None:
+        kwargs["agent"] = get_agent_for(request.auth, payload.agent_id)
+    if payload.connection_id is not None:
+        kwargs["connection"] = get_connection_for(request.auth, payload.connection_id)
     if payload.parent_run_id is not None:
         parent = Run.objects.filter(pk=payload.parent_run_id).first()
         if parent is None or not session.can_branch_from(parent):

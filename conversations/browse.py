@@ -130,7 +130,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
     qs = (
         Message.objects.filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
                                                            skip_start=skip_start))
-        .select_related("run", "run__agent")
+        .select_related("run", "run__agent", "run__connection")
         .order_by("run__depth", "position")
     )
     for message in qs:

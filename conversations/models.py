@@ -189,6 +189,10 @@ class Run(models.Model):
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
     agent = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    connection = models.ForeignKey(
+        "connections.Connection", null=True, blank=True, on_delete=models.RESTRICT, related_name="runs",
+        help_text="The model connection the run is sent to (copied from its agent at the start); empty: the default.",
+    )
     memory_id = models.CharField(
         max_length=100, default="default", db_index=True,
         help_text="The memory id of the agent that answered (copied: history must not change if the agent does).",
@@ -234,6 +238,11 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def model_label(self) -> str:
+        """``connection · model``, as the chat shows the model (the default connection when none is set)."""
+        return f"{self.connection.name if self.connection_id is not None else 'Default'} · {self.model}"
 
     @property
     def usage(self) -> dict:

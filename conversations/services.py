@@ -24,6 +24,7 @@ from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from .streams import TERMINAL, get_stream
 
 _ACTIVE = object()  # "continue from the session's active run"
+_AGENTS = object()  # "the agent's connection"
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -149,12 +150,15 @@ def run_start(
     model: str | None = None,
     params: dict | None = None,
     agent=None,
+    connection=_AGENTS,
     activate: bool = True,
 ) -> Run:
     """Create a queued run and enqueue its execution after commit.
 
     ``agent`` (a :class:`memory.models.Agent`, default: the session's default agent) answers the
     run: its model, parameters and ``memory_id`` apply unless ``model``/``params`` override them.
+    ``connection`` (a :class:`connections.models.Connection`; None: the default connection) is the
+    endpoint the run is sent to; omitted: the agent's (copied, as the model is).
 
     ``parent`` omitted: continue from the session's active run (a root run if there is none).
     ``parent=None``: a new root. Otherwise ``parent`` must be in the session's tree and finished.
@@ -187,6 +191,9 @@ def run_start(
     run_params = _run_params(params, agent)
     if agent is not None:
         model = model or agent.model or None
+    connection_id = getattr(connection, "pk", None)
+    if connection is _AGENTS:
+        connection_id = agent.connection_id if agent is not None else None
     now = timezone.now()
     run = Run.objects.create(
         session=session,
@@ -196,6 +203,7 @@ def run_start(
         model=(model or settings.ARBOR_MODEL)[:200],
         params=run_params,
         agent=agent,
+        connection_id=connection_id,
         memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
         created_at=now,
     )
@@ -225,7 +233,7 @@ def run_regenerate(*, run: Run, session: Session | None = None) -> Run:
     session = session or run.session
     parent = run.parent_run
     return run_start(session=session, input=run_input(run), parent=parent, model=run.model, params=run.params,
-                     agent=run.agent)
+                     agent=run.agent, connection=run.connection)
 
 
 @audited("run.edit")
@@ -233,7 +241,7 @@ def run_edit(*, run: Run, input: str, session: Session | None = None) -> Run:
     """A sibling of ``run`` with new input: an edited user message."""
     session = session or run.session
     return run_start(session=session, input=input, parent=run.parent_run, model=run.model, params=run.params,
-                     agent=run.agent)
+                     agent=run.agent, connection=run.connection)
 
 
 @transaction.atomic

@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
+from connections.selectors import find_model, pickable_models
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
@@ -204,12 +205,16 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         turns = browse.branch_window(session, session.active_run_id, limit)
         browse.attach_compactions(turns)
     agents = list(_agents_for(request.user))
+    models = list(pickable_models(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
+    last_model = None
+    if turns and turns[-1].run.agent_id is None and turns[-1].run.connection_id is not None:  # a model was picked
+        picked = find_model(models, turns[-1].run.connection_id, turns[-1].run.model)
+        last_model = picked.pk if picked is not None else None
     source = None
     if session.forked_from_run_id:
         source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
-    default_model = _default_model(session, agents)
-    selected = next((a for a in agents if a.pk == last_agent), None)
+    default_model, answer_model = _answerer_labels(session, agents, models, last_agent, last_model)
     last = turns[-1].run if turns else None
     return {
         "session": session,
@@ -218,9 +223,11 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "totals": browse.branch_totals(session.active_run_id),
         "last_run": last,
         "agents": agents,
+        "models": models,
         "selected_agent_id": last_agent,
         "default_model": default_model,
-        "answer_model": (selected.model if selected is not None and selected.model else default_model),
+        "answer_model": answer_model,
+        "selected_model_id": last_model,
         "source_run": source,
         "source_alive": bool(source and source.session.deleted_at is None),
         "active_statuses": ACTIVE_STATUSES,
@@ -230,14 +237,20 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
     }
 
 
-def _default_model(session: Session, agents: list) -> str:
-    """The model that answers with the composer's "Default" agent: the session's default agent's
-    model (what :func:`services.run_start` uses), else ``ARBOR_MODEL``."""
+def _answerer_labels(session: Session, agents: list, models: list, agent_id, model_id) -> tuple[str, str]:
+    """``(the "Default" choice's label, the picker's current choice's label)``, each ``connection ·
+    model`` as runs show it (:attr:`Run.model_label`): the default is the session's default agent
+    (what :func:`services.run_start` uses), else the default connection with ``ARBOR_MODEL``; the
+    choice is the model ``model_id`` of a connection, else the agent ``agent_id``, else the default."""
+    default = f"Default · {settings.ARBOR_MODEL}"
     if session.default_agent_id is not None:
         agent = next((a for a in agents if a.pk == session.default_agent_id), None) or session.default_agent
-        if agent.model:
-            return agent.model
-    return settings.ARBOR_MODEL
+        default = agent.model_label
+    model = next((m for m in models if m.pk == model_id), None) if model_id is not None else None
+    if model is not None:
+        return default, f"{model.connection.name} · {model.name}"
+    agent = next((a for a in agents if a.pk == agent_id), None)
+    return default, agent.model_label if agent is not None else default
 
 
 @require_GET
@@ -310,17 +323,25 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
                     + f"?at={run.pk}#turn-{run.pk}")
 
 
-def _agent_from(request) -> Agent | None:
-    agent_id = (request.POST.get("agent_id") or "").strip()
-    if not agent_id:
-        return None
+def _answerer_from(request) -> dict:
+    """What the composer's picker chose, as ``run_start`` arguments: an agent (its id), a model of
+    a connection (``model:<id>``: that connection and model), or nothing (the default)."""
+    choice = (request.POST.get("agent_id") or "").strip()
+    if not choice:
+        return {}
+    if choice.startswith("model:"):
+        model_id = choice.removeprefix("model:")
+        model = pickable_models(request.user).filter(pk=int(model_id)).first() if model_id.isdigit() else None
+        if model is None:
+            raise InvalidInput("Pick one of your connections' models (or an agent, or the default).")
+        return {"connection": model.connection, "model": model.name}
     try:
-        agent = _agents_for(request.user).filter(pk=int(agent_id)).first()
+        agent = _agents_for(request.user).filter(pk=int(choice)).first()
     except ValueError:
         agent = None
     if agent is None:
         raise InvalidInput("Pick one of your agents (or the default).")
-    return agent
+    return {"agent": agent}
 
 
 @require_POST
@@ -332,11 +353,11 @@ def run_create(request: HttpRequest, session_id) -> HttpResponse:
     if parent_id:
         kwargs["parent"] = _branch_run(request, session, parent_id)
     try:
-        run = services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request),
+        run = services.run_start(session=session, input=request.POST.get("input", ""), **_answerer_from(request),
                                  **kwargs)
     except ArborError as exc:
         return _error(request, exc, session)
-    return _thread_or_redirect(request, session, say=f"Sent. {run.model} is answering.", focus="#id_input")
+    return _thread_or_redirect(request, session, say=f"Sent. {run.model_label} is answering.", focus="#id_input")
 
 
 @require_POST

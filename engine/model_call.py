@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from connections.endpoint import Endpoint
 from conversations.models import Run, RunStatus
 from conversations.streams import RunStream
 
@@ -37,17 +38,18 @@ def _deadline_error() -> DeadlineExceeded:
         "(ARBOR_RUN_DEADLINE_SECONDS); the text it sent so far is kept.")
 
 
-def _not_a_stream(response) -> BrokenStream:
+def _not_a_stream(response, endpoint: Endpoint) -> BrokenStream:
     kind = response.response.headers.get("content-type", "unknown") if response is not None else "unknown"
     return BrokenStream(f"The model endpoint answered with something that is not a chat-completion stream "
-                        f"(content type {kind}); check OPENAI_BASE_URL and any proxy in front of it.")
+                        f"(content type {kind}); check the base URL of the connection “{endpoint.name}” "
+                        "and any proxy in front of it.")
 
 
 @dataclass
 class Outcome:
     """What one model call produced: text, finish reason, usage (None when the endpoint sent
     none), the error that ended it, whether the run was cancelled, and the tool calls asked for
-    (``[{"id", "name", "arguments"}]``)."""
+    (``[{"id", "name", "arguments"}]``); ``endpoint``: where the call went (errors name its connection)."""
 
     text: str = ""
     finish_reason: str = ""
@@ -56,6 +58,7 @@ class Outcome:
     error: BaseException | None = None
     cancelled: bool = False
     tool_calls: list[dict] = field(default_factory=list)
+    endpoint: Endpoint | None = None
 
 
 def _release_connection() -> None:
@@ -70,20 +73,20 @@ def run_status(run_id) -> str | None:
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
 
 
-def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream) -> Outcome:
-    """Call the model with ``messages`` and stream its answer: text deltas are published to
-    ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the first at once,
-    then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one sets
+def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream, endpoint: Endpoint) -> Outcome:
+    """Call the model at ``endpoint`` with ``messages`` and stream its answer: text deltas are
+    published to ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the
+    first at once, then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one sets
     ``run.first_token_at``. The process's watchtower
     writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
     database connection is released while it waits on the model (before the call and after the
     first token), so waiting runs hold no connection. Never raises for the model's failure: it is
     the outcome's ``error``."""
-    outcome = Outcome()
+    outcome = Outcome(endpoint=endpoint)
     parts: list[str] = []
     calls: dict[int, dict] = {}
     if timezone.now() >= deadline_of(run):
-        return Outcome(error=_deadline_error())
+        return Outcome(error=_deadline_error(), endpoint=endpoint)
     tower = watchtower()
     watch = tower.watch(run.pk, deadline_of(run))
     response = None
@@ -91,7 +94,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     deltas = _batcher(run, stream)
     try:
         _release_connection()  # nothing is read from the database while the model thinks
-        response = get_client().chat.completions.create(
+        response = get_client(endpoint).chat.completions.create(
             model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
         )
         watch.attach(response)
@@ -99,8 +102,8 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
             chunks += 1
             _read_chunk(chunk, outcome, parts, calls, deltas)
         if not outcome.finish_reason and not watch.stopped:
-            raise _not_a_stream(response) if chunks == 0 else BrokenStream(
-                "The model's stream ended without a finish reason.")
+            raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
+                f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
         if watch.expired:
             outcome.error = _deadline_error()

@@ -67,7 +67,7 @@ def agents(api: Arbor, args) -> list[tuple[int, str]]:
         if not model or connection is None:
             raise SystemExit(f"give --agent-{side}, or --model-{side} and --connection-{side}")
         name = f"ab {model} @ {connection} {uuid.uuid4().hex[:6]}"
-        created = api.call("POST", "/agents", json={"name": name, "model": model, "connection": connection})
+        created = api.call("POST", "/agents", json={"name": name, "model": model, "connection_id": connection})
         found.append((created["id"], label or f"{model} @ {connection}"))
     return found
 

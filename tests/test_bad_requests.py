@@ -173,6 +173,21 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("get", "/api/imports"): {400, 404},
     ("get", "/api/imports/{job_id}"): {404},
     ("get", "/api/sessions/{session_id}/export/{format}"): {400, 404},
+    ("get", "/api/connections"): {400, 404},
+    ("post", "/api/connections"): {400, 403, 413},
+    ("get", "/api/connections/{connection_id}"): {404},
+    ("patch", "/api/connections/{connection_id}"): {400, 403, 404, 413},
+    ("delete", "/api/connections/{connection_id}"): {403, 404, 409},
+    ("post", "/api/connections/{connection_id}/refresh"): {403, 404},
+    ("post", "/api/connections/{connection_id}/health"): {404},
+    ("post", "/api/connections/{connection_id}/models"): {400, 403, 404, 409, 413},
+    ("patch", "/api/connections/{connection_id}/models/{model_id}"): {400, 403, 404, 413},
+    ("delete", "/api/connections/{connection_id}/models/{model_id}"): {403, 404},
+    ("get", "/api/agents"): {400, 404},
+    ("post", "/api/agents"): {400, 403, 404, 413},
+    ("get", "/api/agents/{agent_id}"): {404},
+    ("patch", "/api/agents/{agent_id}"): {400, 403, 404, 413},
+    ("delete", "/api/agents/{agent_id}"): {403, 404},
 }
 
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "memory",
+    "connections",
     "comparisons",
     "audit",
     "archive",
@@ -228,6 +229,11 @@ ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.
 # model's tokens go out in batches instead of one stream write each (engine/deltas.py).
 ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cast=float)
 
+# --- Model connections (issue 14): endpoints users add on the Connections page ------------------
+# OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
+# model-list refresh waits for an endpoint (at most the connection's own timeout).
+ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
+
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);
 # a model not listed gets ARBOR_DEFAULT_CONTEXT_WINDOW, never "compact every turn".
@@ -297,5 +303,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
+    "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
 }

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0004_run_requeued_at_run_requeues'),
+        ('conversations', '0005_run_connection'),
     ]
 
     operations = [

@@ -118,6 +118,12 @@ def other_objects(other_user, other_tree):
         values["agent_id"] = agent.pk
     except ImportError:
         pass
+    from connections.models import Connection, ConnectionModel
+
+    connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
+                                           api_key=MARKER)
+    values["connection_id"] = connection.pk
+    values["model_id"] = ConnectionModel.objects.create(connection=connection, name=f"model {MARKER}").pk
     return values
 
 
@@ -260,7 +266,8 @@ def test_every_state_change_without_a_csrf_token_is_403(user, other_tree):
     root = RunFactory(session=session)
     values = {"session_id": session.pk, "run_id": root.pk, "comparison_id": uuid.uuid4(), "turn": 0, "column": 0,
               "job_id": uuid.uuid4(), "import_id": uuid.uuid4(), "agent_id": 1, "format": "arbor",
-              "label_id": uuid.uuid4(), "prune_id": uuid.uuid4(), "share_id": uuid.uuid4(), "token": "x"}
+              "label_id": uuid.uuid4(), "prune_id": uuid.uuid4(), "share_id": uuid.uuid4(), "token": "x",
+              "connection_id": 1, "model_id": 1}
     runs_before = Run.objects.count()
     checked = 0
     for route in routes():

@@ -294,7 +294,11 @@ def test_results_json_and_csv_with_the_page_filters(api, user, chain):
     assert (best["label"], best["wins"], best["losses"], best["model"]) == ("one", 2, 1, "m1")
     assert 0 < best["ci_low"] < best["win_rate"] < best["ci_high"] <= 1 and best["rating"] > 1500
     alpha = api.get("/api/comparisons/results", {"tag": "ALPHA"}).json()
-    assert alpha["filters"] == {"tag": "alpha", "since": None, "until": None} and alpha["votes"] == 2
+    assert alpha["filters"] == {"tag": "alpha", "since": None, "until": None, "by": "configuration"}
+    assert alpha["votes"] == 2
+    by_model = api.get("/api/comparisons/results", {"by": "model"}).json()
+    assert {c["label"] for c in by_model["configurations"]} == {"Default · m1", "Default · m2"}
+    assert api.get("/api/comparisons/results", {"by": "colour"}).status_code == 400
     assert api.get("/api/comparisons/results", {"until": "2000-01-01"}).json()["comparisons"] == 0
     page_json = api.get("/compare/results.json", {"tag": "alpha"}).json()
     assert page_json == alpha  # the page's download and the API are one implementation

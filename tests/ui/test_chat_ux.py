@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 from accounts.models import Profile
 from comparisons import services as compare
 from comparisons.services import VariantSpec
+from connections import services as connections
 from conversations import branches
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
@@ -51,7 +52,7 @@ def _staff_user():
     return get_user_model().objects.create_superuser(f"staff{timezone.now().timestamp():.0f}", password="pw-123456")
 
 
-def build_site(user) -> dict:
+def build_site(user, llm_server) -> dict:
     """Sessions, branches, a fork, a finished and voted comparison: every main page has content.
     Returns the paths of the main pages (and a few objects)."""
     now = timezone.now()
@@ -80,6 +81,7 @@ def build_site(user) -> dict:
     branches.label_create(session=trip, run=last, name="with code")
     branches.label_create(session=trip, run=sibling, name="short")
     share = branches.share_create(session=trip, run=last)
+    server = connections.connection_create(user=user, name="Server B", base_url=llm_server.base_url).connection
     waiting = SessionFactory(owner=user, title="Waiting for a worker")
     queued = RunFactory(session=waiting, status=RunStatus.QUEUED, finished_at=None, turn=("Still there?", None))
     Session.objects.filter(pk=waiting.pk).update(active_run=queued, updated_at=now - timedelta(hours=6))
@@ -90,6 +92,7 @@ def build_site(user) -> dict:
         "import": "/archive/", "queued": f"/s/{waiting.pk}/",
         "branches": f"/s/{trip.pk}/branches/", "diff": f"/s/{trip.pk}/diff/?a={last.pk}&b={sibling.pk}",
         "shared": f"/shared/{branches.share_token(share)}/",
+        "connections": "/connections/", "connection": f"/connections/{server.pk}/",
         "trip": trip, "runs": runs, "last": last, "sibling": sibling,
     }
 
@@ -130,11 +133,12 @@ def open_drawer_or_sidebar(page, viewport) -> None:
         page.wait_for_timeout(250)  # the slide-in transition
 
 
-def test_every_main_page_passes_axe_in_both_themes_at_both_widths(new_page, asgi_server, celery_worker, artifacts):
+def test_every_main_page_passes_axe_in_both_themes_at_both_widths(new_page, asgi_server, celery_worker, llm_server,
+                                                                  artifacts):
     """axe-core on every main page (and the run audit page), light and dark, 1280×800 and 390×844:
     no serious or critical violation. Screenshots of the sidebar, chat, tree and comparison pages."""
     user = _staff_user()
-    paths = build_site(user)
+    paths = build_site(user, llm_server)
     audit = audited_run(user)
     pages = {k: v for k, v in paths.items() if isinstance(v, str)} | {"audit": audit}
     shots = {"chat", "tree", "comparison"}
@@ -170,11 +174,11 @@ def test_every_main_page_passes_axe_in_both_themes_at_both_widths(new_page, asgi
     assert len(found) == 1 + 4 * (len(pages) + 1)
 
 
-def test_no_horizontal_scroll_at_360_px_on_every_main_page(new_page, asgi_server, celery_worker):
+def test_no_horizontal_scroll_at_360_px_on_every_main_page(new_page, asgi_server, celery_worker, llm_server):
     """At 360 px wide nothing is wider than the viewport: top bar, chat (code, tables, long links),
     tree, search, comparisons, results, import, login."""
     user = _staff_user()
-    paths = build_site(user)
+    paths = build_site(user, llm_server)
     pages = [v for v in paths.values() if isinstance(v, str)] + [audited_run(user)]
     page = new_page((360, 740))
     page.goto(asgi_server + "/accounts/login/")
@@ -219,7 +223,7 @@ def test_comparisons_never_change_the_sessions_shown_branch(page, asgi_server, c
     expect(page.locator("article.turn").last).to_contain_text("answer 11")
     expect(page.locator(f"#turn-{runs[10].pk} .sib-pos")).to_have_text("1/3")
     expect(page.locator(f"#turn-{runs[7].pk} .sib-pos")).to_have_text("1/3")
-    expect(page.locator("#composer-model")).to_have_text("Answered by fake-model")
+    expect(page.locator("#composer-model")).to_have_text("Answered by Default · fake-model")
     expect(page.locator("article.turn .msg.assistant .role").last).not_to_contain_text("compare")
 
 
@@ -526,9 +530,9 @@ def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server,
     page.screenshot(path=str(artifacts / "ux-turn-more-menu.png"))
     page.keyboard.press("Escape")
     expect(more.locator(".more-body")).to_be_hidden()
-    expect(page.locator("#composer-model")).to_have_text("Answered by fake-model")
-    page.select_option("#id_agent", label="Poet")
-    expect(page.locator("#composer-model")).to_have_text("Answered by poet-model")
+    expect(page.locator("#composer-model")).to_have_text("Answered by Default · fake-model")
+    page.select_option("#id_agent", label="Poet (Default · poet-model)")
+    expect(page.locator("#composer-model")).to_have_text("Answered by Default · poet-model")
 
 
 def test_drawer_and_menu_open_without_javascript_on_a_phone(chromium, asgi_server):

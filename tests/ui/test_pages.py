@@ -52,10 +52,11 @@ def test_chat_query_count_does_not_grow_with_depth(client, me):
     n_shallow, _ = _count_queries(client, f"/s/{shallow.pk}/")
     n_deep, html = _count_queries(client, f"/s/{deep.pk}/")
     assert n_shallow == n_deep
-    # session, path window, siblings, totals, agents, fork source, compactions; meter: last model call,
-    # branch compactions; branch tools: the session's labels, its undoable prunes; the sessions sidebar;
-    # the user's colour theme
-    assert n_deep <= 14
+    # session, path window, siblings, totals, agents, the picker's models of the user's connections, fork
+    # source, compactions; meter: last model call, branch compactions; branch tools: the session's
+    # labels, its undoable prunes; the sessions sidebar; the user's colour theme (plus the login
+    # session and user)
+    assert n_deep <= 15
 
 
 def test_chat_shows_the_newest_turns_first_and_loads_older_ones(client, me):
@@ -485,14 +486,14 @@ def test_composer_names_the_answering_model_and_offers_stop_while_a_reply_stream
     agent = Agent.objects.create(owner=me, name="Poet", model="poet-model")
     session = SessionFactory(owner=me, default_agent=agent)
     html = client.get(f"/s/{session.pk}/").content.decode()
-    assert 'Answered by <span class="model-name">poet-model</span>' in html
-    assert '<option value="" data-model="poet-model">Default</option>' in html
+    assert 'Answered by <span class="model-name">Default · poet-model</span>' in html  # connection · model
+    assert '<option value="" data-model="Default · poet-model">Default</option>' in html
     assert 'class="stop"' not in html and '<button type="submit" class="send">' in html
     plain = SessionFactory(owner=me)
     queued = RunFactory(session=plain, status=RunStatus.QUEUED, finished_at=None, turn=("hi", None))
     Session.objects.filter(pk=plain.pk).update(active_run=queued)
     html = client.get(f"/s/{plain.pk}/").content.decode()
-    assert f'Answered by <span class="model-name">{settings.ARBOR_MODEL}</span>' in html
+    assert f'Answered by <span class="model-name">Default · {settings.ARBOR_MODEL}</span>' in html
     assert f'formaction="/s/{plain.pk}/runs/{queued.pk}/cancel"' in html  # Stop works without JavaScript too
     assert '<button type="submit" class="send" hidden>' in html
     assert 'data-status="queued"' in html and "waiting for a worker" in html and 'sse-swap="status"' in html
