@@ -24,13 +24,18 @@
   function toBottom() { window.scrollTo(0, document.documentElement.scrollHeight); }
 
   // --- announcements and focus ---------------------------------------------------------------
-  var announceTimer = null;
+  // Each message is a line of its own in the live region (aria-atomic="false": only additions are
+  // read), so one that follows quickly ("Sent", then "The reply is complete") does not cut the
+  // first off, and a repeated message is read again. Lines leave after a while.
   function announce(text) {
     var box = document.getElementById("announcer");
     if (!box || !text) { return; }
-    box.textContent = "";  // a repeated message is announced again
-    clearTimeout(announceTimer);
-    announceTimer = setTimeout(function () { box.textContent = text; }, 60);
+    setTimeout(function () {
+      var line = document.createElement("p");
+      line.textContent = text;
+      box.appendChild(line);
+      setTimeout(function () { line.remove(); }, 8000);
+    }, 60);
   }
   function focusElement(el, scroll) {
     if (!el) { return false; }
