@@ -444,28 +444,39 @@ def chain_items(start: Node, count: int, *, page: int = 200) -> list[Item]:
     return items
 
 
-def attach_previews(items: list[Item], length: int = 90) -> None:
+def run_previews(run_ids, length: int = 90) -> dict:
+    """``{run_id (UUID): (status, model, depth, preview)}`` of the runs ``run_ids``: the preview is
+    the first ``length`` characters of the run's input, whitespace folded (one query; none for no
+    ids). Cut in SQL, or after decryption when message text is encrypted at rest."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return {}
+    if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
+        inputs = dict(Message.objects.filter(run_id__in=run_ids, position=0).values_list("run_id", "content"))
+        rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
+                in Run.objects.filter(pk__in=run_ids).values_list("id", "status", "model", "depth")]
+    else:
+        rows = Run.objects.filter(pk__in=run_ids).annotate(
+            p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
+                       .values("p")[:1])
+        ).values_list("id", "status", "model", "depth", "p")
+    return {run_id: (status, model, depth, " ".join((preview or "").split()))
+            for run_id, status, model, depth, preview in rows}
+
+
+def attach_previews(items: list[Item], length: int = 90, *, also=()) -> dict:
     """Fill in status, model, depth and preview (the first ``length`` characters of the input) of
-    the runs the items show (one query)."""
+    the runs the items show (one query). ``also``: more run ids to read in the same query; returns
+    :func:`run_previews` of them all."""
     nodes = {}
     for item in items:
         if item.node is not None:
             nodes[item.node.uid] = item.node
-    if not nodes:
-        return
-    if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
-        inputs = dict(Message.objects.filter(run_id__in=list(nodes), position=0).values_list("run_id", "content"))
-        rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
-                in Run.objects.filter(pk__in=list(nodes)).values_list("id", "status", "model", "depth")]
-    else:
-        rows = Run.objects.filter(pk__in=list(nodes)).annotate(
-            p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
-                       .values("p")[:1])
-        ).values_list("id", "status", "model", "depth", "p")
-    for run_id, status, model, depth, preview in rows:
-        node = nodes[run_id]
-        node.status, node.model, node.depth = status, model, depth
-        node.preview = " ".join((preview or "").split())
+    facts = run_previews({*nodes, *also}, length)
+    for run_id, node in nodes.items():
+        if run_id in facts:
+            node.status, node.model, node.depth, node.preview = facts[run_id]
+    return facts
 
 
 # --- the sessions list ----------------------------------------------------------------------------
