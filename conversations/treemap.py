@@ -14,7 +14,9 @@
    roots at the top, one level per node (not per run: a collapsed stretch is one level).
 4. One query reads status, model, turn number and an input excerpt of the drawn runs
    (:func:`conversations.browse.run_previews`), then the SVG is written as text (every value
-   escaped): edges grouped into four ``<path>`` elements, one ``<circle>`` per node.
+   escaped): edges grouped into four ``<path>`` elements, one ``<circle>`` per node, all in one
+   ``<g class="treemap-root">`` (what the script pans and zooms: the ``<svg>`` itself keeps the
+   viewport's size, so a frame rasterises the visible area only).
 
 Node markup (what ``static/arbor/treemap.js`` reads): ``<circle class="n st-<status>[ on-path]
 [ active][ shared]" data-run-id="<run id>" data-l="<level>" data-d="<depth>" data-m="<model>"
@@ -26,10 +28,11 @@ data-f="<runs>" data-k="<branches>" data-u="<run to unfold>">``. A collapsed str
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from html import escape
 
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from core.tidytree import tidy_layout
@@ -41,7 +44,7 @@ Y_GAP = 46  # px between levels
 MARGIN = 28  # px around the drawing (room for labels on the right)
 RADIUS = 6
 PREVIEW_CHARS = 90  # the same excerpt as the list view's, so one query serves both
-MAP_BUDGET = 4000  # nodes drawn before subtrees off the active path are folded
+MAP_BUDGET = 2500  # nodes drawn before the children of nodes far from the active path are folded
 
 
 @dataclass
@@ -60,20 +63,27 @@ class MapTree:
 
 
 def _kept(skeleton: Skeleton, expand: list[Node]) -> set:
-    """Ids of the runs that get a node of their own (see the module's docstring)."""
-    nodes = skeleton.nodes
-    get = nodes.get
-    kept = set()
-    for node in nodes.values():
+    """Ids of the runs that get a node of their own (see the module's docstring). One pass over
+    the parents: a run with other than one child is kept with all its children; a run with one
+    child is kept with it where the fork's shared runs end."""
+    get = skeleton.nodes.get
+    kept = {root.id for root in skeleton.roots}
+    add = kept.add
+    for node in skeleton.nodes.values():
         kids = node.children
-        parent = get(node.parent_id) if node.parent_id is not None else None
-        if (parent is None or len(kids) != 1 or len(parent.children) != 1 or node.active
-                or kids[0].shared != node.shared or parent.shared != node.shared):
-            kept.add(node.id)
+        if len(kids) != 1:
+            add(node.id)
+            for child in kids:
+                add(child.id)
+        elif kids[0].shared != node.shared:
+            add(node.id)
+            add(kids[0].id)
+        if node.active:
+            add(node.id)
     for below in expand:  # draw the stretch above ``below`` in full
         node = get(below.parent_id) if below.parent_id is not None else None
         while node is not None and node.id not in kept:
-            kept.add(node.id)
+            add(node.id)
             node = get(node.parent_id) if node.parent_id is not None else None
     return kept
 
@@ -82,20 +92,24 @@ def reduce_tree(skeleton: Skeleton, expand: list[Node] = ()) -> MapTree:
     """The skeleton with every straight stretch collapsed into one edge (iterative, O(runs))."""
     kept = _kept(skeleton, list(expand))
     tree = MapTree()
-    stack: list = [(root, -1) for root in reversed(skeleton.roots)]
+    nodes, children, hidden = tree.nodes, tree.children, tree.hidden
+    stack = list(reversed(skeleton.roots))  # nodes to visit, and beside them their parents' indexes
+    parents = [-1] * len(stack)
     while stack:
-        node, parent = stack.pop()
+        node, parent = stack.pop(), parents.pop()
         count = 0
         while node.id not in kept:  # a run with one child inside a straight stretch
             count += 1
             node = node.children[0]
-        i = len(tree.nodes)
-        tree.nodes.append(node)
-        tree.children.append([])
-        tree.hidden.append(count)
-        tree.folded.append(0)
-        (tree.children[parent] if parent >= 0 else tree.roots).append(i)
-        stack.extend((child, i) for child in reversed(node.children))
+        i = len(nodes)
+        nodes.append(node)
+        children.append([])
+        hidden.append(count)
+        (children[parent] if parent >= 0 else tree.roots).append(i)
+        if node.children:
+            stack.extend(reversed(node.children))
+            parents.extend([i] * len(node.children))
+    tree.folded = [0] * len(nodes)
     return tree
 
 
@@ -161,6 +175,11 @@ def _folded_copy(tree: MapTree, shown: list[bool]) -> MapTree:
     return out
 
 
+def _text(node: Node) -> str:
+    """A run id as text with dashes (the skeleton's ids are that already on PostgreSQL, hex on SQLite)."""
+    return node.id if len(node.id) == 36 else str(uuid.UUID(node.id))
+
+
 def _num(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
@@ -198,6 +217,7 @@ def _edge(px: float, py: float, cx: float, cy: float) -> str:
 def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
     """Lay ``tree`` out and write it as an SVG element (see the module's docstring for the markup).
     ``facts``: :func:`conversations.browse.run_previews` of (at least) the drawn runs."""
+    facts = {str(run_id): value for run_id, value in facts.items()}
     x, levels = tidy_layout(tree.children, tree.roots)
     px = [MARGIN + v * X_GAP for v in x]
     py = [MARGIN + level * Y_GAP for level in levels]
@@ -213,7 +233,7 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
             edges[kind].append(_edge(px[i], py[i], px[k], py[k]))
             if tree.hidden[k]:
                 labels.append(f'<text class="cl" x="{_num(px[k] + 5)}" y="{_num((py[i] + py[k]) / 2 + 4)}" '
-                              f'data-run-id="{child.uid}" data-n="{tree.hidden[k]}">+{tree.hidden[k]}</text>')
+                              f'data-run-id="{_text(child)}" data-n="{tree.hidden[k]}">+{tree.hidden[k]}</text>')
         if i in tree.stubs:
             circles.append(_stub(tree, i, px[i], py[i], levels[i]))
             continue
@@ -226,19 +246,19 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
     paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d)
     runs = len(skeleton.nodes)
     label = f"Map of {runs} run{'s' if runs != 1 else ''}, drawn as {len(tree.nodes)} nodes"
-    svg = (f'<svg class="treemap-svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'role="group" aria-label="{label}"><g class="edges">{paths}</g>'
+    svg = (f'<svg class="treemap-svg" width="{width}" height="{height}" role="group" aria-label="{label}">'
+           f'<g class="treemap-root"><g class="edges">{paths}</g>'
            f'<g class="labels">{"".join(labels)}</g><g class="marks">{"".join(marks)}</g>'
-           f'<g class="nodes">{"".join(circles)}</g></svg>')
+           f'<g class="nodes">{"".join(circles)}</g></g></svg>')
     return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # noqa: S308 - escaped
 
 
 def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: float, cy: float, level: int) -> str:
-    status, model, depth, preview = facts.get(node.uid, ("", "", 0, ""))
+    status, model, depth, preview = facts.get(_text(node), ("", "", 0, ""))
     classes = f"n st-{escape(status)}" + (" on-path" if node.on_path else "") + (" active" if node.active else "") + (
         " shared" if node.shared else "")
     k, n = versions
-    return (f'<circle class="{classes}" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{node.uid}" '
+    return (f'<circle class="{classes}" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{_text(node)}" '
             f'data-l="{level}" data-d="{depth}" data-m="{escape(model)}" data-t="{escape(preview)}"'
             + (f' data-v="{k}/{n}"' if n > 1 else "") + "/>")
 
@@ -248,8 +268,8 @@ def _stub(tree: MapTree, i: int, cx: float, cy: float, level: int) -> str:
     ``?unfold=`` names to draw them); ``data-run-id`` is the first of those branches' runs."""
     parent, branches = tree.stubs[i]
     node = tree.nodes[i]
-    key = parent.uid if parent is not None else node.uid
-    return (f'<circle class="n folded" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{node.uid}" '
+    key = _text(parent if parent is not None else node)
+    return (f'<circle class="n folded" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{_text(node)}" '
             f'data-l="{level}" data-f="{tree.folded[i]}" data-k="{branches}" data-u="{key}"/>')
 
 

@@ -55,13 +55,12 @@
     this.rows = rows;
     this.width = +this.svg.getAttribute("width");
     this.height = +this.svg.getAttribute("height");
-    this.ox = this.width / 2;
-    this.oy = this.height / 2;
+    this.ox = this.oy = 0;  // Panzoom's transform origin for an SVG element inside the <svg>
     this.hidden = Object.create(null);  // run id below a collapsed stretch -> its label
     var self = this;
     this.svg.querySelectorAll("text.cl").forEach(function (t) { self.hidden[t.getAttribute("data-run-id")] = t; });
     if (this.pz) { this.pz.destroy(); }
-    this.pz = window.Panzoom(this.svg, { canvas: true, animate: false, minScale: MIN_SCALE, maxScale: MAX_SCALE,
+    this.pz = window.Panzoom(this.svg.querySelector("g.treemap-root"), { canvas: true, animate: false, minScale: MIN_SCALE, maxScale: MAX_SCALE,
                                          step: 0.25, cursor: "grab", handleStartEvent: function (e) { e.preventDefault(); } });
   };
 
@@ -71,9 +70,9 @@
   };
 
   // --- the view ---------------------------------------------------------------------------------
-  // Panzoom sets ``transform: scale(s) translate(tx, ty)`` with the origin o at the drawing's centre
-  // (it treats an outer <svg> like an HTML element), so the drawing's point p is shown at
-  // o + s * (p - o + t) in the viewport.
+  // Panzoom sets ``transform: scale(s) translate(tx, ty)`` on the drawing's <g> with the origin o at
+  // (0, 0), so the drawing's point p is shown at o + s * (p - o + t) in the viewport (the <svg>
+  // fills the viewport: a frame rasterises what is in sight, not the whole drawing).
 
   TreeMap.prototype.view = function () { var t = this.pz.getPan(); return { s: this.pz.getScale(), x: t.x, y: t.y }; };
   TreeMap.prototype.toScreen = function (px, py, v) {
