@@ -29,6 +29,7 @@ from memory.models import Compaction
 from .models import Message, Role, Run, Session, db_uuid
 
 RUN_TABLE = Run._meta.db_table
+MAX_WINDOW = 200  # turns of a branch a chat page renders at most when it reaches back to a given turn
 
 
 def as_uuid(value) -> uuid.UUID | None:
@@ -206,6 +207,57 @@ def branch_totals(leaf_id) -> dict:
         turns=Count("pk"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
     )
     return {k: v or 0 for k, v in totals.items()}
+
+
+@dataclass
+class BranchPoint:
+    """A turn of the shown branch that has other versions (siblings): version ``index`` of
+    ``count``; ``below`` is the next run of the branch (None for its leaf); ``preview`` the first
+    characters of the turn's input; ``from_leaf`` how many runs of the branch are below it."""
+
+    run_id: uuid.UUID
+    depth: int
+    index: int
+    count: int
+    below: uuid.UUID | None
+    from_leaf: int
+    preview: str = ""
+    url: str = ""  # where a link to it goes (set by the template tag that knows the pages)
+
+    @property
+    def turn(self) -> int:
+        return self.depth + 1
+
+
+def branch_points(session: Session, leaf_id, length: int = 80) -> list[BranchPoint]:
+    """The branch points of the branch from the root to ``leaf_id`` (a run id; None: none), root
+    first: every run of it with siblings in the session's tree, with its position among them (by
+    creation, as the sibling navigator counts) and the next run of the branch. Two queries at any
+    depth: the path (``Run.objects.ancestor_of``) with window functions over the siblings of its
+    runs, then :func:`run_previews` of the branch points."""
+    if leaf_id is None:
+        return []
+    path_sql, path_params = Run.objects.ancestor_of(leaf_id, inclusive=True).values("id").query.sql_with_params()
+    visible, visible_params = _visible_clause(session)
+    sql = (
+        f"SELECT id, depth, rn, total, below, leaf_depth - depth FROM ("
+        f" SELECT s.id, s.depth, s.rn, s.total, LEAD(s.id) OVER (ORDER BY s.depth) AS below,"
+        f" MAX(s.depth) OVER () AS leaf_depth FROM ("
+        f"  SELECT id, depth, ROW_NUMBER() OVER (PARTITION BY parent_run_id ORDER BY created_at, id) AS rn,"
+        f"  COUNT(*) OVER (PARTITION BY parent_run_id) AS total"
+        f"  FROM {RUN_TABLE} WHERE (parent_run_id IS NULL OR parent_run_id IN"
+        f"  (SELECT parent_run_id FROM {RUN_TABLE} WHERE id IN ({path_sql}))) AND {visible}"
+        f" ) s WHERE s.id IN ({path_sql})"
+        f") t WHERE total > 1 ORDER BY depth"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*path_params, *visible_params, *path_params])
+        rows = cursor.fetchall()
+    points = [BranchPoint(as_uuid(i), depth, rn, total, as_uuid(below), n) for i, depth, rn, total, below, n in rows]
+    previews = run_previews([p.run_id for p in points], length)
+    for point in points:
+        point.preview = previews.get(point.run_id, ("", "", 0, ""))[3]
+    return points
 
 
 def newest_leaf_below(session: Session, run: Run) -> Run:

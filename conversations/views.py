@@ -35,7 +35,7 @@ from .selectors import get_branch_run_for, get_session_for
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
-MAX_WINDOW = 200  # at most this many turns when a page must reach back to a given turn
+MAX_WINDOW = browse.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
 TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
 SESSIONS_PER_PAGE = 50
 
