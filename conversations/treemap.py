@@ -44,7 +44,7 @@ Y_GAP = 46  # px between levels
 MARGIN = 28  # px around the drawing (room for labels on the right)
 RADIUS = 6
 PREVIEW_CHARS = 90  # the same excerpt as the list view's, so one query serves both
-MAP_BUDGET = 2500  # nodes drawn before the children of nodes far from the active path are folded
+MAP_BUDGET = 1500  # nodes drawn before the children of nodes far from the active path are folded
 
 
 @dataclass

@@ -18,10 +18,12 @@ from ..browse import MAX_WINDOW, branch_points
 
 register = template.Library()
 
+PREVIEW_CHARS = 48  # the sidebar shows about one line of the input
+
 
 @register.simple_tag
 def branch_points_of(session) -> list:
-    points = branch_points(session, session.active_run_id)
+    points = branch_points(session, session.active_run_id, PREVIEW_CHARS)
     if not points:
         return []
     chat = reverse("conversations:session_detail", args=[session.pk])

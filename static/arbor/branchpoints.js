@@ -43,10 +43,14 @@
     markCurrent(turn.getAttribute("data-run-id"));
   }
 
+  // The panel's entries: <li id="bp-<run id>"><a href=…>.
+  function entries() { return Array.prototype.slice.call(document.querySelectorAll("#branch-points li[id^='bp-'] > a")); }
+  function runOf(link) { return link.parentNode.id.slice(3); }
+
   function markCurrent(runId) {
-    document.querySelectorAll(".bp-link.current").forEach(function (a) { a.classList.remove("current"); });
-    var link = runId && document.querySelector('.bp-link[data-run-id="' + runId + '"]');
-    if (link) { link.classList.add("current"); }
+    document.querySelectorAll("#branch-points a.current").forEach(function (a) { a.classList.remove("current"); });
+    var item = runId && document.getElementById("bp-" + runId);
+    if (item) { item.firstElementChild.classList.add("current"); }
   }
 
   function moveTurn(step) {
@@ -62,8 +66,7 @@
       if (list[i].querySelector(".bp-marker")) { focusTurn(list[i]); return; }
     }
     if (step < 0) {  // above the turns shown: the last panel entry whose turn is not on the page
-      var links = Array.prototype.slice.call(document.querySelectorAll("#branch-points .bp-link"));
-      var above = links.filter(function (a) { return !document.getElementById("turn-" + a.getAttribute("data-run-id")); });
+      var above = entries().filter(function (a) { return !document.getElementById("turn-" + runOf(a)); });
       if (above.length) { location.assign(above[above.length - 1].href); return; }
     }
     say(step > 0 ? "No branch point below this turn." : "No branch point above this turn.");
@@ -95,7 +98,7 @@
       "j": function () { moveTurn(1); }, "k": function () { moveTurn(-1); },
       "n": function () { moveBranchPoint(1); }, "p": function () { moveBranchPoint(-1); },
       "l": function () { switchVersion(1); }, "h": function () { switchVersion(-1); },
-      "b": function () { var first = document.querySelector("#branch-points .bp-link.current, #branch-points .bp-link"); if (first) { first.focus(); } },
+      "b": function () { var first = document.querySelector("#branch-points a.current") || entries()[0]; if (first) { first.focus(); } },
       "?": toggleKeys
     };
     if (onTurn) { actions.ArrowRight = actions.l; actions.ArrowLeft = actions.h; }
@@ -104,12 +107,12 @@
 
   // A panel entry (or a marker's link to it): jump within the page when the turn is on it.
   document.addEventListener("click", function (event) {
-    var link = event.target.closest && event.target.closest("#branch-points .bp-link");
+    var link = event.target.closest && event.target.closest("#branch-points li[id^='bp-'] > a");
     if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
-    var turn = document.getElementById("turn-" + link.getAttribute("data-run-id"));
+    var turn = document.getElementById("turn-" + runOf(link));
     if (!turn) { return; }  // not on the page: the link loads the page that shows it
     event.preventDefault();
-    history.replaceState(null, "", "#turn-" + link.getAttribute("data-run-id"));
+    history.replaceState(null, "", "#turn-" + runOf(link));
     focusTurn(turn);
   });
 

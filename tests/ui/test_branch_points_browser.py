@@ -48,9 +48,9 @@ def test_markers_and_the_panel_jump_to_the_right_turn(page, asgi_server, artifac
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
     panel = page.locator("#branch-points")
-    expect(panel.locator(".bp-link")).to_have_count(3)
-    expect(panel.locator(".bp-link").nth(0)).to_contain_text("Turn 5")
-    expect(panel.locator(".bp-link").nth(0)).to_contain_text("1/2")
+    expect(panel.locator("li > a")).to_have_count(3)
+    expect(panel.locator("li > a").nth(0)).to_contain_text("Turn 5")
+    expect(panel.locator("li > a").nth(0)).to_contain_text("1/2")
     expect(page.locator("article.turn .bp-marker")).to_have_count(2)  # turns 20 and 35 are on the page
     # a marker links to its panel entry
     turn(page, runs[34]).locator(".bp-marker").click()
@@ -70,7 +70,7 @@ def test_markers_and_the_panel_jump_to_the_right_turn(page, asgi_server, artifac
     page.wait_for_url(re.compile(rf"#turn-{runs[4].pk}$"))
     expect(turn(page, runs[4])).to_be_in_viewport()
     page.wait_for_function(f"() => document.activeElement && document.activeElement.id === 'turn-{runs[4].pk}'")
-    expect(page.locator(".bp-link.current")).to_contain_text("Turn 5")
+    expect(page.locator("#branch-points a.current")).to_contain_text("Turn 5")
     page.screenshot(path=str(artifacts / "branch-points-jump.png"))
     assert not page.problems, page.problems
 
@@ -83,7 +83,7 @@ def test_a_branch_point_far_above_opens_the_page_that_shows_it(page, asgi_server
     Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
-    page.locator("#branch-points .bp-link").click()
+    page.locator("#branch-points li > a").click()
     page.wait_for_url(re.compile(rf"/older\?before={runs[10].pk}#turn-{runs[9].pk}$"))
     expect(turn(page, runs[9])).to_be_in_viewport()
     assert not page.problems, page.problems
@@ -113,7 +113,7 @@ def test_keys_move_between_turns_branch_points_and_versions(page, asgi_server, a
     shown = turn(page, other[35])
     expect(shown).to_contain_text("other answer 35")
     expect(shown.locator(".sib-pos")).to_have_text("2/2")
-    expect(page.locator("#branch-points .bp-link").nth(2)).to_contain_text("2/2")  # the panel follows (out of band)
+    expect(page.locator("#branch-points li > a").nth(2)).to_contain_text("2/2")  # the panel follows (out of band)
     assert focused_turn(page) == str(other[35].pk)
     page.keyboard.press("l")  # there is no newer version: nothing happens, it is said
     expect(page.locator(".bp-said")).to_have_text("No newer version.")
@@ -131,7 +131,7 @@ def test_keys_move_between_turns_branch_points_and_versions(page, asgi_server, a
     # "b" goes to the panel; "p" above the turns shown follows the panel's link
     page.locator("#id_input").blur()
     page.keyboard.press("b")
-    assert page.evaluate("() => document.activeElement.classList.contains('bp-link')")
+    assert page.evaluate("() => document.activeElement.matches('#branch-points li > a')")
     turn(page, runs[19]).evaluate("t => { t.setAttribute('tabindex', '-1'); t.focus(); }")
     page.keyboard.press("p")  # turn 5: on the page if older turns have loaded by now, else a link away
     page.wait_for_function(f"() => document.activeElement && document.activeElement.id === 'turn-{runs[4].pk}'")
