@@ -180,10 +180,6 @@ def _text(node: Node) -> str:
     return node.id if len(node.id) == 36 else str(uuid.UUID(node.id))
 
 
-def _num(value: float) -> str:
-    return f"{value:.1f}".removesuffix(".0")
-
-
 @dataclass
 class TreeMap:
     svg: SafeString
@@ -207,11 +203,11 @@ def _versions(skeleton: Skeleton, node: Node, cache: dict) -> tuple[int, int]:
     return positions[node.id], len(siblings)
 
 
-def _edge(px: float, py: float, cx: float, cy: float) -> str:
+def _edge(px: int, py: int, cx: int, cy: int) -> str:
     if px == cx:
-        return f"M{_num(px)} {_num(py)}V{_num(cy)}"
-    my = _num((py + cy) / 2)
-    return f"M{_num(px)} {_num(py)}C{_num(px)} {my} {_num(cx)} {my} {_num(cx)} {_num(cy)}"
+        return f"M{px} {py}V{cy}"
+    my = (py + cy) // 2
+    return f"M{px} {py}C{px} {my} {cx} {my} {cx} {cy}"
 
 
 def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
@@ -219,7 +215,7 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
     ``facts``: :func:`conversations.browse.run_previews` of (at least) the drawn runs."""
     facts = {str(run_id): value for run_id, value in facts.items()}
     x, levels = tidy_layout(tree.children, tree.roots)
-    px = [MARGIN + v * X_GAP for v in x]
+    px = [round(MARGIN + v * X_GAP) for v in x]  # whole pixels: shorter, and as sharp
     py = [MARGIN + level * Y_GAP for level in levels]
     edges: dict = {"": [], " on-path": [], " collapsed": [], " collapsed on-path": []}
     labels: list[str] = []
@@ -232,15 +228,15 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
             kind = (" collapsed" if tree.hidden[k] else "") + (" on-path" if child.on_path else "")
             edges[kind].append(_edge(px[i], py[i], px[k], py[k]))
             if tree.hidden[k]:
-                labels.append(f'<text class="cl" x="{_num(px[k] + 5)}" y="{_num((py[i] + py[k]) / 2 + 4)}" '
+                labels.append(f'<text class="cl" x="{px[k] + 5}" y="{(py[i] + py[k]) // 2 + 4}" '
                               f'data-run-id="{_text(child)}" data-n="{tree.hidden[k]}">+{tree.hidden[k]}</text>')
         if i in tree.stubs:
             circles.append(_stub(tree, i, px[i], py[i], levels[i]))
             continue
         circles.append(_circle(_versions(skeleton, node, positions), node, facts, px[i], py[i], levels[i]))
         if node.active:
-            marks.append(f'<circle class="ring" cx="{_num(px[i])}" cy="{_num(py[i])}" r="{RADIUS + 5}"/>'
-                         f'<text class="shown" x="{_num(px[i] + RADIUS + 9)}" y="{_num(py[i] + 4)}">shown</text>')
+            marks.append(f'<circle class="ring" cx="{px[i]}" cy="{py[i]}" r="{RADIUS + 5}"/>'
+                         f'<text class="shown" x="{px[i] + RADIUS + 9}" y="{py[i] + 4}">shown</text>')
     width = int(MARGIN * 2 + (max(x) if x else 0) * X_GAP + 40)
     height = int(MARGIN * 2 + (max(levels) if levels else 0) * Y_GAP)
     paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d)
@@ -253,23 +249,23 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
     return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # noqa: S308 - escaped
 
 
-def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: float, cy: float, level: int) -> str:
+def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: int, cy: int, level: int) -> str:
     status, model, depth, preview = facts.get(_text(node), ("", "", 0, ""))
     classes = f"n st-{escape(status)}" + (" on-path" if node.on_path else "") + (" active" if node.active else "") + (
         " shared" if node.shared else "")
     k, n = versions
-    return (f'<circle class="{classes}" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{_text(node)}" '
+    return (f'<circle class="{classes}" cx="{cx}" cy="{cy}" r="{RADIUS}" data-run-id="{_text(node)}" '
             f'data-l="{level}" data-d="{depth}" data-m="{escape(model)}" data-t="{escape(preview)}"'
             + (f' data-v="{k}/{n}"' if n > 1 else "") + "/>")
 
 
-def _stub(tree: MapTree, i: int, cx: float, cy: float, level: int) -> str:
+def _stub(tree: MapTree, i: int, cx: int, cy: int, level: int) -> str:
     """A folded node: ``data-f`` runs in ``data-k`` branches below the run ``data-u`` (what
     ``?unfold=`` names to draw them); ``data-run-id`` is the first of those branches' runs."""
     parent, branches = tree.stubs[i]
     node = tree.nodes[i]
     key = _text(parent if parent is not None else node)
-    return (f'<circle class="n folded" cx="{_num(cx)}" cy="{_num(cy)}" r="{RADIUS}" data-run-id="{_text(node)}" '
+    return (f'<circle class="n folded" cx="{cx}" cy="{cy}" r="{RADIUS}" data-run-id="{_text(node)}" '
             f'data-l="{level}" data-f="{tree.folded[i]}" data-k="{branches}" data-u="{key}"/>')
 
 
