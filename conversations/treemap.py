@@ -5,8 +5,8 @@
    (runs with other versions below them), the first run of each version, the shown run (the
    session's active run) and the boundary between a fork's shared runs and its own. Each straight
    stretch between two such runs (runs with one child whose parent has one child) becomes one
-   edge labelled with the number of runs it stands for; ``expand`` names stretches to draw in full
-   (by the run just below the stretch).
+   edge labelled with the number of runs it stands for; ``expand`` names stretches to draw (by the
+   run just below the stretch; up to ``EXPAND_RUNS`` of its runs, the lowest, at a time).
 2. Past ``budget`` nodes (a bushy tree: thousands of versions), the nodes nearest the active path
    are drawn (breadth-first from it) and, under each drawn node, its other children are folded
    into one node standing for all their runs; ``unfold`` names runs whose children to draw first.
@@ -44,6 +44,7 @@ Y_GAP = 46  # px between levels
 MARGIN = 28  # px around the drawing (room for labels on the right)
 RADIUS = 6
 PREVIEW_CHARS = 90  # the same excerpt as the list view's, so one query serves both
+EXPAND_RUNS = 400  # runs of a collapsed stretch one expansion draws (the rest stays collapsed above them)
 MAP_BUDGET = 1500  # nodes drawn before the children of nodes far from the active path are folded
 
 
@@ -80,10 +81,12 @@ def _kept(skeleton: Skeleton, expand: list[Node]) -> set:
             add(kids[0].id)
         if node.active:
             add(node.id)
-    for below in expand:  # draw the stretch above ``below`` in full
+    for below in expand:  # draw the stretch above ``below``: its EXPAND_RUNS lowest runs
         node = get(below.parent_id) if below.parent_id is not None else None
-        while node is not None and node.id not in kept:
+        drawn = 0
+        while node is not None and node.id not in kept and drawn < EXPAND_RUNS:
             add(node.id)
+            drawn += 1
             node = get(node.parent_id) if node.parent_id is not None else None
     return kept
 

@@ -77,8 +77,14 @@ def test_expand_draws_a_stretch_in_full(me):
 def test_a_deep_straight_branch_is_two_nodes_and_one_edge(me):
     session = SessionFactory(owner=me)
     runs = build_chain(session, 3000)
-    tree = treemap.reduce_tree(browse.tree_skeleton(session))
+    skeleton = browse.tree_skeleton(session)
+    tree = treemap.reduce_tree(skeleton)
     assert _ids(tree) == [runs[0].pk, runs[-1].pk] and tree.hidden == [0, 2998]
+    # expanding draws the lowest EXPAND_RUNS runs of the stretch; the rest stays one edge above them
+    tree = treemap.reduce_tree(skeleton, [skeleton.get(runs[-1].pk)])
+    n = treemap.EXPAND_RUNS
+    assert _ids(tree) == [runs[0].pk] + [r.pk for r in runs[-1 - n:]]
+    assert tree.hidden[:2] == [0, 2998 - n] and not any(tree.hidden[2:])
 
 
 def test_fold_keeps_the_active_path_and_unfolds_on_demand(me, client):

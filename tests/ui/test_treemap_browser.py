@@ -184,3 +184,47 @@ def test_map_wheel_zoom_drag_pan_and_clicking_a_stretch_label(page, asgi_server,
         label.click()
     expect(page.locator("svg.treemap-svg circle.n")).to_have_count(drawn + 97)
     assert not page.problems, page.problems
+
+
+def test_map_pinch_zoom_and_drag_by_touch(chromium, asgi_server):
+    """Touch input as a phone sends it (Chromium's own touch events, through the DevTools protocol):
+    two fingers spreading zoom in, one finger dragging pans, a tap opens the branch."""
+    user = UserFactory()
+    session, runs, other = _trip(user)
+    context = chromium.new_context(viewport={"width": 420, "height": 800}, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/tree/")
+        expect(page.locator(".treemap-tools")).to_be_visible()
+        cdp = context.new_cdp_session(page)
+        vp = page.locator(".treemap-viewport").bounding_box()
+        cx, cy = vp["x"] + vp["width"] / 2, vp["y"] + vp["height"] / 2
+
+        def touch(kind, points):
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+                {"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+
+        start = transform(page)
+        touch("touchStart", [(cx - 30, cy), (cx + 30, cy)])
+        for step in range(1, 6):
+            touch("touchMove", [(cx - 30 - 20 * step, cy), (cx + 30 + 20 * step, cy)])
+        touch("touchEnd", [])
+        page.wait_for_timeout(100)
+        pinched = transform(page)
+        assert pinched["s"] > start["s"] * 1.5
+        touch("touchStart", [(cx, cy)])
+        for step in range(1, 6):
+            touch("touchMove", [(cx + 10 * step, cy + 8 * step)])
+        touch("touchEnd", [])
+        page.wait_for_timeout(100)
+        dragged = transform(page)
+        assert dragged["x"] > pinched["x"] and dragged["y"] > pinched["y"] and dragged["s"] == pinched["s"]
+        assert "/tree/" in page.url  # a drag is not a tap
+        page.locator(".treemap-tools [data-act=shown]").tap()
+        node(page, other["failed"]).tap()
+        page.wait_for_url(re.compile(rf"\?at={other['failed'].pk}"))
+        session.refresh_from_db()
+        assert session.active_run_id == other["failed"].pk
+    finally:
+        context.close()
