@@ -248,7 +248,11 @@
     else if (key === "ArrowRight") { this.panBy(-PAN_STEP, 0); }
     else if (key === "ArrowUp") { this.panBy(0, PAN_STEP); }
     else if (key === "ArrowDown") { this.panBy(0, -PAN_STEP); }
-    else if (key === "Enter" || key === " ") { var start = this.shownIndex(); this.focusNode(start >= 0 ? start : 0); }
+    else if (key === "Enter" || key === " ") {  // into the nodes: the shown run first, readable
+      var start = Math.max(0, this.shownIndex());
+      if (this.view().s < 0.5) { this.show(start, true); }
+      this.focusNode(start);
+    }
     else { handled = false; }
     if (handled) { event.preventDefault(); }
   };

@@ -5,11 +5,13 @@ stretch. Screenshots go to tests/artifacts/."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from conversations.models import Run, RunStatus, Session
+from conversations.models import Message, Role, Run, RunStatus, Session
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 from tests.ui.conftest import login
 
@@ -226,5 +228,66 @@ def test_map_pinch_zoom_and_drag_by_touch(chromium, asgi_server):
         page.wait_for_url(re.compile(rf"\?at={other['failed'].pk}"))
         session.refresh_from_db()
         assert session.active_run_id == other["failed"].pk
+    finally:
+        context.close()
+
+
+def _fan(session, parents, k: int) -> None:
+    """``k`` finished leaf runs (with their input and answer) under each of ``parents``, in bulk."""
+    now = timezone.now()
+    runs, messages = [], []
+    for parent in parents:
+        for j in range(k):
+            run = Run(id=uuid.uuid4(), session=session, parent_run=parent, depth=parent.depth + 1,
+                      status=RunStatus.SUCCEEDED, model="fake-model", created_at=now, finished_at=now)
+            runs.append(run)
+            text = f"version {j + 2} of turn {run.depth + 1}"
+            messages.append(Message(run=run, position=0, role=Role.USER, content=text))
+            messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content="ok"))
+    Run.objects.bulk_create(runs, batch_size=500)
+    Message.objects.bulk_create(messages, batch_size=1000)
+
+
+def test_a_bushy_tree_folds_past_the_budget_and_unfolds_on_click(page, asgi_server, artifacts, chromium):
+    """300 turns with 6 other versions each (2,100 nodes): the map draws 1,500 and folds the rest
+    into one node per parent; a click on a folded node draws what it stands for."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="Many versions")
+    runs = build_chain(session, 300)
+    _fan(session, runs[:-1], 6)
+    Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/tree/")
+    folded = page.locator("svg.treemap-svg circle.n.folded")
+    expect(folded.first).to_be_attached()
+    drawn = page.locator("svg.treemap-svg circle.n:not(.folded)").count()
+    assert drawn == 1500
+    page.locator(".treemap-tools [data-act=fit]").click()
+    page.screenshot(path=str(artifacts / "treemap-folded.png"))
+    # the path is drawn first, then the other versions from the root down: those of turn 300 are
+    # folded into one node, the shown run's neighbour on its level
+    page.locator(".treemap-viewport").focus()
+    page.keyboard.press("Enter")  # from the whole tree into the nodes: the shown run, at a readable scale
+    assert transform(page)["s"] == 1
+    page.keyboard.press("ArrowRight")
+    stub = page.locator("svg.treemap-svg circle.n.folded:focus")
+    expect(stub).to_have_attribute("data-u", str(runs[-2].pk))
+    expect(page.locator(".treemap-tip")).to_contain_text("6 runs in 6 branches folded here")
+    parent, first = stub.get_attribute("data-u"), stub.get_attribute("data-run-id")
+    with page.expect_response(lambda r: "/tree/map?" in r.url and "unfold=" in r.url):
+        stub.click()
+    expect(page.locator(f'svg.treemap-svg circle.n:not(.folded)[data-run-id="{first}"]')).to_have_count(1)
+    assert f"unfold={parent}" in page.url
+    assert page.evaluate("() => document.activeElement.getAttribute('data-run-id')") == first
+    assert not page.problems, page.problems
+    # without JavaScript the map is a picture in a scroll box, and the list does the rest
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        still = context.new_page()
+        login(still, asgi_server, user)
+        still.goto(f"{asgi_server}/s/{session.pk}/tree/")
+        expect(still.locator("svg.treemap-svg")).to_be_visible()
+        expect(still.locator(".treemap-tools")).to_be_hidden()
+        still.screenshot(path=str(artifacts / "treemap-nojs.png"))
     finally:
         context.close()
