@@ -1,9 +1,11 @@
-"""Forms of the start page: the comparison (input, mode, blind, tags) and one form per variant."""
+"""Forms of the start page: the comparison (input, mode, blind, tags) and one form per variant.
+The JSON API validates each variant it is given with the same :class:`VariantForm` (:func:`variant_spec`)."""
 
 from __future__ import annotations
 
 from django import forms
 
+from core.errors import InvalidInput, NotFound
 from memory.models import DEFAULT_MEMORY_ID, Agent
 
 from .models import MAX_VARIANTS, Mode
@@ -79,3 +81,33 @@ def variant_forms(data=None, *, user, initial_model: str = "") -> list[VariantFo
             initial["model"] = initial_model
         forms_.append(VariantForm(data, prefix=f"v{i}", user=user, initial=initial))
     return forms_
+
+
+CONFIG_FIELDS = ("model", "system_prompt", "params", "memory_id", "memory_window_size")
+
+
+def variant_spec(data: dict, *, user, where: str = "variant") -> VariantSpec:
+    """The :class:`VariantSpec` of one variant given as data (the JSON API's ``{"label", "agent_id"}``
+    or ``{"label", "model", "system_prompt", "params", "memory_id", "memory_window_size"}``),
+    validated by :class:`VariantForm` as on the start page; ``params`` go on to
+    :func:`core.params.clean_params` in :func:`comparisons.services.comparison_start`.
+
+    Raises NotFound for an agent the user may not pick (another user's, or one made by a
+    comparison) and InvalidInput naming ``where`` and the field: a form error, or an agent given
+    together with configuration fields (an agent is taken as it is).
+    """
+    agent_id = data.get("agent_id")
+    if agent_id is not None:
+        mixed = [name for name in CONFIG_FIELDS if data.get(name) not in (None, "", {})]
+        if mixed:
+            raise InvalidInput(f"{where}: give agent_id or a configuration ({', '.join(mixed)}), not both")
+        if not Agent.objects.pickable_by(user).filter(pk=agent_id).exists():
+            raise NotFound(f"{where}: no agent with id {agent_id}.")
+    fields = {name: data.get(name) for name in ("label", "model", "system_prompt", "memory_id", "memory_window_size")}
+    form = VariantForm({**fields, "agent": agent_id}, user=user)
+    if not form.is_valid():
+        raise InvalidInput("; ".join(f"{where}.{'agent_id' if name == 'agent' else name}: {' '.join(errors)}"
+                                     for name, errors in form.errors.items()))
+    spec = form.spec()
+    spec.params = data.get("params") or {}
+    return spec

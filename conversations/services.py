@@ -19,6 +19,7 @@ from core.params import clean_params
 from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
 
+from . import branches
 from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from .streams import TERMINAL, get_stream
 
@@ -58,19 +59,22 @@ def session_restore(*, session: Session) -> Session:
 @transaction.atomic
 @audited("run.fork")
 def session_fork(*, run: Run, owner, title: str = "") -> Session:
-    """A new session continuing from ``run``: one row, whatever the depth; nothing is copied.
+    """A new session continuing from ``run``: one row, whatever the depth; no run is copied (only
+    the labels standing on the shared turns, :func:`conversations.branches.copy_labels_to_fork`).
 
     Raises Conflict while ``run`` is still queued or running (its answer is not final yet).
     """
     if run.status in ACTIVE_STATUSES:
         raise Conflict("This run has not finished yet; fork it once it has.")
     source_title = run.session.title or "session"
-    return Session.objects.create(
+    fork = Session.objects.create(
         owner=owner,
         title=(title or f"Fork of {source_title}")[:200],
         forked_from_run=run,
         active_run=run,
     )
+    branches.copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
+    return fork
 
 
 @transaction.atomic
@@ -83,7 +87,8 @@ def session_set_active(*, session: Session, run: Run) -> Run:
     if not session.can_branch_from(run):
         raise NotFound("That run is not part of this session.")
     leaf = (
-        Run.objects.descendant_of(run, inclusive=True).filter(session=session).order_by("-created_at").first()
+        Run.objects.descendant_of(run, inclusive=True).filter(session=session).unpruned()
+        .order_by("-created_at").first()
         if run.session_id == session.pk
         else None
     ) or run

@@ -13,15 +13,11 @@ regenerate/retry, continue from here (rewind), fork, open a sibling (``< 2/3 >``
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
@@ -31,7 +27,7 @@ from memory.models import Agent
 
 from . import browse, services, treemap
 from .models import ACTIVE_STATUSES, Run, Session
-from .selectors import get_branch_run_for, get_session_for
+from .selectors import get_branch_run_for, get_session_for, undo_cutoff
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
@@ -65,10 +61,6 @@ def _agents_for(user):
 
 # --- sessions -------------------------------------------------------------------------------------
 
-def _undo_cutoff():
-    return timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS)
-
-
 @require_GET
 def session_list(request: HttpRequest) -> HttpResponse:
     """Sessions, newest activity first, with run and branch counts; ``?q=`` searches titles and
@@ -77,7 +69,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
-    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
+    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:10]
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
     context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
@@ -127,7 +119,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
 
 @require_POST
 def session_restore(request: HttpRequest, session_id) -> HttpResponse:
-    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=_undo_cutoff()).first()
+    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
     if session is None:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)

@@ -127,21 +127,22 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
 
 
 def _first_context(turn: Turn) -> BuiltContext | None:
-    """Build the run's context as a ``context`` step; on overflow the run is finalized as failed
-    and None is returned."""
-    step = Step.objects.create(run=turn.run, kind=StepKind.CONTEXT, name="build context")
+    """Build the run's context and record it as a ``context`` step (one INSERT, once built: its
+    accounting; the spec and digest are stored once, with the model call that sent them). On
+    overflow the step records the error, the run is finalized as failed and None is returned."""
+    started = timezone.now()
+    step = Step(run=turn.run, kind=StepKind.CONTEXT, name="build context", started_at=started)
     try:
         built = build_context(turn.run, path=turn.path)
     except ContextOverflow as exc:
         step.status, step.finished_at = RunStatus.FAILED, timezone.now()
         step.error = {"type": "context_overflow", "message": str(exc)}
-        step.save(update_fields=["status", "finished_at", "error"])
+        step.save()
         finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, position=turn.position)
         return None
-    step.request = {"context": built.spec.to_json(), "message_count": len(built.messages),
-                    "sha256": ctx.digest(built.messages), **built.describe()}
+    step.request = {"message_count": len(built.messages), **built.describe()}
     step.status, step.finished_at = RunStatus.SUCCEEDED, timezone.now()
-    step.save(update_fields=["request", "status", "finished_at"])
+    step.save()
     return built
 
 
@@ -186,7 +187,9 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
             tool_args["tool_choice"] = "none"
         request["tools"] = [t.name for t in turn.tools]
         request["tool_choice"] = tool_args.get("tool_choice", "auto")
-    turn.llm_step = Step.objects.create(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request))
+    # Written once, when the call is over (engine.finalize.finish_step): one INSERT, no UPDATE.
+    turn.llm_step = Step(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request),
+                         started_at=timezone.now())
     outcome = stream_answer(run, built.messages, {**turn.params, **tool_args}, turn.stream)
     _account(outcome, built.messages, turn.totals, turn.counter)
     return outcome

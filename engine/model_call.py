@@ -12,6 +12,7 @@ from django.utils import timezone
 from conversations.models import Run, RunStatus
 from conversations.streams import RunStream
 
+from .deltas import DeltaBatcher
 from .llm import get_client
 from .watcher import watchtower
 
@@ -70,8 +71,10 @@ def run_status(run_id) -> str | None:
 
 
 def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream) -> Outcome:
-    """Call the model with ``messages`` and stream its answer: each text delta is published to
-    ``stream`` as it arrives; the first one sets ``run.first_token_at``. The process's watchtower
+    """Call the model with ``messages`` and stream its answer: text deltas are published to
+    ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the first at once,
+    then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one sets
+    ``run.first_token_at``. The process's watchtower
     writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
     database connection is released while it waits on the model (before the call and after the
     first token), so waiting runs hold no connection. Never raises for the model's failure: it is
@@ -85,6 +88,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     watch = tower.watch(run.pk, deadline_of(run))
     response = None
     chunks = 0
+    deltas = _batcher(run, stream)
     try:
         _release_connection()  # nothing is read from the database while the model thinks
         response = get_client().chat.completions.create(
@@ -93,7 +97,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         watch.attach(response)
         for chunk in response:
             chunks += 1
-            _read_chunk(run, chunk, outcome, parts, calls, stream)
+            _read_chunk(chunk, outcome, parts, calls, deltas)
         if not outcome.finish_reason and not watch.stopped:
             raise _not_a_stream(response) if chunks == 0 else BrokenStream(
                 "The model's stream ended without a finish reason.")
@@ -108,6 +112,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
             outcome.error = exc
     finally:
         tower.unwatch(watch)
+        deltas.close()
     if watch.cancelled:
         outcome.cancelled = True
     elif watch.expired and outcome.error is None:
@@ -119,8 +124,15 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     return outcome
 
 
-def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict],
-                stream: RunStream) -> None:
+def _batcher(run: Run, stream: RunStream) -> DeltaBatcher:
+    """The call's delta batcher; it publishes every delta at once when the stream writes to the
+    database inside an open transaction (a test running the engine in its own transaction: the
+    flusher thread's connection could not see the run)."""
+    in_transaction = not stream.holds_no_connection and connection.in_atomic_block
+    return DeltaBatcher(run.pk, stream, interval=0.0 if in_transaction else None)
+
+
+def _read_chunk(chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict], deltas: DeltaBatcher) -> None:
     """Fold one ``chat.completion.chunk`` into the outcome (OpenAI streaming format)."""
     if getattr(chunk, "usage", None):
         outcome.prompt_tokens = chunk.usage.prompt_tokens
@@ -132,10 +144,10 @@ def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict
     if delta:
         first = not parts
         parts.append(delta)
-        stream.publish(run.pk, "delta", {"text": delta})
+        deltas.add(delta)
         if first:
-            Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
-            if stream.holds_no_connection:
+            Run.objects.filter(pk=deltas.run_id, first_token_at__isnull=True).update(first_token_at=timezone.now())
+            if deltas.stream.holds_no_connection:
                 _release_connection()  # deltas go to Redis: no database work until the answer is final
     for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
         call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})

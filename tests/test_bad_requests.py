@@ -147,8 +147,32 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("get", "/api/runs/{run_id}/events"): {404},
     ("post", "/api/runs/{run_id}/cancel"): {404, 409},
     ("post", "/api/runs/{run_id}/fork"): {404, 409},
+    ("get", "/api/sessions/{session_id}/labels"): {404},
+    ("post", "/api/sessions/{session_id}/labels"): {400, 404, 409, 413},
+    ("patch", "/api/sessions/{session_id}/labels/{label_id}"): {400, 404, 409, 413},
+    ("delete", "/api/sessions/{session_id}/labels/{label_id}"): {404},
+    ("get", "/api/runs/{a}/diff/{b}"): {404},
     ("post", "/api/runs/{run_id}/regenerate"): {400, 404, 409, 429},
     ("post", "/api/runs/{run_id}/edit"): {400, 404, 409, 413, 429},
+    # comparisons
+    ("get", "/api/comparisons/results"): {400},
+    ("get", "/api/comparisons/results.csv"): {400},
+    ("post", "/api/comparisons"): {400, 404, 409, 413, 429},
+    ("get", "/api/comparisons"): {400, 404},
+    ("get", "/api/comparisons/{comparison_id}"): {404},
+    ("get", "/api/comparisons/{comparison_id}/turns/{turn}/columns/{column}"): {400, 404},
+    ("post", "/api/comparisons/{comparison_id}/turns/{turn}/vote"): {400, 404, 409, 413},
+    ("post", "/api/comparisons/{comparison_id}/reveal"): {404, 409},
+    ("post", "/api/comparisons/{comparison_id}/resume"): {404, 429},
+    ("post", "/api/comparisons/{comparison_id}/columns/{column}/open"): {400, 404, 409},
+    # memory search
+    ("get", "/api/search"): {400, 404},
+    ("get", "/api/branches/{run_id}"): {404},
+    # archive
+    ("post", "/api/imports"): {400, 413},
+    ("get", "/api/imports"): {400, 404},
+    ("get", "/api/imports/{job_id}"): {404},
+    ("get", "/api/sessions/{session_id}/export/{format}"): {400, 404},
 }
 
 

@@ -223,6 +223,9 @@ ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3
 # How long a worker keeps retrying to publish a run's final event while Redis is unreachable
 # (its deltas are buffered meanwhile); readers get the end from the database after that.
 ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.0, cast=float)
+# Text deltas are published at most once per this many seconds per run (the first at once): a fast
+# model's tokens go out in batches instead of one stream write each (engine/deltas.py).
+ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cast=float)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);

@@ -51,8 +51,9 @@ def test_chat_query_count_does_not_grow_with_depth(client, me):
     n_deep, html = _count_queries(client, f"/s/{deep.pk}/")
     assert n_shallow == n_deep
     # session, path window, siblings, totals, agents, fork source, compactions; meter: last model call,
-    # branch compactions; branch points panel: the path's branch points, their excerpts
-    assert n_deep <= 12
+    # branch compactions; branch tools: the session's labels, its undoable prunes; branch points panel:
+    # the path's branch points, their excerpts
+    assert n_deep <= 14
 
 
 def test_chat_shows_the_newest_turns_first_and_loads_older_ones(client, me):
