@@ -109,24 +109,35 @@ class _Hello(BaseHTTPRequestHandler):
         pass
 
 
+def start_banner(llm_server, var_dir, url: str, *extra: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "start_banner", "--url", url, "--stay", *extra], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=child_env(llm_server, ARBOR_VAR_DIR=str(var_dir), **env),
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    assert proc.poll() is None  # honcho would stop every process if this one ended
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == -signal.SIGTERM
+
+
 @pytest.mark.django_db(transaction=True)  # the command runs in a child process: the admin must be committed
 def test_start_banner_waits_for_the_web_server_then_prints_and_stays(var_dir, llm_server):
+    queue = f"nobody-{time.time_ns()}"
     ensure_admin()
     password = (var_dir / "admin-password").read_text().splitlines()[2].removeprefix("password: ")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "start_banner", "--url", url, "--stay"], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=child_env(llm_server, ARBOR_VAR_DIR=str(var_dir)),
-    )
+    proc = start_banner(llm_server, var_dir, url, "--worker-timeout", "2", ARBOR_RUN_QUEUE=queue)
     server = None
     try:
         time.sleep(2.5)
         assert proc.poll() is None
         server = HTTPServer(("127.0.0.1", port), _Hello)  # the web server answers only now
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        lines = [proc.stdout.readline().rstrip("\n") for _ in range(6)]
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(7)]
         assert lines == [
             "=" * 72,
             f"  Arbor is ready: {url}",
@@ -134,16 +145,31 @@ def test_start_banner_waits_for_the_web_server_then_prints_and_stays(var_dir, ll
             f"  Password:       {password}",
             f"                  (generated; kept in {var_dir / 'admin-password'} until you change it)",
             "=" * 72,
+            f"  No worker consumes the run queue {queue!r} yet: replies wait until one starts.",
         ]
         time.sleep(1)
-        assert proc.poll() is None  # honcho would stop every process if this one ended
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == -signal.SIGTERM
+        stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
         if server is not None:
             server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_with_a_worker_on_the_run_queue_the_banner_is_all(var_dir, llm_server, celery_worker, asgi_server):
+    ensure_admin()
+    proc = start_banner(llm_server, var_dir, f"{asgi_server}/")
+    try:
+        out = [proc.stdout.readline().rstrip("\n") for _ in range(6)]
+        assert out[1] == f"  Arbor is ready: {asgi_server}/" and out[-1] == "=" * 72
+        time.sleep(3)
+        stop(proc)
+        assert proc.stdout.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_both_procfiles_print_the_banner_after_every_start():
