@@ -54,6 +54,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py ensure_admin
+	$(if $(filter 0 no off false,$(ARBOR_DEMO)),,$(PY) manage.py load_demo)
 
 run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 	@echo ">>> Arbor on http://127.0.0.1:$(PORT)/ $(if $(OPENAI_BASE_URL),(model endpoint $(OPENAI_BASE_URL)),(local model SmolLM2-135M-Instruct on port $(ARBOR_MODEL_PORT)))"
