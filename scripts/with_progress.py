@@ -59,7 +59,7 @@ def _short(what: str, limit: int = 90) -> str:
     whole compiler command, which is shortened to the file compiled (``-c``) or linked (``-o``)."""
     what = what.strip()
     compiled = re.search(r"\s-c\s+(\S+)", what)
-    linked = re.search(r"\s-o\s+(\S+)", what)
+    linked = re.search(r"\s-o\s+(\S+)", what) or re.search(r"cmake_symlink_library(?:\s+\S+)*\s+(\S+\.so)\b", what)
     if compiled:
         what = f"compiling {Path(compiled.group(1)).name}"
     elif linked:
@@ -80,7 +80,7 @@ class Reporter:
         self.label, self.every, self.heartbeat, self.out = label, every, heartbeat, out
         self.started = self.last_shown = time.monotonic()
         self.last_step_shown = 0.0
-        self.pending_step: str | None = None
+        self.pending_step: tuple[str, str] | None = None  # (counter, what) of the newest step not shown
 
     def show(self, text: str, *, prefix: str = ">>> ") -> None:
         self.out.write(f"{prefix}{text}\n")
@@ -93,22 +93,19 @@ class Reporter:
     def line(self, line: str) -> None:
         step = step_of(line)
         if step is not None:
-            counter, what = step
-            text = f"{self.label}: step {counter}, {self.elapsed()}: {what}"
+            self.pending_step = step
             if time.monotonic() - self.last_step_shown >= self.every:
-                self.show(text)
-                self.last_step_shown = time.monotonic()
-                self.pending_step = None
-            else:
-                self.pending_step = text
+                self.flush_step()
         elif SHOWN.search(line):
             self.flush_step()
             self.show(line.strip(), prefix="    ")
 
     def flush_step(self) -> None:
-        """Show the newest step not shown yet (so the last step of a phase is always seen)."""
+        """Show the newest step not shown yet, with the time elapsed now (so the last step of a
+        phase is always seen, and a long step says how long the build has been at it)."""
         if self.pending_step is not None:
-            self.show(self.pending_step)
+            counter, what = self.pending_step
+            self.show(f"{self.label}: step {counter}, {self.elapsed()}: {what}")
             self.pending_step = None
             self.last_step_shown = time.monotonic()
 

@@ -85,3 +85,30 @@ def test_the_makefile_builds_the_model_server_through_the_wrapper():
     assert "scripts/with_progress.py" in recipe
     assert "$(PIP) install -v -e '.[local-model]'" in recipe
     assert "grep" not in recipe
+
+
+def with_progress():
+    """The script as a module (it is not in a package: it runs before anything is installed)."""
+    import importlib.util  # here: loaded from its path, only by the tests that need it
+
+    spec = importlib.util.spec_from_file_location("with_progress", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("line", "step"), [
+    # The shapes of llama-cpp-python 0.3.36's `pip install -v` (scikit-build-core runs `ninja -v`), shortened.
+    ("  [1/193] /usr/bin/g++ -DGGML_BUILD -I/tmp/x/ggml/src -O3 -o vendor/llama.cpp/ggml/src/CMakeFiles/"
+     "ggml-base.dir/ggml.cpp.o -c /tmp/x/vendor/llama.cpp/ggml/src/ggml.cpp", ("1/193 (0%)", "compiling ggml.cpp")),
+    ("  [11/193] : && /usr/bin/g++ -fPIC -O3 -DNDEBUG   -shared -Wl,-soname,libggml-base.so.0 -o "
+     "bin/libggml-base.so.0.25.3 vendor/llama.cpp/ggml/src/CMakeFiles/ggml-base.dir/ggml.c.o && :",
+     ("11/193 (5%)", "linking libggml-base.so.0.25.3")),
+    ("  [12/193] /usr/bin/cmake -E cmake_symlink_library bin/libggml-base.so.0.25.3  bin/libggml-base.so.0 "
+     "bin/libggml-base.so && :", ("12/193 (6%)", "linking libggml-base.so")),
+    ("[ 42%] Building C object vendor/llama.cpp/ggml/src/CMakeFiles/ggml-base.dir/ggml.c.o",
+     ("42%", "Building C object vendor/llama.cpp/ggml/src/CMakeFiles/ggml-base.dir/ggml.c.o")),
+    ("  -- Build files have been written to: /tmp/tmpa7po4aiw/build", None),
+])
+def test_step_lines_of_a_real_build_are_read(line, step):
+    assert with_progress().step_of(line) == step
