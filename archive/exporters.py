@@ -55,6 +55,7 @@ from django.db.models import Prefetch
 from django.utils.text import slugify
 
 from conversations.models import FINISHED_STATUSES, Message, Role, Run, Session
+from conversations.selectors import get_branch_run_for, get_session_for
 from conversations.signals import session_export
 from core.errors import InvalidInput
 
@@ -340,3 +341,13 @@ def export_session(*, session: Session, format: str, run: Run | None = None) -> 
     else:
         chunks = branch_to_markdown(session, run)
     return Export(filename=f"{base}.{ext}", content_type=content_type, chunks=chunks)
+
+
+def export_for(user, session_id, format: str, run_id=None) -> Export:
+    """The export of ``user``'s session ``session_id`` in ``format`` (the download page and the API):
+    ``run_id`` picks the branch for Markdown. Raises NotFound for another user's (or an unknown, or
+    a deleted) session, a run that is not in the session's tree, and InvalidInput for an unknown
+    format."""
+    session = get_session_for(user, session_id)
+    run = get_branch_run_for(user, session, run_id) if run_id else None
+    return export_session(session=session, format=format, run=run)

@@ -1,34 +1,27 @@
 """Pages of the archive app: upload an archive (import runs in a worker, the page polls its
 progress and shows the report) and download a session as Arbor JSON, JSON Lines, ChatGPT JSON or
-Markdown. Every view checks ownership itself: another user's jobs and sessions are 404 (a
-service's NotFound becomes the site's 404 page in :class:`core.middleware.NotFoundMiddleware`).
+Markdown. Objects are looked up with ownership (:mod:`archive.selectors`,
+:func:`archive.exporters.export_for`, the same as the JSON API's :mod:`archive.api`): another
+user's jobs and sessions are 404 (a NotFound becomes the site's 404 page in
+:class:`core.middleware.NotFoundMiddleware`).
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError
+from core.errors import ArborError, InvalidInput
 
-from . import exporters, services
-from .models import ImportJob
-
-
-def _job_or_404(request, job_id: UUID) -> ImportJob:
-    job = ImportJob.objects.filter(pk=job_id, owner=request.user).first()
-    if job is None:
-        raise Http404("No such import.")
-    return job
+from . import exporters, selectors, services
 
 
 def _context(request, **extra) -> dict:
-    jobs = ImportJob.objects.filter(owner=request.user).order_by("-created_at")[:20]
+    jobs = selectors.recent_import_jobs(request.user)[:20]
     return {"jobs": jobs, "formats": services.FORMAT_CHOICES, **extra}
 
 
@@ -56,7 +49,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
     """An import's progress (polled by htmx while it runs) and, when it is done, its report."""
-    job = _job_or_404(request, job_id)
+    job = selectors.get_import_job_for(request.user, job_id)
     if request.htmx and not request.htmx.boosted:
         return render(request, "archive/job.html#progress", {"job": job})
     return render(request, "archive/job.html", {"job": job})
@@ -66,13 +59,9 @@ def job_detail(request: HttpRequest, job_id: UUID) -> HttpResponse:
 def session_export(request: HttpRequest, session_id: UUID, format: str) -> HttpResponse:
     """Download a session: ``format`` arbor, jsonl, chatgpt or markdown (``?run=`` picks the branch).
     Another user's (or an unknown) session or run is a NotFound: the site's 404 page."""
-    session = get_session_for(request.user, session_id)
-    run = get_run_for(request.user, request.GET["run"]) if request.GET.get("run") else None
-    if run is not None and not session.can_branch_from(run):
-        raise Http404("That run is not part of this session.")
     try:
-        export = exporters.export_session(session=session, format=format, run=run)
-    except ArborError as exc:
+        export = exporters.export_for(request.user, session_id, format, request.GET.get("run") or None)
+    except InvalidInput as exc:
         return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
     response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
     response["Content-Disposition"] = f'attachment; filename="{export.filename}"'

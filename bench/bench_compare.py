@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_htmx.middleware import HtmxDetails
 
 from bench.harness import ms, percentile, timed
-from comparisons import advance, services, views
+from comparisons import advance, selectors, services, views
 from comparisons.models import Comparison, Variant, VariantRun, Vote, VoteRank, config_fingerprint
 from comparisons.services import VariantSpec
 from conversations.models import Message, Role, Run, RunStatus, Session
@@ -124,9 +124,9 @@ def _bench_results(bench, user, parent_session, parent) -> None:
         _seed_votes(owner, session, root, count, rng)
         qs = Comparison.objects.owned_by(owner)
         with CaptureQueriesContext(connection) as queries:
-            data = views.compute_results(qs)
+            data = selectors.compute_results(qs)
         assert data["votes"] == count
-        times = timed(lambda: views.compute_results(qs), repeat=5, warmup=1)  # noqa: B023
+        times = timed(lambda: selectors.compute_results(qs), repeat=5, warmup=1)  # noqa: B023
         best = data["results"][0]
         rows.append([count, len(data["results"]), len(queries), ms(percentile(times, 50)),
                      f"{best.label} {best.rating:.0f}"])

@@ -9,6 +9,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
+from connections.models import Connection
 from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Run, RunStatus
 
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 
 def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
     """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent``, answered by
-    the variant's agent with its model and parameters; records the VariantRun. Returns the run."""
+    the variant's agent with its model, parameters and connection as the comparison recorded them;
+    records the VariantRun. Returns the run."""
     comparison = variant.comparison
+    connection_id = variant.config.get("connection_id")
     run = conv.run_start(
         session=comparison.session,
         input=comparison.prompts[turn],
@@ -28,6 +31,7 @@ def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
         agent=variant.agent,
         model=variant.config.get("model") or None,
         params=variant.config.get("params") or None,
+        connection=Connection.objects.filter(pk=connection_id).first() if connection_id else None,
     )
     VariantRun.objects.create(variant=variant, turn=turn, run=run)
     return run

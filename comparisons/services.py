@@ -19,8 +19,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connections.models import Connection
 from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Message, Role, Run, Session
+from conversations.selectors import get_session_for
 from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
 from core.text import clean_text
@@ -41,6 +43,7 @@ from .models import (
     VoteRank,
     config_fingerprint,
 )
+from .selectors import turn_runs, voting_finished
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +58,14 @@ class VariantSpec:
     the fields below, from which a new agent owned by the user is created. ``params``: model
     parameters, validated by :func:`core.params.clean_params` (temperature, top_p, max_tokens,
     seed, presence/frequency penalty, stop).
-    ``memory_window_size``: None keeps all messages, 0 none, N the newest N.
+    ``memory_window_size``: None keeps all messages, 0 none, N the newest N. ``connection``: the
+    model connection the variant runs on (looked up for the owner by the caller; None: the default),
+    so variants may put models of different endpoints side by side.
     """
 
     label: str
     model: str = ""
+    connection: Connection | None = None
     system_prompt: str = ""
     params: dict = field(default_factory=dict)
     memory_id: str = DEFAULT_MEMORY_ID
@@ -70,14 +76,21 @@ class VariantSpec:
 # --- configuration ---------------------------------------------------------------------------------
 
 def agent_config(agent: Agent) -> dict:
-    """The configuration of an agent that a comparison compares (and fingerprints)."""
-    return {
+    """The configuration of an agent that a comparison compares (and fingerprints). An agent on a
+    connection other than the default adds ``connection_id`` and ``connection`` (its name), so the
+    same model on two endpoints is two configurations (and configurations on the default
+    connection keep the fingerprints they had before connections existed)."""
+    config = {
         "model": agent.model or settings.ARBOR_MODEL,
         "system_prompt": agent.system_prompt,
         "params": dict(sorted((agent.params or {}).items())),
         "memory_id": agent.memory_id,
         "memory_window_size": agent.memory_window_size,
     }
+    connection = agent.connection if agent.connection_id is not None else None
+    if connection is not None and not connection.from_environment:
+        config.update(connection_id=connection.pk, connection=connection.name)
+    return config
 
 
 def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
@@ -88,6 +101,9 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         if spec.agent.owner_id not in (None, owner.pk):
             raise NotFound("No such agent.")
         return spec.agent
+    connection = spec.connection
+    if connection is not None and (connection.is_deleted or connection.owner_id not in (None, owner.pk)):
+        raise NotFound("No such connection.")
     memory_id = (spec.memory_id or DEFAULT_MEMORY_ID).strip()
     if not memory_id or len(memory_id) > 100:
         raise InvalidInput("memory_id must be 1 to 100 characters")
@@ -102,6 +118,7 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
         owner=owner,
         name=f"{spec.label[:80]}{COMPARE_NAME_MARK}{tag}",
         made_by_comparison=True,
+        connection=connection,
         model=model,
         system_prompt=spec.system_prompt or "",
         params=clean_params(spec.params),
@@ -286,13 +303,29 @@ def comparison_resume(*, comparison: Comparison) -> list[Run]:
     return started
 
 
+def branch_open(*, comparison: Comparison, column: int) -> tuple[Session, Run]:
+    """Continue a variant's branch: make the last run of column ``column`` (0-based, in the columns
+    shown) its session's active run. Returns ``(session, run)``.
+
+    Raises NotFound (no such column, no run yet, the session is deleted) and Conflict (a blind
+    comparison before its reveal: the branch would tell which variant it is).
+    """
+    if not isinstance(column, int) or not 0 <= column < len(comparison.column_order):
+        raise NotFound("No such column.")
+    if not comparison.labels_visible:
+        raise Conflict("Vote first: opening the branch would show which variant it is.")
+    last = (
+        VariantRun.objects.filter(variant__comparison=comparison, variant__position=comparison.column_order[column])
+        .select_related("run").order_by("-turn").first()
+    )
+    if last is None:
+        raise NotFound("This variant has no run yet.")
+    session = get_session_for(comparison.owner_id, comparison.session_id)
+    conv.session_set_active(session=session, run=last.run)
+    return session, last.run
+
+
 # --- voting --------------------------------------------------------------------------------------
-
-def turn_runs(comparison: Comparison, turn: int) -> dict[int, Run]:
-    """variant position → its run for ``turn`` (variants whose turn has not started are absent)."""
-    rows = VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run", "variant")
-    return {row.variant.position: row.run for row in rows}
-
 
 @transaction.atomic
 def vote_cast(
@@ -317,9 +350,7 @@ def vote_cast(
     comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
     if not isinstance(turn, int) or not 0 <= turn < comparison.turn_count:
         raise InvalidInput("No such prompt in this comparison.")
-    note = (note or "").strip()
-    if len(note) > 2000:
-        raise InvalidInput("The note is longer than 2000 characters.")
+    note = clean_text(note or "", field="note", max_length=2000, required=False, multiline=True)
     runs = turn_runs(comparison, turn)
     n = len(comparison.column_order)
     if len(runs) < n or any(run.status in ACTIVE_STATUSES for run in runs.values()):
@@ -353,30 +384,6 @@ def vote_cast(
         comparison.revealed_at = timezone.now()
         comparison.save(update_fields=["revealed_at"])
     return vote
-
-
-def voting_finished(comparison: Comparison) -> bool:
-    """Every prompt that can get a vote has one, and no run is still to come: each variant has a
-    finished run for every turn or has stopped (a replayed turn failed), and every turn whose runs
-    all finished is voted."""
-    n = len(comparison.column_order)
-    rows = list(
-        VariantRun.objects.filter(variant__comparison=comparison).values_list("variant_id", "turn", "run__status")
-    )
-    if any(status in ACTIVE_STATUSES for _, _, status in rows):
-        return False
-    turns_of: dict[int, int] = {}
-    for variant_id, _, _ in rows:
-        turns_of[variant_id] = turns_of.get(variant_id, 0) + 1
-    for variant in comparison.variants.all():
-        if turns_of.get(variant.pk, 0) < comparison.turn_count and not variant.stopped_reason:
-            return False  # a replayed turn is still to start
-    per_turn: dict[int, int] = {}
-    for _, turn, _ in rows:
-        per_turn[turn] = per_turn.get(turn, 0) + 1
-    votable = {turn for turn, count in per_turn.items() if count == n}
-    voted = set(Vote.objects.filter(comparison=comparison).values_list("turn", flat=True))
-    return votable <= voted
 
 
 @transaction.atomic

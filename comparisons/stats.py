@@ -130,6 +130,7 @@ class ConfigResult:
     label: str
     model: str
     labels: list[str] = field(default_factory=list)
+    connection: str = ""
     votes: int = 0
     games: int = 0
     wins: int = 0
@@ -156,9 +157,10 @@ def aggregate(votes: list[dict], configs: dict[str, dict], *, alpha: float = BT_
     """Results per configuration, best rating first.
 
     ``votes``: ``[{"ranks": [(config_key, rank), ...], "both_bad": bool}]``, one per vote.
-    ``configs``: config_key → ``{"label", "model", "labels"}`` (how to name it).
+    ``configs``: config_key → ``{"label", "model", "labels", "connection"}`` (how to name it).
     """
-    results = {key: ConfigResult(key=key, label=info["label"], model=info["model"], labels=list(info.get("labels", [])))
+    results = {key: ConfigResult(key=key, label=info["label"], model=info["model"], labels=list(info.get("labels", [])),
+                                 connection=info.get("connection", ""))
                for key, info in configs.items()}
     decisive: list[tuple[str, str]] = []
     for vote in votes:

@@ -1,7 +1,10 @@
 """Pages of comparisons: start form, side-by-side columns, votes, results (+ CSV/JSON export).
 
-Function views; HTMX partials (``template#partial``); every view checks ownership itself and
-answers 404 for other users' comparisons, sessions and runs.
+Function views; HTMX partials (``template#partial``); every view looks objects up through the
+selectors (:mod:`comparisons.selectors`, :mod:`conversations.selectors`), so other users'
+comparisons, sessions and runs are 404 (a NotFound is the site's 404 page). What the page reads and
+writes is the same as the JSON API's (:mod:`comparisons.api`): the board and the results come from
+the selectors, every write from :mod:`comparisons.services`.
 
 Blind comparisons: until every prompt has a vote, nothing identifying a variant is rendered: not
 its label, model, system prompt, agent, cost or database id. Columns are addressed by their
@@ -10,169 +13,40 @@ its label, model, system prompt, agent, cost or database id. Columns are address
 
 from __future__ import annotations
 
-import csv
-from collections import Counter, defaultdict
-from datetime import date, datetime, time, timedelta
+from collections import Counter
 
 from django.conf import settings
 from django.contrib import messages as flash
-from django.db.models import Count, Max
-from django.db.models.fields.json import KT
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
-from conversations import services as conv
+from connections.selectors import pickable_models
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError
-from core.prices import run_cost
 
-from . import services, stats
+from . import selectors, services, stats
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Tag, Variant, VariantRun, Vote, VoteChoice, VoteRank
+from .models import COLUMN_LETTERS, Comparison, Mode, Tag, Vote, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
 
-# --- lookups ---------------------------------------------------------------------------------------
-
-def _comparison_or_404(request, comparison_id) -> Comparison:
-    comparison = (
-        Comparison.objects.owned_by(request.user)
-        .select_related("session", "branch_point")
-        .filter(pk=comparison_id)
-        .first()
-    )
-    if comparison is None:
-        raise Http404("No such comparison.")
-    return comparison
-
-
-# --- metrics ---------------------------------------------------------------------------------------
-
-def run_metrics(run: Run) -> dict:
-    """A finished run's tokens, seconds to first token and in total, and cost in USD (None when
-    its model has no price, see :mod:`core.prices`)."""
-    return {
-        "prompt_tokens": run.prompt_tokens,
-        "completion_tokens": run.completion_tokens,
-        "ttft": run.time_to_first_token_seconds(),
-        "latency": run.latency_seconds(),
-        "cost": run_cost(run.model, run.prompt_tokens, run.completion_tokens),
-    }
-
-
 # --- the side-by-side page -----------------------------------------------------------------------
 
-def _load(comparison: Comparison) -> dict:
-    """Everything the detail page shows, in a fixed number of queries."""
-    variants = {v.position: v for v in comparison.variants.all()}
-    position_of = {v.pk: p for p, v in variants.items()}
-    rows = VariantRun.objects.filter(variant__comparison=comparison).select_related("run")
-    runs: dict[tuple[int, int], Run] = {(row.turn, position_of[row.variant_id]): row.run for row in rows}
-    answers = dict(
-        Message.objects.filter(run__in=[r.pk for r in runs.values()], position=1, role="assistant")
-        .values_list("run_id", "content")
-    )
-    votes = {v.turn: v for v in Vote.objects.filter(comparison=comparison).prefetch_related("ranks")}
-    return {"variants": variants, "position_of": position_of, "runs": runs, "answers": answers, "votes": votes}
-
-
-def _column(comparison: Comparison, index: int, variant: Variant) -> dict:
-    return {"index": index, "letter": COLUMN_LETTERS[index], "variant": variant if comparison.labels_visible else None}
-
-
-def _cell(comparison, turn: int, index: int, variant: Variant, run: Run | None, answer: str | None) -> dict:
-    cell = {"turn": turn, "index": index, "letter": COLUMN_LETTERS[index], "run": run, "answer": answer,
-            "active": run is not None and run.status in ACTIVE_STATUSES, "metrics": None, "stopped": ""}
-    if run is not None and not cell["active"]:
-        cell["metrics"] = run_metrics(run)
-        if not comparison.labels_visible:
-            cell["metrics"]["cost"] = None  # the price would tell the model
-    if run is None:
-        cell["stopped"] = variant.stopped_reason
-    return cell
-
-
-def _turns(comparison: Comparison, data: dict) -> list[dict]:
-    turns = []
-    for turn, prompt in enumerate(comparison.prompts):
-        cells = []
-        for index, position in enumerate(comparison.column_order):
-            run = data["runs"].get((turn, position))
-            answer = data["answers"].get(run.pk) if run is not None else None
-            cells.append(_cell(comparison, turn, index, data["variants"][position], run, answer))
-        complete = all(c["run"] is not None and not c["active"] for c in cells)
-        turns.append({"index": turn, "number": turn + 1, "prompt": prompt, "cells": cells, "complete": complete,
-                      "vote": _vote_view(comparison, data, data["votes"].get(turn))})
-    return turns
-
-
-def _vote_view(comparison: Comparison, data: dict, vote: Vote | None) -> dict | None:
-    """A cast vote as the page shows it: the choice in column letters; labels once visible."""
-    if vote is None:
-        return None
-    column_of = {position: index for index, position in enumerate(comparison.column_order)}
-    by_position = {data["position_of"][r.variant_id]: r.rank for r in vote.ranks.all()}
-    ranking = sorted(
-        ({"letter": COLUMN_LETTERS[column_of[p]], "rank": rank,
-          "label": data["variants"][p].label if comparison.labels_visible else None}
-         for p, rank in by_position.items()),
-        key=lambda item: (item["rank"], item["letter"]),
-    )
-    return {"vote": vote, "ranking": ranking}
-
-
-def _totals(comparison: Comparison, turns: list[dict]) -> list[dict]:
-    totals = []
-    for index in range(len(comparison.column_order)):
-        metrics = [t["cells"][index]["metrics"] for t in turns if t["cells"][index]["metrics"]]
-        total = {
-            "letter": COLUMN_LETTERS[index], "turns": len(metrics),
-            "prompt_tokens": 0, "completion_tokens": 0, "latency": 0.0, "cost": None,
-        }
-        for m in metrics:
-            total["prompt_tokens"] += m["prompt_tokens"] or 0
-            total["completion_tokens"] += m["completion_tokens"] or 0
-            total["latency"] += m["latency"] or 0.0
-            if m["cost"] is not None:
-                total["cost"] = (total["cost"] or 0.0) + m["cost"]
-        totals.append(total)
-    return totals
-
-
 def _detail_context(comparison: Comparison) -> dict:
-    data = _load(comparison)
-    columns = [_column(comparison, i, data["variants"][p]) for i, p in enumerate(comparison.column_order)]
-    turns = _turns(comparison, data)
-    last_runs = []
-    for position in comparison.column_order:
-        mine = [run for (turn, p), run in data["runs"].items() if p == position]
-        last_runs.append(max(mine, key=lambda r: r.depth) if mine else None)
-    for column, last in zip(columns, last_runs, strict=True):
-        column["last_run"] = last if comparison.labels_visible else None
-    stalled = any(
-        t["cells"][i]["run"] is None and not t["cells"][i]["stopped"]
-        for t in turns for i in range(len(columns))
-    ) and not any(c["active"] for t in turns for c in t["cells"])
-    return {
-        "comparison": comparison, "session": comparison.session, "columns": columns, "turns": turns,
-        "totals": _totals(comparison, turns), "choices": VoteChoice, "two": len(columns) == 2,
-        "rank_options": range(1, len(columns) + 1), "stalled": stalled, "cell_event": CELL_DONE_EVENT,
-        "tags": list(comparison.tags.values_list("name", flat=True)),
-        "can_reveal": comparison.blind and comparison.revealed_at is None and any(
-            c["stopped"] for t in turns for c in t["cells"]) and services.voting_finished(comparison),
-    }
+    """The page's context: :func:`comparisons.selectors.board` plus what only the template needs."""
+    state = selectors.board(comparison)
+    return {**state, "session": comparison.session, "choices": VoteChoice, "two": len(state["columns"]) == 2,
+            "rank_options": range(1, len(state["columns"]) + 1), "cell_event": CELL_DONE_EVENT}
 
 
 @require_GET
 def detail(request: HttpRequest, comparison_id) -> HttpResponse:
-    comparison = _comparison_or_404(request, comparison_id)
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
     context = _detail_context(comparison)
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/detail.html#board", context)
@@ -182,20 +56,11 @@ def detail(request: HttpRequest, comparison_id) -> HttpResponse:
 @require_GET
 def cell(request: HttpRequest, comparison_id, turn: int, column: int) -> HttpResponse:
     """One column of one prompt: streaming, waiting for its turn, or finished with its metrics."""
-    comparison = _comparison_or_404(request, comparison_id)
-    if not (0 <= turn < comparison.turn_count and 0 <= column < len(comparison.column_order)):
-        raise Http404("No such cell.")
-    position = comparison.column_order[column]
-    variant = comparison.variants.get(position=position)
-    row = VariantRun.objects.filter(variant=variant, turn=turn).select_related("run").first()
-    run = row.run if row else None
-    answer = None
-    if run is not None:
-        answer = run.messages.filter(position=1, role="assistant").values_list("content", flat=True).first()
-    context = {"comparison": comparison, "session": comparison.session,
-               "cell": _cell(comparison, turn, column, variant, run, answer)}
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    state = selectors.one_cell(comparison, turn, column)
+    context = {"comparison": comparison, "session": comparison.session, "cell": state}
     response = render(request, "comparisons/detail.html#cell", context)
-    if run is not None and run.status not in ACTIVE_STATUSES:
+    if state["run"] is not None and state["run"].status not in ACTIVE_STATUSES:
         response["HX-Trigger"] = CELL_DONE_EVENT
     return response
 
@@ -203,9 +68,8 @@ def cell(request: HttpRequest, comparison_id, turn: int, column: int) -> HttpRes
 @require_http_methods(["GET", "POST"])
 def vote(request: HttpRequest, comparison_id, turn: int) -> HttpResponse:
     """GET: the vote panel of one prompt (partial). POST: cast the vote, then back to the page."""
-    comparison = _comparison_or_404(request, comparison_id)
-    if not 0 <= turn < comparison.turn_count:
-        raise Http404("No such prompt.")
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    selectors.check_turn(comparison, turn)
     url = reverse("comparisons:detail", kwargs={"comparison_id": comparison.pk})
     if request.method == "POST":
         n = len(comparison.column_order)
@@ -236,25 +100,19 @@ def vote(request: HttpRequest, comparison_id, turn: int) -> HttpResponse:
 @require_POST
 def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpResponse:
     """Continue a variant's branch in the chat: make its last run active, go to the session page."""
-    comparison = _comparison_or_404(request, comparison_id)
-    if not 0 <= column < len(comparison.column_order):
-        raise Http404("No such column.")
-    if not comparison.labels_visible:
-        return HttpResponse("Vote first: opening the branch would show which variant it is.", status=409)
-    position = comparison.column_order[column]
-    last = (
-        VariantRun.objects.filter(variant__comparison=comparison, variant__position=position).order_by("-turn").first()
-    )
-    if last is None:
-        raise Http404("This variant has no run yet.")
-    session = get_session_for(request.user, comparison.session_id)
-    conv.session_set_active(session=session, run=last.run)
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    try:
+        session, _ = services.branch_open(comparison=comparison, column=column)
+    except ArborError as exc:
+        if exc.status == 404:
+            raise
+        return HttpResponse(exc.message, status=exc.status)
     return redirect("conversations:session_detail", session_id=session.pk)
 
 
 @require_POST
 def reveal(request: HttpRequest, comparison_id) -> HttpResponse:
-    comparison = _comparison_or_404(request, comparison_id)
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
     try:
         services.comparison_reveal(comparison=comparison)
     except ArborError as exc:
@@ -265,7 +123,7 @@ def reveal(request: HttpRequest, comparison_id) -> HttpResponse:
 @require_POST
 @limit_run_creation
 def resume(request: HttpRequest, comparison_id) -> HttpResponse:
-    comparison = _comparison_or_404(request, comparison_id)
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
     started = services.comparison_resume(comparison=comparison)
     flash.info(request, f"Started {len(started)} waiting turn(s)." if started else "Nothing was waiting.")
     return redirect("comparisons:detail", comparison_id=comparison.pk)
@@ -306,10 +164,12 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
     return comparison, 200
 
 
-def _known_models() -> list[str]:
-    """Model names to suggest: those with a context window or a price, and the default model."""
+def _known_models(user) -> list[str]:
+    """Model names to suggest: the models of the user's connections, those with a context window
+    or a price, and the default model."""
+    listed = set(pickable_models(user).values_list("name", flat=True))
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
-                  | {settings.ARBOR_MODEL})
+                  | {settings.ARBOR_MODEL} | listed)
 
 
 @require_http_methods(["GET", "POST"])
@@ -340,7 +200,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
     bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
-               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models()}
+               "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
 
 
@@ -359,58 +219,11 @@ def index(request: HttpRequest) -> HttpResponse:
 
 # --- results ---------------------------------------------------------------------------------------
 
-def _parse_filters(request) -> tuple[dict, list[str]]:
-    errors = []
-    filters = {"tag": (request.GET.get("tag") or "").strip().lower(), "since": None, "until": None}
-    for name in ("since", "until"):
-        raw = (request.GET.get(name) or "").strip()
-        if raw:
-            try:
-                value = parse_date(raw)
-            except ValueError:
-                value = None
-            if value is None:
-                errors.append(f"{name} must be a date (YYYY-MM-DD)")
-            filters[name] = value
-    return filters, errors
-
-
-def _filtered(request, filters: dict):
-    """The owner's comparisons that count: filtered, and blind ones only once revealed."""
-    qs = Comparison.objects.owned_by(request.user).exclude(blind=True, revealed_at__isnull=True)
-    if filters["tag"]:
-        qs = qs.filter(tags__name=filters["tag"])
-    tz = timezone.get_current_timezone()
-    if filters["since"]:
-        qs = qs.filter(created_at__gte=datetime.combine(filters["since"], time.min, tzinfo=tz))
-    if filters["until"]:
-        qs = qs.filter(created_at__lt=datetime.combine(filters["until"] + timedelta(days=1), time.min, tzinfo=tz))
-    return qs
-
-
-def compute_results(comparisons) -> dict:
-    """Per configuration over ``comparisons`` (a queryset), in three queries whatever the number of
-    votes: see :mod:`comparisons.stats`."""
-    ids = comparisons.values("pk")
-    labels: dict[str, Counter] = defaultdict(Counter)
-    models: dict[str, str] = {}
-    named = (
-        Variant.objects.filter(comparison__in=ids).values("config_key", "label")
-        .annotate(n=Count("pk"), model=Max(KT("config__model"))).order_by()
-    )
-    for row in named:
-        labels[row["config_key"]][row["label"]] += row["n"]
-        models[row["config_key"]] = row["model"] or settings.ARBOR_MODEL
-    configs = {key: {"label": counts.most_common(1)[0][0], "labels": sorted(counts), "model": models[key]}
-               for key, counts in labels.items()}
-    votes: dict[int, dict] = {}
-    for vote_id, choice, key, rank in VoteRank.objects.filter(vote__comparison__in=ids).values_list(
-        "vote_id", "vote__choice", "variant__config_key", "rank"
-    ).order_by("vote_id"):
-        entry = votes.setdefault(vote_id, {"ranks": [], "both_bad": choice == VoteChoice.BOTH_BAD})
-        entry["ranks"].append((key, rank))
-    results = stats.aggregate(list(votes.values()), configs)
-    return {"results": results, "comparisons": comparisons.count(), "votes": len(votes)}
+def _results(request) -> tuple[selectors.ResultFilters, dict]:
+    """The filters of the query string and the results over them (InvalidInput for a bad filter)."""
+    filters = selectors.result_filters(tag=request.GET.get("tag"), since=request.GET.get("since"),
+                                       until=request.GET.get("until"), by=request.GET.get("by"))
+    return filters, selectors.compute_results(selectors.counted_comparisons(request.user, filters), by=filters.by)
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:
@@ -432,10 +245,10 @@ def _chart(results: list[stats.ConfigResult]) -> dict:
 
 @require_GET
 def results(request: HttpRequest) -> HttpResponse:
-    filters, errors = _parse_filters(request)
-    if errors:
-        return HttpResponse("; ".join(errors), status=400)
-    data = compute_results(_filtered(request, filters))
+    try:
+        filters, data = _results(request)
+    except ArborError as exc:
+        return HttpResponse(exc.message, status=exc.status)
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
                "all_tags": Tag.objects.filter(owner=request.user).values_list("name", flat=True),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
@@ -444,47 +257,24 @@ def results(request: HttpRequest) -> HttpResponse:
     return render(request, "comparisons/results.html", context)
 
 
-EXPORT_FIELDS = ["key", "label", "model", "labels", "votes", "games", "wins", "losses", "ties", "both_bad",
-                 "decisive", "win_rate", "ci_low", "ci_high", "theta", "rating"]
-
-
-def _filename(ext: str) -> str:
-    return f"arbor-comparison-results-{date.today().isoformat()}.{ext}"
-
-
 @require_GET
 def results_csv(request: HttpRequest) -> HttpResponse:
-    filters, errors = _parse_filters(request)
-    if errors:
-        return HttpResponse("; ".join(errors), status=400)
-    data = compute_results(_filtered(request, filters))
+    try:
+        _, data = _results(request)
+    except ArborError as exc:
+        return HttpResponse(exc.message, status=exc.status)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_filename("csv")}"'
-    writer = csv.writer(response)
-    writer.writerow(EXPORT_FIELDS)
-    for r in data["results"]:
-        row = r.as_dict()
-        row["labels"] = "|".join(row["labels"])
-        writer.writerow(["" if row[f] is None else row[f] for f in EXPORT_FIELDS])
+    response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("csv")}"'
+    selectors.write_results_csv(response, data)
     return response
 
 
 @require_GET
 def results_json(request: HttpRequest) -> HttpResponse:
-    filters, errors = _parse_filters(request)
-    if errors:
-        return JsonResponse({"detail": "; ".join(errors)}, status=400)
-    data = compute_results(_filtered(request, filters))
-    body = {
-        "filters": {k: (v.isoformat() if isinstance(v, date) else v or None) for k, v in filters.items()},
-        "comparisons": data["comparisons"],
-        "votes": data["votes"],
-        "confidence": stats.CONFIDENCE,
-        "win_rate": "wins / (wins + losses) over pairwise games; Wilson score interval",
-        "rating": f"Bradley-Terry, penalised maximum likelihood (alpha={stats.BT_ALPHA}), on the Elo scale",
-        "configurations": [{k: r.as_dict()[k] for k in EXPORT_FIELDS} for r in data["results"]],
-    }
-    response = JsonResponse(body, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = f'attachment; filename="{_filename("json")}"'
+    try:
+        filters, data = _results(request)
+    except ArborError as exc:
+        return JsonResponse({"detail": exc.message}, status=exc.status)
+    response = JsonResponse(selectors.results_json(filters, data), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("json")}"'
     return response
-

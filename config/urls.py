@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from audit.urls import urlpatterns as audit_urls
-from conversations.api import api
+from config.api import api
 from conversations.audit_urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
@@ -14,6 +14,8 @@ urlpatterns = [
     path("compare/", include("comparisons.urls")),
     path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
     path("archive/", include("archive.urls")),
+    path("connections/", include("connections.urls")),
     path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
+    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

@@ -1,137 +1,36 @@
-"""The JSON API (django-ninja): OpenAPI schema at ``/api/openapi.json``.
+"""The JSON API of sessions and runs (a django-ninja router, mounted by :mod:`config.api`).
 
-Authentication: the browser session (with CSRF on unsafe methods) or ``Authorization: Bearer
-<token>`` (``manage.py create_api_token``); neither: 401. A caller never sees another user's
-sessions or runs: those answer 404 exactly as ids that do not exist. Errors are JSON
-``{"detail": "..."}`` (:class:`Detail`), and each operation's ``response=`` lists every status it
-answers (:func:`answers`), so ``/api/openapi.json`` documents them all.
+A caller never sees another user's sessions or runs: those answer 404 exactly as ids that do not
+exist. Errors are JSON ``{"detail": "..."}`` (:class:`core.api_kit.Detail`), and each operation's
+``response=`` lists every status it answers (:func:`core.api_kit.answers`), so ``/api/openapi.json``
+documents them all.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import datetime
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest
-from ninja import Field, NinjaAPI, Schema, Status
-from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.pagination import PageNumberPagination, paginate
-from ninja.parser import Parser
-from ninja.security import HttpBearer, SessionAuth
+from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.pagination import paginate
 
-from accounts.models import ApiToken
 from accounts.ratelimit import limit_run_creation
-from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError, NotFound
+from connections.selectors import get_connection_for
+from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.errors import NotFound
+from memory.selectors import get_agent_for
 
+from . import branches, services
 from . import context as ctx
-from . import services
 from .models import Message, Run, Session, Step, StepKind
-from .selectors import get_run_for, get_run_to_act_on, get_session_for
+from .selectors import get_branch_run_for, get_run_for, get_run_to_act_on, get_session_for
 from .sse import sse_response
 
 log = logging.getLogger(__name__)
 
-
-class BearerToken(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str):
-        user = ApiToken.user_for(token)
-        if user is not None:
-            request.user = user
-        return user
-
-
-class SessionCookie(SessionAuth):
-    """The browser's login session, CSRF-checked on unsafe methods. A request without a logged-in
-    session is simply not authenticated by it: with no Bearer token either it answers 401, before
-    CSRF is considered (a CSRF failure, 403, only concerns a logged-in browser)."""
-
-    def __call__(self, request: HttpRequest):
-        if not request.user.is_authenticated:
-            return None
-        return super().__call__(request)
-
-
-class JsonObjectParser(Parser):
-    """Request bodies are JSON objects: a list, a number or a string (``[null, null]``, ``5``) is
-    refused, and so is a lone surrogate (``"\\ud800"``), which no column can store. django-ninja
-    answers 400 "Cannot parse request body" (our handler adds the reason). ``NaN``/``Infinity`` are
-    refused by the field they are in (``core.params.clean_params`` names it; other fields' types)."""
-
-    def parse_body(self, request: HttpRequest) -> dict:
-        data = json.loads(request.body)
-        if not isinstance(data, dict):
-            raise ValueError("the body must be a JSON object")
-        json.dumps(data, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError for a lone surrogate
-        return data
-
-
-api = NinjaAPI(
-    title="Arbor API",
-    version="1",
-    description="Branching LLM conversations: sessions, runs (turns) and their tree. Every error is "
-                "JSON `{\"detail\": \"...\"}`.",
-    auth=[BearerToken(), SessionCookie()],
-    parser=JsonObjectParser(),
-    urls_namespace="api",
-)
-
-
-@api.exception_handler(ArborError)
-def _arbor_error(request, exc: ArborError):
-    return api.create_response(request, {"detail": exc.message}, status=exc.status)
-
-
-@api.exception_handler(Exception)
-def _unexpected_error(request, exc: Exception):
-    """Every other failure is JSON too: 503 while a backing service is down, else 500."""
-    if isinstance(exc, SERVICE_UNAVAILABLE):
-        log.warning("API %s %s: service unavailable: %s", request.method, request.path, exc)
-        response = api.create_response(request, {"detail": UNAVAILABLE_MESSAGE}, status=503)
-        response["Retry-After"] = "5"
-        return response
-    log.exception("API %s %s failed", request.method, request.path)
-    return api.create_response(request, {"detail": "Internal error; it has been logged."}, status=500)
-
-
-@api.exception_handler(ValidationError)
-def _validation_error(request, exc: ValidationError):
-    parts = []
-    for error in exc.errors:
-        where = ".".join(str(p) for p in error.get("loc", []) if p not in ("body", "payload"))
-        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-    body = {"detail": "; ".join(parts) or "invalid request", "errors": exc.errors}
-    return api.create_response(request, body, status=400)
-
-
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError):
-    detail = str(exc)
-    if exc.status_code == 400 and exc.__cause__ is not None:  # the body parser's reason (ninja shows it in DEBUG only)
-        detail = f"{detail}: {exc.__cause__}"
-    return api.create_response(request, {"detail": detail}, status=exc.status_code)
-
-
-@api.exception_handler(RequestDataTooBig)
-def _too_big(request, exc):
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    body = {"detail": f"The request body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."}
-    return api.create_response(request, body, status=413)
-
-
-@api.exception_handler(SuspiciousOperation)
-def _suspicious(request, exc):
-    return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
-
-
-@api.exception_handler(AuthenticationError)
-def _auth_error(request, exc):
-    body = {"detail": "Authentication required: log in or send a Bearer token."}
-    return api.create_response(request, body, status=401)
-
+router = Router()
 
 # --- schemas --------------------------------------------------------------------------------------
 
@@ -153,6 +52,9 @@ class RunIn(Schema):
     parent_run_id: uuid.UUID | None = None
     model: str | None = None
     params: dict | None = None
+    agent_id: int | None = Field(None, description="The agent that answers (default: the session's default agent).")
+    connection_id: int | None = Field(None, description="The model connection (default: the agent's, else the "
+                                                        "default connection).")
 
 
 class RunAccepted(Schema):
@@ -227,42 +129,7 @@ class EditIn(Schema):
     input: str
 
 
-class Detail(Schema):
-    """Every error answer: ``{"detail": "..."}`` (a 400 for a malformed field adds ``errors``)."""
-
-    detail: str
-
-
-def answers(ok: dict, *errors: int) -> dict:
-    """django-ninja's ``response=`` of an operation: ``ok`` (success status → schema) plus the
-    :class:`Detail` schema for 401 and 503 (any operation: no credentials; a backing service down)
-    and for each status in ``errors`` (400, 404, 409, 413, 429, ...)."""
-    return {**ok, **dict.fromkeys(sorted({401, 503, *errors}), Detail)}
-
-
-BODY = (400, 413)  # an operation with a JSON body: malformed or not an object (400), too large (413)
 RUN_START = (*BODY, 404, 409, 429)  # creates a run: also no such parent (404), still running (409), rate (429)
-
-MAX_PAGE_SIZE = 100
-
-
-class Pages(PageNumberPagination):
-    """Page numbers, bounded: ``page`` 1–2^31 and ``page_size`` 1–MAX_PAGE_SIZE (else 400, naming
-    the field); a page past the last one is 404 (page 1 of an empty list is an empty page)."""
-
-    class Input(Schema):
-        page: int = Field(1, ge=1, le=2**31)
-        page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE)
-
-    def paginate_queryset(self, queryset, pagination: Input, request: HttpRequest, **params) -> dict:
-        size = self._get_page_size(pagination.page_size)
-        count = self._items_count(queryset)
-        offset = (pagination.page - 1) * size
-        if offset and offset >= count:
-            last = max(1, -(-count // size))
-            raise NotFound(f"No page {pagination.page}: there {'is' if last == 1 else 'are'} {last} "
-                           f"page{'' if last == 1 else 's'} of {size}.")
-        return {self.items_attribute: queryset[offset:offset + size], "count": count}
 
 
 # --- lookups: another user's objects are 404, like missing ones ----------------------------------
@@ -294,38 +161,43 @@ def run_out(run: Run) -> dict:
 
 # --- sessions -------------------------------------------------------------------------------------
 
-@api.post("/sessions", response=answers({201: SessionOut}, *BODY), tags=["sessions"])
+@router.post("/sessions", response=answers({201: SessionOut}, *BODY), tags=["sessions"])
 def create_session(request, payload: SessionIn = None):
     session = services.session_create(owner=request.auth, title=(payload.title if payload else "") or "")
     return Status(201, _session_out(session))
 
 
-@api.get("/sessions", response=answers({200: list[SessionOut]}, 400, 404), tags=["sessions"])
+@router.get("/sessions", response=answers({200: list[SessionOut]}, 400, 404), tags=["sessions"])
 @paginate(Pages, page_size=20, max_page_size=MAX_PAGE_SIZE)
 def list_sessions(request):
     """The caller's sessions, most recently active first."""
     return Session.objects.alive().owned_by(request.auth).order_by("-updated_at")
 
 
-@api.get("/sessions/{session_id}", response=answers({200: SessionOut}, 404), tags=["sessions"])
+@router.get("/sessions/{session_id}", response=answers({200: SessionOut}, 404), tags=["sessions"])
 def get_session(request, session_id: str):
     return _session_out(get_session_for(request.auth, session_id))
 
 
-@api.delete("/sessions/{session_id}", response=answers({204: None}, 404), tags=["sessions"])
+@router.delete("/sessions/{session_id}", response=answers({204: None}, 404), tags=["sessions"])
 def delete_session(request, session_id: str):
     """Soft-delete. Forks of this session keep working."""
     services.session_delete(session=get_session_for(request.auth, session_id))
     return Status(204, None)
 
 
-@api.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
+@router.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
 @limit_run_creation
 def start_run(request, session_id: str, payload: RunIn):
     """Start a run. Without ``parent_run_id`` it continues the session's active run; with it, it
-    branches from that run (any run of the session's tree, a fork's shared ancestors included)."""
+    branches from that run (any run of the session's tree, a fork's shared ancestors included).
+    ``agent_id`` and ``connection_id`` choose who answers and where (another user's: 404)."""
     session = get_session_for(request.auth, session_id)
     kwargs = {}
+    if payload.agent_id is not None:
+        kwargs["agent"] = get_agent_for(request.auth, payload.agent_id)
+    if payload.connection_id is not None:
+        kwargs["connection"] = get_connection_for(request.auth, payload.connection_id)
     if payload.parent_run_id is not None:
         parent = Run.objects.filter(pk=payload.parent_run_id).first()
         if parent is None or not session.can_branch_from(parent):
@@ -335,7 +207,7 @@ def start_run(request, session_id: str, payload: RunIn):
     return Status(202, {"run_id": run.pk, "status": run.status})
 
 
-@api.get("/sessions/{session_id}/tree", response=answers({200: TreeOut}, 404), tags=["sessions"])
+@router.get("/sessions/{session_id}/tree", response=answers({200: TreeOut}, 404), tags=["sessions"])
 def session_tree(request, session_id: str):
     """Every run of the session's tree; ``shared`` marks a fork's ancestors from its source session."""
     session = get_session_for(request.auth, session_id)
@@ -352,7 +224,7 @@ def session_tree(request, session_id: str):
     }
 
 
-@api.post("/sessions/{session_id}/active", response=answers({200: SessionOut}, *BODY, 404), tags=["sessions"])
+@router.post("/sessions/{session_id}/active", response=answers({200: SessionOut}, *BODY, 404), tags=["sessions"])
 def set_active(request, session_id: str, payload: ActiveIn):
     """Show the branch through ``run_id`` (its newest leaf becomes the active run)."""
     session = get_session_for(request.auth, session_id)
@@ -365,12 +237,12 @@ def set_active(request, session_id: str, payload: ActiveIn):
 
 # --- runs -----------------------------------------------------------------------------------------
 
-@api.get("/runs/{run_id}", response=answers({200: RunOut}, 404), tags=["runs"])
+@router.get("/runs/{run_id}", response=answers({200: RunOut}, 404), tags=["runs"])
 def get_run(request, run_id: str):
     return run_out(get_run_for(request.auth, run_id))
 
 
-@api.get("/runs/{run_id}/context", response=answers({200: ContextOut}, 404, 409, 500), tags=["runs"])
+@router.get("/runs/{run_id}/context", response=answers({200: ContextOut}, 404, 409, 500), tags=["runs"])
 def get_run_context(request, run_id: str):
     """Exactly what the run's (last) model call sent: rebuilt from the stored spec and checked
     against the SHA-256 recorded when it was sent (``verified``; False when none was recorded).
@@ -392,7 +264,7 @@ EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`,
                                   "content": {"text/event-stream": {}}}}}
 
 
-@api.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC)
+@router.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC)
 def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = get_run_for(request.auth, run_id)
@@ -400,12 +272,12 @@ def run_events(request, run_id: str):
     return sse_response(run.pk, last)
 
 
-@api.post("/runs/{run_id}/cancel", response=answers({200: RunOut}, 404, 409), tags=["runs"])
+@router.post("/runs/{run_id}/cancel", response=answers({200: RunOut}, 404, 409), tags=["runs"])
 def cancel_run(request, run_id: str):
     return run_out(services.run_cancel(run=get_run_for(request.auth, run_id)))
 
 
-@api.post("/runs/{run_id}/fork", response=answers({201: ForkOut}, 404, 409), tags=["runs"])
+@router.post("/runs/{run_id}/fork", response=answers({201: ForkOut}, 404, 409), tags=["runs"])
 def fork_run(request, run_id: str, session_id: str | None = None):
     """A new session continuing from this run; its ancestors are shared, not copied. ``session_id``:
     the session acting (a fork forking one of its shared ancestors); default the run's own. A run
@@ -415,7 +287,7 @@ def fork_run(request, run_id: str, session_id: str | None = None):
     return Status(201, {"session_id": session.pk})
 
 
-@api.post("/runs/{run_id}/regenerate", response=answers({202: RunAccepted}, 400, 404, 409, 429), tags=["runs"])
+@router.post("/runs/{run_id}/regenerate", response=answers({202: RunAccepted}, 400, 404, 409, 429), tags=["runs"])
 @limit_run_creation
 def regenerate_run(request, run_id: str, session_id: str | None = None):
     """A sibling with the same input (also the retry of a failed run)."""
@@ -424,10 +296,154 @@ def regenerate_run(request, run_id: str, session_id: str | None = None):
     return Status(202, {"run_id": new.pk, "status": new.status})
 
 
-@api.post("/runs/{run_id}/edit", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
+@router.post("/runs/{run_id}/edit", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
 @limit_run_creation
 def edit_run(request, run_id: str, payload: EditIn, session_id: str | None = None):
     """A sibling with new input: the edited user message."""
     session, run = get_run_to_act_on(request.auth, run_id, session_id)
     new = services.run_edit(run=run, input=payload.input, session=session)
     return Status(202, {"run_id": new.pk, "status": new.status})
+
+
+# --- branch tools (issue 13): named branches (labels) and the branch diff -------------------------
+# Services and reads in conversations.branches; the word diff in conversations.diff.
+
+class LabelIn(Schema):
+    run_id: uuid.UUID
+    name: str
+
+
+class LabelRenameIn(Schema):
+    name: str
+
+
+class LabelOut(Schema):
+    id: uuid.UUID
+    session_id: uuid.UUID
+    run_id: uuid.UUID
+    name: str
+    depth: int
+    created_at: datetime
+
+
+class DiffSegment(Schema):
+    """A piece of a text: ``op`` is ``equal``, ``delete`` (only in A) or ``insert`` (only in B)."""
+
+    op: str
+    text: str
+
+
+class DiffTurn(Schema):
+    run_id: uuid.UUID
+    depth: int
+    status: str
+    model: str
+    input: str
+    answer: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_seconds: float | None
+    cost_usd: float | None
+
+
+class DiffRow(Schema):
+    """One aligned row: ``kind`` ``same``, ``changed``, ``only_a`` or ``only_b``."""
+
+    kind: str
+    a: DiffTurn | None
+    b: DiffTurn | None
+    a_input: list[DiffSegment]
+    b_input: list[DiffSegment]
+    a_answer: list[DiffSegment]
+    b_answer: list[DiffSegment]
+
+
+class DiffTotals(Schema):
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_seconds: float
+    cost_usd: float | None
+    cost_complete: bool
+
+
+class DiffOut(Schema):
+    a_run_id: uuid.UUID
+    b_run_id: uuid.UUID
+    common_ancestor_run_id: uuid.UUID | None
+    shared_turns: int
+    totals_a: DiffTotals
+    totals_b: DiffTotals
+    rows: list[DiffRow]
+
+
+def _label_out(label) -> dict:
+    return {"id": label.pk, "session_id": label.session_id, "run_id": label.run_id, "name": label.name,
+            "depth": label.run.depth, "created_at": label.created_at}
+
+
+@router.get("/sessions/{session_id}/labels", response=answers({200: list[LabelOut]}, 404), tags=["branches"])
+def list_labels(request, session_id: str):
+    """The session's named branches, oldest first (labels on pruned runs are left out)."""
+    session = get_session_for(request.auth, session_id)
+    return [_label_out(label) for label in branches.labels_of(session)]
+
+
+@router.post("/sessions/{session_id}/labels", response=answers({201: LabelOut}, *BODY, 404, 409), tags=["branches"])
+def create_label(request, session_id: str, payload: LabelIn):
+    """Name a run of the session's tree (1–60 characters, unique in the session: else 409)."""
+    session = get_session_for(request.auth, session_id)
+    run = get_branch_run_for(request.auth, session, payload.run_id)
+    return Status(201, _label_out(branches.label_create(session=session, run=run, name=payload.name)))
+
+
+@router.patch("/sessions/{session_id}/labels/{label_id}", response=answers({200: LabelOut}, *BODY, 404, 409),
+           tags=["branches"])
+def rename_label(request, session_id: str, label_id: str, payload: LabelRenameIn):
+    session = get_session_for(request.auth, session_id)
+    label = branches.get_label_for(request.auth, session, label_id)
+    return _label_out(branches.label_rename(label=label, name=payload.name))
+
+
+@router.delete("/sessions/{session_id}/labels/{label_id}", response=answers({204: None}, 404), tags=["branches"])
+def delete_label(request, session_id: str, label_id: str):
+    """Delete a label (the run is untouched)."""
+    session = get_session_for(request.auth, session_id)
+    branches.label_delete(label=branches.get_label_for(request.auth, session, label_id))
+    return Status(204, None)
+
+
+def _diff_turn(turn) -> dict | None:
+    if turn is None:
+        return None
+    return {"run_id": turn.run_id, "depth": turn.depth, "status": turn.status, "model": turn.model,
+            "input": turn.input, "answer": turn.answer, "prompt_tokens": turn.prompt_tokens,
+            "completion_tokens": turn.completion_tokens, "latency_seconds": turn.latency, "cost_usd": turn.cost}
+
+
+def _segments(segments) -> list[dict]:
+    return [{"op": op, "text": text} for op, text in segments]
+
+
+def _diff_totals(totals) -> dict:
+    return {"turns": totals.turns, "prompt_tokens": totals.prompt_tokens, "completion_tokens": totals.completion_tokens,
+            "latency_seconds": totals.latency, "cost_usd": totals.cost, "cost_complete": totals.cost_complete}
+
+
+@router.get("/runs/{a}/diff/{b}", response=answers({200: DiffOut}, 404), tags=["branches"])
+def diff_runs(request, a: str, b: str):
+    """The branches ending at runs ``a`` and ``b`` side by side from their common ancestor: turns
+    aligned (difflib over the inputs), word-level differences of inputs and answers, and each
+    branch's totals below the common ancestor (turns, tokens, latency in seconds, cost in USD)."""
+    run_a, run_b = branches.runs_for_diff(request.auth, a, b)
+    result = branches.branch_diff(run_a, run_b)
+    return {
+        "a_run_id": run_a.pk, "b_run_id": run_b.pk,
+        "common_ancestor_run_id": result["common"].run_id if result["common"] else None,
+        "shared_turns": result["shared_turns"],
+        "totals_a": _diff_totals(result["totals_a"]), "totals_b": _diff_totals(result["totals_b"]),
+        "rows": [{"kind": row.kind, "a": _diff_turn(row.a), "b": _diff_turn(row.b),
+                  "a_input": _segments(row.a_input), "b_input": _segments(row.b_input),
+                  "a_answer": _segments(row.a_answer), "b_answer": _segments(row.b_answer)}
+                 for row in result["rows"]],
+    }

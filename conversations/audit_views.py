@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from audit.access import require_staff_perm
 from audit.log import record
+from connections.selectors import endpoint_summary
 from core.redact import mask_secrets
 
 from . import context as ctx
@@ -75,11 +76,14 @@ def _step_tree(run: Run) -> list[dict]:
 
 @require_GET
 def run_audit(request: HttpRequest, run_id) -> HttpResponse:
-    """A run's audit page: place in the tree, the step trace with timings, exact requests, usage."""
+    """A run's audit page: place in the tree, the endpoint its model calls went to (connection, URL;
+    the key masked), the step trace with timings, exact requests, usage."""
     require_staff_perm(request, "conversations.view_run")
-    run = Run.objects.select_related("session__owner", "parent_run", "agent").filter(pk=run_id).first()
+    run = Run.objects.select_related("session__owner", "parent_run", "agent", "connection").filter(pk=run_id).first()
     if run is None:
         raise Http404("No such run.")
+    last_call = (run.steps.filter(kind=StepKind.LLM_CALL).order_by("-started_at", "-id")
+                 .values_list("request", flat=True).first())
     context = {
         **admin.site.each_context(request),
         "title": f"Run {run.pk}",
@@ -92,6 +96,7 @@ def run_audit(request: HttpRequest, run_id) -> HttpResponse:
         "messages_of_run": list(run.messages.order_by("position")),
         "steps": _step_tree(run),
         "params_json": _pretty(run.params),
+        "endpoint": endpoint_summary(run.connection, last_call),
         "ttft": run.time_to_first_token_seconds(),
         "latency": run.latency_seconds(),
     }

@@ -130,7 +130,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
     qs = (
         Message.objects.filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
                                                            skip_start=skip_start))
-        .select_related("run", "run__agent")
+        .select_related("run", "run__agent", "run__connection")
         .order_by("run__depth", "position")
     )
     for message in qs:
@@ -144,9 +144,11 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
 
 
 def _visible_clause(session: Session) -> tuple[str, list]:
-    """SQL restricting runs to the session's tree: its own runs and, for a fork, the shared chain."""
+    """SQL restricting runs to the session's tree: its own runs (not pruned) and, for a fork, the
+    shared chain."""
+    own = "(session_id = %s AND pruned_by_id IS NULL)"
     if session.forked_from_run_id is None:
-        return "session_id = %s", [db_uuid(session.pk)]
+        return own, [db_uuid(session.pk)]
     chain = (
         f"WITH RECURSIVE chain(id, parent_run_id) AS ("
         f" SELECT id, parent_run_id FROM {RUN_TABLE} WHERE id = %s"
@@ -154,7 +156,7 @@ def _visible_clause(session: Session) -> tuple[str, list]:
         f" SELECT r.id, r.parent_run_id FROM {RUN_TABLE} r JOIN chain c ON r.id = c.parent_run_id"
         f") SELECT id FROM chain"
     )
-    return f"(session_id = %s OR id IN ({chain}))", [db_uuid(session.pk), db_uuid(session.forked_from_run_id)]
+    return f"({own} OR id IN ({chain}))", [db_uuid(session.pk), db_uuid(session.forked_from_run_id)]
 
 
 def sibling_positions(session: Session, runs: list[Run]) -> dict:
@@ -210,9 +212,10 @@ def branch_totals(leaf_id) -> dict:
 
 def newest_leaf_below(session: Session, run: Run) -> Run:
     """The newest run of ``session`` at or below ``run`` (the branch shown when ``run`` is opened);
-    ``run`` itself when the session has nothing below it. A fork's shared run counts too."""
+    ``run`` itself when the session has nothing below it. A fork's shared run counts too; pruned
+    runs do not."""
     leaf = (
-        Run.objects.descendant_of(run, inclusive=True).filter(Q(session=session) | Q(pk=run.pk))
+        Run.objects.descendant_of(run, inclusive=True).filter(Q(session=session, pruned_by__isnull=True) | Q(pk=run.pk))
         .order_by("-created_at", "-depth").first()
     )
     return leaf or run
@@ -471,18 +474,20 @@ def attach_previews(items: list[Item], length: int = 90) -> None:
 # --- the sessions list ----------------------------------------------------------------------------
 
 def with_counts(sessions):
-    """Annotate ``run_count`` and ``branch_count`` (leaf runs: runs with no child in the session)."""
-    runs = Run.objects.filter(session=OuterRef("pk")).order_by().values("session").annotate(c=Count("pk")).values("c")
+    """Annotate ``run_count`` and ``branch_count`` (leaf runs: runs with no child in the session);
+    pruned runs are not counted."""
+    own = Run.objects.unpruned()
+    runs = own.filter(session=OuterRef("pk")).order_by().values("session").annotate(c=Count("pk")).values("c")
     leaves = (
-        Run.objects.filter(session=OuterRef("pk"))
-        .filter(~Exists(Run.objects.filter(parent_run=OuterRef("pk"), session=OuterRef("session"))))
+        own.filter(session=OuterRef("pk"))
+        .filter(~Exists(own.filter(parent_run=OuterRef("pk"), session=OuterRef("session"))))
         .order_by().values("session").annotate(c=Count("pk")).values("c")
     )
     return sessions.annotate(run_count=Subquery(runs), branch_count=Subquery(leaves))
 
 
 def search_sessions(sessions, query: str):
-    """Sessions whose title or any of whose messages match ``query``.
+    """Sessions whose title or any of whose messages (pruned runs' left out) match ``query``.
 
     PostgreSQL: full-text search (``websearch_to_tsquery`` against ``to_tsvector('english', …)``
     via django.contrib.postgres.search; the messages side is served by the GIN index
@@ -499,13 +504,15 @@ def search_sessions(sessions, query: str):
     if connection.vendor == "postgresql":
         tsquery = SearchQuery(query, config="english", search_type="websearch")
         message_hits = (
-            Message.objects.annotate(v=SearchVector("content", config="english")).filter(v=tsquery)
+            Message.objects.filter(run__pruned_by__isnull=True)
+            .annotate(v=SearchVector("content", config="english")).filter(v=tsquery)
             .values("run__session_id")
         )
         return sessions.annotate(title_v=SearchVector("title", config="english")).filter(
             Q(title_v=tsquery) | Q(title__icontains=query) | Q(pk__in=message_hits)
         )
     for word in query.split()[:8]:
-        message_hits = Message.objects.filter(content__icontains=word).values("run__session_id")
+        message_hits = Message.objects.filter(content__icontains=word, run__pruned_by__isnull=True).values(
+            "run__session_id")
         sessions = sessions.filter(Q(title__icontains=word) | Q(pk__in=message_hits))
     return sessions

@@ -43,7 +43,11 @@ class ContextSpec:
     compaction: int | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The spec as JSON, fields at their default left out (``from_json`` puts them back): it is
+        stored with every model call, so its size is paid on every turn."""
+        defaults = ContextSpec(system=None, own_upto=0)
+        data = asdict(self)
+        return {k: v for k, v in data.items() if k in ("system", "own_upto") or v != getattr(defaults, k)}
 
     @classmethod
     def from_json(cls, data: dict) -> ContextSpec:

@@ -77,16 +77,18 @@ class Session(models.Model):
         return self.deleted_at is not None
 
     def visible_runs(self) -> RunQuerySet:
-        """Every run of this session's tree: its own runs and, for a fork, the shared ancestors."""
-        own = Q_session(self)
+        """Every run of this session's tree: its own runs but pruned ones and, for a fork, the shared
+        ancestors (even when pruned in their own session: like a deleted source, that never breaks a fork)."""
+        own = Q_session(self) & models.Q(pruned_by__isnull=True)  # a pruned subtree is gone from its own tree
         if self.forked_from_run_id is None:
             return Run.objects.filter(own)
         return Run.objects.filter(own | models.Q(pk__in=_ancestor_ids_sql(self.forked_from_run_id, inclusive=True)))
 
     def can_branch_from(self, run: Run) -> bool:
-        """A run may be the parent of a new run of this session if it is in this session's tree."""
+        """A run may be the parent of a new run of this session if it is in this session's tree (an own
+        run that is pruned is not)."""
         if run.session_id == self.pk:
-            return True
+            return run.pruned_by_id is None
         if self.forked_from_run_id is None:
             return False
         return Run.objects.ancestor_of(self.forked_from_run_id, inclusive=True).filter(pk=run.pk).exists()
@@ -171,6 +173,10 @@ class RunQuerySet(models.QuerySet):
     def finished(self) -> RunQuerySet:
         return self.filter(status__in=FINISHED_STATUSES)
 
+    def unpruned(self) -> RunQuerySet:
+        """Runs not pruned from their session's tree (see :class:`Prune`)."""
+        return self.filter(pruned_by__isnull=True)
+
 
 class Run(models.Model):
     """One turn: a user input and the model's answer. ``id`` is the run_id (a UUID)."""
@@ -183,6 +189,10 @@ class Run(models.Model):
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
     agent = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    connection = models.ForeignKey(
+        "connections.Connection", null=True, blank=True, on_delete=models.RESTRICT, related_name="runs",
+        help_text="The model connection the run is sent to (copied from its agent at the start); empty: the default.",
+    )
     memory_id = models.CharField(
         max_length=100, default="default", db_index=True,
         help_text="The memory id of the agent that answered (copied: history must not change if the agent does).",
@@ -205,6 +215,10 @@ class Run(models.Model):
     requeues = models.PositiveSmallIntegerField(default=0, help_text="How often the reaper sent it again.")
     error_type = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
+    pruned_by = models.ForeignKey(
+        "Prune", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="Set while the run is pruned from its session's tree (soft delete; see conversations.branches).",
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -224,6 +238,11 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def model_label(self) -> str:
+        """``connection · model``, as the chat shows the model (the default connection when none is set)."""
+        return f"{self.connection.name if self.connection_id is not None else 'Default'} · {self.model}"
 
     @property
     def usage(self) -> dict:
@@ -433,3 +452,74 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.seq}"
+
+
+# --- branch tools (issue 13): named branches, prune, shared links ---------------------------------
+
+class BranchLabel(models.Model):
+    """A name a session's owner gives a run ("draft B"): a bookmark of the branch through it.
+
+    Labels belong to a session: a fork copies the labels on its shared ancestors when it is made
+    and from then on its labels are its own (renaming one never renames the other's)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="branch_labels")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="branch_labels")
+    name = models.CharField(max_length=60)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "name"], name="branchlabel_session_name")]
+        ordering = ["created_at", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prune(models.Model):
+    """A subtree cut from a session's tree: its own runs at and below ``run`` get ``pruned_by``.
+
+    A soft delete like a session's: the owner may undo it for ``ARBOR_UNDO_DELETE_SECONDS``, then
+    it stays hidden. Runs of other sessions below (a fork's) are never touched, and a fork whose
+    shared ancestors were pruned keeps reading them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="prunes")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", help_text="The root of the subtree.")
+    run_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+    active_before = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The session's active run when the prune moved it away (given back on undo).",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Prune of {self.run_count} run(s) below {self.run_id}"
+
+
+class BranchShare(models.Model):
+    """A read-only link to one branch: the path from the root to ``run``, nothing else.
+
+    The link carries a token signed with the site's key (:mod:`conversations.branches`); the row
+    makes it revocable and lets it expire."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="branch_shares")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", help_text="The last turn shown.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share of the branch to {self.run_id}"
+
+    def is_live(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -3,7 +3,9 @@ message stands on (with a button to continue the session from there). Mounted at
 under the URL namespace ``memory`` (:mod:`conversations.search_urls`).
 
 Search modes: ``semantic`` (meaning, :func:`conversations.search.search_messages`) and ``keyword``
-(words, in the database: :func:`conversations.search.keyword_search`). Keyword search cannot run
+(words, in the database: :func:`conversations.search.keyword_search`); the page and the JSON API
+(:mod:`conversations.search_api`) read their parameters with the same
+:func:`conversations.search.parse_search`. Keyword search cannot run
 while encryption at rest is on — the database only holds ciphertext — and semantic search may be
 off or missing its model; either way the page says so in words instead of failing.
 """
@@ -16,44 +18,33 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from core.errors import InvalidInput
 from core.fields import encryption_enabled
 
 from . import search
 from .models import Message
 from .selectors import get_run_for
 
-MODES = ("semantic", "keyword")
-
-
-def _search_notice(mode: str, top_k: int, query: str) -> str:
-    """Why the request cannot be answered ("" when it can)."""
-    if mode not in MODES:
-        return f"Unknown search mode {mode!r}: choose semantic or keyword."
-    if not 1 <= top_k <= 100:
-        return "k must be a whole number from 1 to 100."
-    if len(query) > 1000:
-        return "The query is longer than 1000 characters."
-    return ""
-
 
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
-    """``?q=words&mode=semantic|keyword&k=10``: results with links to their branches (400 with a
-    notice for a bad mode, k or query)."""
-    query = (request.GET.get("q") or "").strip()
-    mode = request.GET.get("mode") or "semantic"
-    context = {"query": query, "mode": mode, "modes": MODES, "hits": [], "notice": "",
-               "encrypted": encryption_enabled()}
+    """``?q=words&mode=semantic|keyword&k=10`` and the filters ``session``, ``role``, ``since``,
+    ``until`` (:func:`conversations.search.parse_search`, as the API reads them): results with
+    links to their branches (400 with a notice for a bad parameter)."""
+    get = request.GET
+    context = {"query": (get.get("q") or "").strip(), "mode": get.get("mode") or "semantic", "modes": search.MODES,
+               "hits": [], "notice": "", "encrypted": encryption_enabled(), "roles": search.SEARCHABLE_ROLES,
+               "filters": {name: get.get(name) or "" for name in ("session", "role", "since", "until")}}
+    status = 200
     try:
-        top_k = int(request.GET.get("k") or 10)
-    except ValueError:
-        top_k = 0
-    context["notice"] = _search_notice(mode, top_k, query)
-    status = 400 if context["notice"] else 200
-    if query and status == 200:
-        find = search.search_messages if mode == "semantic" else search.keyword_search
+        wanted = search.parse_search(query=get.get("q"), mode=context["mode"], top_k=get.get("k") or 10,
+                                     session_id=get.get("session"), role=get.get("role"), since=get.get("since"),
+                                     until=get.get("until"))
+    except InvalidInput as exc:
+        context["notice"], status = exc.message, 400
+    else:
         try:
-            context["hits"] = find(user=request.user, query=query, top_k=top_k)
+            context["hits"] = search.find(request.user, wanted)
         except search.SemanticSearchUnavailable as exc:
             context["notice"] = str(exc)
     template = "memory/search.html#results" if request.htmx and not request.htmx.boosted else "memory/search.html"

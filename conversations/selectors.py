@@ -9,6 +9,10 @@ own 404 (JSON for the API, HTML for pages).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from core.errors import NotFound
 
@@ -20,6 +24,12 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise NotFound(f"No {what} with id {value!r}.") from None
+
+
+def undo_cutoff() -> datetime:
+    """The oldest moment a soft delete (a session, a pruned subtree) may still be undone:
+    ``ARBOR_UNDO_DELETE_SECONDS`` (600) ago. Older deletes stay hidden for good."""
+    return timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS)
 
 
 def get_session_for(user, session_id) -> Session:

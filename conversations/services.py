@@ -19,10 +19,12 @@ from core.params import clean_params
 from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
 
+from . import branches
 from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
 from .streams import TERMINAL, get_stream
 
 _ACTIVE = object()  # "continue from the session's active run"
+_AGENTS = object()  # "the agent's connection"
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -58,19 +60,22 @@ def session_restore(*, session: Session) -> Session:
 @transaction.atomic
 @audited("run.fork")
 def session_fork(*, run: Run, owner, title: str = "") -> Session:
-    """A new session continuing from ``run``: one row, whatever the depth; nothing is copied.
+    """A new session continuing from ``run``: one row, whatever the depth; no run is copied (only
+    the labels standing on the shared turns, :func:`conversations.branches.copy_labels_to_fork`).
 
     Raises Conflict while ``run`` is still queued or running (its answer is not final yet).
     """
     if run.status in ACTIVE_STATUSES:
         raise Conflict("This run has not finished yet; fork it once it has.")
     source_title = run.session.title or "session"
-    return Session.objects.create(
+    fork = Session.objects.create(
         owner=owner,
         title=(title or f"Fork of {source_title}")[:200],
         forked_from_run=run,
         active_run=run,
     )
+    branches.copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
+    return fork
 
 
 @transaction.atomic
@@ -83,7 +88,8 @@ def session_set_active(*, session: Session, run: Run) -> Run:
     if not session.can_branch_from(run):
         raise NotFound("That run is not part of this session.")
     leaf = (
-        Run.objects.descendant_of(run, inclusive=True).filter(session=session).order_by("-created_at").first()
+        Run.objects.descendant_of(run, inclusive=True).filter(session=session).unpruned()
+        .order_by("-created_at").first()
         if run.session_id == session.pk
         else None
     ) or run
@@ -144,11 +150,14 @@ def run_start(
     model: str | None = None,
     params: dict | None = None,
     agent=None,
+    connection=_AGENTS,
 ) -> Run:
     """Create a queued run and enqueue its execution after commit.
 
     ``agent`` (a :class:`memory.models.Agent`, default: the session's default agent) answers the
     run: its model, parameters and ``memory_id`` apply unless ``model``/``params`` override them.
+    ``connection`` (a :class:`connections.models.Connection`; None: the default connection) is the
+    endpoint the run is sent to; omitted: the agent's (copied, as the model is).
 
     ``parent`` omitted: continue from the session's active run (a root run if there is none).
     ``parent=None``: a new root. Otherwise ``parent`` must be in the session's tree and finished.
@@ -176,6 +185,9 @@ def run_start(
     run_params = _run_params(params, agent)
     if agent is not None:
         model = model or agent.model or None
+    connection_id = getattr(connection, "pk", None)
+    if connection is _AGENTS:
+        connection_id = agent.connection_id if agent is not None else None
     now = timezone.now()
     run = Run.objects.create(
         session=session,
@@ -185,6 +197,7 @@ def run_start(
         model=(model or settings.ARBOR_MODEL)[:200],
         params=run_params,
         agent=agent,
+        connection_id=connection_id,
         memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
         created_at=now,
     )
@@ -214,7 +227,7 @@ def run_regenerate(*, run: Run, session: Session | None = None) -> Run:
     session = session or run.session
     parent = run.parent_run
     return run_start(session=session, input=run_input(run), parent=parent, model=run.model, params=run.params,
-                     agent=run.agent)
+                     agent=run.agent, connection=run.connection)
 
 
 @audited("run.edit")
@@ -222,7 +235,7 @@ def run_edit(*, run: Run, input: str, session: Session | None = None) -> Run:
     """A sibling of ``run`` with new input: an edited user message."""
     session = session or run.session
     return run_start(session=session, input=input, parent=run.parent_run, model=run.model, params=run.params,
-                     agent=run.agent)
+                     agent=run.agent, connection=run.connection)
 
 
 @transaction.atomic

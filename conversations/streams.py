@@ -84,7 +84,8 @@ class RedisRunStream:
         self.url = url
         self._sync = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._pending: dict[str, list[tuple[str, dict]]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts; each run's writes hold its own lock
+        self._run_locks: dict[str, threading.Lock] = {}
 
     @staticmethod
     def key(run_id) -> str:
@@ -95,6 +96,7 @@ class RedisRunStream:
         key = self.key(run_id)
         with self._lock:
             self._pending.setdefault(key, []).append((type, data or {}))
+            self._run_locks.setdefault(key, threading.Lock())
         deadline = time.monotonic() + (settings.ARBOR_STREAM_PUBLISH_DEADLINE if type == TERMINAL else 0)
         while True:
             try:
@@ -110,17 +112,26 @@ class RedisRunStream:
                 time.sleep(0.5)
 
     def _flush(self, key: str) -> str:
-        """Write the run's buffered events in order (the last one written is the newest)."""
+        """Write the run's buffered events in order (the last one written is the newest). One run's
+        writes hold that run's lock, so other runs' threads write meanwhile."""
         event_id = b""
         with self._lock:
-            pending = self._pending.get(key, [])
-            while pending:
-                type, data = pending[0]
+            run_lock = self._run_locks.setdefault(key, threading.Lock())
+        with run_lock:
+            while True:
+                with self._lock:
+                    pending = self._pending.get(key)
+                    if not pending:
+                        self._pending.pop(key, None)
+                        break
+                    type, data = pending[0]
                 event_id = self._sync.xadd(key, {"type": type, "data": json.dumps(data)})
-                pending.pop(0)
+                with self._lock:
+                    pending.pop(0)
                 if type == TERMINAL:
                     self._sync.expire(key, settings.ARBOR_STREAM_RETENTION_SECONDS)
-            self._pending.pop(key, None)
+                    with self._lock:
+                        self._run_locks.pop(key, None)
         return event_id.decode()
 
     def exists(self, run_id) -> bool | None:

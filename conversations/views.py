@@ -13,25 +13,22 @@ regenerate/retry, continue from here (rewind), fork, open a sibling (``< 2/3 >``
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
+from connections.selectors import find_model, pickable_models
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
 
 from . import browse, services
 from .models import ACTIVE_STATUSES, Run, Session
-from .selectors import get_branch_run_for, get_session_for
+from .selectors import get_branch_run_for, get_session_for, undo_cutoff
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
@@ -65,10 +62,6 @@ def _agents_for(user):
 
 # --- sessions -------------------------------------------------------------------------------------
 
-def _undo_cutoff():
-    return timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS)
-
-
 @require_GET
 def session_list(request: HttpRequest) -> HttpResponse:
     """Sessions, newest activity first, with run and branch counts; ``?q=`` searches titles and
@@ -77,7 +70,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
     sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
-    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=_undo_cutoff()).order_by("-deleted_at")[:10]
+    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:10]
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
     context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
@@ -127,7 +120,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
 
 @require_POST
 def session_restore(request: HttpRequest, session_id) -> HttpResponse:
-    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=_undo_cutoff()).first()
+    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
     if session is None:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)
@@ -150,7 +143,12 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         turns = browse.branch_window(session, session.active_run_id, limit)
         browse.attach_compactions(turns)
     agents = list(_agents_for(request.user))
+    models = list(pickable_models(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
+    last_model = None
+    if turns and turns[-1].run.agent_id is None and turns[-1].run.connection_id is not None:  # a model was picked
+        picked = find_model(models, turns[-1].run.connection_id, turns[-1].run.model)
+        last_model = picked.pk if picked is not None else None
     source = None
     if session.forked_from_run_id:
         source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
@@ -161,7 +159,9 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "totals": browse.branch_totals(session.active_run_id),
         "last_run": turns[-1].run if turns else None,
         "agents": agents,
+        "models": models,
         "selected_agent_id": last_agent,
+        "selected_model_id": last_model,
         "source_run": source,
         "source_alive": bool(source and source.session.deleted_at is None),
         "active_statuses": ACTIVE_STATUSES,
@@ -229,17 +229,25 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
                     + f"?at={run.pk}#turn-{run.pk}")
 
 
-def _agent_from(request) -> Agent | None:
-    agent_id = (request.POST.get("agent_id") or "").strip()
-    if not agent_id:
-        return None
+def _answerer_from(request) -> dict:
+    """What the composer's picker chose, as ``run_start`` arguments: an agent (its id), a model of
+    a connection (``model:<id>``: that connection and model), or nothing (the default)."""
+    choice = (request.POST.get("agent_id") or "").strip()
+    if not choice:
+        return {}
+    if choice.startswith("model:"):
+        model_id = choice.removeprefix("model:")
+        model = pickable_models(request.user).filter(pk=int(model_id)).first() if model_id.isdigit() else None
+        if model is None:
+            raise InvalidInput("Pick one of your connections' models (or an agent, or the default).")
+        return {"connection": model.connection, "model": model.name}
     try:
-        agent = _agents_for(request.user).filter(pk=int(agent_id)).first()
+        agent = _agents_for(request.user).filter(pk=int(choice)).first()
     except ValueError:
         agent = None
     if agent is None:
         raise InvalidInput("Pick one of your agents (or the default).")
-    return agent
+    return {"agent": agent}
 
 
 @require_POST
@@ -251,7 +259,7 @@ def run_create(request: HttpRequest, session_id) -> HttpResponse:
     if parent_id:
         kwargs["parent"] = _branch_run(request, session, parent_id)
     try:
-        services.run_start(session=session, input=request.POST.get("input", ""), agent=_agent_from(request), **kwargs)
+        services.run_start(session=session, input=request.POST.get("input", ""), **_answerer_from(request), **kwargs)
     except ArborError as exc:
         return _error(request, exc, session)
     return _thread_or_redirect(request, session)

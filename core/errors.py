@@ -20,6 +20,12 @@ class InvalidInput(ArborError):
     status = 400
 
 
+class Forbidden(ArborError):
+    """Seen but not allowed (changing a shared object without being an administrator)."""
+
+    status = 403
+
+
 class NotFound(ArborError):
     status = 404
 

@@ -1,4 +1,5 @@
-"""Turning a service's :class:`core.errors.NotFound` into the site's 404 page.
+"""Turning a service's :class:`core.errors.NotFound` into the site's 404 page (and
+:class:`core.errors.Forbidden` into its 403 page).
 
 Pages look objects up through :mod:`conversations.selectors` (and other services) that raise
 NotFound; instead of every view re-wrapping it, this middleware answers Django's 404 page for it
@@ -8,10 +9,11 @@ own handler (``{"detail": ...}``), registered on the django-ninja API.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.views.defaults import page_not_found
+from django.views.defaults import page_not_found, permission_denied
 
-from .errors import NotFound
+from .errors import Forbidden, NotFound
 
 
 class NotFoundMiddleware:
@@ -24,4 +26,6 @@ class NotFoundMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, NotFound):
             return page_not_found(request, Http404(exception.message))
+        if isinstance(exception, Forbidden):
+            return permission_denied(request, PermissionDenied(exception.message))
         return None

@@ -145,3 +145,13 @@ def overhead_for(role: str | None) -> int:
 @cache
 def counter_for(base_url: str) -> TokenCounter:
     return TokenCounter(base_url=base_url)
+
+
+def configured_context_window(model: str) -> int:
+    """Tokens of ``model``'s context window as configured: ``settings.ARBOR_MODEL_CONTEXT_WINDOWS``
+    (the name as given, then lower-cased), else ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW``. A model
+    connection's own figure for the model comes first (``memory.policy.context_window_for``)."""
+    from django.conf import settings  # here: the counters above work without Django (scripts, benches)
+
+    windows = settings.ARBOR_MODEL_CONTEXT_WINDOWS
+    return windows.get(model) or windows.get((model or "").lower()) or settings.ARBOR_DEFAULT_CONTEXT_WINDOW

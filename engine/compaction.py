@@ -13,8 +13,9 @@ and memory id, and the Celery task ``memory.compact`` does the work — never a 
 - ``{"type": "tool_results", "max_chars": C, "action": "truncate" | "drop"}`` — tool results longer
   than C characters are cut to C (or replaced by a one-line note); the call/result pair stays intact;
 - ``{"type": "summarize", "keep_recent_turns": K, "max_tokens": T, "model": M, "prompt": P,
-  "temperature": 0.0}`` — turns older than the newest K are summarised by the LLM (model M, default
-  the agent's model, on the same endpoint and client as the agent's runs) into at most T tokens.
+  "temperature": 0.0, "connection": C}`` — turns older than the newest K are summarised by the LLM
+  (model M, default the agent's model) into at most T tokens, on the connection named C (among
+  those the agent's owner may use), default the run's own connection (its agent's).
   Incremental: the model gets the previous summary and only the turns after it.
 
 A policy is the agent's ``compaction`` JSON: ``{"enabled": true, "threshold": 0.8, "target": 0.4,
@@ -38,15 +39,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from connections.endpoint import Endpoint
 from conversations import context as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core import queue
-from core.tokens import TokenCounter, counter_for
+from core.tokens import TokenCounter
 from memory.models import Agent, Compaction, CompactionStatus
 from memory.policy import budget_for, parse_policy, policy_for
 
-from .context import measure_next
-from .llm import describe_error, get_client, is_transient
+from .context import measure_next, run_counter
+from .llm import describe_error, get_client, is_transient, summariser_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,20 @@ STALE_SECONDS = 600  # a pending/running compaction older than this no longer bl
 
 
 class SummaryError(Exception):
-    """The summariser's endpoint failed transiently (the task retries)."""
+    """The summariser's endpoint failed transiently (the task retries). The message names the
+    connection; ``etype`` is the kind of failure (:func:`engine.llm.describe_error`)."""
+
+    def __init__(self, message: str, etype: str = "summary_error"):
+        super().__init__(message)
+        self.etype = etype
+
+
+class SummaryFailed(Exception):
+    """The summariser's endpoint failed for good: ``(etype, message)``, the message naming the connection."""
+
+    def __init__(self, etype: str, message: str):
+        super().__init__(message)
+        self.etype = etype
 
 
 # --- measuring after a run ----------------------------------------------------------------------
@@ -125,7 +140,7 @@ def _claim(compaction_id: int) -> Compaction | None:
                                                                          attempts=F("attempts") + 1)
     if not claimed:
         return None
-    return Compaction.objects.select_related("run", "run__agent").get(pk=compaction_id)
+    return Compaction.objects.select_related("run", "run__agent", "run__connection").get(pk=compaction_id)
 
 
 def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Compaction | None:
@@ -172,14 +187,14 @@ class _Result:
     def __init__(self) -> None:
         self.applied: list[dict] = []
         self.replaced_ids: list[int] = []
-        self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": ""}
+        self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": "", "connection": ""}
         self.measured = None
 
 
 def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
     """Apply the policy's strategies to ``work`` in order until utilisation is at most the target."""
     agent = run.agent
-    counter = counter_for(settings.OPENAI_BASE_URL)
+    counter = run_counter(run)
     path = ctx.path_messages(run)
     memory_ids = ctx.path_memory_ids(run)
     result = _Result()
@@ -202,7 +217,7 @@ def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
 
 def _record_failure(compaction: Compaction, step: Step, exc: Exception, *, final_attempt: bool) -> Compaction:
     transient = is_transient(exc) or isinstance(exc, SummaryError)
-    etype, emsg = describe_error(exc.__cause__ or exc) if isinstance(exc, SummaryError) else describe_error(exc)
+    etype, emsg = (exc.etype, str(exc)) if isinstance(exc, (SummaryError, SummaryFailed)) else describe_error(exc)
     now = timezone.now()
     step.status, step.finished_at, step.error = RunStatus.FAILED, now, {"type": etype, "message": emsg}
     step.save(update_fields=["status", "finished_at", "error"])
@@ -234,7 +249,7 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
         step.response = {"applied": result.applied, "utilisation_after": fields["utilisation_after"],
                          "tokens_after": fields["tokens_after"],
                          "replaced_messages": len(fields["replaced_message_ids"]),
-                         "summary": work.summary, "model": usage["model"]}
+                         "summary": work.summary, "model": usage["model"], "connection": usage["connection"]}
         step.save()
     return Compaction.objects.get(pk=compaction.pk)
 
@@ -296,12 +311,12 @@ def _apply(strategy: dict, work: Compaction, history: list[Message], *, run: Run
     work.replaced = {k: v for k, v in work.replaced.items()
                      if int(k) not in {m.pk for t in older for m in t}}
     replaced_ids.extend(m.pk for t in older for m in t)
-    usage["model"] = model
+    usage["model"], usage["connection"] = model, response_usage.get("connection", "")
     for key in ("prompt_tokens", "completion_tokens"):
         if response_usage.get(key) is not None:
             usage[key] = (usage[key] or 0) + response_usage[key]
     return {"acted": True, "turns_summarised": len(older), "messages": [m.pk for t in older for m in t],
-            "summary_chars": len(text), "model": model}
+            "summary_chars": len(text), "model": model, "connection": usage["connection"]}
 
 
 def _transcript(turns: list[list[Message]], replaced: dict[str, str]) -> str:
@@ -326,16 +341,21 @@ def _transcript(turns: list[list[Message]], replaced: dict[str, str]) -> str:
 
 def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, str], strategy: dict, run: Run,
               agent: Agent | None, counter: TokenCounter) -> tuple[str, dict, str]:
-    """Ask the agent's model (on the agent's endpoint) for a summary of ``turns`` that continues
-    ``previous``. Returns ``(text, usage, model)``; the text is cut to ``max_tokens`` tokens.
+    """Ask the agent's model for a summary of ``turns`` that continues ``previous``, on the
+    connection the strategy names, else the run's (its agent's). Returns ``(text, usage, model)``;
+    the text is cut to ``max_tokens`` tokens.
 
+    ``usage`` holds the summed token counts and ``connection``, the name of the connection used.
     Turns that do not fit the summariser's window in one request are summarised in chunks, each
     request carrying the summary so far (incremental, never re-reading what a summary covers).
-    Raises SummaryError (transient endpoint failure) or the endpoint's error.
+    Raises SummaryError (transient endpoint failure, naming the connection), ConnectionUnusable
+    or the endpoint's error.
     """
     model = strategy.get("model") or (agent.model if agent is not None and agent.model else "") or run.model
+    endpoint = summariser_endpoint(strategy, owner_id=agent.owner_id if agent is not None else None,
+                                   connection=run.connection)
     max_tokens = strategy["max_tokens"]
-    window = budget_for(model=model, agent=agent).context_window
+    window = budget_for(model=model, agent=agent, connection_id=endpoint.connection_id).context_window
     fixed = counter.count(strategy["prompt"]) + 2 * max_tokens + 40  # prompt, summary so far, answer, framing
     room = max(64, window - fixed)
     chunks: list[str] = []
@@ -357,14 +377,16 @@ def summarise(*, previous: str, turns: list[list[Message]], replaced: dict[str, 
     summary = previous
     usage: dict = {}
     for chunk in chunks:
-        summary, call_usage = _summarise_once(summary, chunk, strategy=strategy, model=model, counter=counter)
+        summary, call_usage = _summarise_once(summary, chunk, strategy=strategy, model=model, counter=counter,
+                                              endpoint=endpoint)
         for key, value in call_usage.items():
             usage[key] = usage.get(key, 0) + value
+    usage["connection"] = endpoint.name
     return summary, usage, model
 
 
-def _summarise_once(previous: str, transcript: str, *, strategy: dict, model: str, counter: TokenCounter
-                    ) -> tuple[str, dict]:
+def _summarise_once(previous: str, transcript: str, *, strategy: dict, model: str, counter: TokenCounter,
+                    endpoint: Endpoint) -> tuple[str, dict]:
     # The earlier summary opens the transcript (small models keep what comes first; a separate
     # "summary so far" section was dropped by SmolLM2-135M in our trials).
     earlier = f"{EARLIER_LABEL}{previous.strip()}\n" if previous else ""
@@ -372,14 +394,15 @@ def _summarise_once(previous: str, transcript: str, *, strategy: dict, model: st
              f"Summary (at most {strategy['max_tokens']} tokens):"]
     messages = [{"role": "user", "content": "\n\n".join(parts)}]
     try:
-        response = get_client().chat.completions.create(
+        response = get_client(endpoint).chat.completions.create(
             model=model, messages=messages, max_tokens=strategy["max_tokens"],
             temperature=strategy.get("temperature", 0.0), stream=False,
         )
     except Exception as exc:
         if is_transient(exc):
-            raise SummaryError(str(exc)) from exc
-        raise
+            etype, emsg = describe_error(exc, endpoint)
+            raise SummaryError(emsg, etype) from exc
+        raise SummaryFailed(*describe_error(exc, endpoint)) from exc
     text = (response.choices[0].message.content or "").strip() if response.choices else ""
     if not text:
         text = previous  # an empty answer must not erase what the earlier summary kept

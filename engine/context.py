@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from connections.selectors import base_url_for
 from conversations import context as ctx
 from conversations.models import Message, Role, Run
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
@@ -167,7 +168,15 @@ def latest_compactions(run: Run | str, memory_id: str, *, inclusive: bool = Fals
 
 
 def _agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
-    return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent)
+    """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's."""
+    connection_id = agent.connection_id if agent is not None and agent.connection_id else run.connection_id
+    return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent,
+                      connection_id=connection_id)
+
+
+def run_counter(run: Run) -> TokenCounter:
+    """The token counter of the endpoint of ``run``'s connection."""
+    return counter_for(base_url_for(run.connection))
 
 
 def build_context(
@@ -206,7 +215,7 @@ def build_context(
             own_upto=own_upto, tail=list(tail or []), memory_id=memory_id, memory_ids=ctx.path_memory_ids(run),
             window=window, system=system_prompt_for(run, agent),
         ),
-        budget=_agent_budget(run, agent, model), counter=counter or counter_for(settings.OPENAI_BASE_URL),
+        budget=_agent_budget(run, agent, model), counter=counter or run_counter(run),
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
     )
 
@@ -233,7 +242,7 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system_prompt_for(run, agent),
         ),
-        budget=_agent_budget(run, agent), counter=counter or counter_for(settings.OPENAI_BASE_URL),
+        budget=_agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
     )
 

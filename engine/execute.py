@@ -20,6 +20,9 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from connections.endpoint import Endpoint
+from connections.models import ConnectionUnusable
+from connections.selectors import endpoint_for
 from conversations import context as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from conversations.streams import RunStream, get_stream
@@ -55,16 +58,18 @@ def claim(run_id) -> Run | None:
         )
     if not claimed:
         return None
-    return Run.objects.select_related("session").get(pk=run_id)
+    return Run.objects.select_related("session", "connection").get(pk=run_id)
 
 
 @dataclass
 class Turn:
     """One attempt at a run, as the tool loop sees it: the path read once (extended with the
-    run's tool traffic as it is written), the next free message position, tools and parameters."""
+    run's tool traffic as it is written), the next free message position, tools and parameters,
+    and the endpoint of the run's connection."""
 
     run: Run
     stream: RunStream
+    endpoint: Endpoint
     path: list = field(default_factory=list)
     position: int = 1
     tools: list[Tool] = field(default_factory=list)
@@ -75,11 +80,13 @@ class Turn:
 
     @classmethod
     def start(cls, run: Run, stream: RunStream) -> Turn:
+        """Raises ConnectionUnusable (naming it) when the run's connection is disabled or deleted."""
+        endpoint = endpoint_for(run.connection)
         path = ctx.path_messages(run)
         return cls(
-            run=run, stream=stream, path=path, tools=tools_for(run.agent), params=model_params(run.params),
+            run=run, stream=stream, endpoint=endpoint, path=path, tools=tools_for(run.agent),
+            params=model_params(run.params), counter=counter_for(endpoint.base_url),
             position=max((m.position for m in path if m.run_id == run.pk), default=0) + 1,
-            counter=counter_for(settings.OPENAI_BASE_URL),
         )
 
 
@@ -95,7 +102,8 @@ def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
 
     Raises TransientModelError (for Celery's retry with backoff) when the endpoint failed
     transiently before any token arrived and ``final_attempt`` is false; every other failure marks
-    the run failed with a readable error and keeps its partial text.
+    the run failed with a readable error and keeps its partial text. A run whose connection is
+    disabled or deleted fails at once, with a message naming the connection.
     """
     run = claim(run_id)
     if run is None:
@@ -103,12 +111,16 @@ def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
         return
     stream = get_stream()
     _begin_attempt(run, stream)
-    turn = Turn.start(run, stream)
+    try:
+        turn = Turn.start(run, stream)
+    except ConnectionUnusable as exc:
+        finalize(run, Outcome(error=exc), Totals(counted=True), None, stream)
+        return
     built = _first_context(turn)
     if built is None:
         return
     outcome = _converse(turn, built, final_attempt=final_attempt)
-    finalize(run, outcome, turn.totals, turn.llm_step, stream, position=turn.position)
+    finalize(run, outcome, turn.totals, turn.llm_step, stream, position=turn.position, counter=turn.counter)
 
 
 def _begin_attempt(run: Run, stream: RunStream) -> None:
@@ -127,21 +139,23 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
 
 
 def _first_context(turn: Turn) -> BuiltContext | None:
-    """Build the run's context as a ``context`` step; on overflow the run is finalized as failed
-    and None is returned."""
-    step = Step.objects.create(run=turn.run, kind=StepKind.CONTEXT, name="build context")
+    """Build the run's context and record it as a ``context`` step (one INSERT, once built: its
+    accounting; the spec and digest are stored once, with the model call that sent them). On
+    overflow the step records the error, the run is finalized as failed and None is returned."""
+    started = timezone.now()
+    step = Step(run=turn.run, kind=StepKind.CONTEXT, name="build context", started_at=started)
     try:
         built = build_context(turn.run, path=turn.path)
     except ContextOverflow as exc:
         step.status, step.finished_at = RunStatus.FAILED, timezone.now()
         step.error = {"type": "context_overflow", "message": str(exc)}
-        step.save(update_fields=["status", "finished_at", "error"])
-        finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, position=turn.position)
+        step.save()
+        finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, position=turn.position,
+                 counter=turn.counter)
         return None
-    step.request = {"context": built.spec.to_json(), "message_count": len(built.messages),
-                    "sha256": ctx.digest(built.messages), **built.describe()}
+    step.request = {"message_count": len(built.messages), **built.describe()}
     step.status, step.finished_at = RunStatus.SUCCEEDED, timezone.now()
-    step.save(update_fields=["request", "status", "finished_at"])
+    step.save()
     return built
 
 
@@ -172,10 +186,11 @@ def _converse(turn: Turn, built: BuiltContext, *, final_attempt: bool) -> Outcom
 
 def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) -> Outcome:
     """One model call as an ``llm_call`` step whose request records what was sent (the context
-    spec and its SHA-256, never a copy of the messages); usage is added to the run's totals."""
+    spec and its SHA-256, never a copy of the messages) and where (the connection's id, name and
+    URL; never its key); usage is added to the run's totals."""
     run = turn.run
     request = {
-        "base_url": settings.OPENAI_BASE_URL, "model": run.model, "params": turn.params, "stream": True,
+        **turn.endpoint.describe(), "model": run.model, "params": turn.params, "stream": True,
         "context": built.spec.to_json(), "message_count": len(built.messages), "sha256": ctx.digest(built.messages),
         "context_tokens": built.tokens, "usable_window": built.budget.usable, "round": rounds,
     }
@@ -186,8 +201,10 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
             tool_args["tool_choice"] = "none"
         request["tools"] = [t.name for t in turn.tools]
         request["tool_choice"] = tool_args.get("tool_choice", "auto")
-    turn.llm_step = Step.objects.create(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request))
-    outcome = stream_answer(run, built.messages, {**turn.params, **tool_args}, turn.stream)
+    # Written once, when the call is over (engine.finalize.finish_step): one INSERT, no UPDATE.
+    turn.llm_step = Step(run=run, kind=StepKind.LLM_CALL, name=run.model, request=mask_secrets(request),
+                         started_at=timezone.now())
+    outcome = stream_answer(run, built.messages, {**turn.params, **tool_args}, turn.stream, turn.endpoint)
     _account(outcome, built.messages, turn.totals, turn.counter)
     return outcome
 
@@ -204,7 +221,7 @@ def _retry_if_transient(turn: Turn, outcome: Outcome, *, final_attempt: bool) ->
         return  # a model that hung before its first token gets one more try, not three
     if timezone.now() + timedelta(seconds=settings.ARBOR_MODEL_CONNECT_TIMEOUT) >= deadline_of(turn.run):
         return  # no time left for another attempt
-    etype, emsg = describe_error(outcome.error)
+    etype, emsg = describe_error(outcome.error, turn.endpoint)
     Run.objects.filter(pk=turn.run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.QUEUED, error_type=etype, error_message=f"Retrying: {emsg}",
     )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connections.endpoint import Endpoint
+from connections.selectors import base_url_for
 from conversations.models import Message, Role, Run, RunStatus, Step
 from conversations.signals import run_finished
 from conversations.streams import TERMINAL, RunStream
-from core.tokens import counter_for
+from core.tokens import TokenCounter, counter_for
 
 from . import compaction
 from .context import ContextOverflow
@@ -32,8 +33,9 @@ class Totals:
     counted: bool = False
 
 
-def error_of(exc: BaseException) -> tuple[str, str]:
-    """``(type, message)`` of a run's failure, for ``Run.error_type`` / ``error_message``."""
+def error_of(exc: BaseException, endpoint: Endpoint | None = None) -> tuple[str, str]:
+    """``(type, message)`` of a run's failure, for ``Run.error_type`` / ``error_message``; errors of
+    the endpoint name its connection."""
     if isinstance(exc, BrokenStream):
         return "broken_stream", str(exc)
     if isinstance(exc, DeadlineExceeded):
@@ -42,7 +44,7 @@ def error_of(exc: BaseException) -> tuple[str, str]:
         return "context_overflow", str(exc)
     if isinstance(exc, ToolRoundLimit):
         return "tool_round_limit", str(exc)
-    return describe_error(exc)
+    return describe_error(exc, endpoint)
 
 
 def finish_step(step: Step, outcome: Outcome, status: str) -> None:
@@ -55,7 +57,7 @@ def finish_step(step: Step, outcome: Outcome, status: str) -> None:
     if outcome.tool_calls:
         step.response["tool_calls"] = outcome.tool_calls
     if outcome.error is not None:
-        etype, emsg = error_of(outcome.error)
+        etype, emsg = error_of(outcome.error, outcome.endpoint)
         step.error = {"type": etype, "message": emsg}
     step.save()
 
@@ -64,16 +66,17 @@ def _final_status(outcome: Outcome) -> tuple[str, dict | None]:
     if outcome.cancelled:
         return RunStatus.CANCELLED, None
     if outcome.error is not None:
-        etype, emsg = error_of(outcome.error)
+        etype, emsg = error_of(outcome.error, outcome.endpoint)
         return RunStatus.FAILED, {"type": etype, "message": emsg}
     return RunStatus.SUCCEEDED, None
 
 
 def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, stream: RunStream, *,
-             position: int = 1) -> None:
+             position: int = 1, counter: TokenCounter | None = None) -> None:
     """Write the run's final state: the answer at ``position`` (the next free one after any tool
     traffic; partial text is kept on failure), usage summed over its model calls, status. After
-    commit: ``run_finished`` is sent and compaction considered; then ``done`` is published."""
+    commit: ``run_finished`` is sent and compaction considered; then ``done`` is published.
+    ``counter``: the run's endpoint's token counter (default: by the run's connection's URL)."""
     status, error = _final_status(outcome)
     fields = {
         "finished_at": timezone.now(),
@@ -90,7 +93,7 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
                 "role": Role.ASSISTANT, "content": outcome.text, "token_count": outcome.completion_tokens,
                 "metadata": {"partial": status != RunStatus.SUCCEEDED},
             })
-        _count_input_tokens(run)
+        _count_input_tokens(run, counter or counter_for(base_url_for(run.connection)))
         # Cancelled by the user while running: the status is already "cancelled"; keep it.
         if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(status=status, **fields):
             Run.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).update(**fields)
@@ -105,10 +108,10 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
     })
 
 
-def _count_input_tokens(run: Run) -> None:
+def _count_input_tokens(run: Run, counter: TokenCounter) -> None:
     first = Message.objects.filter(run=run, position=0, token_count__isnull=True).first()
     if first is not None:
-        Message.objects.filter(pk=first.pk).update(token_count=counter_for(settings.OPENAI_BASE_URL).count(first.content))
+        Message.objects.filter(pk=first.pk).update(token_count=counter.count(first.content))
 
 
 def _after_commit(run_id, status: str) -> None:

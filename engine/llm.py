@@ -1,5 +1,7 @@
-"""Calls to the model: every call goes through the official ``openai`` SDK to the
-OpenAI-compatible endpoint at ``settings.OPENAI_BASE_URL`` (OpenAI, vLLM, Ollama, llama.cpp server).
+"""Calls to the model: every call goes through the official ``openai`` SDK to the OpenAI-compatible
+endpoint of a model connection (OpenAI, vLLM, Ollama, llama.cpp server; see :mod:`connections`).
+A run's connection is its agent's (copied at the start); none means the default connection,
+``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``.
 
 The SDK's own retries are off: retries with backoff for transient errors are Celery's, in the
 task decorator (see :mod:`conversations.tasks`), so that a retry is visible in the run's state.
@@ -8,34 +10,35 @@ task decorator (see :mod:`conversations.tasks`), so that a retry is visible in t
 from __future__ import annotations
 
 import contextlib
-from functools import cache
 
 import httpx
 import openai
-from django.conf import settings
+
+from connections.endpoint import Endpoint
+from connections.models import Connection, ConnectionUnusable
+from connections.selectors import connection_named, endpoint_for
+from core.redact import scrub
 
 
 class TransientModelError(Exception):
     """The model endpoint failed in a way that may pass: HTTP 429, 5xx, connect/read timeout."""
 
 
-@cache
-def _client(base_url: str, api_key: str, connect: float, read: float) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=base_url,
-        api_key=api_key,
-        max_retries=0,
-        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-    )
+def summariser_endpoint(strategy: dict, *, owner_id: int | None, connection: Connection | None) -> Endpoint:
+    """Where a summary is written: the connection the policy's ``summarize`` strategy names (by
+    name, among those the agent's owner may use), else ``connection`` (the calling run's)."""
+    named = (strategy.get("connection") or "").strip()
+    if not named:
+        return endpoint_for(connection)
+    found = connection_named(owner_id, named)
+    if found is None:
+        raise ConnectionUnusable(f"The compaction policy names the connection “{named}”, which does not exist.")
+    return endpoint_for(found)
 
 
-def get_client() -> openai.OpenAI:
-    return _client(
-        settings.OPENAI_BASE_URL,
-        settings.OPENAI_API_KEY,
-        settings.ARBOR_MODEL_CONNECT_TIMEOUT,
-        settings.ARBOR_MODEL_READ_TIMEOUT,
-    )
+def get_client(endpoint: Endpoint) -> openai.OpenAI:
+    """The SDK client of ``endpoint`` (one per endpoint and process)."""
+    return endpoint.client()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -50,19 +53,31 @@ def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
 
 
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """``(type, message)`` a person can read, for a run's ``error``."""
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tuple[str, str]:
+    """``(type, message)`` a person can read, for a run's ``error``; with ``endpoint``, the message
+    names its connection (and URL, password masked). The endpoint's key and header values never
+    appear in it, even when its answer echoes them."""
+    where = "the model endpoint"
+    if endpoint is not None:
+        where = f"the connection “{endpoint.name}” ({endpoint.describe()['base_url']})"
+    secrets = [endpoint.api_key, *(v for _, v in endpoint.headers)] if endpoint else []
+    if isinstance(exc, ConnectionUnusable):
+        return "connection_unusable", str(exc)
     if isinstance(exc, openai.APIStatusError):
         body = ""
         with contextlib.suppress(Exception):  # the body is a courtesy
             body = exc.response.text[:300]
-        return "http_error", f"The model endpoint answered HTTP {exc.status_code}. {body}".strip()
+        return "http_error", scrub(f"{_upper(where)} answered HTTP {exc.status_code}. {body}".strip(), secrets)
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-        return "timeout", "The model endpoint did not answer in time."
+        return "timeout", f"{_upper(where)} did not answer in time."
     if isinstance(exc, openai.APIConnectionError):
-        return "connection_error", f"Could not reach the model endpoint at {settings.OPENAI_BASE_URL}."
+        return "connection_error", f"Could not reach {where}."
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return "broken_stream", "The model's stream broke off before the answer was complete."
+        return "broken_stream", f"The model's stream from {where} broke off before the answer was complete."
     if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
-        return "malformed_response", f"The model endpoint sent a response Arbor could not read: {exc}"
-    return type(exc).__name__, str(exc) or type(exc).__name__
+        return "malformed_response", scrub(f"The model endpoint sent a response Arbor could not read: {exc}", secrets)
+    return type(exc).__name__, scrub(str(exc) or type(exc).__name__, secrets)

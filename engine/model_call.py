@@ -9,9 +9,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from connections.endpoint import Endpoint
 from conversations.models import Run, RunStatus
 from conversations.streams import RunStream
 
+from .deltas import DeltaBatcher
 from .llm import get_client
 from .watcher import watchtower
 
@@ -36,17 +38,18 @@ def _deadline_error() -> DeadlineExceeded:
         "(ARBOR_RUN_DEADLINE_SECONDS); the text it sent so far is kept.")
 
 
-def _not_a_stream(response) -> BrokenStream:
+def _not_a_stream(response, endpoint: Endpoint) -> BrokenStream:
     kind = response.response.headers.get("content-type", "unknown") if response is not None else "unknown"
     return BrokenStream(f"The model endpoint answered with something that is not a chat-completion stream "
-                        f"(content type {kind}); check OPENAI_BASE_URL and any proxy in front of it.")
+                        f"(content type {kind}); check the base URL of the connection “{endpoint.name}” "
+                        "and any proxy in front of it.")
 
 
 @dataclass
 class Outcome:
     """What one model call produced: text, finish reason, usage (None when the endpoint sent
     none), the error that ended it, whether the run was cancelled, and the tool calls asked for
-    (``[{"id", "name", "arguments"}]``)."""
+    (``[{"id", "name", "arguments"}]``); ``endpoint``: where the call went (errors name its connection)."""
 
     text: str = ""
     finish_reason: str = ""
@@ -55,6 +58,7 @@ class Outcome:
     error: BaseException | None = None
     cancelled: bool = False
     tool_calls: list[dict] = field(default_factory=list)
+    endpoint: Endpoint | None = None
 
 
 def _release_connection() -> None:
@@ -69,34 +73,37 @@ def run_status(run_id) -> str | None:
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
 
 
-def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream) -> Outcome:
-    """Call the model with ``messages`` and stream its answer: each text delta is published to
-    ``stream`` as it arrives; the first one sets ``run.first_token_at``. The process's watchtower
+def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream, endpoint: Endpoint) -> Outcome:
+    """Call the model at ``endpoint`` with ``messages`` and stream its answer: text deltas are
+    published to ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the
+    first at once, then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one sets
+    ``run.first_token_at``. The process's watchtower
     writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
     database connection is released while it waits on the model (before the call and after the
     first token), so waiting runs hold no connection. Never raises for the model's failure: it is
     the outcome's ``error``."""
-    outcome = Outcome()
+    outcome = Outcome(endpoint=endpoint)
     parts: list[str] = []
     calls: dict[int, dict] = {}
     if timezone.now() >= deadline_of(run):
-        return Outcome(error=_deadline_error())
+        return Outcome(error=_deadline_error(), endpoint=endpoint)
     tower = watchtower()
     watch = tower.watch(run.pk, deadline_of(run))
     response = None
     chunks = 0
+    deltas = _batcher(run, stream)
     try:
         _release_connection()  # nothing is read from the database while the model thinks
-        response = get_client().chat.completions.create(
+        response = get_client(endpoint).chat.completions.create(
             model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
         )
         watch.attach(response)
         for chunk in response:
             chunks += 1
-            _read_chunk(run, chunk, outcome, parts, calls, stream)
+            _read_chunk(chunk, outcome, parts, calls, deltas)
         if not outcome.finish_reason and not watch.stopped:
-            raise _not_a_stream(response) if chunks == 0 else BrokenStream(
-                "The model's stream ended without a finish reason.")
+            raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
+                f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
         if watch.expired:
             outcome.error = _deadline_error()
@@ -108,6 +115,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
             outcome.error = exc
     finally:
         tower.unwatch(watch)
+        deltas.close()
     if watch.cancelled:
         outcome.cancelled = True
     elif watch.expired and outcome.error is None:
@@ -119,8 +127,15 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     return outcome
 
 
-def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict],
-                stream: RunStream) -> None:
+def _batcher(run: Run, stream: RunStream) -> DeltaBatcher:
+    """The call's delta batcher; it publishes every delta at once when the stream writes to the
+    database inside an open transaction (a test running the engine in its own transaction: the
+    flusher thread's connection could not see the run)."""
+    in_transaction = not stream.holds_no_connection and connection.in_atomic_block
+    return DeltaBatcher(run.pk, stream, interval=0.0 if in_transaction else None)
+
+
+def _read_chunk(chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict], deltas: DeltaBatcher) -> None:
     """Fold one ``chat.completion.chunk`` into the outcome (OpenAI streaming format)."""
     if getattr(chunk, "usage", None):
         outcome.prompt_tokens = chunk.usage.prompt_tokens
@@ -132,10 +147,10 @@ def _read_chunk(run: Run, chunk, outcome: Outcome, parts: list[str], calls: dict
     if delta:
         first = not parts
         parts.append(delta)
-        stream.publish(run.pk, "delta", {"text": delta})
+        deltas.add(delta)
         if first:
-            Run.objects.filter(pk=run.pk, first_token_at__isnull=True).update(first_token_at=timezone.now())
-            if stream.holds_no_connection:
+            Run.objects.filter(pk=deltas.run_id, first_token_at__isnull=True).update(first_token_at=timezone.now())
+            if deltas.stream.holds_no_connection:
                 _release_connection()  # deltas go to Redis: no database work until the answer is final
     for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:
         call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})

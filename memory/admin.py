@@ -12,11 +12,13 @@ from .models import Agent, Compaction, MemoryStoreSession, MessageEmbedding
 
 @admin.register(Agent)
 class AgentAdmin(StaffViewAuditMixin, admin.ModelAdmin):
-    list_display = ("name", "owner", "model", "memory_id", "memory_window_size", "context_window", "created_at")
-    list_select_related = ("owner",)
-    list_filter = (("owner", admin.RelatedOnlyFieldListFilter), "memory_id", "model")
+    list_display = ("name", "owner", "connection", "model", "memory_id", "memory_window_size", "context_window",
+                    "created_at")
+    list_select_related = ("owner", "connection")
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter), ("connection", admin.RelatedOnlyFieldListFilter),
+                   "memory_id", "model")
     search_fields = ("name", "memory_id", "model", "system_prompt")
-    raw_id_fields = ("owner",)
+    raw_id_fields = ("owner", "connection")
 
 
 @admin.register(Compaction)

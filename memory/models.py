@@ -1,24 +1,32 @@
 """Agents and their memory settings (the Timbal/TFrameX memory model, done per branch).
 
-An **agent** is a named configuration: model, system prompt, parameters, ``memory_id``,
-``memory_window_size``, context budget and compaction policy. Runs answered by agents with the same
-``memory_id`` share history on a branch; different ids are isolated. Behaviour lives in
+An **agent** is a named configuration: a model connection and one of its models, system prompt,
+parameters, ``memory_id``, ``memory_window_size``, context budget, compaction policy and tools. Runs
+answered by agents with the same ``memory_id`` share history on a branch; different ids are isolated. Behaviour lives in
 :mod:`memory.policy` (budget and compaction policy, parsed) and the engine
 (:mod:`engine.context` builds a run's context, :mod:`engine.compaction` compacts).
 """
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from connections.models import Connection, ConnectionModel
+from connections.selectors import connection_named
+from core.errors import InvalidInput
 from core.fields import EncryptedTextField
+from core.params import clean_params
 
 from .policy import parse_policy
 
 DEFAULT_MEMORY_ID = "default"
+MAX_TOOLS = 20
+_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
 class AgentQuerySet(models.QuerySet):
@@ -26,7 +34,7 @@ class AgentQuerySet(models.QuerySet):
         """The agents ``user`` may pick for a run or a variant: their own and the shared ones, not
         the ones comparisons made for their variants; ordered by name."""
         return (self.filter(models.Q(owner=user) | models.Q(owner__isnull=True))
-                .filter(made_by_comparison=False).order_by("name", "pk"))
+                .filter(made_by_comparison=False).select_related("connection").order_by("name", "pk"))
 
 
 class Agent(models.Model):
@@ -35,7 +43,13 @@ class Agent(models.Model):
         help_text="Empty for agents every user may pick.",
     )
     name = models.CharField(max_length=100)
-    model = models.CharField(max_length=200, blank=True, help_text="Empty: settings.ARBOR_MODEL.")
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.RESTRICT, related_name="agents",
+        help_text="The endpoint its runs go to; empty: the default connection (OPENAI_BASE_URL). A nested "
+                  "agent without one answers on its caller's connection.",
+    )
+    model = models.CharField(max_length=200, blank=True,
+                             help_text="One of the connection's models; empty: settings.ARBOR_MODEL.")
     system_prompt = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True, help_text="temperature, top_p, max_tokens, seed, ...")
     memory_id = models.CharField(max_length=100, default=DEFAULT_MEMORY_ID, db_index=True)
@@ -61,12 +75,62 @@ class Agent(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def model_label(self) -> str:
+        """``connection · model`` as pickers show it (the default connection when none is set)."""
+        connection = self.connection.name if self.connection_id is not None else "Default"
+        return f"{connection} · {self.model or settings.ARBOR_MODEL}"
+
     def clean(self) -> None:
-        """Validate the compaction policy (ValidationError with a readable message)."""
+        """Validate what the admin and the API accept (ValidationError naming the field): the
+        compaction policy (and a connection it names), the parameters (:func:`core.params.clean_params`),
+        the tools (a list of distinct tool names), the connection (live, the owner's own or shared;
+        shared only for a shared agent) and the model (one of the connection's, when it has a list)."""
+        errors: dict[str, list[str]] = {}
         try:
-            parse_policy(self.compaction)
+            policy = parse_policy(self.compaction)
+            for strategy in policy.strategies:
+                named = strategy.get("connection")
+                if named and connection_named(self.owner_id, named) is None:
+                    raise ValidationError(f"summarize connection {named!r} is not a connection this agent may use")
         except ValidationError as exc:
-            raise ValidationError({"compaction": exc.messages}) from None
+            errors["compaction"] = exc.messages
+        try:
+            clean_params(self.params)
+        except InvalidInput as exc:
+            errors["params"] = [exc.message]
+        tools_error = _tools_error(self.tools)
+        if tools_error:
+            errors["tools"] = [tools_error]
+        errors.update(self._connection_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def _connection_errors(self) -> dict[str, list[str]]:
+        if self.connection_id is None:
+            return {}
+        connection = Connection.objects.filter(pk=self.connection_id).first()
+        if connection is None or connection.is_deleted:
+            return {"connection": ["That connection does not exist (or was deleted)."]}
+        if connection.owner_id is not None and connection.owner_id != self.owner_id:
+            return {"connection": ["That connection belongs to another user."]}
+        names = set(ConnectionModel.objects.filter(connection=connection).values_list("name", flat=True))
+        if self.model and names and self.model not in names:
+            return {"model": [f"{self.model!r} is not a model of the connection “{connection.name}” (refresh its "
+                              "models or add it by hand on the Connections page)."]}
+        return {}
+
+
+def _tools_error(tools) -> str:
+    if not isinstance(tools, list):
+        return "tools must be a list of tool names"
+    if len(tools) > MAX_TOOLS:
+        return f"at most {MAX_TOOLS} tools"
+    if not all(isinstance(t, str) and _TOOL_NAME.match(t) for t in tools):
+        return "each tool is a name (letters, digits, _ and -, starting with a letter or _)"
+    if len(set(tools)) != len(tools):
+        return "a tool is listed twice"
+    return ""
 
 
 class CompactionStatus(models.TextChoices):

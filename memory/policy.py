@@ -1,7 +1,7 @@
 """An agent's memory policy: its token budget and its compaction policy, parsed and checked.
 
-Pure functions of an :class:`~memory.models.Agent` and the settings; the engine applies them
-(:mod:`engine.context` builds within the budget, :mod:`engine.compaction` runs the policy).
+Functions of an :class:`~memory.models.Agent`, its model connection and the settings; the engine
+applies them (:mod:`engine.context` builds within the budget, :mod:`engine.compaction` runs the policy).
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from connections.selectors import context_window_of
+from core.tokens import configured_context_window
 
 if TYPE_CHECKING:
     from .models import Agent
@@ -41,18 +44,31 @@ class Budget:
         return max(0, self.context_window - self.reserved_output)
 
 
-def context_window_for(model: str, agent: Agent | None = None) -> int:
-    """Tokens of ``model``'s context window: the agent's own setting, else
-    ``settings.ARBOR_MODEL_CONTEXT_WINDOWS[model]``, else ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW``."""
+_AGENTS = object()  # "the agent's connection"
+_UNREAD = object()  # "the connection's figure has not been read"
+
+
+def context_window_for(model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS, *,
+                       known: int | None | object = _UNREAD) -> int:
+    """Tokens of ``model``'s context window: the agent's own setting, else the figure of ``model``
+    on the connection (``connection_id``; default: the agent's; None: the default connection) — set
+    by hand or as its endpoint lists it — else ``settings.ARBOR_MODEL_CONTEXT_WINDOWS[model]``, else
+    ``settings.ARBOR_DEFAULT_CONTEXT_WINDOW`` (:func:`connections.selectors.context_window_of`).
+    ``known``: that connection's figure when the caller has read it already (None: it has none)."""
     if agent is not None and agent.context_window:
         return agent.context_window
-    windows = settings.ARBOR_MODEL_CONTEXT_WINDOWS
-    return windows.get(model) or windows.get((model or "").lower()) or settings.ARBOR_DEFAULT_CONTEXT_WINDOW
+    if known is not _UNREAD:
+        return known or configured_context_window(model)
+    if connection_id is _AGENTS:
+        connection_id = agent.connection_id if agent is not None else None
+    return context_window_of(connection_id, model)
 
 
-def budget_for(*, model: str, agent: Agent | None = None) -> Budget:
+def budget_for(*, model: str, agent: Agent | None = None, connection_id: int | None | object = _AGENTS,
+               known: int | None | object = _UNREAD) -> Budget:
+    """The budget of a call of ``model`` by ``agent`` on a connection (see :func:`context_window_for`)."""
     reserved = agent.reserved_output_tokens if agent is not None else settings.ARBOR_RESERVED_OUTPUT_TOKENS
-    window = context_window_for(model, agent)
+    window = context_window_for(model, agent, connection_id, known=known)
     return Budget(context_window=window, reserved_output=min(reserved, window))
 
 
@@ -107,7 +123,10 @@ def parse_policy(data: dict | None) -> Policy:
             s.setdefault("max_tokens", 256)
             s.setdefault("temperature", 0.0)
             s.setdefault("model", "")
+            s.setdefault("connection", "")
             s.setdefault("prompt", DEFAULT_SUMMARY_PROMPT)
+            if not isinstance(s["connection"], str) or len(s["connection"]) > 100:
+                raise ValidationError("summarize connection must be a connection's name (or empty: the agent's)")
             _positive_int(s, "keep_recent_turns", minimum=0)
             _positive_int(s, "max_tokens", minimum=16)
             if not isinstance(s["prompt"], str) or not s["prompt"].strip():

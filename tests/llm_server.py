@@ -23,7 +23,12 @@ the last user message, so a worker in another process can be steered without sha
 ==========================  ========================================================================
 
 Every request body is kept; ``GET /_requests`` returns them, ``POST /_reset`` clears them. For
-each streamed reply the server records ``first_token_sent`` (``time.time()``) in that log.
+each streamed reply the server records ``first_token_sent`` (``time.time()``) in that log. Each
+record also keeps the ``authorization`` header and every ``x-*`` header.
+
+``GET /v1/models`` lists ``FakeLLMServer(models=...)`` (default: ``fake-model``); entries may carry
+extra fields (``{"id": "big", "max_model_len": 32768}``, as vLLM lists them). Those calls are
+counted in ``model_list_calls`` (with their ``authorization`` header in ``model_list_auth``).
 """
 
 from __future__ import annotations
@@ -87,10 +92,13 @@ def hashed_embedding(text: str) -> list[float]:
 
 
 class _State:
-    def __init__(self):
+    def __init__(self, models: list | None = None):
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
+        self.models = [m if isinstance(m, dict) else {"id": m} for m in (models or ["fake-model"])]
+        self.model_list_calls = 0
+        self.model_list_auth: list[str | None] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -111,7 +119,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path.rstrip("/") == "/v1/models":
-            return self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            with self.state.lock:
+                self.state.model_list_calls += 1
+                self.state.model_list_auth.append(self.headers.get("Authorization"))
+            return self._json(200, {"object": "list", "data": [{"object": "model", **m} for m in self.state.models]})
         if self.path == "/_requests":
             with self.state.lock:
                 return self._json(200, {"requests": list(self.state.requests)})
@@ -151,7 +162,8 @@ class Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict) -> None:
         messages = body.get("messages") or []
         script, plain = parse_script(messages)
-        record = {"body": body, "received": time.time(), "authorization": self.headers.get("Authorization")}
+        record = {"body": body, "received": time.time(), "authorization": self.headers.get("Authorization"),
+                  "headers": {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-")}}
         with self.state.lock:
             self.state.requests.append(record)
         if "fail_first" in script:
@@ -292,8 +304,8 @@ class Handler(BaseHTTPRequestHandler):
 class FakeLLMServer:
     """Start with :meth:`start`; ``base_url`` is ``http://127.0.0.1:<port>/v1``."""
 
-    def __init__(self, port: int = 0):
-        handler = type("BoundHandler", (Handler,), {"state": _State()})
+    def __init__(self, port: int = 0, models: list | None = None):
+        handler = type("BoundHandler", (Handler,), {"state": _State(models)})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.state = handler.state
@@ -320,6 +332,8 @@ class FakeLLMServer:
         with self.state.lock:
             self.state.requests.clear()
             self.state.failures.clear()
+            self.state.model_list_calls = 0
+            self.state.model_list_auth.clear()
 
 
 if __name__ == "__main__":  # python -m tests.llm_server [port]

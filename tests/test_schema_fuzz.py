@@ -24,7 +24,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from archive.models import ImportJob
+from comparisons import services as comparisons
+from comparisons.models import VariantRun
+from comparisons.services import VariantSpec
 from tests.chaos.report import NOTES
+from tests.compare.conftest import finish_run
 from tests.factories import SessionFactory, build_chain
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]  # run by make chaos
@@ -57,10 +62,22 @@ def _fuzz(operation, mode, auth: dict, failures: list, counts: dict, **fixed) ->
     run()
 
 
-def test_the_api_answers_only_what_its_schema_documents(asgi_server, api_token, user):
+def _real_ids(user) -> dict:
+    """Ids of real objects of ``user`` for the path parameters of that name: a session with a chain
+    of runs, a comparison of two finished variants from it, prompt 0 and column 0, an import job."""
     session = SessionFactory(owner=user, title="fuzzed")
-    run = build_chain(session, 3)[-1]
-    real_ids = {"session_id": str(session.pk), "run_id": str(run.pk)}
+    runs = build_chain(session, 3)
+    comparison = comparisons.comparison_start(owner=user, session=session, branch_point=runs[1], prompt="p",
+                                              variants=[VariantSpec(label="a"), VariantSpec(label="b")])
+    for row in VariantRun.objects.filter(variant__comparison=comparison).select_related("run"):
+        finish_run(row.run)
+    job = ImportJob.objects.create(owner=user, filename="f.json", path="/nonexistent/f.json")
+    return {"session_id": str(session.pk), "run_id": str(runs[-1].pk), "comparison_id": str(comparison.pk),
+            "turn": 0, "column": 0, "job_id": str(job.pk)}
+
+
+def test_the_api_answers_only_what_its_schema_documents(asgi_server, api_token, user):
+    real_ids = _real_ids(user)
     auth = {"Authorization": f"Bearer {api_token}"}
     schema = schemathesis.openapi.from_url(f"{asgi_server}/api/openapi.json", headers=auth)
     operations = sorted((result.ok() for result in schema.get_all_operations()),

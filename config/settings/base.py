@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "memory",
+    "connections",
     "comparisons",
     "audit",
     "archive",
@@ -223,6 +224,14 @@ ARBOR_STREAM_RETENTION_SECONDS = env("ARBOR_STREAM_RETENTION_SECONDS", default=3
 # How long a worker keeps retrying to publish a run's final event while Redis is unreachable
 # (its deltas are buffered meanwhile); readers get the end from the database after that.
 ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.0, cast=float)
+# Text deltas are published at most once per this many seconds per run (the first at once): a fast
+# model's tokens go out in batches instead of one stream write each (engine/deltas.py).
+ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cast=float)
+
+# --- Model connections (issue 14): endpoints users add on the Connections page ------------------
+# OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
+# model-list refresh waits for an endpoint (at most the connection's own timeout).
+ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);
@@ -300,8 +309,9 @@ LOGGING = {
                                             "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
+    # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
-        "httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
         **{name: {"filters": ["periodic_tasks_at_debug"]}
            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
     },

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django import template
 
+from connections.selectors import find_model
 from memory.models import Compaction, CompactionStatus
 from memory.policy import budget_for, policy_for
 
@@ -27,13 +28,14 @@ from ..models import Message, Run, Step, StepKind
 register = template.Library()
 
 
-def branch_meter_data(session, run: Run | None = None) -> dict:
+def branch_meter_data(session, run: Run | None = None, models=None) -> dict:
     """The figures the meter shows (also usable from a view or the API).
 
     Returns ``{"run", "tokens", "usable", "utilisation" (0–1, may exceed 1 for a guess), "percent",
     "threshold", "compaction": Compaction | None (newest on the branch for the run's memory id),
     "pending": bool, "measured": bool}``; ``measured`` is False before the run's first model call
-    (then ``tokens`` is 0).
+    (then ``tokens`` is 0, and the usable window is the budget as it stands: ``models``, the
+    connections' models the page has read already, saves looking the model up).
     """
     if run is None and session is not None:
         run = session.active_run
@@ -42,12 +44,17 @@ def branch_meter_data(session, run: Run | None = None) -> dict:
     step = (Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id")
             .values("request", "completion_tokens").first())
     agent = run.agent
-    budget = budget_for(model=run.model, agent=agent)
     tokens = 0
-    usable = budget.usable
+    if step is not None and step["request"].get("usable_window"):
+        usable = int(step["request"]["usable_window"])
+    else:  # no model call recorded its window yet: the budget as it stands
+        known = {}
+        if models is not None:
+            entry = find_model(models, run.connection_id, run.model)
+            known["known"] = entry.effective_context_window if entry is not None else None
+        usable = budget_for(model=run.model, agent=agent, connection_id=run.connection_id, **known).usable
     if step is not None:
         tokens = int(step["request"].get("context_tokens") or 0) + int(step["completion_tokens"] or 0)
-        usable = int(step["request"].get("usable_window") or usable)
     compactions = list(
         Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=run.memory_id)
         .order_by("-run__depth", "-id")[:5]
@@ -66,9 +73,9 @@ def branch_meter_data(session, run: Run | None = None) -> dict:
     }
 
 
-@register.inclusion_tag("memory/_branch_meter.html")
-def branch_meter(session, run=None):
-    return branch_meter_data(session, run)
+@register.inclusion_tag("memory/_branch_meter.html", takes_context=True)
+def branch_meter(context, session, run=None):
+    return branch_meter_data(session, run, models=context.get("models"))
 
 
 @register.inclusion_tag("memory/_summary_marker.html", takes_context=True)

@@ -1,12 +1,15 @@
 """``call_agent``: a nested agent answers a prompt inside the calling run, as a child step (kind
 ``agent_call``) of the tool call, receiving that run's context according to *its own* memory settings
-(memory id, window, budget), plus the prompt."""
+(memory id, window, budget), plus the prompt. It answers on its own connection when it has one,
+else on the calling run's (the calling agent's)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.utils import timezone
 
+from connections.models import ConnectionUnusable
+from connections.selectors import endpoint_for
 from conversations import context as ctx
 from conversations.models import RunStatus, Step, StepKind
 from core.params import model_params
@@ -39,21 +42,27 @@ def _call_agent(context: ToolContext, args: dict) -> str:
         )
     except ContextOverflow as exc:
         raise ToolError(str(exc)) from None
+    try:
+        endpoint = endpoint_for(nested.connection if nested.connection_id else context.run.connection)
+    except ConnectionUnusable as exc:
+        raise ToolError(f"agent {name!r} cannot answer: {exc}") from None
     model = nested.model or settings.ARBOR_MODEL
     params = model_params(nested.params)
     params.setdefault("max_tokens", min(settings.ARBOR_MAX_OUTPUT_TOKENS, built.budget.reserved_output or 1))
     step = Step.objects.create(
         run=context.run, parent_step=context.step, kind=StepKind.AGENT_CALL, name=nested.name,
         request=mask_secrets({
-            "agent": nested.name, "agent_id": nested.pk, "memory_id": nested.memory_id, "model": model,
+            "agent": nested.name, "agent_id": nested.pk, "memory_id": nested.memory_id, **endpoint.describe(),
+            "model": model,
             "params": params, "context": built.spec.to_json(), "message_count": len(built.messages),
             "sha256": ctx.digest(built.messages), "accounting": built.describe(),
         }),
     )
     try:
-        response = get_client().chat.completions.create(model=model, messages=built.messages, stream=False, **params)
+        response = get_client(endpoint).chat.completions.create(model=model, messages=built.messages, stream=False,
+                                                                **params)
     except Exception as exc:  # noqa: BLE001 - the nested agent's failure is the tool's result
-        etype, emsg = describe_error(exc)
+        etype, emsg = describe_error(exc, endpoint)
         step.status, step.finished_at, step.error = RunStatus.FAILED, timezone.now(), {"type": etype, "message": emsg}
         step.save(update_fields=["status", "finished_at", "error"])
         raise ToolError(f"agent {name!r} failed: {emsg}") from None

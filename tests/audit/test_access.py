@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import ApiToken
 from audit.models import AuditLog
@@ -22,6 +23,8 @@ from tests.factories import RunFactory, SessionFactory
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PUBLIC = {"login", "admin:login"}  # the login pages: the only pages open to anonymous visitors
+# Open to anyone who holds a signed token (a shared branch): a wrong token is 404, never a login page.
+PUBLIC_BY_TOKEN = {"branches:shared"}
 
 
 def _anonymous_url(route: Route) -> str:
@@ -48,6 +51,9 @@ def test_every_url_requires_a_login_except_the_login_pages(client):
             where = f"{method.upper()} {url} ({route.name})"
             if route.name in PUBLIC:
                 assert status in (200, 302, 405), where
+                continue
+            if route.name in PUBLIC_BY_TOKEN:
+                assert status == (404 if method == "get" else 405), f"{where}: {status}"
                 continue
             if route.name == "api:api-root":  # django-ninja's empty root: nothing there for anyone
                 assert status == 404, f"{where}: {status}"
@@ -88,7 +94,16 @@ def other_objects(other_user, other_tree):
     comparison = Comparison.objects.create(owner=other_user, session=other_tree["session"],
                                            branch_point=other_tree["root"], prompts=["p"])
     values["comparison_id"] = comparison.pk
-    values.update({"turn": 0, "column": 0, "format": "arbor"})
+    values.update({"turn": 0, "column": 0, "format": "arbor", "a": other_tree["a"].pk, "b": other_tree["leaf"].pk})
+    # branch tools: a label, a prune and a share link of theirs; the shared page takes a token, and
+    # theirs is revoked (a live token is a link anyone may open, by design: tests/test_branches.py)
+    from conversations import branches
+    from conversations.models import BranchLabel, BranchShare, Prune
+
+    values["label_id"] = BranchLabel.objects.create(session=other_tree["session"], run=other_tree["a"], name="x").pk
+    values["prune_id"] = Prune.objects.create(session=other_tree["session"], run=other_tree["leaf"]).pk
+    share = BranchShare.objects.create(session=other_tree["session"], run=other_tree["leaf"], revoked_at=timezone.now())
+    values.update({"share_id": share.pk, "token": branches.share_token(share)})
     try:  # the archive app's import jobs, when it has them
         from archive.models import ImportJob
 
@@ -103,6 +118,12 @@ def other_objects(other_user, other_tree):
         values["agent_id"] = agent.pk
     except ImportError:
         pass
+    from connections.models import Connection, ConnectionModel
+
+    connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
+                                           api_key=MARKER)
+    values["connection_id"] = connection.pk
+    values["model_id"] = ConnectionModel.objects.create(connection=connection, name=f"model {MARKER}").pk
     return values
 
 
@@ -117,7 +138,8 @@ def _snapshot(other_tree) -> dict:
     }
 
 
-PAYLOAD = {"input": "injected", "title": "hijacked", "run_id": None, "parent_run_id": None, "choice": "a"}
+PAYLOAD = {"input": "injected", "title": "hijacked", "name": "hijacked", "run_id": None, "parent_run_id": None,
+           "choice": "a"}
 
 
 @pytest.mark.django_db
@@ -243,7 +265,9 @@ def test_every_state_change_without_a_csrf_token_is_403(user, other_tree):
     session = SessionFactory(owner=user, title="mine")
     root = RunFactory(session=session)
     values = {"session_id": session.pk, "run_id": root.pk, "comparison_id": uuid.uuid4(), "turn": 0, "column": 0,
-              "job_id": uuid.uuid4(), "import_id": uuid.uuid4(), "agent_id": 1, "format": "arbor"}
+              "job_id": uuid.uuid4(), "import_id": uuid.uuid4(), "agent_id": 1, "format": "arbor",
+              "label_id": uuid.uuid4(), "prune_id": uuid.uuid4(), "share_id": uuid.uuid4(), "token": "x",
+              "connection_id": 1, "model_id": 1}
     runs_before = Run.objects.count()
     checked = 0
     for route in routes():

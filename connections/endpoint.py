@@ -1,0 +1,116 @@
+"""Talking to a connection's endpoint: the ``openai`` SDK client every model call uses, and the probe
+(``GET /v1/models``) behind the health check and the model list.
+
+The SDK's own retries are off: retries with backoff for transient errors are Celery's (see
+:mod:`engine.execute`), so that a retry is visible in the run's state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import httpx
+import openai
+from django.conf import settings
+
+from core.redact import mask_url
+
+# Fields of a ``/v1/models`` entry that give its context window in tokens: vLLM's ``max_model_len``,
+# OpenRouter's and LM Studio's ``context_length``, llama.cpp server's ``meta.n_ctx_train``.
+WINDOW_FIELDS = ("max_model_len", "context_length", "context_window")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one model call goes: ``base_url`` with ``api_key`` and extra ``headers``; ``name`` and
+    ``connection_id`` say which connection it is (for errors and the trace)."""
+
+    name: str
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    read_timeout: float = 60.0
+    connection_id: int | None = None
+
+    def client(self) -> openai.OpenAI:
+        """The SDK client (one per endpoint and process): connect timeout
+        ``ARBOR_MODEL_CONNECT_TIMEOUT``, read timeout the connection's; no SDK retries."""
+        return _client(self.base_url, self.api_key or "sk-no-key-needed", self.headers,
+                       settings.ARBOR_MODEL_CONNECT_TIMEOUT, self.read_timeout)
+
+    def describe(self) -> dict:
+        """What a trace records about the endpoint: ``{"connection_id", "connection", "base_url"}``,
+        any password in the URL masked; never the key or the headers."""
+        return {"connection_id": self.connection_id, "connection": self.name, "base_url": mask_url(self.base_url)}
+
+
+@lru_cache(maxsize=64)
+def _client(base_url: str, api_key: str, headers: tuple, connect: float, read: float) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        default_headers=dict(headers) or None,
+        max_retries=0,
+        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+    )
+
+
+@dataclass
+class Probe:
+    """One ``GET /v1/models``: ``health`` ``ok`` (2xx), ``error`` (another HTTP answer, or not a
+    model list) or ``unreachable`` (no answer in time, refused, DNS); ``latency_ms`` from sending to
+    the whole answer; ``models`` ``[{"id", "context_window"}]`` when it listed them."""
+
+    health: str
+    latency_ms: float | None
+    message: str
+    models: list[dict] | None = None
+
+
+def _window(entry: dict) -> int | None:
+    for name in WINDOW_FIELDS:
+        value = entry.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    meta = entry.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int) and meta["n_ctx_train"] > 0:
+        return meta["n_ctx_train"]
+    return None
+
+
+def _listed(body) -> list[dict]:
+    """The ``{"id", "context_window"}`` of each entry of an OpenAI model list (``{"data": [...]}``)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ValueError("the answer is not an OpenAI model list ({\"data\": [...]})")
+    found: dict[str, dict] = {}
+    for entry in body["data"]:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"].strip():
+            name = entry["id"].strip()[:200]
+            found.setdefault(name, {"id": name, "context_window": _window(entry)})
+    return list(found.values())
+
+
+def probe(endpoint: Endpoint, *, timeout: float) -> Probe:
+    """``GET {base_url}/models`` with the endpoint's key and headers, within ``timeout`` seconds.
+    Never raises: every failure is a :class:`Probe` saying what happened, naming the URL (masked)."""
+    where = mask_url(endpoint.base_url)
+    client = endpoint.client().with_options(timeout=httpx.Timeout(timeout), max_retries=0)
+    started = time.perf_counter()
+    try:
+        response = client.get("/models", cast_to=httpx.Response)
+        latency = (time.perf_counter() - started) * 1000
+    except (openai.APITimeoutError, httpx.TimeoutException):
+        return Probe("unreachable", None, f"{where} did not answer within {timeout:g} s.")
+    except openai.APIStatusError as exc:
+        latency = (time.perf_counter() - started) * 1000
+        hint = " (the endpoint refused the API key)" if exc.status_code in (401, 403) else ""
+        return Probe("error", latency, f"{where}/models answered HTTP {exc.status_code}{hint}.")
+    except (openai.APIConnectionError, httpx.HTTPError) as exc:
+        return Probe("unreachable", None, f"Could not reach {where}: {exc.__cause__ or exc}.")
+    try:
+        models = _listed(response.json())
+    except ValueError as exc:
+        return Probe("error", latency, f"{where}/models answered, but {exc}.")
+    return Probe("ok", latency, f"{len(models)} model{'s' if len(models) != 1 else ''} listed.", models)

@@ -1,0 +1,302 @@
+"""Writes for connections: create, update, delete (soft), check health, refresh the model list, and
+models added by hand. Keyword-only; each write is one transaction, and a failed check never undoes
+a save: saving an unreachable connection keeps it and says so (:attr:`Saved.warning`).
+
+Validation is here, shared by the pages and the JSON API: a name (1–100 characters, unique per
+owner, case-insensitive), an ``http(s)`` base URL, a key and header values without control
+characters, at most :data:`MAX_HEADERS` extra headers with token names, a timeout of 1–3600 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import Conflict, Forbidden, InvalidInput
+from core.text import clean_text
+
+from .endpoint import Probe, probe
+from .models import Connection, ConnectionModel, Health
+from .selectors import is_admin
+
+MAX_HEADERS = 20
+MAX_SECRET_CHARS = 4096
+# RFC 9110 token characters; headers the HTTP client sets itself may not be overridden.
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 3600.0
+MAX_PRICE = 1_000_000.0  # USD per 1M tokens
+MAX_WINDOW = 100_000_000  # tokens
+
+
+@dataclass
+class Saved:
+    """A saved connection and the check made right after saving (None when nothing reachable changed)."""
+
+    connection: Connection
+    check: Probe | None = None
+
+    @property
+    def warning(self) -> str:
+        """Empty when the endpoint answered with a model list; else what went wrong (saved anyway)."""
+        if self.check is None or self.check.health == Health.OK:
+            return ""
+        return f"Saved, but the endpoint did not answer as expected: {self.check.message}"
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+def clean_base_url(value) -> str:
+    url = clean_text(value, field="base_url", max_length=500)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise InvalidInput("base_url must be an http:// or https:// URL, e.g. http://127.0.0.1:8001/v1")
+    return url.rstrip("/")
+
+
+def clean_api_key(value) -> str:
+    return clean_text(value, field="api_key", max_length=MAX_SECRET_CHARS, required=False)
+
+
+def clean_headers(value) -> dict[str, str]:
+    """Extra headers from a dict or its JSON text ("" or None: none)."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidInput('extra_headers must be a JSON object, e.g. {"X-Org": "team-a"}') from None
+    if not isinstance(value, dict):
+        raise InvalidInput('extra_headers must be a JSON object, e.g. {"X-Org": "team-a"}')
+    if len(value) > MAX_HEADERS:
+        raise InvalidInput(f"at most {MAX_HEADERS} extra headers")
+    headers = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidInput(f"extra header name {str(name)[:40]!r} is not a valid HTTP header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidInput(f"extra header {name} is set by Arbor itself")
+        if not isinstance(text, str):
+            raise InvalidInput(f"extra header {name} must have a string value")
+        headers[name] = clean_text(text, field=f"extra header {name}", max_length=MAX_SECRET_CHARS)
+    return headers
+
+
+def clean_timeout(value) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("timeout must be a number of seconds") from None
+    if isinstance(value, bool) or not MIN_TIMEOUT <= seconds <= MAX_TIMEOUT:
+        raise InvalidInput(f"timeout must be between {MIN_TIMEOUT:g} and {MAX_TIMEOUT:g} seconds")
+    return seconds
+
+
+def _clean_name(value) -> str:
+    return clean_text(value, field="name", max_length=100)
+
+
+def _save(connection: Connection) -> None:
+    """full_clean (the unique name per owner) then save; a clash is InvalidInput."""
+    try:
+        connection.full_clean()
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(exc.messages)) from None
+    connection.save()
+
+
+# --- connections -----------------------------------------------------------------------------------
+
+def connection_create(*, user, name, base_url, api_key="", extra_headers=None, timeout=None, enabled=True,
+                      shared=False) -> Saved:
+    """Save a new connection owned by ``user`` (``shared``: by nobody, for everyone; administrators
+    only), then check it and fetch its models. Raises InvalidInput (a field is wrong, the name is
+    taken) and Forbidden (``shared`` without being an administrator)."""
+    if shared and not is_admin(user):
+        raise Forbidden("Only an administrator can share a connection.")
+    connection = Connection(
+        owner=None if shared else user, name=_clean_name(name), base_url=clean_base_url(base_url),
+        api_key=clean_api_key(api_key), timeout=clean_timeout(timeout), enabled=bool(enabled),
+    )
+    headers = clean_headers(extra_headers)
+    connection.extra_headers = json.dumps(headers) if headers else ""
+    with transaction.atomic():
+        _save(connection)
+    return Saved(connection, connection_refresh_models(connection=connection))
+
+
+UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled", "shared")
+
+
+def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
+    """Change the fields given in ``changes`` (absent or None: unchanged; ``api_key: ""`` removes
+    the key, ``extra_headers: {}`` the headers). The default connection's URL and key come from
+    the environment and cannot be changed here. When the URL, key or headers change, the endpoint
+    is checked again. Raises InvalidInput and Forbidden (``shared`` by a non-administrator)."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes.get("shared") is False and connection.from_environment:
+        raise InvalidInput("The default connection is always shared.")
+    changes = {k: v for k, v in changes.items() if not (k == "shared" and bool(v) == connection.is_shared)}
+    if connection.from_environment and {"base_url", "api_key"} & set(changes):
+        raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
+                           "(set them in the environment).")
+    if "shared" in changes and not is_admin(user):
+        raise Forbidden("Only an administrator can share a connection or stop sharing it.")
+    reach = {"base_url", "api_key", "extra_headers"} & set(changes)
+    for field, clean in (("name", _clean_name), ("base_url", clean_base_url), ("api_key", clean_api_key),
+                         ("timeout", clean_timeout)):
+        if field in changes:
+            setattr(connection, field, clean(changes[field]))
+    if "extra_headers" in changes:
+        headers = clean_headers(changes["extra_headers"])
+        connection.extra_headers = json.dumps(headers) if headers else ""
+    if "enabled" in changes:
+        connection.enabled = bool(changes["enabled"])
+    if "shared" in changes:
+        connection.owner = None if changes["shared"] else user
+    connection.updated_at = timezone.now()
+    with transaction.atomic():
+        _save(connection)
+    return Saved(connection, connection_refresh_models(connection=connection) if reach else None)
+
+
+@transaction.atomic
+def connection_delete(*, connection: Connection) -> Connection:
+    """Delete a connection: it disappears from lists and pickers; agents and runs that name it fail
+    with its name until given another. Raises Conflict for the default connection (disable it instead)."""
+    if connection.from_environment:
+        raise Conflict("The default connection comes from the environment; disable it instead.")
+    connection.deleted_at = timezone.now()
+    connection.save(update_fields=["deleted_at"])
+    return connection
+
+
+def _probe_timeout(connection: Connection) -> float:
+    return min(connection.read_timeout, settings.ARBOR_CONNECTION_CHECK_SECONDS)
+
+
+def _record_health(connection: Connection, check: Probe) -> None:
+    connection.health, connection.health_latency_ms = check.health, check.latency_ms
+    connection.health_message, connection.health_checked_at = check.message, timezone.now()
+    connection.save(update_fields=["health", "health_latency_ms", "health_message", "health_checked_at"])
+
+
+def connection_check(*, connection: Connection) -> Probe:
+    """Health check: ``GET /models`` once; reachability, latency and the answer are stored and returned."""
+    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    _record_health(connection, check)
+    return check
+
+
+def connection_refresh_models(*, connection: Connection) -> Probe:
+    """Fetch the endpoint's model list (a health check too). Listed models are added or marked
+    listed (with the context window the endpoint reports); models no longer listed stay, marked
+    unlisted, with their settings. When the endpoint gives no list, ``models_error`` says why."""
+    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    with transaction.atomic():
+        _record_health(connection, check)
+        if check.models is None:
+            connection.models_error = check.message
+            connection.save(update_fields=["models_error"])
+            return check
+        names = {m["id"]: m["context_window"] for m in check.models}
+        existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
+        changed = []
+        for model in existing.values():
+            listed = model.name in names
+            window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
+            if (listed, window) != (model.listed, model.listed_context_window):
+                model.listed, model.listed_context_window = listed, window
+                changed.append(model)
+        ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
+        ConnectionModel.objects.bulk_create([
+            ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
+            for name, window in names.items() if name not in existing
+        ])
+        connection.models_refreshed_at, connection.models_error = timezone.now(), ""
+        connection.save(update_fields=["models_refreshed_at", "models_error"])
+    return check
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+def _clean_window(value) -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidInput("context_window must be a whole number of tokens")
+    try:
+        tokens = int(value)
+    except ValueError:
+        raise InvalidInput("context_window must be a whole number of tokens") from None
+    if not 1 <= tokens <= MAX_WINDOW:
+        raise InvalidInput(f"context_window must be between 1 and {MAX_WINDOW} tokens")
+    return tokens
+
+
+def _clean_price(value, field: str) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a number (USD per 1M tokens)")
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field} must be a number (USD per 1M tokens)") from None
+    if not 0 <= amount <= MAX_PRICE:  # NaN fails this too
+        raise InvalidInput(f"{field} must be between 0 and {MAX_PRICE:g} USD per 1M tokens")
+    return amount
+
+
+MODEL_FIELDS = ("context_window", "prompt_price", "completion_price")
+
+
+def _apply_model_fields(model: ConnectionModel, fields: dict) -> None:
+    unknown = set(fields) - set(MODEL_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    if "context_window" in fields:
+        model.context_window = _clean_window(fields["context_window"])
+    for side in ("prompt_price", "completion_price"):
+        if side in fields:
+            setattr(model, side, _clean_price(fields[side], side))
+
+
+@transaction.atomic
+def model_add(*, connection: Connection, name, **fields) -> ConnectionModel:
+    """Add a model by hand (for endpoints that list none); ``fields``: context_window, prompt_price,
+    completion_price (empty: the settings' defaults). Raises InvalidInput and Conflict (already there)."""
+    name = clean_text(name, field="model", max_length=200)
+    if ConnectionModel.objects.filter(connection=connection, name=name).exists():
+        raise Conflict(f"The connection “{connection.name}” already has a model named {name!r}.")
+    model = ConnectionModel(connection=connection, name=name, added_by_hand=True)
+    _apply_model_fields(model, fields)
+    model.save()
+    return model
+
+
+@transaction.atomic
+def model_update(*, model: ConnectionModel, fields: dict) -> ConnectionModel:
+    """Set a model's context window and prices (``""``/None: back to the settings' defaults)."""
+    _apply_model_fields(model, fields)
+    model.save(update_fields=[f for f in MODEL_FIELDS if f in fields] or None)
+    return model
+
+
+@transaction.atomic
+def model_delete(*, model: ConnectionModel) -> None:
+    """Remove a model from the list (a listed one comes back with the next refresh)."""
+    model.delete()

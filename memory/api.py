@@ -1,0 +1,123 @@
+"""The JSON API of agents (a django-ninja router, mounted by :mod:`config.api`): list, create, read,
+update, delete, with their connection and model, memory settings, compaction policy and tools.
+
+Validated as in the admin (:meth:`memory.models.Agent.clean`: the compaction policy, parameters,
+tools, connection and model), and nothing is written when anything is refused (400 with the
+field). The caller sees their own agents and the shared ones; another user's agent, or a
+connection the caller may not use, is 404. Shared agents are changed by administrators only (403).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ninja import Field, Router, Schema, Status
+from ninja.pagination import paginate
+
+from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
+
+from . import services
+from .models import DEFAULT_MEMORY_ID, Agent
+from .selectors import agents_for, get_agent_for
+
+router = Router(tags=["agents"])
+
+
+class ConnectionRef(Schema):
+    id: int
+    name: str
+
+
+class AgentOut(Schema):
+    id: int
+    name: str
+    shared: bool
+    connection: ConnectionRef | None = Field(description="None: the default connection (OPENAI_BASE_URL).")
+    model: str = Field(description="Empty: ARBOR_MODEL.")
+    model_label: str = Field(description="connection · model, as pickers show it.")
+    system_prompt: str
+    params: dict
+    memory_id: str
+    memory_window_size: int | None = Field(description="Newest N messages kept; 0 none; null all (within the budget).")
+    context_window: int | None = Field(description="Tokens; null: the connection's figure for the model, else the "
+                                                   "settings'.")
+    reserved_output_tokens: int
+    compaction: dict = Field(description="Compaction policy: enabled, threshold, target, strategies (memory.policy).")
+    tools: list[str]
+    created_at: datetime
+
+
+class AgentIn(Schema):
+    name: str
+    connection_id: int | None = None
+    model: str = ""
+    system_prompt: str = ""
+    params: dict = Field(default_factory=dict)
+    memory_id: str = DEFAULT_MEMORY_ID
+    memory_window_size: int | None = None
+    context_window: int | None = None
+    reserved_output_tokens: int = 512
+    compaction: dict = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    shared: bool = Field(False, description="Every user may pick it (administrators only).")
+
+
+class AgentPatch(Schema):
+    """Only the fields sent change (``connection_id: null``: the default connection)."""
+
+    name: str | None = None
+    connection_id: int | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    params: dict | None = None
+    memory_id: str | None = None
+    memory_window_size: int | None = None
+    context_window: int | None = None
+    reserved_output_tokens: int | None = None
+    compaction: dict | None = None
+    tools: list[str] | None = None
+    shared: bool | None = None
+
+
+def agent_out(agent: Agent) -> dict:
+    connection = agent.connection if agent.connection_id is not None else None
+    return {
+        "id": agent.pk, "name": agent.name, "shared": agent.owner_id is None,
+        "connection": {"id": connection.pk, "name": connection.name} if connection is not None else None,
+        "model": agent.model, "model_label": agent.model_label, "system_prompt": agent.system_prompt,
+        "params": agent.params, "memory_id": agent.memory_id, "memory_window_size": agent.memory_window_size,
+        "context_window": agent.context_window, "reserved_output_tokens": agent.reserved_output_tokens,
+        "compaction": agent.compaction, "tools": agent.tools, "created_at": agent.created_at,
+    }
+
+
+@router.get("/agents", response=answers({200: list[AgentOut]}, 400, 404))
+@paginate(Pages, page_size=50, max_page_size=MAX_PAGE_SIZE)
+def list_agents(request):
+    """The caller's agents and the shared ones, by name (not those comparisons made for variants)."""
+    return [agent_out(a) for a in agents_for(request.auth)]
+
+
+@router.post("/agents", response=answers({201: AgentOut}, *BODY, 403, 404))
+def create_agent(request, payload: AgentIn):
+    """Create an agent. 400 names the field the admin would refuse; 404 for a connection the caller may not use."""
+    agent = services.agent_create(user=request.auth, data=payload.dict())
+    return Status(201, agent_out(agent))
+
+
+@router.get("/agents/{agent_id}", response=answers({200: AgentOut}, 404))
+def get_agent(request, agent_id: str):
+    return agent_out(get_agent_for(request.auth, agent_id))
+
+
+@router.patch("/agents/{agent_id}", response=answers({200: AgentOut}, *BODY, 403, 404))
+def update_agent(request, agent_id: str, payload: AgentPatch):
+    agent = get_agent_for(request.auth, agent_id)
+    return agent_out(services.agent_update(user=request.auth, agent=agent, data=payload.dict(exclude_unset=True)))
+
+
+@router.delete("/agents/{agent_id}", response=answers({204: None}, 403, 404))
+def delete_agent(request, agent_id: str):
+    """Delete an agent; its runs stay (with their model, connection and memory id)."""
+    services.agent_delete(user=request.auth, agent=get_agent_for(request.auth, agent_id))
+    return Status(204, None)
