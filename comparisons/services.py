@@ -141,7 +141,8 @@ def variant_agent_for_config(*, owner, label: str, config: dict, tag: str) -> Ag
     """The agent of a variant given as a configuration (``model``, ``system_prompt``, ``params``,
     ``memory_id``, ``memory_window_size``, as :func:`agent_config` writes it; an imported comparison):
     the owner's agent made by an earlier comparison with exactly this configuration, else a new one.
-    Raises InvalidInput for a configuration a variant could not have."""
+    A ``connection`` named by the configuration belongs to the installation that wrote it: the agent
+    runs on the default connection. Raises InvalidInput for a configuration a variant could not have."""
     window = config.get("memory_window_size")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
         raise InvalidInput("memory window size must be a whole number")
