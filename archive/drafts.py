@@ -59,11 +59,60 @@ class RunDraft:
     finished_at: datetime | None = None
     error_type: str = ""
     error_message: str = ""
+    # Arbor JSON only: the run's id in the file (compactions, comparisons and forks name runs by it),
+    # and the id of a parent run outside this session (a fork's first runs hang under its fork point).
+    source_id: str = ""
+    external_parent: str = ""
+
+
+@dataclass
+class MessageRef:
+    """A message named by its run (index in the conversation's runs) and position (Arbor JSON)."""
+
+    run: int
+    position: int
+
+
+@dataclass
+class CompactionDraft:
+    """A compaction marker of an Arbor JSON session (:class:`memory.models.Compaction`): ``run`` is
+    the index of the run it is attached to, ``base`` the index of the earlier compaction it built
+    on; message ids are replaced by :class:`MessageRef` until the messages are written."""
+
+    run: int
+    memory_id: str = "default"
+    status: str = "ready"
+    base: int | None = None
+    policy: dict = field(default_factory=dict)
+    applied: list = field(default_factory=list)
+    from_depth: int = 0
+    replaced: list[tuple[MessageRef, str]] = field(default_factory=list)
+    dropped: list[MessageRef] = field(default_factory=list)
+    replaced_messages: list[MessageRef] = field(default_factory=list)
+    summary: str = ""
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usable_window: int = 0
+    tokens_before: int = 0
+    tokens_after: int | None = None
+    utilisation_before: float = 0.0
+    utilisation_after: float | None = None
+    error: str = ""
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass
 class ConversationDraft:
-    """A session to create: its runs (parents before children), the active run and what was repaired."""
+    """A session to create: its runs (parents before children), the active run and what was repaired.
+
+    Arbor JSON may add: ``forked_from`` (the file's id of a run of a session imported before this
+    one from the same file: this session is a fork of it), ``compactions`` and ``sections`` (other
+    apps' parts of the session record, e.g. ``comparisons``, written by the receivers of
+    :data:`conversations.signals.session_import`).
+    """
 
     source_format: str
     source_id: str
@@ -73,6 +122,9 @@ class ConversationDraft:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    forked_from: str = ""
+    compactions: list[CompactionDraft] = field(default_factory=list)
+    sections: dict = field(default_factory=dict)
 
     @property
     def message_count(self) -> int:

@@ -14,9 +14,14 @@ Arbor JSON, version 1 — a list of sessions, so that a file of many sessions st
                 "timings": {"created_at", "started_at", "first_token_at", "finished_at"},
                 "error": null | {"type", "message"},
                 "messages": [{"position", "role", "content", "name", "tool_calls", "tool_call_id",
-                              "metadata", "token_count", "created_at"}]}]}]
+                              "metadata", "token_count", "created_at"}]}],
+      "compactions": [...],   # when it has compaction markers (see archive.compactions)
+      "comparisons": [...]}]  # when it has A/B comparisons (see comparisons.transfer)
 
-Runs are listed parents first. Times are ISO 8601 in UTC.
+Runs are listed parents first. Times are ISO 8601 in UTC. On import, ``forked_from_run_id`` makes the
+session a fork when it names a run of a session earlier in the same file (its runs are then only its
+own); an export of one fork names a run among its own runs (the shared ones are included), and is
+imported as a tree of its own.
 
 JSON Lines — run snapshots, ``arbor.run/1`` (:data:`archive.formats.RUN_FORMAT`): one finished run
 per line, a JSON object (UTF-8), parents before children. Written for one session by
@@ -51,8 +56,10 @@ from django.utils.text import slugify
 
 from conversations.models import FINISHED_STATUSES, Message, Role, Run, Session
 from conversations.selectors import get_branch_run_for, get_session_for
+from conversations.signals import session_export
 from core.errors import InvalidInput
 
+from .compactions import compactions_json
 from .formats import RUN_FORMAT
 
 EXPORT_FORMATS = {
@@ -116,7 +123,8 @@ def run_json(run: Run, messages: list[Message]) -> dict:
 
 
 def session_to_arbor(session: Session) -> Iterator[bytes]:
-    """Arbor JSON (a list with this one session), streamed run by run."""
+    """Arbor JSON (a list with this one session), streamed run by run; with its compaction markers
+    (``compactions``) and other apps' sections (``comparisons``) when it has any."""
     runs, by_run = tree(session)
     head = {
         "arbor": 1, "id": str(session.pk), "title": session.title, "created_at": _iso(session.created_at),
@@ -124,6 +132,11 @@ def session_to_arbor(session: Session) -> Iterator[bytes]:
         "active_run_id": str(session.active_run_id) if session.active_run_id else None,
         "forked_from_run_id": str(session.forked_from_run_id) if session.forked_from_run_id else None,
     }
+    compactions = compactions_json(runs, by_run)
+    if compactions:
+        head["compactions"] = compactions
+    for _, sections in session_export.send(sender=Session, session=session, run_ids={r.pk for r in runs}):
+        head.update(sections or {})
     yield ("[" + _dumps(head)[:-1] + ',"runs":[').encode()
     for i, run in enumerate(runs):
         yield (("," if i else "") + "\n" + _dumps(run_json(run, by_run[run.pk]))).encode()

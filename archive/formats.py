@@ -14,7 +14,9 @@ draft's ``warnings``. Sources of the formats:
 * ShareGPT: ``{id, conversations: [{from, value}, ...]}`` with speakers human/user, gpt/assistant/
   chatgpt/bing/bard/model, system, and tool/function/observation.
 * Arbor JSON (written by :mod:`archive.exporters`): ``{arbor: 1, id, title, active_run_id,
-  runs: [{run_id, parent_run_id, model, params, usage, timings, messages: [...]}]}``.
+  runs: [{run_id, parent_run_id, model, params, usage, timings, messages: [...]}]}``, optionally
+  with ``forked_from_run_id`` (a fork of a session earlier in the same file), ``compactions``
+  (:mod:`archive.compactions`) and other apps' sections (``comparisons``).
 * Arbor JSON Lines: one run per line (see :mod:`archive.exporters`), grouped by ``session_id``.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from .compactions import compaction_drafts
 from .drafts import (
     ConversationDraft,
     MessageDraft,
@@ -443,6 +446,7 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
         status = "cancelled"
     params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
     return RunDraft(
+        source_id=str(raw.get("run_id") or raw.get("id") or ""),
         messages=drafts, model=clean_text(raw.get("model") or "unknown")[:200] or "unknown", params=clean_json(params),
         memory_id=clean_text(raw.get("memory_id") or "default")[:100] or "default", status=status,
         prompt_tokens=clean_int(usage.get("prompt_tokens")),
@@ -455,9 +459,11 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
     )
 
 
-def _run_tree(raw_runs: list, warnings: list[str]) -> tuple[list[RunDraft], dict[str, int]]:
+def _run_tree(raw_runs: list, warnings: list[str], *, outside: str = "") -> tuple[list[RunDraft], dict[str, int]]:
     """Runs ordered parents first with depths; ``{source run_id: index}``. Raises Skip on a cycle
-    or a duplicate run_id."""
+    or a duplicate run_id. A run whose parent is ``outside`` (a fork point in another session of
+    the file, not among these runs) becomes a root with ``external_parent`` set; other runs whose
+    parent is missing become roots with a warning."""
     by_id: dict[str, dict] = {}
     order: list[str] = []
     for i, raw in enumerate(raw_runs):
@@ -474,7 +480,7 @@ def _run_tree(raw_runs: list, warnings: list[str]) -> tuple[list[RunDraft], dict
         parent = by_id[run_id].get("parent_run_id")
         parent = None if parent is None else str(parent)
         if parent is not None and parent not in by_id:
-            missing += 1
+            missing += parent != outside
             parent = None
         children.setdefault(parent, []).append(run_id)
     if missing:
@@ -485,6 +491,8 @@ def _run_tree(raw_runs: list, warnings: list[str]) -> tuple[list[RunDraft], dict
     while stack:
         run_id, parent_index = stack.pop()
         run = _arbor_run(by_id[run_id], warnings)
+        if parent_index is None and outside and str(by_id[run_id].get("parent_run_id")) == outside:
+            run.external_parent = outside
         run.parent = parent_index
         run.depth = 0 if parent_index is None else runs[parent_index].depth + 1
         runs.append(run)
@@ -505,7 +513,11 @@ def arbor(record) -> ConversationDraft:
     if version != 1:
         raise Skip(f"unsupported Arbor export version {str(version)[:20]!r}")
     warnings: list[str] = []
-    runs, index = _run_tree(record["runs"], warnings)
+    fork_point = record.get("forked_from_run_id")
+    fork_point = "" if fork_point is None else str(fork_point)
+    if any(isinstance(r, dict) and str(r.get("run_id") or r.get("id") or "") == fork_point for r in record["runs"]):
+        fork_point = ""  # an export of a fork alone carries the shared runs: a tree of its own
+    runs, index = _run_tree(record["runs"], warnings, outside=fork_point)
     active = record.get("active_run_id")
     active_index = index.get(str(active)) if active is not None else None
     if active is not None and active_index is None:
@@ -516,8 +528,16 @@ def arbor(record) -> ConversationDraft:
         title=short(title, 200), runs=runs,
         active=active_index if active_index is not None else len(runs) - 1,
         created_at=parse_time(record.get("created_at")), updated_at=parse_time(record.get("updated_at")),
-        warnings=warnings,
+        warnings=warnings, forked_from=fork_point,
+        compactions=compaction_drafts(record.get("compactions"), index, runs, warnings),
+        sections={key: value for key, value in record.items() if key not in ARBOR_KEYS},
     )
+
+
+# The keys of an Arbor JSON session the archive reads itself; any other key is a section for the
+# receivers of conversations.signals.session_import (comparisons: "comparisons").
+ARBOR_KEYS = frozenset({"arbor", "id", "title", "created_at", "updated_at", "active_run_id", "forked_from_run_id",
+                        "runs", "compactions"})
 
 
 def jsonl_groups(records: Iterable[tuple[str, object]]) -> Iterator[tuple[str, object]]:

@@ -28,9 +28,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.models import Message, Run, Session
+from conversations.signals import session_import
 from core.errors import InvalidInput
 
 from . import formats
+from .compactions import write_compactions
 from .drafts import ConversationDraft, Skip
 from .models import ImportedConversation, ImportJob, JobStatus
 from .source import SourceProblem, iter_records, open_source
@@ -41,6 +43,7 @@ FORMAT_CHOICES = ("auto", *formats.FORMATS)
 MAX_MESSAGES_PER_RUN = 32_000  # Message.position is a PositiveSmallIntegerField
 REPORT_IMPORTED_LIMIT = 200
 REPORT_SKIPPED_LIMIT = 1000
+ALREADY_IMPORTED = "already imported"  # how the report's reason begins for a conversation imported before
 
 
 @dataclass
@@ -234,7 +237,10 @@ class _Batches:
 
     def __init__(self, *, source, report: ImportReport, progress, limits: tuple[int, int], **write_kwargs):
         self.source, self.report, self.progress, self.limits = source, report, progress, limits
-        self.write_kwargs = {"report": report, **write_kwargs}
+        # file run id → (new run id, depth) of every Arbor JSON run written (committed) so far: forks find
+        # their fork point in it.
+        self.known_runs: dict[str, tuple[uuid.UUID, int]] = {}
+        self.write_kwargs = {"report": report, "known_runs": self.known_runs, **write_kwargs}
         self.batch: list[tuple[str, ConversationDraft]] = []
         self.size = 0
         self.writer = None
@@ -242,6 +248,10 @@ class _Batches:
             self.writer = _Writers(settings.ARBOR_IMPORT_WRITERS, **self.write_kwargs)
 
     def add(self, where: str, draft: ConversationDraft) -> None:
+        if draft.forked_from and draft.forked_from not in self.known_runs:
+            self.flush()  # its fork point may be in a batch not written (committed) yet
+            if self.writer is not None:
+                self.writer.drain()
         self.batch.append((where, draft))
         self.size += draft.message_count + 1
         if self.size >= self.limits[0] or len(self.batch) >= self.limits[1]:
@@ -290,8 +300,15 @@ class _Writers:
                         _write_batch(batch, **self.kwargs)
                     except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                         self.error = exc
+                self.batches.task_done()
         finally:
             connection.close()
+
+    def drain(self) -> None:
+        """Wait until every batch handed over so far is written (re-raising a writer's error)."""
+        self.batches.join()
+        if self.error is not None:
+            raise self.error
 
     def finish(self) -> None:
         for _ in self.threads:
@@ -312,7 +329,8 @@ def _convert(fmt: str, record) -> ConversationDraft:
     return draft
 
 
-def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, again: bool = False) -> None:
+def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, known_runs: dict,
+                 again: bool = False) -> None:
     if not again:
         earlier = ImportedConversation.objects.filter(
             owner=owner, source_id__in={d.source_id for _, d in batch if d.source_id},
@@ -326,7 +344,7 @@ def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, aga
             for where, draft in batch:
                 session_id = known.get((draft.source_format, draft.source_id)) if draft.source_id else None
                 if session_id:
-                    report.add_skipped(where, f"already imported (session {session_id}); import again with --again",
+                    report.add_skipped(where, f"{ALREADY_IMPORTED} (session {session_id}); import again with --again",
                                        source_id=draft.source_id, title=draft.title)
                 else:
                     kept.append((where, draft))
@@ -341,77 +359,114 @@ def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, aga
         batch = [(w, d) for w, d in batch if w not in done]
     try:
         with transaction.atomic():
-            session_ids = _insert(batch, owner=owner, job=job)
+            written = _insert(batch, owner=owner, job=job, known_runs=known_runs)
     except DatabaseError:
         log.warning("import: a batch of %d conversations failed; writing them one by one", len(batch), exc_info=True)
         for item in batch:
             try:
                 with transaction.atomic():
-                    session_id = _insert([item], owner=owner, job=job)[0]
+                    one = _insert([item], owner=owner, job=job, known_runs=known_runs)[0]
             except DatabaseError as exc:
                 where, draft = item
                 report.add_skipped(where, f"the database refused it ({' '.join(str(exc).split())[:300]})",
                                    source_id=draft.source_id, title=draft.title)
             else:
-                report.add_imported(item[0], item[1], session_id)
+                _done(item, one, report, known_runs)
         return
-    for (where, draft), session_id in zip(batch, session_ids, strict=True):
-        report.add_imported(where, draft, session_id)
+    for item, one in zip(batch, written, strict=True):
+        _done(item, one, report, known_runs)
 
 
-def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job) -> list[uuid.UUID]:
-    """Bulk-insert sessions, runs, messages and provenance rows; returns the session ids.
+@dataclass
+class _Written:
+    """What :func:`_insert` wrote for one draft: the session, its runs' ``(id, depth)`` by draft index,
+    and warnings about what was left out while writing (a fork point not found, a bad comparison)."""
+
+    session_id: uuid.UUID
+    runs: list[tuple[uuid.UUID, int]]
+    warnings: list[str]
+
+
+def _done(item: tuple[str, ConversationDraft], written: _Written, report: ImportReport, known_runs: dict) -> None:
+    """After the commit: report the conversation, and remember its Arbor JSON runs for later forks."""
+    where, draft = item
+    draft.warnings.extend(written.warnings)
+    known_runs.update((r.source_id, written.runs[i]) for i, r in enumerate(draft.runs) if r.source_id)
+    report.add_imported(where, draft, written.session_id)
+
+
+def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job, known_runs: dict) -> list[_Written]:
+    """Bulk-insert sessions, runs, messages and provenance rows, then each session's compactions
+    and other sections (:data:`conversations.signals.session_import`); returns what was written.
 
     Foreign keys are checked at commit (deferred on PostgreSQL and SQLite), so a session can name
     its active run before the run's row exists. Rows are built as plain dicts: on PostgreSQL they
     go in with ``COPY`` (no model instances, no giant INSERT), elsewhere through ``bulk_create``.
     """
     now = timezone.now()
-    owner_id = owner.pk
-    job_id = job.pk if job is not None else None
-    sessions: list[dict] = []
-    runs: list[dict] = []
-    messages: list[dict] = []
-    sources: list[dict] = []
-    for where, draft in batch:
-        session_id = uuid.uuid4()
-        run_ids = [uuid.uuid4() for _ in draft.runs]
-        first = next((r.created_at for r in draft.runs if r.created_at), None)
-        created = draft.created_at or first or now
-        last = max((r.finished_at or r.created_at for r in draft.runs if r.finished_at or r.created_at), default=None)
-        sessions.append({
-            "id": session_id, "owner_id": owner_id, "title": draft.title[:200], "created_at": created,
-            "updated_at": max(draft.updated_at or created, last or created),
-            "active_run_id": run_ids[draft.active] if draft.active is not None else None,
+    rows: dict[str, list[dict]] = {"sessions": [], "runs": [], "messages": [], "sources": []}
+    written = [_rows(where, draft, rows, owner_id=owner.pk, job_id=job.pk if job is not None else None, now=now,
+                     known_runs=known_runs) for where, draft in batch]
+    insert_rows(Session, rows["sessions"])
+    insert_rows(Run, rows["runs"])
+    insert_rows(Message, rows["messages"])
+    insert_rows(ImportedConversation, rows["sources"])
+    for (_, draft), one in zip(batch, written, strict=True):
+        write_compactions(draft.compactions, [run_id for run_id, _ in one.runs], now=now)
+        if draft.sections:
+            answers = session_import.send(
+                sender=Session, session_id=one.session_id, owner=owner, sections=draft.sections,
+                runs={r.source_id: one.runs[i][0] for i, r in enumerate(draft.runs) if r.source_id},
+            )
+            one.warnings.extend(warning for _, warnings in answers for warning in warnings or ())
+    return written
+
+
+def _rows(where: str, draft: ConversationDraft, rows: dict, *, owner_id, job_id, now, known_runs: dict) -> _Written:
+    """Append the rows of one draft to ``rows``; a fork's first runs hang under its fork point
+    (``known_runs``), or become roots with a warning when this import did not write it."""
+    session_id = uuid.uuid4()
+    run_ids = [uuid.uuid4() for _ in draft.runs]
+    fork = known_runs.get(draft.forked_from) if draft.forked_from else None
+    warnings = []
+    if draft.forked_from and fork is None:
+        warnings.append(f"forked from run {draft.forked_from!r}, which is not among the runs imported before it: "
+                        "imported as a tree of its own")
+    first = next((r.created_at for r in draft.runs if r.created_at), None)
+    created = draft.created_at or first or now
+    last = max((r.finished_at or r.created_at for r in draft.runs if r.finished_at or r.created_at), default=None)
+    rows["sessions"].append({
+        "id": session_id, "owner_id": owner_id, "title": draft.title[:200], "created_at": created,
+        "updated_at": max(draft.updated_at or created, last or created),
+        "active_run_id": run_ids[draft.active] if draft.active is not None else None,
+        "forked_from_run_id": fork[0] if fork else None,
+    })
+    depths: list[int] = []
+    for i, r in enumerate(draft.runs):
+        parent, depth = (run_ids[r.parent], depths[r.parent] + 1) if r.parent is not None else (None, 0)
+        if r.parent is None and r.external_parent and fork:
+            parent, depth = fork[0], fork[1] + 1
+        depths.append(depth)
+        run_created = r.created_at or created
+        rows["runs"].append({
+            "id": run_ids[i], "session_id": session_id, "parent_run_id": parent, "depth": depth,
+            "status": r.status, "model": r.model[:200] or "unknown", "params": r.params, "memory_id": r.memory_id,
+            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "usage_counted": r.usage_counted, "finish_reason": r.finish_reason, "created_at": run_created,
+            "started_at": r.started_at, "first_token_at": r.first_token_at,
+            "finished_at": r.finished_at or run_created, "error_type": r.error_type,
+            "error_message": r.error_message,
         })
-        for i, r in enumerate(draft.runs):
-            run_id = run_ids[i]
-            run_created = r.created_at or created
-            runs.append({
-                "id": run_id, "session_id": session_id,
-                "parent_run_id": run_ids[r.parent] if r.parent is not None else None, "depth": r.depth,
-                "status": r.status, "model": r.model[:200] or "unknown", "params": r.params, "memory_id": r.memory_id,
-                "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                "usage_counted": r.usage_counted, "finish_reason": r.finish_reason, "created_at": run_created,
-                "started_at": r.started_at, "first_token_at": r.first_token_at,
-                "finished_at": r.finished_at or run_created, "error_type": r.error_type,
-                "error_message": r.error_message,
-            })
-            for position, m in enumerate(r.messages):
-                messages.append({
-                    "run_id": run_id, "position": position, "role": m.role, "content": m.content, "name": m.name,
-                    "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "metadata": m.metadata,
-                    "token_count": m.token_count, "created_at": m.created_at or run_created,
-                })
-        sources.append({
-            "session_id": session_id, "owner_id": owner_id, "source_format": draft.source_format,
-            "source_id": draft.source_id, "job_id": job_id, "source_where": where[:300], "created_at": now,
-        })
-    insert_rows(Session, sessions)
-    insert_rows(Run, runs)
-    insert_rows(Message, messages)
-    insert_rows(ImportedConversation, sources)
-    return [s["id"] for s in sessions]
+        rows["messages"].extend({
+            "run_id": run_ids[i], "position": position, "role": m.role, "content": m.content, "name": m.name,
+            "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "metadata": m.metadata,
+            "token_count": m.token_count, "created_at": m.created_at or run_created,
+        } for position, m in enumerate(r.messages))
+    rows["sources"].append({
+        "session_id": session_id, "owner_id": owner_id, "source_format": draft.source_format,
+        "source_id": draft.source_id, "job_id": job_id, "source_where": where[:300], "created_at": now,
+    })
+    return _Written(session_id=session_id, runs=list(zip(run_ids, depths, strict=True)), warnings=warnings)
 
 
 _PLAIN_TYPES = {

@@ -19,13 +19,16 @@ from django.utils.text import get_valid_filename
 from core import queue as task_queue
 from core.errors import InvalidInput
 
-from .importer import FORMAT_CHOICES, ImportReport, import_archive
+from .importer import ALREADY_IMPORTED, FORMAT_CHOICES, ImportReport, import_archive
 from .models import ImportJob, JobStatus
 
-__all__ = ["FORMAT_CHOICES", "IMPORT_TASK", "ImportReport", "import_archive", "import_command_finish",
-           "import_command_job", "import_dir", "import_job_create"]
+__all__ = ["DEMO_FILE", "FORMAT_CHOICES", "IMPORT_TASK", "ImportReport", "demo_load", "import_archive",
+           "import_command_finish", "import_command_job", "import_dir", "import_job_create"]
 
 IMPORT_TASK = "archive.import_job"  # the registered name of archive.tasks.import_job
+# The demo (issue 15): "Tour of Arbor" and a fork of it, in Arbor JSON with compaction markers and a
+# finished comparison.
+DEMO_FILE = Path(__file__).resolve().parent / "demo" / "tour-of-arbor.json"
 
 
 # --- import jobs (the upload page and the command line) ---------------------------------------------
@@ -82,3 +85,22 @@ def import_command_finish(*, job: ImportJob, report: ImportReport) -> None:
         status=JobStatus.SUCCEEDED, report=report.as_json(), imported=report.imported, skipped=report.skipped,
         bytes_read=job.size_bytes, finished_at=timezone.now(),
     )
+
+
+# --- the demo --------------------------------------------------------------------------------------
+
+def demo_load(*, owner) -> tuple[ImportReport, bool]:
+    """Import the demo sessions (:data:`DEMO_FILE`) for ``owner`` through the archive importer;
+    returns the report and whether anything was new. Idempotent: a demo session this owner got
+    before, even one deleted since, is not imported again (the importer's check by source id).
+
+    Raises InvalidInput, writing nothing, when the demo file did not import cleanly (a broken file
+    is a bug here: no half demo).
+    """
+    with transaction.atomic():  # also keeps the import in this thread (no writer threads)
+        report = import_archive(path=DEMO_FILE, owner=owner, format="arbor")
+        refused = [item for item in report.skipped_items if not item["reason"].startswith(ALREADY_IMPORTED)]
+        warned = [w for item in report.imported_items for w in item["warnings"]]
+        if refused or report.problems or warned:
+            raise InvalidInput(f"the demo file did not import cleanly: {refused or report.problems or warned}")
+    return report, report.imported > 0

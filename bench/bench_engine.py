@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -37,10 +38,11 @@ class _Server:  # what child_env/start_worker need of the model server
     base_url = ""
 
 
-def _rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and all its descendants, MiB (from /proc)."""
+def _family(root_pid: int) -> dict[int, tuple[int, float]]:
+    """``{pid: (rss KiB, CPU seconds user+system)}`` of a process and all its descendants (/proc)."""
     parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+    facts: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -51,7 +53,8 @@ def _rss_mb(root_pid: int) -> float:
             continue
         pid = int(entry.name)
         parents[pid] = int(stat[1])
-        rss[pid] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        facts[pid] = (rss, (int(stat[11]) + int(stat[12])) / tick)  # utime, stime (fields 14, 15)
     family, frontier = {root_pid}, [root_pid]
     while frontier:
         parent = frontier.pop()
@@ -59,7 +62,23 @@ def _rss_mb(root_pid: int) -> float:
             if ppid == parent and pid not in family:
                 family.add(pid)
                 frontier.append(pid)
-    return sum(rss.get(pid, 0) for pid in family) / 1024
+    return {pid: facts[pid] for pid in family if pid in facts}
+
+
+def _rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB."""
+    return sum(rss for rss, _ in _family(root_pid).values()) / 1024
+
+
+def _cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its live descendants, seconds."""
+    return sum(cpu for _, cpu in _family(root_pid).values())
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process: the asyncio clients and the scripted model server's threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class _PeakConnections(threading.Thread):
@@ -135,7 +154,7 @@ def _start(log_dir: Path, web_workers: int) -> tuple[Proc, Proc, str]:
     return worker, web, base
 
 
-def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) -> None:
+def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc, web: Proc) -> None:
     postgres = connection.vendor == "postgresql"
     rows = []
     for n in SIZES:
@@ -143,9 +162,13 @@ def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) ->
         sampler = _PeakConnections() if postgres else None
         if sampler:
             sampler.start()
+        cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds())
         began = time.monotonic()
         results = asyncio.run(_burst(base, token, sessions, f"{MODEL_SCRIPT} n{n}"))
         all_done = time.monotonic() - began
+        cpu = [after - before for after, before in zip(
+            (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds()), cpu_before,
+            strict=True)]
         peak = sampler.stop() if sampler else "n/a"
         runs = Run.objects.filter(session__in=sessions)
         waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
@@ -156,6 +179,7 @@ def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) ->
             ms(percentile(firsts, 95)) if firsts else "-", ms(max(firsts)) if firsts else "-",
             ms(percentile(waits, 50)) if waits else "-", sum(r["reconnects"] for r in results), errors,
             ms(percentile([r["post"] for r in results], 95)), peak, f"{_rss_mb(worker.popen.pid):.0f}",
+            " / ".join(f"{c:.1f}" for c in cpu), f"{100 * sum(cpu) / (all_done * (os.cpu_count() or 1)):.0f}",
         ])
         stuck = runs.exclude(status=RunStatus.SUCCEEDED).count()
         if stuck:
@@ -165,7 +189,8 @@ def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc) ->
         f"stream {settings.ARBOR_STREAM_URL.split(':')[0]},"
         f" {settings.ARBOR_RUN_CONCURRENCY} run threads, {os.environ.get('ARBOR_WEB_WORKERS', '2')} web workers)",
         ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms", "SSE reconnects",
-         "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB"],
+         "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB",
+         "CPU s: web / worker / clients + model", "CPU busy % of all cores"],
         rows,
     )
 
@@ -226,7 +251,7 @@ def run(bench: Bench) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-engine-"))
     worker, web, base = _start(log_dir, int(os.environ["ARBOR_WEB_WORKERS"]))
     try:
-        bench_concurrent(bench, user, token, base, worker)
+        bench_concurrent(bench, user, token, base, worker, web)
         bench_turn_overhead(bench, user, token, base)
         bench_comparison_start(bench, user)
     finally:

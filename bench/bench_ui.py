@@ -7,14 +7,28 @@ each ≤ 300 ms p50 on PostgreSQL, HTML < 2 MB.
 The tree: a main line of 1,000 runs (the active branch); every 5th run of it has a side branch of
 45 runs (200 side branches, 9,000 runs); every side branch has a regenerated sibling at its 20th
 run. Total 10,000 + 200 = 10,200 runs.
+
+The tree map (issue 13; targets: server ≤ 300 ms p50, Chromium render ≤ 1 s, zoom response
+≤ 100 ms) on that tree and on a bushy one (10,000 runs, each hung under one of the 40 newest runs
+before it: thousands of branch points, so the map folds past its node budget). Server time and
+SVG bytes come from the test client; render and zoom times from Debian's Chromium (Playwright)
+against Arbor under uvicorn: *render* is from the end of the HTML response to the first frame
+painted after treemap.js has set the map up (performance marks), *zoom* from a ``+``/``−`` key
+event on the map to the next frame painted (a requestAnimationFrame callback, then a task).
 """
 
 from __future__ import annotations
 
+import random
+import re
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from bench.harness import ms, percentile, timed
 
@@ -49,17 +63,129 @@ def _build():
     return user, session, main, Run.objects.filter(session=session).count()
 
 
-def _measure(client: Client, url: str, headers: dict | None = None) -> list:
+def _measure(client: Client, url: str, headers: dict | None = None, method: str = "get") -> list:
     headers = headers or {}
+    send = getattr(client, method)
     queries = []
     with connection.execute_wrapper(
         lambda execute, sql, params, many, ctx: queries.append(sql) or execute(sql, params, many, ctx),
     ):
-        response = client.get(url, headers=headers)
+        response = send(url, headers=headers)
     assert response.status_code == 200, (url, response.status_code, response.content[:500])
     size = len(response.content)
-    times = timed(lambda: client.get(url, headers=headers), repeat=REPEAT, warmup=2)
+    times = timed(lambda: send(url, headers=headers), repeat=REPEAT, warmup=2)
     return [ms(percentile(times, 50)), ms(percentile(times, 95)), f"{size:,}", len(queries)]
+
+
+def _build_bushy(user, runs: int = 10_000, window: int = 40, seed: int = 13):
+    """A session of ``runs`` runs, each the child of one of the ``window`` newest runs before it
+    (bulk inserts); the active run is the deepest leaf."""
+    from conversations.models import Message, Role, Run, RunStatus, Session
+    from tests.factories import SessionFactory
+
+    rng = random.Random(seed)
+    session = SessionFactory(owner=user, title="Bench: 10,000 runs, bushy")
+    now = timezone.now()
+    made: list = []
+    messages = []
+    for i in range(runs):
+        parent = made[max(0, i - 1 - rng.randrange(window))] if made else None
+        run = Run(id=uuid.uuid4(), session=session, parent_run=parent, depth=parent.depth + 1 if parent else 0,
+                  status=RunStatus.SUCCEEDED, model="fake-model", created_at=now, finished_at=now)
+        made.append(run)
+        messages.append(Message(run=run, position=0, role=Role.USER, content=f"bushy question {i}"))
+        messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content=f"bushy answer {i}"))
+    Run.objects.bulk_create(made, batch_size=500)
+    Message.objects.bulk_create(messages, batch_size=1000)
+    deepest = max(made, key=lambda r: r.depth)
+    Session.objects.filter(pk=session.pk).update(active_run=deepest)
+    return session, deepest.depth + 1
+
+
+def _map_facts(client: Client, base: str) -> tuple[int, int, int]:
+    """(SVG bytes, runs, nodes drawn) of a tree page's map."""
+    html = client.get(f"{base}/tree/").content.decode()
+    svg = re.search(r"<svg class=\"treemap-svg\".*?</svg>", html, re.S).group(0)
+    drawn = re.search(r'data-runs="(\d+)" data-drawn="(\d+)"', html)
+    return len(svg.encode()), int(drawn.group(1)), int(drawn.group(2))
+
+
+_ZOOM_JS = """async () => {
+  const vp = document.querySelector('.treemap-viewport');
+  const times = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = performance.now();
+    vp.dispatchEvent(new KeyboardEvent('keydown', {key: i % 2 ? '-' : '+', bubbles: true}));
+    await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+    times.push(performance.now() - t0);
+  }
+  return times;
+}"""
+
+_RENDER_JS = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const painted = performance.getEntriesByName('treemap-painted')[0];
+  return painted ? painted.startTime - nav.responseEnd : null;
+}"""
+
+
+def _browser_times(base_url: str, username: str, urls: list[str], loads: int = 7) -> list[tuple[list, list, list]]:
+    """For each page URL: (render ms of ``loads`` loads, zoom ms with the shown run centred, zoom ms
+    with the whole tree in view)."""
+    from tests.conftest import launch_chromium
+
+    out = []
+    with launch_chromium() as browser:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.goto(f"{base_url}/accounts/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", "pw-123456")
+        page.click("form button[type=submit]")
+        page.wait_for_url(f"{base_url}/")
+        for url in urls:
+            renders = []
+            for _ in range(loads):
+                page.goto(base_url + url)
+                page.wait_for_function("() => performance.getEntriesByName('treemap-painted').length > 0")
+                renders.append(page.evaluate(_RENDER_JS))
+            page.locator(".treemap-viewport").focus()
+            near = page.evaluate(_ZOOM_JS)
+            page.keyboard.press("0")  # the whole tree in view: every node drawn in the frame
+            whole = page.evaluate(_ZOOM_JS)
+            out.append((renders, near, whole))
+    return out
+
+
+def bench_tree_map(bench, user, sessions: list) -> None:
+    """Rows for the tree map: ``sessions`` are (label, session)."""
+    from tests.conftest import start_web
+
+    class _Server:  # what child_env needs of the model server
+        base_url = bench.llm_base_url
+
+    client = Client()
+    client.force_login(user)
+    rows = []
+    for label, session in sessions:
+        base = f"/s/{session.pk}"
+        page = _measure(client, f"{base}/tree/")
+        fragment = _measure(client, f"{base}/tree/map", {"HX-Request": "true"})
+        svg_bytes, runs, drawn = _map_facts(client, base)
+        rows.append([label, f"{runs:,}", f"{drawn:,}", page[0], fragment[0], fragment[3], f"{svg_bytes:,}"])
+    web, base_url = start_web(_Server, Path(tempfile.mkdtemp(prefix="arbor-bench-ui-")))
+    try:
+        times = _browser_times(base_url, user.get_username(), [f"/s/{s.pk}/tree/" for _, s in sessions])
+    finally:
+        web.stop()
+    for row, (renders, near, whole) in zip(rows, times, strict=True):
+        row += [f"{percentile(renders, 50):.0f}", f"{percentile(near, 50):.1f}", f"{percentile(near, 95):.1f}",
+                f"{percentile(whole, 50):.1f}", f"{percentile(whole, 95):.1f}"]
+    bench.table(
+        f"Tree map ({connection.vendor}; server: {REPEAT} requests each; Chromium: 7 loads, 30 zoom steps each)",
+        ["tree", "runs", "nodes drawn", "page p50 ms", "map alone p50 ms", "map queries", "SVG bytes",
+         "render p50 ms", "zoom p50 ms (at the shown run)", "p95", "zoom p50 ms (whole tree)", "p95"],
+        rows,
+    )
 
 
 def run(bench) -> None:
@@ -86,9 +212,9 @@ def run(bench) -> None:
     for label, url in rows:
         headers = htmx if "(htmx" in label else None
         if "open a sibling" in label:
-            # opening writes the active run; measure it, then put the main branch back
-            table.append([label, *_measure(client, url, headers)])
-            client.get(f"{base}/runs/{main[-1].pk}/open")
+            # opening (a POST) writes the active run; measure it, then put the main branch back
+            table.append([label, *_measure(client, url, headers, method="post")])
+            client.post(f"{base}/runs/{main[-1].pk}/open")
             continue
         table.append([label, *_measure(client, url, headers)])
     bench.table(
@@ -97,6 +223,14 @@ def run(bench) -> None:
         ["page", "p50 ms", "p95 ms", "HTML bytes", "queries"],
         table,
     )
+    bushy, bushy_depth = _build_bushy(user)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE")
+    bench_tree_map(bench, user, [
+        (f"{run_count:,} runs, active branch {MAIN_DEPTH:,} deep", session),
+        (f"10,000 runs, bushy, active branch {bushy_depth:,} deep", bushy),
+    ])
 
 
 # --- the branch diff (issue 13) -------------------------------------------------------------------

@@ -137,6 +137,25 @@ def _variant_agent(*, owner, spec: VariantSpec, tag: str) -> Agent:
     return agent
 
 
+def variant_agent_for_config(*, owner, label: str, config: dict, tag: str) -> Agent:
+    """The agent of a variant given as a configuration (``model``, ``system_prompt``, ``params``,
+    ``memory_id``, ``memory_window_size``, as :func:`agent_config` writes it; an imported comparison):
+    the owner's agent made by an earlier comparison with exactly this configuration, else a new one.
+    A ``connection`` named by the configuration belongs to the installation that wrote it: the agent
+    runs on the default connection. Raises InvalidInput for a configuration a variant could not have."""
+    window = config.get("memory_window_size")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        raise InvalidInput("memory window size must be a whole number")
+    if not isinstance(config.get("params") or {}, dict):
+        raise InvalidInput("params must be an object")
+    spec = VariantSpec(
+        label=label, model=str(config.get("model") or ""), system_prompt=str(config.get("system_prompt") or ""),
+        params=config.get("params") or {}, memory_id=str(config.get("memory_id") or DEFAULT_MEMORY_ID),
+        memory_window_size=window,
+    )
+    return _variant_agent(owner=owner, spec=spec, tag=tag)
+
+
 def clean_tags(raw) -> list[str]:
     """Tags from a comma-separated string or a list: stripped, lower-cased, unique, ≤ 50 chars each."""
     items = raw.split(",") if isinstance(raw, str) else list(raw or [])

@@ -1,4 +1,5 @@
-"""Receivers: chain the replayed turns of a comparison's variants.
+"""Receivers: chain the replayed turns of a comparison's variants; export and import a session's
+comparisons with it in Arbor JSON (:mod:`comparisons.transfer`).
 
 ``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
 looks the run up and, when it answers a replayed turn, enqueues ``comparisons.advance_variant``;
@@ -12,9 +13,10 @@ import logging
 from django.conf import settings
 from django.dispatch import receiver
 
-from conversations.signals import run_finished
+from conversations.signals import run_finished, session_export, session_import
 from core import queue
 
+from . import transfer
 from .models import Mode, VariantRun
 
 log = logging.getLogger(__name__)
@@ -37,3 +39,18 @@ def advance_replay(sender, run, status, **kwargs) -> None:
         queue.send(ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
     except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
+
+
+@receiver(session_export, dispatch_uid="comparisons.export")
+def export_comparisons(sender, session, run_ids, **kwargs) -> dict:
+    """The session's comparisons among the exported runs, as the ``comparisons`` section."""
+    found = transfer.comparisons_json(session, run_ids)
+    return {"comparisons": found} if found else {}
+
+
+@receiver(session_import, dispatch_uid="comparisons.import")
+def import_comparisons(sender, session_id, owner, runs, sections, **kwargs) -> list[str]:
+    """Write an imported session's ``comparisons`` section; returns warnings."""
+    if "comparisons" not in sections:
+        return []
+    return transfer.comparisons_write(session_id=session_id, owner=owner, runs=runs, raw=sections["comparisons"])

@@ -29,6 +29,7 @@ from memory.models import Compaction
 from .models import Message, Role, Run, Session, db_uuid
 
 RUN_TABLE = Run._meta.db_table
+MAX_WINDOW = 200  # turns of a branch a chat page renders at most when it reaches back to a given turn
 
 
 def as_uuid(value) -> uuid.UUID | None:
@@ -208,6 +209,57 @@ def branch_totals(leaf_id) -> dict:
         turns=Count("pk"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
     )
     return {k: v or 0 for k, v in totals.items()}
+
+
+@dataclass
+class BranchPoint:
+    """A turn of the shown branch that has other versions (siblings): version ``index`` of
+    ``count``; ``below`` is the next run of the branch (None for its leaf); ``preview`` the first
+    characters of the turn's input; ``from_leaf`` how many runs of the branch are below it."""
+
+    run_id: uuid.UUID
+    depth: int
+    index: int
+    count: int
+    below: uuid.UUID | None
+    from_leaf: int
+    preview: str = ""
+    url: str = ""  # where a link to it goes (set by the template tag that knows the pages)
+
+    @property
+    def turn(self) -> int:
+        return self.depth + 1
+
+
+def branch_points(session: Session, leaf_id, length: int = 80) -> list[BranchPoint]:
+    """The branch points of the branch from the root to ``leaf_id`` (a run id; None: none), root
+    first: every run of it with siblings in the session's tree, with its position among them (by
+    creation, as the sibling navigator counts) and the next run of the branch. Two queries at any
+    depth: the path (``Run.objects.ancestor_of``) with window functions over the siblings of its
+    runs, then :func:`run_previews` of the branch points."""
+    if leaf_id is None:
+        return []
+    path_sql, path_params = Run.objects.ancestor_of(leaf_id, inclusive=True).values("id").query.sql_with_params()
+    visible, visible_params = _visible_clause(session)
+    sql = (
+        f"SELECT id, depth, rn, total, below, leaf_depth - depth FROM ("
+        f" SELECT s.id, s.depth, s.rn, s.total, LEAD(s.id) OVER (ORDER BY s.depth) AS below,"
+        f" MAX(s.depth) OVER () AS leaf_depth FROM ("
+        f"  SELECT id, depth, ROW_NUMBER() OVER (PARTITION BY parent_run_id ORDER BY created_at, id) AS rn,"
+        f"  COUNT(*) OVER (PARTITION BY parent_run_id) AS total"
+        f"  FROM {RUN_TABLE} WHERE (parent_run_id IS NULL OR parent_run_id IN"
+        f"  (SELECT parent_run_id FROM {RUN_TABLE} WHERE id IN ({path_sql}))) AND {visible}"
+        f" ) s WHERE s.id IN ({path_sql})"
+        f") t WHERE total > 1 ORDER BY depth"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*path_params, *visible_params, *path_params])
+        rows = cursor.fetchall()
+    points = [BranchPoint(as_uuid(i), depth, rn, total, as_uuid(below), n) for i, depth, rn, total, below, n in rows]
+    previews = run_previews([p.run_id for p in points], length)
+    for point in points:
+        point.preview = previews.get(point.run_id, ("", "", 0, ""))[3]
+    return points
 
 
 def newest_leaf_below(session: Session, run: Run) -> Run:
@@ -447,28 +499,39 @@ def chain_items(start: Node, count: int, *, page: int = 200) -> list[Item]:
     return items
 
 
-def attach_previews(items: list[Item], length: int = 90) -> None:
+def run_previews(run_ids, length: int = 90) -> dict:
+    """``{run_id (UUID): (status, model, depth, preview)}`` of the runs ``run_ids``: the preview is
+    the first ``length`` characters of the run's input, whitespace folded (one query; none for no
+    ids). Cut in SQL, or after decryption when message text is encrypted at rest."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return {}
+    if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
+        inputs = dict(Message.objects.filter(run_id__in=run_ids, position=0).values_list("run_id", "content"))
+        rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
+                in Run.objects.filter(pk__in=run_ids).values_list("id", "status", "model", "depth")]
+    else:
+        rows = Run.objects.filter(pk__in=run_ids).annotate(
+            p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
+                       .values("p")[:1])
+        ).values_list("id", "status", "model", "depth", "p")
+    return {run_id: (status, model, depth, " ".join((preview or "").split()))
+            for run_id, status, model, depth, preview in rows}
+
+
+def attach_previews(items: list[Item], length: int = 90, *, also=()) -> dict:
     """Fill in status, model, depth and preview (the first ``length`` characters of the input) of
-    the runs the items show (one query)."""
+    the runs the items show (one query). ``also``: more run ids to read in the same query; returns
+    :func:`run_previews` of them all."""
     nodes = {}
     for item in items:
         if item.node is not None:
             nodes[item.node.uid] = item.node
-    if not nodes:
-        return
-    if encryption_enabled():  # ciphertext cannot be cut in SQL: decrypt (via the field), then cut
-        inputs = dict(Message.objects.filter(run_id__in=list(nodes), position=0).values_list("run_id", "content"))
-        rows = [(run_id, status, model, depth, (inputs.get(run_id) or "")[:length]) for run_id, status, model, depth
-                in Run.objects.filter(pk__in=list(nodes)).values_list("id", "status", "model", "depth")]
-    else:
-        rows = Run.objects.filter(pk__in=list(nodes)).annotate(
-            p=Subquery(Message.objects.filter(run=OuterRef("pk"), position=0).annotate(p=Substr("content", 1, length))
-                       .values("p")[:1])
-        ).values_list("id", "status", "model", "depth", "p")
-    for run_id, status, model, depth, preview in rows:
-        node = nodes[run_id]
-        node.status, node.model, node.depth = status, model, depth
-        node.preview = " ".join((preview or "").split())
+    facts = run_previews({*nodes, *also}, length)
+    for run_id, node in nodes.items():
+        if run_id in facts:
+            node.status, node.model, node.depth, node.preview = facts[run_id]
+    return facts
 
 
 # --- the sessions list ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ urlpatterns = [
     path("s/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("s/<uuid:session_id>/older", views.session_older, name="session_older"),
     path("s/<uuid:session_id>/tree/", views.session_tree, name="session_tree"),
+    path("s/<uuid:session_id>/tree/map", views.session_tree_map, name="session_tree_map"),
     path("s/<uuid:session_id>/rename", views.session_rename, name="session_rename"),
     path("s/<uuid:session_id>/delete", views.session_delete, name="session_delete"),
     path("s/<uuid:session_id>/restore", views.session_restore, name="session_restore"),

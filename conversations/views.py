@@ -34,13 +34,13 @@ from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
 
-from . import browse, services
+from . import browse, services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
 from .selectors import get_branch_run_for, get_session_for, undo_cutoff
 from .sse import sse_response
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
-MAX_WINDOW = 200  # at most this many turns when a page must reach back to a given turn
+MAX_WINDOW = browse.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
 TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
 SESSIONS_PER_PAGE = 50
 SIDEBAR_SESSIONS = 40  # sessions listed in the chat's sidebar (newest first); the list page has them all
@@ -486,14 +486,33 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
             items = browse.plan_tree(skeleton.roots, budget=TREE_BUDGET)
     except ValueError:
         raise Http404("No such run in this session.") from None
-    browse.attach_previews(items)
+    plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold")) if mode == "tree" else None
+    facts = browse.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
     source = None
     if session.forked_from_run_id:
         source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
+        "map": treemap.render_svg(skeleton, plan, facts) if plan is not None else None,
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
     return render(request, "conversations/tree.html", {**context, **_sidebar(request, session.pk)})
+
+
+def _ids(request, name: str) -> list[str]:
+    """Run ids of ``?<name>=<id>,<id>,…`` (at most 200; unknown or malformed ones are ignored)."""
+    return [part for part in request.GET.get(name, "").split(",") if part.strip()][:200]
+
+
+@require_GET
+def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
+    """The tree map alone (the fragment the map swaps in when a collapsed stretch or a folded
+    subtree is expanded): ``?expand=<run id>,…`` names the runs below collapsed stretches to draw in
+    full, ``?unfold=<run id>,…`` the runs whose folded children to draw. See
+    :mod:`conversations.treemap`."""
+    session = get_session_for(request.user, session_id)
+    skeleton = browse.tree_skeleton(session)
+    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"))}
+    return render(request, "conversations/_treemap.html", context)

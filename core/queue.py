@@ -26,3 +26,11 @@ def send_on_commit(task_name: str, *args, queue: str) -> None:
     """Send ``task_name(*args)`` to ``queue`` after the current transaction commits (at once
     outside a transaction)."""
     transaction.on_commit(lambda: send(task_name, *args, queue=queue))
+
+
+def workers_consuming(queue: str, *, timeout: float = 1.0) -> list[str]:
+    """Names of the running workers that consume ``queue``, asked over the broker's broadcast
+    (``inspect().active_queues()``; works on Redis and the embedded filesystem broker). Waits
+    ``timeout`` seconds for replies; an empty list when no worker answered."""
+    replies = current_app.control.inspect(timeout=timeout).active_queues() or {}
+    return sorted(name for name, queues in replies.items() if any(q.get("name") == queue for q in queues or ()))

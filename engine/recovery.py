@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from conversations.models import Message, Role, Run, RunStatus
 from conversations.streams import TERMINAL, RunStream, get_stream
 from core import queue
 from core.errors import SERVICE_UNAVAILABLE
+
+log = logging.getLogger(__name__)
 
 WORKER_LOST = "The worker running this reply stopped (it was restarted or killed) and the run was given up."
 
@@ -43,7 +46,18 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
             "pk", "status", "created_at", "requeued_at", "requeues"):
         if _send_again(run, now, settings.ARBOR_REQUEUE_AFTER_SECONDS, since=run.created_at):
             counts["queued_again"] += 1
+    _log_pass(counts)
     return counts
+
+
+def _log_pass(counts: dict) -> None:
+    """One line when the pass acted (INFO, a failed run: WARNING); a pass that found nothing is DEBUG."""
+    if not any(counts.values()):
+        log.debug("reaper: nothing to recover")
+        return
+    level = logging.WARNING if counts["failed"] else logging.INFO
+    log.log(level, "reaper: %d stale running run(s) sent again, %d given up (failed), %d queued run(s) sent again",
+            counts["requeued"], counts["failed"], counts["queued_again"])
 
 
 def _send_again(run: Run, now, base_seconds: float, *, since) -> bool:

@@ -2,6 +2,8 @@
 decorators. Their ``name=``s are the ones queued messages carry (:mod:`core.queue`), unchanged since
 they lived in the conversations and memory apps."""
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
@@ -9,6 +11,8 @@ from conversations.streams import get_stream
 
 from . import compaction, execute, recovery
 from .llm import TransientModelError
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -35,7 +39,10 @@ def reap_stale_runs() -> dict:
 
 @shared_task(name="conversations.prune_run_events", acks_late=True, ignore_result=True)
 def prune_run_events() -> int:
-    return get_stream().prune(settings.ARBOR_STREAM_RETENTION_SECONDS)
+    deleted = get_stream().prune(settings.ARBOR_STREAM_RETENTION_SECONDS)
+    # Periodic: a line only when it acted (issue 15, quiet console).
+    log.log(logging.INFO if deleted else logging.DEBUG, "pruned %d stored event(s) of finished runs", deleted)
+    return deleted
 
 
 @shared_task(

@@ -298,11 +298,22 @@ ARBOR_IMPORT_STALE_SECONDS = env("ARBOR_IMPORT_STALE_SECONDS", default=120, cast
 # PostgreSQL: threads (each with its own connection) that write imported batches while the file is read.
 ARBOR_IMPORT_WRITERS = env("ARBOR_IMPORT_WRITERS", default=2, cast=int)
 
+# The console stays quiet while nothing happens (issue 15): Celery's INFO lines about the periodic
+# upkeep (task received / succeeded, beat's "Sending due task") become DEBUG; the tasks log
+# themselves when they act. ARBOR_LOG_LEVEL=DEBUG shows everything.
+from core.logs import periodic_task_names  # noqa: E402
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
+                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
-    "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
+        **{name: {"filters": ["periodic_tasks_at_debug"]}
+           for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
+    },
 }

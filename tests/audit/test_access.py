@@ -139,7 +139,7 @@ def _snapshot(other_tree) -> dict:
 
 
 PAYLOAD = {"input": "injected", "title": "hijacked", "name": "hijacked", "run_id": None, "parent_run_id": None,
-           "choice": "a"}
+           "choice": "a_better"}
 
 
 @pytest.mark.django_db

@@ -54,8 +54,8 @@ def test_chat_query_count_does_not_grow_with_depth(client, me):
     assert n_shallow == n_deep
     # session, path window, siblings, totals, agents, the picker's models of the user's connections, fork
     # source, compactions; meter: last model call, branch compactions; branch tools: the session's
-    # labels, its undoable prunes; the sessions sidebar; the user's colour theme (plus the login
-    # session and user)
+    # labels, its undoable prunes; branch points panel: the path's branch points, their excerpts; the
+    # sessions sidebar; the user's colour theme (plus the login session and user)
     assert n_deep <= 15
 
 
