@@ -27,7 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from conversations.models import Message, Run, Session
+from conversations.models import Message, Run, Session, plan_segments
 from core.errors import InvalidInput
 
 from . import formats
@@ -407,11 +407,21 @@ def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job) -> list[u
             "session_id": session_id, "owner_id": owner_id, "source_format": draft.source_format,
             "source_id": draft.source_id, "job_id": job_id, "source_where": where[:300], "created_at": now,
         })
+    _plan_segments(runs)
     insert_rows(Session, sessions)
     insert_rows(Run, runs)
     insert_rows(Message, messages)
     insert_rows(ImportedConversation, sources)
     return [s["id"] for s in sessions]
+
+
+def _plan_segments(runs: list[dict]) -> None:
+    """Give each run row its ``segment`` (see :func:`conversations.models.plan_segments`): the rows
+    go in by ``COPY``, past ``Run.save`` and ``RunQuerySet.bulk_create``, which would assign it."""
+    ordered = sorted(runs, key=lambda r: r["depth"])
+    planned = plan_segments((r["id"], r["parent_run_id"], r["depth"]) for r in ordered)
+    for row, (_, segment) in zip(ordered, planned, strict=True):
+        row["segment"] = segment
 
 
 _PLAIN_TYPES = {
