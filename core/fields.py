@@ -91,7 +91,9 @@ class EncryptedTextField(models.TextField):
     """
 
     def from_db_value(self, value, expression, connection):
-        return decrypt(value) if value is not None else value
+        if value is None or not value.startswith(PREFIX):
+            return value  # plaintext, every row while encryption is off: no further call
+        return decrypt(value)
 
     def to_python(self, value):
         value = super().to_python(value)
