@@ -288,6 +288,18 @@ def test_bulk_create_continues_segments_inside_the_batch_only():
     assert_segments_are_chains()
 
 
+def test_deleting_a_leaf_frees_its_place_in_the_segment():
+    """Runs are never deleted by Arbor today (parents are protected, sessions soft-deleted), but
+    removing a leaf keeps segments chains: the next child of its parent takes the freed depth."""
+    session = SessionFactory()
+    runs = build_chain(session, 4)
+    runs[-1].delete()
+    again = RunFactory(session=session, parent_run=runs[-2])
+    assert again.segment == runs[0].segment
+    assert_segments_are_chains()
+    assert assert_paths_match_the_cte() == 4
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_children_created_at_once_never_share_a_segment_depth(user):
     """Two transactions add a child to the same parent at the same moment: the unique (segment,
