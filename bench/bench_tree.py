@@ -20,7 +20,7 @@ from bench import bigtree
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
 from conversations.context import path_memory_ids, path_messages
-from conversations.models import Message, Run, RunEvent, Session, Step
+from conversations.models import Message, Role, Run, RunEvent, RunStatus, Session, Step
 from engine import execute
 from tests.factories import SessionFactory, UserFactory, build_chain
 
@@ -142,7 +142,7 @@ def bench_first_token(bench: Bench, user) -> None:
 
 SCALE_CHAINS = int(os.environ.get("ARBOR_BENCH_TREE_CHAINS", "1000"))
 SCALE_DEPTH = 1000
-COLD_SAMPLES = 15
+COLD_SAMPLES = 5
 
 # The path read before segments (conversations/models.py until issue 11): a recursive CTE walking
 # parent_run_id up one primary key lookup per level, then the messages of every run on it.
@@ -154,6 +154,16 @@ CTE_PATH_SQL = (
     " WHERE p.depth > 0)"
     " SELECT m.id, m.run_id, m.position, m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.metadata,"
     " m.token_count, p.depth FROM conversations_message m JOIN path p ON m.run_id = p.id ORDER BY p.depth, m.position"
+)
+
+
+# A materialised-path read for reference: the ancestors' ids stored as an array (only on the leaves
+# this bench reads: see _store_ancestor_arrays), then the same message lookups and columns.
+ARRAY_PATH_SQL = (
+    "SELECT m.id, m.run_id, p.depth - 1, m.position, m.role, m.content, m.name, m.tool_calls, m.tool_call_id,"
+    " NULLIF(m.metadata, '{}'), m.token_count"
+    " FROM unnest((SELECT path FROM bench_ancestors WHERE id = %s)) WITH ORDINALITY AS p(id, depth)"
+    " JOIN conversations_message m ON m.run_id = p.id ORDER BY p.depth, m.position"
 )
 
 
@@ -176,25 +186,39 @@ def _explain(sql: str, params=()) -> tuple[str, str]:
     return f"{hit}/{read}", re.search(r"Execution Time: ([\d.]+) ms", plan).group(1)
 
 
+def _fresh_backend() -> None:
+    """Close the connection and its pool, and open a new one (a new PostgreSQL backend, whose
+    catalog and plan caches start empty); the connect itself is not timed."""
+    connection.close()
+    if getattr(connection, "pool", None) is not None:
+        connection.close_pool()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 def _cold(read, leaves) -> list[float]:
-    """Seconds of ``read(leaf)`` for leaves of chains nothing has read since the fill: their pages are
-    not in PostgreSQL's shared buffers (they may be in the OS page cache). The connection is warm."""
+    """Seconds of ``read(leaf)``, each the first query of a new backend, for leaves of chains nothing
+    has read since the fill: their pages are not in PostgreSQL's shared buffers (they may be in the
+    OS page cache; EXPLAIN's ``read=`` counts show how many were not)."""
     out = []
     for leaf in leaves:
+        _fresh_backend()
         started = time.perf_counter()
         read(leaf)
         out.append(time.perf_counter() - started)
     return out
 
 
-def _row(name, read, warm_leaf, cold_leaves, explain_cold_leaf, sql_of=None) -> list:
-    """One line of the scale table: warm p50/p95 (the same leaf again and again), cold p50/p95,
-    and EXPLAIN's buffers and time, warm and on one more unread chain."""
+def _row(name, read, warm_leaf, cold_leaves, sql_of=None) -> list:
+    """One line of the scale table: warm p50/p95 (the same leaf again and again), cold p50/p95
+    (``cold_leaves`` but the last), EXPLAIN's buffers and time warm, and cold on the last one."""
     warm = timed(lambda: read(warm_leaf), repeat=50, warmup=3)
-    cold = _cold(read, cold_leaves)
+    cold = _cold(read, cold_leaves[:-1])
     sql_of = sql_of or (lambda leaf: (_sql_of(read, leaf), ()))
     warm_buffers, warm_ms = _explain(*sql_of(warm_leaf))
-    cold_buffers, cold_ms = _explain(*sql_of(explain_cold_leaf))
+    cold_sql = sql_of(cold_leaves[-1])
+    _fresh_backend()
+    cold_buffers, cold_ms = _explain(*cold_sql)
     return [name, ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cold, 50)),
             ms(percentile(cold, 95)), warm_buffers, warm_ms, cold_buffers, cold_ms]
 
@@ -202,6 +226,12 @@ def _row(name, read, warm_leaf, cold_leaves, explain_cold_leaf, sql_of=None) -> 
 def _cte_read(leaf):
     with connection.cursor() as cursor:
         cursor.execute(CTE_PATH_SQL, [leaf])
+        return cursor.fetchall()
+
+
+def _array_read(leaf):
+    with connection.cursor() as cursor:
+        cursor.execute(ARRAY_PATH_SQL, [leaf])
         return cursor.fetchall()
 
 
@@ -214,6 +244,18 @@ def _raw_read(sql: str, leaf0):
     return read
 
 
+def _store_ancestor_arrays(chains: list[int], depth: int) -> None:
+    """``bench_ancestors(id, path uuid[])`` for the leaves of ``chains`` only: what a materialised
+    path would store on every run, computed from the fill's ids (so no run is read for it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_ancestors (id uuid PRIMARY KEY, path uuid[] NOT NULL)")
+        cursor.execute(
+            "INSERT INTO bench_ancestors SELECT md5('r' || c || '-' || %s)::uuid,"
+            " ARRAY(SELECT md5('r' || c || '-' || t)::uuid FROM generate_series(0, %s) t ORDER BY t)"
+            " FROM unnest(%s::int[]) c", [depth - 1, depth - 1, chains])
+        cursor.execute("VACUUM ANALYZE bench_ancestors")
+
+
 def bench_path_at_scale(bench: Bench) -> None:
     """The depth-1,000 path read on ``SCALE_CHAINS`` × 1,000 runs (PostgreSQL only), owned by a user
     of its own (all of whose rows are deleted at the end)."""
@@ -221,33 +263,42 @@ def bench_path_at_scale(bench: Bench) -> None:
         bench.table("Path read at scale", ["skipped"], [["needs PostgreSQL (DATABASE_URL)"]])
         return
     chains, depth = SCALE_CHAINS, SCALE_DEPTH
-    assert chains >= 1 + 4 * (COLD_SAMPLES + 1), "ARBOR_BENCH_TREE_CHAINS is too small for the cold samples"
+    reads = 5  # rows of the table with cold figures
+    assert chains > reads * (COLD_SAMPLES + 1), "ARBOR_BENCH_TREE_CHAINS is too small for the cold samples"
     leaf = lambda chain: bigtree.run_id(chain, depth - 1)  # noqa: E731
-    cold = iter(range(1, chains))  # every cold read takes a chain nothing has read yet
-    take = lambda n: [leaf(next(cold)) for _ in range(n)]  # noqa: E731
+    # Cold reads take chains nothing has read, spread out: neighbouring chains share heap pages.
+    stride = (chains - 1) // (reads * (COLD_SAMPLES + 1))
+    cold_chains = [[1 + stride * (i * reads + r) for i in range(COLD_SAMPLES + 1)] for r in range(reads)]
+    cold = [[leaf(c) for c in these] for these in cold_chains]
     user = UserFactory()
     with bigtree.big_table(user, chains, depth) as seconds:
         sizes = _scale_sizes(chains * depth)
         branched = _branched_path(user, every=50)
-        path_sql = _sql_of(path_messages, leaf(0))
-        rows = [
-            _row("path_messages (segments), 1 segment", path_messages, leaf(0), take(COLD_SAMPLES), take(1)[0]),
-            _row("  its query + fetch only", _raw_read(path_sql, leaf(0)), leaf(0), take(COLD_SAMPLES), take(1)[0],
-                 sql_of=lambda lf: (path_sql.replace(str(leaf(0)), str(lf)), ())),
-            _row("recursive CTE before, query + fetch only", _cte_read, leaf(0), take(COLD_SAMPLES), take(1)[0],
-                 sql_of=lambda lf: (CTE_PATH_SQL, [lf])),
-            _row("path_memory_ids (ancestor_of)", lambda lf: dict(path_memory_ids(lf)), leaf(0),
-                 take(COLD_SAMPLES), take(1)[0]),
-        ]
-        warm = timed(lambda: path_messages(branched), repeat=50, warmup=3)
-        rows.append([f"path_messages, {_segments_on_path(branched)} segments (a branch every 50 turns)",
-                     ms(percentile(warm, 50)), ms(percentile(warm, 95)), "", "",
-                     *_explain(_sql_of(path_messages, branched)), "", ""])
+        _store_ancestor_arrays([0, *cold_chains[3]], depth)
+        try:
+            path_sql = _sql_of(path_messages, leaf(0))
+            rows = [
+                _row("path_messages (segments), 1 segment", path_messages, leaf(0), cold[0]),
+                _row("  its query + fetch only", _raw_read(path_sql, leaf(0)), leaf(0), cold[1],
+                     sql_of=lambda lf: (path_sql.replace(str(leaf(0)), str(lf)), ())),
+                _row("recursive CTE before, query + fetch only", _cte_read, leaf(0), cold[2],
+                     sql_of=lambda lf: (CTE_PATH_SQL, [lf])),
+                _row("materialised path (uuid[] on the run), query + fetch only", _array_read, leaf(0), cold[3],
+                     sql_of=lambda lf: (ARRAY_PATH_SQL, [lf])),
+                _row("path_memory_ids (ancestor_of)", lambda lf: dict(path_memory_ids(lf)), leaf(0), cold[4]),
+            ]
+            warm = timed(lambda: path_messages(branched), repeat=50, warmup=3)
+            rows.append([f"path_messages, {_segments_on_path(branched)} segments (a branch every 50 turns)",
+                         ms(percentile(warm, 50)), ms(percentile(warm, 95)), "", "",
+                         *_explain(_sql_of(path_messages, branched)), "", ""])
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE bench_ancestors")
     fill = seconds["session"] + seconds["run"] + seconds["message"]
     bench.table(
         f"Path read at scale: depth {depth} of {chains * depth:,} runs ({chains:,} chains, {2 * chains * depth:,} "
         f"messages of 200 + 800 characters per turn); filled in {fill:.0f} s + VACUUM ANALYZE "
-        f"{seconds['vacuum']:.0f} s, deleted in {seconds['delete']:.0f} s",
+        f"{seconds['vacuum']:.0f} s, deleted in {seconds['delete']:.0f} s; load average {os.getloadavg()[0]:.1f}",
         ["read", "warm p50 ms", "warm p95 ms", f"cold p50 ms (n={COLD_SAMPLES})", "cold p95 ms",
          "buffers warm hit/read", "server ms warm", "buffers cold hit/read", "server ms cold"],
         rows,
@@ -257,15 +308,20 @@ def bench_path_at_scale(bench: Bench) -> None:
 
 def _branched_path(user, *, every: int) -> Run:
     """A 1,000-deep path on the big table that takes a second child every ``every`` turns (one
-    segment per ``every`` runs), written through the ORM (``RunQuerySet.bulk_create``)."""
+    segment per ``every`` runs), its texts as long as the fill's, written through the ORM
+    (``RunQuerySet.bulk_create`` gives the segments)."""
     session = SessionFactory(owner=user)
-    runs = build_chain(session, every)
-    while runs[-1].depth + 1 < SCALE_DEPTH:
-        build_chain(session, 1, parent=runs[-1])
-        runs = build_chain(session, min(every, SCALE_DEPTH - runs[-1].depth - 1), parent=runs[-1])
-    on_path = Message.objects.filter(run__session=session)  # texts as long as the big table's
-    on_path.filter(position=0).update(content=(bigtree.TEXT * 3)[:200])
-    on_path.filter(position=1).update(content=(bigtree.TEXT * 9)[:800])
+    runs, side, messages = [], [], []
+    for depth in range(SCALE_DEPTH):
+        parent = runs[-1] if runs else None
+        runs.append(Run(session=session, parent_run=parent, depth=depth, status=RunStatus.SUCCEEDED, model="m"))
+        if depth % every == 0 and parent is not None:  # a first child off the path: the path's run starts a segment
+            side.append(Run(session=session, parent_run=parent, depth=depth, status=RunStatus.SUCCEEDED, model="m"))
+    for run in runs:
+        messages.append(Message(run=run, position=0, role=Role.USER, content=(bigtree.TEXT * 3)[:200]))
+        messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content=(bigtree.TEXT * 9)[:800]))
+    Run.objects.bulk_create(side + runs, batch_size=1000)
+    Message.objects.bulk_create(messages, batch_size=1000)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE conversations_run")
         cursor.execute("VACUUM ANALYZE conversations_message")
