@@ -214,7 +214,9 @@ def _row(name, read, warm_leaf, cold_leaves, sql_of=None) -> list:
     (``cold_leaves`` but the last), EXPLAIN's buffers and time warm, and cold on the last one."""
     warm = timed(lambda: read(warm_leaf), repeat=50, warmup=3)
     cold = _cold(read, cold_leaves[:-1])
-    sql_of = sql_of or (lambda leaf: (_sql_of(read, leaf), ()))
+    if sql_of is None:  # the statement read(warm_leaf) sends, for another leaf (without running it)
+        sent = _sql_of(read, warm_leaf)
+        sql_of = lambda leaf: (sent.replace(str(warm_leaf), str(leaf)), ())  # noqa: E731
     warm_buffers, warm_ms = _explain(*sql_of(warm_leaf))
     cold_sql = sql_of(cold_leaves[-1])
     _fresh_backend()
