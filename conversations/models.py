@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from functools import partial
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -461,14 +462,13 @@ class MessageQuerySet(models.QuerySet):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        new, out = tuple.__new__, []
-        convert = _path_row_converter(conn)
+        make, convert = partial(tuple.__new__, PathMessage), _path_row_converter(conn)
         text_ids = bool(rows) and not isinstance(rows[0][1], uuid.UUID)  # SQLite: run ids come as hex text
-        for row in rows:
-            if text_ids or row[7] is not None or row[9] is not None or row[5].startswith(ENCRYPTED_PREFIX):
-                row = convert(row)
-            out.append(new(PathMessage, row))
-        return out
+        return [
+            make(convert(row) if text_ids or row[7] is not None or row[9] is not None
+                 or row[5].startswith(ENCRYPTED_PREFIX) else row)
+            for row in rows
+        ]
 
     def on_path_to(self, run, *, inclusive: bool = True) -> MessageQuerySet:
         """Messages of every run from the root to ``run``, in conversation order, in one query."""
