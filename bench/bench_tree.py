@@ -142,6 +142,8 @@ def bench_first_token(bench: Bench, user) -> None:
 
 SCALE_CHAINS = int(os.environ.get("ARBOR_BENCH_TREE_CHAINS", "1000"))
 SCALE_DEPTH = 1000
+# Characters of the user message and of the answer of each turn of the big table.
+SCALE_TEXT = tuple(int(n) for n in os.environ.get("ARBOR_BENCH_TREE_TEXT", "200,800").split(","))
 COLD_SAMPLES = 5
 
 # The path read before segments (conversations/models.py until issue 11): a recursive CTE walking
@@ -177,9 +179,9 @@ def _sql_of(read, leaf) -> str:
 
 def _explain(sql: str, params=()) -> tuple[str, str]:
     """``("hit/read", "ms")``: shared buffers hit and read, and the execution time, of one run of
-    ``sql`` under EXPLAIN (ANALYZE, BUFFERS)."""
+    ``sql`` under EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) (no clock read per row and node)."""
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     buffers = re.search(r"Buffers: shared( hit=(\d+))?( read=(\d+))?", plan)
     hit, read = (buffers.group(2) or "0", buffers.group(4) or "0") if buffers else ("?", "?")
@@ -212,7 +214,7 @@ def _cold(read, leaves) -> list[float]:
 def _row(name, read, warm_leaf, cold_leaves, sql_of=None) -> list:
     """One line of the scale table: warm p50/p95 (the same leaf again and again), cold p50/p95
     (``cold_leaves`` but the last), EXPLAIN's buffers and time warm, and cold on the last one."""
-    warm = timed(lambda: read(warm_leaf), repeat=50, warmup=3)
+    warm, cpu = _timed_with_cpu(lambda: read(warm_leaf), repeat=50)
     cold = _cold(read, cold_leaves[:-1])
     if sql_of is None:  # the statement read(warm_leaf) sends, for another leaf (without running it)
         sent = _sql_of(read, warm_leaf)
@@ -221,8 +223,22 @@ def _row(name, read, warm_leaf, cold_leaves, sql_of=None) -> list:
     cold_sql = sql_of(cold_leaves[-1])
     _fresh_backend()
     cold_buffers, cold_ms = _explain(*cold_sql)
-    return [name, ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cold, 50)),
-            ms(percentile(cold, 95)), warm_buffers, warm_ms, cold_buffers, cold_ms]
+    return [name, ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cpu, 50)),
+            ms(percentile(cold, 50)), ms(percentile(cold, 95)), warm_buffers, warm_ms, cold_buffers, cold_ms]
+
+
+def _timed_with_cpu(fn, repeat: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Wall seconds and this process's CPU seconds of each of ``repeat`` calls (after ``warmup``):
+    on a busy machine the CPU time shows what the client itself spends."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeat):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return wall, cpu
 
 
 def _cte_read(leaf):
@@ -273,7 +289,7 @@ def bench_path_at_scale(bench: Bench) -> None:
     cold_chains = [[1 + stride * (i * reads + r) for i in range(COLD_SAMPLES + 1)] for r in range(reads)]
     cold = [[leaf(c) for c in these] for these in cold_chains]
     user = UserFactory()
-    with bigtree.big_table(user, chains, depth) as seconds:
+    with bigtree.big_table(user, chains, depth, text=SCALE_TEXT) as seconds:
         sizes = _scale_sizes(chains * depth)
         branched = _branched_path(user, every=50)
         _store_ancestor_arrays([0, *cold_chains[3]], depth)
@@ -289,9 +305,9 @@ def bench_path_at_scale(bench: Bench) -> None:
                      sql_of=lambda lf: (ARRAY_PATH_SQL, [lf])),
                 _row("path_memory_ids (ancestor_of)", lambda lf: dict(path_memory_ids(lf)), leaf(0), cold[4]),
             ]
-            warm = timed(lambda: path_messages(branched), repeat=50, warmup=3)
+            warm, cpu = _timed_with_cpu(lambda: path_messages(branched), repeat=50)
             rows.append([f"path_messages, {_segments_on_path(branched)} segments (a branch every 50 turns)",
-                         ms(percentile(warm, 50)), ms(percentile(warm, 95)), "", "",
+                         ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cpu, 50)), "", "",
                          *_explain(_sql_of(path_messages, branched)), "", ""])
         finally:
             with connection.cursor() as cursor:
@@ -299,10 +315,10 @@ def bench_path_at_scale(bench: Bench) -> None:
     fill = seconds["session"] + seconds["run"] + seconds["message"]
     bench.table(
         f"Path read at scale: depth {depth} of {chains * depth:,} runs ({chains:,} chains, {2 * chains * depth:,} "
-        f"messages of 200 + 800 characters per turn); filled in {fill:.0f} s + VACUUM ANALYZE "
+        f"messages of {SCALE_TEXT[0]} + {SCALE_TEXT[1]} characters per turn); filled in {fill:.0f} s + VACUUM ANALYZE "
         f"{seconds['vacuum']:.0f} s, deleted in {seconds['delete']:.0f} s; load average {os.getloadavg()[0]:.1f}",
-        ["read", "warm p50 ms", "warm p95 ms", f"cold p50 ms (n={COLD_SAMPLES})", "cold p95 ms",
-         "buffers warm hit/read", "server ms warm", "buffers cold hit/read", "server ms cold"],
+        ["read", "warm p50 ms", "warm p95 ms", "client CPU p50 ms", f"cold p50 ms (n={COLD_SAMPLES})",
+         "cold p95 ms", "buffers warm hit/read", "server ms warm", "buffers cold hit/read", "server ms cold"],
         rows,
     )
     bench.table("Storage of the run tree at scale (PostgreSQL, bytes per run)", ["what", "bytes per run"], sizes)
@@ -320,8 +336,8 @@ def _branched_path(user, *, every: int) -> Run:
         if depth % every == 0 and parent is not None:  # a first child off the path: the path's run starts a segment
             side.append(Run(session=session, parent_run=parent, depth=depth, status=RunStatus.SUCCEEDED, model="m"))
     for run in runs:
-        messages.append(Message(run=run, position=0, role=Role.USER, content=(bigtree.TEXT * 3)[:200]))
-        messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content=(bigtree.TEXT * 9)[:800]))
+        messages.append(Message(run=run, position=0, role=Role.USER, content=bigtree.text(SCALE_TEXT[0])))
+        messages.append(Message(run=run, position=1, role=Role.ASSISTANT, content=bigtree.text(SCALE_TEXT[1])))
     Run.objects.bulk_create(side + runs, batch_size=1000)
     Message.objects.bulk_create(messages, batch_size=1000)
     with connection.cursor() as cursor:

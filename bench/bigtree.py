@@ -1,7 +1,7 @@
 """A large conversation table filled in SQL, for the path read at scale (``bench tree``).
 
-:func:`big_table` writes ``chains`` sessions of ``depth`` turns each (a run with a 200-character
-user message and an 800-character answer) with ``INSERT ... SELECT generate_series`` on PostgreSQL
+:func:`big_table` writes ``chains`` sessions of ``depth`` turns each (a run with a user message
+and an answer, 200 and 800 characters by default) with ``INSERT ... SELECT generate_series`` on PostgreSQL
 (no model instances): 1,000 × 1,000 runs and 2,000,000 messages in about a minute and a half here.
 Runs are written turn by turn across all chains (``ORDER BY turn, chain``), as many sessions
 appending at once would write them, so a chain's runs do not sit next to each other on disk. Ids
@@ -33,6 +33,11 @@ TEXT = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod te
 FTS = importlib.import_module("conversations.migrations.0002_message_content_fts")
 
 
+def text(chars: int) -> str:
+    """``chars`` characters of filler text."""
+    return (TEXT * (1 + chars // len(TEXT)))[:chars]
+
+
 def run_id(chain: int, turn: int) -> uuid.UUID:
     """The id the fill gives turn ``turn`` of chain ``chain`` (``md5('r<chain>-<turn>')``)."""
     return uuid.UUID(hashlib.md5(f"r{chain}-{turn}".encode()).hexdigest())
@@ -56,11 +61,11 @@ def _insert_select(cursor, model, named: dict[str, tuple[str, list]], tail: str)
                    params)
 
 
-def _fill(owner, chains: int, depth: int, *, user_chars: int = 200, answer_chars: int = 800) -> dict:
+def _fill(owner, chains: int, depth: int, *, user_chars: int, answer_chars: int) -> dict:
     """Write the rows (foreign keys unchecked during the fill: ``session_replication_role =
     replica``; the rows are consistent by construction). Returns seconds per step."""
     run_sql, session_sql = "md5('r' || c || '-' || t)::uuid", "md5('s' || c)::uuid"
-    text = TEXT * (1 + max(user_chars, answer_chars) // len(TEXT))
+    text = TEXT * (2 + max(user_chars, answer_chars) // len(TEXT))
     chain_rows = f"generate_series(0, {depth - 1}) t, generate_series(0, {chains - 1}) c"
     steps = [
         (Session, {"id": (session_sql, []), "owner_id": ("%s", [owner.pk]), "title": ("'chain ' || c", []),
@@ -73,7 +78,7 @@ def _fill(owner, chains: int, depth: int, *, user_chars: int = 200, answer_chars
          f"FROM {chain_rows} ORDER BY t, c"),
         (Message, {"run_id": (run_sql, []), "position": ("p", []),
                    "role": ("CASE WHEN p = 0 THEN 'user' ELSE 'assistant' END", []),
-                   "content": ("'turn ' || t || ' of ' || c || ': ' || substr(%s, 1 + (t %% 7), "
+                   "content": ("substr('turn ' || t || ' of ' || c || ': ' || substr(%s, 1 + (t %% 7)), 1, "
                                "CASE WHEN p = 0 THEN %s ELSE %s END)", [text, user_chars, answer_chars])},
          f"FROM {chain_rows}, generate_series(0, 1) p ORDER BY t, c, p"),
     ]
@@ -113,13 +118,14 @@ def _delete(owner) -> float:
 
 
 @contextmanager
-def big_table(owner, chains: int, depth: int) -> Iterator[dict]:
+def big_table(owner, chains: int, depth: int, *, text: tuple[int, int] = (200, 800)) -> Iterator[dict]:
     """``chains`` × ``depth`` runs owned by ``owner`` for the duration of the block (PostgreSQL
-    only); yields the seconds each step of the fill took (``"delete"`` is added on the way out)."""
+    only), each turn ``text`` = (user, answer) characters long; yields the seconds each step of the
+    fill took (``"delete"`` is added on the way out)."""
     assert connection.vendor == "postgresql", "the big table is filled with PostgreSQL's generate_series"
     with connection.schema_editor() as editor:
         FTS.drop(apps, editor)
-    seconds = _fill(owner, chains, depth)
+    seconds = _fill(owner, chains, depth, user_chars=text[0], answer_chars=text[1])
     try:
         yield seconds
     finally:
