@@ -177,6 +177,13 @@ def _sql_of(read, leaf) -> str:
     return queries[0]["sql"]
 
 
+def _for_leaf(sql: str, leaf0, leaf) -> str:
+    """``sql``, a statement sent for ``leaf0`` with its id inlined, for ``leaf`` instead."""
+    out = sql.replace(leaf0.hex, leaf.hex).replace(str(leaf0), str(leaf))
+    assert leaf0 == leaf or out != sql, "the leaf's id is not in the statement"
+    return out
+
+
 def _explain(sql: str, params=()) -> tuple[str, str]:
     """``("hit/read", "ms")``: shared buffers hit and read, and the execution time, of one run of
     ``sql`` under EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) (no clock read per row and node)."""
@@ -218,7 +225,7 @@ def _row(name, read, warm_leaf, cold_leaves, sql_of=None) -> list:
     cold = _cold(read, cold_leaves[:-1])
     if sql_of is None:  # the statement read(warm_leaf) sends, for another leaf (without running it)
         sent = _sql_of(read, warm_leaf)
-        sql_of = lambda leaf: (sent.replace(str(warm_leaf), str(leaf)), ())  # noqa: E731
+        sql_of = lambda leaf: (_for_leaf(sent, warm_leaf, leaf), ())  # noqa: E731
     warm_buffers, warm_ms = _explain(*sql_of(warm_leaf))
     cold_sql = sql_of(cold_leaves[-1])
     _fresh_backend()
@@ -257,7 +264,7 @@ def _raw_read(sql: str, leaf0):
     """Query + fetch only (no row building) of ``sql``, the statement sent for ``leaf0``, for any leaf."""
     def read(leaf):
         with connection.cursor() as cursor:
-            cursor.execute(sql.replace(str(leaf0), str(leaf)))
+            cursor.execute(_for_leaf(sql, leaf0, leaf))
             return cursor.fetchall()
     return read
 
@@ -298,7 +305,7 @@ def bench_path_at_scale(bench: Bench) -> None:
             rows = [
                 _row("path_messages (segments), 1 segment", path_messages, leaf(0), cold[0]),
                 _row("  its query + fetch only", _raw_read(path_sql, leaf(0)), leaf(0), cold[1],
-                     sql_of=lambda lf: (path_sql.replace(str(leaf(0)), str(lf)), ())),
+                     sql_of=lambda lf: (_for_leaf(path_sql, leaf(0), lf), ())),
                 _row("recursive CTE before, query + fetch only", _cte_read, leaf(0), cold[2],
                      sql_of=lambda lf: (CTE_PATH_SQL, [lf])),
                 _row("materialised path (uuid[] on the run), query + fetch only", _array_read, leaf(0), cold[3],
