@@ -16,11 +16,13 @@ import json
 import random
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from archive.importer import import_archive
 from archive.snapshots import read_runs
@@ -343,10 +345,7 @@ def test_two_children_created_at_once_never_share_a_segment_depth(user):
 def test_the_migration_gives_existing_runs_their_segments():
     """Runs written before the segment column (a random forest, children out of insertion order)
     get segments where each run's oldest child continues its segment; paths then match the CTE."""
-    from datetime import timedelta
-
     from django.db.migrations.executor import MigrationExecutor  # only this test migrates
-    from django.utils import timezone
 
     before = [("conversations", "0004_run_requeued_at_run_requeues")]
     executor = MigrationExecutor(connection)
