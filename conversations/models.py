@@ -419,18 +419,22 @@ _PATH_SELECT = ("m.id, m.run_id, p.depth, m.position, m.role, m.content, m.name,
                 " NULLIF(m.metadata, '{}'), m.token_count")
 
 
+def _with_uuid_run_ids(rows: list[tuple]) -> list[tuple]:
+    """``rows`` with their run ids (hex text) as UUIDs, each run's converted once."""
+    to_python, seen = Run._meta.pk.to_python, {}
+    return [(row[0], seen.get(row[1]) or seen.setdefault(row[1], to_python(row[1])), *row[2:]) for row in rows]
+
+
 def _path_row_converter(conn):
     """A function turning one raw path row into PathMessage values, through the fields' own
-    converters (run id, content, tool calls, metadata)."""
+    converters (content, tool calls, metadata)."""
     fields = Message._meta
-    run_id = fields.get_field("run").target_field
     content = fields.get_field("content").from_db_value
     tool_calls = fields.get_field("tool_calls").from_db_value
     metadata = fields.get_field("metadata").from_db_value
 
     def convert(row: tuple) -> tuple:
         values = list(row)
-        values[1] = run_id.to_python(row[1])
         values[5] = content(row[5], None, conn)
         values[7] = tool_calls(row[7], None, conn)
         values[9] = (metadata(row[9], None, conn) or None) if row[9] is not None else None
@@ -448,8 +452,8 @@ class MessageQuerySet(models.QuerySet):
         One query at any depth: the segment walk of :class:`RunQuerySet` (two primary key lookups
         per segment on the path), one index range scan of ``(segment, depth)`` per segment and one
         message index lookup per run. Rows become tuples as they are; only those with tool calls,
-        metadata or encrypted text (and every row on SQLite, for the run id) pass through the
-        fields' converters.
+        metadata or encrypted text pass through the fields' converters (on SQLite, run ids come as
+        text and become UUIDs first, once per run).
         """
         table = Message._meta.db_table
         sql = (
@@ -462,11 +466,12 @@ class MessageQuerySet(models.QuerySet):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+        if rows and not isinstance(rows[0][1], uuid.UUID):  # SQLite: run ids come as hex text
+            rows = _with_uuid_run_ids(rows)
         make, convert = partial(tuple.__new__, PathMessage), _path_row_converter(conn)
-        text_ids = bool(rows) and not isinstance(rows[0][1], uuid.UUID)  # SQLite: run ids come as hex text
         return [
-            make(convert(row) if text_ids or row[7] is not None or row[9] is not None
-                 or row[5].startswith(ENCRYPTED_PREFIX) else row)
+            make(convert(row) if row[7] is not None or row[9] is not None or row[5].startswith(ENCRYPTED_PREFIX)
+                 else row)
             for row in rows
         ]
 
