@@ -95,8 +95,7 @@ class Session(models.Model):
         own = Q_session(self)
         if self.forked_from_run_id is None:
             return Run.objects.filter(own)
-        shared = _ancestor_ids_sql(self.forked_from_run_id, inclusive=True, using=router.db_for_read(Run))
-        return Run.objects.filter(own | models.Q(pk__in=shared))
+        return Run.objects.filter(own | models.Q(pk__in=_ancestor_ids_sql(self.forked_from_run_id, inclusive=True)))
 
     def can_branch_from(self, run: Run) -> bool:
         """A run may be the parent of a new run of this session if it is in this session's tree."""
@@ -155,10 +154,11 @@ def _path_runs_sql(vendor: str) -> str:
             f" AS p(id, depth)")
 
 
-def _ancestor_ids_sql(run_id, *, inclusive: bool, using: str) -> RawSQL:
-    """Ids of a run's ancestors, root included: the segment walk (see the module doc)."""
-    sql = (_segment_tails_cte() + " SELECT p.id" + _path_runs_sql(connections[using].vendor)
-           + ("" if inclusive else " WHERE p.id <> %s"))
+def _ancestor_ids_sql(run_id, *, inclusive: bool, using: str | None = None) -> RawSQL:
+    """Ids of a run's ancestors, root included: the segment walk (see the module doc). ``using``:
+    the database alias it runs on (default: where runs are read)."""
+    vendor = connections[using or router.db_for_read(Run)].vendor
+    sql = _segment_tails_cte() + " SELECT p.id" + _path_runs_sql(vendor) + ("" if inclusive else " WHERE p.id <> %s")
     params = [db_uuid(run_id)] if inclusive else [db_uuid(run_id), db_uuid(run_id)]
     return RawSQL(sql, params)
 
