@@ -136,29 +136,40 @@ def _segment_tails_cte() -> str:
     )
 
 
-def _path_runs_sql(vendor: str) -> str:
-    """A ``FROM`` clause naming ``p(id, depth)``: the runs on the path to ``%s`` (after
-    :func:`_segment_tails_cte`). For each segment tail ``c``, the runs of its segment at or above its
-    depth: one index range scan on ``(segment, depth)``.
+class _PathRuns(NamedTuple):
+    """SQL naming the runs on a path ``p`` (with ``p.id``), the expression of their depth, and the
+    expression to order them by (root first)."""
 
-    PostgreSQL gets them as two arrays (computed once, as an InitPlan) unnested side by side: its
-    planner estimates a range scan at (rows ÷ distinct segments) rows, ~300 on a table of 1,000
-    chains, and with ~100 estimated tails would join the whole run or message table by hash;
-    ``unnest`` of an array is estimated at a few rows, so every join stays an index lookup.
+    from_sql: str
+    depth: str
+    order: str
+
+
+def _path_runs_sql(vendor: str) -> _PathRuns:
+    """The runs on the path to ``%s`` (after :func:`_segment_tails_cte`): for each segment tail
+    ``c``, the runs of its segment at or above its depth, one index range scan on ``(segment, depth)``.
+
+    PostgreSQL gets their ids as one array, ordered root first (computed once, as an InitPlan), then
+    unnested ``WITH ORDINALITY``: its planner estimates a range scan at (rows ÷ distinct segments)
+    rows, ~300 on a table of 1,000 chains, and with ~100 estimated tails would join the whole run or
+    message table by hash; ``unnest`` of an array is estimated at a few rows, so every join stays an
+    index lookup, and its ordinality is known to be sorted (an ``ORDER BY`` on it only sorts each
+    run's messages). A path has one run per depth from 0, so the ordinality is the depth + 1.
     """
     table = Run._meta.db_table
     runs = f" FROM tails t JOIN {table} c ON c.id = t.id JOIN {table} p ON p.segment = c.segment AND p.depth <= c.depth"
     if vendor != "postgresql":
-        return runs
-    return (f" FROM unnest(ARRAY(SELECT p.id{runs} ORDER BY p.depth), ARRAY(SELECT p.depth{runs} ORDER BY p.depth))"
-            f" AS p(id, depth)")
+        return _PathRuns(runs, "p.depth", "p.depth")
+    return _PathRuns(f" FROM unnest(ARRAY(SELECT p.id{runs} ORDER BY p.depth)) WITH ORDINALITY AS p(id, n)",
+                     "p.n - 1", "p.n")
 
 
 def _ancestor_ids_sql(run_id, *, inclusive: bool, using: str | None = None) -> RawSQL:
     """Ids of a run's ancestors, root included: the segment walk (see the module doc). ``using``:
     the database alias it runs on (default: where runs are read)."""
     vendor = connections[using or router.db_for_read(Run)].vendor
-    sql = _segment_tails_cte() + " SELECT p.id" + _path_runs_sql(vendor) + ("" if inclusive else " WHERE p.id <> %s")
+    sql = (_segment_tails_cte() + " SELECT p.id" + _path_runs_sql(vendor).from_sql
+           + ("" if inclusive else " WHERE p.id <> %s"))
     params = [db_uuid(run_id)] if inclusive else [db_uuid(run_id), db_uuid(run_id)]
     return RawSQL(sql, params)
 
@@ -415,8 +426,8 @@ class PathMessage(tuple):
 
 # The columns of a PathMessage, in its order (``m``: message, ``p``: its run). An empty metadata
 # object comes as NULL, so that nearly every row needs no conversion at all.
-_PATH_SELECT = ("m.id, m.run_id, p.depth, m.position, m.role, m.content, m.name, m.tool_calls, m.tool_call_id,"
-                " NULLIF(m.metadata, '{}'), m.token_count")
+_PATH_SELECT = ("m.id, m.run_id, {depth}, m.position, m.role, m.content, m.name, m.tool_calls, m.tool_call_id,"
+                " NULLIF(m.metadata, '{{}}'), m.token_count")
 
 
 def _with_uuid_run_ids(rows: list[tuple]) -> list[tuple]:
@@ -455,11 +466,11 @@ class MessageQuerySet(models.QuerySet):
         metadata or encrypted text pass through the fields' converters (on SQLite, run ids come as
         text and become UUIDs first, once per run).
         """
-        table = Message._meta.db_table
+        table, runs = Message._meta.db_table, _path_runs_sql(connections[self.db].vendor)
         sql = (
-            _segment_tails_cte() + f" SELECT {_PATH_SELECT}" + _path_runs_sql(connections[self.db].vendor)
+            _segment_tails_cte() + " SELECT " + _PATH_SELECT.format(depth=runs.depth) + runs.from_sql
             + f" JOIN {table} m ON m.run_id = p.id" + ("" if inclusive else " WHERE p.id <> %s")
-            + " ORDER BY p.depth, m.position"
+            + f" ORDER BY {runs.order}, m.position"
         )
         params = [db_uuid(_pk(run))] if inclusive else [db_uuid(_pk(run)), db_uuid(_pk(run))]
         conn = connections[self.db]
