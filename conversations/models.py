@@ -462,9 +462,9 @@ class MessageQuerySet(models.QuerySet):
 
         One query at any depth: the segment walk of :class:`RunQuerySet` (two primary key lookups
         per segment on the path), one index range scan of ``(segment, depth)`` per segment and one
-        message index lookup per run. Rows become tuples as they are; only those with tool calls,
-        metadata or encrypted text pass through the fields' converters (on SQLite, run ids come as
-        text and become UUIDs first, once per run).
+        message index lookup per run (PostgreSQL: a hash index, two buffers a run). Rows become
+        tuples as they are; only those with tool calls, metadata or encrypted text pass through the
+        fields' converters (on SQLite, run ids come as text and become UUIDs first, once per run).
         """
         table, runs = Message._meta.db_table, _path_runs_sql(connections[self.db].vendor)
         sql = (
@@ -498,7 +498,9 @@ class MessageQuerySet(models.QuerySet):
 class Message(models.Model):
     """A message of a run, in order (``position``): the user input, tool traffic, the answer."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: message_run_position (run, position) serves lookups by run, and on
+    # PostgreSQL the hash index message_run_hash (migration 0005) serves the path read's probes.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages", db_index=False)
     position = models.PositiveSmallIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
     content = EncryptedTextField(blank=True)  # plain text unless ARBOR_MEMORY_ENCRYPTION_KEYS is set

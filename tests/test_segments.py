@@ -371,7 +371,10 @@ def test_the_migration_gives_existing_runs_their_segments():
 
     with connection.cursor() as cursor:
         constraint = connection.introspection.get_constraints(cursor, Run._meta.db_table)["run_segment_depth"]
+        on_messages = connection.introspection.get_constraints(cursor, Message._meta.db_table)
     assert constraint["unique"] and constraint["columns"][:2] == ["segment", "depth"]
+    by_run_only = {name for name, c in on_messages.items() if c["index"] and c["columns"] == ["run_id"]}
+    assert by_run_only == ({"message_run_hash"} if connection.vendor == "postgresql" else set())
     assert_segments_are_chains()
     assert assert_paths_match_the_cte() == 120
     migrated = {r.pk: r for r in Run.objects.all()}
