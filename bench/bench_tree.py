@@ -306,7 +306,7 @@ def bench_path_at_scale(bench: Bench) -> None:
                 _row("path_messages (segments), 1 segment", path_messages, leaf(0), cold[0]),
                 _row("  its query + fetch only", _raw_read(path_sql, leaf(0)), leaf(0), cold[1],
                      sql_of=lambda lf: (_for_leaf(path_sql, leaf(0), lf), ())),
-                _row("recursive CTE before, query + fetch only", _cte_read, leaf(0), cold[2],
+                _row("recursive CTE (the read before), query + fetch only", _cte_read, leaf(0), cold[2],
                      sql_of=lambda lf: (CTE_PATH_SQL, [lf])),
                 _row("materialised path (uuid[] on the run), query + fetch only", _array_read, leaf(0), cold[3],
                      sql_of=lambda lf: (ARRAY_PATH_SQL, [lf])),
