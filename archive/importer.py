@@ -27,7 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from conversations.models import Message, Run, Session
+from conversations.models import Message, Run, Session, plan_segments
 from conversations.signals import session_import
 from core.errors import InvalidInput
 
@@ -407,6 +407,7 @@ def _insert(batch: list[tuple[str, ConversationDraft]], *, owner, job, known_run
     rows: dict[str, list[dict]] = {"sessions": [], "runs": [], "messages": [], "sources": []}
     written = [_rows(where, draft, rows, owner_id=owner.pk, job_id=job.pk if job is not None else None, now=now,
                      known_runs=known_runs) for where, draft in batch]
+    _plan_segments(rows["runs"])
     insert_rows(Session, rows["sessions"])
     insert_rows(Run, rows["runs"])
     insert_rows(Message, rows["messages"])
@@ -467,6 +468,15 @@ def _rows(where: str, draft: ConversationDraft, rows: dict, *, owner_id, job_id,
         "source_id": draft.source_id, "job_id": job_id, "source_where": where[:300], "created_at": now,
     })
     return _Written(session_id=session_id, runs=list(zip(run_ids, depths, strict=True)), warnings=warnings)
+
+
+def _plan_segments(runs: list[dict]) -> None:
+    """Give each run row its ``segment`` (see :func:`conversations.models.plan_segments`): the rows
+    go in by ``COPY``, past ``Run.save`` and ``RunQuerySet.bulk_create``, which would assign it."""
+    ordered = sorted(runs, key=lambda r: r["depth"])
+    planned = plan_segments((r["id"], r["parent_run_id"], r["depth"]) for r in ordered)
+    for row, (_, segment) in zip(ordered, planned, strict=True):
+        row["segment"] = segment
 
 
 _PLAIN_TYPES = {

@@ -3,21 +3,35 @@
 Runs form the conversation tree (each run has a parent run); steps form each run's call tree.
 A fork is a new session whose first runs hang under a run of another session: ancestors are never
 copied, because a finished run is immutable, so they are shared by every session that descends from
-them. Reading a path is one recursive CTE (SQLite and PostgreSQL both have ``WITH RECURSIVE``);
-appending a turn writes a constant number of rows whatever the depth.
+them. Appending a turn writes a constant number of rows whatever the depth.
+
+Reading a path uses *segments*: every run stores ``segment``, the id of the first run of the chain
+it belongs to. A run continues its parent's segment when it is the parent's first child in that
+segment (nothing at ``(parent's segment, depth)`` yet), else it starts a segment of its own, whose
+head's parent lies in the parent's segment. So the runs of a segment are a chain, one per depth
+(unique ``(segment, depth)``), and the path to a run is: its segment up to its depth, then the
+head's parent's segment up to that parent's depth, and so on to a root. A linear conversation is
+one segment; each branch taken (a sibling, an edit, a regenerate, a rewind) starts one more. The
+read is one query (SQLite and PostgreSQL): a short recursive walk over segment heads (two primary
+key lookups per segment) and one index range scan on ``(segment, depth)`` per segment, instead of
+one lookup per run. Unlike a materialised path (an array of every ancestor on each run, or
+PostgreSQL's ``ltree``), a segment costs one id per run (16 bytes) whatever the depth.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from functools import partial
+from operator import itemgetter
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, connections, models
+from django.db import IntegrityError, connection, connections, models, router, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from core.fields import PREFIX as ENCRYPTED_PREFIX
 from core.fields import EncryptedTextField
 from core.messages import openai_message
 
@@ -103,27 +117,61 @@ def db_uuid(value) -> str | uuid.UUID:
     return Run._meta.pk.get_db_prep_value(uuid.UUID(str(value)), connection)
 
 
-def _path_cte() -> str:
-    """A recursive CTE ``path(id, depth)``: the run with id ``%s`` and its ancestors to the root.
+def _segment_tails_cte() -> str:
+    """A recursive CTE ``tails(id)``: the run with id ``%s``, then the parent of the head of its
+    segment, then the parent of the head of that run's segment, ... up to a root (a last NULL row).
 
-    Each step is a scalar subquery on the primary key, so both SQLite and PostgreSQL walk it with
-    one index lookup per level (a join in the recursive term lets PostgreSQL's planner pick a hash
-    join over the whole table at every level — quadratic on a freshly filled table). The walk stops
-    at depth 0, the root; ``depth`` is written once when a run is created and never changes.
+    Each step is two scalar subqueries on the primary key (the run's segment, the head's parent), so
+    both SQLite and PostgreSQL walk it with index lookups (a join in the recursive term lets
+    PostgreSQL's planner pick a hash join over the whole table at every level). Rows: the number of
+    segments on the path, plus one.
     """
     table = Run._meta.db_table
     return (
-        f"WITH RECURSIVE path(id, depth) AS ("
-        f" SELECT id, depth FROM {table} WHERE id = %s"
+        f"WITH RECURSIVE tails(id) AS ("
+        f" SELECT id FROM {table} WHERE id = %s"
         f" UNION ALL"
-        f" SELECT (SELECT r.parent_run_id FROM {table} r WHERE r.id = p.id), p.depth - 1 FROM path p WHERE p.depth > 0"
+        f" SELECT (SELECT h.parent_run_id FROM {table} h"
+        f" WHERE h.id = (SELECT c.segment FROM {table} c WHERE c.id = t.id))"
+        f" FROM tails t WHERE t.id IS NOT NULL"
         f")"
     )
 
 
-def _ancestor_ids_sql(run_id, *, inclusive: bool) -> RawSQL:
-    """Ids of a run's ancestors, root included, by one recursive CTE walking ``parent_run_id`` up."""
-    sql = _path_cte() + " SELECT id FROM path" + ("" if inclusive else " WHERE id <> %s")
+class _PathRuns(NamedTuple):
+    """SQL naming the runs on a path ``p`` (with ``p.id``), the expression of their depth, and the
+    expression to order them by (root first)."""
+
+    from_sql: str
+    depth: str
+    order: str
+
+
+def _path_runs_sql(vendor: str) -> _PathRuns:
+    """The runs on the path to ``%s`` (after :func:`_segment_tails_cte`): for each segment tail
+    ``c``, the runs of its segment at or above its depth, one index range scan on ``(segment, depth)``.
+
+    PostgreSQL gets their ids as one array, ordered root first (computed once, as an InitPlan), then
+    unnested ``WITH ORDINALITY``: its planner estimates a range scan at (rows ÷ distinct segments)
+    rows, ~300 on a table of 1,000 chains, and with ~100 estimated tails would join the whole run or
+    message table by hash; ``unnest`` of an array is estimated at a few rows, so every join stays an
+    index lookup, and its ordinality is known to be sorted (an ``ORDER BY`` on it only sorts each
+    run's messages). A path has one run per depth from 0, so the ordinality is the depth + 1.
+    """
+    table = Run._meta.db_table
+    runs = f" FROM tails t JOIN {table} c ON c.id = t.id JOIN {table} p ON p.segment = c.segment AND p.depth <= c.depth"
+    if vendor != "postgresql":
+        return _PathRuns(runs, "p.depth", "p.depth")
+    return _PathRuns(f" FROM unnest(ARRAY(SELECT p.id{runs} ORDER BY p.depth)) WITH ORDINALITY AS p(id, n)",
+                     "p.n - 1", "p.n")
+
+
+def _ancestor_ids_sql(run_id, *, inclusive: bool, using: str | None = None) -> RawSQL:
+    """Ids of a run's ancestors, root included: the segment walk (see the module doc). ``using``:
+    the database alias it runs on (default: where runs are read)."""
+    vendor = connections[using or router.db_for_read(Run)].vendor
+    sql = (_segment_tails_cte() + " SELECT p.id" + _path_runs_sql(vendor).from_sql
+           + ("" if inclusive else " WHERE p.id <> %s"))
     params = [db_uuid(run_id)] if inclusive else [db_uuid(run_id), db_uuid(run_id)]
     return RawSQL(sql, params)
 
@@ -146,14 +194,45 @@ def _pk(run_or_id):
     return getattr(run_or_id, "pk", run_or_id)
 
 
+def plan_segments(runs: Iterable[tuple]) -> Iterator[tuple]:
+    """``(id, segment)`` for new runs given as ``(id, parent_run_id, depth)`` sorted by depth.
+
+    A run continues the segment of a parent *given earlier in ``runs``* when it is that parent's
+    first child here; every other run (a root, a later sibling, a run whose parent is not in
+    ``runs``) heads a segment of its own (its id). Starting a segment is always correct; continuing
+    one only saves a step of the path read. Keeps two depth levels in memory. Raises ValueError
+    when ``runs`` is not sorted by depth.
+    """
+    level, previous, current, continued = None, {}, {}, set()
+    for run_id, parent_id, depth in runs:
+        if depth != level:
+            if level is not None and depth < level:
+                raise ValueError("plan_segments needs runs sorted by depth")
+            previous = current if level is not None and depth == level + 1 else {}
+            current, continued, level = {}, set(), depth
+        if parent_id is not None and parent_id in previous and parent_id not in continued:
+            continued.add(parent_id)
+            segment = previous[parent_id]
+        else:
+            segment = run_id
+        current[run_id] = segment
+        yield run_id, segment
+
+
 class RunQuerySet(models.QuerySet):
-    """Tree reads, chainable and named like Wagtail's page queries (``ancestor_of``, ...)."""
+    """Tree reads, chainable and named like Wagtail's page queries (``ancestor_of``, ...).
+
+    Costs: ``ancestor_of`` walks segments (two primary key lookups per segment on the path, then
+    one index range scan per segment), ``descendant_of`` one recursive join per level below the
+    run, ``children_of``/``sibling_of`` one index lookup (``run_parent_created``).
+    """
 
     def ancestor_of(self, run, *, inclusive: bool = False) -> RunQuerySet:
         """Runs on the path from the root to ``run`` (a Run or its id); ``inclusive`` adds ``run``."""
-        return self.filter(pk__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive))
+        return self.filter(pk__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive, using=self.db))
 
     def descendant_of(self, run, *, inclusive: bool = False) -> RunQuerySet:
+        """Runs below ``run`` (a Run or its id), in every session; ``inclusive`` adds ``run``."""
         return self.filter(pk__in=_descendant_ids_sql(_pk(run), inclusive=inclusive))
 
     def children_of(self, run) -> RunQuerySet:
@@ -176,6 +255,15 @@ class RunQuerySet(models.QuerySet):
     def unpruned(self) -> RunQuerySet:
         """Runs not pruned from their session's tree (see :class:`Prune`)."""
         return self.filter(pruned_by__isnull=True)
+    def bulk_create(self, objs, *args, **kwargs):
+        """``QuerySet.bulk_create`` that first gives each run without a ``segment`` one, with
+        :func:`plan_segments` over those runs: a run continues its parent's segment when the parent
+        is one of them and this is its first child there; otherwise it starts one. No extra query."""
+        objs = list(objs)
+        todo = sorted((r for r in objs if r.segment is None), key=lambda r: r.depth)
+        for run, (_, segment) in zip(todo, plan_segments((r.pk, r.parent_run_id, r.depth) for r in todo), strict=True):
+            run.segment = segment
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class Run(models.Model):
@@ -185,6 +273,11 @@ class Run(models.Model):
     session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="runs")
     parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     depth = models.PositiveIntegerField(default=0, help_text="0 for a root run; parent's depth + 1 otherwise.")
+    segment = models.UUIDField(
+        editable=False,
+        help_text="Id of the first run of this run's segment (its parent's segment for a first child, "
+                  "else its own id); written once on insert, read by path reads.",
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
@@ -227,9 +320,44 @@ class Run(models.Model):
             models.Index(fields=["parent_run", "created_at"], name="run_parent_created"),
             models.Index(fields=["session", "created_at"], name="run_session_created"),
         ]
+        constraints = [
+            # One run per depth in a segment: what makes a segment a chain; the path read's range scan.
+            models.UniqueConstraint(fields=["segment", "depth"], name="run_segment_depth"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
+
+    def save(self, **kwargs):
+        """``Model.save``; a new run without a ``segment`` gets one first (see the module doc).
+
+        With a parent, the insert tries the parent's segment inside a savepoint (SAVEPOINT, INSERT,
+        RELEASE); when that depth of the segment is taken (a sibling came first, even concurrently:
+        the unique ``(segment, depth)`` decides), the run heads a new segment (a second INSERT).
+        Reads the parent's segment only when the parent instance is not at hand (one query).
+        """
+        if not self._state.adding or self.segment is not None:
+            return super().save(**kwargs)
+        using = kwargs.get("using") or router.db_for_write(Run, instance=self)
+        parent_segment = self._parent_segment(using)
+        if parent_segment is not None:
+            self.segment = parent_segment
+            try:
+                with transaction.atomic(using=using):
+                    return super().save(**kwargs)
+            except IntegrityError:
+                if not Run.objects.using(using).filter(segment=parent_segment, depth=self.depth).exists():
+                    raise
+        self.segment = self.pk
+        return super().save(**kwargs)
+
+    def _parent_segment(self, using: str):
+        """The parent run's segment, or None for a root."""
+        if self.parent_run_id is None:
+            return None
+        if Run._meta.get_field("parent_run").is_cached(self) and self.parent_run.pk == self.parent_run_id:
+            return self.parent_run.segment
+        return Run.objects.using(using).filter(pk=self.parent_run_id).values_list("segment", flat=True).first()
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -277,98 +405,109 @@ class PathRun(NamedTuple):
     depth: int
 
 
-@dataclass(slots=True)
-class PathMessage:
+class PathMessage(tuple):
     """A message on a path, read without building model instances (see ``Message.objects.path``).
 
-    Same attributes as :class:`Message` for what context building needs, plus ``depth``
-    (its run's depth) and ``run`` (``PathRun(pk, depth)``).
+    Same attributes as :class:`Message` for what context building needs, plus ``depth`` (its run's
+    depth) and ``run`` (``PathRun(pk, depth)``). Read-only: a tuple of the row as the database sent
+    it (``_PATH_SELECT`` order), so building one costs no Python call per field; ``metadata`` is
+    ``{}`` when the row's is empty (a new dict on each read of it).
     """
 
-    pk: int
-    run_id: uuid.UUID
-    depth: int
-    position: int
-    role: str
-    content: str
-    name: str
-    tool_calls: list | None
-    tool_call_id: str
-    metadata: dict
-    token_count: int | None
+    __slots__ = ()
+
+    pk = id = property(itemgetter(0))
+    run_id = property(itemgetter(1))
+    depth = property(itemgetter(2))
+    position = property(itemgetter(3))
+    role = property(itemgetter(4))
+    content = property(itemgetter(5))
+    name = property(itemgetter(6))
+    tool_calls = property(itemgetter(7))
+    tool_call_id = property(itemgetter(8))
+    token_count = property(itemgetter(10))
 
     @property
-    def id(self) -> int:
-        return self.pk
+    def metadata(self) -> dict:
+        return self[9] if self[9] is not None else {}
 
     @property
     def run(self) -> PathRun:
-        return PathRun(self.run_id, self.depth)
+        return PathRun(self[1], self[2])
 
     def as_openai(self) -> dict:
         return openai_message(self)
 
+    def __repr__(self) -> str:
+        return f"PathMessage(pk={self[0]}, run_id={self[1]}, depth={self[2]}, position={self[3]}, role={self[4]!r})"
 
-_PATH_COLUMNS = ("id", "run_id", "position", "role", "content", "name", "tool_calls", "tool_call_id", "metadata",
-                 "token_count")
+
+# The columns of a PathMessage, in its order (``m``: message, ``p``: its run). An empty metadata
+# object comes as NULL, so that nearly every row needs no conversion at all.
+_PATH_SELECT = ("m.id, m.run_id, {depth}, m.position, m.role, m.content, m.name, m.tool_calls, m.tool_call_id,"
+                " NULLIF(m.metadata, '{{}}'), m.token_count")
 
 
-def _fast_json(convert):
-    """JSONField.from_db_value without a json.loads for the values nearly every row has."""
+def _with_uuid_run_ids(rows: list[tuple]) -> list[tuple]:
+    """``rows`` with their run ids (hex text) as UUIDs, each run's converted once."""
+    to_python, seen = Run._meta.pk.to_python, {}
+    return [(row[0], seen.get(row[1]) or seen.setdefault(row[1], to_python(row[1])), *row[2:]) for row in rows]
 
-    def fast(value, expression, connection):
-        if value is None:
-            return None
-        if value == "{}":
-            return {}
-        return convert(value, expression, connection)
 
-    return fast
+def _path_row_converter(conn):
+    """A function turning one raw path row into PathMessage values, through the fields' own
+    converters (content, tool calls, metadata)."""
+    fields = Message._meta
+    content = fields.get_field("content").from_db_value
+    tool_calls = fields.get_field("tool_calls").from_db_value
+    metadata = fields.get_field("metadata").from_db_value
+
+    def convert(row: tuple) -> tuple:
+        values = list(row)
+        values[5] = content(row[5], None, conn)
+        values[7] = tool_calls(row[7], None, conn)
+        values[9] = (metadata(row[9], None, conn) or None) if row[9] is not None else None
+        return tuple(values)
+
+    return convert
 
 
 class MessageQuerySet(models.QuerySet):
     def path(self, run, *, inclusive: bool = True) -> list[PathMessage]:
-        """Messages from the root to ``run`` (a Run or its id) in conversation order: one query at
-        any depth, rows turned into :class:`PathMessage` (no model instances: ~10x faster at depth
-        1,000). ``inclusive=False`` leaves out ``run``'s own messages."""
-        table = Message._meta.db_table
-        cols = ", ".join(f"m.{c}" for c in _PATH_COLUMNS)
+        """Messages from the root to ``run`` (a Run or its id) in conversation order, as
+        :class:`PathMessage` (no model instances). ``inclusive=False`` leaves out ``run``'s own
+        messages.
+
+        One query at any depth: the segment walk of :class:`RunQuerySet` (two primary key lookups
+        per segment on the path), one index range scan of ``(segment, depth)`` per segment and one
+        message index lookup per run (PostgreSQL: a hash index, two buffers a run). Rows become
+        tuples as they are; only those with tool calls, metadata or encrypted text pass through the
+        fields' converters (on SQLite, run ids come as text and become UUIDs first, once per run).
+        """
+        table, runs = Message._meta.db_table, _path_runs_sql(connections[self.db].vendor)
         sql = (
-            _path_cte() + f" SELECT {cols}, p.depth FROM {table} m JOIN path p ON m.run_id = p.id"
-            + ("" if inclusive else " WHERE p.id <> %s") + " ORDER BY p.depth, m.position"
+            _segment_tails_cte() + " SELECT " + _PATH_SELECT.format(depth=runs.depth) + runs.from_sql
+            + f" JOIN {table} m ON m.run_id = p.id" + ("" if inclusive else " WHERE p.id <> %s")
+            + f" ORDER BY {runs.order}, m.position"
         )
         params = [db_uuid(_pk(run))] if inclusive else [db_uuid(_pk(run)), db_uuid(_pk(run))]
-        fields = {f.column: f for f in Message._meta.concrete_fields}
         conn = connections[self.db]
-        # Columns whose field converts database values (JSON, UUID on SQLite, encrypted text, ...).
-        converters = [
-            (
-                i,
-                _fast_json(fields[c].from_db_value) if isinstance(fields[c], models.JSONField)
-                else fields[c].from_db_value,
-            )
-            for i, c in enumerate(_PATH_COLUMNS) if hasattr(fields[c], "from_db_value")
-        ]
-        run_field = Message._meta.get_field("run").target_field
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        out = []
-        for row in rows:
-            values = list(row)
-            for i, convert in converters:
-                values[i] = convert(values[i], None, conn)
-            if not isinstance(values[1], uuid.UUID):
-                values[1] = run_field.to_python(values[1])
-            (pk, run_id, position, role, content, name, tool_calls, tool_call_id, metadata, token_count, depth) = values
-            out.append(PathMessage(pk, run_id, depth, position, role, content, name, tool_calls, tool_call_id,
-                                   metadata or {}, token_count))
-        return out
+        if rows and not isinstance(rows[0][1], uuid.UUID):  # SQLite: run ids come as hex text
+            rows = _with_uuid_run_ids(rows)
+        make, convert = partial(tuple.__new__, PathMessage), _path_row_converter(conn)
+        return [
+            make(convert(row) if row[7] is not None or row[9] is not None or row[5].startswith(ENCRYPTED_PREFIX)
+                 else row)
+            for row in rows
+        ]
 
     def on_path_to(self, run, *, inclusive: bool = True) -> MessageQuerySet:
         """Messages of every run from the root to ``run``, in conversation order, in one query."""
         return (
-            self.filter(run_id__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive))
+            self.filter(run_id__in=_ancestor_ids_sql(_pk(run), inclusive=inclusive, using=self.db))
             .select_related("run")
             .order_by("run__depth", "position")
         )
@@ -377,7 +516,9 @@ class MessageQuerySet(models.QuerySet):
 class Message(models.Model):
     """A message of a run, in order (``position``): the user input, tool traffic, the answer."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: message_run_position (run, position) serves lookups by run, and on
+    # PostgreSQL the hash index message_run_hash (migration 0005) serves the path read's probes.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages", db_index=False)
     position = models.PositiveSmallIntegerField()
     role = models.CharField(max_length=16, choices=Role.choices)
     content = EncryptedTextField(blank=True)  # plain text unless ARBOR_MEMORY_ENCRYPTION_KEYS is set

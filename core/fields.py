@@ -119,7 +119,9 @@ class EncryptedTextField(models.TextField):
         return configured_keys()
 
     def from_db_value(self, value, expression, connection):
-        return decrypt(value, self.keys()) if value is not None else value
+        if value is None or not value.startswith(PREFIX):
+            return value  # plaintext, every row while encryption is off: no further call
+        return decrypt(value, self.keys())
 
     def to_python(self, value):
         value = super().to_python(value)

@@ -57,7 +57,8 @@ def test_markers_and_the_panel_jump_to_the_right_turn(page, asgi_server, artifac
     assert page.url.endswith(f"#bp-{runs[34].pk}")
     expect(page.locator(f"#bp-{runs[34].pk}")).to_be_in_viewport()
     page.screenshot(path=str(artifacts / "branch-points.png"))
-    page.locator("#branch-points").screenshot(path=str(artifacts / "branch-points-panel.png"))  # in the sessions sidebar
+    # the panel sits in the sessions sidebar
+    page.locator("#branch-points").screenshot(path=str(artifacts / "branch-points-panel.png"))
     # a panel entry of a turn on the page: a jump within the page, the turn focused
     with page.expect_event("framenavigated", timeout=1000) as nav:
         panel.get_by_role("link", name=re.compile("Turn 20")).click()
