@@ -22,7 +22,7 @@ from django.db.models.fields.json import KT
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
 from connections.selectors import cost_of, prices_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
-from core.dates import day_range, parse_day
+from core.dates import parse_day, within_days
 from core.errors import InvalidInput, NotFound
 from core.text import clean_text
 
@@ -287,12 +287,7 @@ def counted_comparisons(user, filters: ResultFilters):
     qs = Comparison.objects.owned_by(user).exclude(blind=True, revealed_at__isnull=True)
     if filters.tag:
         qs = qs.filter(tags__name=filters.tag)
-    start, end = day_range(filters.since, filters.until)
-    if start:
-        qs = qs.filter(created_at__gte=start)
-    if end:
-        qs = qs.filter(created_at__lt=end)
-    return qs
+    return within_days(qs, filters.since, filters.until)
 
 
 def compute_results(comparisons, *, by: str = "configuration") -> dict:

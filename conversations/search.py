@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
-from core.dates import day_range, parse_day
+from core.dates import parse_day, within_days
 from core.errors import InvalidInput
 from core.fields import encryption_enabled
 from core.text import clean_text
@@ -105,12 +105,7 @@ class SearchFilters:
             messages = messages.filter(run__session_id=self.session_id)
         if self.role:
             messages = messages.filter(role=self.role)
-        start, end = day_range(self.since, self.until)
-        if start:
-            messages = messages.filter(created_at__gte=start)
-        if end:
-            messages = messages.filter(created_at__lt=end)
-        return messages
+        return within_days(messages, self.since, self.until)
 
 
 @dataclass(frozen=True)

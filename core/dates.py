@@ -35,3 +35,14 @@ def day_range(since: date | None, until: date | None) -> tuple[datetime | None, 
     start = datetime.combine(since, time.min, tzinfo=tz) if since else None
     end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz) if until else None
     return start, end
+
+
+def within_days(queryset, since: date | None, until: date | None, *, field: str = "created_at"):
+    """``queryset`` narrowed to rows whose ``field`` falls on the days ``since`` to ``until`` (both
+    included, see :func:`day_range`; None: open on that side)."""
+    start, end = day_range(since, until)
+    if start:
+        queryset = queryset.filter(**{f"{field}__gte": start})
+    if end:
+        queryset = queryset.filter(**{f"{field}__lt": end})
+    return queryset
