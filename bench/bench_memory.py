@@ -64,7 +64,7 @@ def local_model_url():
     from tests.conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "conversations.local_model", "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "connections.local_model", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:

