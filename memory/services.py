@@ -82,6 +82,21 @@ def agent_update(*, user, agent: Agent, data: dict) -> Agent:
 
 
 @transaction.atomic
+def agent_duplicate(*, user, agent: Agent) -> Agent:
+    """A copy of ``agent`` (one of ``user``'s or a shared one) owned by ``user``, named “<name> (copy)”
+    (“(copy 2)”, … when taken). Every setting is copied; the copy is validated like a new agent."""
+    taken = set(Agent.objects.filter(owner=user, name__startswith=agent.name[:80]).values_list("name", flat=True))
+    base = f"{agent.name[:80]} (copy"
+    name = next(f"{base}{'' if n == 1 else f' {n}'})" for n in range(1, len(taken) + 2)
+                if f"{base}{'' if n == 1 else f' {n}'})" not in taken)
+    copy = Agent(owner=user, name=name)
+    for field in FIELDS:
+        if field != "name":
+            setattr(copy, field, getattr(agent, field))
+    return _save(copy)
+
+
+@transaction.atomic
 def agent_delete(*, user, agent: Agent) -> None:
     """Delete an agent; its runs keep their model, connection and memory id (their ``agent`` is emptied)."""
     if agent.owner_id is None and not may_share(user):
