@@ -30,6 +30,8 @@ class ContextSpec:
     (isolation between agents); the run's own messages are governed by ``own_upto`` alone.
     ``tail``: messages sent after everything else, stored literally (a nested agent's prompt).
     ``compaction``: id of the :class:`memory.models.Compaction` whose summary/replacements were used.
+    ``pinned``: ids of pinned messages on the path: always sent, verbatim, in path order, whatever
+    ``from_depth``, ``dropped``, ``replaced`` and ``memory_id`` say.
     """
 
     system: str | None
@@ -41,6 +43,7 @@ class ContextSpec:
     memory_id: str | None = None
     tail: list[dict] = field(default_factory=list)
     compaction: int | None = None
+    pinned: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The spec as JSON, fields at their default left out (``from_json`` puts them back): it is
@@ -88,10 +91,13 @@ def render(spec: ContextSpec, run: Run, messages: list[Message], memory_ids: dic
     out = render_prefix(spec)
     if spec.memory_id is not None and memory_ids is None:
         memory_ids = path_memory_ids(run)
-    dropped = set(spec.dropped)
+    dropped, pinned = set(spec.dropped), set(spec.pinned)
     for message in messages:
         own = message.run_id == run.pk
         if own and message.position >= spec.own_upto:
+            continue
+        if not own and message.pk in pinned:
+            out.append(message.as_openai())
             continue
         if not own and message.run.depth < spec.from_depth:
             continue

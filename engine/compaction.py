@@ -47,7 +47,7 @@ from core.tokens import TokenCounter
 from memory.models import Agent, Compaction, CompactionStatus
 from memory.policy import budget_for, parse_policy, policy_for
 
-from .context import measure_next, run_counter
+from .context import measure_next, pinned_ids, run_counter
 from .llm import describe_error, get_client, is_transient, summariser_endpoint
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,7 @@ def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
     counter = run_counter(run)
     path = ctx.path_messages(run)
     memory_ids = ctx.path_memory_ids(run)
+    pinned = pinned_ids(path)
     result = _Result()
 
     def measure():
@@ -207,7 +208,7 @@ def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
         if result.measured.full_utilisation <= policy.target:
             break
         before = result.measured.full_utilisation
-        did = _apply(strategy, work, _history(path, work, memory_ids), run=run, agent=agent, counter=counter,
+        did = _apply(strategy, work, _history(path, work, memory_ids, pinned), run=run, agent=agent, counter=counter,
                      usage=result.usage, replaced_ids=result.replaced_ids)
         result.measured = measure()
         result.applied.append({**did, "type": strategy["type"], "utilisation_before": round(before, 4),
@@ -254,10 +255,13 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
     return Compaction.objects.get(pk=compaction.pk)
 
 
-def _history(path: list[Message], work: Compaction, memory_ids: dict) -> list[Message]:
+def _history(path: list[Message], work: Compaction, memory_ids: dict, pinned: set[int] = frozenset()
+             ) -> list[Message]:
+    """The messages the strategies work on: this memory id's, after ``work`` so far; pinned messages
+    never (no strategy drops, truncates or summarises them: the context builder sends them verbatim)."""
     covered = set(work.dropped)
     return [m for m in path if memory_ids.get(m.run_id) == work.memory_id and m.run.depth >= work.from_depth
-            and m.pk not in covered]
+            and m.pk not in covered and m.pk not in pinned]
 
 
 def _turns(history: list[Message]) -> list[list[Message]]:

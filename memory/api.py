@@ -17,8 +17,8 @@ from ninja.pagination import paginate
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 
 from . import services
-from .models import DEFAULT_MEMORY_ID, Agent
-from .selectors import agents_for, get_agent_for
+from .models import DEFAULT_MEMORY_ID, Agent, Pin
+from .selectors import agents_for, get_agent_for, get_pin_for, get_run_for, pins_on_path
 
 router = Router(tags=["agents"])
 
@@ -116,8 +116,60 @@ def update_agent(request, agent_id: str, payload: AgentPatch):
     return agent_out(services.agent_update(user=request.auth, agent=agent, data=payload.dict(exclude_unset=True)))
 
 
+@router.post("/agents/{agent_id}/duplicate", response=answers({201: AgentOut}, 400, 404))
+def duplicate_agent(request, agent_id: str):
+    """A copy of one of the caller's agents or of a shared one, owned by the caller (“<name> (copy)”)."""
+    agent = services.agent_duplicate(user=request.auth, agent=get_agent_for(request.auth, agent_id))
+    return Status(201, agent_out(agent))
+
+
 @router.delete("/agents/{agent_id}", response=answers({204: None}, 403, 404))
 def delete_agent(request, agent_id: str):
     """Delete an agent; its runs stay (with their model, connection and memory id)."""
     services.agent_delete(user=request.auth, agent=get_agent_for(request.auth, agent_id))
+    return Status(204, None)
+
+
+# --- pins ---------------------------------------------------------------------------------------
+
+class PinIn(Schema):
+    message_id: int | None = Field(None, description="One message of the turn; omitted: the whole turn.")
+
+
+class PinOut(Schema):
+    id: int
+    run_id: str
+    message_id: int | None
+    turn: int = Field(description="The pinned turn's number on its branch (1 = the root run).")
+    role: str | None = Field(description="The pinned message's role; null for a whole turn.")
+    excerpt: str = Field(description="The first 200 characters of the message (of the turn's input for a turn).")
+    created_at: datetime
+
+
+def pin_out(pin: Pin) -> dict:
+    message = pin.message if pin.message_id is not None else pin.run.messages.order_by("position").first()
+    return {"id": pin.pk, "run_id": str(pin.run_id), "message_id": pin.message_id, "turn": pin.run.depth + 1,
+            "role": pin.message.role if pin.message_id is not None else None,
+            "excerpt": (message.content if message is not None else "")[:200], "created_at": pin.created_at}
+
+
+@router.get("/runs/{run_id}/pins", response=answers({200: list[PinOut]}, 404), tags=["pins"])
+def list_pins(request, run_id: str):
+    """The pins that hold for this run's context: on the run and on its ancestors (pins are per
+    branch), oldest turn first."""
+    return [pin_out(p) for p in pins_on_path(get_run_for(request.auth, run_id))]
+
+
+@router.post("/runs/{run_id}/pins", response=answers({200: PinOut, 201: PinOut}, *BODY, 404), tags=["pins"])
+def create_pin(request, run_id: str, payload: PinIn = None):
+    """Pin the turn (or one of its messages): every later context on a branch below it sends it
+    verbatim. 201 when made, 200 when it was pinned already; 400 for a message not of this turn."""
+    run = get_run_for(request.auth, run_id)
+    pin, created = services.pin_create(user=request.auth, run=run, message_id=payload.message_id if payload else None)
+    return Status(201 if created else 200, pin_out(pin))
+
+
+@router.delete("/pins/{pin_id}", response=answers({204: None}, 404), tags=["pins"])
+def delete_pin(request, pin_id: str):
+    services.pin_delete(pin=get_pin_for(request.auth, pin_id))
     return Status(204, None)

@@ -13,6 +13,10 @@ def _settings_of(agent) -> dict:
             "tools": agent.tools, "shared": agent.owner_id is None}
 
 
+def _pin_of(pin) -> dict:
+    return {"run_id": str(pin.run_id), "message_id": pin.message_id}
+
+
 class MemoryConfig(AppConfig):
     name = "memory"
     verbose_name = "Memory"
@@ -23,3 +27,6 @@ class MemoryConfig(AppConfig):
                       create=lambda agent: ("create", _settings_of(agent)),
                       change=lambda agent, fields: [("change", _settings_of(agent))],
                       delete=lambda agent: ("delete", {"name": agent.name}))
+        # pin.create / pin.delete, with the turn and message pinned
+        track_changes(self.get_model("Pin"), action_prefix="pin", change=None,
+                      create=lambda pin: ("create", _pin_of(pin)), delete=lambda pin: ("delete", _pin_of(pin)))

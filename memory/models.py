@@ -204,5 +204,33 @@ class Compaction(models.Model):
         return None
 
 
+class Pin(models.Model):
+    """A pinned turn (``message`` empty: every message of ``run``) or one pinned message of it.
+
+    A pin belongs to the run it is on, so it holds on every branch below that run and on none
+    beside it (per branch by construction: a context reads only its own ancestors). No compaction
+    strategy drops, truncates or summarises a pinned message; the context builder always sends it
+    verbatim (:mod:`engine.context`), or fails the run naming the pins when they alone do not fit.
+    An assistant message with tool calls is pinned with its tool results (they are sent together).
+    """
+
+    run = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="pins")
+    message = models.ForeignKey("conversations.Message", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+", help_text="Empty: the whole turn.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run"], condition=models.Q(message__isnull=True), name="pin_whole_turn"),
+            models.UniqueConstraint(fields=["message"], name="pin_message"),
+        ]
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Pin of run {self.run_id}" + (f" message {self.message_id}" if self.message_id else "")
+
+
 # Memory stores and semantic search (issue 5): their tables live in memory.stores.models.
 from memory.stores.models import MemoryStoreSession, MessageEmbedding  # noqa: E402,F401

@@ -3,12 +3,14 @@ user's agent answers the same 404 as an id that does not exist."""
 
 from __future__ import annotations
 
-from django.db.models import Q
+import uuid
+
+from django.db.models import F, Q
 
 from connections.selectors import object_id
 from core.errors import NotFound
 
-from .models import Agent
+from .models import Agent, Pin
 
 
 def agents_for(user):
@@ -25,3 +27,38 @@ def get_agent_for(user, agent_id) -> Agent:
     if agent is None:
         raise NotFound(f"No agent with id {agent_id}.")
     return agent
+
+
+# Memory sits below conversations (import-linter's "apps" contract): runs and messages are reached
+# through this app's own foreign keys to them, never by importing conversations.
+def _run_model():
+    return Pin._meta.get_field("run").related_model
+
+
+def get_run_for(user, run_id):
+    """A run of one of ``user``'s sessions; NotFound otherwise (also for a malformed id)."""
+    try:
+        pk = uuid.UUID(str(run_id))
+    except ValueError:
+        raise NotFound(f"No run with id {str(run_id)[:40]!r}.") from None
+    run = _run_model().objects.select_related("session").filter(pk=pk, session__owner=user).first()
+    if run is None:
+        raise NotFound(f"No run with id {run_id}.")
+    return run
+
+
+def pins_on_path(run):
+    """The pins that hold for ``run``: those on it and on its ancestors (per branch), oldest turn
+    first, with their run and message joined."""
+    ancestors = _run_model().objects.ancestor_of(run, inclusive=True)
+    return (Pin.objects.filter(run__in=ancestors).select_related("run", "message")
+            .order_by("run__depth", F("message__position").asc(nulls_first=True), "id"))
+
+
+def get_pin_for(user, pin_id) -> Pin:
+    """A pin on a run of one of ``user``'s sessions; NotFound otherwise."""
+    pin = (Pin.objects.select_related("run", "message").filter(pk=object_id(pin_id, "pin"), run__session__owner=user)
+           .first())
+    if pin is None:
+        raise NotFound(f"No pin with id {pin_id}.")
+    return pin

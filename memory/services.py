@@ -13,7 +13,7 @@ from django.db import transaction
 from connections.selectors import get_connection_for
 from core.errors import Forbidden, InvalidInput
 
-from .models import Agent
+from .models import Agent, Pin
 
 FIELDS = ("name", "connection_id", "model", "system_prompt", "params", "memory_id", "memory_window_size",
           "context_window", "reserved_output_tokens", "compaction", "tools")
@@ -102,3 +102,26 @@ def agent_delete(*, user, agent: Agent) -> None:
     if agent.owner_id is None and not may_share(user):
         raise Forbidden("This agent is shared; only an administrator can delete it.")
     agent.delete()
+
+
+# --- pins ---------------------------------------------------------------------------------------
+
+def pin_create(*, user, run, message_id: int | None = None) -> tuple[Pin, bool]:
+    """Pin the turn ``run`` (a run of ``user``'s, already looked up), or one of its messages.
+    Returns ``(pin, created)``: pinning what is pinned already returns the existing pin. Raises
+    InvalidInput for a message that is not the run's (nothing written)."""
+    message = None
+    if message_id is not None:
+        message = run.messages.filter(pk=message_id).first() if isinstance(message_id, int) else None
+        if message is None:
+            raise InvalidInput(f"message_id: {message_id!r} is not a message of this turn.")
+    with transaction.atomic():
+        existing = Pin.objects.filter(run=run, message=message).first()
+        if existing is not None:
+            return existing, False
+        return Pin.objects.create(run=run, message=message, created_by=user), True
+
+
+def pin_delete(*, pin: Pin) -> None:
+    """Unpin: later contexts may compact or cut that message again; earlier ones are unchanged."""
+    pin.delete()
