@@ -5,6 +5,7 @@ from django.urls import include, path
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
 from conversations.audit_urls import urlpatterns as run_audit_urls
+from memory.urls import chat_urlpatterns as memory_chat_urls
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -18,6 +19,7 @@ urlpatterns = [
     path("connections/", include("connections.urls")),
     path("agents/", include("memory.urls")),
     path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
+    path("memory/", include((memory_chat_urls, "chatmemory"))),  # namespace "chatmemory": pins and compaction controls
     path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from .models import Message, PathMessage, Run
+from .models import Message, PathMessage, Run, Step, StepKind
 
 
 @dataclass
@@ -141,3 +141,37 @@ def verify(run: Run, request: dict | None) -> dict:
     sha = digest(messages)
     expected = request.get("sha256")
     return {"messages": messages, "sha256": sha, "verified": (sha == expected) if expected else None, "error": None}
+
+
+def last_model_call(run: Run):
+    """The run's last ``llm_call`` step (what its answer was made from), or None before the first call."""
+    return Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id").first()
+
+
+def model_saw(run: Run, step) -> dict:
+    """What one model call of ``run`` sent, for its owner (the API's ``GET /api/runs/{id}/context``
+    and the "What the model saw" page show exactly this).
+
+    Returns ``{"model", "params", "messages": list[dict], "sha256", "verified": bool, "error": str |
+    None, "context_tokens": int | None, "usable_window": int | None, "parts": [{"index", "part",
+    "tokens"}] | None, "totals": {part: tokens} | None, "not_seen": [sentence]}``. ``messages`` is
+    rebuilt from the stored spec and ``verified`` checks it against the SHA-256 stored when sent.
+    The parts (system, summary, pin, history, tool, input, tail) and the not-seen sentences are those
+    the engine recorded while building (``Step.request["context_parts"]``); calls recorded before
+    parts existed have ``parts`` None. ``messages`` is None (and ``error`` says why) when the spec no
+    longer rebuilds."""
+    request = step.request or {}
+    checked = verify(run, request)
+    stored = request.get("context_parts") or {}
+    rows = stored.get("messages")
+    messages = checked["messages"]
+    parts = None
+    if messages is not None and isinstance(rows, list) and len(rows) == len(messages):
+        parts = [{"index": i, "part": row["part"], "tokens": row["message_tokens"]} for i, row in enumerate(rows)]
+    return {
+        "model": request.get("model", run.model), "params": request.get("params", {}), "messages": messages,
+        "sha256": checked["sha256"], "verified": bool(checked["verified"]), "error": checked["error"],
+        "context_tokens": request.get("context_tokens"), "usable_window": request.get("usable_window"),
+        "parts": parts, "totals": stored.get("totals") if parts is not None else None,
+        "not_seen": list(stored.get("not_seen") or []),
+    }

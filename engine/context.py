@@ -128,18 +128,19 @@ class BuiltContext:
     def parts(self) -> dict:
         """What was sent, part by part (stored with each model call; shown as "what the model saw").
 
-        ``{"messages": [{"part", "tokens"}] (one per message sent, in order), "totals": {part:
+        ``{"messages": [{"part", "message_tokens"}] (one per message sent, in order; not named
+        ``tokens``, which stored step requests mask as a secret), "totals": {part:
         tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``history``
         (the window), ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail``
         (a nested agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
         :data:`core.tokens.REPLY_PRIMING`, is in ``totals["primer"]``).
         """
         counter = self.counter or counter_for("")
-        rows = [{"part": label, "tokens": message_tokens(counter, message)}
+        rows = [{"part": label, "message_tokens": message_tokens(counter, message)}
                 for label, message in zip(self.labels, self.messages, strict=True)]
         totals: dict[str, int] = {}
         for row in rows:
-            totals[row["part"]] = totals.get(row["part"], 0) + row["tokens"]
+            totals[row["part"]] = totals.get(row["part"], 0) + row["message_tokens"]
         totals["primer"] = REPLY_PRIMING
         return {"messages": rows, "totals": totals, "not_seen": list(self.notes)}
 

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.errors import Conflict, InvalidInput
 
 from . import services
-from .models import DEFAULT_MEMORY_ID, Agent, Pin
-from .selectors import agents_for, get_agent_for, get_pin_for, get_run_for, pins_on_path
+from .models import DEFAULT_MEMORY_ID, Agent, Compaction, Pin
+from .selectors import (
+    agents_for,
+    get_agent_for,
+    get_compaction_for,
+    get_pin_for,
+    get_run_for,
+    pins_on_path,
+    replaced_messages,
+)
 
 router = Router(tags=["agents"])
 
@@ -160,16 +170,104 @@ def list_pins(request, run_id: str):
     return [pin_out(p) for p in pins_on_path(get_run_for(request.auth, run_id))]
 
 
-@router.post("/runs/{run_id}/pins", response=answers({200: PinOut, 201: PinOut}, *BODY, 404), tags=["pins"])
+@router.post("/runs/{run_id}/pins", response=answers({201: PinOut}, *BODY, 404, 409), tags=["pins"])
 def create_pin(request, run_id: str, payload: PinIn = None):
     """Pin the turn (or one of its messages): every later context on a branch below it sends it
-    verbatim. 201 when made, 200 when it was pinned already; 400 for a message not of this turn."""
+    verbatim. 400 for a message not of this turn, 409 when it is pinned already (nothing written)."""
     run = get_run_for(request.auth, run_id)
     pin, created = services.pin_create(user=request.auth, run=run, message_id=payload.message_id if payload else None)
-    return Status(201 if created else 200, pin_out(pin))
+    if not created:
+        raise Conflict(f"That is pinned already (pin {pin.pk}).")
+    return Status(201, pin_out(pin))
 
 
 @router.delete("/pins/{pin_id}", response=answers({204: None}, 404), tags=["pins"])
 def delete_pin(request, pin_id: str):
     services.pin_delete(pin=get_pin_for(request.auth, pin_id))
     return Status(204, None)
+
+
+# --- compaction you can see and steer -----------------------------------------------------------
+
+class ReplacedTurn(Schema):
+    turn: int
+    run_id: str
+    message_id: int
+    role: str
+    content: str
+
+
+class CompactionOut(Schema):
+    id: int
+    run_id: str
+    memory_id: str
+    status: str = Field(description="pending, running, ready, failed or undone.")
+    turns: str = Field(description="“1–40”: the turns it stands for.")
+    tokens_before: int
+    tokens_after: int | None
+    summary: str
+    versions: int = Field(description="Number of earlier texts kept (edits).")
+    model: str
+    connection: str
+    error: str = Field(description="Why it failed (the raw turns are sent meanwhile).")
+    finished_at: datetime | None
+    marker: str = Field(description="The chat's marker line.")
+    replaced: list[ReplacedTurn] | None = Field(None, description="The messages it stands for (GET one only).")
+
+
+class SummaryIn(Schema):
+    summary: str
+
+
+class UndoOut(Schema):
+    compaction: CompactionOut
+    note: str
+
+
+def compaction_out(c: Compaction, *, with_replaced: bool = False) -> dict:
+    out = {
+        "id": c.pk, "run_id": str(c.run_id), "memory_id": c.memory_id, "status": c.status,
+        "turns": f"1–{c.last_turn}" if c.last_turn > 1 else "1", "tokens_before": c.tokens_before,
+        "tokens_after": c.tokens_after, "summary": c.summary, "versions": len(c.versions or []), "model": c.model,
+        "connection": c.summary_connection, "error": c.error, "finished_at": c.finished_at,
+        "marker": c.marker,
+    }
+    if with_replaced:
+        out["replaced"] = [{"turn": m.run.depth + 1, "run_id": str(m.run_id), "message_id": m.pk, "role": m.role,
+                            "content": m.content} for m in replaced_messages(c)]
+    return out
+
+
+@router.get("/compactions/{compaction_id}", response=answers({200: CompactionOut}, 404), tags=["compaction"])
+def get_compaction(request, compaction_id: str):
+    """A compaction with its summary and the messages it stands for (“Expand”)."""
+    return compaction_out(get_compaction_for(request.auth, compaction_id), with_replaced=True)
+
+
+@router.post("/compactions/{compaction_id}/summary", response=answers({200: CompactionOut}, *BODY, 404, 409),
+             tags=["compaction"])
+def edit_summary(request, compaction_id: str, payload: SummaryIn):
+    """Replace the summary (a new version; the old is kept); later contexts send the new text."""
+    compaction = get_compaction_for(request.auth, compaction_id)
+    return compaction_out(services.summary_edit(user=request.auth, compaction=compaction, text=payload.summary))
+
+
+@router.post("/compactions/{compaction_id}/undo", response=answers({200: UndoOut}, 404, 409), tags=["compaction"])
+def undo_compaction(request, compaction_id: str):
+    """Later contexts send the raw turns; ``note`` says whether they fit, or by how many tokens not."""
+    compaction, note = services.compaction_undo(user=request.auth,
+                                                compaction=get_compaction_for(request.auth, compaction_id))
+    return {"compaction": compaction_out(compaction), "note": note}
+
+
+@router.post("/runs/{run_id}/compact", response=answers({202: CompactionOut}, 400, 404, 409), tags=["compaction"])
+def compact_run(request, run_id: str):
+    """Compact the branch ending at this run now, in the background, with its agent's strategies
+    (202; follow it with GET /api/compactions/{id}). 409 when one is in progress on the branch or
+    this turn is compacted already; 400 when the agent's stored policy is invalid."""
+    run = get_run_for(request.auth, run_id)
+    try:
+        compaction = services.compact_now(user=request.auth, run=run)
+    except ValidationError as exc:
+        raise InvalidInput(f"compaction: {'; '.join(exc.messages)}") from None
+    return Status(202, compaction_out(compaction))

@@ -10,7 +10,7 @@ from django.db.models import F, Q
 from connections.selectors import object_id
 from core.errors import NotFound
 
-from .models import Agent, Pin
+from .models import Agent, Compaction, Pin
 
 
 def agents_for(user):
@@ -31,7 +31,8 @@ def get_agent_for(user, agent_id) -> Agent:
 
 # Memory sits below conversations (import-linter's "apps" contract): runs and messages are reached
 # through this app's own foreign keys to them, never by importing conversations.
-def _run_model():
+def run_model():
+    """The Run model, through this app's foreign key to it."""
     return Pin._meta.get_field("run").related_model
 
 
@@ -41,7 +42,7 @@ def get_run_for(user, run_id):
         pk = uuid.UUID(str(run_id))
     except ValueError:
         raise NotFound(f"No run with id {str(run_id)[:40]!r}.") from None
-    run = _run_model().objects.select_related("session").filter(pk=pk, session__owner=user).first()
+    run = run_model().objects.select_related("session").filter(pk=pk, session__owner=user).first()
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
@@ -50,7 +51,7 @@ def get_run_for(user, run_id):
 def pins_on_path(run):
     """The pins that hold for ``run``: those on it and on its ancestors (per branch), oldest turn
     first, with their run and message joined."""
-    ancestors = _run_model().objects.ancestor_of(run, inclusive=True)
+    ancestors = run_model().objects.ancestor_of(run, inclusive=True)
     return (Pin.objects.filter(run__in=ancestors).select_related("run", "message")
             .order_by("run__depth", F("message__position").asc(nulls_first=True), "id"))
 
@@ -62,3 +63,19 @@ def get_pin_for(user, pin_id) -> Pin:
     if pin is None:
         raise NotFound(f"No pin with id {pin_id}.")
     return pin
+
+
+def get_compaction_for(user, compaction_id) -> Compaction:
+    """A compaction of a branch of one of ``user``'s sessions; NotFound otherwise."""
+    compaction = (Compaction.objects.select_related("run").filter(pk=object_id(compaction_id, "compaction"),
+                                                                  run__session__owner=user).first())
+    if compaction is None:
+        raise NotFound(f"No compaction with id {compaction_id}.")
+    return compaction
+
+
+def replaced_messages(compaction: Compaction) -> list:
+    """The messages a compaction stands for (summarised, cut or truncated), in path order."""
+    message_model = Pin._meta.get_field("message").related_model
+    return list(message_model.objects.filter(pk__in=compaction.replaced_message_ids).select_related("run")
+                .order_by("run__depth", "position"))

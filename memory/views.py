@@ -11,14 +11,22 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import ArborError, Forbidden
 
 from . import services
 from .forms import AgentForm
-from .models import Agent
-from .selectors import agents_for, get_agent_for
+from .models import Agent, Pin
+from .selectors import (
+    agents_for,
+    get_agent_for,
+    get_compaction_for,
+    get_run_for,
+    pins_on_path,
+    replaced_messages,
+)
 
 
 def _editable(user, agent: Agent) -> bool:
@@ -103,3 +111,81 @@ def delete(request: HttpRequest, agent_id: int) -> HttpResponse:
     services.agent_delete(user=request.user, agent=agent)
     flash.info(request, f"Deleted “{agent.name}”. Its runs keep their model and memory id.")
     return redirect("agents:index")
+
+
+# --- pins and compaction, from the chat ---------------------------------------------------------
+
+def _back(request, fallback: str) -> HttpResponse:
+    target = request.POST.get("next") or ""
+    return redirect(target if target.startswith("/") and not target.startswith("//") else fallback)
+
+
+@require_POST
+def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
+    """Pin the turn (or the message ``message_id``); pinned already: unpin it."""
+    run = get_run_for(request.user, run_id)
+    raw = request.POST.get("message_id", "").strip()
+    message_id = int(raw) if raw.isdigit() else (raw or None)
+    existing = None if isinstance(message_id, str) else Pin.objects.filter(run=run, message_id=message_id).first()
+    if existing is not None:
+        services.pin_delete(pin=existing)
+        flash.info(request, f"Unpinned turn {run.depth + 1}.")
+        return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
+    try:
+        services.pin_create(user=request.user, run=run, message_id=message_id)
+    except ArborError as exc:
+        flash.error(request, exc.message)
+    else:
+        flash.success(request, f"Pinned turn {run.depth + 1}: later contexts on this branch send it verbatim.")
+    return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
+
+
+@require_GET
+def pinned(request: HttpRequest, run_id) -> HttpResponse:
+    """The Pinned list of the branch ending at this run."""
+    run = get_run_for(request.user, run_id)
+    return render(request, "memory/pinned.html", {"run": run, "pins": list(pins_on_path(run))})
+
+
+@require_http_methods(["GET", "POST"])
+def compaction_detail(request: HttpRequest, compaction_id: int) -> HttpResponse:
+    """Expand: the summary and the turns it replaced. POST: save an edited summary (a new version)."""
+    compaction = get_compaction_for(request.user, compaction_id)
+    status, error = 200, ""
+    if request.method == "POST":
+        try:
+            services.summary_edit(user=request.user, compaction=compaction, text=request.POST.get("summary", ""))
+        except ArborError as exc:
+            status, error = exc.status, exc.message
+        else:
+            flash.success(request, "Summary saved as a new version: later contexts send it.")
+            return redirect("chatmemory:compaction", compaction_id=compaction.pk)
+    return render(request, "memory/compaction.html", {
+        "c": compaction, "replaced": replaced_messages(compaction), "error": error,
+        "draft": request.POST.get("summary") if error else compaction.summary,
+    }, status=status)
+
+
+@require_POST
+def compaction_undo(request: HttpRequest, compaction_id: int) -> HttpResponse:
+    compaction = get_compaction_for(request.user, compaction_id)
+    try:
+        _, note = services.compaction_undo(user=request.user, compaction=compaction)
+    except ArborError as exc:
+        flash.error(request, exc.message)
+    else:
+        flash.info(request, note)
+    return redirect("chatmemory:compaction", compaction_id=compaction.pk)
+
+
+@require_POST
+def compact(request: HttpRequest, run_id) -> HttpResponse:
+    """Compact now: a background compaction of the branch ending at this run."""
+    run = get_run_for(request.user, run_id)
+    try:
+        compaction = services.compact_now(user=request.user, run=run)
+    except ArborError as exc:
+        flash.error(request, exc.message)
+        return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
+    flash.info(request, "Compacting in the background; the marker shows the result.")
+    return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))

@@ -124,7 +124,8 @@ def test_pin_api_create_list_delete_and_audit(api, user):
     url = f"/api/runs/{runs[1].pk}/pins"
     made = api.post(url, {}, content_type="application/json")
     assert made.status_code == 201 and made.json()["turn"] == 2 and made.json()["message_id"] is None
-    assert api.post(url, {}, content_type="application/json").status_code == 200, "pinning twice: the same pin"
+    again = api.post(url, {}, content_type="application/json")
+    assert again.status_code == 409 and f"pin {made.json()['id']}" in again.json()["detail"]
     answer = runs[1].messages.get(position=1)
     one = api.post(url, {"message_id": answer.pk}, content_type="application/json")
     assert one.status_code == 201 and one.json()["role"] == "assistant" and one.json()["excerpt"] == answer.content
