@@ -17,7 +17,8 @@ from core import queue
 from core.errors import Conflict, NotFound
 from core.params import clean_params
 from core.text import clean_text
-from memory.models import DEFAULT_MEMORY_ID
+from memory.models import DEFAULT_MEMORY_ID, BranchSettings
+from memory.selectors import branch_settings_for
 
 from . import branches
 from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
@@ -186,9 +187,15 @@ def run_start(
             raise NotFound("parent_run_id is not a run of this session.")
         if parent.status in ACTIVE_STATUSES:
             raise Conflict("The parent run has not finished yet.")
+    branch = branch_settings_for(parent)  # the chat settings panel's, from the turn they were saved on
+    if agent is None and branch is not None and branch.agent_id is not None:
+        agent = branch.agent
     if agent is None and session.default_agent_id is not None:
         agent = session.default_agent
-    run_params = _run_params(params, agent)
+    own = {k: v for k, v in (params or {}).items() if k not in BranchSettings.RUN_KEYS}  # a regenerate's copy
+    run_params = _run_params({**(branch.params if branch else {}), **own}, agent)
+    if branch is not None:
+        run_params = {**branch.run_params(), **run_params}
     if agent is not None:
         model = model or agent.model or None
     connection_id = getattr(connection, "pk", None)

@@ -97,7 +97,7 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     if status != RunStatus.SUCCEEDED:
         return None
     agent = run.agent
-    policy = policy_for(agent)
+    policy = parse_policy(run.params["compaction"]) if run.params.get("compaction") else policy_for(agent)
     if not policy.enabled or not policy.strategies or (agent is not None and agent.memory_window_size == 0):
         return None
     measured = measure_next(run, agent=agent, counter=counter)

@@ -51,8 +51,11 @@ class ContextOverflow(Exception):
 
 
 def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
-    """The system prompt of a model call: the agent's, else the run's ``params["system"]``, else
-    ``settings.ARBOR_SYSTEM_PROMPT``."""
+    """The system prompt of a model call: the chat settings' override the run recorded
+    (``params["system_override"]``, :class:`memory.models.BranchSettings`) for the run's own agent,
+    else the agent's, else the run's ``params["system"]``, else ``settings.ARBOR_SYSTEM_PROMPT``."""
+    if run is not None and run.params.get("system_override") and (agent is None or agent.pk == run.agent_id):
+        return run.params["system_override"]
     if agent is not None and agent.system_prompt:
         return agent.system_prompt
     if run is not None and run.params.get("system"):

@@ -22,6 +22,7 @@ from . import services
 from .models import DEFAULT_MEMORY_ID, Agent, Compaction, Pin
 from .selectors import (
     agents_for,
+    branch_settings_for,
     get_agent_for,
     get_compaction_for,
     get_pin_for,
@@ -271,3 +272,45 @@ def compact_run(request, run_id: str):
     except ValidationError as exc:
         raise InvalidInput(f"compaction: {'; '.join(exc.messages)}") from None
     return Status(202, compaction_out(compaction))
+
+
+# --- chat settings ------------------------------------------------------------------------------
+
+class SettingsIn(Schema):
+    agent_id: int | None = None
+    system_prompt: str = ""
+    params: dict = Field(default_factory=dict)
+    compaction: dict = Field(default_factory=dict, description="A compaction policy; empty: the agent's.")
+
+
+class SettingsOut(Schema):
+    id: int | None = Field(description="null: no settings saved on this branch (the agent's and defaults apply).")
+    run_id: str | None = Field(description="The turn they were saved on (they apply below it).")
+    agent_id: int | None
+    system_prompt: str
+    params: dict
+    compaction: dict
+    created_at: datetime | None
+
+
+def settings_out(saved) -> dict:
+    if saved is None:
+        return {"id": None, "run_id": None, "agent_id": None, "system_prompt": "", "params": {}, "compaction": {},
+                "created_at": None}
+    return {"id": saved.pk, "run_id": str(saved.run_id), "agent_id": saved.agent_id,
+            "system_prompt": saved.system_prompt, "params": saved.params, "compaction": saved.compaction,
+            "created_at": saved.created_at}
+
+
+@router.get("/runs/{run_id}/settings", response=answers({200: SettingsOut}, 404), tags=["settings"])
+def get_settings(request, run_id: str):
+    """The chat settings the next turn below this run takes (saved on it or on its nearest ancestor)."""
+    return settings_out(branch_settings_for(get_run_for(request.auth, run_id)))
+
+
+@router.put("/runs/{run_id}/settings", response=answers({201: SettingsOut}, *BODY, 404), tags=["settings"])
+def save_settings(request, run_id: str, payload: SettingsIn):
+    """Save chat settings from this turn on: runs started below it take them (and record them);
+    branches started above it keep theirs. 400 names the field; nothing is written then."""
+    run = get_run_for(request.auth, run_id)
+    return Status(201, settings_out(services.branch_settings_save(user=request.auth, run=run, data=payload.dict())))

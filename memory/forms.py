@@ -87,3 +87,39 @@ def initial_of(agent: Agent) -> dict:
         "compaction": json.dumps(agent.compaction, indent=1) if agent.compaction else "",
         "tools": ", ".join(agent.tools or []),
     }
+
+
+class SettingsForm(forms.Form):
+    """The chat settings panel: the agent, a system prompt override, parameters and compaction."""
+
+    agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, empty_label="The composer's choice")
+    system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}),
+                                    label="System prompt override", help_text="Empty: the agent's system prompt.")
+    params = forms.CharField(required=False, label="Parameters (JSON)", widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text='e.g. {"temperature": 0.2}')
+    compaction = forms.CharField(required=False, label="Compaction strategies (JSON)",
+                                 widget=forms.Textarea(attrs={"rows": 4}),
+                                 help_text='Strategies run in order, e.g. {"enabled": true, "threshold": 0.7, '
+                                           '"strategies": [{"type": "tool_results", "action": "drop", "max_chars": '
+                                           '0}, {"type": "keep_last_turns", "turns": 20}, {"type": "summarize", '
+                                           '"keep_recent_turns": 4}]}; {"enabled": false} turns compaction off; '
+                                           'empty: the agent\'s.')
+
+    def __init__(self, *args, user, saved=None, **kwargs):
+        if saved is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"agent": saved.agent_id, "system_prompt": saved.system_prompt,
+                                 "params": json.dumps(saved.params) if saved.params else "",
+                                 "compaction": json.dumps(saved.compaction, indent=1) if saved.compaction else ""}
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].queryset = Agent.objects.pickable_by(user)
+
+    def clean_params(self) -> dict:
+        return _json_object(self.cleaned_data.get("params"), "Parameters")
+
+    def clean_compaction(self) -> dict:
+        return _json_object(self.cleaned_data.get("compaction"), "Compaction")
+
+    def data_for_service(self) -> dict:
+        data = dict(self.cleaned_data)
+        agent = data.pop("agent")
+        return {**data, "agent_id": agent.pk if agent is not None else None}

@@ -244,6 +244,47 @@ class Compaction(models.Model):
         return None
 
 
+class BranchSettings(models.Model):
+    """Chat settings chosen in a session's settings panel, from a turn on: every run started below
+    ``run`` (its descendants, on every branch from there) takes them, until a deeper change; a
+    branch started from above ``run`` keeps the settings it had. Rows are never changed: each
+    save is a new row (the history of a chat's settings is its rows, and the audit log's).
+
+    Applied when a run is started (:func:`memory.selectors.branch_settings_for`), so the run itself
+    records them: ``params`` (the one validator, :func:`core.params.clean_params`) merged over the
+    agent's, ``system_prompt`` as ``params["system_override"]``, ``compaction`` (a policy,
+    :func:`memory.policy.parse_policy`; empty: the agent's) as ``params["compaction"]`` and the
+    row's id as ``params["branch_settings"]``. ``agent``: answers runs started without an agent.
+    """
+
+    RUN_KEYS = ("system_override", "compaction", "branch_settings")  # what it adds to a run's params
+
+    run = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="branch_settings")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    system_prompt = models.TextField(blank=True, help_text="Empty: the agent's (or the default) system prompt.")
+    params = models.JSONField(default=dict, blank=True)
+    compaction = models.JSONField(default=dict, blank=True, help_text="Empty: the agent's compaction policy.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "branch settings"
+
+    def __str__(self) -> str:
+        return f"Settings {self.pk} from run {self.run_id}"
+
+    def run_params(self) -> dict:
+        """What a run started under these settings records in its ``params`` (besides the model's)."""
+        out: dict = {**self.params, "branch_settings": self.pk}
+        if self.system_prompt:
+            out["system_override"] = self.system_prompt
+        if self.compaction:
+            out["compaction"] = self.compaction
+        return out
+
+
 class SharedSummary(models.Model):
     """One summary of one prefix of a branch, written once and reused by every compaction that
     would summarise the same messages the same way — siblings under a compacted prefix make one

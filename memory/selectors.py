@@ -10,7 +10,7 @@ from django.db.models import F, Q
 from connections.selectors import object_id
 from core.errors import NotFound
 
-from .models import Agent, Compaction, Pin
+from .models import Agent, BranchSettings, Compaction, Pin
 
 
 def agents_for(user):
@@ -79,3 +79,13 @@ def replaced_messages(compaction: Compaction) -> list:
     message_model = Pin._meta.get_field("message").related_model
     return list(message_model.objects.filter(pk__in=compaction.replaced_message_ids).select_related("run")
                 .order_by("run__depth", "position"))
+
+
+def branch_settings_for(parent) -> BranchSettings | None:
+    """The chat settings a run started below ``parent`` (a run or its id; None: a new root) takes:
+    the newest saved on ``parent`` or its nearest ancestor that has any. One query."""
+    if parent is None:
+        return None
+    ancestors = run_model().objects.ancestor_of(parent, inclusive=True)
+    return (BranchSettings.objects.filter(run__in=ancestors).select_related("agent")
+            .order_by("-run__depth", "-id").first())

@@ -15,9 +15,10 @@ from django.utils import timezone
 from audit.log import record
 from connections.selectors import get_connection_for
 from core import queue
-from core.errors import Conflict, Forbidden, InvalidInput
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.params import clean_params
 
-from .models import Agent, Compaction, CompactionStatus, Pin
+from .models import Agent, BranchSettings, Compaction, CompactionStatus, Pin
 from .policy import parse_policy
 from .selectors import run_model
 
@@ -198,7 +199,9 @@ def compact_now(*, user, run, policy: dict | None = None) -> Compaction:
                                      status__in=(CompactionStatus.PENDING, CompactionStatus.RUNNING))
     if busy.exists():
         raise Conflict("A compaction of this branch is in progress already.")
-    parsed = parse_policy(policy if policy is not None else (run.agent.compaction if run.agent_id else None))
+    if policy is None:
+        policy = run.params.get("compaction") or (run.agent.compaction if run.agent_id else None)
+    parsed = parse_policy(policy)
     parsed.target = 0.0
     existing = Compaction.objects.select_for_update().filter(run=run, memory_id=run.memory_id).first()
     if existing is not None and existing.status == CompactionStatus.READY:
@@ -216,3 +219,46 @@ def compact_now(*, user, run, policy: dict | None = None) -> Compaction:
                          queue=settings.ARBOR_COMPACTION_QUEUE or settings.ARBOR_RUN_QUEUE)
     record("compaction.request", target=compaction, details={"run_id": str(run.pk), "policy": parsed.to_json()})
     return compaction
+
+
+# --- chat settings (per branch) -----------------------------------------------------------------
+
+SETTINGS_FIELDS = ("agent_id", "system_prompt", "params", "compaction")
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+
+
+@transaction.atomic
+def branch_settings_save(*, user, run, data: dict) -> BranchSettings:
+    """Save the chat settings that runs started below ``run`` (one of ``user``'s) take, from the
+    next turn on; each save is a new row, audited as ``settings.change`` with what was saved.
+
+    ``data``: ``agent_id`` (one ``user`` may pick, or None), ``system_prompt`` (empty: the agent's),
+    ``params`` (:func:`core.params.clean_params`), ``compaction`` (a policy, :func:`parse_policy`;
+    empty: the agent's). Raises InvalidInput naming the field, NotFound for an agent ``user`` may
+    not pick; nothing is written then."""
+    unknown = set(data) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    agent = None
+    if data.get("agent_id") is not None:
+        agent = Agent.objects.pickable_by(user).filter(pk=data["agent_id"]).first()
+        if agent is None:
+            raise NotFound(f"No agent with id {data['agent_id']}.")
+    prompt = data.get("system_prompt") or ""
+    if not isinstance(prompt, str) or len(prompt) > MAX_SYSTEM_PROMPT_CHARS:
+        raise InvalidInput(f"system_prompt: a text of at most {MAX_SYSTEM_PROMPT_CHARS} characters.")
+    try:
+        params = clean_params(data.get("params") or {})
+    except InvalidInput as exc:
+        raise InvalidInput(f"params: {exc.message}") from None
+    compaction = data.get("compaction") or {}
+    try:
+        parse_policy(compaction)
+    except ValidationError as exc:
+        raise InvalidInput(f"compaction: {'; '.join(exc.messages)}") from None
+    saved = BranchSettings.objects.create(run=run, agent=agent, system_prompt=prompt, params=params,
+                                          compaction=compaction, created_by=user)
+    record("settings.change", target=saved,
+           details={"run_id": str(run.pk), "agent_id": agent.pk if agent else None, "system_prompt": prompt,
+                    "params": params, "compaction": compaction})
+    return saved

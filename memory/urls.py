@@ -19,6 +19,7 @@ chat_urlpatterns = [  # namespace "chatmemory", under /memory/ (config.urls)
     path("runs/<uuid:run_id>/pin", views.pin_toggle, name="pin_toggle"),
     path("runs/<uuid:run_id>/pinned", views.pinned, name="pinned"),
     path("runs/<uuid:run_id>/compact", views.compact, name="compact"),
+    path("runs/<uuid:run_id>/settings", views.chat_settings, name="settings"),
     path("compactions/<int:compaction_id>/", views.compaction_detail, name="compaction"),
     path("compactions/<int:compaction_id>/undo", views.compaction_undo, name="compaction_undo"),
 ]

@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.errors import ArborError, Forbidden
 
 from . import services
-from .forms import AgentForm
+from .forms import AgentForm, SettingsForm
 from .models import Agent, Pin
 from .selectors import (
     agents_for,
+    branch_settings_for,
     get_agent_for,
     get_compaction_for,
     get_run_for,
@@ -189,3 +190,33 @@ def compact(request: HttpRequest, run_id) -> HttpResponse:
         return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
     flash.info(request, "Compacting in the background; the marker shows the result.")
     return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))
+
+
+@require_http_methods(["GET", "POST"])
+def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
+    """The chat settings panel of the branch ending at this run: GET the form (with what the last
+    context held, part by part); POST save them from the next turn on (nothing written on refusal)."""
+    run = get_run_for(request.user, run_id)
+    current = branch_settings_for(run)
+    status, error = 200, ""
+    if request.method == "POST":
+        form = SettingsForm(request.POST, user=request.user)
+        if form.is_valid():
+            try:
+                services.branch_settings_save(user=request.user, run=run, data=form.data_for_service())
+            except ArborError as exc:
+                status, error = exc.status, exc.message
+            else:
+                flash.success(request, "Settings saved: the next turn on this branch uses them.")
+                return redirect("chatmemory:settings", run_id=run.pk)
+        else:
+            status = 400
+    else:
+        form = SettingsForm(user=request.user, saved=current)
+    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
+    parts = ((step or {}).get("request") or {}).get("context_parts") or {}
+    totals = [{"part": k, "tokens": v} for k, v in (parts.get("totals") or {}).items()]
+    return render(request, "memory/settings.html", {
+        "run": run, "form": form, "current": current, "error": error, "totals": totals,
+        "total": sum(t["tokens"] for t in totals) or 1,
+    }, status=status)

@@ -196,6 +196,8 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("post", "/api/compactions/{compaction_id}/summary"): {400, 404, 409, 413},
     ("post", "/api/compactions/{compaction_id}/undo"): {404, 409},
     ("post", "/api/runs/{run_id}/compact"): {400, 404, 409},
+    ("get", "/api/runs/{run_id}/settings"): {404},
+    ("put", "/api/runs/{run_id}/settings"): {400, 404, 413},
 }
 
 
