@@ -217,7 +217,7 @@ class CompactionOut(Schema):
 
 
 class SummaryIn(Schema):
-    summary: str
+    summary: str = Field("", description="The new text (required: an empty one is refused with 400).")
 
 
 class UndoOut(Schema):

@@ -118,6 +118,11 @@ def other_objects(other_user, other_tree):
         values["agent_id"] = agent.pk
     except ImportError:
         pass
+    from memory.models import Compaction, CompactionStatus, Pin
+
+    values["pin_id"] = Pin.objects.create(run=other_tree["a"]).pk  # pins and compactions of theirs
+    values["compaction_id"] = Compaction.objects.create(run=other_tree["a"], status=CompactionStatus.READY,
+                                                        summary=f"summary {MARKER}").pk
     from connections.models import Connection, ConnectionModel
 
     connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
