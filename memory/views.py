@@ -14,7 +14,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from connections.selectors import base_url_for
 from core.errors import ArborError, Forbidden
+from core.tokens import counter_for, overhead_for
 
 from . import services
 from .forms import AgentForm, SettingsForm
@@ -192,16 +194,43 @@ def compact(request: HttpRequest, run_id) -> HttpResponse:
     return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))
 
 
+def _last_parts(run) -> dict:
+    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
+    return (((step or {}).get("request") or {}).get("context_parts") or {}).get("totals") or {}
+
+
+def _preview(run, data: dict) -> tuple[list[dict], str]:
+    """The token meter of the next context under ``data`` before it is saved: the last context's
+    parts with the system prompt recounted for the new prompt (override, else the new agent's).
+    Window, pins and summaries stay as last sent (a new compaction policy acts when it next runs)."""
+    totals = dict(_last_parts(run))
+    agent = Agent.objects.filter(pk=data.get("agent_id")).first() if data.get("agent_id") else None
+    text = data.get("system_prompt") or (agent.system_prompt if agent is not None else "")
+    note = "As the last context held it."
+    if text:
+        counter = counter_for(base_url_for(run.connection))
+        totals["system"] = overhead_for("system") + counter.count(text)
+        note = "The system prompt recounted for the new text; the other parts as the last context held them."
+    return [{"part": k, "tokens": v} for k, v in totals.items()], note
+
+
 @require_http_methods(["GET", "POST"])
 def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
-    """The chat settings panel of the branch ending at this run: GET the form (with what the last
-    context held, part by part); POST save them from the next turn on (nothing written on refusal)."""
+    """The chat settings panel of the branch ending at this run: GET the form with the token meter
+    of the last context, part by part; POST ``preview``: the meter for the settings typed, nothing
+    saved; POST: save them from the next turn on (nothing written on refusal)."""
     run = get_run_for(request.user, run_id)
     current = branch_settings_for(run)
-    status, error = 200, ""
+    status, error, note = 200, "", "What the last context held."
+    totals = [{"part": k, "tokens": v} for k, v in _last_parts(run).items()]
     if request.method == "POST":
         form = SettingsForm(request.POST, user=request.user)
-        if form.is_valid():
+        if not form.is_valid():
+            status = 400
+        elif "preview" in request.POST:
+            totals, note = _preview(run, form.data_for_service())
+            note = "Preview (not saved): " + note
+        else:
             try:
                 services.branch_settings_save(user=request.user, run=run, data=form.data_for_service())
             except ArborError as exc:
@@ -209,14 +238,9 @@ def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
             else:
                 flash.success(request, "Settings saved: the next turn on this branch uses them.")
                 return redirect("chatmemory:settings", run_id=run.pk)
-        else:
-            status = 400
     else:
         form = SettingsForm(user=request.user, saved=current)
-    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
-    parts = ((step or {}).get("request") or {}).get("context_parts") or {}
-    totals = [{"part": k, "tokens": v} for k, v in (parts.get("totals") or {}).items()]
     return render(request, "memory/settings.html", {
-        "run": run, "form": form, "current": current, "error": error, "totals": totals,
+        "run": run, "form": form, "current": current, "error": error, "totals": totals, "note": note,
         "total": sum(t["tokens"] for t in totals) or 1,
     }, status=status)

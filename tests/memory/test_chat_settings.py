@@ -4,6 +4,8 @@ audited; the settings panel page."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -123,3 +125,23 @@ def test_the_settings_panel_page(client, user):
     saved = BranchSettings.objects.get()
     assert saved.system_prompt == "Hi" and saved.params == {"top_p": 0.5}
     assert "Now in force" in client.get(url).content.decode()
+
+
+def test_the_panel_previews_the_token_meter_before_saving(client, user):
+    from conversations.models import Step, StepKind
+
+    run = add_chain(SessionFactory(owner=user), None, 2)[-1]
+    Step.objects.create(run=run, kind=StepKind.LLM_CALL, name="llm", request={
+        "context_parts": {"totals": {"system": 12, "history": 40, "input": 9, "primer": 3}}})
+    client.force_login(user)
+    url = reverse("chatmemory:settings", args=[run.pk])
+    shown = client.get(url).content.decode()
+    assert 'data-part="system"><td>system</td><td class="num">12</td>' in shown
+    long_prompt = "Always answer in the voice of a ship's captain from the nineteenth century. " * 5
+    preview = client.post(url, {"system_prompt": long_prompt, "params": "", "compaction": "", "preview": "1"})
+    html = preview.content.decode()
+    assert preview.status_code == 200 and "Preview (not saved)" in html
+    system = int(re.search(r'data-part="system"><td>system</td><td class="num">(\d+)</td>', html).group(1))
+    assert system > 60, "recounted for the longer prompt"
+    assert 'data-part="history"><td>history</td><td class="num">40</td>' in html
+    assert not BranchSettings.objects.exists(), "a preview saves nothing"
