@@ -50,7 +50,7 @@ def cpu_level(cpuinfo: str) -> str:
     avx, avx2, fma and f16c, else ``"x86-64-v2"``."""
     match = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.MULTILINE)
     flags = set(match.group(1).split()) if match else set()
-    return "x86-64-v3" if V3_FLAGS <= flags else "x86-64-v2"
+    return "x86-64-v3" if flags >= V3_FLAGS else "x86-64-v2"
 
 
 def cmake_args(level: str) -> str:

@@ -16,6 +16,9 @@ from config.env import env, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env("ARBOR_VAR_DIR", default=str(BASE_DIR / "var")))
+# Every process creates the folder it keeps files in (the schedule, the broker, logs), so none fails
+# to start because another has not made it yet.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env("DJANGO_DEBUG", default=False, cast=bool)
 # The embedded default is for one machine; production must set its own (see config/settings/production.py).
