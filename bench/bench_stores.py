@@ -39,8 +39,8 @@ def _message(i: int, rng: random.Random) -> dict:
 def _stores():
     from django.contrib.auth import get_user_model
 
-    from conversations.memory_store import DatabaseMemoryStore
     from memory.stores import InMemoryMemoryStore, JSONLMemoryStore, RedisMemoryStore
+    from search.memory_store import DatabaseMemoryStore
 
     def count(message):  # the estimate core.tokens falls back to: same arithmetic for every backend
         return 4 + (len(message.content) + 3) // 4

@@ -21,10 +21,10 @@ from archive.api import router as archive_router
 from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
 from conversations.api import router as conversations_router
-from conversations.search_api import router as search_router
 from core.api_kit import JsonObjectParser
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
+from search.api import router as search_router
 
 log = logging.getLogger(__name__)
 

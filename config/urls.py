@@ -16,7 +16,7 @@ urlpatterns = [
     path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
-    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
+    path("memory/", include("search.urls")),  # namespace "memory": memory search pages
     path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

@@ -27,8 +27,8 @@ from django.utils import timezone
 from archive.importer import import_archive
 from archive.snapshots import read_runs
 from conversations import services
-from conversations.memory_store import DatabaseMemoryStore
 from conversations.models import Message, Role, Run, RunStatus, Session
+from search.memory_store import DatabaseMemoryStore
 from tests.factories import RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db

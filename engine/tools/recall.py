@@ -1,8 +1,8 @@
-"""``recall``: semantic search over the user's past messages (:func:`conversations.search.search_messages`)."""
+"""``recall``: semantic search over the user's past messages (:func:`search.selectors.search_messages`)."""
 
 from __future__ import annotations
 
-from conversations.search import search_messages
+from search.selectors import search_messages
 
 from .registry import Tool, ToolContext, ToolError, register
 

@@ -17,14 +17,13 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
+from conversations.models import FINISHED_STATUSES, Message
 from core.dates import parse_day, within_days
 from core.errors import InvalidInput
 from core.fields import encryption_enabled
 from core.text import clean_text
 from memory import semantic
 from memory.semantic import SemanticSearchUnavailable
-
-from .models import FINISHED_STATUSES, Message
 
 SEARCHABLE_ROLES = ("user", "assistant")
 MODES = ("semantic", "keyword")

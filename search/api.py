@@ -2,8 +2,8 @@
 messages across the caller's sessions, by meaning (``semantic``) or by words (``keyword``), with
 filters, each hit linking to the branch it stands on; and read that branch.
 
-The parameters are read by :func:`conversations.search.parse_search` and the search is
-:func:`conversations.search.find`, exactly as the search page (:mod:`conversations.search_views`)
+The parameters are read by :func:`search.selectors.parse_search` and the search is
+:func:`search.selectors.find`, exactly as the search page (:mod:`search.views`)
 does. Other users' messages never appear; another user's session or run is 404.
 """
 
@@ -17,12 +17,12 @@ from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
+from conversations.models import Message
+from conversations.selectors import get_run_for, get_session_for
 from core.api_kit import answers
 from core.errors import InvalidInput
 
-from . import search
-from .models import Message
-from .selectors import get_run_for, get_session_for
+from . import selectors as search
 
 router = Router(tags=["memory search"])
 
