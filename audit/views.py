@@ -1,4 +1,4 @@
-"""The audit log export for staff (a run's audit page is :mod:`conversations.audit_views`).
+"""The audit log export for staff (a run's audit page is :mod:`runaudit.views`).
 
 Only active staff with ``audit.view_auditlog`` (superusers, the auditor group) may use it; anyone
 else gets 404, as for pages that do not exist.
