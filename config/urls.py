@@ -17,6 +17,6 @@ urlpatterns = [
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
     path("memory/", include("search.urls")),  # namespace "memory": memory search pages
-    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
+    path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

@@ -595,7 +595,17 @@ class RunEvent(models.Model):
         return f"{self.type} #{self.seq}"
 
 
-# --- branch tools (issue 13): named branches, prune, shared links ---------------------------------
+# --- branch tools: named branches, prune, shared links (actions and reads in the branches app) -----
+
+MAX_LABELS = 200  # labels per session
+
+
+class BranchLabelQuerySet(models.QuerySet):
+    def visible(self):
+        """Labels whose run is in their session's tree: an own run that is pruned hides its labels
+        (until an undo); a fork's shared run always counts."""
+        return self.filter(models.Q(run__pruned_by__isnull=True) | ~models.Q(run__session_id=models.F("session_id")))
+
 
 class BranchLabel(models.Model):
     """A name a session's owner gives a run ("draft B"): a bookmark of the branch through it.
@@ -608,6 +618,8 @@ class BranchLabel(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="branch_labels")
     name = models.CharField(max_length=60)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = BranchLabelQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "name"], name="branchlabel_session_name")]
@@ -645,7 +657,7 @@ class Prune(models.Model):
 class BranchShare(models.Model):
     """A read-only link to one branch: the path from the root to ``run``, nothing else.
 
-    The link carries a token signed with the site's key (:mod:`conversations.branches`); the row
+    The link carries a token signed with the site's key (:func:`branches.selectors.share_token`); the row
     makes it revocable and lets it expire."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -19,8 +19,7 @@ from core.params import clean_params
 from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
 
-from . import branches
-from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
+from .models import ACTIVE_STATUSES, MAX_LABELS, BranchLabel, Message, Role, Run, RunStatus, Session
 from .streams import TERMINAL, get_stream
 
 _ACTIVE = object()  # "continue from the session's active run"
@@ -57,11 +56,26 @@ def session_restore(*, session: Session) -> Session:
     return session
 
 
+def _copy_labels_to_fork(fork: Session) -> int:
+    """Give a new fork copies of the labels its source session shows on the runs the fork shares
+    (the ancestors of ``forked_from_run``, it included); returns how many. Called when the fork is
+    made, inside its transaction: one query when the source has no label, two otherwise."""
+    if fork.forked_from_run_id is None:
+        return 0
+    source_id = fork.forked_from_run.session_id
+    shared = Run.objects.ancestor_of(fork.forked_from_run_id, inclusive=True).values("pk")
+    labels = BranchLabel.objects.filter(session_id=source_id, run_id__in=shared).visible().order_by("created_at")
+    copies = [BranchLabel(session=fork, run_id=label.run_id, name=label.name, created_at=label.created_at)
+              for label in labels[:MAX_LABELS]]
+    BranchLabel.objects.bulk_create(copies)
+    return len(copies)
+
+
 @transaction.atomic
 @audited("run.fork")
 def session_fork(*, run: Run, owner, title: str = "") -> Session:
     """A new session continuing from ``run``: one row, whatever the depth; no run is copied (only
-    the labels standing on the shared turns, :func:`conversations.branches.copy_labels_to_fork`).
+    the labels standing on the shared turns, :func:`_copy_labels_to_fork`).
 
     Raises Conflict while ``run`` is still queued or running (its answer is not final yet).
     """
@@ -74,7 +88,7 @@ def session_fork(*, run: Run, owner, title: str = "") -> Session:
         forked_from_run=run,
         active_run=run,
     )
-    branches.copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
+    _copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
     return fork
 
 

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "accounts",
     "conversations",
+    "branches",
     "memory",
     "connections",
     "comparisons",

@@ -97,13 +97,13 @@ def other_objects(other_user, other_tree):
     values.update({"turn": 0, "column": 0, "format": "arbor", "a": other_tree["a"].pk, "b": other_tree["leaf"].pk})
     # branch tools: a label, a prune and a share link of theirs; the shared page takes a token, and
     # theirs is revoked (a live token is a link anyone may open, by design: tests/test_branches.py)
-    from conversations import branches
+    from branches import selectors as branch_reads
     from conversations.models import BranchLabel, BranchShare, Prune
 
     values["label_id"] = BranchLabel.objects.create(session=other_tree["session"], run=other_tree["a"], name="x").pk
     values["prune_id"] = Prune.objects.create(session=other_tree["session"], run=other_tree["leaf"]).pk
     share = BranchShare.objects.create(session=other_tree["session"], run=other_tree["leaf"], revoked_at=timezone.now())
-    values.update({"share_id": share.pk, "token": branches.share_token(share)})
+    values.update({"share_id": share.pk, "token": branch_reads.share_token(share)})
     try:  # the archive app's import jobs, when it has them
         from archive.models import ImportJob
 
