@@ -20,8 +20,9 @@ from bench import bigtree
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
 from conversations.context import path_memory_ids, path_messages
-from conversations.models import Message, Role, Run, RunEvent, RunStatus, Session, Step
+from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
+from streams.models import RunEvent
 from tests.factories import SessionFactory, UserFactory, build_chain
 
 TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}

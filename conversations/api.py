@@ -21,12 +21,12 @@ from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import NotFound
 from memory.selectors import get_agent_for
+from streams.sse import sse_response
 
 from . import context as ctx
 from . import services
 from .models import Message, Run, Session, Step, StepKind
-from .selectors import get_run_for, get_run_to_act_on, get_session_for
-from .sse import sse_response
+from .selectors import RUN_SOURCE, get_run_for, get_run_to_act_on, get_session_for
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = get_run_for(request.auth, run_id)
     last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return sse_response(run.pk, last)
+    return sse_response(run.pk, last, RUN_SOURCE)
 
 
 @router.post("/runs/{run_id}/cancel", response=answers({200: RunOut}, 404, 409), tags=["runs"])

@@ -579,22 +579,6 @@ class Step(models.Model):
         return None
 
 
-class RunEvent(models.Model):
-    """A run's stream event when streams live in the database (embedded mode, no Redis)."""
-
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
-    seq = models.PositiveIntegerField()
-    type = models.CharField(max_length=16)
-    data = models.JSONField(default=dict)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runevent_run_seq")]
-
-    def __str__(self) -> str:
-        return f"{self.type} #{self.seq}"
-
-
 # --- branch tools: named branches, prune, shared links (actions and reads in the branches app) -----
 
 MAX_LABELS = 200  # labels per session

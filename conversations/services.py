@@ -18,9 +18,9 @@ from core.errors import Conflict, NotFound
 from core.params import clean_params
 from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
+from streams.backends import TERMINAL, get_stream
 
 from .models import ACTIVE_STATUSES, MAX_LABELS, BranchLabel, Message, Role, Run, RunStatus, Session
-from .streams import TERMINAL, get_stream
 
 _ACTIVE = object()  # "continue from the session's active run"
 _AGENTS = object()  # "the agent's connection"

@@ -33,11 +33,11 @@ from connections.selectors import find_model, pickable_models
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
+from streams.sse import sse_response
 
 from . import browse, services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
-from .selectors import get_branch_run_for, get_session_for, undo_cutoff
-from .sse import sse_response
+from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, undo_cutoff
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
 MAX_WINDOW = browse.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
@@ -438,7 +438,7 @@ def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    return sse_response(run.pk, request.headers.get("Last-Event-ID"), html=True)
+    return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True)
 
 
 _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED: "Stopped; the partial reply is kept.",

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class DeltaBatcher:
-    """One model call's text deltas for ``stream`` (a :class:`conversations.streams.RunStream`)."""
+    """One model call's text deltas for ``stream`` (a :class:`streams.backends.RunStream`)."""
 
     def __init__(self, run_id, stream, interval: float | None = None):
         self.run_id = run_id

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from connections.endpoint import Endpoint
 from conversations.models import Run, RunStatus
-from conversations.streams import RunStream
+from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
 from .llm import get_client

@@ -3,11 +3,14 @@ decorators. Their ``name=``s are the ones queued messages carry (:mod:`core.queu
 they lived in the conversations and memory apps."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
-from conversations.streams import get_stream
+from conversations.selectors import runs_finished_before
+from streams.backends import get_stream
 
 from . import compaction, execute, recovery
 from .llm import TransientModelError
@@ -39,7 +42,8 @@ def reap_stale_runs() -> dict:
 
 @shared_task(name="conversations.prune_run_events", acks_late=True, ignore_result=True)
 def prune_run_events() -> int:
-    deleted = get_stream().prune(settings.ARBOR_STREAM_RETENTION_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=settings.ARBOR_STREAM_RETENTION_SECONDS)
+    deleted = get_stream().prune(runs_finished_before(cutoff))
     # Periodic: a line only when it acted (issue 15, quiet console).
     log.log(logging.INFO if deleted else logging.DEBUG, "pruned %d stored event(s) of finished runs", deleted)
     return deleted

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "branches",
+    "streams",
     "memory",
     "connections",
     "comparisons",
