@@ -13,9 +13,9 @@ import uuid
 
 from django.core import signing
 
-from conversations.browse import newest_leaf_below
 from conversations.models import BranchLabel, BranchShare, Message, Prune, Role, Run, Session
 from conversations.selectors import get_run_for, undo_cutoff
+from conversations.selectors.paths import newest_leaf_below
 from core.errors import NotFound
 from core.prices import run_cost
 

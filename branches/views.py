@@ -18,9 +18,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.browse import newest_leaf_below
 from conversations.models import Run, Session
 from conversations.selectors import get_branch_run_for, get_session_for
+from conversations.selectors.paths import newest_leaf_below
 from core.errors import ArborError, InvalidInput
 
 from . import selectors, services

@@ -3,7 +3,7 @@
 Every view checks ownership itself (404 for other users' sessions and runs), never only in a
 template: lookups go through :mod:`conversations.selectors`, whose NotFound the site's
 ``core.middleware.NotFoundMiddleware`` answers with the 404 page. Ids in paths are ``<uuid:…>``
-(a malformed id is a 404 before any view runs). Reads go through :mod:`conversations.browse`
+(a malformed id is a 404 before any view runs). Reads go through :mod:`conversations.selectors`
 (constant query counts at any depth); writes through :mod:`conversations.services`.
 
 Pages: the sessions list (search, rename, delete with undo), the chat (the active branch, newest
@@ -30,17 +30,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import find_model, pickable_models
+from core import ids
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
 from streams.sse import sse_response
 
-from . import browse, services, treemap
+from . import services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
-from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, undo_cutoff
+from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, trees, undo_cutoff
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
-MAX_WINDOW = browse.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
+MAX_WINDOW = paths.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
 TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
 SESSIONS_PER_PAGE = 50
 SIDEBAR_SESSIONS = 40  # sessions listed in the chat's sidebar (newest first); the list page has them all
@@ -82,7 +83,7 @@ def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: b
 def _sidebar(request, current=None, query: str = "") -> dict:
     """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
     searches them as the list page does), whether there are more, and the current session's id."""
-    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
+    sessions = pages.search_sessions(Session.objects.alive().owned_by(request.user), query)
     rows = list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:SIDEBAR_SESSIONS + 1])
     return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
             "current_id": current, "query": query}
@@ -91,7 +92,7 @@ def _sidebar(request, current=None, query: str = "") -> dict:
 def _current_id(request):
     """The ``current`` session id a sidebar form sends (None when absent or malformed)."""
     try:
-        return browse.as_uuid((request.POST.get("current") or request.GET.get("current") or "").strip() or None)
+        return ids.as_uuid((request.POST.get("current") or request.GET.get("current") or "").strip() or None)
     except ValueError:
         return None
 
@@ -106,8 +107,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
     if _is_partial(request) and request.htmx.target == "side-results":
         return render(request, "conversations/_sessions_sidebar.html#side_results",
                       _sidebar(request, _current_id(request), query))
-    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
+    sessions = pages.search_sessions(Session.objects.alive().owned_by(request.user), query)
+    sessions = pages.with_counts(sessions).order_by("-updated_at", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:10]
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
@@ -132,7 +133,7 @@ def _row(request, session: Session) -> HttpResponse:
     if request.POST.get("place") == "sidebar":
         return render(request, "conversations/_sessions_sidebar.html#srow",
                       {"s": session, "current_id": _current_id(request)})
-    session = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
+    session = pages.with_counts(Session.objects.filter(pk=session.pk)).get()
     return render(request, "conversations/session_list.html#row", {"s": session})
 
 
@@ -202,8 +203,8 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         if reach_depth is not None:
             leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
             limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
-        turns = browse.branch_window(session, session.active_run_id, limit)
-        browse.attach_compactions(turns)
+        turns = paths.branch_window(session, session.active_run_id, limit)
+        paths.attach_compactions(turns)
     agents = list(_agents_for(request.user))
     models = list(pickable_models(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
@@ -220,7 +221,7 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
         "session": session,
         "turns": turns,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None,
-        "totals": browse.branch_totals(session.active_run_id),
+        "totals": paths.branch_totals(session.active_run_id),
         "last_run": last,
         "agents": agents,
         "models": models,
@@ -260,7 +261,7 @@ def session_detail(request: HttpRequest, session_id) -> HttpResponse:
     at = request.GET.get("at")
     if at:
         try:
-            reach = Run.objects.filter(pk=browse.as_uuid(at)).values_list("depth", flat=True).first()
+            reach = Run.objects.filter(pk=ids.as_uuid(at)).values_list("depth", flat=True).first()
         except ValueError:
             reach = None
     context = _chat_context(request, session, reach_depth=reach)
@@ -275,8 +276,8 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
     replaces the "older turns" loader for htmx, a page of its own without JavaScript."""
     session = get_session_for(request.user, session_id)
     before = _branch_run(request, session, request.GET.get("before", ""))
-    turns = browse.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
-    browse.attach_compactions(turns)
+    turns = paths.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
+    paths.attach_compactions(turns)
     context = {
         "session": session, "turns": turns, "active_statuses": ACTIVE_STATUSES,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
@@ -310,7 +311,7 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
     (a form; htmx sends the CSRF header): a GET, such as an image in an answer, changes nothing."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    leaf = browse.newest_leaf_below(session, run)
+    leaf = paths.newest_leaf_below(session, run)
     services.session_set_active(session=session, run=leaf)
     if _is_partial(request):
         context = _chat_context(request, session, reach_depth=run.depth)
@@ -450,12 +451,12 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
-    browse.attach_siblings(session, [turn])
-    browse.attach_compactions([turn])
+    turn = paths.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
+    paths.attach_siblings(session, [turn])
+    paths.attach_compactions([turn])
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
-        context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
+        context.update(oob=True, totals=paths.branch_totals(run.pk), last_run=run)
     return _after(render(request, "conversations/session.html#turn_done", context),
                   say=_DONE_SAY.get(run.status, ""), done=str(run.pk))
 
@@ -467,7 +468,7 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     """The session as a tree. ``?root=<run_id>``: only the subtree below that run (how a "show
     more" link loads); ``?chain=<run_id>&n=<count>``: an elided straight stretch of runs."""
     session = get_session_for(request.user, session_id)
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     root_id, chain_id = request.GET.get("root"), request.GET.get("chain")
     mode = "tree"
     try:
@@ -476,18 +477,18 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
             if start is None:
                 raise Http404("No such run in this session.")
             count = max(1, min(int(request.GET.get("n", "1")), 100_000))
-            items, mode = browse.chain_items(start, count), "chain"
+            items, mode = trees.chain_items(start, count), "chain"
         elif root_id:
             start = skeleton.get(root_id)
             if start is None:
                 raise Http404("No such run in this session.")
-            items, mode = browse.plan_tree([start], budget=TREE_BUDGET), "subtree"
+            items, mode = trees.plan_tree([start], budget=TREE_BUDGET), "subtree"
         else:
-            items = browse.plan_tree(skeleton.roots, budget=TREE_BUDGET)
+            items = trees.plan_tree(skeleton.roots, budget=TREE_BUDGET)
     except ValueError:
         raise Http404("No such run in this session.") from None
     plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold")) if mode == "tree" else None
-    facts = browse.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
+    facts = pages.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
     source = None
     if session.forked_from_run_id:
         source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
@@ -513,6 +514,6 @@ def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
     full, ``?unfold=<run id>,…`` the runs whose folded children to draw. See
     :mod:`conversations.treemap`."""
     session = get_session_for(request.user, session_id)
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"))}
     return render(request, "conversations/_treemap.html", context)

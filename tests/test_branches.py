@@ -19,8 +19,9 @@ from archive import exporters
 from audit.models import AuditLog
 from branches import selectors as branch_reads
 from branches import services as branch_tools
-from conversations import browse, services
+from conversations import services
 from conversations.models import BranchLabel, BranchShare, Prune, Run, RunStatus, Session
+from conversations.selectors import pages, paths
 from core.errors import Conflict, NotFound
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
@@ -259,9 +260,9 @@ def test_prune_hides_a_subtree_everywhere_and_undo_gives_it_back(api, user, tree
     assert "go by train" not in tree_html
     api_tree = api.get(f"/api/sessions/{session.pk}/tree").json()
     assert len(api_tree["runs"]) == 6
-    row = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
+    row = pages.with_counts(Session.objects.filter(pk=session.pk)).get()
     assert (row.run_count, row.branch_count) == (6, 1)
-    assert browse.sibling_positions(session, [main[3]])[main[3].pk][:2] == (1, 1)
+    assert paths.sibling_positions(session, [main[3]])[main[3].pk][:2] == (1, 1)
     assert "Trip" not in _search(api, "coastal")
     runs, _ = exporters.tree(session)
     assert len(runs) == 6

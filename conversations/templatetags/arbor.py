@@ -117,7 +117,7 @@ def _truncate(text: str, n: int) -> str:
 
 @register.simple_tag(takes_context=True)
 def tree_items(context, items) -> str:
-    """HTML of :class:`conversations.browse.Item` tokens (``<li>`` elements, well nested)."""
+    """HTML of :class:`conversations.selectors.trees.Item` tokens (``<li>`` elements, well nested)."""
     session = context["session"]
     open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])  # a POST: it stores the branch
     csrf = f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(context["request"]))}">'

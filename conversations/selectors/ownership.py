@@ -8,23 +8,15 @@ own 404 (JSON for the API, HTML for pages).
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from core.errors import NotFound
-from streams.source import RunSource
+from core.ids import parse_id
 
-from .models import FINISHED_STATUSES, Run, Session
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"No {what} with id {value!r}.") from None
+from ..models import Run, Session
 
 
 def undo_cutoff() -> datetime:
@@ -35,7 +27,7 @@ def undo_cutoff() -> datetime:
 
 def get_session_for(user, session_id) -> Session:
     """A live (not deleted) session owned by ``user``; NotFound otherwise (also for a malformed id)."""
-    session = Session.objects.alive().filter(pk=_uuid(session_id, "session"), owner=user).first()
+    session = Session.objects.alive().filter(pk=parse_id(session_id, "session"), owner=user).first()
     if session is None:
         raise NotFound(f"No session with id {session_id}.")
     return session
@@ -43,7 +35,7 @@ def get_session_for(user, session_id) -> Session:
 
 def get_run_for(user, run_id) -> Run:
     """A run of one of ``user``'s sessions (a deleted source session's runs stay readable for forks)."""
-    run = Run.objects.select_related("session").filter(pk=_uuid(run_id, "run"), session__owner=user).first()
+    run = Run.objects.select_related("session").filter(pk=parse_id(run_id, "run"), session__owner=user).first()
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
@@ -70,26 +62,3 @@ def get_run_to_act_on(user, run_id, session_id=None) -> tuple[Session, Run]:
     run = get_run_for(user, run_id)
     session = get_session_for(user, session_id if session_id else run.session_id)
     return session, get_branch_run_for(user, session, run.pk)
-
-
-# --- what a run's stream reads from the run (streams.source.RunSource) ------------------------------
-
-def runs_finished_before(cutoff: datetime):
-    """Ids of the runs that finished before ``cutoff``: a ``values("pk")`` QuerySet (a subquery)."""
-    return Run.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=cutoff).values("pk")
-
-
-def _run_finished(run_id) -> bool:
-    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first() in FINISHED_STATUSES
-
-
-def _run_ending(run_id) -> tuple[str | None, dict]:
-    """The run's final answer (its last assistant message; None when it has none) and the data of
-    its ``done`` event ``{"status", "error", "usage"}``."""
-    run = Run.objects.get(pk=run_id)
-    answer = (run.messages.filter(position__gt=0, role="assistant").order_by("-position")
-              .values_list("content", flat=True).first())
-    return answer, {"status": run.status, "error": run.error, "usage": run.usage}
-
-
-RUN_SOURCE = RunSource(finished=_run_finished, ending=_run_ending)
