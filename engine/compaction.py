@@ -4,7 +4,7 @@
 context a child of that run would start from is measured: tokens ÷ usable window (context window −
 reserved output tokens). Above the policy's ``threshold`` (default 0.8,
 ``settings.ARBOR_COMPACTION_THRESHOLD``) a :class:`~memory.models.Compaction` is created for that run
-and memory id, and the Celery task ``memory.compact`` does the work — never a web request.
+and memory id, and the Celery task ``engine.compact`` does the work — never a web request.
 
 **What.** The policy's strategies run in order until utilisation is at or below ``target``
 (default: half the threshold):
@@ -144,7 +144,7 @@ def _claim(compaction_id: int) -> Compaction | None:
 
 
 def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Compaction | None:
-    """Apply a pending compaction's policy (the body of the ``memory.compact`` task).
+    """Apply a pending compaction's policy (the body of the ``engine.compact`` task).
 
     Claims it with a conditional UPDATE (pending → running), so of several deliveries exactly one
     works; a ready or failed compaction is left alone. Raises :class:`SummaryError` when the

@@ -1,5 +1,5 @@
 """Answering one run in a worker: claim it, build its context, stream the model's answer, run the
-tools it asks for, and finalize. The body of the ``conversations.execute_run`` task.
+tools it asks for, and finalize. The body of the ``engine.execute_run`` task.
 
 One turn, file by file: :func:`run_execute` (here) → :func:`engine.context.build_context` (the
 context within the agent's memory settings) → :func:`engine.model_call.stream_answer` (one streamed

@@ -181,10 +181,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # can hold it up; the CPU worker consumes it ("-Q celery,maintenance").
 ARBOR_MAINTENANCE_QUEUE = env("ARBOR_MAINTENANCE_QUEUE", default="maintenance")
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "conversations.reap_stale_runs",
+    "reap-stale-runs": {"task": "engine.reap_stale_runs",  # names: core.queue.TASK_MODULES
                         "schedule": env("ARBOR_REAP_EVERY_SECONDS", default=10.0, cast=float),
                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
-    "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0,
+    "prune-run-events": {"task": "engine.prune_run_events", "schedule": 600.0,
                          "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
 }
 
