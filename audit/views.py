@@ -31,7 +31,7 @@ def log_export(request: HttpRequest) -> HttpResponse:
     try:
         changelist = model_admin.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
-    except Exception as exc:  # noqa: BLE001 - IncorrectLookupParameters and bad dates alike
+    except Exception as exc:  # IncorrectLookupParameters and bad dates alike
         return HttpResponseBadRequest(f"Invalid filter: {exc}")
     finally:
         request.GET = original

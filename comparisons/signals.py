@@ -36,7 +36,7 @@ def advance_replay(sender, run, status, **kwargs) -> None:
         return
     try:
         queue.send(queue.ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
-    except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
+    except Exception:  # the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
 
 

@@ -108,7 +108,7 @@ class Session(models.Model):
         return Run.objects.ancestor_of(self.forked_from_run_id, inclusive=True).filter(pk=run.pk).exists()
 
 
-def Q_session(session: Session) -> models.Q:  # noqa: N802 - reads like a Q object
+def Q_session(session: Session) -> models.Q:  # reads like a Q object
     return models.Q(session_id=session.pk)
 
 

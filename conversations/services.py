@@ -192,7 +192,33 @@ def run_start(
         model = clean_text(model, field="model", max_length=200, required=False) or None
     if session.is_deleted:
         raise Conflict("This session is deleted.")
-    if parent is _ACTIVE:  # read it fresh: another tab or the worker may have moved on
+    parent = _parent_for(session, parent)
+    if agent is None and session.default_agent_id is not None:
+        agent = session.default_agent
+    now = timezone.now()
+    run = Run.objects.create(
+        session=session,
+        parent_run=parent,
+        depth=0 if parent is None else parent.depth + 1,
+        status=RunStatus.QUEUED,
+        model=((model or (agent.model if agent is not None else None)) or settings.ARBOR_MODEL)[:200],
+        params=_run_params(params, agent),
+        agent=agent,
+        connection_id=_connection_id(connection, agent),
+        memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
+        created_at=now,
+    )
+    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
+    _session_after_start(session, run, text, activate=activate, now=now)
+    _enqueue(run)
+    return run
+
+
+def _parent_for(session: Session, parent) -> Run | None:
+    """The parent run of a new run of ``session``: the session's active run read fresh when
+    ``parent`` is omitted (another tab or the worker may have moved on), else ``parent`` checked.
+    Raises NotFound (not in the session's tree) and Conflict (not finished)."""
+    if parent is _ACTIVE:
         active = Session.objects.filter(pk=session.pk).values("active_run_id")[:1]
         parent = Run.objects.filter(pk=Subquery(active)).first()
     if parent is not None:
@@ -200,36 +226,26 @@ def run_start(
             raise NotFound("parent_run_id is not a run of this session.")
         if parent.status in ACTIVE_STATUSES:
             raise Conflict("The parent run has not finished yet.")
-    if agent is None and session.default_agent_id is not None:
-        agent = session.default_agent
-    run_params = _run_params(params, agent)
-    if agent is not None:
-        model = model or agent.model or None
-    connection_id = getattr(connection, "pk", None)
+    return parent
+
+
+def _connection_id(connection, agent) -> int | None:
+    """The connection a new run is sent to: ``connection``'s (None: the default connection), or
+    when omitted the agent's."""
     if connection is _AGENTS:
-        connection_id = agent.connection_id if agent is not None else None
-    now = timezone.now()
-    run = Run.objects.create(
-        session=session,
-        parent_run=parent,
-        depth=0 if parent is None else parent.depth + 1,
-        status=RunStatus.QUEUED,
-        model=(model or settings.ARBOR_MODEL)[:200],
-        params=run_params,
-        agent=agent,
-        connection_id=connection_id,
-        memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
-        created_at=now,
-    )
-    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
+        return agent.connection_id if agent is not None else None
+    return getattr(connection, "pk", None)
+
+
+def _session_after_start(session: Session, run: Run, text: str, *, activate: bool, now) -> None:
+    """One UPDATE of the session for its new run: ``updated_at``, the active run (``activate``),
+    and a title from the input when it has none; ``session`` in memory follows."""
     fields = {"active_run": run, "updated_at": now} if activate else {"updated_at": now}
     if not session.title:
         fields["title"] = " ".join(text.split())[:60]
     Session.objects.filter(pk=session.pk).update(**fields)
     for name, value in fields.items():
         setattr(session, name, value)
-    _enqueue(run)
-    return run
 
 
 def _enqueue(run: Run) -> None:

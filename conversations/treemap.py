@@ -250,7 +250,7 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
            f'<g class="treemap-root"><g class="edges">{paths}</g>'
            f'<g class="labels">{"".join(labels)}</g><g class="marks">{"".join(marks)}</g>'
            f'<g class="nodes">{"".join(circles)}</g></g></svg>')
-    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # noqa: S308 - escaped
+    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # escaped
 
 
 def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: int, cy: int, level: int) -> str:

@@ -80,7 +80,7 @@ def consider_after_run(run: Run, status: str) -> None:
     compaction if needed. Never raises: a measuring failure must not break the run's worker."""
     try:
         compaction_consider(run=run, status=status)
-    except Exception:  # noqa: BLE001 - logged; the run itself is already final
+    except Exception:  # logged; the run itself is already final
         log.exception("compaction: measuring after run %s failed", run.pk)
 
 
@@ -175,7 +175,7 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     work.pk = compaction.pk
     try:
         result = _run_strategies(work, policy, run)
-    except Exception as exc:  # noqa: BLE001 - recorded on the compaction and its step
+    except Exception as exc:  # recorded on the compaction and its step
         return _record_failure(compaction, step, exc, final_attempt=final_attempt)
     return _record_success(compaction, step, work, base, result)
 

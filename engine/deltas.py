@@ -100,7 +100,7 @@ class _Flusher:
             for batcher in batchers:
                 try:
                     batcher.flush()
-                except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+                except Exception:  # the thread must outlive any one failure
                     log.exception("delta flusher: run %s: publish failed", batcher.run_id)
 
 

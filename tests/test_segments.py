@@ -319,7 +319,7 @@ def test_two_children_created_at_once_never_share_a_segment_depth(user):
                 if hold:
                     inserted.set()
                     release.wait(10)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
             connection.close()

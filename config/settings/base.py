@@ -100,7 +100,7 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     # and gives it back when Django closes it, so a worker's 64 run threads need a few, not 64 (plus
     # none while they wait on the model: engine.model_call releases it). Checked before each lend,
     # so connections broken by a database restart are replaced, not handed out.
-    from psycopg_pool import ConnectionPool  # noqa: E402
+    from psycopg_pool import ConnectionPool
 
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooling and persistent connections exclude each other
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

@@ -63,7 +63,7 @@ def branch_meter_data(session, run: Run | None = None, models=None) -> dict:
     utilisation = tokens / usable if usable else 0.0
     try:
         threshold = policy_for(agent).threshold
-    except Exception:  # noqa: BLE001 - an invalid stored policy must not break the page
+    except Exception:  # an invalid stored policy must not break the page
         threshold = None
     return {
         "run": run, "tokens": tokens, "usable": usable, "utilisation": utilisation,

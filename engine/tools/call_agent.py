@@ -61,7 +61,7 @@ def _call_agent(context: ToolContext, args: dict) -> str:
     try:
         response = get_client(endpoint).chat.completions.create(model=model, messages=built.messages, stream=False,
                                                                 **params)
-    except Exception as exc:  # noqa: BLE001 - the nested agent's failure is the tool's result
+    except Exception as exc:  # the nested agent's failure is the tool's result
         etype, emsg = describe_error(exc, endpoint)
         step.status, step.finished_at, step.error = RunStatus.FAILED, timezone.now(), {"type": etype, "message": emsg}
         step.save(update_fields=["status", "finished_at", "error"])

@@ -18,7 +18,7 @@ def _recall(context: ToolContext, args: dict) -> str:
         hits = search_messages(user=context.run.session.owner, query=query, top_k=top_k + 2)
     except ValueError as exc:
         raise ToolError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - SemanticSearchUnavailable and the like: the message says why
+    except Exception as exc:  # SemanticSearchUnavailable and the like: the message says why
         raise ToolError(f"memory search is unavailable: {exc}") from None
     lines = []
     for hit in hits:
