@@ -18,9 +18,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.models import Run, Session
+from conversations.models import Session
 from conversations.selectors import get_branch_run_for, get_session_for
-from conversations.selectors.paths import newest_leaf_below
+from conversations.selectors.paths import is_on_branch, newest_leaf_below
 from core.errors import ArborError, InvalidInput
 
 from . import selectors, services
@@ -137,7 +137,7 @@ def versions_diff(request: HttpRequest, session_id, run_id) -> HttpResponse:
     run = get_branch_run_for(request.user, session, run_id)
     other = get_branch_run_for(request.user, session, request.GET.get("other", ""))
     a = session.active_run if session.active_run_id else run
-    if not Run.objects.ancestor_of(a, inclusive=True).filter(pk=run.pk).exists():
+    if not is_on_branch(run, a):
         a = newest_leaf_below(session, run)
     b = newest_leaf_below(session, other)
     return redirect(reverse("branches:diff", kwargs={"session_id": session.pk}) + f"?a={a.pk}&b={b.pk}")

@@ -1,5 +1,5 @@
 """The worker side of replayed comparisons: start a variant's next turn once its previous run is
-done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.signals` on
+done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.receivers` on
 ``run_finished``). Request-side actions are in :mod:`comparisons.services`.
 """
 

@@ -25,8 +25,9 @@ from streams.sse import sse_response
 
 from . import context as ctx
 from . import services
-from .models import Message, Run, Session, Step, StepKind
-from .selectors import RUN_SOURCE, get_run_for, get_run_to_act_on, get_session_for
+from .models import Run, Session
+from .selectors import RUN_SOURCE, get_branch_run_for, get_run_for, get_run_to_act_on, get_session_for, runs, trees
+from .selectors.ownership import sessions_of
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ def _session_out(session: Session) -> dict:
 
 
 def run_out(run: Run) -> dict:
-    texts = dict(
-        Message.objects.filter(run=run, role__in=["user", "assistant"]).order_by("position")
-        .values_list("role", "content")
-    )
+    texts = runs.run_texts(run)
     return {
         "run_id": run.pk, "session_id": run.session_id, "parent_run_id": run.parent_run_id,
         "status": run.status, "depth": run.depth, "input": texts.get("user", ""),
@@ -171,7 +169,7 @@ def create_session(request, payload: SessionIn = None):
 @paginate(Pages, page_size=20, max_page_size=MAX_PAGE_SIZE)
 def list_sessions(request):
     """The caller's sessions, most recently active first."""
-    return Session.objects.alive().owned_by(request.auth).order_by("-updated_at")
+    return sessions_of(request.auth)
 
 
 @router.get("/sessions/{session_id}", response=answers({200: SessionOut}, 404), tags=["sessions"])
@@ -199,10 +197,7 @@ def start_run(request, session_id: str, payload: RunIn):
     if payload.connection_id is not None:
         kwargs["connection"] = get_connection_for(request.auth, payload.connection_id)
     if payload.parent_run_id is not None:
-        parent = Run.objects.filter(pk=payload.parent_run_id).first()
-        if parent is None or not session.can_branch_from(parent):
-            raise NotFound("parent_run_id is not a run of this session.")
-        kwargs["parent"] = parent
+        kwargs["parent"] = get_branch_run_for(request.auth, session, payload.parent_run_id)
     run = services.run_start(session=session, input=payload.input, model=payload.model, params=payload.params, **kwargs)
     return Status(202, {"run_id": run.pk, "status": run.status})
 
@@ -211,9 +206,7 @@ def start_run(request, session_id: str, payload: RunIn):
 def session_tree(request, session_id: str):
     """Every run of the session's tree; ``shared`` marks a fork's ancestors from its source session."""
     session = get_session_for(request.auth, session_id)
-    rows = session.visible_runs().order_by("depth", "created_at").values(
-        "id", "parent_run_id", "status", "depth", "created_at", "session_id",
-    )
+    rows = trees.tree_rows(session)
     return {
         "session_id": session.pk, "active_run_id": session.active_run_id,
         "runs": [
@@ -228,7 +221,7 @@ def session_tree(request, session_id: str):
 def set_active(request, session_id: str, payload: ActiveIn):
     """Show the branch through ``run_id`` (its newest leaf becomes the active run)."""
     session = get_session_for(request.auth, session_id)
-    run = Run.objects.filter(pk=payload.run_id).first()
+    run = runs.find_run(payload.run_id)
     if run is None:
         raise NotFound("No such run in this session.")
     services.session_set_active(session=session, run=run)
@@ -248,7 +241,7 @@ def get_run_context(request, run_id: str):
     against the SHA-256 recorded when it was sent (``verified``; False when none was recorded).
     409 before the first call; 500 when the stored spec no longer rebuilds."""
     run = get_run_for(request.auth, run_id)
-    step = Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id").first()
+    step = runs.last_model_call(run)
     if step is None:
         raise HttpError(409, "This run has not called the model yet.")
     checked = ctx.verify(run, step.request)

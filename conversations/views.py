@@ -33,12 +33,12 @@ from connections.selectors import find_model, pickable_models
 from core import ids
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
-from memory.models import Agent
 from streams.sse import sse_response
 
 from . import services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
-from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, trees, undo_cutoff
+from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, trees
+from .selectors.ownership import get_restorable_session_for, recently_deleted
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
 MAX_WINDOW = paths.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
@@ -66,10 +66,6 @@ def _error(request, exc: ArborError, session: Session | None = None) -> HttpResp
     return redirect("conversations:session_detail", session_id=session.pk)
 
 
-def _agents_for(user):
-    return Agent.objects.pickable_by(user)
-
-
 def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: bool = True, **extra) -> HttpResponse:
     """Tell app.js what to do once htmx has swapped ``response`` in: move focus to ``focus`` (a CSS
     selector) and announce ``say`` in the page's aria-live region; ``extra`` rides along (e.g.
@@ -83,8 +79,7 @@ def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: b
 def _sidebar(request, current=None, query: str = "") -> dict:
     """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
     searches them as the list page does), whether there are more, and the current session's id."""
-    sessions = pages.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    rows = list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:SIDEBAR_SESSIONS + 1])
+    rows = pages.sidebar_sessions(request.user, query, SIDEBAR_SESSIONS)
     return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
             "current_id": current, "query": query}
 
@@ -107,10 +102,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
     if _is_partial(request) and request.htmx.target == "side-results":
         return render(request, "conversations/_sessions_sidebar.html#side_results",
                       _sidebar(request, _current_id(request), query))
-    sessions = pages.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    sessions = pages.with_counts(sessions).order_by("-updated_at", "pk")
-    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
-    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:10]
+    page = Paginator(pages.listed_sessions(request.user, query), SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    deleted = recently_deleted(request.user)
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
     context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
@@ -133,8 +126,7 @@ def _row(request, session: Session) -> HttpResponse:
     if request.POST.get("place") == "sidebar":
         return render(request, "conversations/_sessions_sidebar.html#srow",
                       {"s": session, "current_id": _current_id(request)})
-    session = pages.with_counts(Session.objects.filter(pk=session.pk)).get()
-    return render(request, "conversations/session_list.html#row", {"s": session})
+    return render(request, "conversations/session_list.html#row", {"s": pages.listed_session(session)})
 
 
 def _title_of(session: Session) -> str:
@@ -180,7 +172,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
 
 @require_POST
 def session_restore(request: HttpRequest, session_id) -> HttpResponse:
-    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
+    session = get_restorable_session_for(request.user, session_id)
     if session is None:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)
@@ -201,20 +193,18 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
     turns = []
     if session.active_run_id is not None:
         if reach_depth is not None:
-            leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
+            leaf_depth = pages.depth_of(session.active_run_id) or 0
             limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
         turns = paths.branch_window(session, session.active_run_id, limit)
         paths.attach_compactions(turns)
-    agents = list(_agents_for(request.user))
+    agents = list(pages.pickable_agents(request.user))
     models = list(pickable_models(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
     last_model = None
     if turns and turns[-1].run.agent_id is None and turns[-1].run.connection_id is not None:  # a model was picked
         picked = find_model(models, turns[-1].run.connection_id, turns[-1].run.model)
         last_model = picked.pk if picked is not None else None
-    source = None
-    if session.forked_from_run_id:
-        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    source = pages.fork_source(session)
     default_model, answer_model = _answerer_labels(session, agents, models, last_agent, last_model)
     last = turns[-1].run if turns else None
     return {
@@ -257,14 +247,8 @@ def _answerer_labels(session: Session, agents: list, models: list, agent_id, mod
 @require_GET
 def session_detail(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    reach = None
     at = request.GET.get("at")
-    if at:
-        try:
-            reach = Run.objects.filter(pk=ids.as_uuid(at)).values_list("depth", flat=True).first()
-        except ValueError:
-            reach = None
-    context = _chat_context(request, session, reach_depth=reach)
+    context = _chat_context(request, session, reach_depth=pages.depth_of(at) if at else None)
     if _is_partial(request):
         return render(request, "conversations/session.html#thread", context)
     return render(request, "conversations/session.html", context)
@@ -332,12 +316,12 @@ def _answerer_from(request) -> dict:
         return {}
     if choice.startswith("model:"):
         model_id = choice.removeprefix("model:")
-        model = pickable_models(request.user).filter(pk=int(model_id)).first() if model_id.isdigit() else None
+        model = pages.picked_model(request.user, int(model_id)) if model_id.isdigit() else None
         if model is None:
             raise InvalidInput("Pick one of your connections' models (or an agent, or the default).")
         return {"connection": model.connection, "model": model.name}
     try:
-        agent = _agents_for(request.user).filter(pk=int(choice)).first()
+        agent = pages.picked_agent(request.user, int(choice))
     except ValueError:
         agent = None
     if agent is None:
@@ -451,9 +435,7 @@ def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    turn = paths.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
-    paths.attach_siblings(session, [turn])
-    paths.attach_compactions([turn])
+    turn = paths.turn_of(session, run)
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
         context.update(oob=True, totals=paths.branch_totals(run.pk), last_run=run)
@@ -489,9 +471,7 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
         raise Http404("No such run in this session.") from None
     plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold")) if mode == "tree" else None
     facts = pages.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
-    source = None
-    if session.forked_from_run_id:
-        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    source = pages.fork_source(session)
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),

@@ -17,7 +17,6 @@ from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
-from conversations.models import Message
 from conversations.selectors import get_run_for, get_session_for
 from core.api_kit import answers
 from core.errors import InvalidInput
@@ -125,5 +124,5 @@ def get_branch(request, run_id: str):
         "url": request.build_absolute_uri(search.branch_url(run.pk)),
         "messages": [{"message_id": m.pk, "run_id": m.run_id, "position": m.position, "role": m.role,
                       "content": m.content, "name": m.name or "", "created_at": m.created_at}
-                     for m in Message.objects.on_path_to(run)],
+                     for m in search.branch_messages(run)],
     }

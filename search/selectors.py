@@ -251,3 +251,8 @@ def keyword_search(*, user, query: str, top_k: int, filters: SearchFilters | Non
             qs = qs.filter(content__icontains=word)
         qs = qs.order_by("-id")
     return [SearchHit.of(m, getattr(m, "score", 1.0)) for m in qs[:top_k]]
+
+
+def branch_messages(run) -> list[Message]:
+    """Every message of the branch from the root to ``run``, in order (one query)."""
+    return list(Message.objects.on_path_to(run))

@@ -18,7 +18,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from conversations.models import Message
 from conversations.selectors import get_run_for
 from core.errors import InvalidInput
 from core.fields import encryption_enabled
@@ -57,5 +56,5 @@ def branch(request: HttpRequest, run_id: UUID) -> HttpResponse:
     with an anchor ``#m-<id>``; "Continue from here" makes it the session's active branch.
     Another user's run is a NotFound (the site's 404 page)."""
     run = get_run_for(request.user, run_id)
-    messages = list(Message.objects.on_path_to(run))
+    messages = search.branch_messages(run)
     return render(request, "memory/branch.html", {"run": run, "session": run.session, "messages": messages})

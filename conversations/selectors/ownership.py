@@ -62,3 +62,18 @@ def get_run_to_act_on(user, run_id, session_id=None) -> tuple[Session, Run]:
     run = get_run_for(user, run_id)
     session = get_session_for(user, session_id if session_id else run.session_id)
     return session, get_branch_run_for(user, session, run.pk)
+
+
+def recently_deleted(user, limit: int = 10) -> list[Session]:
+    """The user's sessions deleted within the undo time, newest delete first (at most ``limit``)."""
+    return list(Session.objects.owned_by(user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:limit])
+
+
+def get_restorable_session_for(user, session_id) -> Session | None:
+    """``user``'s session ``session_id`` when it was deleted within the undo time, else None."""
+    return Session.objects.owned_by(user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
+
+
+def sessions_of(user):
+    """``user``'s live sessions, most recently active first: a QuerySet (the API paginates it)."""
+    return Session.objects.alive().owned_by(user).order_by("-updated_at")

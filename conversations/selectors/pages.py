@@ -1,5 +1,5 @@
 """Page assembly reads: the previews of the runs a page shows (one query), the sessions list's
-counts and its search."""
+counts and its search, the fork source, and the agents and models the composer offers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Substr
 
+from connections.selectors import pickable_models
 from core.fields import encryption_enabled
+from core.ids import as_uuid
+from memory.models import Agent
 
-from ..models import Message, Run
+from ..models import Message, Run, Session
 from .trees import Item
 
 
@@ -93,3 +96,56 @@ def search_sessions(sessions, query: str):
         sessions = sessions.filter(Q(title__icontains=word) | Q(pk__in=message_hits))
     return sessions
 
+
+# --- the sessions list and the sidebar -----------------------------------------------------------
+
+def sidebar_sessions(user, query: str, limit: int) -> list[Session]:
+    """The user's newest ``limit + 1`` live sessions matching ``query`` (:func:`search_sessions`),
+    only ``pk``, ``title`` and ``updated_at`` read: the sidebar shows ``limit`` and "more" when
+    there is one more."""
+    sessions = search_sessions(Session.objects.alive().owned_by(user), query)
+    return list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:limit + 1])
+
+
+def listed_sessions(user, query: str):
+    """The sessions list: the user's live sessions matching ``query``, with their counts
+    (:func:`with_counts`), newest first: a QuerySet to paginate."""
+    return with_counts(search_sessions(Session.objects.alive().owned_by(user), query)).order_by("-updated_at", "pk")
+
+
+def listed_session(session: Session) -> Session:
+    """One session as a row of the sessions list (with its counts)."""
+    return with_counts(Session.objects.filter(pk=session.pk)).get()
+
+
+def fork_source(session: Session) -> Run | None:
+    """The run a fork continues from, its session selected (None for a session that is no fork)."""
+    if not session.forked_from_run_id:
+        return None
+    return Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+
+
+def depth_of(run_id) -> int | None:
+    """The depth of run ``run_id`` (any id form; None when malformed or no such run)."""
+    try:
+        pk = as_uuid(run_id)
+    except ValueError:
+        return None
+    return Run.objects.filter(pk=pk).values_list("depth", flat=True).first()
+
+
+# --- who may answer: the composer's picker -------------------------------------------------------
+
+def pickable_agents(user):
+    """The agents ``user`` may pick (their own and the shared ones): a QuerySet."""
+    return Agent.objects.pickable_by(user)
+
+
+def picked_agent(user, agent_id: int) -> Agent | None:
+    """The pickable agent ``agent_id`` of ``user``, or None."""
+    return pickable_agents(user).filter(pk=agent_id).first()
+
+
+def picked_model(user, model_id: int):
+    """The pickable model (a :class:`connections.models.ConnectionModel`) ``model_id`` of ``user``, or None."""
+    return pickable_models(user).filter(pk=model_id).first()

@@ -259,3 +259,15 @@ def newest_leaf_below(session: Session, run: Run) -> Run:
     )
     return leaf or run
 
+
+def turn_of(session: Session, run: Run) -> Turn:
+    """Run ``run`` of ``session``'s tree as one chat turn: its messages, siblings and compactions."""
+    turn = Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
+    attach_siblings(session, [turn])
+    attach_compactions([turn])
+    return turn
+
+
+def is_on_branch(run: Run, leaf: Run) -> bool:
+    """Whether ``run`` is on the branch from the root to ``leaf`` (``leaf`` itself included)."""
+    return Run.objects.ancestor_of(leaf, inclusive=True).filter(pk=run.pk).exists()

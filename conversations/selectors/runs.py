@@ -1,5 +1,5 @@
-"""Reads about runs as a whole: the finished runs whose stored stream events may go, and what a
-run's stream reads from the run (:data:`RUN_SOURCE`, a :class:`streams.source.RunSource`)."""
+"""Reads about runs: the finished runs whose stored stream events may go, what a run's stream reads
+from the run (:data:`RUN_SOURCE`, a :class:`streams.source.RunSource`), one run's texts and model calls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 
 from streams.source import RunSource
 
-from ..models import FINISHED_STATUSES, Run
+from ..models import FINISHED_STATUSES, Message, Run, Step, StepKind
 
 
 def runs_finished_before(cutoff: datetime):
@@ -29,3 +29,21 @@ def _run_ending(run_id) -> tuple[str | None, dict]:
 
 
 RUN_SOURCE = RunSource(finished=_run_finished, ending=_run_ending)
+
+
+# --- one run's texts and calls ---------------------------------------------------------------------
+
+def run_texts(run: Run) -> dict:
+    """``{"user": input, "assistant": answer}`` of ``run`` (its last message of each role; one query)."""
+    return dict(Message.objects.filter(run=run, role__in=["user", "assistant"]).order_by("position")
+                .values_list("role", "content"))
+
+
+def last_model_call(run: Run) -> Step | None:
+    """The run's latest model-call step (None before its first call)."""
+    return Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id").first()
+
+
+def find_run(run_id) -> Run | None:
+    """Run ``run_id`` whoever owns it (the caller checks it is in the session it acts on), or None."""
+    return Run.objects.filter(pk=run_id).first()

@@ -239,3 +239,10 @@ def chain_items(start: Node, count: int, *, page: int = 200) -> list[Item]:
         items.append(Item("elided", node, count - shown))
     return items
 
+
+def tree_rows(session: Session) -> list[dict]:
+    """Every run of ``session``'s tree (a fork's shared ancestors included) as
+    ``{"id", "parent_run_id", "status", "depth", "created_at", "session_id"}``, by depth then age."""
+    return list(session.visible_runs().order_by("depth", "created_at").values(
+        "id", "parent_run_id", "status", "depth", "created_at", "session_id",
+    ))
