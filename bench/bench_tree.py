@@ -19,7 +19,7 @@ from audit.models import AuditLog
 from bench import bigtree
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
-from conversations.context import path_memory_ids, path_messages
+from conversations.context_spec import path_memory_ids, path_messages
 from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
 from streams.models import RunEvent

@@ -23,7 +23,7 @@ from core.errors import NotFound
 from memory.selectors import get_agent_for
 from streams.sse import sse_response
 
-from . import context as ctx
+from . import context_spec as ctx
 from . import services
 from .models import Run, Session
 from .selectors import RUN_SOURCE, get_branch_run_for, get_run_for, get_run_to_act_on, get_session_for, runs, trees

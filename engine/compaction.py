@@ -40,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections.endpoint import Endpoint
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core import queue
 from core.tokens import TokenCounter

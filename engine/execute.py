@@ -23,7 +23,7 @@ from django.utils import timezone
 from connections.endpoint import Endpoint
 from connections.models import ConnectionUnusable
 from connections.selectors import endpoint_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core.errors import SERVICE_UNAVAILABLE
 from core.params import model_params

@@ -1,5 +1,5 @@
 """The reads of the run audit page: the run with its place in the tree, its step trace, and the
-exact request each model call sent (rebuilt and checked by :func:`conversations.context.verify`)."""
+exact request each model call sent (rebuilt and checked by :func:`conversations.context_spec.verify`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Run, Session, Step, StepKind
 from core.redact import mask_secrets
 
@@ -19,7 +19,7 @@ def pretty(value) -> str:
 
 
 def _exact_request(run: Run, step: Step) -> dict:
-    """What a model call sent, rebuilt and checked by :func:`conversations.context.verify`.
+    """What a model call sent, rebuilt and checked by :func:`conversations.context_spec.verify`.
 
     Returns ``{"body", "verified", "sha256", "error"}`` (plus ``"json"``, the pretty body, when
     rebuilt); ``body`` is the request (API keys masked) with the rebuilt ``messages``; ``verified``

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
 from engine import execute, recovery

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations import services
-from conversations.context import path_messages
+from conversations.context_spec import path_messages
 from conversations.models import Message, Run, RunStatus, Session, Step
 from core.errors import Conflict, InvalidInput, NotFound
 from tests.factories import RunFactory, SessionFactory, build_chain

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from connections.models import ConnectionUnusable
 from connections.selectors import endpoint_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import RunStatus, Step, StepKind
 from core.params import model_params
 from core.redact import mask_secrets

@@ -231,7 +231,7 @@ def test_a_run_executed_by_a_worker_reads_only_its_own_tree(client, celery_worke
     rebuilt from the step, and on what the model server received)."""
     from django.contrib.auth import get_user_model
 
-    from conversations import context as ctx
+    from conversations import context_spec as ctx
     from conversations import services
     from conversations.models import Step, StepKind
     from tests.conftest import wait_for

@@ -1,4 +1,4 @@
-"""Building the context a run sends to the model, and rebuilding it exactly later.
+"""The context spec of a model call: what a run's context was made of, and rebuilding it exactly later.
 
 The context of a run is the system prompt, the messages on the path from the root to the run's
 parent, and the run's own messages so far (its input, then any tool traffic). Nothing is copied per
