@@ -25,7 +25,7 @@ from .models import ImportJob, JobStatus
 __all__ = ["DEMO_FILE", "FORMAT_CHOICES", "ImportReport", "demo_load", "import_archive",
            "import_command_finish", "import_command_job", "import_dir", "import_job_create"]
 
-# The demo (issue 15): "Tour of Arbor" and a fork of it, in Arbor JSON with compaction markers and a
+# The demo: "Tour of Arbor" and a fork of it, in Arbor JSON with compaction markers and a
 # finished comparison.
 DEMO_FILE = Path(__file__).resolve().parent / "demo" / "tour-of-arbor.json"
 

@@ -17,6 +17,7 @@ from conversations.models import BranchLabel, BranchShare, Message, Prune, Role,
 from conversations.selectors import get_run_for, undo_cutoff
 from conversations.selectors.paths import newest_leaf_below
 from core.errors import NotFound
+from core.ids import parse_id
 from core.prices import run_cost
 
 from . import diff
@@ -59,10 +60,7 @@ def labels_of_sessions(sessions) -> dict:
 def get_label_for(user, session: Session, label_id) -> BranchLabel:
     """A label of ``session`` (a live session of ``user``, already looked up) whose run is in its
     tree. Raises NotFound otherwise, also for a malformed id."""
-    try:
-        pk = uuid.UUID(str(label_id))
-    except ValueError:
-        raise NotFound(f"No label with id {label_id!r}.") from None
+    pk = parse_id(label_id, "label")
     label = labels_of(session).filter(pk=pk, session__owner=user).first()
     if label is None:
         raise NotFound(f"No label with id {label_id}.")
@@ -148,10 +146,7 @@ def undoable_prunes(session: Session):
 def get_prune_for(user, session: Session, prune_id) -> Prune:
     """An undoable prune of ``session`` (``user``'s live session). NotFound otherwise (also past the
     undo time, or already undone)."""
-    try:
-        pk = uuid.UUID(str(prune_id))
-    except ValueError:
-        raise NotFound("Nothing to undo.") from None
+    pk = parse_id(prune_id, "prune", "Nothing to undo.")
     prune = undoable_prunes(session).filter(pk=pk, session__owner=user).first()
     if prune is None:
         raise NotFound("Nothing to undo: no such prune, or its undo time has passed.")
@@ -170,10 +165,7 @@ def shares_of(session: Session) -> list[BranchShare]:
 
 
 def get_share_for(user, session: Session, share_id) -> BranchShare:
-    try:
-        pk = uuid.UUID(str(share_id))
-    except ValueError:
-        raise NotFound("No such share.") from None
+    pk = parse_id(share_id, "share", "No such share.")
     share = BranchShare.objects.filter(pk=pk, session=session, session__owner=user).first()
     if share is None:
         raise NotFound("No such share.")

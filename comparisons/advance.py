@@ -24,7 +24,7 @@ def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
     records the VariantRun. Returns the run.
 
     The run never becomes the session's active run: a comparison does not change the branch the
-    chat shows (issue 16); "Continue this branch" on the comparison page opens it explicitly."""
+    chat shows; "Continue this branch" on the comparison page opens it explicitly."""
     comparison = variant.comparison
     connection_id = variant.config.get("connection_id")
     run = conv.run_start(

@@ -10,7 +10,6 @@ the model), only column letters in the shuffled column order.
 from __future__ import annotations
 
 import csv
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +23,7 @@ from connections.selectors import cost_of, prices_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from core.dates import parse_day, within_days
 from core.errors import InvalidInput, NotFound
+from core.ids import parse_id
 from core.text import clean_text
 
 from . import stats
@@ -34,10 +34,7 @@ from .models import COLUMN_LETTERS, Comparison, Tag, Variant, VariantRun, Vote, 
 def get_comparison_for(user, comparison_id) -> Comparison:
     """``user``'s comparison (session and branch point selected); NotFound for another user's, an
     unknown or a malformed id."""
-    try:
-        pk = uuid.UUID(str(comparison_id))
-    except ValueError:
-        raise NotFound(f"No comparison with id {comparison_id!r}.") from None
+    pk = parse_id(comparison_id, "comparison")
     comparison = (
         Comparison.objects.owned_by(user).select_related("session", "branch_point").filter(pk=pk).first()
     )

@@ -11,7 +11,7 @@ turns first, older ones loaded on scroll; the sessions sidebar beside it), the t
 subtrees). Actions on a turn: edit, regenerate/retry, continue from here (rewind), fork, open a
 sibling (``< 2/3 >``), stop.
 
-After an htmx action the response says where focus goes and what to announce (issue 16): the
+After an htmx action the response says where focus goes and what to announce: the
 ``arbor:after`` event of ``HX-Trigger-After-Settle`` (``HX-Trigger`` when nothing is swapped),
 ``{"focus": <CSS selector>, "say": <text for the aria-live region>}``, handled by app.js.
 """

@@ -1,6 +1,6 @@
 """Building a run's context with its agent's memory settings, within the model's token budget.
 
-Rules (issue 4), applied in this order to the messages on the path from the root to the run:
+Rules, applied in this order to the messages on the path from the root to the run:
 
 1. **Branches**: only the run's ancestors count (one recursive CTE reads the path).
 2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
