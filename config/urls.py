@@ -4,8 +4,8 @@ from django.urls import include, path
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
-from conversations.audit_urls import urlpatterns as run_audit_urls
 from memory.urls import chat_urlpatterns as memory_chat_urls
+from runaudit.urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -14,12 +14,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
-    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
+    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page: runaudit
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
     path("agents/", include("memory.urls")),
-    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
+    path("memory/", include("search.urls")),  # namespace "memory": memory search pages
     path("memory/", include((memory_chat_urls, "chatmemory"))),  # namespace "chatmemory": pins and compaction controls
-    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
+    path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

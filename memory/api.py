@@ -29,6 +29,7 @@ from .selectors import (
     get_run_for,
     pins_on_path,
     replaced_messages,
+    turn_input,
 )
 
 router = Router(tags=["agents"])
@@ -158,7 +159,7 @@ class PinOut(Schema):
 
 
 def pin_out(pin: Pin) -> dict:
-    message = pin.message if pin.message_id is not None else pin.run.messages.order_by("position").first()
+    message = pin.message if pin.message_id is not None else turn_input(pin.run)
     return {"id": pin.pk, "run_id": str(pin.run_id), "message_id": pin.message_id, "turn": pin.run.depth + 1,
             "role": pin.message.role if pin.message_id is not None else None,
             "excerpt": (message.content if message is not None else "")[:200], "created_at": pin.created_at}

@@ -335,5 +335,5 @@ class Pin(models.Model):
         return f"Pin of run {self.run_id}" + (f" message {self.message_id}" if self.message_id else "")
 
 
-# Memory stores and semantic search (issue 5): their tables live in memory.stores.models.
+# Memory stores and semantic search: their tables live in memory.stores.models.
 from memory.stores.models import MemoryStoreSession, MessageEmbedding  # noqa: E402,F401

@@ -89,3 +89,27 @@ def branch_settings_for(parent) -> BranchSettings | None:
     ancestors = run_model().objects.ancestor_of(parent, inclusive=True)
     return (BranchSettings.objects.filter(run__in=ancestors).select_related("agent")
             .order_by("-run__depth", "-id").first())
+
+
+def pin_of(run, message_id) -> Pin | None:
+    """The pin of the turn ``run`` (``message_id`` None) or of its message ``message_id``; None when
+    there is none."""
+    return Pin.objects.filter(run=run, message_id=message_id).first()
+
+
+def turn_input(run):
+    """The first message of ``run`` (its input), or None."""
+    return run.messages.order_by("position").first()
+
+
+def last_context_totals(run) -> dict:
+    """Tokens per part (``{part: tokens}``) of the context ``run``'s last model call sent, as the
+    engine recorded it (``Step.request["context_parts"]["totals"]``); ``{}`` before the first call
+    or for calls recorded before parts were. One query."""
+    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
+    return (((step or {}).get("request") or {}).get("context_parts") or {}).get("totals") or {}
+
+
+def find_agent(agent_id) -> Agent | None:
+    """Agent ``agent_id`` (already checked usable by the caller's form), or None (no id, no agent)."""
+    return Agent.objects.filter(pk=agent_id).first() if agent_id else None

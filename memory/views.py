@@ -20,13 +20,16 @@ from core.tokens import counter_for, overhead_for
 
 from . import services
 from .forms import AgentForm, SettingsForm
-from .models import Agent, Pin
+from .models import Agent
 from .selectors import (
     agents_for,
     branch_settings_for,
+    find_agent,
     get_agent_for,
     get_compaction_for,
     get_run_for,
+    last_context_totals,
+    pin_of,
     pins_on_path,
     replaced_messages,
 )
@@ -129,7 +132,7 @@ def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
     run = get_run_for(request.user, run_id)
     raw = request.POST.get("message_id", "").strip()
     message_id = int(raw) if raw.isdigit() else (raw or None)
-    existing = None if isinstance(message_id, str) else Pin.objects.filter(run=run, message_id=message_id).first()
+    existing = None if isinstance(message_id, str) else pin_of(run, message_id)
     if existing is not None:
         services.pin_delete(pin=existing)
         flash.info(request, f"Unpinned turn {run.depth + 1}.")
@@ -194,17 +197,12 @@ def compact(request: HttpRequest, run_id) -> HttpResponse:
     return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))
 
 
-def _last_parts(run) -> dict:
-    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
-    return (((step or {}).get("request") or {}).get("context_parts") or {}).get("totals") or {}
-
-
 def _preview(run, data: dict) -> tuple[list[dict], str]:
     """The token meter of the next context under ``data`` before it is saved: the last context's
     parts with the system prompt recounted for the new prompt (override, else the new agent's).
     Window, pins and summaries stay as last sent (a new compaction policy acts when it next runs)."""
-    totals = dict(_last_parts(run))
-    agent = Agent.objects.filter(pk=data.get("agent_id")).first() if data.get("agent_id") else None
+    totals = dict(last_context_totals(run))
+    agent = find_agent(data.get("agent_id"))
     text = data.get("system_prompt") or (agent.system_prompt if agent is not None else "")
     note = "As the last context held it."
     if text:
@@ -222,7 +220,7 @@ def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
     run = get_run_for(request.user, run_id)
     current = branch_settings_for(run)
     status, error, note = 200, "", "What the last context held."
-    totals = [{"part": k, "tokens": v} for k, v in _last_parts(run).items()]
+    totals = [{"part": k, "tokens": v} for k, v in last_context_totals(run).items()]
     if request.method == "POST":
         form = SettingsForm(request.POST, user=request.user)
         if not form.is_valid():

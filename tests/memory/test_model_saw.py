@@ -11,7 +11,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Run, RunStatus
 from memory.models import Compaction, CompactionStatus, Pin
