@@ -156,3 +156,21 @@ def test_api_reference_matches_the_schema():
     for path, text in api_docs.render().items():
         committed = path.read_text(encoding="utf-8") if path.exists() else ""
         assert committed == text, f"{path.relative_to(ROOT)} is stale: run python scripts/api_docs.py"
+
+
+def test_every_page_is_reachable_from_the_readme():
+    """Following the links from README.md reaches every page under docs/ (no orphan page)."""
+    from tests.docs.checker import LINK
+
+    seen, todo = set(), [ROOT / "README.md"]
+    while todo:
+        page = todo.pop()
+        if page in seen or not page.is_file() or page.suffix != ".md":
+            continue
+        seen.add(page)
+        for match in LINK.finditer(page.read_text(encoding="utf-8")):
+            target = match.group(1).split("#", 1)[0]
+            if target and "://" not in target:
+                todo.append((page.parent / target).resolve())
+    orphans = sorted(str(p.relative_to(ROOT)) for p in doc_files() if p.resolve() not in seen)
+    assert not orphans, f"pages no link leads to: {orphans}"
