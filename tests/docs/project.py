@@ -1,10 +1,5 @@
 """The real :class:`tests.docs.checker.Project`: what this repository's Makefile, management commands,
 benchmarks, API schema, files, modules, models, Celery tasks and settings provide.
-
-Some docs describe a command a moment before it lands (the operator guide is written beside the
-Makefile change). Such a command is listed in ``pending.txt`` beside this module, one per line
-(``make lock``); it passes the check while it is missing, and ``tests/docs/test_docs.py`` fails as
-soon as it exists, so the line cannot outlive its reason.
 """
 
 from __future__ import annotations
@@ -19,13 +14,7 @@ from pathlib import Path
 from tests.docs.checker import VARIABLE, Project, glob_match
 
 ROOT = Path(__file__).resolve().parents[2]
-PENDING_FILE = Path(__file__).with_name("pending.txt")
 SKIP_DIRS = {".git", ".venv", "var", "staticfiles", "node_modules", "docs", "__pycache__", "vendor", "artifacts"}
-
-
-def pending_make_targets() -> set[str]:
-    lines = PENDING_FILE.read_text(encoding="utf-8").splitlines() if PENDING_FILE.exists() else []
-    return {line.split()[1] for line in lines if line.startswith("make ") and len(line.split()) == 2}
 
 
 @functools.cache
@@ -141,10 +130,9 @@ def packages() -> set[str]:
 
 
 def real_project() -> Project:
-    pending = pending_make_targets()
     return Project(
         root=ROOT,
-        make_target=lambda target: target in pending or make_target_exists(target),
+        make_target=make_target_exists,
         manage_options=manage_options,
         bench_modules={p.stem[len("bench_"):] for p in (ROOT / "bench").glob("bench_*.py")},
         module_exists=module_exists,

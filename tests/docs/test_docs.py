@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from tests.docs.checker import Block, check_file, shell_commands, simple_commands
-from tests.docs.project import ROOT, doc_files, make_target_exists, pending_make_targets, real_project
+from tests.docs.project import ROOT, doc_files, real_project
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +135,6 @@ def test_shell_blocks_split_into_commands():
     commands = list(shell_commands(block))
     assert commands == [(1, "make run PORT=9000"), (4, "A=$(make -n lint) && make test | tee x")]
     assert simple_commands(commands[1][1]) == [["A="], ["make", "-n", "lint"], ["make", "test"], ["tee", "x"]]
-
-
-def test_pending_commands_have_not_landed():
-    """A command documented ahead of its Makefile rule stays in pending.txt only until the rule exists."""
-    landed = sorted(t for t in pending_make_targets() if make_target_exists(t))
-    assert not landed, f"make {landed} exist now: remove them from tests/docs/pending.txt"
 
 
 def _api_docs_module():
