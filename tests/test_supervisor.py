@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conversations import services
-from conversations.models import Run, RunStatus
+from conversations.models import Message, Run, RunStatus
 from tests.conftest import ROOT, Proc, child_env, free_port, wait_for
 from tests.factories import SessionFactory
 
@@ -88,7 +88,9 @@ def test_killing_the_local_model_mid_answer_leaves_the_dashboard_up(stack, user)
 
     long = wait_for(lambda: _finished(long.pk), timeout=120, interval=0.2, message="the cut run to finish")
     assert long.status == RunStatus.FAILED
-    assert "local model" in long.error and "restarting" in long.error, long.error
+    assert long.error["type"] == "broken_stream", long.error
+    assert "local model is restarting" in long.error["message"], long.error
+    assert Message.objects.get(run=long, position=1).content.strip(), "the partial answer was lost"
     assert _answers(f"{stack['web']}/accounts/login/"), "the dashboard went down with its model"
 
     wait_for(lambda: _answers(f"{stack['model']}/models"), timeout=180, interval=0.5, message="the model's restart")

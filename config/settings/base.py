@@ -315,7 +315,7 @@ LOGGING = {
     "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
                                             "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO").upper()},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
         "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
