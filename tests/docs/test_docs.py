@@ -168,3 +168,18 @@ def test_every_page_is_reachable_from_the_readme():
                 todo.append((page.parent / target).resolve())
     orphans = sorted(str(p.relative_to(ROOT)) for p in doc_files() if p.resolve() not in seen)
     assert not orphans, f"pages no link leads to: {orphans}"
+
+
+def test_the_folder_map_lists_every_folder():
+    """README's folder map has one row per top-level folder git tracks, and names no other."""
+    import re
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Folder map", 1)[1].split("\n## ", 1)[0]
+    mapped = {name for row in section.splitlines() if row.startswith("| `")
+              for name in re.findall(r"`([\w.-]+)/`", row.split("|")[1])}
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {line.split("/", 1)[0] for line in tracked.splitlines() if "/" in line} - {".ci"}
+    missing, extra = sorted(folders - mapped), sorted(mapped - folders)
+    assert not missing and not extra, f"missing from the map: {missing}; no such folder: {extra}"
