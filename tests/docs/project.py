@@ -67,9 +67,15 @@ def repo_path_ok(path: str) -> bool:
 
 @functools.cache
 def celery_task_names() -> frozenset[str]:
+    """The registered Celery task names: every installed app's ``tasks`` module imported, then the app's
+    registry read (not ``import_default_modules``, whose Django fixup runs the system checks on the database)."""
+    from django.apps import apps
+
     from config.celery import app
 
-    app.loader.import_default_modules()
+    for config in apps.get_app_configs():
+        if module_exists(f"{config.name}.tasks"):
+            importlib.import_module(f"{config.name}.tasks")
     return frozenset(app.tasks.keys())
 
 

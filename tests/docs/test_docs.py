@@ -63,8 +63,8 @@ STALE = textwrap.dedent("""\
     ```
 
     Run `make also-missing`, call `PATCH /api/runs/{run_id}`, read `engine/no_such_module.py` and
-    `engine.execute.no_such_function`, set `ARBOR_NO_SUCH_SETTING`, follow [a link](missing.md) and
-    [an anchor](#no-such-heading).
+    `engine.execute.no_such_function`, the task `archive.no_such_task`, set `ARBOR_NO_SUCH_SETTING`,
+    follow [a link](missing.md) and [an anchor](#no-such-heading).
     """)
 
 FRESH = textwrap.dedent("""\
@@ -91,7 +91,7 @@ FRESH = textwrap.dedent("""\
     ```
 
     Run `make lint`, call `GET /api/runs/{run_id}`, read `engine/execute.py` and `bench/bench_<name>.py`
-    and `engine.context.build_context`, `audit.AuditLog`, set `ARBOR_MODEL`, follow
+    and `engine.context.build_context`, `audit.AuditLog`, the task `archive.import_job`, set `ARBOR_MODEL`, follow
     [this heading](#a-page-that-is-right).
     """)
 
@@ -114,6 +114,7 @@ def test_the_check_reports_each_stale_name(project, tmp_path):
         "no API operation PATCH /api/runs/{run_id}",
         "no file or folder `engine/no_such_module.py` in the repository",
         "`engine.execute.no_such_function`: no such module, attribute, model or task",
+        "`archive.no_such_task`: no such module, attribute, model or task",
         "variable ARBOR_NO_SUCH_SETTING: read nowhere in the code",
         "link `missing.md`: no such file",
         "Python example imports `memory.stores.NoSuchStore`: no such module or attribute",
