@@ -101,7 +101,7 @@ def test_a_file_whose_password_was_changed_behind_its_back_is_not_shown(var_dir)
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         self.send_response(302)
         self.send_header("Location", "/accounts/login/")
         self.end_headers()

@@ -8,7 +8,7 @@ import pytest
 from connections.local_model import smoke_prompt
 from conversations import services
 from conversations.models import Message, Run, RunStatus
-from conversations.streams import get_stream
+from streams.backends import get_stream
 from tests.conftest import wait_for
 from tests.factories import SessionFactory
 

@@ -17,14 +17,13 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
+from conversations.models import FINISHED_STATUSES, Message
 from core.dates import parse_day, within_days
 from core.errors import InvalidInput
 from core.fields import encryption_enabled
 from core.text import clean_text
 from memory import semantic
 from memory.semantic import SemanticSearchUnavailable
-
-from .models import FINISHED_STATUSES, Message
 
 SEARCHABLE_ROLES = ("user", "assistant")
 MODES = ("semantic", "keyword")
@@ -252,3 +251,8 @@ def keyword_search(*, user, query: str, top_k: int, filters: SearchFilters | Non
             qs = qs.filter(content__icontains=word)
         qs = qs.order_by("-id")
     return [SearchHit.of(m, getattr(m, "score", 1.0)) for m in qs[:top_k]]
+
+
+def branch_messages(run) -> list[Message]:
+    """Every message of the branch from the root to ``run``, in order (one query)."""
+    return list(Message.objects.on_path_to(run))

@@ -1,9 +1,9 @@
-"""Pages of the branch tools (issue 13): a session's branches page (labels, share links, pruned
+"""Pages of the branch tools: a session's branches page (labels, share links, pruned
 subtrees to undo), naming a run, the branch diff, prune and undo, share links and the shared branch
-itself (read-only, no login). URLs in :mod:`conversations.branch_urls` (namespace ``branches``).
+itself (read-only, no login). URLs in :mod:`branches.urls` (namespace ``branches``).
 
 Every view looks its objects up through :mod:`conversations.selectors` and
-:mod:`conversations.branches` (another user's session, run, label or share: the site's 404 page).
+:mod:`branches.selectors` (another user's session, run, label or share: the site's 404 page).
 Forms are plain POSTs that redirect (they work without JavaScript); a refused action comes back as
 a flash message.
 """
@@ -18,12 +18,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.models import Session
+from conversations.selectors import get_branch_run_for, get_session_for
+from conversations.selectors.paths import is_on_branch, newest_leaf_below
 from core.errors import ArborError, InvalidInput
 
-from . import branches
-from .browse import newest_leaf_below
-from .models import Run, Session
-from .selectors import get_branch_run_for, get_session_for
+from . import selectors, services
 
 
 def _chat_url(session: Session, run_id=None) -> str:
@@ -50,13 +50,13 @@ def branches_page(request: HttpRequest, session_id) -> HttpResponse:
     """The session's named branches (open, rename, delete, diff two of them), its share links
     (copy, revoke) and the subtrees pruned in the last ``ARBOR_UNDO_DELETE_SECONDS`` (undo)."""
     session = get_session_for(request.user, session_id)
-    shares = branches.shares_of(session)
+    shares = selectors.shares_of(session)
     for share in shares:
-        link = reverse("branches:shared", kwargs={"token": branches.share_token(share)})
+        link = reverse("branches:shared", kwargs={"token": selectors.share_token(share)})
         share.url = request.build_absolute_uri(link)
     context = {
-        "session": session, "labels": list(branches.labels_of(session)), "shares": shares,
-        "prunes": list(branches.undoable_prunes(session)), "expiry_days": branches.SHARE_EXPIRY_DAYS,
+        "session": session, "labels": list(selectors.labels_of(session)), "shares": shares,
+        "prunes": list(selectors.undoable_prunes(session)), "expiry_days": selectors.SHARE_EXPIRY_DAYS,
     }
     return render(request, "conversations/branches/page.html", context)
 
@@ -68,7 +68,7 @@ def label_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
     try:
-        label = branches.label_create(session=session, run=run, name=request.POST.get("name", ""))
+        label = services.label_create(session=session, run=run, name=request.POST.get("name", ""))
     except ArborError as exc:
         flash.error(request, exc.message)
         return _back(request, session, run.pk)
@@ -79,9 +79,9 @@ def label_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_POST
 def label_rename(request: HttpRequest, session_id, label_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    label = branches.get_label_for(request.user, session, label_id)
+    label = selectors.get_label_for(request.user, session, label_id)
     try:
-        branches.label_rename(label=label, name=request.POST.get("name", ""))
+        services.label_rename(label=label, name=request.POST.get("name", ""))
     except ArborError as exc:
         flash.error(request, exc.message)
     return _back(request, session, label.run_id, anchor="labels")
@@ -90,9 +90,9 @@ def label_rename(request: HttpRequest, session_id, label_id) -> HttpResponse:
 @require_POST
 def label_delete(request: HttpRequest, session_id, label_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    label = branches.get_label_for(request.user, session, label_id)
+    label = selectors.get_label_for(request.user, session, label_id)
     run_id = label.run_id
-    branches.label_delete(label=label)
+    services.label_delete(label=label)
     flash.info(request, f"Deleted the label “{label.name}” (the turns are untouched).")
     return _back(request, session, run_id, anchor="labels")
 
@@ -104,7 +104,7 @@ def _diff_choices(session: Session) -> list[tuple[str, str]]:
     choices = []
     if session.active_run_id:
         choices.append((str(session.active_run_id), "The branch shown in the chat"))
-    for label in branches.labels_of(session):
+    for label in selectors.labels_of(session):
         choices.append((str(label.run_id), f"{label.name} (turn {label.run.depth + 1})"))
     return choices
 
@@ -112,7 +112,7 @@ def _diff_choices(session: Session) -> list[tuple[str, str]]:
 @require_GET
 def diff_page(request: HttpRequest, session_id) -> HttpResponse:
     """``?a=<run_id>&b=<run_id>``: the branches ending at two runs of the session's tree side by
-    side from their common ancestor (:func:`conversations.branches.branch_diff`); without both, the
+    side from their common ancestor (:func:`conversations.selectors.branch_diff`); without both, the
     pickers only (the branch shown and the labels)."""
     session = get_session_for(request.user, session_id)
     a_id, b_id = request.GET.get("a", ""), request.GET.get("b", "")
@@ -120,11 +120,11 @@ def diff_page(request: HttpRequest, session_id) -> HttpResponse:
     if a_id and b_id:
         a = get_branch_run_for(request.user, session, a_id)
         b = get_branch_run_for(request.user, session, b_id)
-        context["result"] = branches.branch_diff(a, b)
+        context["result"] = selectors.branch_diff(a, b)
         values = {value for value, _ in context["choices"]}
         context["a_extra"] = a if str(a.pk) not in values else None
         context["b_extra"] = b if str(b.pk) not in values else None
-        labels = branches.labels_by_run(session)
+        labels = selectors.labels_by_run(session)
         context["a_labels"], context["b_labels"] = labels.get(a.pk, []), labels.get(b.pk, [])
     return render(request, "conversations/branches/diff.html", context)
 
@@ -137,7 +137,7 @@ def versions_diff(request: HttpRequest, session_id, run_id) -> HttpResponse:
     run = get_branch_run_for(request.user, session, run_id)
     other = get_branch_run_for(request.user, session, request.GET.get("other", ""))
     a = session.active_run if session.active_run_id else run
-    if not Run.objects.ancestor_of(a, inclusive=True).filter(pk=run.pk).exists():
+    if not is_on_branch(run, a):
         a = newest_leaf_below(session, run)
     b = newest_leaf_below(session, other)
     return redirect(reverse("branches:diff", kwargs={"session_id": session.pk}) + f"?a={a.pk}&b={b.pk}")
@@ -150,7 +150,7 @@ def prune(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
     try:
-        done = branches.prune_subtree(session=session, run=run)
+        done = services.prune_subtree(session=session, run=run)
     except ArborError as exc:
         flash.error(request, exc.message)
         return _back(request, session, run.pk)
@@ -163,9 +163,9 @@ def prune(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_POST
 def prune_undo(request: HttpRequest, session_id, prune_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    pruned = branches.get_prune_for(request.user, session, prune_id)
+    pruned = selectors.get_prune_for(request.user, session, prune_id)
     try:
-        branches.prune_undo(prune=pruned)
+        services.prune_undo(prune=pruned)
     except ArborError as exc:
         flash.error(request, exc.message)
         return _back(request, session, anchor="pruned")
@@ -191,7 +191,7 @@ def share_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
     try:
-        share = branches.share_create(session=session, run=run, expires_in_days=_expiry(request))
+        share = services.share_create(session=session, run=run, expires_in_days=_expiry(request))
     except ArborError as exc:
         flash.error(request, exc.message)
         return redirect(_chat_url(session, run.pk))
@@ -202,8 +202,8 @@ def share_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
 @require_POST
 def share_revoke(request: HttpRequest, session_id, share_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    share = branches.get_share_for(request.user, session, share_id)
-    branches.share_revoke(share=share)
+    share = selectors.get_share_for(request.user, session, share_id)
+    services.share_revoke(share=share)
     flash.info(request, "Revoked: that link now answers “not found”.")
     return redirect(_page_url(session, "shares"))
 
@@ -214,8 +214,8 @@ def shared_branch(request: HttpRequest, token: str) -> HttpResponse:
     """The shared branch, read-only, for anyone with the link (no login): the turns from the root
     to the shared run, user inputs and answers only. A wrong, revoked or expired token (or a
     deleted session, a pruned run) is the site's 404 page."""
-    share = branches.share_from_token(token)
-    context = {"share": share, "title": share.session.title, "turns": branches.shared_turns(share)}
+    share = selectors.share_from_token(token)
+    context = {"share": share, "title": share.session.title, "turns": selectors.shared_turns(share)}
     response = render(request, "conversations/branches/shared.html", context)
     response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links in answers
     response["X-Robots-Tag"] = "noindex, nofollow"

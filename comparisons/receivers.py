@@ -21,7 +21,6 @@ from .models import Mode, VariantRun
 
 log = logging.getLogger(__name__)
 
-ADVANCE_VARIANT = "comparisons.advance_variant"  # the registered name of comparisons.tasks.advance_variant
 
 
 @receiver(run_finished, dispatch_uid="comparisons.advance_replay")
@@ -36,8 +35,8 @@ def advance_replay(sender, run, status, **kwargs) -> None:
     if row is None or row["turn"] + 1 >= len(row["variant__comparison__prompts"]):
         return
     try:
-        queue.send(ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
-    except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
+        queue.send(queue.ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:  # the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
 
 

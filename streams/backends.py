@@ -9,7 +9,7 @@ Two backends, chosen by ``settings.ARBOR_STREAM_URL``:
 
 * ``redis://…`` — one Redis Stream per run (``XADD``/``XREAD BLOCK``): pushes, shared by every
   process, expires ``ARBOR_STREAM_RETENTION_SECONDS`` after the run ends.
-* ``db`` — rows of :class:`conversations.models.RunEvent`, polled every 25 ms: for the embedded
+* ``db`` — rows of :class:`streams.models.RunEvent`, polled every 25 ms: for the embedded
   single-machine set-up that has no Redis.
 """
 
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 
 import redis
@@ -31,9 +30,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Max
-from django.utils import timezone
 
-from .models import FINISHED_STATUSES, Run, RunEvent
+from .models import RunEvent
 
 TERMINAL = "done"
 
@@ -75,7 +73,7 @@ class RedisRunStream:
     buffer for its run (in order) and written before the run's next event once Redis answers
     again; the terminal event is retried for up to ``ARBOR_STREAM_PUBLISH_DEADLINE`` seconds. So a
     worker keeps generating through a Redis restart and its readers catch up (readers that lost
-    the stream with Redis get ``done`` from the database, see :mod:`conversations.sse`).
+    the stream with Redis get ``done`` from the database, see :mod:`streams.sse`).
     """
 
     holds_no_connection = True  # publishing needs no database connection
@@ -182,7 +180,7 @@ class RedisRunStream:
     def delete(self, run_id) -> None:
         self._sync.delete(self.key(run_id))
 
-    def prune(self, older_than_seconds: int) -> int:
+    def prune(self, finished_runs) -> int:
         return 0  # streams expire by themselves (EXPIRE after the terminal event)
 
 
@@ -232,12 +230,11 @@ class DatabaseRunStream:
     def delete(self, run_id) -> None:
         RunEvent.objects.filter(run_id=run_id).delete()
 
-    def prune(self, older_than_seconds: int) -> int:
-        """Delete the events of runs that finished more than ``older_than_seconds`` ago (Redis
-        expires its streams by itself). Returns the number of rows deleted."""
-        cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-        finished = Run.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=cutoff).values("pk")
-        deleted, _ = RunEvent.objects.filter(run_id__in=finished).delete()
+    def prune(self, finished_runs) -> int:
+        """Delete the events of ``finished_runs`` (run ids: a list, or a ``values("pk")`` QuerySet,
+        e.g. :func:`conversations.selectors.runs_finished_before`; Redis expires its streams by
+        itself). Returns the number of rows deleted."""
+        deleted, _ = RunEvent.objects.filter(run_id__in=finished_runs).delete()
         return deleted
 
 

@@ -2,8 +2,8 @@
 messages across the caller's sessions, by meaning (``semantic``) or by words (``keyword``), with
 filters, each hit linking to the branch it stands on; and read that branch.
 
-The parameters are read by :func:`conversations.search.parse_search` and the search is
-:func:`conversations.search.find`, exactly as the search page (:mod:`conversations.search_views`)
+The parameters are read by :func:`search.selectors.parse_search` and the search is
+:func:`search.selectors.find`, exactly as the search page (:mod:`search.views`)
 does. Other users' messages never appear; another user's session or run is 404.
 """
 
@@ -17,12 +17,11 @@ from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
+from conversations.selectors import get_run_for, get_session_for
 from core.api_kit import answers
 from core.errors import InvalidInput
 
-from . import search
-from .models import Message
-from .selectors import get_run_for, get_session_for
+from . import selectors as search
 
 router = Router(tags=["memory search"])
 
@@ -125,5 +124,5 @@ def get_branch(request, run_id: str):
         "url": request.build_absolute_uri(search.branch_url(run.pk)),
         "messages": [{"message_id": m.pk, "run_id": m.run_id, "position": m.position, "role": m.role,
                       "content": m.content, "name": m.name or "", "created_at": m.created_at}
-                     for m in Message.objects.on_path_to(run)],
+                     for m in search.branch_messages(run)],
     }

@@ -1,9 +1,9 @@
-"""URLs of memory search (:mod:`conversations.search_views`), mounted at ``memory/`` under the
+"""URLs of memory search (:mod:`search.views`), mounted at ``memory/`` under the
 namespace ``memory`` (``memory:search``, ``memory:branch``)."""
 
 from django.urls import path
 
-from . import search_views
+from . import views as search_views
 
 app_name = "memory"
 

@@ -33,6 +33,7 @@ from django.db.models import Max, Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
+from conversations.models import FINISHED_STATUSES, Message, Role, Run, RunStatus, Session
 from core.fields import encryption_enabled
 from memory.models import DEFAULT_MEMORY_ID
 from memory.semantic import rank_messages
@@ -46,8 +47,6 @@ from memory.stores.base import (
     check_roles,
 )
 from memory.stores.models import MemoryStoreSession
-
-from .models import FINISHED_STATUSES, Message, Role, Run, RunStatus, Session
 
 STORE_MODEL = "memory-store"
 

@@ -1,35 +1,25 @@
-"""A run's audit page for staff (served at ``/audit/runs/<run_id>/``, URL name ``audit:run``).
-
-Only active staff with ``conversations.view_run`` (superusers, the auditor group) may open it;
-anyone else gets 404, as for ids that do not exist. Opening another user's run is itself recorded
-(``staff.view``). The audit log export stays in :mod:`audit.views`.
-"""
+"""The reads of the run audit page: the run with its place in the tree, its step trace, and the
+exact request each model call sent (rebuilt and checked by :func:`conversations.context_spec.verify`)."""
 
 from __future__ import annotations
 
 import json
 
-from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import Http404
 
-from audit.access import require_staff_perm
-from audit.log import record
-from connections.selectors import endpoint_summary
+from conversations import context_spec as ctx
+from conversations.models import Run, Session, Step, StepKind
 from core.redact import mask_secrets
 
-from . import context as ctx
-from .models import Run, Session, Step, StepKind
 
-
-def _pretty(value) -> str:
+def pretty(value) -> str:
+    """``value`` as indented JSON with secrets masked (:func:`core.redact.mask_secrets`)."""
     return json.dumps(mask_secrets(value), cls=DjangoJSONEncoder, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def _exact_request(run: Run, step: Step) -> dict:
-    """What a model call sent, rebuilt and checked by :func:`conversations.context.verify`.
+    """What a model call sent, rebuilt and checked by :func:`conversations.context_spec.verify`.
 
     Returns ``{"body", "verified", "sha256", "error"}`` (plus ``"json"``, the pretty body, when
     rebuilt); ``body`` is the request (API keys masked) with the rebuilt ``messages``; ``verified``
@@ -46,11 +36,11 @@ def _exact_request(run: Run, step: Step) -> dict:
     if request.get("tools"):
         body["tools"] = request["tools"]
     exact["body"] = mask_secrets(body)
-    exact["json"] = _pretty(exact["body"])
+    exact["json"] = pretty(exact["body"])
     return exact
 
 
-def _step_tree(run: Run) -> list[dict]:
+def step_tree(run: Run) -> list[dict]:
     """The run's steps as nested nodes ``{"step", "children", "offset", "duration", "request", ...}``
     (offset: seconds after the run started), read in one query."""
     steps = list(run.steps.order_by("started_at", "id"))
@@ -62,9 +52,9 @@ def _step_tree(run: Run) -> list[dict]:
             "children": [],
             "offset": (step.started_at - start).total_seconds() if start else None,
             "duration": step.duration_seconds(),
-            "request_json": _pretty(step.request) if step.request else "",
-            "response_json": _pretty(step.response) if step.response else "",
-            "error_json": _pretty(step.error) if step.error else "",
+            "request_json": pretty(step.request) if step.request else "",
+            "response_json": pretty(step.response) if step.response else "",
+            "error_json": pretty(step.error) if step.error else "",
             "exact": _exact_request(run, step) if step.kind == StepKind.LLM_CALL else None,
         }
     roots = []
@@ -74,32 +64,27 @@ def _step_tree(run: Run) -> list[dict]:
     return roots
 
 
-@require_GET
-def run_audit(request: HttpRequest, run_id) -> HttpResponse:
-    """A run's audit page: place in the tree, the endpoint its model calls went to (connection, URL;
-    the key masked), the step trace with timings, exact requests, usage."""
-    require_staff_perm(request, "conversations.view_run")
+def get_run_for_audit(run_id) -> Run:
+    """The run with its session's owner, parent run, agent and connection; Http404 when there is none."""
     run = Run.objects.select_related("session__owner", "parent_run", "agent", "connection").filter(pk=run_id).first()
     if run is None:
         raise Http404("No such run.")
-    last_call = (run.steps.filter(kind=StepKind.LLM_CALL).order_by("-started_at", "-id")
-                 .values_list("request", flat=True).first())
-    context = {
-        **admin.site.each_context(request),
-        "title": f"Run {run.pk}",
-        "run": run,
-        "session": run.session,
+    return run
+
+
+def last_call_request(run: Run) -> dict | None:
+    """The stored request of the run's latest model call (None when it made none)."""
+    return (run.steps.filter(kind=StepKind.LLM_CALL).order_by("-started_at", "-id")
+            .values_list("request", flat=True).first())
+
+
+def tree_around(run: Run) -> dict:
+    """The run's place in the tree: ``path`` (root to run), ``siblings``, ``children``, ``forks``
+    (sessions forked from it) and ``messages_of_run`` (its messages in order)."""
+    return {
         "path": list(Run.objects.ancestor_of(run).order_by("depth").only("id", "depth", "status", "session_id")),
         "siblings": list(Run.objects.sibling_of(run, inclusive=False).order_by("created_at")),
         "children": list(Run.objects.children_of(run).order_by("created_at")),
         "forks": list(Session.objects.filter(forked_from_run=run).select_related("owner")),
         "messages_of_run": list(run.messages.order_by("position")),
-        "steps": _step_tree(run),
-        "params_json": _pretty(run.params),
-        "endpoint": endpoint_summary(run.connection, last_call),
-        "ttft": run.time_to_first_token_seconds(),
-        "latency": run.latency_seconds(),
     }
-    if run.session.owner_id != request.user.pk:
-        record("staff.view", target=run, details={"owner_id": run.session.owner_id, "page": "audit.run"})
-    return render(request, "conversations/run_audit.html", context)

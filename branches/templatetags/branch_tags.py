@@ -1,7 +1,7 @@
 """Template tags of the branch tools: ``{% load branch_tags %}``.
 
 - ``{% run_labels session run as labels %}``: the labels standing on ``run`` in ``session`` (one
-  query per page: :func:`conversations.branches.labels_by_run` keeps them on the session object).
+  query per page: :func:`branches.selectors.labels_by_run` keeps them on the session object).
 - ``{% session_labels session as labels %}``: all labels of a session's tree (the same query).
 - ``{% list_labels s as labels %}``: the labels of a session of the sessions list; the first call
   reads them for every session of the page (``page`` in the context) in one query.
@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from .. import branches
+from .. import selectors
 
 register = template.Library()
 
@@ -25,14 +25,14 @@ register = template.Library()
 def run_labels(session, run) -> list:
     if session is None or run is None:
         return []
-    return branches.labels_by_run(session).get(run.pk, [])
+    return selectors.labels_by_run(session).get(run.pk, [])
 
 
 @register.simple_tag
 def session_labels(session) -> list:
     if session is None:
         return []
-    return [label for labels in branches.labels_by_run(session).values() for label in labels]
+    return [label for labels in selectors.labels_by_run(session).values() for label in labels]
 
 
 @register.simple_tag(takes_context=True)
@@ -42,14 +42,14 @@ def list_labels(context, session) -> list:
     if rows is not None and any(s.pk == session.pk for s in rows):
         cached = getattr(page, "_branch_labels", None)
         if cached is None:
-            cached = page._branch_labels = branches.labels_of_sessions(list(rows))
+            cached = page._branch_labels = selectors.labels_of_sessions(list(rows))
         return cached.get(session.pk, [])
-    return branches.labels_of_sessions([session]).get(session.pk, [])
+    return selectors.labels_of_sessions([session]).get(session.pk, [])
 
 
 @register.simple_tag
 def undoable_prunes(session) -> list:
-    return list(branches.undoable_prunes(session)) if session is not None else []
+    return list(selectors.undoable_prunes(session)) if session is not None else []
 
 
 _MARKS = {"equal": "{}", "delete": '<del class="diff-del">{}</del>', "insert": '<ins class="diff-ins">{}</ins>'}

@@ -17,8 +17,8 @@ from django.db import connection
 from django.http import StreamingHttpResponse
 from django.utils.html import escape
 
-from .models import FINISHED_STATUSES, Run
-from .streams import TERMINAL, Event, db_call, get_stream
+from .backends import TERMINAL, Event, db_call, get_stream
+from .source import RunSource
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -40,38 +40,36 @@ def format_html(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.type}\n{data}\n"
 
 
-def _from_database(run_id) -> list[Event]:
-    run = Run.objects.get(pk=run_id)
-    answer = (run.messages.filter(position__gt=0, role="assistant").order_by("-position")
-              .values_list("content", flat=True).first())
+def _from_database(source: RunSource, run_id) -> list[Event]:
+    answer, done = source.ending(run_id)
     events = []
     if answer:
         events.append(Event("db-1", "delta", {"text": answer}))
-    events.append(Event("db-2", TERMINAL, {"status": run.status, "error": run.error, "usage": run.usage}))
+    events.append(Event("db-2", TERMINAL, done))
     return events
 
 
-def _run_state(run_id) -> tuple[str, bool]:
-    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
-    return status, get_stream().exists(run_id)
+def _run_state(source: RunSource, run_id) -> tuple[bool, bool | None]:
+    return source.finished(run_id), get_stream().exists(run_id)
 
 
-async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str]) -> AsyncIterator[str]:
+async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str],
+                     source: RunSource) -> AsyncIterator[str]:
     stream = get_stream()
     state = db_call(_run_state)
-    status, exists = await state(run_id)
-    if exists is not True and status in FINISHED_STATUSES:  # expired, or Redis is down: the database has it
+    finished, exists = await state(source, run_id)
+    if exists is not True and finished:  # expired, or Redis is down: the database has it
         if not (last_event_id or "").startswith("db-"):
-            for event in await db_call(_from_database)(run_id):
+            for event in await db_call(_from_database)(source, run_id):
                 yield fmt(event)
         return
     async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
         if event is None:
             # Silence. A finished run whose ``done`` is not in the stream (it expired, or Redis was
             # restarted and lost it) gets its end from the database.
-            status, exists = await state(run_id)
-            if status in FINISHED_STATUSES:
-                for late in await db_call(_from_database)(run_id):
+            finished, exists = await state(source, run_id)
+            if finished:
+                for late in await db_call(_from_database)(source, run_id):
                     if late.type == TERMINAL:
                         yield fmt(late)
                 return
@@ -82,18 +80,18 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
             return
 
 
-def sse_response(run_id, last_event_id: str | None, *, html: bool = False) -> StreamingHttpResponse:
+def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False) -> StreamingHttpResponse:
     """The streaming response for a run's events (JSON, or HTML fragments for htmx).
 
     Releases the view thread's database connection first: under ASGI, Django closes a request's
     connection only when the response has been sent, which for a stream is when the run is done,
     so every open stream would hold a connection (and exhaust the pool). The stream's own reads
-    borrow one per read (:func:`conversations.streams.db_call`).
+    borrow one per read (:func:`streams.backends.db_call`).
     """
     if not connection.in_atomic_block:  # a test client inside a test transaction keeps it
         connection.close()
     response = StreamingHttpResponse(
-        run_events(run_id, last_event_id, format_html if html else format_json),
+        run_events(run_id, last_event_id, format_html if html else format_json, source),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"

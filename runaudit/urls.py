@@ -3,8 +3,8 @@ namespace beside the audit app's own URLs (so it stays ``/audit/runs/<run_id>/``
 
 from django.urls import path
 
-from . import audit_views
+from . import views
 
 urlpatterns = [
-    path("runs/<uuid:run_id>/", audit_views.run_audit, name="run"),
+    path("runs/<uuid:run_id>/", views.run_audit, name="run"),
 ]

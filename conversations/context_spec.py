@@ -1,4 +1,4 @@
-"""Building the context a run sends to the model, and rebuilding it exactly later.
+"""The context spec of a model call: what a run's context was made of, and rebuilding it exactly later.
 
 The context of a run is the system prompt, the messages on the path from the root to the run's
 parent, and the run's own messages so far (its input, then any tool traffic). Nothing is copied per
@@ -130,7 +130,7 @@ def verify(run: Run, request: dict | None) -> dict:
         return {"messages": None, "sha256": None, "verified": None, "error": None}
     try:
         messages = rebuild(run, spec)
-    except Exception as exc:  # noqa: BLE001 - a stored spec may no longer rebuild: report it, never crash
+    except Exception as exc:  # a stored spec may no longer rebuild: report it, never crash
         return {"messages": None, "sha256": None, "verified": False, "error": f"{type(exc).__name__}: {exc}"}
     sha = digest(messages)
     expected = request.get("sha256")

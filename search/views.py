@@ -1,11 +1,11 @@
 """Pages of memory search: find past messages across the user's sessions, and read the branch a
 message stands on (with a button to continue the session from there). Mounted at ``memory/``
-under the URL namespace ``memory`` (:mod:`conversations.search_urls`).
+under the URL namespace ``memory`` (:mod:`search.urls`).
 
-Search modes: ``semantic`` (meaning, :func:`conversations.search.search_messages`) and ``keyword``
-(words, in the database: :func:`conversations.search.keyword_search`); the page and the JSON API
-(:mod:`conversations.search_api`) read their parameters with the same
-:func:`conversations.search.parse_search`. Keyword search cannot run
+Search modes: ``semantic`` (meaning, :func:`search.selectors.search_messages`) and ``keyword``
+(words, in the database: :func:`search.selectors.keyword_search`); the page and the JSON API
+(:mod:`search.api`) read their parameters with the same
+:func:`search.selectors.parse_search`. Keyword search cannot run
 while encryption at rest is on — the database only holds ciphertext — and semantic search may be
 off or missing its model; either way the page says so in words instead of failing.
 """
@@ -18,18 +18,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from conversations.selectors import get_run_for
 from core.errors import InvalidInput
 from core.fields import encryption_enabled
 
-from . import search
-from .models import Message
-from .selectors import get_run_for
+from . import selectors as search
 
 
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
     """``?q=words&mode=semantic|keyword&k=10`` and the filters ``session``, ``role``, ``since``,
-    ``until`` (:func:`conversations.search.parse_search`, as the API reads them): results with
+    ``until`` (:func:`search.selectors.parse_search`, as the API reads them): results with
     links to their branches (400 with a notice for a bad parameter)."""
     get = request.GET
     context = {"query": (get.get("q") or "").strip(), "mode": get.get("mode") or "semantic", "modes": search.MODES,
@@ -57,5 +56,5 @@ def branch(request: HttpRequest, run_id: UUID) -> HttpResponse:
     with an anchor ``#m-<id>``; "Continue from here" makes it the session's active branch.
     Another user's run is a NotFound (the site's 404 page)."""
     run = get_run_for(request.user, run_id)
-    messages = list(Message.objects.on_path_to(run))
+    messages = search.branch_messages(run)
     return render(request, "memory/branch.html", {"run": run, "session": run.session, "messages": messages})

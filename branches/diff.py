@@ -1,6 +1,6 @@
 """The branch diff, pure: two branches' turns aligned, word-level differences, per-branch totals.
 
-No database and no Django here: :func:`conversations.branches.branch_diff` reads the two paths and
+No database and no Django here: :func:`branches.selectors.branch_diff` reads the two paths and
 hands their turns (:class:`TurnText`) to :func:`diff_branches`.
 
 Algorithms (Python's :mod:`difflib`, Ratcliff/Obershelp "gestalt pattern matching"):

@@ -1,9 +1,9 @@
-"""URLs of the branch tools (:mod:`conversations.branch_views`), namespace ``branches``: a session's
+"""URLs of the branch tools (:mod:`branches.views`), namespace ``branches``: a session's
 branches page, labels, the diff, prune and undo, share links, and ``shared/<token>/`` (no login)."""
 
 from django.urls import path
 
-from . import branch_views as views
+from . import views
 
 app_name = "branches"
 

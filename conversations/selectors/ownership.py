@@ -8,22 +8,15 @@ own 404 (JSON for the API, HTML for pages).
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from core.errors import NotFound
+from core.ids import parse_id
 
-from .models import Run, Session
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"No {what} with id {value!r}.") from None
+from ..models import Run, Session
 
 
 def undo_cutoff() -> datetime:
@@ -34,7 +27,7 @@ def undo_cutoff() -> datetime:
 
 def get_session_for(user, session_id) -> Session:
     """A live (not deleted) session owned by ``user``; NotFound otherwise (also for a malformed id)."""
-    session = Session.objects.alive().filter(pk=_uuid(session_id, "session"), owner=user).first()
+    session = Session.objects.alive().filter(pk=parse_id(session_id, "session"), owner=user).first()
     if session is None:
         raise NotFound(f"No session with id {session_id}.")
     return session
@@ -42,7 +35,7 @@ def get_session_for(user, session_id) -> Session:
 
 def get_run_for(user, run_id) -> Run:
     """A run of one of ``user``'s sessions (a deleted source session's runs stay readable for forks)."""
-    run = Run.objects.select_related("session").filter(pk=_uuid(run_id, "run"), session__owner=user).first()
+    run = Run.objects.select_related("session").filter(pk=parse_id(run_id, "run"), session__owner=user).first()
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
@@ -69,3 +62,18 @@ def get_run_to_act_on(user, run_id, session_id=None) -> tuple[Session, Run]:
     run = get_run_for(user, run_id)
     session = get_session_for(user, session_id if session_id else run.session_id)
     return session, get_branch_run_for(user, session, run.pk)
+
+
+def recently_deleted(user, limit: int = 10) -> list[Session]:
+    """The user's sessions deleted within the undo time, newest delete first (at most ``limit``)."""
+    return list(Session.objects.owned_by(user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:limit])
+
+
+def get_restorable_session_for(user, session_id) -> Session | None:
+    """``user``'s session ``session_id`` when it was deleted within the undo time, else None."""
+    return Session.objects.owned_by(user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
+
+
+def sessions_of(user):
+    """``user``'s live sessions, most recently active first: a QuerySet (the API paginates it)."""
+    return Session.objects.alive().owned_by(user).order_by("-updated_at")
