@@ -24,12 +24,12 @@ def schema() -> dict:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
-    import django
+    import django  # here, not at the top: the script puts the project on sys.path first
     from django.apps import apps
 
     if not apps.ready:
         django.setup()
-    from config.api import api
+    from config.api import api  # only once Django is set up: it imports every app's models
 
     return api.get_openapi_schema()
 

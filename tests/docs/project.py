@@ -11,6 +11,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from django.apps import apps
+from django.core.management import get_commands, load_command_class
+
+from config.api import api
+from config.celery import app as celery_app
 from tests.docs.checker import VARIABLE, Project, glob_match
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +33,6 @@ def make_target_exists(target: str) -> bool:
 
 def manage_options(name: str) -> set[str] | None:
     """The option strings of management command ``name``, or None when ``manage.py help NAME`` would fail."""
-    from django.core.management import get_commands, load_command_class
-
     app = get_commands().get(name)
     if app is None:
         return None
@@ -47,8 +50,6 @@ def module_exists(name: str) -> bool:
 
 def api_routes() -> set[tuple[str, str]]:
     """``{(METHOD, path template)}`` of every operation in ``config.api``'s OpenAPI schema."""
-    from config.api import api
-
     schema = api.get_openapi_schema()
     return {(method.upper(), path) for path, operations in schema["paths"].items() for method in operations}
 
@@ -69,14 +70,10 @@ def repo_path_ok(path: str) -> bool:
 def celery_task_names() -> frozenset[str]:
     """The registered Celery task names: every installed app's ``tasks`` module imported, then the app's
     registry read (not ``import_default_modules``, whose Django fixup runs the system checks on the database)."""
-    from django.apps import apps
-
-    from config.celery import app
-
     for config in apps.get_app_configs():
         if module_exists(f"{config.name}.tasks"):
             importlib.import_module(f"{config.name}.tasks")
-    return frozenset(app.tasks.keys())
+    return frozenset(celery_app.tasks.keys())
 
 
 def dotted_ok(name: str) -> bool:
@@ -103,8 +100,6 @@ def _has_chain(obj, names: list[str]) -> bool:
 
 
 def _model_ok(parts: list[str]) -> bool:
-    from django.apps import apps
-
     if len(parts) not in (2, 3):
         return False
     try:

@@ -4,11 +4,13 @@ API routes, files, modules, models, tasks, settings and links (see :mod:`tests.d
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 import textwrap
 
 import pytest
 
-from tests.docs.checker import Block, check_file, shell_commands, simple_commands
+from tests.docs.checker import LINK, Block, check_file, shell_commands, simple_commands, split_markdown
 from tests.docs.project import ROOT, doc_files, real_project
 
 
@@ -26,8 +28,6 @@ def test_the_check_reads_many_pages_and_commands(project):
     """The check is not vacuous: it sees the pages and the commands they show."""
     pages = doc_files()
     assert len(pages) >= 20
-    from tests.docs.checker import split_markdown
-
     commands = [c for page in pages for block in split_markdown(page.read_text(encoding="utf-8"))[0]
                 if block.lang in {"console", "bash", "sh", "shell"} for c in shell_commands(block)]
     assert len(commands) >= 30
@@ -155,8 +155,6 @@ def test_api_reference_matches_the_schema():
 
 def test_every_page_is_reachable_from_the_readme():
     """Following the links from README.md reaches every page under docs/ (no orphan page)."""
-    from tests.docs.checker import LINK
-
     seen, todo = set(), [ROOT / "README.md"]
     while todo:
         page = todo.pop()
@@ -173,9 +171,6 @@ def test_every_page_is_reachable_from_the_readme():
 
 def test_the_folder_map_lists_every_folder():
     """README's folder map has one row per top-level folder git tracks, and names no other."""
-    import re
-    import subprocess
-
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Folder map", 1)[1].split("\n## ", 1)[0]
     mapped = {name for row in section.splitlines() if row.startswith("| `")
