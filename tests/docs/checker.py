@@ -17,9 +17,9 @@ line it stands on:
 * ``python`` blocks: the code compiles and what it imports from an app package exists;
 * inline repository paths (``engine/execute.py``, ``bench/bench_<name>.py``): tracked or ignored by git;
 * inline dotted names under an app package (``engine.context.build_context``, ``audit.AuditLog``,
-  ``conversations.execute_run``): an importable module and attribute, a model (and field), or a
+  ``engine.execute_run``): an importable module and attribute, a model (and field), a model permission, or a
   Celery task name;
-* ``ARBOR_*`` and ``DJANGO_*`` variables: read somewhere in the code, the Makefile or a Procfile;
+* ``ARBOR_*`` and ``DJANGO_*`` variables: read somewhere in the code, the Makefile or config files;
 * relative links and images: the file exists, and a ``#anchor`` into Markdown names a heading.
 
 What exists is asked of a :class:`Project`, so a test can point the same check at a synthetic page.
@@ -278,7 +278,7 @@ def check_span(span: str, project: Project) -> list[str]:
     if dotted and span.rsplit(".", 1)[-1] in FILE_SUFFIXES:  # a file name: conversations.json
         return []
     if dotted and first in project.packages and not project.dotted_ok(dotted.group(1)):
-        return [f"`{dotted.group(1)}`: no such module, attribute, model or task"]
+        return [f"`{dotted.group(1)}`: no such module, attribute, model, permission or task"]
     return []
 
 

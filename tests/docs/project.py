@@ -88,7 +88,7 @@ def dotted_ok(name: str) -> bool:
             if _has_chain(importlib.import_module(module), parts[i:]):
                 return True
             break
-    return _model_ok(parts) or name in celery_task_names()
+    return _model_ok(parts) or _permission_ok(parts) or name in celery_task_names()
 
 
 def _has_chain(obj, names: list[str]) -> bool:
@@ -107,6 +107,19 @@ def _model_ok(parts: list[str]) -> bool:
     except (LookupError, ValueError):
         return False
     return len(parts) == 2 or hasattr(model, parts[2])
+
+
+def _permission_ok(parts: list[str]) -> bool:
+    """``app_label.codename`` of a model permission (``connections.change_connection``), from the models'
+    Meta (default permissions and ``permissions``), as ``migrate`` creates them."""
+    if len(parts) != 2 or parts[0] not in {c.label for c in apps.get_app_configs()}:
+        return False
+    codenames = set()
+    for model in apps.get_app_config(parts[0]).get_models():
+        meta = model._meta
+        codenames |= {f"{action}_{meta.model_name}" for action in meta.default_permissions}
+        codenames |= {codename for codename, _ in meta.permissions}
+    return parts[1] in codenames
 
 
 def code_variables() -> set[str]:

@@ -63,7 +63,8 @@ STALE = textwrap.dedent("""\
     ```
 
     Run `make also-missing`, call `PATCH /api/runs/{run_id}`, read `engine/no_such_module.py` and
-    `engine.execute.no_such_function`, the task `archive.no_such_task`, set `ARBOR_NO_SUCH_SETTING`,
+    `engine.execute.no_such_function`, the task `archive.no_such_task`,
+    the permission `connections.fly_connection`, set `ARBOR_NO_SUCH_SETTING`,
     follow [a link](missing.md) and [an anchor](#no-such-heading).
     """)
 
@@ -91,7 +92,8 @@ FRESH = textwrap.dedent("""\
     ```
 
     Run `make lint`, call `GET /api/runs/{run_id}`, read `engine/execute.py` and `bench/bench_<name>.py`
-    and `engine.context.build_context`, `audit.AuditLog`, the task `archive.import_job`, set `ARBOR_MODEL`, follow
+    and `engine.context.build_context`, `audit.AuditLog`, the task `archive.import_job`,
+    the permission `connections.change_connection`, set `ARBOR_MODEL`, follow
     [this heading](#a-page-that-is-right).
     """)
 
@@ -113,8 +115,9 @@ def test_the_check_reports_each_stale_name(project, tmp_path):
         "`make also-missing`: no such target (make -n also-missing fails)",
         "no API operation PATCH /api/runs/{run_id}",
         "no file or folder `engine/no_such_module.py` in the repository",
-        "`engine.execute.no_such_function`: no such module, attribute, model or task",
-        "`archive.no_such_task`: no such module, attribute, model or task",
+        "`engine.execute.no_such_function`: no such module, attribute, model, permission or task",
+        "`archive.no_such_task`: no such module, attribute, model, permission or task",
+        "`connections.fly_connection`: no such module, attribute, model, permission or task",
         "variable ARBOR_NO_SUCH_SETTING: read nowhere in the code",
         "link `missing.md`: no such file",
         "Python example imports `memory.stores.NoSuchStore`: no such module or attribute",
