@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,8 +141,6 @@ The server's output is in {log}."""
 def smoke(*, log: Path, n_ctx: int = 8192, timeout: float = 300.0) -> int:
     """Start the server on a free port, ask one completion with :func:`smoke_prompt`, stop it.
     Returns 0 when it answered, 1 when it crashed or did not answer within ``timeout`` seconds."""
-    import socket  # only the smoke test binds a port
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -79,12 +79,13 @@ def test_a_failed_build_keeps_its_exit_status_and_shows_its_last_lines(tmp_path)
     assert lines[-1] == f">>> the whole output is in {log}"
 
 
-def test_the_makefile_builds_the_model_server_through_the_wrapper():
+def test_the_model_server_is_built_through_the_wrapper():
+    """make install-model runs scripts/build_llama.py, which runs pip wheel -v through with_progress.py."""
     makefile = (ROOT / "Makefile").read_text()
-    recipe = makefile.split("install-model: install", 1)[1].split("\n\n", 1)[0]
-    assert "scripts/with_progress.py" in recipe
-    assert "$(PIP) install -v -e '.[local-model]'" in recipe
-    assert "grep" not in recipe
+    recipe = makefile.split("$(VENV)/.installed-model:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/build_llama.py" in recipe and "--smoke" in recipe
+    build = (ROOT / "scripts" / "build_llama.py").read_text()
+    assert '"with_progress.py"' in build and '"wheel", "-v"' in build
 
 
 def with_progress():
