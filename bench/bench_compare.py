@@ -24,7 +24,7 @@ from comparisons import advance, selectors, services, views
 from comparisons.models import Comparison, Variant, VariantRun, Vote, VoteRank, config_fingerprint
 from comparisons.services import VariantSpec
 from conversations.models import Message, Role, Run, RunStatus, Session
-from tests.factories import build_chain
+from tests.support.factories import build_chain
 
 
 def _rows() -> int:
