@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from audit.models import AuditLog
 from memory.models import Agent
-from tests.factories import SessionFactory
+from tests.support.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from audit.models import AuditLog
 from conversations import services
 from engine.compaction import compaction_consider
 from memory.models import Agent, BranchSettings
-from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain, built_for, estimate_counter
+from tests.support.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent, Compaction, CompactionStatus
-from tests.conftest import wait_for
-from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain
+from tests.support.factories import SessionFactory
+from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
 from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
 
