@@ -87,6 +87,7 @@ def markdown_filter(text: str) -> str:
 ICONS = frozenset({
     "copy", "check", "edit", "regenerate", "continue", "fork", "compare", "trash", "menu", "sidebar", "close",
     "sun", "moon", "monitor", "chevron-left", "chevron-right", "stop", "send", "plus", "search", "tree", "more",
+    "chevron-down", "thumb-up", "thumb-down", "pin",
 })
 
 

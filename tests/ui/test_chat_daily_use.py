@@ -1,0 +1,224 @@
+"""The chat in daily use, in a real browser (Debian's Chromium via Playwright, Arbor under uvicorn,
+a real Celery worker and the scripted model server), each at 1280×800 and 390×844 in the light and
+dark themes: nothing ends under the sticky composer (after Stop, while streaming when the reader
+scrolled away: "Jump to latest"), the phone layout (a one-row composer, a one-line header with a
+details toggle, one row of turn controls), menus that open upwards near the bottom with their forms
+in view, and the keyboard (the composer is not focused on load, Escape leaves it, Shift+Escape comes
+back, new session and copy the last answer). Screenshots in tests/artifacts/daily-*.png.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from conversations.models import Run, RunStatus, Session
+from tests.conftest import wait_for
+from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.ui.conftest import login
+from tests.ui.test_chat_ux import AXE, DESKTOP, LONG, PHONE, axe, settle
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LOOKS = [(vp, theme) for vp in (DESKTOP, PHONE) for theme in ("light", "dark")]
+LONG_ANSWER = "\n\n".join(f"Paragraph {i}: " + "the river and the bridges and the old town " * 6 for i in range(8))
+
+
+def _name(viewport, theme) -> str:
+    return f"{viewport[0]}x{viewport[1]}-{theme}"
+
+
+def _gap_to_composer(page) -> float:
+    """How far the newest turn's bottom edge is below the composer's top edge (px; > 0: hidden)."""
+    return page.evaluate(
+        "() => { const t = [...document.querySelectorAll('#thread article.turn')].pop();"
+        " return t.getBoundingClientRect().bottom - document.querySelector('form.composer').getBoundingClientRect().top; }")
+
+
+def _serious(violations) -> list:
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def test_nothing_ends_under_the_composer_after_stop_or_while_streaming(new_page, asgi_server, celery_worker,
+                                                                      artifacts):
+    """A long answer streams and is stopped: "Stopped." and the turn's actions end above the
+    composer. A reader who scrolls up while an answer streams gets "Jump to latest", which brings the
+    newest turn's end into sight above the composer."""
+    user = UserFactory()
+    for viewport, theme in LOOKS:
+        session = SessionFactory(owner=user, title="Stop here")
+        build_chain(session, 3)
+        page = new_page(viewport, color_scheme=theme)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        page.fill("#id_input", "[[tokens:2000]] [[delay:0.02]]")
+        page.click(".composer button.send")
+        expect(page.locator(".streaming .stream-text")).to_contain_text("w150", timeout=LONG)
+        page.locator(".composer button.stop").click()
+        wait_for(lambda s=session: not Run.objects.filter(session=s, status__in=["queued", "running"]).exists(),
+                 timeout=LONG / 1000, message="the run to stop")
+        expect(page.locator(".streaming")).to_have_count(0, timeout=LONG)
+        expect(page.locator("article.turn").last.locator(".stopped-note")).to_be_visible()
+        settle(page)
+        page.wait_for_timeout(150)
+        gap = _gap_to_composer(page)
+        page.screenshot(path=str(artifacts / f"daily-stopped-{_name(viewport, theme)}.png"))
+        assert gap <= 1, (viewport, theme, gap)
+        expect(page.locator(".jump-latest")).to_be_hidden()
+
+        page.fill("#id_input", "[[tokens:3000]] [[delay:0.01]]")
+        page.keyboard.press("Enter")
+        expect(page.locator(".streaming .stream-text")).to_contain_text("w100", timeout=LONG)
+        page.mouse.wheel(0, -1500)  # the reader scrolls up while it streams
+        jump = page.locator(".jump-latest")
+        expect(jump).to_be_visible()
+        page.screenshot(path=str(artifacts / f"daily-jump-{_name(viewport, theme)}.png"))
+        jump.click()
+        page.wait_for_timeout(100)
+        assert _gap_to_composer(page) <= 1
+        page.locator(".composer button.stop").click()
+        expect(page.locator(".streaming")).to_have_count(0, timeout=LONG)
+        page.wait_for_timeout(150)
+        assert _gap_to_composer(page) <= 1
+        assert not page.problems, page.problems
+        page.context.close()
+
+
+def test_phone_layout_gives_the_screen_to_the_conversation(new_page, asgi_server, artifacts):
+    """At 390 px: the composer is one row (box, picker and Send side by side) that grows with the
+    text; the header is one line with a details toggle (views, export, counts, meter behind it);
+    a turn's controls share one row. At 1280 px the header shows everything."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="A rather long title for a session about planning a trip to Porto")
+    runs = build_chain(session, 2)
+    last = RunFactory(session=session, parent_run=runs[-1], turn=("question 2", "answer 2"), prompt_tokens=120,
+                      completion_tokens=80)  # a turn with a facts line under its actions
+    Session.objects.filter(pk=session.pk).update(active_run=last)
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme, bypass_csp=True)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        settle(page)
+        composer = page.locator("form.composer").bounding_box()
+        parts = [page.locator(sel).bounding_box() for sel in ("#id_input", "#id_agent", ".composer button.send")]
+        head = page.locator("header.session-head").bounding_box()
+        if viewport == PHONE:
+            assert composer["height"] <= 60, composer
+            tops = [p["y"] for p in parts]
+            bottoms = [p["y"] + p["height"] for p in parts]
+            assert max(tops) < min(bottoms), parts  # one row: the three overlap vertically
+            assert parts[0]["x"] < parts[1]["x"] < parts[2]["x"]
+            assert head["height"] <= 44, head
+            expect(page.locator("#branch-facts")).to_be_hidden()
+            expect(page.locator("nav.views")).to_be_hidden()
+            toggle = page.get_by_role("button", name="Session details")
+            expect(toggle).to_have_attribute("aria-expanded", "false")
+            turn = page.locator("article.turn").last
+            copy_message = turn.get_by_role("button", name="Copy message").bounding_box()
+            regenerate = turn.get_by_role("button", name="Regenerate").bounding_box()
+            assert abs(copy_message["y"] - regenerate["y"]) <= 2, (copy_message, regenerate)
+            page.screenshot(path=str(artifacts / f"daily-phone-{theme}.png"))
+            violations = axe(page)
+            assert not _serious(violations), violations
+            page.fill("#id_input", "one\ntwo\nthree\nfour")
+            assert page.locator("form.composer").bounding_box()["height"] > composer["height"] + 30  # it grows
+            page.fill("#id_input", "")
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            expect(page.locator("#branch-facts")).to_be_visible()
+            expect(page.locator("nav.views")).to_be_visible()
+            expect(page.locator("details.exports > summary")).to_be_visible()
+            page.screenshot(path=str(artifacts / f"daily-phone-details-{theme}.png"))
+        else:
+            expect(page.get_by_role("button", name="Session details")).to_be_hidden()
+            expect(page.locator("nav.views")).to_be_visible()
+            expect(page.locator("#branch-facts")).to_be_visible()
+            violations = axe(page)
+            assert not _serious(violations), violations
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport[0]
+        page.context.close()
+
+
+def test_the_last_turns_menu_opens_upwards_and_keeps_its_forms_in_view(new_page, asgi_server, artifacts):
+    """The newest turn's ⋯ menu opens above its button (not over the composer); with Label, Share and
+    Prune all open each form is in view above the composer, and the page grows no blank band."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="Menus")
+    build_chain(session, 4)
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme, bypass_csp=True)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        settle(page)
+        height = page.evaluate("document.documentElement.scrollHeight")
+        menu = page.locator("article.turn").last.locator("details.more-tools")
+        menu.locator("> summary").click()
+        body = menu.locator(".more-body")
+        expect(body).to_be_visible()
+        composer_top = page.locator("form.composer").bounding_box()["y"]
+        box = body.bounding_box()
+        assert box["y"] + box["height"] <= composer_top + 1, (box, composer_top)
+        assert box["y"] >= page.locator(".topbar").bounding_box()["height"] - 1, box
+        for tool in ("Label", "Share branch", "Prune…"):
+            menu.locator("details.branch-tool > summary", has_text=tool).click()
+            form = menu.locator("details.branch-tool[open] form").last
+            expect(form).to_be_in_viewport()
+            button = form.locator("button[type=submit]").bounding_box()
+            assert button["y"] + button["height"] <= page.locator("form.composer").bounding_box()["y"] + 1, tool
+        page.screenshot(path=str(artifacts / f"daily-menu-{_name(viewport, theme)}.png"))
+        assert page.evaluate("document.documentElement.scrollHeight") <= height + 1  # no blank band
+        violations = axe(page)
+        assert not _serious(violations), violations
+        page.keyboard.press("Escape")
+        page.context.close()
+
+
+def test_keyboard_composer_escape_and_shortcuts(new_page, asgi_server):
+    """On load the composer is not focused, so j moves to a turn; Shift+Escape goes to the composer,
+    Escape leaves it (and j/k work again); Ctrl+Shift+C copies the last answer, Ctrl+Shift+O opens a
+    new session."""
+    user = UserFactory()
+    session = SessionFactory(owner=user, title="Keys")
+    runs = build_chain(session, 4)
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme)
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        settle(page)
+        expect(page.locator("#id_input")).not_to_be_focused()
+        page.keyboard.press("j")  # the turn keys work at once
+        expect(page.locator("article.turn:focus")).to_have_count(1)
+        page.keyboard.press("Shift+Escape")
+        expect(page.locator("#id_input")).to_be_focused()
+        page.keyboard.type("kj")  # typed into the box, not used as keys
+        expect(page.locator("#id_input")).to_have_value("kj")
+        page.keyboard.press("Escape")
+        expect(page.locator("#id_input")).not_to_be_focused()
+        expect(page.locator(f"#turn-{runs[-1].pk}")).to_be_focused()
+        page.keyboard.press("k")
+        expect(page.locator(f"#turn-{runs[-2].pk}")).to_be_focused()
+        page.keyboard.press("Control+Shift+C")
+        expect(page.locator("#announcer")).to_contain_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == "answer 3"
+        before = Session.objects.filter(owner=user).count()
+        page.keyboard.press("Control+Shift+O")
+        old = f"{asgi_server}/s/{session.pk}/"
+        page.wait_for_url(lambda url, old=old: re.search(r"/s/[0-9a-f-]+/$", url) is not None and url != old)
+        assert Session.objects.filter(owner=user).count() == before + 1
+        assert not page.problems, page.problems
+        page.context.close()
+
+
+def test_failed_and_stopped_runs_show_no_token_counts(page, asgi_server):
+    user = UserFactory()
+    session = SessionFactory(owner=user)
+    runs = build_chain(session, 1)
+    RunFactory(session=session, parent_run=runs[0], status=RunStatus.FAILED, prompt_tokens=71, completion_tokens=0,
+               turn=("And then?", None))
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    expect(page.locator("article.turn").last).not_to_contain_text("tokens")
+    assert AXE.exists()
