@@ -34,7 +34,7 @@ from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from memory.models import Agent
 
-from . import browse, services, treemap
+from . import branches, browse, services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
 from .selectors import get_branch_run_for, get_session_for, undo_cutoff
 from .sse import sse_response
@@ -494,11 +494,16 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
-        "map": treemap.render_svg(skeleton, plan, facts) if plan is not None else None,
+        "map": treemap.render_svg(skeleton, plan, facts, _branch_names(session)) if plan is not None else None,
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
     return render(request, "conversations/tree.html", {**context, **_sidebar(request, session.pk)})
+
+
+def _branch_names(session: Session) -> dict:
+    """``{run id: the first branch label on it}`` for the tree map's node labels (one query)."""
+    return {run_id: labels[0].name for run_id, labels in branches.labels_by_run(session).items()}
 
 
 def _ids(request, name: str) -> list[str]:
@@ -514,5 +519,6 @@ def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
     :mod:`conversations.treemap`."""
     session = get_session_for(request.user, session_id)
     skeleton = browse.tree_skeleton(session)
-    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"))}
+    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"),
+                                                           names=_branch_names(session))}
     return render(request, "conversations/_treemap.html", context)
