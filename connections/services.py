@@ -195,10 +195,10 @@ def _record_health(connection: Connection, check: Probe) -> None:
 
 
 def connection_check(*, connection: Connection) -> Probe:
-    """Health check: ``GET /models`` once; reachability, latency and the answer are stored and returned."""
-    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
-    _record_health(connection, check)
-    return check
+    """Health check: ``GET /models`` once; reachability, latency and the answer are stored and
+    returned, and the models it lists are stored as :func:`connection_refresh_models` stores them,
+    so the connection's model count and the chat's picker agree with "N models listed"."""
+    return connection_refresh_models(connection=connection)
 
 
 def connection_refresh_models(*, connection: Connection) -> Probe:

@@ -222,3 +222,35 @@ def test_failed_and_stopped_runs_show_no_token_counts(page, asgi_server):
     page.goto(f"{asgi_server}/s/{session.pk}/")
     expect(page.locator("article.turn").last).not_to_contain_text("tokens")
     assert AXE.exists()
+
+
+def test_the_picker_agrees_with_connections_and_base_urls_do_not_wrap(new_page, asgi_server, llm_server):
+    """"Check" on the Default connection ("reachable · N models listed") stores those models: the
+    Models column says N and the chat's picker offers them. A base URL stays on one line."""
+    from connections.selectors import default_connection
+
+    user = UserFactory()
+    default = default_connection()
+    session = SessionFactory(owner=user)
+    build_chain(session, 1)
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme, bypass_csp=True)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/connections/")
+        row = page.locator(f"#connection-{default.pk}")
+        row.get_by_role("button", name="Check").click()
+        expect(row.locator(".health-message")).to_contain_text("listed")
+        listed = int(re.search(r"(\d+) models? listed", row.locator(".health-message").inner_text()).group(1))
+        page.reload()
+        expect(page.locator(f"#connection-{default.pk} td.num")).to_have_text(str(listed))
+        code = page.locator(f"#connection-{default.pk} td code")
+        box = code.bounding_box()
+        line = code.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 20")
+        assert box["height"] <= line * 1.5, (box, line)  # one line
+        violations = [v for v in axe(page) if v["impact"] in ("serious", "critical")]
+        assert not violations, violations
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        options = page.locator(f'#id_agent optgroup[label="{default.name}"] option')
+        expect(options).to_have_count(listed)
+        expect(options.first).to_contain_text("fake-model")
+        page.context.close()
