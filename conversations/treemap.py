@@ -20,8 +20,8 @@
 
 Node markup (what ``static/arbor/treemap.js`` reads): ``<circle class="n st-<status>[ on-path]
 [ active][ shared]" data-run-id="<run id>" data-l="<level>" data-d="<depth>" data-m="<model>"
-data-t="<input excerpt>" [data-v="<k>/<n>"] [data-b="<branch label>"]>``, in pre-order, so a node's parent is the last node
-before it one level up; a folded node is ``<circle class="n folded" data-run-id data-l
+data-t="<input excerpt>" [data-v="<k>/<n>"] [data-b="<branch label>"]>``, in pre-order, so a
+node's parent is the last node before it one level up; a folded node is ``<circle class="n folded" data-run-id data-l
 data-f="<runs>" data-k="<branches>" data-u="<run to unfold>">``. A collapsed stretch's label is
 ``<text class="cl" data-run-id="<run below it>" data-n="<runs>">``.
 """

@@ -307,13 +307,28 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
-                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))},
+                # uvicorn's access lines: none for static files; pages and the API at ARBOR_ACCESS_LOG_LEVEL
+                "access_lines": {"()": "core.logs.AccessLines", "skip": ["/" + STATIC_URL, "/favicon.ico"],
+                                 "level": env("ARBOR_ACCESS_LOG_LEVEL", default="INFO")}},
+    "formatters": {"access": {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+                              "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'}},
+    "handlers": {"console": {"class": "logging.StreamHandler"},
+                 "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
         "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
+        "uvicorn.access": {"handlers": ["access"], "filters": ["access_lines"], "propagate": False},
         **{name: {"filters": ["periodic_tasks_at_debug"]}
            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
     },
 }
+
+# Run streams (conversations/sse.py) iterate synchronously on purpose: each read borrows a database
+# connection in a thread (conversations/streams.py). Under ASGI Django then warns, on every
+# process's first stream, that it "must consume synchronous iterators": expected, not an error.
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators",
+                         category=Warning)

@@ -175,7 +175,7 @@
       copyText(code.innerText, b);
     } else {
       var source = document.querySelector(b.getAttribute("data-copy"));
-      if (source) { copyText(source.innerText, b); }
+      if (source) { copyText(source.matches("input, textarea") ? source.value : source.innerText, b); }
     }
   });
 
@@ -423,6 +423,16 @@
   });
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.target && event.target.dataset && event.target.dataset.follow === "1") { toBottom(); }
+  });
+
+  // A run's stream ends with a "done" event, then the server closes it. EventSource reports any
+  // close as an error (htmx logs it to the console and reconnects), so every stream is closed on
+  // "done" here: pages whose markup has no sse-close (a comparison's cells) end as quietly.
+  document.addEventListener("htmx:sseOpen", function (event) {
+    var source = event.detail && event.detail.source;
+    if (!source || source.arborClosesOnDone) { return; }
+    source.arborClosesOnDone = true;
+    source.addEventListener("done", function () { source.close(); });
   });
 
   // --- refused htmx requests (400/404/409/429): say why instead of doing nothing -------------

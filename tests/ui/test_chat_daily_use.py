@@ -34,7 +34,8 @@ def _gap_to_composer(page) -> float:
     """How far the newest turn's bottom edge is below the composer's top edge (px; > 0: hidden)."""
     return page.evaluate(
         "() => { const t = [...document.querySelectorAll('#thread article.turn')].pop();"
-        " return t.getBoundingClientRect().bottom - document.querySelector('form.composer').getBoundingClientRect().top; }")
+        " const c = document.querySelector('form.composer');"
+        " return t.getBoundingClientRect().bottom - c.getBoundingClientRect().top; }")
 
 
 def _serious(violations) -> list:

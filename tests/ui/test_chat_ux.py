@@ -344,9 +344,9 @@ def test_send_turns_into_stop_with_a_typing_indicator_and_an_honest_badge(page, 
 
 
 def test_focus_follows_each_action_and_is_announced(page, asgi_server, celery_worker):
-    """Load → nothing (Shift+Escape → composer); skip link → main; Edit → its box, then the new version; ‹ › → the arrow;
-    Regenerate → the new version; Continue from here → composer; copy a user message; a tree node →
-    its turn; a vote → the vote."""
+    """Load → nothing (Shift+Escape → composer); skip link → main; Edit → its box, then the new
+    version; ‹ › → the arrow; Regenerate → the new version; Continue from here → composer; copy a
+    user message; a tree node → its turn; a vote → the vote."""
     user = UserFactory()
     session = SessionFactory(owner=user, title="Focus")
     runs = build_chain(session, 2)
@@ -440,7 +440,7 @@ def test_sessions_sidebar_switches_renames_deletes_and_is_a_drawer_on_phones(new
     expect(page.locator("h1.session-title")).to_have_text("Middle thread")
     assert page.evaluate("document.getElementById('sessions').dataset.mark") == "kept"
     expect(page.locator(f"#srow-{middle.pk} .stitle")).to_have_attribute("aria-current", "page")
-    expect(page.locator(f"#srow-{middle.pk} .stitle")).to_be_focused()  # focus stays where the user was
+    expect(page.locator(f"#srow-{middle.pk} .stitle")).to_be_focused()  # focus stays where it was
     expect(page).to_have_title(re.compile("Middle thread"))
 
     page.fill("#side-q", "oldest")

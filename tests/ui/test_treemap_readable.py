@@ -10,10 +10,10 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations import branches
+from tests.factories import UserFactory
 from tests.ui.conftest import login
 from tests.ui.test_chat_ux import axe, settle
 from tests.ui.test_treemap_browser import _trip, node
-from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
