@@ -38,8 +38,8 @@ def _visit(url: str, user, run) -> None:
             client.get(path)
         page = client.get("/accounts/login/")
         token = page.cookies["csrftoken"]
-        client.post("/accounts/login/", data={"username": user.username, "password": "pw-123456",
-                                              "csrfmiddlewaretoken": token}, headers={"Referer": f"{url}/accounts/login/"})
+        client.post("/accounts/login/", headers={"Referer": f"{url}/accounts/login/"},
+                    data={"username": user.username, "password": "pw-123456", "csrfmiddlewaretoken": token})
         assert client.get("/").status_code == 200
         stream = client.get(f"/s/{run.session_id}/runs/{run.pk}/stream")
         assert stream.status_code == 200 and "done" in stream.text

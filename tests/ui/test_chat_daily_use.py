@@ -255,3 +255,81 @@ def test_the_picker_agrees_with_connections_and_base_urls_do_not_wrap(new_page, 
         expect(options).to_have_count(listed)
         expect(options.first).to_contain_text("fake-model")
         page.context.close()
+
+
+def test_the_small_things(new_page, asgi_server, celery_worker, artifacts):
+    """Import report without a CLI flag; a comparison's streams close without console errors; a
+    share link has Copy; a failed run reads as people speak ("refused the connection"), with no
+    token counts; an imported answer without a model says so; the diff picker lists each run once;
+    blockquotes look like quotes; the facts line ends its row; admin pages ask for no /favicon.ico."""
+    from archive.models import ImportJob
+    from comparisons import services as compare
+    from comparisons.services import VariantSpec
+    from conversations import branches
+    from tests.ui.test_chat_ux import _staff_user
+
+    user = _staff_user()
+    job = ImportJob.objects.create(owner=user, filename="conversations.json", status="succeeded", imported=0, skipped=1,
+                                   report={"imported": 0, "skipped": 1, "runs": 0, "messages": 0, "seconds": 0.1,
+                                           "format": "chatgpt", "skipped_items": [{
+                                               "where": "[0]", "source_id": "abc", "title": "Trip",
+                                               "reason": "already imported (session 1); import again with --again"}]})
+    session = SessionFactory(owner=user, title="Small things")
+    runs = build_chain(session, 2)
+    quoted = RunFactory(session=session, parent_run=runs[-1], model="unknown", prompt_tokens=12, completion_tokens=30,
+                        turn=("Quote it", "> A quoted line\n\nAnd a reply."))
+    failed = RunFactory(session=session, parent_run=quoted, status=RunStatus.FAILED, prompt_tokens=71,
+                        completion_tokens=0, error_message="Could not reach http://127.0.0.1:9/v1: "
+                                                           "[Errno 111] Connection refused.", turn=("Again?", None))
+    Session.objects.filter(pk=session.pk).update(active_run=failed)
+    branches.label_create(session=session, run=failed, name="shown and labelled")
+    share = branches.share_create(session=session, run=quoted)
+    comparison = compare.comparison_start(  # slow enough that the first page sees its cells stream
+        owner=user, session=session, branch_point=runs[0], blind=False, prompt="[[first_delay:3]] Which?",
+        variants=[VariantSpec(label="A"), VariantSpec(label="B")])
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme, bypass_csp=True)
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        warnings = []
+        page.on("console", lambda m, w=warnings: w.append(m.text) if m.type == "warning" else None)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/archive/jobs/{job.pk}/")
+        expect(page.locator("table.skipped")).to_contain_text("already imported")
+        expect(page.locator("main")).not_to_contain_text("with --again")
+        page.goto(f"{asgi_server}/compare/{comparison.pk}/")
+        expect(page.locator(".cell.done")).to_have_count(2, timeout=LONG)
+        page.wait_for_timeout(1500)  # a closed stream would be reported (and retried) by now
+        page.goto(f"{asgi_server}/s/{session.pk}/branches/")
+        copy = page.get_by_role("button", name="Copy the share link")
+        copy.click()
+        expect(page.locator("#announcer")).to_contain_text("Copied")
+        link = page.locator(f"#link-{share.pk}").input_value()
+        assert "/shared/" in link and page.evaluate("navigator.clipboard.readText()") == link
+        page.goto(f"{asgi_server}/s/{session.pk}/diff/")
+        values = page.locator("#id_a option").evaluate_all("os => os.map(o => o.value).filter(Boolean)")
+        assert len(values) == len(set(values)), values
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        settle(page)
+        last = page.locator(f"#turn-{failed.pk}")
+        expect(last.locator(".error")).to_contain_text("refused the connection")
+        expect(last).not_to_contain_text("Errno")
+        expect(last).not_to_contain_text("tokens")
+        quote_turn = page.locator(f"#turn-{quoted.pk}")
+        expect(quote_turn.locator(".msg.assistant .role")).to_contain_text("model not recorded")
+        expect(quote_turn.locator(".msg.assistant .role")).not_to_contain_text("unknown")
+        style = quote_turn.locator("blockquote").evaluate("e => [getComputedStyle(e).borderLeftWidth, "
+                                                            "getComputedStyle(e).borderLeftStyle]")
+        assert style[1] == "solid" and float(style[0].rstrip("px")) >= 2, style
+        if viewport == DESKTOP:
+            page.mouse.move(5, 300)  # the toolbars are hidden (no hover)
+            facts, row = (quote_turn.locator(sel).bounding_box() for sel in (".facts", ".turn-foot"))
+            assert abs((facts["x"] + facts["width"]) - (row["x"] + row["width"])) <= 2, (facts, row)
+        page.screenshot(path=str(artifacts / f"daily-small-{_name(viewport, theme)}.png"), full_page=True)
+        favicon = []
+        page.on("request", lambda r, f=favicon: f.append(r.url) if r.url.endswith("/favicon.ico") else None)
+        page.goto(f"{asgi_server}/admin/")
+        page.wait_for_timeout(300)
+        assert not favicon, favicon
+        assert not page.problems, page.problems
+        assert not warnings, warnings
+        page.context.close()
