@@ -23,9 +23,11 @@ import json
 from django.conf import settings
 from django.contrib import messages as flash
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
@@ -83,9 +85,35 @@ def _sidebar(request, current=None, query: str = "") -> dict:
     """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
     searches them as the list page does), whether there are more, and the current session's id."""
     sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    rows = list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:SIDEBAR_SESSIONS + 1])
-    return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
-            "current_id": current, "query": query}
+    order = ["-updated_at", "pk"]
+    if settings.ARBOR_CHAT_PINS:
+        order.insert(0, F("pinned_at").desc(nulls_last=True))
+    rows = list(sessions.order_by(*order).only("pk", "title", "updated_at", "pinned_at")[:SIDEBAR_SESSIONS + 1])
+    more, rows = len(rows) > SIDEBAR_SESSIONS, rows[:SIDEBAR_SESSIONS]
+    today = timezone.localdate()
+    for row in rows:
+        row.side_group = _side_group(row, today)
+    return {"side_sessions": rows, "side_more": more, "current_id": current, "query": query}
+
+
+def _side_group(session: Session, today) -> str:
+    """The sidebar's group of a session: Pinned, else by its last activity (Today, Yesterday,
+    Previous 7 days, Previous 30 days, the month and year) when ARBOR_CHAT_DATE_GROUPS is on."""
+    if session.pinned_at is not None and settings.ARBOR_CHAT_PINS:
+        return "Pinned"
+    if not settings.ARBOR_CHAT_DATE_GROUPS:
+        return ""
+    day = timezone.localtime(session.updated_at).date()
+    age = (today - day).days
+    if age <= 0:
+        return "Today"
+    if age == 1:
+        return "Yesterday"
+    if age < 7:
+        return "Previous 7 days"
+    if age < 30:
+        return "Previous 30 days"
+    return day.strftime("%B %Y")
 
 
 def _current_id(request):
@@ -433,6 +461,59 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
     return _thread_or_redirect(request, session)
 
 
+@require_POST
+@limit_run_creation
+def run_continue(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Continue generating an answer cut at its token limit (:func:`services.run_continue`)."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_CONTINUE:
+        raise Http404("Continue generating is turned off.")
+    try:
+        new = services.run_continue(run=run, session=session)
+    except ArborError as exc:
+        return _error(request, exc, session)
+    return _thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
+                               say=f"Continuing the answer of turn {run.depth + 1}.")
+
+
+_RATINGS = {"up": 1, "down": -1, "": None}
+
+
+@require_POST
+def run_rate(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Thumbs up or down on an answer (``rating`` up/down; empty clears it): the turn again."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_THUMBS:
+        raise Http404("Thumbs are turned off.")
+    choice = request.POST.get("rating", "")
+    if choice not in _RATINGS or run.session_id != session.pk:
+        return _error(request, InvalidInput("rating must be up, down or empty."), session)
+    services.run_rate(run=run, rating=_RATINGS[choice])
+    if not _is_partial(request):
+        return _thread_or_redirect(request, session, run.pk)
+    said = {1: "Marked as a good answer.", -1: "Marked as a bad answer.", None: "Rating cleared."}[run.rating]
+    response = _turn_response(request, session, run)
+    response["HX-Trigger-After-Settle"] = json.dumps({"arbor:after": {
+        "say": said, "focus": f"#turn-{run.pk} .rate[aria-pressed=true], #turn-{run.pk} .rate.{choice or 'up'}"}})
+    return response
+
+
+@require_POST
+def session_pin(request: HttpRequest, session_id) -> HttpResponse:
+    """Pin a session to the top of the sidebar (``pinned=1``) or unpin it: the sidebar's list again."""
+    session = get_session_for(request.user, session_id)
+    services.session_pin(session=session, pinned=request.POST.get("pinned") == "1")
+    if not _is_partial(request):
+        return redirect(request.POST.get("next") == "chat" and reverse(
+            "conversations:session_detail", kwargs={"session_id": session.pk}) or reverse("conversations:session_list"))
+    say = f"Pinned “{_title_of(session)}”." if session.pinned_at else f"Unpinned “{_title_of(session)}”."
+    side = _sidebar(request, _current_id(request))
+    return _after(render(request, "conversations/_sessions_sidebar.html#side_results", side),
+                  say=say, focus=f"#srow-{session.pk} .pin")
+
+
 @require_GET
 def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
@@ -449,7 +530,11 @@ _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED:
 def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = get_session_for(request.user, session_id)
-    run = _branch_run(request, session, run_id)
+    return _turn_response(request, session, _branch_run(request, session, run_id))
+
+
+def _turn_response(request, session: Session, run: Run) -> HttpResponse:
+    """``run``'s turn as the thread shows it, with the branch facts out of band when it is the active run."""
     turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
     browse.attach_siblings(session, [turn])
     browse.attach_compactions([turn])

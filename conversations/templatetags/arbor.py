@@ -203,3 +203,12 @@ def friendly_error(text) -> str:
             named = re.match(r"(Could not reach \S+?):? ", raw)
             return f"{named.group(1) if named else 'Could not reach the model'}: {meaning}"
     return raw
+
+
+@register.simple_tag
+def chat_feature(name: str) -> bool:
+    """Whether the chat habit ``name`` (continue, thumbs, pins, date_groups) is on: the setting
+    ``ARBOR_CHAT_<NAME>`` (config/settings/base.py)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, f"ARBOR_CHAT_{name.upper()}", False))

@@ -333,3 +333,68 @@ def test_the_small_things(new_page, asgi_server, celery_worker, artifacts):
         assert not page.problems, page.problems
         assert not warnings, warnings
         page.context.close()
+
+
+def test_habits_thumbs_continue_generating_pins_and_date_groups(new_page, asgi_server, celery_worker, artifacts):
+    """Thumbs up/down are stored on the run (and cleared by a second click); an answer cut at its
+    token limit offers "Continue generating", whose run continues it as the same turn; sessions
+    are grouped by date in the sidebar and a pinned one goes to the top under "Pinned"."""
+    from django.utils import timezone
+
+    user = UserFactory()
+    now = timezone.now()
+    ages = {"Old trip": 40, "Last week": 3, "Yesterday's bread": 1}
+    for title, days in ages.items():
+        s = SessionFactory(owner=user, title=title)
+        build_chain(s, 1)
+        Session.objects.filter(pk=s.pk).update(updated_at=now - timezone.timedelta(days=days))
+    session = SessionFactory(owner=user, title="Long answers")
+    runs = build_chain(session, 1)
+    cut = RunFactory(session=session, parent_run=runs[0], finish_reason="length", turn=("Tell me all", "It began"))
+    Session.objects.filter(pk=session.pk).update(active_run=cut, updated_at=now)
+    old = Session.objects.get(title="Old trip")
+    for viewport, theme in LOOKS:
+        page = new_page(viewport, color_scheme=theme, bypass_csp=True)
+        login(page, asgi_server, user)
+        page.goto(f"{asgi_server}/s/{session.pk}/")
+        settle(page)
+        first = page.locator(f"#turn-{runs[0].pk}")
+        first.hover()
+        first.get_by_role("button", name="Good answer").click()
+        expect(page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Good answer")).to_have_attribute(
+            "aria-pressed", "true")
+        wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating == 1, timeout=5, message="the thumbs up")
+        page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Bad answer").click()
+        wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating == -1, timeout=5, message="the thumbs down")
+        page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Bad answer").click()
+        wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating is None, timeout=5, message="cleared")
+
+        open_sidebar = viewport == PHONE
+        if open_sidebar:
+            page.locator(".drawer-toggle").click()
+            page.wait_for_timeout(250)
+        groups = page.locator("#sessions .side-group-title")
+        expect(groups).to_have_text(["Today", "Yesterday", "Previous 7 days", re.compile(r"\w+ \d{4}")])
+        page.locator(f"#srow-{old.pk}").hover()
+        pin = page.get_by_role("button", name="Pin “Old trip”")
+        pin.click()
+        expect(groups.first).to_have_text("Pinned")
+        expect(page.locator("#sessions .srow .stitle").first).to_have_text("Old trip")
+        expect(page.get_by_role("button", name="Pin “Old trip”")).to_have_attribute("aria-pressed", "true")
+        violations = [v for v in axe(page) if v["impact"] in ("serious", "critical")]
+        assert not violations, violations
+        page.screenshot(path=str(artifacts / f"daily-habits-{_name(viewport, theme)}.png"))
+        page.get_by_role("button", name="Pin “Old trip”").click()  # unpin for the next look
+        expect(groups.first).to_have_text("Today")
+        if open_sidebar:
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(250)
+        if (viewport, theme) == LOOKS[0]:
+            page.get_by_role("button", name="Continue generating").click()
+            expect(page.locator("article.turn").last.locator(".turn-no")).to_contain_text("continued", timeout=LONG)
+            expect(page.locator("article.turn").last.locator(".streaming")).to_have_count(0, timeout=LONG)
+            new = Run.objects.filter(parent_run=cut).get()
+            assert new.continues_answer and new.status == RunStatus.SUCCEEDED
+            expect(page.get_by_role("button", name="Continue generating")).to_have_count(0)
+        assert not page.problems, page.problems
+        page.context.close()
