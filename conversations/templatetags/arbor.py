@@ -11,6 +11,7 @@ import re
 
 import nh3
 from django import template
+from django.conf import settings
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
 from django.urls import reverse
@@ -209,6 +210,4 @@ def friendly_error(text) -> str:
 def chat_feature(name: str) -> bool:
     """Whether the chat habit ``name`` (continue, thumbs, pins, date_groups) is on: the setting
     ``ARBOR_CHAT_<NAME>`` (config/settings/base.py)."""
-    from django.conf import settings
-
     return bool(getattr(settings, f"ARBOR_CHAT_{name.upper()}", False))
