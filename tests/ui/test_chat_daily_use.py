@@ -131,6 +131,8 @@ def test_phone_layout_gives_the_screen_to_the_conversation(new_page, asgi_server
             expect(page.locator("#branch-facts")).to_be_visible()
             expect(page.locator("nav.views")).to_be_visible()
             expect(page.locator("details.exports > summary")).to_be_visible()
+            title = page.locator("#session-title").bounding_box()
+            assert abs(toggle.bounding_box()["y"] - title["y"]) < title["height"]  # on the title's line
             page.screenshot(path=str(artifacts / f"daily-phone-details-{theme}.png"))
         else:
             expect(page.get_by_role("button", name="Session details")).to_be_hidden()
@@ -169,6 +171,9 @@ def test_the_last_turns_menu_opens_upwards_and_keeps_its_forms_in_view(new_page,
             button = form.locator("button[type=submit]").bounding_box()
             assert button["y"] + button["height"] <= page.locator("form.composer").bounding_box()["y"] + 1, tool
         page.screenshot(path=str(artifacts / f"daily-menu-{_name(viewport, theme)}.png"))
+        if viewport == DESKTOP:  # the header's Export menu open too
+            page.locator("details.exports > summary").click()
+            expect(page.locator("details.exports ul")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollHeight") <= height + 1  # no blank band
         violations = axe(page)
         assert not _serious(violations), violations
@@ -306,8 +311,9 @@ def test_the_small_things(new_page, asgi_server, celery_worker, artifacts):
         link = page.locator(f"#link-{share.pk}").input_value()
         assert "/shared/" in link and page.evaluate("navigator.clipboard.readText()") == link
         page.goto(f"{asgi_server}/s/{session.pk}/diff/")
-        values = page.locator("#id_a option").evaluate_all("os => os.map(o => o.value).filter(Boolean)")
-        assert len(values) == len(set(values)), values
+        values = page.locator("#diff-a option").evaluate_all("os => os.map(o => o.value).filter(Boolean)")
+        assert values and len(values) == len(set(values)), values  # the shown run is labelled too: one entry
+        expect(page.locator("#diff-a option", has_text="shown and labelled")).to_contain_text("shown in the chat")
         page.goto(f"{asgi_server}/s/{session.pk}/")
         settle(page)
         last = page.locator(f"#turn-{failed.pk}")
