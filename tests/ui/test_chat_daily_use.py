@@ -18,7 +18,7 @@ from conversations.models import Run, RunStatus, Session
 from tests.conftest import wait_for
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 from tests.ui.conftest import login
-from tests.ui.test_chat_ux import AXE, DESKTOP, LONG, PHONE, axe, settle
+from tests.ui.test_chat_ux import DESKTOP, LONG, PHONE, axe, settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -222,12 +222,18 @@ def test_failed_and_stopped_runs_show_no_token_counts(page, asgi_server):
     user = UserFactory()
     session = SessionFactory(owner=user)
     runs = build_chain(session, 1)
-    RunFactory(session=session, parent_run=runs[0], status=RunStatus.FAILED, prompt_tokens=71, completion_tokens=0,
-               turn=("And then?", None))
+    failed = RunFactory(session=session, parent_run=runs[0], status=RunStatus.FAILED, prompt_tokens=71,
+                        completion_tokens=0, turn=("And then?", None))
+    stopped = RunFactory(session=session, parent_run=failed, status=RunStatus.CANCELLED, prompt_tokens=90,
+                         completion_tokens=12, turn=("Go on", "Partial"))
+    Session.objects.filter(pk=session.pk).update(active_run=stopped)
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
-    expect(page.locator("article.turn").last).not_to_contain_text("tokens")
-    assert AXE.exists()
+    expect(page.locator("article.turn")).to_have_count(3)
+    expect(page.locator(f"#turn-{stopped.pk} .stopped-note")).to_be_visible()
+    expect(page.locator(f"#turn-{failed.pk} .error")).to_be_visible()
+    for run in (failed, stopped):
+        expect(page.locator(f"#turn-{run.pk}")).not_to_contain_text("tokens")
 
 
 def test_the_picker_agrees_with_connections_and_base_urls_do_not_wrap(new_page, asgi_server, llm_server):
