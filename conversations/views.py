@@ -506,8 +506,10 @@ def session_pin(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     services.session_pin(session=session, pinned=request.POST.get("pinned") == "1")
     if not _is_partial(request):
-        return redirect(request.POST.get("next") == "chat" and reverse(
-            "conversations:session_detail", kwargs={"session_id": session.pk}) or reverse("conversations:session_list"))
+        current = _current_id(request)
+        if current is not None:
+            return redirect("conversations:session_detail", session_id=current)
+        return redirect("conversations:session_list")
     say = f"Pinned “{_title_of(session)}”." if session.pinned_at else f"Unpinned “{_title_of(session)}”."
     side = _sidebar(request, _current_id(request))
     return _after(render(request, "conversations/_sessions_sidebar.html#side_results", side),
