@@ -376,9 +376,12 @@ def test_habits_thumbs_continue_generating_pins_and_date_groups(new_page, asgi_s
         expect(page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Good answer")).to_have_attribute(
             "aria-pressed", "true")
         wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating == 1, timeout=5, message="the thumbs up")
-        page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Bad answer").click()
+        bad = page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Bad answer")
+        bad.click()
         wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating == -1, timeout=5, message="the thumbs down")
-        page.locator(f"#turn-{runs[0].pk}").get_by_role("button", name="Bad answer").click()
+        expect(bad).to_have_attribute("aria-pressed", "true")  # the turn came back: a second click clears
+        bad.click()
+        expect(bad).to_have_attribute("aria-pressed", "false")
         wait_for(lambda: Run.objects.get(pk=runs[0].pk).rating is None, timeout=5, message="cleared")
 
         open_sidebar = viewport == PHONE
