@@ -339,7 +339,7 @@ def start_comparison(request, payload: ComparisonIn):
 @paginate(Pages, page_size=20, max_page_size=MAX_PAGE_SIZE)
 def list_comparisons(request):
     """Your comparisons, newest first."""
-    return Comparison.objects.owned_by(request.auth).order_by("-created_at").prefetch_related("tags", "variants")
+    return selectors.comparisons_of(request.auth)
 
 
 @router.get("/comparisons/{comparison_id}", response=answers({200: ComparisonOut}, 404))

@@ -10,7 +10,6 @@ the model), only column letters in the shuffled column order.
 from __future__ import annotations
 
 import csv
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -24,20 +23,18 @@ from connections.selectors import cost_of, prices_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from core.dates import parse_day, within_days
 from core.errors import InvalidInput, NotFound
+from core.ids import parse_id
 from core.text import clean_text
 
 from . import stats
-from .models import COLUMN_LETTERS, Comparison, Variant, VariantRun, Vote, VoteChoice, VoteRank
+from .models import COLUMN_LETTERS, Comparison, Tag, Variant, VariantRun, Vote, VoteChoice, VoteRank
 
 # --- lookups ---------------------------------------------------------------------------------------
 
 def get_comparison_for(user, comparison_id) -> Comparison:
     """``user``'s comparison (session and branch point selected); NotFound for another user's, an
     unknown or a malformed id."""
-    try:
-        pk = uuid.UUID(str(comparison_id))
-    except ValueError:
-        raise NotFound(f"No comparison with id {comparison_id!r}.") from None
+    pk = parse_id(comparison_id, "comparison")
     comparison = (
         Comparison.objects.owned_by(user).select_related("session", "branch_point").filter(pk=pk).first()
     )
@@ -360,3 +357,40 @@ def write_results_csv(out, data: dict) -> None:
 
 def results_filename(ext: str) -> str:
     return f"arbor-comparison-results-{date.today().isoformat()}.{ext}"
+
+
+# --- the pages' lists ------------------------------------------------------------------------------
+
+def comparisons_of(user):
+    """``user``'s comparisons, newest first, tags and variants prefetched: a QuerySet."""
+    return Comparison.objects.owned_by(user).order_by("-created_at").prefetch_related("tags", "variants")
+
+
+def index_rows(user, limit: int = 100) -> list[dict]:
+    """The comparisons page: ``[{"comparison", "votes"}]`` of ``user``'s newest ``limit``
+    comparisons (session selected) with the number of votes cast on each (two queries)."""
+    comparisons = list(comparisons_of(user).select_related("session")[:limit])
+    voted = Counter(
+        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
+    )
+    return [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
+
+
+def tag_names(user):
+    """The names of ``user``'s tags: a QuerySet of strings."""
+    return Tag.objects.filter(owner=user).values_list("name", flat=True)
+
+
+def leaves_below(session, branch_point: Run, limit: int = 30) -> list[tuple[Run, str]]:
+    """``[(leaf, its input)]``: the leaves of the branches below ``branch_point`` in ``session``'s
+    tree, newest first (at most ``limit``; three queries)."""
+    below = session.visible_runs().filter(pk__in=Run.objects.descendant_of(branch_point).values("pk"))
+    leaves = below.exclude(pk__in=Run.objects.filter(parent_run__in=below).values("parent_run_id"))
+    leaves = list(leaves.order_by("-created_at")[:limit])
+    inputs = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
+    return [(leaf, inputs.get(leaf.pk) or "") for leaf in leaves]
+
+
+def opening_messages(run: Run) -> list[Message]:
+    """The run's input and its first answer (positions 0 and 1)."""
+    return list(run.messages.filter(position__in=(0, 1)).order_by("position"))

@@ -3,7 +3,7 @@ work for a worker is enqueued on commit (``conversations.services.run_start`` do
 
 Replay: a variant's turn *t+1* starts when its run for turn *t* has finished. The worker sends
 ``conversations.signals.run_finished`` after a run's final state is committed; our receiver
-(:mod:`comparisons.signals`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
+(:mod:`comparisons.receivers`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
 :func:`comparisons.advance.variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
 ``VariantRun`` for the turn means "already started", and the unique ``(variant, turn)``
 constraint backs that up, so a redelivered task or a duplicate signal never starts a turn twice.

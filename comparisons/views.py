@@ -13,8 +13,6 @@ its label, model, system prompt, agent, cost or database id. Columns are address
 
 from __future__ import annotations
 
-from collections import Counter
-
 from django.conf import settings
 from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -24,13 +22,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import pickable_models
-from conversations.models import ACTIVE_STATUSES, Message, Run
+from conversations.models import ACTIVE_STATUSES, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError
 
 from . import selectors, services, stats
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Tag, Vote, VoteChoice
+from .models import COLUMN_LETTERS, Comparison, Mode, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
@@ -133,14 +131,10 @@ def resume(request: HttpRequest, comparison_id) -> HttpResponse:
 
 def _source_choices(session, branch_point: Run) -> list[tuple[str, str]]:
     """Leaves of the branches below ``branch_point`` in this session (newest first, at most 30)."""
-    below = session.visible_runs().filter(pk__in=Run.objects.descendant_of(branch_point).values("pk"))
-    leaves = below.exclude(pk__in=Run.objects.filter(parent_run__in=below).values("parent_run_id"))
-    leaves = list(leaves.order_by("-created_at")[:30])
-    inputs = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
     choices = []
-    for leaf in leaves:
+    for leaf, input_text in selectors.leaves_below(session, branch_point):
         turns = leaf.depth - branch_point.depth
-        text = " ".join((inputs.get(leaf.pk) or "").split())[:60]
+        text = " ".join(input_text.split())[:60]
         choices.append((str(leaf.pk), f"{turns} turn{'s' if turns != 1 else ''}, ending “{text}”"))
     return choices
 
@@ -167,7 +161,7 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
 def _known_models(user) -> list[str]:
     """Model names to suggest: the models of the user's connections, those with a context window
     or a price, and the default model."""
-    listed = set(pickable_models(user).values_list("name", flat=True))
+    listed = {model.name for model in pickable_models(user)}
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
                   | {settings.ARBOR_MODEL} | listed)
 
@@ -198,7 +192,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
             initial["source_run"] = str(active)
         form = ComparisonForm(initial=initial, source_choices=choices)
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
-    bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
+    bp_messages = selectors.opening_messages(branch_point)
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
                "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
@@ -206,15 +200,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    comparisons = (
-        Comparison.objects.owned_by(request.user).select_related("session").prefetch_related("tags", "variants")
-        .order_by("-created_at")[:100]
-    )
-    voted = Counter(
-        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
-    )
-    rows = [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
-    return render(request, "comparisons/index.html", {"rows": rows})
+    return render(request, "comparisons/index.html", {"rows": selectors.index_rows(request.user)})
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -250,7 +236,7 @@ def results(request: HttpRequest) -> HttpResponse:
     except ArborError as exc:
         return HttpResponse(exc.message, status=exc.status)
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
-               "all_tags": Tag.objects.filter(owner=request.user).values_list("name", flat=True),
+               "all_tags": selectors.tag_names(request.user),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/results.html#table", context)

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
-from conversations.audit_urls import urlpatterns as run_audit_urls
+from runaudit.urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
     # Browsers and tools ask for /favicon.ico on pages that name no icon (a 404 line in the log otherwise).
@@ -18,10 +18,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
-    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
+    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page: runaudit
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
-    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
-    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
+    path("memory/", include("search.urls")),  # namespace "memory": memory search pages
+    path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]
