@@ -204,7 +204,7 @@ def test_another_users_map_is_404(client):
 
 def test_nodes_carry_their_branch_label(me, client):
     """A labelled run's node has ``data-b`` (the map writes it beside the turn number), escaped."""
-    from conversations import branches
+    from branches import services as branches
 
     session, runs, _ = _trip(me)
     branches.label_create(session=session, run=runs[-1], name='plan <b> & "more"')

@@ -274,9 +274,9 @@ def test_the_small_things(new_page, asgi_server, celery_worker, artifacts):
     token counts; an imported answer without a model says so; the diff picker lists each run once;
     blockquotes look like quotes; the facts line ends its row; admin pages ask for no /favicon.ico."""
     from archive.models import ImportJob
+    from branches import services as branches
     from comparisons import services as compare
     from comparisons.services import VariantSpec
-    from conversations import branches
     from tests.ui.test_chat_ux import _staff_user
 
     user = _staff_user()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from conversations import branches
+from branches import services as branches
 from tests.factories import UserFactory
 from tests.ui.conftest import login
 from tests.ui.test_chat_ux import axe, settle
