@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.processes import Proc, child_env, free_port
 from tests.support.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.processes import Proc, child_env, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

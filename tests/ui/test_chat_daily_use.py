@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Run, RunStatus, Session
-from tests.support.processes import wait_for
 from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 from tests.ui.test_chat_ux import DESKTOP, LONG, PHONE, axe, settle
 
