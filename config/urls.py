@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
+from memory.urls import chat_urlpatterns as memory_chat_urls
 from runaudit.urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
@@ -21,7 +22,9 @@ urlpatterns = [
     path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page: runaudit
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
+    path("agents/", include("memory.urls")),
     path("memory/", include("search.urls")),  # namespace "memory": memory search pages
+    path("memory/", include((memory_chat_urls, "chatmemory"))),  # namespace "chatmemory": pins and compaction controls
     path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

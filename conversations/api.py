@@ -95,12 +95,25 @@ class RunOut(Schema):
     error: ErrorOut | None
 
 
+class ContextPart(Schema):
+    index: int = Field(description="Position of the message in ``messages``.")
+    part: str = Field(description="system, summary, pin, history, tool, input or tail.")
+    tokens: int
+
+
 class ContextOut(Schema):
     model: str
     params: dict
     messages: list[dict]
     sha256: str
     verified: bool
+    context_tokens: int | None = Field(description="Tokens of the context as counted when it was built.")
+    usable_window: int | None = Field(description="Tokens: context window − reserved output.")
+    parts: list[ContextPart] | None = Field(description="Each message's part and tokens; null for calls recorded "
+                                                        "before parts were.")
+    totals: dict[str, int] | None = Field(description="Tokens per part (``primer``: the reply primer).")
+    not_seen: list[str] = Field(description="Plain sentences: what this turn's path holds that the model was not "
+                                            "sent (summarised, left out, other memory ids).")
 
 
 class TreeNode(Schema):
@@ -244,13 +257,10 @@ def get_run_context(request, run_id: str):
     step = runs.last_model_call(run)
     if step is None:
         raise HttpError(409, "This run has not called the model yet.")
-    checked = ctx.verify(run, step.request)
-    if checked["messages"] is None:
-        raise HttpError(500, f"This call's context could not be rebuilt: {checked['error'] or 'no stored spec'}.")
-    return {
-        "model": step.request.get("model", run.model), "params": step.request.get("params", {}),
-        "messages": checked["messages"], "sha256": checked["sha256"], "verified": bool(checked["verified"]),
-    }
+    saw = ctx.model_saw(run, step)
+    if saw["messages"] is None:
+        raise HttpError(500, f"This call's context could not be rebuilt: {saw['error'] or 'no stored spec'}.")
+    return saw
 
 
 EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`, `delta`, `restart` and `done` events",

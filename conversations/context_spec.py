@@ -30,6 +30,8 @@ class ContextSpec:
     (isolation between agents); the run's own messages are governed by ``own_upto`` alone.
     ``tail``: messages sent after everything else, stored literally (a nested agent's prompt).
     ``compaction``: id of the :class:`memory.models.Compaction` whose summary/replacements were used.
+    ``pinned``: ids of pinned messages on the path: always sent, verbatim, in path order, whatever
+    ``from_depth``, ``dropped``, ``replaced`` and ``memory_id`` say.
     """
 
     system: str | None
@@ -41,6 +43,7 @@ class ContextSpec:
     memory_id: str | None = None
     tail: list[dict] = field(default_factory=list)
     compaction: int | None = None
+    pinned: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The spec as JSON, fields at their default left out (``from_json`` puts them back): it is
@@ -88,10 +91,13 @@ def render(spec: ContextSpec, run: Run, messages: list[Message], memory_ids: dic
     out = render_prefix(spec)
     if spec.memory_id is not None and memory_ids is None:
         memory_ids = path_memory_ids(run)
-    dropped = set(spec.dropped)
+    dropped, pinned = set(spec.dropped), set(spec.pinned)
     for message in messages:
         own = message.run_id == run.pk
         if own and message.position >= spec.own_upto:
+            continue
+        if not own and message.pk in pinned:
+            out.append(message.as_openai())
             continue
         if not own and message.run.depth < spec.from_depth:
             continue
@@ -135,3 +141,32 @@ def verify(run: Run, request: dict | None) -> dict:
     sha = digest(messages)
     expected = request.get("sha256")
     return {"messages": messages, "sha256": sha, "verified": (sha == expected) if expected else None, "error": None}
+
+
+def model_saw(run: Run, step) -> dict:
+    """What one model call of ``run`` sent, for its owner (the API's ``GET /api/runs/{id}/context``
+    and the "What the model saw" page show exactly this).
+
+    Returns ``{"model", "params", "messages": list[dict], "sha256", "verified": bool, "error": str |
+    None, "context_tokens": int | None, "usable_window": int | None, "parts": [{"index", "part",
+    "tokens"}] | None, "totals": {part: tokens} | None, "not_seen": [sentence]}``. ``messages`` is
+    rebuilt from the stored spec and ``verified`` checks it against the SHA-256 stored when sent.
+    The parts (system, summary, pin, history, tool, input, tail) and the not-seen sentences are those
+    the engine recorded while building (``Step.request["context_parts"]``); calls recorded before
+    parts existed have ``parts`` None. ``messages`` is None (and ``error`` says why) when the spec no
+    longer rebuilds."""
+    request = step.request or {}
+    checked = verify(run, request)
+    stored = request.get("context_parts") or {}
+    rows = stored.get("messages")
+    messages = checked["messages"]
+    parts = None
+    if messages is not None and isinstance(rows, list) and len(rows) == len(messages):
+        parts = [{"index": i, "part": row["part"], "tokens": row["message_tokens"]} for i, row in enumerate(rows)]
+    return {
+        "model": request.get("model", run.model), "params": request.get("params", {}), "messages": messages,
+        "sha256": checked["sha256"], "verified": bool(checked["verified"]), "error": checked["error"],
+        "context_tokens": request.get("context_tokens"), "usable_window": request.get("usable_window"),
+        "parts": parts, "totals": stored.get("totals") if parts is not None else None,
+        "not_seen": list(stored.get("not_seen") or []),
+    }

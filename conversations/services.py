@@ -17,7 +17,8 @@ from core import queue
 from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
 from core.text import clean_text
-from memory.models import DEFAULT_MEMORY_ID
+from memory.models import DEFAULT_MEMORY_ID, BranchSettings
+from memory.selectors import branch_settings_for
 from streams.backends import TERMINAL, get_stream
 
 from .models import ACTIVE_STATUSES, MAX_LABELS, BranchLabel, Message, Role, Run, RunStatus, Session
@@ -193,8 +194,7 @@ def run_start(
     if session.is_deleted:
         raise Conflict("This session is deleted.")
     parent = _parent_for(session, parent)
-    if agent is None and session.default_agent_id is not None:
-        agent = session.default_agent
+    agent, run_params = _agent_and_params(session, parent, agent, params)
     now = timezone.now()
     run = Run.objects.create(
         session=session,
@@ -202,7 +202,7 @@ def run_start(
         depth=0 if parent is None else parent.depth + 1,
         status=RunStatus.QUEUED,
         model=((model or (agent.model if agent is not None else None)) or settings.ARBOR_MODEL)[:200],
-        params=_run_params(params, agent),
+        params=run_params,
         agent=agent,
         connection_id=_connection_id(connection, agent),
         memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
@@ -227,6 +227,24 @@ def _parent_for(session: Session, parent) -> Run | None:
         if parent.status in ACTIVE_STATUSES:
             raise Conflict("The parent run has not finished yet.")
     return parent
+
+
+def _agent_and_params(session: Session, parent: Run | None, agent, params: dict | None) -> tuple:
+    """``(agent, params)`` of a new run below ``parent``: the chat settings saved on ``parent`` or
+    above it (:func:`memory.selectors.branch_settings_for`) give the agent when none is given (then
+    the session's default agent) and the parameters under ``params``; the run records the settings'
+    system prompt, compaction and id (:meth:`memory.models.BranchSettings.run_params`). A
+    regenerate's copied ``params`` lose the keys the settings add, so the settings read now apply."""
+    branch = branch_settings_for(parent)  # the chat settings panel's, from the turn they were saved on
+    if agent is None and branch is not None and branch.agent_id is not None:
+        agent = branch.agent
+    if agent is None and session.default_agent_id is not None:
+        agent = session.default_agent
+    own = {k: v for k, v in (params or {}).items() if k not in BranchSettings.RUN_KEYS}  # a regenerate's copy
+    run_params = _run_params({**(branch.params if branch else {}), **own}, agent)
+    if branch is not None:
+        run_params = {**branch.run_params(), **run_params}
+    return agent, run_params
 
 
 def _connection_id(connection, agent) -> int | None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import seen_views, views
 
 app_name = "conversations"
 
@@ -26,4 +26,5 @@ urlpatterns = [
     path("s/<uuid:session_id>/runs/<uuid:run_id>/continue", views.run_continue, name="run_continue"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/rate", views.run_rate, name="run_rate"),
     path("s/<uuid:session_id>/pin", views.session_pin, name="session_pin"),
+    path("runs/<uuid:run_id>/context", seen_views.run_context, name="run_context"),
 ]

@@ -193,6 +193,7 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
         **turn.endpoint.describe(), "model": run.model, "params": turn.params, "stream": True,
         "context": built.spec.to_json(), "message_count": len(built.messages), "sha256": ctx.digest(built.messages),
         "context_tokens": built.tokens, "usable_window": built.budget.usable, "round": rounds,
+        "context_parts": built.parts(),
     }
     tool_args: dict = {}
     if turn.tools:

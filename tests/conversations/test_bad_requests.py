@@ -188,6 +188,16 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("get", "/api/agents/{agent_id}"): {404},
     ("patch", "/api/agents/{agent_id}"): {400, 403, 404, 413},
     ("delete", "/api/agents/{agent_id}"): {403, 404},
+    ("post", "/api/agents/{agent_id}/duplicate"): {400, 404},
+    ("get", "/api/runs/{run_id}/pins"): {404},
+    ("post", "/api/runs/{run_id}/pins"): {400, 404, 409, 413},
+    ("delete", "/api/pins/{pin_id}"): {404},
+    ("get", "/api/compactions/{compaction_id}"): {404},
+    ("post", "/api/compactions/{compaction_id}/summary"): {400, 404, 409, 413},
+    ("post", "/api/compactions/{compaction_id}/undo"): {404, 409},
+    ("post", "/api/runs/{run_id}/compact"): {400, 404, 409},
+    ("get", "/api/runs/{run_id}/settings"): {404},
+    ("put", "/api/runs/{run_id}/settings"): {400, 404, 413},
 }
 
 
