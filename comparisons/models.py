@@ -181,3 +181,87 @@ class VoteRank(models.Model):
 
     def __str__(self) -> str:
         return f"Rank {self.rank} of variant {self.variant_id}"
+
+
+# --- LLM judges ----------------------------------------------------------------------------------------
+
+class Rubric(models.Model):
+    """What a judge is asked to weigh, saved by a user (copied from a template or written anew).
+
+    ``scale_max``: 0 for a verdict only, else the judge also scores each answer from 1 to
+    ``scale_max``; ``pass_threshold``: a score at or above it passes (pass^k over repeats)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rubrics")
+    name = models.CharField(max_length=100)
+    text = models.TextField()
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="rubric_owner_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Judging(models.Model):
+    """An LLM judge's pass over a comparison: every pair of columns of every prompt, in both
+    orders. The judge's runs are root runs of ``session`` (one session per judging, owned by the
+    comparison's owner), so their contexts, tokens and errors are audited like any run. The rubric
+    is a snapshot (editing the rubric later changes nothing here)."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgings")
+    agent = models.ForeignKey("memory.Agent", null=True, on_delete=models.SET_NULL, related_name="+")
+    agent_name = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    rubric_name = models.CharField(max_length=100)
+    rubric_text = models.TextField()
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.rubric_name} by {self.agent_name}"
+
+
+class JudgeVerdict(models.TextChoices):
+    FIRST = "first", "the first answer shown is better"
+    SECOND = "second", "the second answer shown is better"
+    TIE = "tie", "tie"
+    BOTH_BAD = "both_bad", "both bad"
+
+
+class Judgement(models.Model):
+    """One judge call: prompt ``turn``, the answers of columns ``first`` then ``second`` (0-based
+    column indices, as shown), answered by ``run``. Filled from the run once it has finished:
+    ``verdict`` ("" until then or when the reply had no verdict line, see ``error``), the scores of
+    the first and second answer, the rationale, tokens and cost (USD, None without a price)."""
+
+    judging = models.ForeignKey(Judging, on_delete=models.CASCADE, related_name="judgements")
+    turn = models.PositiveSmallIntegerField()
+    first = models.PositiveSmallIntegerField()
+    second = models.PositiveSmallIntegerField()
+    run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="judgement")
+    verdict = models.CharField(max_length=16, choices=JudgeVerdict.choices, blank=True)
+    score_first = models.FloatField(null=True, blank=True)
+    score_second = models.FloatField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["judging", "turn", "first", "second"],
+                                               name="judgement_judging_turn_order")]
+        ordering = ["judging_id", "turn", "first", "second"]
+
+    def __str__(self) -> str:
+        return f"Turn {self.turn + 1}: {COLUMN_LETTERS[self.first]} then {COLUMN_LETTERS[self.second]}"

@@ -1,4 +1,4 @@
-"""Receivers: chain the replayed turns of a comparison's variants; export and import a session's
+"""Receivers: chain the replayed turns of a comparison's variants; record judge calls; export and import a session's
 comparisons with it in Arbor JSON (:mod:`comparisons.transfer`).
 
 ``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
@@ -17,11 +17,12 @@ from conversations.signals import run_finished, session_export, session_import
 from core import queue
 
 from . import transfer
-from .models import Mode, VariantRun
+from .models import Judgement, Mode, VariantRun
 
 log = logging.getLogger(__name__)
 
 ADVANCE_VARIANT = "comparisons.advance_variant"  # the registered name of comparisons.tasks.advance_variant
+RECORD_JUDGEMENT = "comparisons.record_judgement"  # comparisons.tasks.record_judgement
 
 
 @receiver(run_finished, dispatch_uid="comparisons.advance_replay")
@@ -39,6 +40,17 @@ def advance_replay(sender, run, status, **kwargs) -> None:
         queue.send(ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
     except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
+
+
+@receiver(run_finished, dispatch_uid="comparisons.record_judgement")
+def record_judgement(sender, run, status, **kwargs) -> None:
+    """When ``run`` is a judge call, enqueue reading its reply into the Judgement."""
+    if not Judgement.objects.filter(run_id=run.pk).exists():
+        return
+    try:
+        queue.send(RECORD_JUDGEMENT, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:  # noqa: BLE001 - the run is final either way; "Record" on the judging page recovers
+        log.exception("could not enqueue recording the judge run %s", run.pk)
 
 
 @receiver(session_export, dispatch_uid="comparisons.export")
