@@ -238,32 +238,40 @@ def _design(keys: list[str], games: Sequence[StyleGame], covariates: bool) -> tu
     return x, y
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, alpha: float, penalised: int) -> np.ndarray:
-    """Coefficients minimising ``Σ log(1 + e^{−s·xβ}) + alpha·Σ_{j<penalised} β_j²`` (s = ±1 from
-    ``y``), by scipy's L-BFGS-B with the exact gradient. No intercept (lmarena's design)."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, alpha: float, weights: np.ndarray | None = None,
+                 start: np.ndarray | None = None) -> np.ndarray:
+    """Coefficients minimising ``Σ w·log(1 + e^{−s·xβ}) + alpha·Σβ²`` (s = ±1 from ``y``, w the
+    row ``weights``, default 1), by scipy's trust-region Newton (``trust-exact``) with the exact
+    gradient and Hessian, from ``start`` (default 0). No intercept (lmarena's design). With
+    ``alpha`` 0 the strengths are identified up to a constant only; the differences are exact."""
     sign = 2 * y - 1
-    mask = np.zeros(x.shape[1])
-    mask[:penalised] = 1.0
+    w = np.ones(len(y)) if weights is None else weights
+    ridge = 2 * alpha + 1e-9  # the tiny term keeps the Hessian invertible along the constant
 
     def objective(beta: np.ndarray) -> tuple[float, np.ndarray]:
         margin = sign * (x @ beta)
-        value = float(np.logaddexp(0.0, -margin).sum()) + alpha * float((mask * beta) @ beta)
-        grad = -(x.T @ (sign * expit(-margin))) + 2 * alpha * mask * beta
-        return value, grad
+        value = float(w @ np.logaddexp(0.0, -margin)) + alpha * float(beta @ beta)
+        return value, -(x.T @ (w * sign * expit(-margin))) + 2 * alpha * beta
 
-    result = minimize(objective, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 500, "gtol": 1e-9, "ftol": 1e-14})
+    def hessian(beta: np.ndarray) -> np.ndarray:
+        p = expit(x @ beta)
+        return (x.T * (w * p * (1 - p))) @ x + ridge * np.identity(x.shape[1])
+
+    result = minimize(objective, np.zeros(x.shape[1]) if start is None else start, jac=True, hess=hessian,
+                      method="trust-exact", options={"gtol": 1e-8, "maxiter": 200})
     return result.x
 
 
 def style_bradley_terry(keys: list[str], games: Sequence[StyleGame], *, covariates: bool = True,
                         alpha: float = 0.1) -> dict:
-    """Bradley–Terry strengths with optional style covariates. Returns ``{"theta": {key: θ}
+    """Bradley–Terry strengths with optional style covariates; ``alpha`` is a ridge penalty on every
+    coefficient (as :data:`comparisons.stats.BT_ALPHA` on the strengths: a 1–0 record, or a
+    covariate that separates wins from losses, stays finite). Returns ``{"theta": {key: θ}
     (centred), "rating": {key: Elo}, "coefficients": [per covariate, per standard deviation]}``."""
     if not keys or not games:
         return {"theta": dict.fromkeys(keys, 0.0), "rating": dict.fromkeys(keys, ELO_BASE), "coefficients": []}
     x, y = _design(keys, games, covariates)
-    beta = fit_logistic(x, y, alpha=alpha, penalised=len(keys))
+    beta = fit_logistic(x, y, alpha=alpha)
     theta = beta[:len(keys)] - beta[:len(keys)].mean()
     return {"theta": {k: float(theta[i]) for i, k in enumerate(keys)},
             "rating": {k: ELO_BASE + ELO_SCALE * float(theta[i]) for i, k in enumerate(keys)},
@@ -274,15 +282,17 @@ def bootstrap_ratings(keys: list[str], games: Sequence[StyleGame], *, covariates
                       rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, confidence: float = CONFIDENCE,
                       alpha: float = 0.1) -> dict[str, tuple[float, float]]:
     """Percentile intervals of each key's Elo rating over ``rounds`` resamples of the games (with
-    replacement, ``numpy.random.default_rng(seed)``): key → (low, high)."""
+    replacement, as multinomial weights, ``numpy.random.default_rng(seed)``; each fit starts from
+    the full data's): key → (low, high)."""
     if not games or not keys:
         return {}
     rng = np.random.default_rng(seed)
     x, y = _design(keys, games, covariates)
+    full = fit_logistic(x, y, alpha=alpha)
     draws = np.empty((rounds, len(keys)))
     for r in range(rounds):
-        pick = rng.integers(0, len(games), len(games))
-        beta = fit_logistic(x[pick], y[pick], alpha=alpha, penalised=len(keys))
+        weights = np.bincount(rng.integers(0, len(games), len(games)), minlength=len(games)).astype(float)
+        beta = fit_logistic(x, y, alpha=alpha, weights=weights, start=full)
         theta = beta[:len(keys)] - beta[:len(keys)].mean()
         draws[r] = ELO_BASE + ELO_SCALE * theta
     tail = 100 * (1 - confidence) / 2

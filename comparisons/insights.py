@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
+from django.conf import settings
 from django.db.models import Max
 
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
@@ -22,7 +23,7 @@ from core.errors import NotFound
 
 from . import evaluation as ev
 from . import judges, stats
-from .models import Comparison, Judgement, JudgeVerdict, Judging, VariantRun, VoteChoice, VoteRank
+from .models import COLUMN_LETTERS, Comparison, Judgement, JudgeVerdict, Judging, VariantRun, VoteChoice, VoteRank
 
 PairKey = tuple[object, int, int, int]  # (comparison id, turn, column x, column y), x < y
 
@@ -59,6 +60,12 @@ def pair_verdict(pair: dict) -> tuple[str, bool]:
                           judges.in_columns(b.verdict, b.first, b.second))
 
 
+def verdict_text(verdict: str, x: int, y: int) -> str:
+    """A pair's verdict in words with column letters: "A better", "tie", "both bad" ("" if none)."""
+    return {"a": f"{COLUMN_LETTERS[x]} better", "b": f"{COLUMN_LETTERS[y]} better", "tie": "tie",
+            "both_bad": "both bad"}.get(verdict, "")
+
+
 def judging_state(judging: Judging) -> dict:
     """A judging as its page and the API show it: ``total`` and ``done`` judge calls, ``pairs``
     (per prompt and pair of columns: ``turn``, ``x``, ``y``, ``forward``/``backward`` Judgement,
@@ -71,7 +78,8 @@ def judging_state(judging: Judging) -> dict:
     for (turn, x, y), pair in sorted(_pairs_of(judgements).items()):
         verdict, flipped = pair_verdict(pair)
         pairs.append({"turn": turn, "x": x, "y": y, "forward": pair.get("forward"), "backward": pair.get("backward"),
-                      "verdict": verdict, "flipped": flipped})
+                      "verdict": verdict, "flipped": flipped, "columns": f"{COLUMN_LETTERS[x]} · {COLUMN_LETTERS[y]}",
+                      "verdict_text": verdict_text(verdict, x, y)})
     done = [j for j in judgements if j.recorded_at is not None]
     first = sum(1 for j in done if j.verdict == JudgeVerdict.FIRST)
     second = sum(1 for j in done if j.verdict == JudgeVerdict.SECOND)
@@ -166,7 +174,7 @@ def _load(comparisons, by: str) -> Loaded:
             "variant__comparison_id", "turn", "variant__position", "variant__config_key", "variant__label",
             "variant__config", "run_id"):
         group = key if by != "model" else (
-            f"{config.get('connection') or DEFAULT_CONNECTION_NAME} · {config.get('model') or ''}")
+            f"{config.get('connection') or DEFAULT_CONNECTION_NAME} · {config.get('model') or settings.ARBOR_MODEL}")
         cell = (comparison_id, turn, orders[comparison_id].index(position))
         keys[cell], runs[cell] = group, run_id
         names.setdefault(group, group if by == "model" else label)
@@ -270,6 +278,28 @@ def evaluation(comparisons, *, by: str = "configuration", rounds: int = ev.BOOTS
                                                     sum(j["second_wins"] for j in judged)),
                           "judge_flips": sum(1 for j in judged if j["flipped"]), "judge_pairs": len(judged)},
     }
+
+
+EVALUATION_FIELDS = ["people_rating", "people_games", "judge_rating", "judge_games", "both_rating", "both_games",
+                     "raw", "raw_low", "raw_high", "controlled", "controlled_low", "controlled_high"]
+
+
+def evaluation_columns(result: dict) -> dict:
+    """key → {field: value} of :data:`EVALUATION_FIELDS` from :func:`evaluation` (for the exports)."""
+    out: dict = defaultdict(lambda: dict.fromkeys(EVALUATION_FIELDS))
+    for row in result.get("sources", []):
+        out[row["key"]].update({k: row[k] for k in EVALUATION_FIELDS[:6]})
+    for row in result.get("style", []):
+        out[row["key"]].update({k: row[k] for k in EVALUATION_FIELDS[6:]})
+    return out
+
+
+def evaluation_json(result: dict) -> dict:
+    """The evaluation block of the JSON exports: agreement, per tag, counts, votes needed,
+    position bias (the per-configuration figures go into each configuration's object)."""
+    return {"agreement": result["agreement"], "by_tag": result["by_tag"], "counts": result["counts"],
+            "style_source": result["style_source"], "style_games": result["style_games"],
+            "votes_needed": result["votes_needed"], "position_bias": result["position_bias"]}
 
 
 def _two_columns(data: Loaded, pair: PairKey) -> bool:

@@ -26,7 +26,7 @@ from core.dates import parse_day, within_days
 from core.errors import InvalidInput, NotFound
 from core.text import clean_text
 
-from . import stats
+from . import insights, stats
 from .models import COLUMN_LETTERS, Comparison, Variant, VariantRun, Vote, VoteChoice, VoteRank
 
 # --- lookups ---------------------------------------------------------------------------------------
@@ -336,6 +336,7 @@ EXPORT_FIELDS = ["key", "label", "connection", "model", "labels", "votes", "game
 def results_json(filters: ResultFilters, data: dict) -> dict:
     """The JSON download of the results (page and API): the filters, counts, how the figures are
     computed and one object per configuration with :data:`EXPORT_FIELDS`, best rating first."""
+    extra = insights.evaluation_columns(data.get("evaluation", {}))
     return {
         "filters": filters.as_json(),
         "comparisons": data["comparisons"],
@@ -343,7 +344,8 @@ def results_json(filters: ResultFilters, data: dict) -> dict:
         "confidence": stats.CONFIDENCE,
         "win_rate": "wins / (wins + losses) over pairwise games; Wilson score interval",
         "rating": f"Bradley-Terry, penalised maximum likelihood (alpha={stats.BT_ALPHA}), on the Elo scale",
-        "configurations": [{k: r.as_dict()[k] for k in EXPORT_FIELDS} for r in data["results"]],
+        "configurations": [{**{k: r.as_dict()[k] for k in EXPORT_FIELDS}, **extra[r.key]} for r in data["results"]],
+        **({"evaluation": insights.evaluation_json(data["evaluation"])} if "evaluation" in data else {}),
     }
 
 
@@ -351,11 +353,13 @@ def write_results_csv(out, data: dict) -> None:
     """The CSV download of the results into ``out`` (a text file): a header of
     :data:`EXPORT_FIELDS`, then one row per configuration; ``labels`` joined by ``|``, None empty."""
     writer = csv.writer(out)
-    writer.writerow(EXPORT_FIELDS)
+    fields = EXPORT_FIELDS + (insights.EVALUATION_FIELDS if "evaluation" in data else [])
+    extra = insights.evaluation_columns(data.get("evaluation", {}))
+    writer.writerow(fields)
     for r in data["results"]:
-        row = r.as_dict()
+        row = {**r.as_dict(), **extra[r.key]}
         row["labels"] = "|".join(row["labels"])
-        writer.writerow(["" if row[f] is None else row[f] for f in EXPORT_FIELDS])
+        writer.writerow(["" if row[f] is None else row[f] for f in fields])
 
 
 def results_filename(ext: str) -> str:

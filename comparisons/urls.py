@@ -16,4 +16,7 @@ urlpatterns = [
     path("<uuid:comparison_id>/columns/<int:column>/open", views.open_branch, name="open_branch"),
     path("<uuid:comparison_id>/resume", views.resume, name="resume"),
     path("<uuid:comparison_id>/reveal", views.reveal, name="reveal"),
+    path("<uuid:comparison_id>/judge/", views.judge, name="judge"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/", views.judging_detail, name="judging"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/record", views.judging_record, name="judging_record"),
 ]

@@ -17,6 +17,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.contrib import messages as flash
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,11 +27,12 @@ from accounts.ratelimit import limit_run_creation
 from connections.selectors import pickable_models
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError
+from core.errors import ArborError, InvalidInput
+from memory.models import Agent
 
-from . import selectors, services, stats
+from . import insights, judges, judging, selectors, services, stats
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Tag, Vote, VoteChoice
+from .models import COLUMN_LETTERS, Comparison, Mode, Rubric, Tag, Vote, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
@@ -223,7 +225,10 @@ def _results(request) -> tuple[selectors.ResultFilters, dict]:
     """The filters of the query string and the results over them (InvalidInput for a bad filter)."""
     filters = selectors.result_filters(tag=request.GET.get("tag"), since=request.GET.get("since"),
                                        until=request.GET.get("until"), by=request.GET.get("by"))
-    return filters, selectors.compute_results(selectors.counted_comparisons(request.user, filters), by=filters.by)
+    comparisons = selectors.counted_comparisons(request.user, filters)
+    data = selectors.compute_results(comparisons, by=filters.by)
+    data["evaluation"] = insights.evaluation(comparisons, by=filters.by)
+    return filters, data
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:
@@ -278,3 +283,80 @@ def results_json(request: HttpRequest) -> HttpResponse:
     response = JsonResponse(selectors.results_json(filters, data), json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("json")}"'
     return response
+
+
+# --- LLM judges -------------------------------------------------------------------------------------
+
+def _judge_form_context(request, comparison: Comparison, values: dict, error: str = "") -> dict:
+    return {"comparison": comparison, "session": comparison.session, "values": values, "error": error,
+            "agents": Agent.objects.pickable_by(request.user), "templates": judges.RUBRIC_TEMPLATES,
+            "rubrics": Rubric.objects.filter(owner=request.user), "max_scale": judges.MAX_SCALE,
+            "judgings": comparison.judgings.all()}
+
+
+def _rubric_values(request) -> dict:
+    """The rubric fields to show: a template (``?template=``) or a saved rubric (``?rubric=``) to
+    copy and edit, else helpfulness."""
+    source = judges.RUBRIC_TEMPLATES.get(request.GET.get("template", ""), judges.RUBRIC_TEMPLATES["helpfulness"])
+    rubric = Rubric.objects.filter(owner=request.user, pk=request.GET.get("rubric") or 0).first() if (
+        request.GET.get("rubric", "").isdigit()) else None
+    if rubric is not None:
+        source = {"name": rubric.name, "text": rubric.text, "scale_max": rubric.scale_max,
+                  "pass_threshold": rubric.pass_threshold}
+    return {"rubric_name": source["name"], "rubric_text": source["text"], "scale_max": source["scale_max"],
+            "pass_threshold": source["pass_threshold"] or "", "agent": ""}
+
+
+@require_http_methods(["GET", "POST"])
+@limit_run_creation
+def judge(request: HttpRequest, comparison_id) -> HttpResponse:
+    """Choose a judge agent and a rubric (a template or a saved rubric to copy and edit) and start
+    judging every pair in both orders; optionally save the rubric as one's own."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    if request.method == "GET":
+        context = _judge_form_context(request, comparison, _rubric_values(request))
+        return render(request, "comparisons/judge.html", context)
+    values = {k: request.POST.get(k, "") for k in ("agent", "rubric_name", "rubric_text", "scale_max",
+                                                    "pass_threshold")}
+    try:
+        agent = Agent.objects.pickable_by(request.user).filter(pk=int(values["agent"] or 0)).first()
+        if agent is None:
+            raise InvalidInput("Choose the judge agent.")
+        with transaction.atomic():
+            if request.POST.get("save_rubric"):
+                judging.rubric_save(owner=request.user, name=values["rubric_name"], text=values["rubric_text"],
+                                    scale_max=values["scale_max"] or 0, pass_threshold=values["pass_threshold"])
+            started = judging.judging_start(
+                comparison=comparison, agent=agent, rubric_name=values["rubric_name"],
+                rubric_text=values["rubric_text"], scale_max=values["scale_max"] or 0,
+                pass_threshold=values["pass_threshold"])
+    except ValueError:
+        return render(request, "comparisons/judge.html",
+                      _judge_form_context(request, comparison, values, "Choose the judge agent."), status=400)
+    except ArborError as exc:
+        context = _judge_form_context(request, comparison, values, exc.message)
+        return render(request, "comparisons/judge.html", context, status=exc.status)
+    return redirect("comparisons:judging", comparison.pk, started.pk)
+
+
+@require_GET
+def judging_detail(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """A judging's progress (refreshed every second while calls are out; each call streams like
+    any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+    state = insights.judging_state(found)
+    context = {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
+               "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "comparisons/judging.html#progress", context)
+    return render(request, "comparisons/judging.html", context)
+
+
+@require_POST
+def judging_record(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """Record the finished judge calls whose recording was lost."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+    judging.judging_resume(judging=found)
+    return redirect("comparisons:judging", comparison.pk, found.pk)
