@@ -18,8 +18,9 @@ from .models import Variant, VariantRun
 log = logging.getLogger(__name__)
 
 
-def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
-    """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent``, answered by
+def start_turn(*, variant: Variant, turn: int, parent: Run | None) -> Run:
+    """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent`` (None: a root
+    run, the first turn of a suite case), answered by
     the variant's agent with its model, parameters and connection as the comparison recorded them;
     records the VariantRun. Returns the run.
 

@@ -29,9 +29,9 @@ from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import InvalidInput, NotFound
 from memory.models import Agent
 
-from . import insights, judges, judging, selectors, services
+from . import insights, judges, judging, selectors, services, suites
 from .forms import variant_spec
-from .models import COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Rubric, VoteChoice
+from .models import COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Rubric, Suite, VoteChoice
 
 router = Router(tags=["comparisons"])
 
@@ -138,7 +138,7 @@ class TotalOut(Schema):
 class ComparisonOut(Schema):
     id: uuid.UUID
     session_id: uuid.UUID
-    branch_point_run_id: uuid.UUID
+    branch_point_run_id: uuid.UUID | None = Field(description="null for a suite case (replayed from the start).")
     mode: str
     source_run_id: uuid.UUID | None
     blind: bool
@@ -599,3 +599,124 @@ def comparison_agreement(request, comparison_id: str):
     """The newest judging against your votes on this comparison: n, agreement, kappa (with its 95 %
     interval), the confusion table (judge rows × your columns: A, B, tie, both bad), sentence."""
     return insights.comparison_agreement(selectors.get_comparison_for(request.auth, comparison_id))
+
+
+# --- suites ------------------------------------------------------------------------------------------------
+
+class SuiteIn(Schema):
+    name: str = Field(description="1–100 characters, unique among your suites (ignoring case).")
+    leaf_run_ids: list[uuid.UUID] = Field(min_length=1, max_length=50,
+                                          description="The last run of each branch to keep (your runs).")
+    references: bool = Field(True, description="Keep the answers the branches had as reference answers.")
+
+
+class SuiteCaseOut(Schema):
+    position: int
+    title: str
+    prompts: list[str]
+    references: list[str]
+
+
+class ChallengerOut(Schema):
+    agent: dict
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float | None
+    ci_low: float | None = Field(description="Wilson 95 %.")
+    ci_high: float | None
+    rating: float = Field(description="Elo points against the baseline (Bradley–Terry of the two).")
+
+
+class SuiteRunOut(Schema):
+    id: int
+    created_at: datetime
+    agents: list[dict] = Field(description="id, name, model; the baseline first.")
+    judge_id: int | None
+    rubric_name: str
+    comparison_ids: list[uuid.UUID] = Field(description="One comparison per case: vote there.")
+    challengers: list[ChallengerOut]
+
+
+class SuiteOut(Schema):
+    id: int
+    name: str
+    created_at: datetime
+    cases: list[SuiteCaseOut]
+    runs: list[SuiteRunOut]
+    trend: str = Field(description="Whether the newest run differs from the first (Fisher's exact test).")
+
+
+class SuiteRunIn(Schema):
+    agent_ids: list[int] = Field(min_length=2, max_length=4, description="The baseline first.")
+    blind: bool = True
+    judge: JudgingIn | None = Field(None, description="Judge every case once its answers are in "
+                                                      "(agent_id and the rubric as for a judging).")
+
+
+def _suite_for(user, suite_id: int):
+    suite = Suite.objects.filter(owner=user, pk=suite_id).first()
+    if suite is None:
+        raise NotFound("No such suite.")
+    return suite
+
+
+def suite_out(suite) -> dict:
+    rows = insights.suite_runs(suite)
+    ids: dict = {}
+    for pk, run_id in Comparison.objects.filter(suite_run__suite=suite).order_by("suite_case__position").values_list(
+            "pk", "suite_run_id"):
+        ids.setdefault(run_id, []).append(pk)
+    return {
+        "id": suite.pk, "name": suite.name, "created_at": suite.created_at,
+        "cases": [{"position": c.position, "title": c.title, "prompts": c.prompts, "references": c.references}
+                  for c in suite.cases.all()],
+        "runs": [{"id": r["run"].pk, "created_at": r["run"].created_at, "agents": r["agents"],
+                  "judge_id": r["run"].judge_id, "rubric_name": r["run"].rubric_name,
+                  "comparison_ids": ids.get(r["run"].pk, []), "challengers": r["challengers"]} for r in rows],
+        "trend": insights.trend(rows)["sentence"],
+    }
+
+
+@router.get("/suites", response=answers({200: list[SuiteOut]}))
+def list_suites(request):
+    """Your suites with their cases, runs and trend."""
+    return [suite_out(s) for s in Suite.objects.filter(owner=request.auth)]
+
+
+@router.post("/suites", response=answers({201: SuiteOut}, *BODY, 404))
+def create_suite(request, payload: SuiteIn):
+    """Save branches as a suite: per branch its user turns (and answers as references). 404: a run
+    is not yours; 400: no name, a name you already use, a branch without user turns."""
+    leaves = [get_run_for(request.auth, pk) for pk in payload.leaf_run_ids]
+    return Status(201, suite_out(suites.suite_save(owner=request.auth, name=payload.name, leaves=leaves,
+                                                   references=payload.references)))
+
+
+@router.get("/suites/{suite_id}", response=answers({200: SuiteOut}, 404))
+def get_suite(request, suite_id: int):
+    return suite_out(_suite_for(request.auth, suite_id))
+
+
+@router.post("/suites/{suite_id}/runs", response=answers({201: SuiteOut}, *BODY, 404, 409, 429))
+@limit_run_creation
+def run_suite(request, suite_id: int, payload: SuiteRunIn):
+    """Run the suite on 2–4 agents (the first the baseline): one comparison per case, replayed on
+    each; with ``judge``, every case is judged once its answers are in. Nothing is written on an
+    error."""
+    user = request.auth
+    suite = _suite_for(user, suite_id)
+    agents = []
+    for pk in payload.agent_ids:
+        agent = Agent.objects.filter(pk=pk).first()
+        if agent is None or agent.owner_id not in (None, user.pk):
+            raise NotFound("No such agent.")
+        agents.append(agent)
+    judge, rubric = None, {}
+    if payload.judge is not None:
+        judge = Agent.objects.filter(pk=payload.judge.agent_id).first()
+        if judge is None or judge.owner_id not in (None, user.pk):
+            raise NotFound("No such agent.")
+        rubric = _judging_rubric(user, payload.judge)
+    suites.suite_run_start(suite=suite, agents=agents, blind=payload.blind, judge=judge, **rubric)
+    return Status(201, suite_out(suite))

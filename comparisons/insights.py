@@ -16,6 +16,7 @@ from itertools import combinations
 
 from django.conf import settings
 from django.db.models import Max
+from scipy.stats import fisher_exact
 
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
 from conversations.models import Message, Role
@@ -23,7 +24,17 @@ from core.errors import NotFound
 
 from . import evaluation as ev
 from . import judges, stats
-from .models import COLUMN_LETTERS, Comparison, Judgement, JudgeVerdict, Judging, VariantRun, VoteChoice, VoteRank
+from .models import (
+    COLUMN_LETTERS,
+    Comparison,
+    Judgement,
+    JudgeVerdict,
+    Judging,
+    SuiteRun,
+    VariantRun,
+    VoteChoice,
+    VoteRank,
+)
 
 PairKey = tuple[object, int, int, int]  # (comparison id, turn, column x, column y), x < y
 
@@ -304,3 +315,92 @@ def evaluation_json(result: dict) -> dict:
 
 def _two_columns(data: Loaded, pair: PairKey) -> bool:
     return (pair[0], pair[1], 2) not in data.keys
+
+
+# --- suites -------------------------------------------------------------------------------------------------
+
+def _by_position(comparison_ids) -> dict:
+    """Per suite case comparison: pair verdicts as (baseline position 0) vs (position p): list of
+    "win"/"loss"/"tie"/"both_bad" for position p against the baseline, people's vote first, else
+    the judge's combined verdict. Returns {comparison id: {p: [outcomes]}}."""
+    orders = dict(Comparison.objects.filter(pk__in=comparison_ids).values_list("pk", "column_order"))
+    human, judged = human_pairs(comparison_ids), judge_pairs(comparison_ids)
+    out: dict = defaultdict(lambda: defaultdict(list))
+    for pair in set(human) | set(judged):
+        verdict = human.get(pair) or judged[pair]["verdict"]
+        comparison_id, _, x, y = pair
+        px, py = orders[comparison_id][x], orders[comparison_id][y]
+        if 0 not in (px, py):
+            continue
+        other, other_is_x = (py, False) if px == 0 else (px, True)
+        if verdict in ("a", "b"):
+            won = (verdict == "a") == other_is_x
+            out[comparison_id][other].append("win" if won else "loss")
+        else:
+            out[comparison_id][other].append(verdict)
+    return out
+
+
+def suite_runs(suite) -> list[dict]:
+    """The suite's runs, oldest first: ``run``, ``agents``, ``cases``, and per challenger (every
+    agent after the baseline) ``wins``/``losses``/``ties`` against the baseline over every voted or
+    judged pair, ``win_rate`` with its Wilson 95 % interval and ``rating`` (the Elo difference to
+    the baseline, Bradley–Terry of the two); ``judged``/``voted`` pair counts."""
+    runs = list(SuiteRun.objects.filter(suite=suite).order_by("created_at"))
+    comparisons = defaultdict(list)
+    for pk, run_id in Comparison.objects.filter(suite_run__in=runs).values_list("pk", "suite_run_id"):
+        comparisons[run_id].append(pk)
+    outcomes = _by_position(Comparison.objects.filter(suite_run__in=runs).values("pk"))
+    rows = []
+    for run in runs:
+        challengers = []
+        for p, agent in enumerate(run.agents[1:], start=1):
+            flat = [o for pk in comparisons[run.pk] for o in outcomes.get(pk, {}).get(p, [])]
+            wins, losses = flat.count("win"), flat.count("loss")
+            interval = stats.wilson_interval(wins, wins + losses)
+            theta = stats.bradley_terry(["c", "b"], [("c", "b")] * wins + [("b", "c")] * losses)
+            challengers.append({"agent": agent, "wins": wins, "losses": losses, "ties": len(flat) - wins - losses,
+                                "win_rate": wins / (wins + losses) if wins + losses else None,
+                                "ci_low": interval[0] if interval else None,
+                                "ci_high": interval[1] if interval else None,
+                                "rating": stats.ELO_SCALE * (theta["c"] - theta["b"])})
+        rows.append({"run": run, "agents": run.agents, "cases": len(comparisons[run.pk]), "challengers": challengers})
+    return rows
+
+
+def trend(rows: list[dict]) -> dict:
+    """The trend chart of the first challenger's win rate against the baseline per suite run (SVG
+    units, made on the server) and a plain sentence: whether the newest run differs from the first
+    (Fisher's exact test on their wins and losses, :func:`scipy.stats.fisher_exact`, 5 % level)."""
+    left, top, width, height = 60, 20, 520, 200
+    points = []
+    n = len(rows)
+    for i, row in enumerate(rows):
+        c = row["challengers"][0] if row["challengers"] else None
+        x = left + (width * (i + 0.5) / max(n, 1))
+        point = {"x": round(x, 1), "label": row["run"].created_at.strftime("%m-%d %H:%M"),
+                 "name": c["agent"]["name"] if c else "", "rate": c and c["win_rate"],
+                 "n": c and c["wins"] + c["losses"]}
+        if c and c["win_rate"] is not None:
+            point.update(y=round(top + height * (1 - c["win_rate"]), 1),
+                         y1=round(top + height * (1 - c["ci_high"]), 1),
+                         y2=round(top + height * (1 - c["ci_low"]), 1), pct=f"{c['win_rate']:.0%}")
+        points.append(point)
+    plotted = [p for p in points if "y" in p]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(plotted))
+    sentence = "Run the suite again to see a trend."
+    decided = [r for r in rows if r["challengers"] and r["challengers"][0]["win_rate"] is not None]
+    if len(decided) >= 2:
+        first, last = decided[0]["challengers"][0], decided[-1]["challengers"][0]
+        _, p = fisher_exact([[first["wins"], first["losses"]], [last["wins"], last["losses"]]])
+        change = f"from {first['win_rate']:.0%} to {last['win_rate']:.0%}"
+        sentence = (f"Against the baseline, the challenger's win rate went {change}: "
+                    + ("a significant change" if p < 0.05 else "not a significant change")
+                    + f" (Fisher's exact test, p = {p:.2f}).")
+    elif len(decided) == 1:
+        sentence = "Only one run has decisive verdicts so far; run the suite again to see a trend."
+    ticks = [{"y": round(top + height * (1 - t / 4), 1), "label": f"{t * 25}%"} for t in range(5)]
+    return {"points": points, "path": path, "sentence": sentence, "ticks": ticks, "left": left, "top": top,
+            "width": width, "height": height, "right": left + width, "bottom": top + height,
+            "half_y": top + height / 2, "total_width": left + width + 20, "total_height": top + height + 40,
+            "label_y": top + height + 18}

@@ -161,3 +161,30 @@ def judging_resume(*, judging: Judging) -> int:
     pending = Judgement.objects.filter(judging=judging, recorded_at__isnull=True).exclude(
         run__status__in=ACTIVE_STATUSES).values_list("run_id", flat=True)
     return sum(1 for run_id in list(pending) if judgement_record(run_id=run_id) is not None)
+
+
+def case_judge(*, comparison_id) -> Judging | None:
+    """Worker side: start the judging of a suite case once every turn of every variant has finished
+    or stopped; None when there is no judge, it is too early, or the case is already judged."""
+    with transaction.atomic():
+        comparison = (Comparison.objects.select_for_update().select_related("suite_run__judge")
+                      .filter(pk=comparison_id, suite_run__judge__isnull=False).first())
+        if comparison is None or comparison.judgings.exists():
+            return None
+        rows = list(VariantRun.objects.filter(variant__comparison=comparison).values_list(
+            "variant_id", "run__status"))
+        if any(status in ACTIVE_STATUSES for _, status in rows):
+            return None
+        stopped = set(comparison.variants.exclude(stopped_reason="").values_list("pk", flat=True))
+        per_variant = {}
+        for variant_id, _ in rows:
+            per_variant[variant_id] = per_variant.get(variant_id, 0) + 1
+        if any(n < comparison.turn_count and v not in stopped for v, n in per_variant.items()):
+            return None
+        run = comparison.suite_run
+        try:
+            return judging_start(comparison=comparison, agent=run.judge, rubric_name=run.rubric_name,
+                                         rubric_text=run.rubric_text, scale_max=run.scale_max,
+                                         pass_threshold=run.pass_threshold)
+        except Conflict:  # no prompt with every answer (every variant failed): nothing to judge
+            return None

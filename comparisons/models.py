@@ -58,8 +58,9 @@ class Comparison(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons")
     session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="comparisons")
     branch_point = models.ForeignKey(
-        "conversations.Run", on_delete=models.PROTECT, related_name="comparisons",
-        help_text="Every variant's first run is a child of this run.",
+        "conversations.Run", null=True, blank=True, on_delete=models.PROTECT, related_name="comparisons",
+        help_text="Every variant's first run is a child of this run (empty: a suite case, whose first runs are "
+                  "root runs of the suite run's session).",
     )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.NEW_PROMPT)
     source_run = models.ForeignKey(
@@ -75,6 +76,9 @@ class Comparison(models.Model):
         null=True, blank=True, help_text="Blind: when the labels were revealed (every prompt has a vote).",
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="comparisons")
+    suite_run = models.ForeignKey("SuiteRun", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="comparisons", help_text="The suite run this case belongs to.")
+    suite_case = models.ForeignKey("SuiteCase", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = ComparisonQuerySet.as_manager()
@@ -265,3 +269,64 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"Turn {self.turn + 1}: {COLUMN_LETTERS[self.first]} then {COLUMN_LETTERS[self.second]}"
+
+
+# --- suites: conversations kept as regression cases -----------------------------------------------------
+
+class Suite(models.Model):
+    """A set of conversations kept to be replayed on new models: each case is the user turns of one
+    branch (and, optionally, the answers it had, as references)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suites")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="suite_owner_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SuiteCase(models.Model):
+    """One branch of a suite: ``prompts`` (its user turns, root first) and ``references`` (the
+    answers the branch had, one per prompt; empty when not kept); ``source_run`` the branch's leaf."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="cases")
+    position = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=200, blank=True)
+    prompts = models.JSONField(default=list)
+    references = models.JSONField(default=list)
+    source_run = models.ForeignKey("conversations.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["suite", "position"], name="suitecase_suite_position")]
+        ordering = ["suite_id", "position"]
+
+    def __str__(self) -> str:
+        return self.title or f"Case {self.position + 1}"
+
+
+class SuiteRun(models.Model):
+    """A suite replayed on agents: one comparison per case (a replay of its prompts, the first agent
+    as the baseline), in ``session``; pairs go to blind votes and, with ``judge`` set, to the judge
+    once every answer is in (rubric snapshot as for :class:`Judging`)."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="runs")
+    session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="+")
+    agents = models.JSONField(default=list, help_text="[{id, name, model}] in column order, the baseline first.")
+    blind = models.BooleanField(default=True)
+    judge = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rubric_name = models.CharField(max_length=100, blank=True)
+    rubric_text = models.TextField(blank=True)
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.suite} run {self.created_at:%Y-%m-%d %H:%M}"

@@ -421,3 +421,40 @@ def _clean_ranking(ranking, n: int) -> dict[int, int]:
 
 def column_letter(index: int) -> str:
     return COLUMN_LETTERS[index]
+
+
+# --- suite cases -------------------------------------------------------------------------------------
+
+def suite_case_start(*, owner, session: Session, prompts: list[str], agents: list[Agent], blind: bool = True,
+                     tags=(), suite_run=None, case=None, rng: random.Random | None = None) -> Comparison:
+    """A comparison that replays ``prompts`` from the start of a conversation: each agent's first
+    run is a root run of ``session`` (no branch point), later turns follow as in a replay
+    (:func:`comparisons.advance.variant_advance`). Variants are the agents as they are, labelled by
+    their names, the first the baseline. Call inside a transaction (the suite run's).
+
+    Raises InvalidInput (2–4 agents with different names, no prompt, too many) and NotFound (an
+    agent the owner may not use)."""
+    if not prompts:
+        raise InvalidInput("A case needs at least one user turn.")
+    if len(prompts) > settings.ARBOR_COMPARE_MAX_REPLAY_TURNS:
+        raise InvalidInput(f"At most {settings.ARBOR_COMPARE_MAX_REPLAY_TURNS} turns can be replayed.")
+    specs = [VariantSpec(label=agent.name[:100], agent=agent) for agent in agents]
+    labels = _clean_labels(specs)
+    order = list(range(len(specs)))
+    if blind:
+        (rng or random.SystemRandom()).shuffle(order)
+    comparison = Comparison.objects.create(
+        owner=owner, session=session, branch_point=None, mode=Mode.REPLAY,
+        prompts=[conv.clean_input(p) for p in prompts], blind=blind, column_order=order, suite_run=suite_run,
+        suite_case=case,
+    )
+    tag_names = clean_tags(tags)
+    if tag_names:
+        comparison.tags.set([Tag.objects.get_or_create(owner=owner, name=name)[0] for name in tag_names])
+    for position, (spec, label) in enumerate(zip(specs, labels, strict=True)):
+        agent = _variant_agent(owner=owner, spec=spec, tag="")
+        config = agent_config(agent)
+        variant = Variant.objects.create(comparison=comparison, position=position, label=label, agent=agent,
+                                         config=config, config_key=config_fingerprint(config))
+        start_turn(variant=variant, turn=0, parent=None)
+    return comparison

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ADVANCE_VARIANT = "comparisons.advance_variant"  # the registered name of comparisons.tasks.advance_variant
 RECORD_JUDGEMENT = "comparisons.record_judgement"  # comparisons.tasks.record_judgement
+SUITE_CASE_JUDGE = "comparisons.suite_case_judge"  # comparisons.tasks.suite_case_judge
 
 
 @receiver(run_finished, dispatch_uid="comparisons.advance_replay")
@@ -40,6 +41,20 @@ def advance_replay(sender, run, status, **kwargs) -> None:
         queue.send(ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
     except Exception:  # noqa: BLE001 - the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
+
+
+@receiver(run_finished, dispatch_uid="comparisons.suite_case_judge")
+def judge_suite_case(sender, run, status, **kwargs) -> None:
+    """When ``run`` answered a turn of a suite case with a judge, enqueue judging the case (the task
+    waits for the case's last answer; it is a no-op before)."""
+    comparison_id = (VariantRun.objects.filter(run_id=run.pk, variant__comparison__suite_run__judge__isnull=False)
+                     .values_list("variant__comparison_id", flat=True).first())
+    if comparison_id is None:
+        return
+    try:
+        queue.send(SUITE_CASE_JUDGE, str(comparison_id), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:  # noqa: BLE001 - "Judge" on the comparison page recovers
+        log.exception("could not enqueue judging the suite case of run %s", run.pk)
 
 
 @receiver(run_finished, dispatch_uid="comparisons.record_judgement")

@@ -17,3 +17,10 @@ def advance_variant(variant_id: int, finished_run_id: str) -> None:
 def record_judgement(run_id: str) -> None:
     """Read the finished judge run ``run_id`` into its Judgement (no-op if already recorded)."""
     judging.judgement_record(run_id=run_id)
+
+
+@shared_task(name="comparisons.suite_case_judge",  # = comparisons.signals.SUITE_CASE_JUDGE
+             acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def suite_case_judge(comparison_id: str) -> None:
+    """Start the judging of a suite case once its answers are in (no-op if early or done)."""
+    judging.case_judge(comparison_id=comparison_id)

@@ -18,6 +18,7 @@ from collections import Counter
 from django.conf import settings
 from django.contrib import messages as flash
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -31,8 +32,9 @@ from core.errors import ArborError, InvalidInput
 from memory.models import Agent
 
 from . import insights, judges, judging, selectors, services, stats
+from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Rubric, Tag, Vote, VoteChoice
+from .models import COLUMN_LETTERS, Comparison, Mode, Rubric, Suite, Tag, Vote, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
@@ -360,3 +362,83 @@ def judging_record(request: HttpRequest, comparison_id, judging_id) -> HttpRespo
     found = insights.get_judging_for(request.user, comparison, judging_id)
     judging.judging_resume(judging=found)
     return redirect("comparisons:judging", comparison.pk, found.pk)
+
+
+# --- suites -------------------------------------------------------------------------------------------
+
+def _branch_leaves(user, limit: int = 40) -> list[tuple[Run, str]]:
+    """The newest leaves of the user's branches (finished runs without children, not a judge's or
+    a suite's own runs), each with a label: session title, turns, the last prompt."""
+    leaves = (Run.objects.filter(session__owner=user, session__deleted_at__isnull=True, judgement__isnull=True,
+                                 comparison_turn__variant__comparison__suite_run__isnull=True)
+              .exclude(status__in=ACTIVE_STATUSES).filter(~Exists(Run.objects.filter(parent_run=OuterRef("pk"))))
+              .select_related("session").order_by("-created_at")[:limit])
+    prompts = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
+    return [(leaf, f"{leaf.session.title or 'Session'} · {leaf.depth + 1} turn{'s' if leaf.depth else ''} · "
+                   f"“{(prompts.get(leaf.pk) or '')[:60]}”") for leaf in leaves]
+
+
+@require_http_methods(["GET", "POST"])
+def suites(request: HttpRequest) -> HttpResponse:
+    """The user's suites, and saving branches as a new one (their user turns; the answers they
+    had as references when asked)."""
+    error, status = "", 200
+    if request.method == "POST":
+        ids = request.POST.getlist("leaves")
+        try:
+            leaves = [get_run_for(request.user, pk) for pk in ids]
+            suite = suite_writes.suite_save(owner=request.user, name=request.POST.get("name", ""), leaves=leaves,
+                                            references=bool(request.POST.get("references")))
+            return redirect("comparisons:suite", suite.pk)
+        except ArborError as exc:
+            error, status = exc.message, exc.status
+    rows = Suite.objects.filter(owner=request.user).annotate(n_cases=Count("cases", distinct=True),
+                                                             n_runs=Count("runs", distinct=True))
+    return render(request, "comparisons/suites.html", {"suites": rows, "leaves": _branch_leaves(request.user),
+                                                       "error": error}, status=status)
+
+
+def _suite_context(request, suite: Suite, error: str = "") -> dict:
+    rows = insights.suite_runs(suite)
+    return {"suite": suite, "cases": suite.cases.all(), "rows": rows, "trend": insights.trend(rows), "error": error,
+            "agents": Agent.objects.pickable_by(request.user), "templates": judges.RUBRIC_TEMPLATES}
+
+
+@require_GET
+def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
+    """A suite: its cases, its runs (date, agents, win rate with interval, rating), the trend chart
+    and the form to run it again."""
+    suite = Suite.objects.filter(owner=request.user, pk=suite_id).first()
+    if suite is None:
+        raise Http404("No such suite.")
+    return render(request, "comparisons/suite.html", _suite_context(request, suite))
+
+
+@require_POST
+@limit_run_creation
+def suite_run(request: HttpRequest, suite_id: int) -> HttpResponse:
+    """Run the suite on a baseline and a challenger (blind votes; the judge when one is chosen)."""
+    suite = Suite.objects.filter(owner=request.user, pk=suite_id).first()
+    if suite is None:
+        raise Http404("No such suite.")
+    pickable = Agent.objects.pickable_by(request.user)
+    try:
+        agents = [pickable.filter(pk=int(pk)).first() for pk in (request.POST.get("baseline"),
+                                                                 request.POST.get("challenger"))]
+        judge_pk = request.POST.get("judge") or ""
+        judge_agent = pickable.filter(pk=int(judge_pk)).first() if judge_pk else None
+    except (TypeError, ValueError):
+        agents, judge_agent = [None], None
+    try:
+        if None in agents:
+            raise InvalidInput("Choose the baseline and the challenger.")
+        template = judges.RUBRIC_TEMPLATES.get(request.POST.get("template", ""), {})
+        suite_writes.suite_run_start(
+            suite=suite, agents=agents, blind=bool(request.POST.get("blind")), judge=judge_agent,
+            rubric_name=request.POST.get("rubric_name") or template.get("name", ""),
+            rubric_text=request.POST.get("rubric_text") or template.get("text", ""),
+            scale_max=template.get("scale_max", 0), pass_threshold=template.get("pass_threshold"))
+    except ArborError as exc:
+        return render(request, "comparisons/suite.html", _suite_context(request, suite, exc.message),
+                      status=exc.status)
+    return redirect("comparisons:suite", suite.pk)
