@@ -69,6 +69,8 @@ class ComparisonIn(Schema):
     blind: bool = Field(True, description="Shuffle the columns and hide which variant is which until every "
                                           "prompt has a vote.")
     tags: list[str] = Field(default_factory=list, description="At most 20, each up to 50 characters.")
+    samples: int = Field(1, description="Answers per variant and prompt, 1–10: the voted one and repeats "
+                                        "(siblings with the seed raised by 1, 2, …) for the spread.")
 
 
 class Metrics(Schema):
@@ -351,6 +353,7 @@ def start_comparison(request, payload: ComparisonIn):
     comparison = services.comparison_start(
         owner=user, session=session, branch_point=branch_point, variants=specs, mode=payload.mode,
         prompt=payload.prompt or "", source_run=source, blind=payload.blind, tags=payload.tags,
+        samples=payload.samples,
     )
     return Status(201, comparison_out(comparison))
 

@@ -30,6 +30,7 @@ from .models import (
     Judgement,
     JudgeVerdict,
     Judging,
+    RepeatSample,
     SuiteRun,
     VariantRun,
     VoteChoice,
@@ -404,3 +405,38 @@ def trend(rows: list[dict]) -> dict:
             "width": width, "height": height, "right": left + width, "bottom": top + height,
             "half_y": top + height / 2, "total_width": left + width + 20, "total_height": top + height + 40,
             "label_y": top + height + 18}
+
+
+# --- repeats ------------------------------------------------------------------------------------------------
+
+def repeat_stats(comparison: Comparison) -> list[dict]:
+    """Per column (as shown) the spread of its answers over every sample of every prompt (the voted
+    answer and its repeats): ``letter``, ``label`` (None while blind), ``answers``, ``length``
+    (:func:`comparisons.evaluation.spread` of characters), ``length_mean`` (its interval clustered
+    by prompt, :func:`comparisons.evaluation.clustered_mean`) and ``scores`` (the spread of the
+    newest judging's scores of this column's voted answers; n 0 without a scale). Three queries."""
+    column_of = {position: index for index, position in enumerate(comparison.column_order)}
+    runs: dict = defaultdict(list)  # column → [(turn, run id)]
+    for position, turn, run_id in VariantRun.objects.filter(variant__comparison=comparison).values_list(
+            "variant__position", "turn", "run_id"):
+        runs[column_of[position]].append((turn, run_id))
+    for position, turn, run_id in RepeatSample.objects.filter(variant__comparison=comparison).values_list(
+            "variant__position", "turn", "run_id"):
+        runs[column_of[position]].append((turn, run_id))
+    texts = dict(Message.objects.filter(run__in=[r for rows in runs.values() for _, r in rows], position=1,
+                                        role=Role.ASSISTANT).values_list("run_id", "content"))
+    scores: dict = defaultdict(list)
+    newest = comparison.judgings.order_by("-pk").first()
+    if newest is not None and newest.scale_max:
+        for j in newest.judgements.exclude(score_first=None):
+            scores[j.first].append(j.score_first)
+            scores[j.second].append(j.score_second)
+    variants = {v.position: v for v in comparison.variants.all()} if comparison.labels_visible else {}
+    out = []
+    for index, position in enumerate(comparison.column_order):
+        rows = [(turn, len(texts[r])) for turn, r in runs[index] if r in texts]
+        out.append({"letter": COLUMN_LETTERS[index], "label": variants[position].label if variants else None,
+                    "answers": len(rows), "length": ev.spread([n for _, n in rows]),
+                    "length_mean": ev.clustered_mean([n for _, n in rows], [t for t, _ in rows]),
+                    "scores": ev.spread(scores[index])})
+    return out

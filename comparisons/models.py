@@ -76,6 +76,8 @@ class Comparison(models.Model):
         null=True, blank=True, help_text="Blind: when the labels were revealed (every prompt has a vote).",
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="comparisons")
+    samples = models.PositiveSmallIntegerField(
+        default=1, help_text="Answers per variant and prompt: the voted one plus samples − 1 repeats (siblings).")
     suite_run = models.ForeignKey("SuiteRun", null=True, blank=True, on_delete=models.CASCADE,
                                   related_name="comparisons", help_text="The suite run this case belongs to.")
     suite_case = models.ForeignKey("SuiteCase", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -145,6 +147,24 @@ class VariantRun(models.Model):
 
     def __str__(self) -> str:
         return f"Turn {self.turn + 1} of variant {self.variant_id}"
+
+
+class RepeatSample(models.Model):
+    """Repeat ``sample`` (1 … samples − 1) of a variant's turn: a sibling of the voted run (same
+    parent, same input), with the seed raised by ``sample`` where the configuration has one (else
+    seed ``sample``), for the spread of a variant's answers. Repeats are not voted on."""
+
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="repeats")
+    turn = models.PositiveSmallIntegerField()
+    sample = models.PositiveSmallIntegerField()
+    run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="repeat_sample")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["variant", "turn", "sample"], name="repeat_variant_turn_sample")]
+        ordering = ["variant_id", "turn", "sample"]
+
+    def __str__(self) -> str:
+        return f"Repeat {self.sample} of turn {self.turn + 1}"
 
 
 class VoteChoice(models.TextChoices):

@@ -47,6 +47,7 @@ from .selectors import turn_runs, voting_finished
 
 log = logging.getLogger(__name__)
 
+MAX_SAMPLES = 10  # answers per variant and prompt (the voted one and its repeats)
 COMPARE_NAME_MARK = " · compare "  # between a variant agent's label and its comparison tag
 
 
@@ -242,9 +243,14 @@ def comparison_start(
     blind: bool = False,
     tags=(),
     rng: random.Random | None = None,
+    samples: int = 1,
 ) -> Comparison:
     """Start a comparison: each variant's first run is a child of ``branch_point``, queued now and
     run in parallel by the workers; in replay mode later turns follow as each run finishes.
+
+    ``samples`` (1–10): answers per variant and prompt; the repeats are siblings of the voted run
+    with the seed raised by 1 … samples − 1 (for the spread of answers; see
+    :func:`comparisons.insights.repeat_stats`).
 
     ``mode="new_prompt"`` sends ``prompt``; ``mode="replay"`` replays the user turns below
     ``branch_point`` on the branch ending at ``source_run``. Blind comparisons get a shuffled
@@ -265,6 +271,8 @@ def comparison_start(
     if branch_point.status in ACTIVE_STATUSES:
         raise Conflict("The branch point has not finished yet; compare from it once it has.")
     labels = _clean_labels(variants)
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise InvalidInput(f"samples must be a whole number from 1 to {MAX_SAMPLES}")
     prompts, source_run = _prompts(session=session, branch_point=branch_point, mode=mode, prompt=prompt,
                                    source_run=source_run)
     tag_names = clean_tags(tags)
@@ -274,7 +282,7 @@ def comparison_start(
         (rng or random.SystemRandom()).shuffle(order)
     comparison = Comparison.objects.create(
         owner=owner, session=session, branch_point=branch_point, mode=mode, source_run=source_run,
-        prompts=prompts, blind=blind, column_order=order,
+        prompts=prompts, blind=blind, column_order=order, samples=samples,
     )
     if tag_names:
         comparison.tags.set([Tag.objects.get_or_create(owner=owner, name=name)[0] for name in tag_names])

@@ -44,6 +44,7 @@ CELL_DONE_EVENT = "compareCellDone"
 def _detail_context(comparison: Comparison) -> dict:
     """The page's context: :func:`comparisons.selectors.board` plus what only the template needs."""
     state = selectors.board(comparison)
+    state["repeats"] = insights.repeat_stats(comparison) if comparison.samples > 1 else None
     return {**state, "session": comparison.session, "choices": VoteChoice, "two": len(state["columns"]) == 2,
             "rank_options": range(1, len(state["columns"]) + 1), "cell_event": CELL_DONE_EVENT}
 
@@ -161,6 +162,7 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
             variants=[f.spec() for f in vforms if f.used], mode=form.cleaned_data["mode"],
             prompt=form.cleaned_data.get("prompt") or "", source_run=source,
             blind=form.cleaned_data["blind"], tags=form.cleaned_data.get("tags") or "",
+            samples=form.cleaned_data.get("samples") or 1,
         )
     except ArborError as exc:
         form.add_error(None, exc.message)
