@@ -24,6 +24,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from accounts.ratelimit import limit_run_creation
+from connections.selectors import object_id
 from conversations.selectors import get_run_for, get_run_to_act_on
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import InvalidInput, NotFound
@@ -541,9 +542,9 @@ def create_rubric(request, payload: RubricIn):
 
 
 @router.put("/rubrics/{rubric_id}", response=answers({200: RubricOut}, *BODY, 404))
-def update_rubric(request, rubric_id: int, payload: RubricIn):
+def update_rubric(request, rubric_id: str, payload: RubricIn):
     """Edit your rubric (judgings already started keep the text they were given)."""
-    rubric = Rubric.objects.filter(owner=request.auth, pk=rubric_id).first()
+    rubric = Rubric.objects.filter(owner=request.auth, pk=object_id(rubric_id, "rubric")).first()
     if rubric is None:
         raise NotFound("No such rubric.")
     return _rubric_out(judging.rubric_save(owner=request.auth, rubric=rubric, **payload.dict()))
@@ -551,7 +552,7 @@ def update_rubric(request, rubric_id: int, payload: RubricIn):
 
 def _judging_rubric(user, payload: JudgingIn) -> dict:
     if payload.rubric_id is not None:
-        rubric = Rubric.objects.filter(owner=user, pk=payload.rubric_id).first()
+        rubric = Rubric.objects.filter(owner=user, pk=object_id(payload.rubric_id, "rubric")).first()
         if rubric is None:
             raise NotFound("No such rubric.")
         return {"rubric_name": rubric.name, "rubric_text": rubric.text, "scale_max": rubric.scale_max,
@@ -575,9 +576,7 @@ def start_judging(request, comparison_id: str, payload: JudgingIn):
     answers; 400: a bad rubric. Nothing is written on an error."""
     user = request.auth
     comparison = selectors.get_comparison_for(user, comparison_id)
-    agent = Agent.objects.filter(pk=payload.agent_id).first()
-    if agent is None or agent.owner_id not in (None, user.pk):
-        raise NotFound("No such agent.")
+    agent = _agent_for(user, payload.agent_id)
     found = judging.judging_start(comparison=comparison, agent=agent, **_judging_rubric(user, payload))
     return Status(201, judging_out(found, comparison))
 
@@ -590,7 +589,7 @@ def list_judgings(request, comparison_id: str):
 
 
 @router.get("/comparisons/{comparison_id}/judgings/{judging_id}", response=answers({200: JudgingOut}, 404))
-def get_judging(request, comparison_id: str, judging_id: int):
+def get_judging(request, comparison_id: str, judging_id: str):
     """One judging: progress, per pair both calls (verdict, rationale, tokens, cost), flips,
     position bias and, once complete, agreement with your votes."""
     comparison = selectors.get_comparison_for(request.auth, comparison_id)
@@ -657,8 +656,16 @@ class SuiteRunIn(Schema):
                                                       "(agent_id and the rubric as for a judging).")
 
 
-def _suite_for(user, suite_id: int):
-    suite = Suite.objects.filter(owner=user, pk=suite_id).first()
+def _agent_for(user, agent_id) -> Agent:
+    """An agent ``user`` may use (theirs or a shared one); NotFound otherwise, or for a bad id."""
+    agent = Agent.objects.filter(pk=object_id(agent_id, "agent")).first()
+    if agent is None or agent.owner_id not in (None, user.pk):
+        raise NotFound("No such agent.")
+    return agent
+
+
+def _suite_for(user, suite_id):
+    suite = Suite.objects.filter(owner=user, pk=object_id(suite_id, "suite")).first()
     if suite is None:
         raise NotFound("No such suite.")
     return suite
@@ -697,29 +704,22 @@ def create_suite(request, payload: SuiteIn):
 
 
 @router.get("/suites/{suite_id}", response=answers({200: SuiteOut}, 404))
-def get_suite(request, suite_id: int):
+def get_suite(request, suite_id: str):
     return suite_out(_suite_for(request.auth, suite_id))
 
 
 @router.post("/suites/{suite_id}/runs", response=answers({201: SuiteOut}, *BODY, 404, 409, 429))
 @limit_run_creation
-def run_suite(request, suite_id: int, payload: SuiteRunIn):
+def run_suite(request, suite_id: str, payload: SuiteRunIn):
     """Run the suite on 2–4 agents (the first the baseline): one comparison per case, replayed on
     each; with ``judge``, every case is judged once its answers are in. Nothing is written on an
     error."""
     user = request.auth
     suite = _suite_for(user, suite_id)
-    agents = []
-    for pk in payload.agent_ids:
-        agent = Agent.objects.filter(pk=pk).first()
-        if agent is None or agent.owner_id not in (None, user.pk):
-            raise NotFound("No such agent.")
-        agents.append(agent)
+    agents = [_agent_for(user, pk) for pk in payload.agent_ids]
     judge, rubric = None, {}
     if payload.judge is not None:
-        judge = Agent.objects.filter(pk=payload.judge.agent_id).first()
-        if judge is None or judge.owner_id not in (None, user.pk):
-            raise NotFound("No such agent.")
+        judge = _agent_for(user, payload.judge.agent_id)
         rubric = _judging_rubric(user, payload.judge)
     suites.suite_run_start(suite=suite, agents=agents, blind=payload.blind, judge=judge, **rubric)
     return Status(201, suite_out(suite))

@@ -19,6 +19,7 @@ from django.db.models import Max
 from scipy.stats import fisher_exact
 
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
+from connections.selectors import object_id
 from conversations.models import Message, Role
 from core.errors import NotFound
 
@@ -42,11 +43,8 @@ PairKey = tuple[object, int, int, int]  # (comparison id, turn, column x, column
 
 def get_judging_for(user, comparison: Comparison, judging_id) -> Judging:
     """The judging ``judging_id`` of ``comparison`` (already ``user``'s); NotFound otherwise."""
-    try:
-        pk = int(judging_id)
-    except (TypeError, ValueError):
-        raise NotFound("No such judging.") from None
-    judging = Judging.objects.filter(pk=pk, comparison=comparison, comparison__owner=user).first()
+    judging = Judging.objects.filter(pk=object_id(judging_id, "judging"), comparison=comparison,
+                                     comparison__owner=user).first()
     if judging is None:
         raise NotFound("No such judging.")
     return judging

@@ -25,10 +25,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
-from connections.selectors import pickable_models
+from connections.selectors import object_id, pickable_models
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError, InvalidInput
+from core.errors import ArborError, InvalidInput, NotFound
 from memory.models import Agent
 
 from . import insights, judges, judging, selectors, services, stats
@@ -302,8 +302,8 @@ def _rubric_values(request) -> dict:
     """The rubric fields to show: a template (``?template=``) or a saved rubric (``?rubric=``) to
     copy and edit, else helpfulness."""
     source = judges.RUBRIC_TEMPLATES.get(request.GET.get("template", ""), judges.RUBRIC_TEMPLATES["helpfulness"])
-    rubric = Rubric.objects.filter(owner=request.user, pk=request.GET.get("rubric") or 0).first() if (
-        request.GET.get("rubric", "").isdigit()) else None
+    raw = request.GET.get("rubric", "")
+    rubric = Rubric.objects.filter(owner=request.user, pk=raw).first() if raw.isdigit() and len(raw) < 18 else None
     if rubric is not None:
         source = {"name": rubric.name, "text": rubric.text, "scale_max": rubric.scale_max,
                   "pass_threshold": rubric.pass_threshold}
@@ -323,7 +323,7 @@ def judge(request: HttpRequest, comparison_id) -> HttpResponse:
     values = {k: request.POST.get(k, "") for k in ("agent", "rubric_name", "rubric_text", "scale_max",
                                                     "pass_threshold")}
     try:
-        agent = Agent.objects.pickable_by(request.user).filter(pk=int(values["agent"] or 0)).first()
+        agent = Agent.objects.pickable_by(request.user).filter(pk=object_id(values["agent"], "agent")).first()
         if agent is None:
             raise InvalidInput("Choose the judge agent.")
         with transaction.atomic():
@@ -334,7 +334,7 @@ def judge(request: HttpRequest, comparison_id) -> HttpResponse:
                 comparison=comparison, agent=agent, rubric_name=values["rubric_name"],
                 rubric_text=values["rubric_text"], scale_max=values["scale_max"] or 0,
                 pass_threshold=values["pass_threshold"])
-    except ValueError:
+    except NotFound:
         return render(request, "comparisons/judge.html",
                       _judge_form_context(request, comparison, values, "Choose the judge agent."), status=400)
     except ArborError as exc:
@@ -410,7 +410,7 @@ def _suite_context(request, suite: Suite, error: str = "") -> dict:
 def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
     """A suite: its cases, its runs (date, agents, win rate with interval, rating), the trend chart
     and the form to run it again."""
-    suite = Suite.objects.filter(owner=request.user, pk=suite_id).first()
+    suite = Suite.objects.filter(owner=request.user, pk=object_id(suite_id, "suite")).first()
     if suite is None:
         raise Http404("No such suite.")
     return render(request, "comparisons/suite.html", _suite_context(request, suite))
@@ -420,16 +420,16 @@ def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
 @limit_run_creation
 def suite_run(request: HttpRequest, suite_id: int) -> HttpResponse:
     """Run the suite on a baseline and a challenger (blind votes; the judge when one is chosen)."""
-    suite = Suite.objects.filter(owner=request.user, pk=suite_id).first()
+    suite = Suite.objects.filter(owner=request.user, pk=object_id(suite_id, "suite")).first()
     if suite is None:
         raise Http404("No such suite.")
     pickable = Agent.objects.pickable_by(request.user)
     try:
-        agents = [pickable.filter(pk=int(pk)).first() for pk in (request.POST.get("baseline"),
-                                                                 request.POST.get("challenger"))]
+        agents = [pickable.filter(pk=object_id(request.POST.get(k), "agent")).first()
+                  for k in ("baseline", "challenger")]
         judge_pk = request.POST.get("judge") or ""
-        judge_agent = pickable.filter(pk=int(judge_pk)).first() if judge_pk else None
-    except (TypeError, ValueError):
+        judge_agent = pickable.filter(pk=object_id(judge_pk, "agent")).first() if judge_pk else None
+    except NotFound:
         agents, judge_agent = [None], None
     try:
         if None in agents:
