@@ -16,6 +16,7 @@ from itertools import combinations
 
 from django.conf import settings
 from django.db.models import Max
+from django.db.models.fields.json import KeyTextTransform
 from scipy.stats import fisher_exact
 
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
@@ -107,16 +108,22 @@ def judging_state(judging: Judging) -> dict:
 
 # --- people's verdicts per pair --------------------------------------------------------------------------
 
-def human_pairs(comparison_ids) -> dict[PairKey, str]:
-    """Every voted pair of columns of ``comparison_ids`` (a queryset of ids) in column terms."""
-    orders = dict(Comparison.objects.filter(pk__in=comparison_ids).values_list("pk", "column_order"))
+def _orders(comparison_ids) -> dict:
+    """comparison id → {variant position: column index}."""
+    return {pk: {position: index for index, position in enumerate(order)}
+            for pk, order in Comparison.objects.filter(pk__in=comparison_ids).values_list("pk", "column_order")}
+
+
+def human_pairs(comparison_ids, orders: dict | None = None) -> dict[PairKey, str]:
+    """Every voted pair of columns of ``comparison_ids`` (a queryset of ids) in column terms;
+    ``orders``: :func:`_orders` of them when already read."""
+    orders = orders if orders is not None else _orders(comparison_ids)
     ranks: dict[int, dict] = {}
     meta: dict[int, tuple] = {}
     for vote_id, comparison_id, turn, choice, position, rank in VoteRank.objects.filter(
             vote__comparison__in=comparison_ids).values_list(
             "vote_id", "vote__comparison_id", "vote__turn", "vote__choice", "variant__position", "rank"):
-        column = orders[comparison_id].index(position)
-        ranks.setdefault(vote_id, {})[column] = rank
+        ranks.setdefault(vote_id, {})[orders[comparison_id][position]] = rank
         meta[vote_id] = (comparison_id, turn, choice)
     out: dict[PairKey, str] = {}
     for vote_id, by_column in ranks.items():
@@ -177,15 +184,16 @@ class Loaded:
 
 def _load(comparisons, by: str) -> Loaded:
     ids = comparisons.values("pk")
-    orders = dict(Comparison.objects.filter(pk__in=ids).values_list("pk", "column_order"))
+    orders = _orders(ids)
     keys, runs, names = {}, {}, {}
-    for comparison_id, turn, position, key, label, config, run_id in VariantRun.objects.filter(
-            variant__comparison__in=ids).values_list(
+    for comparison_id, turn, position, key, label, model, connection, run_id in VariantRun.objects.filter(
+            variant__comparison__in=ids).annotate(model=KeyTextTransform("model", "variant__config"),
+                                                  connection=KeyTextTransform("connection", "variant__config")).values_list(
             "variant__comparison_id", "turn", "variant__position", "variant__config_key", "variant__label",
-            "variant__config", "run_id"):
+            "model", "connection", "run_id"):
         group = key if by != "model" else (
-            f"{config.get('connection') or DEFAULT_CONNECTION_NAME} · {config.get('model') or settings.ARBOR_MODEL}")
-        cell = (comparison_id, turn, orders[comparison_id].index(position))
+            f"{connection or DEFAULT_CONNECTION_NAME} · {model or settings.ARBOR_MODEL}")
+        cell = (comparison_id, turn, orders[comparison_id][position])
         keys[cell], runs[cell] = group, run_id
         names.setdefault(group, group if by == "model" else label)
     answers = dict(Message.objects.filter(run__in=list(runs.values()), position=1, role=Role.ASSISTANT)
@@ -194,7 +202,7 @@ def _load(comparisons, by: str) -> Loaded:
     for comparison_id, name in Comparison.tags.through.objects.filter(comparison__in=ids).values_list(
             "comparison_id", "tag__name"):
         tags[comparison_id].append(name)
-    return Loaded(keys, runs, answers, human_pairs(ids), judge_pairs(ids), tags, names)
+    return Loaded(keys, runs, answers, human_pairs(ids, orders), judge_pairs(ids), tags, names)
 
 
 def _outcomes(data: Loaded, verdicts: dict) -> list[tuple[str, str, str, PairKey]]:
@@ -270,7 +278,8 @@ def evaluation(comparisons, *, by: str = "configuration", rounds: int = ev.BOOTS
                 **{f"{s}_rating": by_source[s][k].rating if by_source[s][k].games else None for s in by_source},
                 **{f"{s}_games": by_source[s][k].games for s in by_source}} for k in keys]
     sources.sort(key=lambda row: -(row["both_rating"] or 0))
-    games = _style_games(data, human) or _style_games(data, judge)
+    people_games = _style_games(data, human)
+    games = people_games or _style_games(data, judge)
     style = ev.ratings_side_by_side(keys, games, rounds=rounds) if games else []
     for row in style:
         row["label"] = data.names[row["key"]]
@@ -281,7 +290,7 @@ def evaluation(comparisons, *, by: str = "configuration", rounds: int = ev.BOOTS
         "agreement": ev.agreement([(data.judge[p]["verdict"], v) for p, v in data.human.items() if p in data.judge]),
         "by_tag": _agreement_by_tag(data), "sources": sources,
         "counts": {"people": len(human), "judge": len(judge)},
-        "style": style, "style_source": "people" if _style_games(data, human) else ("judge" if games else None),
+        "style": style, "style_source": "people" if people_games else ("judge" if games else None),
         "style_games": len(games), "votes_needed": _votes_needed(human, data.names),
         "position_bias": {"people": ev.position_bias(first, second),
                           "judge": ev.position_bias(sum(j["first_wins"] for j in judged),

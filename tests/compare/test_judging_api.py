@@ -130,6 +130,9 @@ def test_results_carry_agreement_sources_style_votes_needed_and_the_new_export_c
     chatty = next(c for c in body["configurations"] if c["label"] == "Chatty")
     assert chatty["people_games"] == 6 and chatty["judge_games"] == 6 and chatty["both_games"] == 12
     assert chatty["raw"] is not None and chatty["controlled_low"] is not None
+    by_model = api.get("/api/comparisons/results?by=model").json()
+    model_b = next(c for c in by_model["configurations"] if c["model"] == "model-b")
+    assert model_b["key"] == "Default · model-b" and model_b["people_games"] == 6 and model_b["judge_games"] == 6
     csv_text = api.get("/api/comparisons/results.csv").content.decode()
     header = next(csv.reader(io.StringIO(csv_text)))
     for column in ("people_rating", "judge_rating", "both_rating", "raw", "controlled", "controlled_high"):
