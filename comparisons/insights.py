@@ -186,9 +186,10 @@ def _load(comparisons, by: str) -> Loaded:
     ids = comparisons.values("pk")
     orders = _orders(ids)
     keys, runs, names = {}, {}, {}
-    for comparison_id, turn, position, key, label, model, connection, run_id in VariantRun.objects.filter(
-            variant__comparison__in=ids).annotate(model=KeyTextTransform("model", "variant__config"),
-                                                  connection=KeyTextTransform("connection", "variant__config")).values_list(
+    rows = VariantRun.objects.filter(variant__comparison__in=ids).annotate(
+        model=KeyTextTransform("model", "variant__config"),
+        connection=KeyTextTransform("connection", "variant__config"))
+    for comparison_id, turn, position, key, label, model, connection, run_id in rows.values_list(
             "variant__comparison_id", "turn", "variant__position", "variant__config_key", "variant__label",
             "model", "connection", "run_id"):
         group = key if by != "model" else (
