@@ -424,8 +424,8 @@ def open_branch(request, comparison_id: str, column: int):
 # --- rubrics and judges ------------------------------------------------------------------------------
 
 class RubricIn(Schema):
-    name: str = Field(description="1–100 characters, unique among your rubrics (ignoring case).")
-    text: str = Field(description="What the judge weighs, 1–8000 characters.")
+    name: str = Field("", description="1–100 characters, unique among your rubrics (ignoring case).")
+    text: str = Field("", description="What the judge weighs, 1–8000 characters.")
     scale_max: int = Field(0, description="0: a verdict only; 2–10: the judge also scores each answer 1…scale_max.")
     pass_threshold: int | None = Field(None, description="With a scale: a score at or above it passes.")
 
@@ -441,7 +441,7 @@ class RubricOut(Schema):
 
 
 class JudgingIn(Schema):
-    agent_id: int = Field(description="The judge: one of your agents or a shared one.")
+    agent_id: int | None = Field(None, description="The judge: one of your agents or a shared one (required).")
     rubric_id: int | None = Field(None, description="One of your rubrics; or give the fields below.")
     template: str | None = Field(None, description="A template's key, taken as is.")
     rubric_name: str | None = None
@@ -650,14 +650,17 @@ class SuiteOut(Schema):
 
 
 class SuiteRunIn(Schema):
-    agent_ids: list[int] = Field(min_length=2, max_length=4, description="The baseline first.")
+    agent_ids: list[int] = Field(default_factory=list, max_length=4, description="2–4 agents, the baseline first.")
     blind: bool = True
     judge: JudgingIn | None = Field(None, description="Judge every case once its answers are in "
                                                       "(agent_id and the rubric as for a judging).")
 
 
 def _agent_for(user, agent_id) -> Agent:
-    """An agent ``user`` may use (theirs or a shared one); NotFound otherwise, or for a bad id."""
+    """An agent ``user`` may use (theirs or a shared one); NotFound otherwise, or for a bad id;
+    InvalidInput when none is given."""
+    if agent_id is None:
+        raise InvalidInput("agent_id is required")
     agent = Agent.objects.filter(pk=object_id(agent_id, "agent")).first()
     if agent is None or agent.owner_id not in (None, user.pk):
         raise NotFound("No such agent.")
@@ -716,6 +719,8 @@ def run_suite(request, suite_id: str, payload: SuiteRunIn):
     error."""
     user = request.auth
     suite = _suite_for(user, suite_id)
+    if not 2 <= len(payload.agent_ids) <= 4:
+        raise InvalidInput("agent_ids: give 2 to 4 agents, the baseline first")
     agents = [_agent_for(user, pk) for pk in payload.agent_ids]
     judge, rubric = None, {}
     if payload.judge is not None:

@@ -118,6 +118,12 @@ def other_objects(other_user, other_tree):
         values["agent_id"] = agent.pk
     except ImportError:
         pass
+    from comparisons.models import Judging, Rubric, Suite  # evaluation: a judging, a rubric, a suite of theirs
+
+    values["judging_id"] = Judging.objects.create(comparison=comparison, agent_name="j", model="m", rubric_name="r",
+                                                  rubric_text="t", session=other_tree["session"]).pk
+    values["rubric_id"] = Rubric.objects.create(owner=other_user, name=f"rubric {MARKER}", text=MARKER).pk
+    values["suite_id"] = Suite.objects.create(owner=other_user, name=f"suite {MARKER}").pk
     from connections.models import Connection, ConnectionModel
 
     connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
