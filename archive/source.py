@@ -122,7 +122,7 @@ def open_source(path: str | Path, *, name: str | None = None) -> tuple[Source, l
             source.problems.append(SourceProblem(name, "the ZIP holds no conversations.json nor any JSON file"))
         return source, openers
     source = Source(name=name, total_bytes=max(path.stat().st_size, 1))
-    return source, [(name, lambda: open(path, "rb"))]  # noqa: SIM115 - closed by iter_records
+    return source, [(name, lambda: open(path, "rb"))]  # closed by iter_records
 
 
 def peek_kind(buffered: io.BufferedReader) -> tuple[str, dict | None]:

@@ -64,8 +64,8 @@ def _bench_start(bench, user, session, parent) -> None:
         with CaptureQueriesContext(connection) as queries:
             services.comparison_start(owner=user, session=session, branch_point=parent, variants=specs(), prompt="x")
         written = _rows() - before
-        times = timed(lambda: services.comparison_start(owner=user, session=session, branch_point=parent,  # noqa: B023
-                                                        variants=specs(), prompt="y"), repeat=10, warmup=1)  # noqa: B023
+        times = timed(lambda: services.comparison_start(owner=user, session=session, branch_point=parent,
+                                                        variants=specs(), prompt="y"), repeat=10, warmup=1)
         rows.append([n, written, len(queries), ms(percentile(times, 50)), ms(percentile(times, 95))])
     bench.table("Starting a comparison (comparison_start, new prompt)",
                 ["variants", "rows written", "queries", "p50 ms", "p95 ms"], rows)
@@ -152,7 +152,7 @@ def _bench_results(bench, user, parent_session, parent) -> None:
         with CaptureQueriesContext(connection) as queries:
             data = selectors.compute_results(qs)
         assert data["votes"] == count
-        times = timed(lambda: selectors.compute_results(qs), repeat=5, warmup=1)  # noqa: B023
+        times = timed(lambda: selectors.compute_results(qs), repeat=5, warmup=1)
         best = data["results"][0]
         rows.append([count, len(data["results"]), len(queries), ms(percentile(times, 50)),
                      f"{best.label} {best.rating:.0f}"])

@@ -90,7 +90,7 @@ class _PeakConnections(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        import psycopg  # noqa: PLC0415 - PostgreSQL only
+        import psycopg  # PostgreSQL only
 
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)

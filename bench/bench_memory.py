@@ -205,7 +205,7 @@ def bench_local_conversation(bench: Bench, url: str, turns: int = 60) -> None:
     from django.test.utils import override_settings
 
     from config.celery import app
-    from conversations import context as ctx
+    from conversations import context_spec as ctx
     from conversations import services
     from conversations.models import Run, Step, StepKind
     from memory.models import Compaction

@@ -26,9 +26,10 @@ from django.db import connection
 
 from bench.harness import Bench, ms, percentile
 from conversations import services
-from conversations.models import Message, Run, RunEvent, Session, Step
+from conversations.models import Message, Run, Session, Step
 from engine import execute
 from memory.models import Compaction
+from streams.models import RunEvent
 from tests.factories import SessionFactory, UserFactory
 
 TURNS = int(os.environ.get("ARBOR_BENCH_STORAGE_TURNS", "500"))

@@ -19,9 +19,10 @@ from audit.models import AuditLog
 from bench import bigtree
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
-from conversations.context import path_memory_ids, path_messages
-from conversations.models import Message, Role, Run, RunEvent, RunStatus, Session, Step
+from conversations.context_spec import path_memory_ids, path_messages
+from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
+from streams.models import RunEvent
 from tests.factories import SessionFactory, UserFactory, build_chain
 
 TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}

@@ -279,7 +279,7 @@ def _diff_branch(session, parent, variant: str) -> list:
 
 def run_branch_diff(bench) -> None:
     """``bench ui``: the branch diff of two 500-turn branches below 20 shared turns (page and API)."""
-    from conversations import branches  # after Django is set up, as in _build
+    from branches import selectors as branch_reads  # after Django is set up, as in _build
     from tests.factories import SessionFactory, UserFactory, build_chain
 
     user = UserFactory()
@@ -290,7 +290,7 @@ def run_branch_diff(bench) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
-    result = branches.branch_diff(a, b)
+    result = branch_reads.branch_diff(a, b)
     kinds = {kind: sum(r.kind == kind for r in result["rows"]) for kind in ("same", "changed", "only_a", "only_b")}
     client = Client()
     client.force_login(user)
@@ -301,10 +301,10 @@ def run_branch_diff(bench) -> None:
     queries = []
     with connection.execute_wrapper(lambda execute, sql, params, many, ctx: queries.append(sql)
                                     or execute(sql, params, many, ctx)):
-        branches.branch_diff(a, b)
-    pure = timed(lambda: branches.branch_diff(a, b), repeat=REPEAT, warmup=2)
+        branch_reads.branch_diff(a, b)
+    pure = timed(lambda: branch_reads.branch_diff(a, b), repeat=REPEAT, warmup=2)
     table = [[label, *_measure(client, url)] for label, url in rows]
-    table.append(["branches.branch_diff (reads + difflib, no rendering)", ms(percentile(pure, 50)),
+    table.append(["branch_reads.branch_diff (reads + difflib, no rendering)", ms(percentile(pure, 50)),
                   ms(percentile(pure, 95)), "–", len(queries)])
     bench.table(
         f"Branch diff: two branches of {DIFF_TURNS} turns below {DIFF_SHARED} shared ones, ~80-word answers "

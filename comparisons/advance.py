@@ -1,5 +1,5 @@
 """The worker side of replayed comparisons: start a variant's next turn once its previous run is
-done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.signals` on
+done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.receivers` on
 ``run_finished``). Request-side actions are in :mod:`comparisons.services`.
 """
 
@@ -26,7 +26,7 @@ def start_turn(*, variant: Variant, turn: int, parent: Run | None) -> Run:
     with the same input and the seed raised by 1 … k − 1 (:class:`RepeatSample`). Returns the run.
 
     The run never becomes the session's active run: a comparison does not change the branch the
-    chat shows (issue 16); "Continue this branch" on the comparison page opens it explicitly."""
+    chat shows; "Continue this branch" on the comparison page opens it explicitly."""
     comparison = variant.comparison
     connection_id = variant.config.get("connection_id")
     run = conv.run_start(

@@ -24,15 +24,15 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import paginate
 
 from accounts.ratelimit import limit_run_creation
-from connections.selectors import object_id
 from conversations.selectors import get_run_for, get_run_to_act_on
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from memory.models import Agent
+from memory.selectors import get_agent_for
 
 from . import insights, judges, judging, selectors, services, suites
 from .forms import variant_spec
-from .models import COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Rubric, Suite, VoteChoice
+from .models import COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Rubric, VoteChoice
 
 router = Router(tags=["comparisons"])
 
@@ -363,7 +363,7 @@ def start_comparison(request, payload: ComparisonIn):
 @paginate(Pages, page_size=20, max_page_size=MAX_PAGE_SIZE)
 def list_comparisons(request):
     """Your comparisons, newest first."""
-    return Comparison.objects.owned_by(request.auth).order_by("-created_at").prefetch_related("tags", "variants")
+    return selectors.comparisons_of(request.auth)
 
 
 @router.get("/comparisons/{comparison_id}", response=answers({200: ComparisonOut}, 404))
@@ -532,7 +532,7 @@ def rubric_templates(request):
 @router.get("/rubrics", response=answers({200: list[RubricOut]}))
 def list_rubrics(request):
     """Your rubrics, by name."""
-    return [_rubric_out(r) for r in Rubric.objects.filter(owner=request.auth)]
+    return [_rubric_out(r) for r in selectors.rubrics_of(request.auth)]
 
 
 @router.post("/rubrics", response=answers({201: RubricOut}, *BODY))
@@ -544,17 +544,13 @@ def create_rubric(request, payload: RubricIn):
 @router.put("/rubrics/{rubric_id}", response=answers({200: RubricOut}, *BODY, 404))
 def update_rubric(request, rubric_id: str, payload: RubricIn):
     """Edit your rubric (judgings already started keep the text they were given)."""
-    rubric = Rubric.objects.filter(owner=request.auth, pk=object_id(rubric_id, "rubric")).first()
-    if rubric is None:
-        raise NotFound("No such rubric.")
+    rubric = selectors.get_rubric_for(request.auth, rubric_id)
     return _rubric_out(judging.rubric_save(owner=request.auth, rubric=rubric, **payload.dict()))
 
 
 def _judging_rubric(user, payload: JudgingIn) -> dict:
     if payload.rubric_id is not None:
-        rubric = Rubric.objects.filter(owner=user, pk=object_id(payload.rubric_id, "rubric")).first()
-        if rubric is None:
-            raise NotFound("No such rubric.")
+        rubric = selectors.get_rubric_for(user, payload.rubric_id)
         return {"rubric_name": rubric.name, "rubric_text": rubric.text, "scale_max": rubric.scale_max,
                 "pass_threshold": rubric.pass_threshold}
     if payload.template is not None:
@@ -661,25 +657,16 @@ def _agent_for(user, agent_id) -> Agent:
     InvalidInput when none is given."""
     if agent_id is None:
         raise InvalidInput("agent_id is required")
-    agent = Agent.objects.filter(pk=object_id(agent_id, "agent")).first()
-    if agent is None or agent.owner_id not in (None, user.pk):
-        raise NotFound("No such agent.")
-    return agent
+    return get_agent_for(user, agent_id)
 
 
 def _suite_for(user, suite_id):
-    suite = Suite.objects.filter(owner=user, pk=object_id(suite_id, "suite")).first()
-    if suite is None:
-        raise NotFound("No such suite.")
-    return suite
+    return selectors.get_suite_for(user, suite_id)
 
 
 def suite_out(suite) -> dict:
     rows = insights.suite_runs(suite)
-    ids: dict = {}
-    for pk, run_id in Comparison.objects.filter(suite_run__suite=suite).order_by("suite_case__position").values_list(
-            "pk", "suite_run_id"):
-        ids.setdefault(run_id, []).append(pk)
+    ids = selectors.suite_comparison_ids(suite)
     return {
         "id": suite.pk, "name": suite.name, "created_at": suite.created_at,
         "cases": [{"position": c.position, "title": c.title, "prompts": c.prompts, "references": c.references}
@@ -694,7 +681,7 @@ def suite_out(suite) -> dict:
 @router.get("/suites", response=answers({200: list[SuiteOut]}))
 def list_suites(request):
     """Your suites with their cases, runs and trend."""
-    return [suite_out(s) for s in Suite.objects.filter(owner=request.auth)]
+    return [suite_out(s) for s in selectors.suites_of(request.auth)]
 
 
 @router.post("/suites", response=answers({201: SuiteOut}, *BODY, 404))

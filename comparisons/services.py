@@ -3,7 +3,7 @@ work for a worker is enqueued on commit (``conversations.services.run_start`` do
 
 Replay: a variant's turn *t+1* starts when its run for turn *t* has finished. The worker sends
 ``conversations.signals.run_finished`` after a run's final state is committed; our receiver
-(:mod:`comparisons.signals`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
+(:mod:`comparisons.receivers`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
 :func:`comparisons.advance.variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
 ``VariantRun`` for the turn means "already started", and the unique ``(variant, turn)``
 constraint backs that up, so a redelivered task or a duplicate signal never starts a turn twice.
@@ -230,6 +230,19 @@ def _prompts(*, session: Session, branch_point: Run, mode: str, prompt: str,
     return prompts, source_run
 
 
+def _check_start(*, owner, session: Session, branch_point: Run) -> None:
+    """NotFound unless ``session`` is ``owner``'s and ``branch_point`` in its tree; Conflict when the
+    session is deleted or the branch point has not finished."""
+    if session.owner_id != owner.pk:
+        raise NotFound("No such session.")
+    if session.is_deleted:
+        raise Conflict("This session is deleted.")
+    if not session.can_branch_from(branch_point):
+        raise NotFound("That run is not part of this session.")
+    if branch_point.status in ACTIVE_STATUSES:
+        raise Conflict("The branch point has not finished yet; compare from it once it has.")
+
+
 @transaction.atomic
 def comparison_start(
     *,
@@ -262,14 +275,7 @@ def comparison_start(
     not the owner's, or the run is not in the session's tree) and Conflict (the branch point has
     not finished, or the session is deleted).
     """
-    if session.owner_id != owner.pk:
-        raise NotFound("No such session.")
-    if session.is_deleted:
-        raise Conflict("This session is deleted.")
-    if not session.can_branch_from(branch_point):
-        raise NotFound("That run is not part of this session.")
-    if branch_point.status in ACTIVE_STATUSES:
-        raise Conflict("The branch point has not finished yet; compare from it once it has.")
+    _check_start(owner=owner, session=session, branch_point=branch_point)
     labels = _clean_labels(variants)
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
         raise InvalidInput(f"samples must be a whole number from 1 to {MAX_SAMPLES}")

@@ -13,28 +13,24 @@ its label, model, system prompt, agent, cost or database id. Columns are address
 
 from __future__ import annotations
 
-from collections import Counter
-
 from django.conf import settings
 from django.contrib import messages as flash
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
-from connections.selectors import object_id, pickable_models
-from conversations.models import ACTIVE_STATUSES, Message, Run
+from connections.selectors import pickable_models
+from conversations.models import ACTIVE_STATUSES, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError, InvalidInput, NotFound
-from memory.models import Agent
 
 from . import insights, judges, judging, selectors, services, stats
 from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Rubric, Suite, Tag, Vote, VoteChoice
+from .models import COLUMN_LETTERS, Comparison, Mode, Suite, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
@@ -138,14 +134,10 @@ def resume(request: HttpRequest, comparison_id) -> HttpResponse:
 
 def _source_choices(session, branch_point: Run) -> list[tuple[str, str]]:
     """Leaves of the branches below ``branch_point`` in this session (newest first, at most 30)."""
-    below = session.visible_runs().filter(pk__in=Run.objects.descendant_of(branch_point).values("pk"))
-    leaves = below.exclude(pk__in=Run.objects.filter(parent_run__in=below).values("parent_run_id"))
-    leaves = list(leaves.order_by("-created_at")[:30])
-    inputs = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
     choices = []
-    for leaf in leaves:
+    for leaf, input_text in selectors.leaves_below(session, branch_point):
         turns = leaf.depth - branch_point.depth
-        text = " ".join((inputs.get(leaf.pk) or "").split())[:60]
+        text = " ".join(input_text.split())[:60]
         choices.append((str(leaf.pk), f"{turns} turn{'s' if turns != 1 else ''}, ending “{text}”"))
     return choices
 
@@ -173,7 +165,7 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
 def _known_models(user) -> list[str]:
     """Model names to suggest: the models of the user's connections, those with a context window
     or a price, and the default model."""
-    listed = set(pickable_models(user).values_list("name", flat=True))
+    listed = {model.name for model in pickable_models(user)}
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
                   | {settings.ARBOR_MODEL} | listed)
 
@@ -204,7 +196,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
             initial["source_run"] = str(active)
         form = ComparisonForm(initial=initial, source_choices=choices)
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
-    bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
+    bp_messages = selectors.opening_messages(branch_point)
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
                "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
@@ -212,15 +204,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    comparisons = (
-        Comparison.objects.owned_by(request.user).select_related("session").prefetch_related("tags", "variants")
-        .order_by("-created_at")[:100]
-    )
-    voted = Counter(
-        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
-    )
-    rows = [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
-    return render(request, "comparisons/index.html", {"rows": rows})
+    return render(request, "comparisons/index.html", {"rows": selectors.index_rows(request.user)})
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -259,7 +243,7 @@ def results(request: HttpRequest) -> HttpResponse:
     except ArborError as exc:
         return HttpResponse(exc.message, status=exc.status)
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
-               "all_tags": Tag.objects.filter(owner=request.user).values_list("name", flat=True),
+               "all_tags": selectors.tag_names(request.user),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/results.html#table", context)
@@ -293,8 +277,8 @@ def results_json(request: HttpRequest) -> HttpResponse:
 
 def _judge_form_context(request, comparison: Comparison, values: dict, error: str = "") -> dict:
     return {"comparison": comparison, "session": comparison.session, "values": values, "error": error,
-            "agents": Agent.objects.pickable_by(request.user), "templates": judges.RUBRIC_TEMPLATES,
-            "rubrics": Rubric.objects.filter(owner=request.user), "max_scale": judges.MAX_SCALE,
+            "agents": selectors.judge_agents(request.user), "templates": judges.RUBRIC_TEMPLATES,
+            "rubrics": selectors.rubrics_of(request.user), "max_scale": judges.MAX_SCALE,
             "judgings": comparison.judgings.all()}
 
 
@@ -302,8 +286,10 @@ def _rubric_values(request) -> dict:
     """The rubric fields to show: a template (``?template=``) or a saved rubric (``?rubric=``) to
     copy and edit, else helpfulness."""
     source = judges.RUBRIC_TEMPLATES.get(request.GET.get("template", ""), judges.RUBRIC_TEMPLATES["helpfulness"])
-    raw = request.GET.get("rubric", "")
-    rubric = Rubric.objects.filter(owner=request.user, pk=raw).first() if raw.isdigit() and len(raw) < 18 else None
+    try:
+        rubric = selectors.get_rubric_for(request.user, request.GET["rubric"]) if request.GET.get("rubric") else None
+    except NotFound:
+        rubric = None
     if rubric is not None:
         source = {"name": rubric.name, "text": rubric.text, "scale_max": rubric.scale_max,
                   "pass_threshold": rubric.pass_threshold}
@@ -323,9 +309,7 @@ def judge(request: HttpRequest, comparison_id) -> HttpResponse:
     values = {k: request.POST.get(k, "") for k in ("agent", "rubric_name", "rubric_text", "scale_max",
                                                     "pass_threshold")}
     try:
-        agent = Agent.objects.pickable_by(request.user).filter(pk=object_id(values["agent"], "agent")).first()
-        if agent is None:
-            raise InvalidInput("Choose the judge agent.")
+        agent = selectors.pickable_agent(request.user, values["agent"])
         with transaction.atomic():
             if request.POST.get("save_rubric"):
                 judging.rubric_save(owner=request.user, name=values["rubric_name"], text=values["rubric_text"],
@@ -371,13 +355,8 @@ def judging_record(request: HttpRequest, comparison_id, judging_id) -> HttpRespo
 def _branch_leaves(user, limit: int = 40) -> list[tuple[Run, str]]:
     """The newest leaves of the user's branches (finished runs without children, not a judge's or
     a suite's own runs), each with a label: session title, turns, the last prompt."""
-    leaves = (Run.objects.filter(session__owner=user, session__deleted_at__isnull=True, judgement__isnull=True,
-                                 comparison_turn__variant__comparison__suite_run__isnull=True)
-              .exclude(status__in=ACTIVE_STATUSES).filter(~Exists(Run.objects.filter(parent_run=OuterRef("pk"))))
-              .select_related("session").order_by("-created_at")[:limit])
-    prompts = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
     return [(leaf, f"{leaf.session.title or 'Session'} · {leaf.depth + 1} turn{'s' if leaf.depth else ''} · "
-                   f"“{(prompts.get(leaf.pk) or '')[:60]}”") for leaf in leaves]
+                   f"“{prompt[:60]}”") for leaf, prompt in selectors.branch_leaves(user, limit)]
 
 
 @require_http_methods(["GET", "POST"])
@@ -394,8 +373,7 @@ def suites(request: HttpRequest) -> HttpResponse:
             return redirect("comparisons:suite", suite.pk)
         except ArborError as exc:
             error, status = exc.message, exc.status
-    rows = Suite.objects.filter(owner=request.user).annotate(n_cases=Count("cases", distinct=True),
-                                                             n_runs=Count("runs", distinct=True))
+    rows = selectors.suites_of(request.user)
     return render(request, "comparisons/suites.html", {"suites": rows, "leaves": _branch_leaves(request.user),
                                                        "error": error}, status=status)
 
@@ -403,16 +381,14 @@ def suites(request: HttpRequest) -> HttpResponse:
 def _suite_context(request, suite: Suite, error: str = "") -> dict:
     rows = insights.suite_runs(suite)
     return {"suite": suite, "cases": suite.cases.all(), "rows": rows, "trend": insights.trend(rows), "error": error,
-            "agents": Agent.objects.pickable_by(request.user), "templates": judges.RUBRIC_TEMPLATES}
+            "agents": selectors.judge_agents(request.user), "templates": judges.RUBRIC_TEMPLATES}
 
 
 @require_GET
 def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
     """A suite: its cases, its runs (date, agents, win rate with interval, rating), the trend chart
     and the form to run it again."""
-    suite = Suite.objects.filter(owner=request.user, pk=object_id(suite_id, "suite")).first()
-    if suite is None:
-        raise Http404("No such suite.")
+    suite = selectors.get_suite_for(request.user, suite_id)
     return render(request, "comparisons/suite.html", _suite_context(request, suite))
 
 
@@ -420,15 +396,11 @@ def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
 @limit_run_creation
 def suite_run(request: HttpRequest, suite_id: int) -> HttpResponse:
     """Run the suite on a baseline and a challenger (blind votes; the judge when one is chosen)."""
-    suite = Suite.objects.filter(owner=request.user, pk=object_id(suite_id, "suite")).first()
-    if suite is None:
-        raise Http404("No such suite.")
-    pickable = Agent.objects.pickable_by(request.user)
+    suite = selectors.get_suite_for(request.user, suite_id)
     try:
-        agents = [pickable.filter(pk=object_id(request.POST.get(k), "agent")).first()
-                  for k in ("baseline", "challenger")]
+        agents = [selectors.pickable_agent(request.user, request.POST.get(k)) for k in ("baseline", "challenger")]
         judge_pk = request.POST.get("judge") or ""
-        judge_agent = pickable.filter(pk=object_id(judge_pk, "agent")).first() if judge_pk else None
+        judge_agent = selectors.pickable_agent(request.user, judge_pk) if judge_pk else None
     except NotFound:
         agents, judge_agent = [None], None
     try:

@@ -4,8 +4,10 @@ import os
 
 from celery import Celery
 
+from core.queue import TASK_MODULES
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 app = Celery("arbor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+app.conf.imports = sorted(set(TASK_MODULES.values()))  # the one table of task names and their modules

@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
-from conversations.audit_urls import urlpatterns as run_audit_urls
+from runaudit.urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -13,10 +13,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
-    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
+    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page: runaudit
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
-    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
-    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
+    path("memory/", include("search.urls")),  # namespace "memory": memory search pages
+    path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

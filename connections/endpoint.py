@@ -1,17 +1,24 @@
-"""Talking to a connection's endpoint: the ``openai`` SDK client every model call uses, and the probe
-(``GET /v1/models``) behind the health check and the model list.
+"""Talking to a connection's endpoint: the ``openai`` SDK client every model call uses, the probe
+(``GET /v1/models``) behind the model list, and the one-token completion behind the health check.
 
 The SDK's own retries are off: retries with backoff for transient errors are Celery's (see
 :mod:`engine.execute`), so that a retry is visible in the run's state.
+
+Both major lines of the SDK work: 2.x is built on ``httpx``, 3.x on ``httpx2``. Nothing here passes
+an HTTP library's object into the SDK; where the transport's own exceptions must be recognised (a
+stream cut mid-answer is raised by the transport, not wrapped by the SDK), :data:`SDK_HTTP` is the
+HTTP library the installed SDK is built on.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import ModuleType
 
-import httpx
 import openai
 from django.conf import settings
 
@@ -20,6 +27,15 @@ from core.redact import mask_url
 # Fields of a ``/v1/models`` entry that give its context window in tokens: vLLM's ``max_model_len``,
 # OpenRouter's and LM Studio's ``context_length``, llama.cpp server's ``meta.n_ctx_train``.
 WINDOW_FIELDS = ("max_model_len", "context_length", "context_window")
+
+
+def _sdk_http() -> ModuleType:
+    """The HTTP library the installed SDK's client derives from (``httpx`` for openai 2.x, ``httpx2`` for 3.x)."""
+    base = next(c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client")
+    return importlib.import_module(base.__module__.partition(".")[0])
+
+
+SDK_HTTP = _sdk_http()
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,7 @@ def _client(base_url: str, api_key: str, headers: tuple, connect: float, read: f
         api_key=api_key,
         default_headers=dict(headers) or None,
         max_retries=0,
-        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+        timeout=openai.Timeout(connect=connect, read=read, write=read, pool=connect),
     )
 
 
@@ -96,21 +112,43 @@ def probe(endpoint: Endpoint, *, timeout: float) -> Probe:
     """``GET {base_url}/models`` with the endpoint's key and headers, within ``timeout`` seconds.
     Never raises: every failure is a :class:`Probe` saying what happened, naming the URL (masked)."""
     where = mask_url(endpoint.base_url)
-    client = endpoint.client().with_options(timeout=httpx.Timeout(timeout), max_retries=0)
+    client = endpoint.client().with_options(timeout=openai.Timeout(timeout), max_retries=0)
     started = time.perf_counter()
     try:
-        response = client.get("/models", cast_to=httpx.Response)
+        text = client.models.with_raw_response.list().text
         latency = (time.perf_counter() - started) * 1000
-    except (openai.APITimeoutError, httpx.TimeoutException):
+    except openai.APITimeoutError:
         return Probe("unreachable", None, f"{where} did not answer within {timeout:g} s.")
     except openai.APIStatusError as exc:
         latency = (time.perf_counter() - started) * 1000
         hint = " (the endpoint refused the API key)" if exc.status_code in (401, 403) else ""
         return Probe("error", latency, f"{where}/models answered HTTP {exc.status_code}{hint}.")
-    except (openai.APIConnectionError, httpx.HTTPError) as exc:
+    except openai.APIConnectionError as exc:
         return Probe("unreachable", None, f"Could not reach {where}: {exc.__cause__ or exc}.")
     try:
-        models = _listed(response.json())
+        models = _listed(json.loads(text))
     except ValueError as exc:
         return Probe("error", latency, f"{where}/models answered, but {exc}.")
     return Probe("ok", latency, f"{len(models)} model{'s' if len(models) != 1 else ''} listed.", models)
+
+
+def answers(endpoint: Endpoint, model: str, *, timeout: float) -> Probe:
+    """One chat completion of at most 1 token from ``model`` (``POST {base_url}/chat/completions``),
+    within ``timeout`` seconds: what "reachable" means on the Connections page is "answers".
+    ``latency_ms`` is the whole call. Never raises; ``models`` is None."""
+    where = mask_url(endpoint.base_url)
+    client = endpoint.client().with_options(timeout=openai.Timeout(timeout), max_retries=0)
+    started = time.perf_counter()
+    try:
+        client.chat.completions.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    except openai.APITimeoutError:
+        return Probe("unreachable", None, f"{where} did not answer a one-token completion within {timeout:g} s.")
+    except openai.APIStatusError as exc:
+        latency = (time.perf_counter() - started) * 1000
+        return Probe("error", latency, f"{where}/chat/completions answered HTTP {exc.status_code} for {model}.")
+    except openai.APIConnectionError as exc:
+        return Probe("unreachable", None, f"Could not reach {where}: {exc.__cause__ or exc}.")
+    except (ValueError, TypeError, KeyError) as exc:  # an answer the SDK could not read
+        return Probe("error", None, f"{where}/chat/completions answered, but not as a chat completion: {exc}.")
+    latency = (time.perf_counter() - started) * 1000
+    return Probe("ok", latency, f"{model} answered a one-token completion in {latency:.0f} ms.")

@@ -22,7 +22,7 @@ from django.utils import timezone
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.text import clean_text
 
-from .endpoint import Probe, probe
+from .endpoint import Probe, answers, probe
 from .models import Connection, ConnectionModel, Health
 from .selectors import is_admin
 
@@ -194,9 +194,32 @@ def _record_health(connection: Connection, check: Probe) -> None:
     connection.save(update_fields=["health", "health_latency_ms", "health_message", "health_checked_at"])
 
 
+def _model_to_try(connection: Connection, listed: list[dict]) -> str | None:
+    """The model the health check asks: the default connection's ``ARBOR_MODEL`` when listed, else
+    the first listed model, else the first model added by hand; None when there is none."""
+    names = [m["id"] for m in listed]
+    if connection.from_environment and settings.ARBOR_MODEL in names:
+        return settings.ARBOR_MODEL
+    if names:
+        return names[0]
+    by_hand = ConnectionModel.objects.filter(connection=connection).order_by("name").values_list("name", flat=True)
+    return next(iter(by_hand), None)
+
+
 def connection_check(*, connection: Connection) -> Probe:
-    """Health check: ``GET /models`` once; reachability, latency and the answer are stored and returned."""
-    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    """Health check: ``GET /models``, then a one-token chat completion of one model (see
+    :func:`_model_to_try`), so "ok" means the endpoint answers, not only that it lists. The
+    outcome (the completion's health and latency, both messages) is stored and returned."""
+    endpoint, timeout = connection.endpoint(), _probe_timeout(connection)
+    listing = probe(endpoint, timeout=timeout)
+    model = _model_to_try(connection, listing.models or [])
+    if listing.health == Health.UNREACHABLE:
+        check = listing
+    elif model is None:
+        check = Probe(Health.ERROR, listing.latency_ms, f"{listing.message} No model to try a completion with.")
+    else:
+        answer = answers(endpoint, model, timeout=timeout)
+        check = Probe(answer.health, answer.latency_ms, f"{listing.message} {answer.message}", listing.models)
     _record_health(connection, check)
     return check
 

@@ -1,6 +1,6 @@
 """The tree map: a session's conversation tree drawn as SVG, laid out on the server.
 
-1. The tree's skeleton (ids, parents, active path; :func:`conversations.browse.tree_skeleton`, one
+1. The tree's skeleton (ids, parents, active path; :func:`conversations.selectors.trees.tree_skeleton`, one
    query, no message text) is reduced to the runs worth a node: roots and leaves, branch points
    (runs with other versions below them), the first run of each version, the shown run (the
    session's active run) and the boundary between a fork's shared runs and its own. Each straight
@@ -13,7 +13,7 @@
 3. :func:`core.tidytree.tidy_layout` (Buchheim–Jünger–Leipert, linear time) places the nodes;
    roots at the top, one level per node (not per run: a collapsed stretch is one level).
 4. One query reads status, model, turn number and an input excerpt of the drawn runs
-   (:func:`conversations.browse.run_previews`), then the SVG is written as text (every value
+   (:func:`conversations.selectors.pages.run_previews`), then the SVG is written as text (every value
    escaped): edges grouped into four ``<path>`` elements, one ``<circle>`` per node, all in one
    ``<g class="treemap-root">`` (what the script pans and zooms: the ``<svg>`` itself keeps the
    viewport's size, so a frame rasterises the visible area only).
@@ -37,7 +37,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from core.tidytree import tidy_layout
 
-from .browse import Node, Skeleton, run_previews
+from .selectors.pages import run_previews
+from .selectors.trees import Node, Skeleton
 
 X_GAP = 28  # px between neighbours on one level
 Y_GAP = 46  # px between levels
@@ -215,7 +216,7 @@ def _edge(px: int, py: int, cx: int, cy: int) -> str:
 
 def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
     """Lay ``tree`` out and write it as an SVG element (see the module's docstring for the markup).
-    ``facts``: :func:`conversations.browse.run_previews` of (at least) the drawn runs."""
+    ``facts``: :func:`conversations.selectors.pages.run_previews` of (at least) the drawn runs."""
     facts = {str(run_id): value for run_id, value in facts.items()}
     x, levels = tidy_layout(tree.children, tree.roots)
     px = [round(MARGIN + v * X_GAP) for v in x]  # whole pixels: shorter, and as sharp
@@ -249,7 +250,7 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
            f'<g class="treemap-root"><g class="edges">{paths}</g>'
            f'<g class="labels">{"".join(labels)}</g><g class="marks">{"".join(marks)}</g>'
            f'<g class="nodes">{"".join(circles)}</g></g></svg>')
-    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # noqa: S308 - escaped
+    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # escaped
 
 
 def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: int, cy: int, level: int) -> str:

@@ -1,4 +1,4 @@
-"""Logging helpers: a quiet console while nothing happens (issue 15).
+"""Logging helpers: a quiet console while nothing happens.
 
 Celery logs every task it receives and finishes at INFO (``celery.worker.strategy``,
 ``celery.app.trace``) and beat logs every task it sends (``celery.beat``). For the periodic upkeep

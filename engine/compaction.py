@@ -4,7 +4,7 @@
 context a child of that run would start from is measured: tokens ÷ usable window (context window −
 reserved output tokens). Above the policy's ``threshold`` (default 0.8,
 ``settings.ARBOR_COMPACTION_THRESHOLD``) a :class:`~memory.models.Compaction` is created for that run
-and memory id, and the Celery task ``memory.compact`` does the work — never a web request.
+and memory id, and the Celery task ``engine.compact`` does the work — never a web request.
 
 **What.** The policy's strategies run in order until utilisation is at or below ``target``
 (default: half the threshold):
@@ -40,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections.endpoint import Endpoint
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core import queue
 from core.tokens import TokenCounter
@@ -80,7 +80,7 @@ def consider_after_run(run: Run, status: str) -> None:
     compaction if needed. Never raises: a measuring failure must not break the run's worker."""
     try:
         compaction_consider(run=run, status=status)
-    except Exception:  # noqa: BLE001 - logged; the run itself is already final
+    except Exception:  # logged; the run itself is already final
         log.exception("compaction: measuring after run %s failed", run.pk)
 
 
@@ -144,7 +144,7 @@ def _claim(compaction_id: int) -> Compaction | None:
 
 
 def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Compaction | None:
-    """Apply a pending compaction's policy (the body of the ``memory.compact`` task).
+    """Apply a pending compaction's policy (the body of the ``engine.compact`` task).
 
     Claims it with a conditional UPDATE (pending → running), so of several deliveries exactly one
     works; a ready or failed compaction is left alone. Raises :class:`SummaryError` when the
@@ -175,7 +175,7 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     work.pk = compaction.pk
     try:
         result = _run_strategies(work, policy, run)
-    except Exception as exc:  # noqa: BLE001 - recorded on the compaction and its step
+    except Exception as exc:  # recorded on the compaction and its step
         return _record_failure(compaction, step, exc, final_attempt=final_attempt)
     return _record_success(compaction, step, work, base, result)
 

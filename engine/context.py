@@ -1,6 +1,6 @@
 """Building a run's context with its agent's memory settings, within the model's token budget.
 
-Rules (issue 4), applied in this order to the messages on the path from the root to the run:
+Rules, applied in this order to the messages on the path from the root to the run:
 
 1. **Branches**: only the run's ancestors count (one recursive CTE reads the path).
 2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
@@ -19,8 +19,8 @@ together; an unfinished exchange (a cancelled run's tool call without its result
 is a tool message without its call — OpenAI-compatible APIs reject both. The system prompt (the
 agent's, else ``settings.ARBOR_SYSTEM_PROMPT``) and the run's own messages are always kept.
 
-The result is a :class:`conversations.context.ContextSpec` (a few ids and numbers, never a copy of
-the history) from which :func:`conversations.context.rebuild` re-renders the exact messages: the
+The result is a :class:`conversations.context_spec.ContextSpec` (a few ids and numbers, never a copy of
+the history) from which :func:`conversations.context_spec.rebuild` re-renders the exact messages: the
 spec's format and its rebuild-and-verify live beside the messages they select; building and
 measuring live here, the only place that applies an agent's memory settings.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from connections.selectors import base_url_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
 from memory.models import Agent, Compaction, CompactionStatus

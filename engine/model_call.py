@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from connections.endpoint import Endpoint
 from conversations.models import Run, RunStatus
-from conversations.streams import RunStream
+from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
 from .llm import get_client
@@ -104,7 +104,7 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         if not outcome.finish_reason and not watch.stopped:
             raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
                 f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
+    except BaseException as exc:  # every failure becomes the run's error
         if watch.expired:
             outcome.error = _deadline_error()
         elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:

@@ -204,5 +204,5 @@ class Compaction(models.Model):
         return None
 
 
-# Memory stores and semantic search (issue 5): their tables live in memory.stores.models.
+# Memory stores and semantic search: their tables live in memory.stores.models.
 from memory.stores.models import MemoryStoreSession, MessageEmbedding  # noqa: E402,F401

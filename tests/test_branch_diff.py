@@ -1,10 +1,10 @@
-"""The pure branch diff (conversations.diff): word segments, turn alignment, totals. No database."""
+"""The pure branch diff (branches.diff): word segments, turn alignment, totals. No database."""
 
 from __future__ import annotations
 
 import pytest
 
-from conversations.diff import EXACT_WORDS, TurnText, align, diff_branches, tokens, totals, word_diff
+from branches.diff import EXACT_WORDS, TurnText, align, diff_branches, tokens, totals, word_diff
 
 
 @pytest.fixture(autouse=True)

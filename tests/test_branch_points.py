@@ -1,4 +1,4 @@
-"""Branch points of the shown branch (conversations.browse.branch_points) and their panel and markers
+"""Branch points of the shown branch (conversations.paths.branch_points) and their panel and markers
 in the chat: positions as the sibling navigator counts them, links that work without JavaScript,
 the out-of-band refresh after an htmx swap, query counts that do not grow with depth."""
 
@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversations import browse, services
+from conversations import services
 from conversations.models import Session
+from conversations.selectors import paths
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
@@ -44,13 +45,13 @@ def _talk(owner, depth=12):
 def test_branch_points_of_the_shown_path(me):
     session, runs = _talk(me)
     with CaptureQueriesContext(connection) as queries:
-        points = browse.branch_points(session, session.active_run_id)
+        points = paths.branch_points(session, session.active_run_id)
     assert len(queries) == 2
     assert [(p.run_id, p.turn, p.index, p.count) for p in points] == [(runs[2].pk, 3, 2, 3), (runs[7].pk, 8, 1, 2)]
     assert points[0].below == runs[3].pk and points[0].from_leaf == 9
     assert points[0].preview == "question 2"
     # the sibling navigator counts the same way
-    positions = browse.sibling_positions(session, [runs[2], runs[7]])
+    positions = paths.sibling_positions(session, [runs[2], runs[7]])
     assert [positions[r.pk][:2] for r in (runs[2], runs[7])] == [(2, 3), (1, 2)]
 
 
@@ -60,10 +61,10 @@ def test_roots_with_versions_and_the_leaf_itself(me):
     RunFactory(session=session, turn=("hello again", "hi"))  # another version of the first turn
     leaf = RunFactory(session=session, parent_run=root)
     RunFactory(session=session, parent_run=root)  # the leaf has a sibling too
-    points = browse.branch_points(session, leaf.pk)
+    points = paths.branch_points(session, leaf.pk)
     assert [(p.turn, p.index, p.count) for p in points] == [(1, 1, 2), (2, 1, 2)]
     assert points[-1].below is None and points[-1].from_leaf == 0
-    assert browse.branch_points(session, None) == []
+    assert paths.branch_points(session, None) == []
 
 
 def test_a_fork_counts_only_its_own_tree(me):
@@ -73,7 +74,7 @@ def test_a_fork_counts_only_its_own_tree(me):
     fork = services.session_fork(run=runs[3], owner=me)
     mine = build_chain(fork, 2, parent=runs[3])
     RunFactory(session=fork, parent_run=runs[3], turn=("my other version", "y"))
-    points = browse.branch_points(fork, mine[-1].pk)
+    points = paths.branch_points(fork, mine[-1].pk)
     assert [(p.run_id, p.index, p.count) for p in points] == [(mine[0].pk, 1, 2)]
 
 

@@ -17,8 +17,11 @@ from django.utils import timezone
 
 from archive import exporters
 from audit.models import AuditLog
-from conversations import branches, browse, services
+from branches import selectors as branch_reads
+from branches import services as branch_tools
+from conversations import services
 from conversations.models import BranchLabel, BranchShare, Prune, Run, RunStatus, Session
+from conversations.selectors import pages, paths
 from core.errors import Conflict, NotFound
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
@@ -70,7 +73,7 @@ def test_labels_api_list_create_rename_delete(api, tree):
 def test_labels_are_404_for_another_users_session_run_and_label(api, user, tree):
     theirs = SessionFactory(owner=UserFactory())
     their_run = RunFactory(session=theirs)
-    their_label = branches.label_create(session=theirs, run=their_run, name="secret")
+    their_label = branch_tools.label_create(session=theirs, run=their_run, name="secret")
     mine = tree["session"]
     assert api.get(f"/api/sessions/{theirs.pk}/labels").status_code == 404
     assert post_json(api, f"/api/sessions/{theirs.pk}/labels", {"run_id": str(their_run.pk), "name": "x"}
@@ -112,7 +115,7 @@ def test_sessions_list_reads_the_labels_of_a_page_in_one_query(api, user):
     for n in range(12):
         s = SessionFactory(owner=user, title=f"s{n}")
         run = RunFactory(session=s)
-        branches.label_create(session=s, run=run, name=f"label-{n}")
+        branch_tools.label_create(session=s, run=run, name=f"label-{n}")
     with CaptureQueriesContext(connection) as queries:
         html = api.get("/").content.decode()
     assert all(f"label-{n}" in html for n in range(12))
@@ -121,19 +124,19 @@ def test_sessions_list_reads_the_labels_of_a_page_in_one_query(api, user):
 
 def test_a_fork_gets_the_labels_of_its_shared_turns_and_then_they_are_its_own(user, tree):
     session, main, side = tree["session"], tree["main"], tree["side"]
-    on_shared = branches.label_create(session=session, run=main[1], name="start")
-    branches.label_create(session=session, run=main[5], name="main end")  # below the fork point: not shared
-    branches.label_create(session=session, run=side[0], name="train")  # another branch: not shared
+    on_shared = branch_tools.label_create(session=session, run=main[1], name="start")
+    branch_tools.label_create(session=session, run=main[5], name="main end")  # below the fork point: not shared
+    branch_tools.label_create(session=session, run=side[0], name="train")  # another branch: not shared
     fork = services.session_fork(run=main[3], owner=user)
-    copied = list(branches.labels_of(fork))
+    copied = list(branch_reads.labels_of(fork))
     assert [(x.name, x.run_id) for x in copied] == [("start", main[1].pk)]
-    branches.label_rename(label=copied[0], name="fork start")
+    branch_tools.label_rename(label=copied[0], name="fork start")
     on_shared.refresh_from_db()
     assert on_shared.name == "start"  # the source's label is untouched
-    branches.label_create(session=fork, run=main[0], name="only in the fork")
-    assert "only in the fork" not in [x.name for x in branches.labels_of(session)]
+    branch_tools.label_create(session=fork, run=main[0], name="only in the fork")
+    assert "only in the fork" not in [x.name for x in branch_reads.labels_of(session)]
     services.session_delete(session=session)  # the source goes: the fork's labels stay
-    assert [x.name for x in branches.labels_of(fork)] == ["fork start", "only in the fork"]
+    assert [x.name for x in branch_reads.labels_of(fork)] == ["fork start", "only in the fork"]
 
 
 # --- the branch diff ------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def _search(client, query):
 def test_prune_hides_a_subtree_everywhere_and_undo_gives_it_back(api, user, tree):
     session, main, side = tree["session"], tree["main"], tree["side"]
     Session.objects.filter(pk=session.pk).update(active_run=side[2])
-    label = branches.label_create(session=session, run=side[1], name="train plan")
+    label = branch_tools.label_create(session=session, run=side[1], name="train plan")
     response = api.post(f"/s/{session.pk}/runs/{side[0].pk}/prune")
     assert response.status_code == 302
     prune = Prune.objects.get(session=session)
@@ -257,9 +260,9 @@ def test_prune_hides_a_subtree_everywhere_and_undo_gives_it_back(api, user, tree
     assert "go by train" not in tree_html
     api_tree = api.get(f"/api/sessions/{session.pk}/tree").json()
     assert len(api_tree["runs"]) == 6
-    row = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
+    row = pages.with_counts(Session.objects.filter(pk=session.pk)).get()
     assert (row.run_count, row.branch_count) == (6, 1)
-    assert browse.sibling_positions(session, [main[3]])[main[3].pk][:2] == (1, 1)
+    assert paths.sibling_positions(session, [main[3]])[main[3].pk][:2] == (1, 1)
     assert "Trip" not in _search(api, "coastal")
     runs, _ = exporters.tree(session)
     assert len(runs) == 6
@@ -284,7 +287,7 @@ def test_prune_hides_a_subtree_everywhere_and_undo_gives_it_back(api, user, tree
 
 def test_undo_is_refused_after_the_undo_time(api, tree, settings):
     session, side = tree["session"], tree["side"]
-    prune = branches.prune_subtree(session=session, run=side[0])
+    prune = branch_tools.prune_subtree(session=session, run=side[0])
     Prune.objects.filter(pk=prune.pk).update(
         created_at=timezone.now() - timedelta(seconds=settings.ARBOR_UNDO_DELETE_SECONDS + 1))
     assert api.post(f"/s/{session.pk}/prunes/{prune.pk}/undo").status_code == 404
@@ -296,7 +299,7 @@ def test_a_fork_sharing_pruned_runs_keeps_working(api, user, tree, django_captur
     session, side = tree["session"], tree["side"]
     fork = services.session_fork(run=side[1], owner=user)
     own = services.run_start(session=fork, input="continue in the fork")
-    branches.prune_subtree(session=session, run=side[0])
+    branch_tools.prune_subtree(session=session, run=side[0])
     pruned = Run.objects.get(pk=side[1].pk)
     assert pruned.pruned_by_id is not None
     assert not session.can_branch_from(pruned) and fork.can_branch_from(pruned)
@@ -316,30 +319,30 @@ def test_prune_refuses_running_runs_and_a_forks_shared_turns(user, tree):
     session, main = tree["session"], tree["main"]
     RunFactory(session=session, parent_run=main[-1], status=RunStatus.RUNNING)
     with pytest.raises(Conflict):
-        branches.prune_subtree(session=session, run=main[4])
+        branch_tools.prune_subtree(session=session, run=main[4])
     fork = services.session_fork(run=main[2], owner=user)
     with pytest.raises(Conflict):
-        branches.prune_subtree(session=fork, run=main[1])
+        branch_tools.prune_subtree(session=fork, run=main[1])
     assert not Run.objects.filter(pruned_by__isnull=False).exists() and not Prune.objects.exists()
 
 
 def test_nested_prunes_undo_in_order(user, tree):
     session, side = tree["session"], tree["side"]
-    inner = branches.prune_subtree(session=session, run=side[2])
-    outer = branches.prune_subtree(session=session, run=side[0])
+    inner = branch_tools.prune_subtree(session=session, run=side[2])
+    outer = branch_tools.prune_subtree(session=session, run=side[0])
     assert (inner.run_count, outer.run_count) == (1, 2)
     with pytest.raises(Conflict):
-        branches.prune_undo(prune=inner)  # its parent is still pruned: no orphan in the tree
-    branches.prune_undo(prune=outer)
+        branch_tools.prune_undo(prune=inner)  # its parent is still pruned: no orphan in the tree
+    branch_tools.prune_undo(prune=outer)
     assert Run.objects.filter(pruned_by__isnull=False).count() == 1
-    branches.prune_undo(prune=Prune.objects.get(pk=inner.pk))
+    branch_tools.prune_undo(prune=Prune.objects.get(pk=inner.pk))
     assert not Run.objects.filter(pruned_by__isnull=False).exists()
 
 
 def test_prune_is_404_for_another_users_run(api, tree):
     theirs = SessionFactory(owner=UserFactory())
     their_run = RunFactory(session=theirs)
-    their_prune = branches.prune_subtree(session=theirs, run=RunFactory(session=theirs, parent_run=their_run))
+    their_prune = branch_tools.prune_subtree(session=theirs, run=RunFactory(session=theirs, parent_run=their_run))
     assert api.post(f"/s/{theirs.pk}/runs/{their_run.pk}/prune").status_code == 404
     assert api.post(f"/s/{tree['session'].pk}/runs/{their_run.pk}/prune").status_code == 404
     assert api.post(f"/s/{theirs.pk}/prunes/{their_prune.pk}/undo").status_code == 404
@@ -350,7 +353,7 @@ def test_prune_is_404_for_another_users_run(api, tree):
 # --- shares ---------------------------------------------------------------------------------------
 
 def _share_url(share) -> str:
-    return f"/shared/{branches.share_token(share)}/"
+    return f"/shared/{branch_reads.share_token(share)}/"
 
 
 def test_a_share_link_shows_exactly_one_branch_to_anyone(api, tree):
@@ -378,10 +381,10 @@ def test_a_share_link_shows_exactly_one_branch_to_anyone(api, tree):
 def test_share_links_404_when_wrong_tampered_revoked_expired_pruned_or_deleted(api, user, tree):
     session, main, side = tree["session"], tree["main"], tree["side"]
     anonymous = Client()
-    share = branches.share_create(session=session, run=main[-1])
+    share = branch_tools.share_create(session=session, run=main[-1])
     url = _share_url(share)
     assert anonymous.get(url).status_code == 200
-    token = branches.share_token(share)
+    token = branch_reads.share_token(share)
     assert anonymous.get(f"/shared/{token[:-1]}{'A' if token[-1] != 'A' else 'B'}/").status_code == 404
     assert anonymous.get(f"/shared/{signing.dumps(share.pk.hex, salt='other')}/").status_code == 404
     assert anonymous.get(f"/shared/{share.pk}/").status_code == 404  # an id is not a token
@@ -391,15 +394,15 @@ def test_share_links_404_when_wrong_tampered_revoked_expired_pruned_or_deleted(a
     assert anonymous.get(url).status_code == 404
     assert AuditLog.objects.filter(action="branch.share_revoke", target_id=str(share.pk)).exists()
     # expired
-    expiring = branches.share_create(session=session, run=main[-1], expires_in_days=1)
+    expiring = branch_tools.share_create(session=session, run=main[-1], expires_in_days=1)
     assert anonymous.get(_share_url(expiring)).status_code == 200
     BranchShare.objects.filter(pk=expiring.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert anonymous.get(_share_url(expiring)).status_code == 404
     # pruned, then given back
-    pruned = branches.share_create(session=session, run=side[1])
-    prune = branches.prune_subtree(session=session, run=side[0])
+    pruned = branch_tools.share_create(session=session, run=side[1])
+    prune = branch_tools.prune_subtree(session=session, run=side[0])
     assert anonymous.get(_share_url(pruned)).status_code == 404
-    branches.prune_undo(prune=prune)
+    branch_tools.prune_undo(prune=prune)
     assert anonymous.get(_share_url(pruned)).status_code == 200
     # the session deleted
     services.session_delete(session=session)
@@ -409,7 +412,7 @@ def test_share_links_404_when_wrong_tampered_revoked_expired_pruned_or_deleted(a
 def test_shares_are_404_for_another_user(api, tree):
     theirs = SessionFactory(owner=UserFactory())
     their_run = RunFactory(session=theirs)
-    share = branches.share_create(session=theirs, run=their_run)
+    share = branch_tools.share_create(session=theirs, run=their_run)
     assert api.post(f"/s/{theirs.pk}/runs/{their_run.pk}/share").status_code == 404
     assert api.post(f"/s/{tree['session'].pk}/runs/{their_run.pk}/share").status_code == 404
     assert api.post(f"/s/{tree['session'].pk}/shares/{share.pk}/revoke").status_code == 404
@@ -422,11 +425,11 @@ def test_share_create_checks_its_input(tree):
     session, main = tree["session"], tree["main"]
     for bad in (0, 366, "7", True, 1.5):
         with pytest.raises(Exception) as caught:
-            branches.share_create(session=session, run=main[-1], expires_in_days=bad)
+            branch_tools.share_create(session=session, run=main[-1], expires_in_days=bad)
         assert getattr(caught.value, "status", None) == 400
     running = RunFactory(session=session, parent_run=main[-1], status=RunStatus.RUNNING)
     with pytest.raises(Conflict):
-        branches.share_create(session=session, run=running)
+        branch_tools.share_create(session=session, run=running)
     with pytest.raises(NotFound):
-        branches.share_create(session=session, run=RunFactory())
+        branch_tools.share_create(session=session, run=RunFactory())
     assert not BranchShare.objects.exists()

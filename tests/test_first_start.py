@@ -5,6 +5,7 @@ server answers, the URL, the administrator and the password or how to set one.""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import stat
 import subprocess
@@ -100,7 +101,7 @@ def test_a_file_whose_password_was_changed_behind_its_back_is_not_shown(var_dir)
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         self.send_response(302)
         self.send_header("Location", "/accounts/login/")
         self.end_headers()
@@ -172,7 +173,38 @@ def test_with_a_worker_on_the_run_queue_the_banner_is_all(var_dir, llm_server, c
             proc.kill()
 
 
-def test_both_procfiles_print_the_banner_after_every_start():
-    for name in ("Procfile", "Procfile.local-model"):
-        lines = (ROOT / name).read_text().splitlines()
-        assert "banner: .venv/bin/python manage.py start_banner --url http://127.0.0.1:$ARBOR_PORT/ --stay" in lines
+def _supervisor_programs(tmp_path, local_model: str) -> dict:
+    """config/supervisord.conf as supervisord itself reads it (its own parser, environment expanded)."""
+    from supervisor.options import ServerOptions
+
+    env = {"ARBOR_PYTHON": sys.executable, "ARBOR_VAR_DIR": str(tmp_path), "ARBOR_PORT": "8000",
+           "ARBOR_MODEL_PORT": "8001", "ARBOR_LOCAL_MODEL": local_model, "ARBOR_WEB_WORKERS": "1",
+           "ARBOR_RUN_CONCURRENCY": "64", "ARBOR_RUN_QUEUE": "runs", "ARBOR_LOG_LEVEL": "info"}
+    options = ServerOptions()
+    options.environ_expansions.update({f"ENV_{k}": v for k, v in env.items()})
+    options.realize(["-c", str(ROOT / "config" / "supervisord.conf")])
+    return {group.name: group.process_configs[0] for group in options.process_group_configs}
+
+
+@pytest.mark.parametrize("local_model", ["true", "false"])
+def test_the_supervisor_runs_every_process_and_restarts_any_that_dies(tmp_path, local_model):
+    from supervisor.datatypes import RestartUnconditionally
+
+    programs = _supervisor_programs(tmp_path, local_model)
+    assert set(programs) == {"model", "web", "runs", "worker", "beat", "banner"}
+    assert programs["model"].autostart is (local_model == "true")
+    for name in ("model", "web", "runs", "worker", "beat"):
+        assert programs[name].autorestart is RestartUnconditionally, name
+        assert programs[name].startretries >= 10, name
+    assert "start_banner --url http://127.0.0.1:8000/ --stay" in programs["banner"].command
+    assert programs["runs"].command.endswith("-Q runs -n runs@%h")
+
+
+def test_every_process_creates_a_missing_var_folder(tmp_path):
+    """beat writes its schedule there at start; a missing folder once stopped the whole stack."""
+    var = tmp_path / "not" / "made" / "yet"
+    env = {**os.environ, "ARBOR_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "config.settings.base"}
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "config", "report"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert var.is_dir()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from connections.local_model import smoke_prompt
 from conversations import services
 from conversations.models import Message, Run, RunStatus
-from conversations.streams import get_stream
+from streams.backends import get_stream
 from tests.conftest import wait_for
 from tests.factories import SessionFactory
 
@@ -40,3 +41,15 @@ def test_two_turns_and_a_branch_on_the_local_model(local_model, worker_factory, 
     branch = wait_for(lambda: (r := Run.objects.get(pk=branch.pk)).is_finished and r, timeout=120)
     assert branch.status == RunStatus.SUCCEEDED and branch.parent_run_id == first.pk
     assert set(Run.objects.children_of(first)) == {second, branch}
+
+
+def test_a_turn_with_a_prompt_of_several_hundred_tokens(local_model, worker_factory, settings, user):
+    """The first real prompt is where a wheel built with refused CPU instructions crashed."""
+    settings.OPENAI_BASE_URL = local_model
+    worker_factory(OPENAI_BASE_URL=local_model, ARBOR_MODEL="smollm2-135m-instruct")
+    run = services.run_start(session=SessionFactory(owner=user), input=smoke_prompt(), model="smollm2-135m-instruct",
+                             params={"max_tokens": 24, "temperature": 0})
+    run = wait_for(lambda: (r := Run.objects.get(pk=run.pk)).is_finished and r, timeout=180)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.prompt_tokens >= 300, run.prompt_tokens
+    assert Message.objects.get(run=run, position=1).content.strip()

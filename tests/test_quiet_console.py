@@ -28,7 +28,7 @@ from engine import recovery
 from tests.conftest import ROOT, Proc, child_env, free_port, start_worker, wait_for
 from tests.factories import RunFactory
 
-SCHEDULE = {"reap-stale-runs": {"task": "conversations.reap_stale_runs", "schedule": 10.0}}
+SCHEDULE = {"reap-stale-runs": {"task": "engine.reap_stale_runs", "schedule": 10.0}}
 
 
 def record(name: str, level: int, msg: str, args) -> logging.LogRecord:
@@ -41,22 +41,22 @@ def test_the_filter_demotes_celery_lines_about_periodic_tasks_only():
     logging.getLogger("celery.beat").setLevel(logging.INFO)
     periodic = [
         record("celery.beat", logging.INFO, "Scheduler: Sending due task %s (%s)",
-               ("reap-stale-runs", "conversations.reap_stale_runs")),
+               ("reap-stale-runs", "engine.reap_stale_runs")),
         record("celery.app.trace", logging.INFO, "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s",
-               ({"name": "conversations.reap_stale_runs", "id": "x", "runtime": 0.01, "return_value": "{}"},)),
+               ({"name": "engine.reap_stale_runs", "id": "x", "runtime": 0.01, "return_value": "{}"},)),
     ]
     for rec in periodic:
         assert quiet.filter(rec) is False
         assert rec.levelno == logging.DEBUG and rec.levelname == "DEBUG"
     other = record("celery.app.trace", logging.INFO, "Task %(name)s[%(id)s] received",
-                   ({"name": "conversations.execute_run", "id": "y"},))
+                   ({"name": "engine.execute_run", "id": "y"},))
     failure = record("celery.app.trace", logging.ERROR, "Task %(name)s[%(id)s] raised: %(exc)s",
-                     ({"name": "conversations.reap_stale_runs", "id": "z", "exc": "boom"},))
+                     ({"name": "engine.reap_stale_runs", "id": "z", "exc": "boom"},))
     assert quiet.filter(other) is True and other.levelno == logging.INFO
     assert quiet.filter(failure) is True and failure.levelno == logging.ERROR
     logging.getLogger("celery.app.trace").setLevel(logging.DEBUG)  # asked for: shown, as DEBUG
     shown = record("celery.app.trace", logging.INFO, "Task %(name)s[%(id)s] received",
-                   ({"name": "conversations.reap_stale_runs", "id": "w"},))
+                   ({"name": "engine.reap_stale_runs", "id": "w"},))
     assert quiet.filter(shown) is True and shown.levelno == logging.DEBUG
     logging.getLogger("celery.app.trace").setLevel(logging.NOTSET)
     logging.getLogger("celery.beat").setLevel(logging.NOTSET)
@@ -102,7 +102,7 @@ def test_a_real_worker_and_beat_say_nothing_while_idle_and_one_line_when_the_rea
         time.sleep(2)
         acted = worker.output().split(" ready.", 1)[1]
         assert acted.count("reaper:") == 1, acted  # the next passes wait for the run's back-off: quiet again
-        assert "Task conversations.reap_stale_runs" not in acted
+        assert "Task engine.reap_stale_runs" not in acted
     finally:
         beat.stop()
         worker.stop()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
 from engine import execute, recovery
@@ -122,7 +122,7 @@ def test_redelivered_task_never_duplicates(celery_worker, user):
 def test_worker_killed_mid_run_is_recovered(worker_factory, user, settings):
     """SIGKILL the worker mid-stream: the reaper sees the stale heartbeat, a live worker reclaims the
     run, regenerates the answer from the start and writes it once; clients get a restart event."""
-    from conversations.streams import get_stream
+    from streams.backends import get_stream
 
     doomed = worker_factory(ARBOR_STALE_RUN_SECONDS="2")
     session = SessionFactory(owner=user)
@@ -144,7 +144,7 @@ def test_run_given_up_after_repeated_worker_loss_keeps_partial_text(user, settin
     """A run whose workers keep dying is failed by the reaper with a readable reason and its partial text."""
     from django.utils import timezone
 
-    from conversations.streams import get_stream
+    from streams.backends import get_stream
 
     session = SessionFactory(owner=user)
     run = Run.objects.create(session=session, depth=0, model="fake-model", status=RunStatus.RUNNING, attempts=3,

@@ -27,8 +27,8 @@ from django.utils import timezone
 from archive.importer import import_archive
 from archive.snapshots import read_runs
 from conversations import services
-from conversations.memory_store import DatabaseMemoryStore
 from conversations.models import Message, Role, Run, RunStatus, Session
+from search.memory_store import DatabaseMemoryStore
 from tests.factories import RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db
@@ -319,7 +319,7 @@ def test_two_children_created_at_once_never_share_a_segment_depth(user):
                 if hold:
                     inserted.set()
                     release.wait(10)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
             connection.close()

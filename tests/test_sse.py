@@ -11,7 +11,7 @@ from httpx_sse import connect_sse
 
 from conversations import services
 from conversations.models import Message, Run
-from conversations.streams import get_stream
+from streams.backends import get_stream
 from tests.conftest import wait_for
 from tests.factories import SessionFactory
 

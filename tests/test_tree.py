@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations import services
-from conversations.context import path_messages
+from conversations.context_spec import path_messages
 from conversations.models import Message, Run, RunStatus, Session, Step
 from core.errors import Conflict, InvalidInput, NotFound
 from tests.factories import RunFactory, SessionFactory, build_chain
@@ -161,8 +161,9 @@ def test_prune_removes_events_of_long_finished_runs_only(settings):
 
     from django.utils import timezone
 
-    from conversations.models import RunEvent
-    from conversations.streams import DatabaseRunStream
+    from conversations.selectors import runs_finished_before
+    from streams.backends import DatabaseRunStream
+    from streams.models import RunEvent
 
     stream = DatabaseRunStream()
     session = SessionFactory()
@@ -171,5 +172,5 @@ def test_prune_removes_events_of_long_finished_runs_only(settings):
     running = RunFactory(session=session, status=RunStatus.RUNNING, finished_at=None)
     for run in (old, recent, running):
         stream.publish(run.pk, "delta", {"text": "x"})
-    assert stream.prune(3600) == 1
+    assert stream.prune(runs_finished_before(timezone.now() - timedelta(seconds=3600))) == 1
     assert set(RunEvent.objects.values_list("run_id", flat=True)) == {recent.pk, running.pk}

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversations import browse, services, treemap
+from conversations import services, treemap
 from conversations.models import Run, RunStatus, Session
+from conversations.selectors import trees
 from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +48,7 @@ def _nodes(svg: str) -> list[dict]:
 
 def test_straight_stretches_collapse_into_one_edge(me):
     session, runs, other = _trip(me)
-    tree = treemap.reduce_tree(browse.tree_skeleton(session))
+    tree = treemap.reduce_tree(trees.tree_skeleton(session))
     ids = _ids(tree)
     # roots, branch points, first runs of versions, leaves, the shown run: nothing else
     expected = [runs[0], runs[3], runs[4], runs[7], runs[8], runs[29], other["short"], other["alt"],
@@ -66,7 +67,7 @@ def test_straight_stretches_collapse_into_one_edge(me):
 
 def test_expand_draws_a_stretch_in_full(me):
     session, runs, _ = _trip(me)
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     tree = treemap.reduce_tree(skeleton, [skeleton.get(runs[29].pk)])
     ids = _ids(tree)
     assert all(r.pk in ids for r in runs[8:])
@@ -77,7 +78,7 @@ def test_expand_draws_a_stretch_in_full(me):
 def test_a_deep_straight_branch_is_two_nodes_and_one_edge(me):
     session = SessionFactory(owner=me)
     runs = build_chain(session, 3000)
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     tree = treemap.reduce_tree(skeleton)
     assert _ids(tree) == [runs[0].pk, runs[-1].pk] and tree.hidden == [0, 2998]
     # expanding draws the lowest EXPAND_RUNS runs of the stretch; the rest stays one edge above them
@@ -96,7 +97,7 @@ def test_fold_keeps_the_active_path_and_unfolds_on_demand(me, client):
     bushes = [RunFactory(session=session, parent_run=sides[30]) for _ in range(30)]
     Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
     session.refresh_from_db()
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     full = treemap.reduce_tree(skeleton)
     assert len(full.nodes) == 40 + 39 + 30
     tree = treemap.fold(full, 60)

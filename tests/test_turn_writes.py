@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Message, RunStatus, Step, StepKind
 from engine import execute

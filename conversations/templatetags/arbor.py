@@ -79,7 +79,7 @@ def render_markdown(text: str) -> str:
 
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> str:
-    return mark_safe(render_markdown(text))  # noqa: S308 - sanitised by nh3 above
+    return mark_safe(render_markdown(text))  # sanitised by nh3 above
 
 
 # --- icons ---------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def icon(name: str) -> str:
     if name not in ICONS:
         raise ValueError(f"no icon named {name!r}")
     href = f'{static("arbor/icons.svg")}#{name}'
-    return mark_safe(  # noqa: S308 - a fixed name from ICONS and a static URL
+    return mark_safe(  # a fixed name from ICONS and a static URL
         f'<svg class="icon" aria-hidden="true" focusable="false"><use href="{href}"></use></svg>'
     )
 
@@ -117,7 +117,7 @@ def _truncate(text: str, n: int) -> str:
 
 @register.simple_tag(takes_context=True)
 def tree_items(context, items) -> str:
-    """HTML of :class:`conversations.browse.Item` tokens (``<li>`` elements, well nested)."""
+    """HTML of :class:`conversations.selectors.trees.Item` tokens (``<li>`` elements, well nested)."""
     session = context["session"]
     open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])  # a POST: it stores the branch
     csrf = f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(context["request"]))}">'
@@ -166,4 +166,4 @@ def tree_items(context, items) -> str:
             runs = f'{item.count} run{"s" if item.count != 1 else ""}'
             add(f'<li class="branch more"><a href="{url}" hx-get="{url}" hx-target="closest li" hx-swap="outerHTML">'
                 f'&#9656; Other version of turn #{n.depth + 1}: {label} · {runs} not shown yet</a></li>\n')
-    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped above
+    return mark_safe("".join(out))  # every interpolated value is escaped above

@@ -258,7 +258,7 @@ def default_token_count() -> Callable[[MemoryMessage], int]:
         from django.conf import settings  # only when Django is there: the stores also serve plain scripts
 
         counter = counter_for(settings.OPENAI_BASE_URL)
-    except Exception:  # noqa: BLE001 - no Django settings: estimate (scripts without a project)
+    except Exception:  # no Django settings: estimate (scripts without a project)
         counter = TokenCounter(base_url="", _mode="estimate")
     return lambda message: counter.count_messages([message.as_openai()])
 

@@ -1,6 +1,6 @@
 """Context building with memory: windows, memory ids across branches, tool pairs, token budgets.
 
-Each built context is also rebuilt from its stored spec (``conversations.context.rebuild``) and must
+Each built context is also rebuilt from its stored spec (``conversations.context_spec.rebuild``) and must
 come out identical: the spec is what a model call stores instead of a copy of the messages.
 """
 

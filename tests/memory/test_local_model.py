@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Run, RunStatus, Step, StepKind
 from engine.context import SUMMARY_HEADER

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
 from engine.context import SUMMARY_HEADER

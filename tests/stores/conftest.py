@@ -44,7 +44,7 @@ class StoreSpec:
             return stores.JSONLMemoryStore(self.options["path"], **extra)
         if self.backend == "redis":
             return stores.RedisMemoryStore(self.options["url"], memory_id=self.options["memory_id"], **extra)
-        from conversations.memory_store import DatabaseMemoryStore  # needs Django set up: database backend only
+        from search.memory_store import DatabaseMemoryStore  # needs Django set up: database backend only
 
         return DatabaseMemoryStore(self.options["memory_id"], user=self.options["user_id"], **extra)
 

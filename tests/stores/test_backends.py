@@ -12,7 +12,6 @@ import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversations.memory_store import DatabaseMemoryStore
 from conversations.models import Message, Run, RunStatus, Session
 from memory.stores import (
     InMemoryMemoryStore,
@@ -20,6 +19,7 @@ from memory.stores import (
     MemoryFull,
     RedisMemoryStore,
 )
+from search.memory_store import DatabaseMemoryStore
 from tests.factories import RunFactory, SessionFactory
 from tests.stores.conftest import REDIS_URL, redis_available
 

@@ -216,7 +216,7 @@ def test_many_threads_append_without_losing_or_reordering(store_spec):
             store = store_spec.open()
             for n in range(25):
                 store.add_message({"role": "user", "content": f"t{w}-{n}", "metadata": {"writer": w, "n": n}})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             connections.close_all()

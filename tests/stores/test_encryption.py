@@ -11,9 +11,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
-from conversations.memory_store import DatabaseMemoryStore
 from conversations.models import Message
 from core.fields import PREFIX, DecryptionError
+from search.memory_store import DatabaseMemoryStore
 from tests.factories import RunFactory, SessionFactory
 
 KEY1, KEY2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from conversations import search
 from conversations.models import Session
 from memory import semantic
 from memory.stores.models import MessageEmbedding
+from search import selectors as search
 from tests.factories import RunFactory, SessionFactory
 
 

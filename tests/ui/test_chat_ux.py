@@ -21,10 +21,11 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import Profile
+from branches import selectors as branch_reads
+from branches import services as branch_tools
 from comparisons import services as compare
 from comparisons.services import VariantSpec
 from connections import services as connections
-from conversations import branches
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent
@@ -78,9 +79,9 @@ def build_site(user, llm_server) -> dict:
     for vr in comparison.variants.all():
         finish_run(vr.variant_runs.get().run, text=f"{vr.label}: Serralves, then the Soares dos Reis museum.")
     compare.vote_cast(comparison=comparison, turn=0, choice="a_better", note="shorter")
-    branches.label_create(session=trip, run=last, name="with code")
-    branches.label_create(session=trip, run=sibling, name="short")
-    share = branches.share_create(session=trip, run=last)
+    branch_tools.label_create(session=trip, run=last, name="with code")
+    branch_tools.label_create(session=trip, run=sibling, name="short")
+    share = branch_tools.share_create(session=trip, run=last)
     server = connections.connection_create(user=user, name="Server B", base_url=llm_server.base_url).connection
     waiting = SessionFactory(owner=user, title="Waiting for a worker")
     queued = RunFactory(session=waiting, status=RunStatus.QUEUED, finished_at=None, turn=("Still there?", None))
@@ -91,7 +92,7 @@ def build_site(user, llm_server) -> dict:
         "new-comparison": f"/compare/new/{trip.pk}/{runs[3].pk}/", "results": "/compare/results/",
         "import": "/archive/", "queued": f"/s/{waiting.pk}/",
         "branches": f"/s/{trip.pk}/branches/", "diff": f"/s/{trip.pk}/diff/?a={last.pk}&b={sibling.pk}",
-        "shared": f"/shared/{branches.share_token(share)}/",
+        "shared": f"/shared/{branch_reads.share_token(share)}/",
         "connections": "/connections/", "connection": f"/connections/{server.pk}/",
         "trip": trip, "runs": runs, "last": last, "sibling": sibling,
     }
