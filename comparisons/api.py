@@ -314,7 +314,7 @@ def _results(request, tag: str | None, since: str | None, until: str | None, by:
     filters = selectors.result_filters(tag=tag, since=since, until=until, by=by)
     comparisons = selectors.counted_comparisons(request.auth, filters)
     data = selectors.compute_results(comparisons, by=filters.by)
-    data["evaluation"] = insights.evaluation(comparisons, by=filters.by)
+    data["evaluation"] = insights.cached_evaluation(comparisons, by=filters.by)
     return filters, data
 
 

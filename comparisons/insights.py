@@ -10,12 +10,15 @@ verdict alike, so they can be compared one to one.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
 from django.conf import settings
-from django.db.models import Max
+from django.core.cache import cache
+from django.db.models import Count, Max
 from django.db.models.fields.json import KeyTextTransform
 from scipy.stats import fisher_exact
 
@@ -35,9 +38,14 @@ from .models import (
     RepeatSample,
     SuiteRun,
     VariantRun,
+    Vote,
     VoteChoice,
     VoteRank,
 )
+
+log = logging.getLogger(__name__)
+
+EVALUATION_CACHE_SECONDS = 24 * 3600  # a key changes with the rows anyway; this only bounds stale entries
 
 PairKey = tuple[object, int, int, int]  # (comparison id, turn, column x, column y), x < y
 
@@ -298,6 +306,41 @@ def evaluation(comparisons, *, by: str = "configuration", rounds: int = ev.BOOTS
                                                     sum(j["second_wins"] for j in judged)),
                           "judge_flips": sum(1 for j in judged if j["flipped"]), "judge_pairs": len(judged)},
     }
+
+
+def _evaluation_cache_key(comparisons, by: str, rounds: int) -> str:
+    """The cache key of :func:`evaluation` over ``comparisons``: the comparisons' ids, ``by``,
+    ``rounds`` and what the block is computed from (votes, judgements, judgings, tags: count and
+    newest of each), so a new or changed vote or judgement makes a new key (four queries)."""
+    ids = comparisons.values("pk")
+    votes = Vote.objects.filter(comparison__in=ids).aggregate(n=Count("pk"), last=Max("pk"))
+    judged = Judgement.objects.filter(judging__comparison__in=ids).aggregate(
+        n=Count("recorded_at"), last=Max("recorded_at"), judging=Max("judging_id"))
+    tags = Comparison.tags.through.objects.filter(comparison__in=ids).aggregate(n=Count("pk"), last=Max("pk"))
+    listed = sorted(str(pk) for pk in comparisons.values_list("pk", flat=True))
+    text = repr((by, rounds, listed, votes, judged, tags))
+    return "comparisons:evaluation:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_evaluation(comparisons, *, by: str = "configuration", rounds: int = ev.BOOTSTRAP_ROUNDS) -> dict:
+    """:func:`evaluation`, kept in Django's cache (``settings.CACHES["default"]``) under a key of
+    the comparisons and their vote and judgement counts (:func:`_evaluation_cache_key`): a reload
+    with nothing new reads it back instead of running the bootstraps again. Entries expire after
+    :data:`EVALUATION_CACHE_SECONDS`; a cache that fails is skipped (the block is computed)."""
+    key = _evaluation_cache_key(comparisons, by, rounds)
+    try:
+        found = cache.get(key)
+    except Exception:  # the cache is an optimisation: the page works without it
+        log.warning("evaluation cache unreadable", exc_info=True)
+        found = None
+    if found is not None:
+        return found
+    result = evaluation(comparisons, by=by, rounds=rounds)
+    try:
+        cache.set(key, result, EVALUATION_CACHE_SECONDS)
+    except Exception:  # as above
+        log.warning("evaluation cache unwritable", exc_info=True)
+    return result
 
 
 EVALUATION_FIELDS = ["people_rating", "people_games", "judge_rating", "judge_games", "both_rating", "both_games",

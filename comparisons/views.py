@@ -215,7 +215,7 @@ def _results(request) -> tuple[selectors.ResultFilters, dict]:
                                        until=request.GET.get("until"), by=request.GET.get("by"))
     comparisons = selectors.counted_comparisons(request.user, filters)
     data = selectors.compute_results(comparisons, by=filters.by)
-    data["evaluation"] = insights.evaluation(comparisons, by=filters.by)
+    data["evaluation"] = insights.cached_evaluation(comparisons, by=filters.by)
     return filters, data
 
 

@@ -8,9 +8,11 @@ import io
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from comparisons import judging, services
-from comparisons.models import Judgement, Judging, Rubric
+from comparisons import insights, judging, services
+from comparisons.models import Comparison, Judgement, Judging, Rubric
 from comparisons.services import VariantSpec
 from conversations.models import Run, Session
 from memory.models import Agent
@@ -143,6 +145,27 @@ def test_results_carry_agreement_sources_style_votes_needed_and_the_new_export_c
     assert 'id="style-ratings"' in html and 'id="votes-needed"' in html and "Style-controlled" in html
     exported = api.get("/compare/results.json").json()
     assert exported["evaluation"]["agreement"]["n"] == 6 and "controlled" in exported["configurations"][0]
+
+
+def test_the_evaluation_block_is_read_from_the_cache_until_a_vote_or_judgement_changes(user, monkeypatch):
+    comparisons = [answered(user) for _ in range(2)]
+    services.vote_cast(comparison=comparisons[0], turn=0, choice="b_better")
+    owned = Comparison.objects.owned_by(user)
+    first = insights.cached_evaluation(owned)
+    assert first["counts"] == {"people": 1, "judge": 0}
+    computed = []
+    compute = insights.evaluation
+    monkeypatch.setattr(insights, "evaluation", lambda *a, **kw: computed.append(1) or compute(*a, **kw))
+    with CaptureQueriesContext(connection) as queries:
+        again = insights.cached_evaluation(owned)
+    assert again == first and not computed and len(queries) == 4  # only the key's counts
+    services.vote_cast(comparison=comparisons[1], turn=0, choice="a_better")
+    assert insights.cached_evaluation(owned)["counts"] == {"people": 2, "judge": 0} and len(computed) == 1
+    found = judging.judging_start(comparison=comparisons[0], agent=Agent.objects.create(owner=user, name="judge"),
+                                  rubric_name="r", rubric_text="t")
+    judge_all(found, lambda call: "Verdict: 2")
+    assert insights.cached_evaluation(owned)["counts"] == {"people": 2, "judge": 1} and len(computed) == 2
+    assert insights.cached_evaluation(owned, by="model")["counts"] == {"people": 2, "judge": 1} and len(computed) == 3
 
 
 def test_judge_pages_start_show_progress_and_are_404_across_users(client, user, other_user):
