@@ -38,8 +38,8 @@ from comparisons.models import Comparison, Judgement, Variant, VariantRun, Vote,
 from comparisons.services import VariantSpec
 from conversations.models import Message, Role, Run, RunStatus, Session
 from memory.models import Agent
-from tests.conftest import start_worker
-from tests.factories import build_chain
+from tests.support.factories import build_chain
+from tests.support.processes import start_worker
 
 JUDGE_PAIRS = 40
 JUDGE_SCRIPT = "Judge fairly. [[reply:Answer 1 is clearer and more complete than answer 2. Verdict: 1]]"

@@ -26,8 +26,8 @@ from core.tokens import TokenCounter
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import build_context, context_tokens
 from memory.models import Agent
-from tests.factories import SessionFactory, UserFactory
 from tests.memory.conftest import add_chain, new_input
+from tests.support.factories import SessionFactory, UserFactory
 
 MODEL = "smollm2-135m-instruct"
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def local_model_url():
     except ImportError:
         yield None
         return
-    from tests.conftest import free_port
+    from tests.support.processes import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "connections.local_model", "--port", str(port)], cwd=ROOT,

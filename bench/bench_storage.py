@@ -30,7 +30,7 @@ from conversations.models import Message, Run, Session, Step
 from engine import execute
 from memory.models import Compaction
 from streams.models import RunEvent
-from tests.factories import SessionFactory, UserFactory
+from tests.support.factories import SessionFactory, UserFactory
 
 TURNS = int(os.environ.get("ARBOR_BENCH_STORAGE_TURNS", "500"))
 TABLES = [Session, Run, Message, Step, RunEvent, Compaction]

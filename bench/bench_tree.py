@@ -23,7 +23,7 @@ from conversations.context_spec import path_memory_ids, path_messages
 from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
 from streams.models import RunEvent
-from tests.factories import SessionFactory, UserFactory, build_chain
+from tests.support.factories import SessionFactory, UserFactory, build_chain
 
 TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}
 
@@ -96,7 +96,7 @@ def bench_first_token(bench: Bench, user) -> None:
     from httpx_sse import connect_sse
 
     from accounts.models import ApiToken
-    from tests.conftest import start_web, start_worker
+    from tests.support.processes import start_web, start_worker
 
     class _Server:  # what child_env/start_worker need of the model server
         base_url = bench.llm_base_url

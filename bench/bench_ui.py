@@ -40,7 +40,7 @@ SIDE_LENGTH = 45
 
 def _build():
     from conversations.models import Run, Session
-    from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+    from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
     user = UserFactory()
     session = SessionFactory(owner=user, title="Bench: 10,000 runs")
@@ -81,7 +81,7 @@ def _build_bushy(user, runs: int = 10_000, window: int = 40, seed: int = 13):
     """A session of ``runs`` runs, each the child of one of the ``window`` newest runs before it
     (bulk inserts); the active run is the deepest leaf."""
     from conversations.models import Message, Role, Run, RunStatus, Session
-    from tests.factories import SessionFactory
+    from tests.support.factories import SessionFactory
 
     rng = random.Random(seed)
     session = SessionFactory(owner=user, title="Bench: 10,000 runs, bushy")
@@ -132,7 +132,7 @@ _RENDER_JS = """() => {
 def _browser_times(base_url: str, username: str, urls: list[str], loads: int = 7) -> list[tuple[list, list, list]]:
     """For each page URL: (render ms of ``loads`` loads, zoom ms with the shown run centred, zoom ms
     with the whole tree in view)."""
-    from tests.conftest import launch_chromium
+    from tests.support.processes import launch_chromium
 
     out = []
     with launch_chromium() as browser:
@@ -158,7 +158,7 @@ def _browser_times(base_url: str, username: str, urls: list[str], loads: int = 7
 
 def bench_tree_map(bench, user, sessions: list) -> None:
     """Rows for the tree map: ``sessions`` are (label, session)."""
-    from tests.conftest import start_web
+    from tests.support.processes import start_web
 
     class _Server:  # what child_env needs of the model server
         base_url = bench.llm_base_url
@@ -280,7 +280,7 @@ def _diff_branch(session, parent, variant: str) -> list:
 def run_branch_diff(bench) -> None:
     """``bench ui``: the branch diff of two 500-turn branches below 20 shared turns (page and API)."""
     from branches import selectors as branch_reads  # after Django is set up, as in _build
-    from tests.factories import SessionFactory, UserFactory, build_chain
+    from tests.support.factories import SessionFactory, UserFactory, build_chain
 
     user = UserFactory()
     session = SessionFactory(owner=user, title="Bench: branch diff")

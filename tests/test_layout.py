@@ -396,3 +396,18 @@ def test_the_orm_check_sees_a_query():
                      "def other(session):\n    return session.visible_runs().order_by('depth')\n")
     assert _orm_lines(tree) == [2, 5]
 
+
+
+# --- the tests mirror the apps --------------------------------------------------------------------
+
+# Test folders that are no app: shared helpers, browser tests across pages, the chaos suite, vendored JS.
+TEST_FOLDERS_BESIDE_APPS = {"support", "ui", "chaos", "vendor", "artifacts"}
+
+
+def test_the_test_tree_mirrors_the_apps():
+    """``tests/<app>/`` for every test of one app; only this file and shared modules at the root."""
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    strays = sorted(folders - set(APPS) - TEST_FOLDERS_BESIDE_APPS)
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.name != "test_layout.py")
+    assert not strays and not loose, f"test folders that are no app: {strays}; test files at the root: {loose}"

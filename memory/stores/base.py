@@ -2,7 +2,7 @@
 
 A *memory store* keeps one conversation's messages in order. Backends differ in where the messages
 live (a Python list, a JSONL file, the database, Redis); they agree on everything here, and one
-contract test suite (``tests/stores/``) runs unchanged against each.
+contract test suite (``tests/memory/stores/``) runs unchanged against each.
 
 Ordering is insertion order ("chronological"); ``created_at`` is kept as given and is what the
 date filters read. ``get_history(limit=N)`` returns the *newest* N messages, oldest first.

@@ -19,7 +19,7 @@ from audit.models import AuditLog
 from conversations.models import Message, Run, RunStatus, Session
 from tests.audit.conftest import MARKER
 from tests.audit.urlwalk import Route, routes
-from tests.factories import RunFactory, SessionFactory
+from tests.support.factories import RunFactory, SessionFactory
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PUBLIC = {"login", "admin:login"}  # the login pages: the only pages open to anonymous visitors
@@ -96,7 +96,7 @@ def other_objects(other_user, other_tree):
     values["comparison_id"] = comparison.pk
     values.update({"turn": 0, "column": 0, "format": "arbor", "a": other_tree["a"].pk, "b": other_tree["leaf"].pk})
     # branch tools: a label, a prune and a share link of theirs; the shared page takes a token, and
-    # theirs is revoked (a live token is a link anyone may open, by design: tests/test_branches.py)
+    # theirs is revoked (a live token is a link anyone may open, by design: tests/branches/test_branches.py)
     from branches import selectors as branch_reads
     from conversations.models import BranchLabel, BranchShare, Prune
 
@@ -240,7 +240,7 @@ def test_a_run_executed_by_a_worker_reads_only_its_own_tree(client, celery_worke
     from conversations import context_spec as ctx
     from conversations import services
     from conversations.models import Step, StepKind
-    from tests.conftest import wait_for
+    from tests.support.processes import wait_for
 
     users = get_user_model().objects
     me, them = users.create_user("me-worker", password="pw-123456"), users.create_user("them-worker", password="x")

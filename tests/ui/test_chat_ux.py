@@ -29,9 +29,9 @@ from connections import services as connections
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent
-from tests.compare.conftest import finish_run
-from tests.conftest import wait_for
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.comparisons.conftest import finish_run
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Profile
 from conversations.models import Message, Run, RunStatus, Session
 from memory.models import Agent
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
