@@ -98,7 +98,7 @@ test: install-test browser lint
 # Fault scenarios against a stack of their own (a PostgreSQL cluster under a temp dir, a Redis,
 # uvicorn, a worker and beat, all killed and restarted by PID); prints a table. A few minutes.
 chaos: install-test
-	$(PY) -m pytest -m chaos tests/chaos tests/test_schema_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -m chaos tests/chaos tests/config/test_schema_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) -m bench $(BENCH_ARGS)

@@ -401,7 +401,7 @@ def test_the_orm_check_sees_a_query():
 # --- the tests mirror the apps --------------------------------------------------------------------
 
 # Test folders that are no app: shared helpers, browser tests across pages, the chaos suite, vendored JS.
-TEST_FOLDERS_BESIDE_APPS = {"support", "ui", "chaos", "vendor", "artifacts"}
+TEST_FOLDERS_BESIDE_APPS = {"support", "ui", "chaos", "vendor", "artifacts", "docs"}
 
 
 def test_the_test_tree_mirrors_the_apps():

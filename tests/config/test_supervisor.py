@@ -16,8 +16,8 @@ import pytest
 
 from conversations import services
 from conversations.models import Message, Run, RunStatus
-from tests.conftest import ROOT, Proc, child_env, free_port, wait_for
-from tests.factories import SessionFactory
+from tests.support.factories import SessionFactory
+from tests.support.processes import ROOT, Proc, child_env, free_port, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.local_model, pytest.mark.worker]
 MODEL = "smollm2-135m-instruct"
