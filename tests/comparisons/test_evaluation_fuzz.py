@@ -11,7 +11,7 @@ from schemathesis import GenerationMode
 from comparisons import judging, suites
 from comparisons.models import Rubric
 from memory.models import Agent
-from tests.test_schema_fuzz import _fuzz, _real_ids
+from tests.config.test_schema_fuzz import _fuzz, _real_ids
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]
 
