@@ -19,6 +19,7 @@ event on the map to the next frame painted (a requestAnimationFrame callback, th
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import tempfile
@@ -181,7 +182,8 @@ def bench_tree_map(bench, user, sessions: list) -> None:
         row += [f"{percentile(renders, 50):.0f}", f"{percentile(near, 50):.1f}", f"{percentile(near, 95):.1f}",
                 f"{percentile(whole, 50):.1f}", f"{percentile(whole, 95):.1f}"]
     bench.table(
-        f"Tree map ({connection.vendor}; server: {REPEAT} requests each; Chromium: 7 loads, 30 zoom steps each)",
+        f"Tree map ({connection.vendor}; server: {REPEAT} requests each; Chromium: 7 loads, 30 zoom steps each; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})",
         ["tree", "runs", "nodes drawn", "page p50 ms", "map alone p50 ms", "map queries", "SVG bytes",
          "render p50 ms", "zoom p50 ms (at the shown run)", "p95", "zoom p50 ms (whole tree)", "p95"],
         rows,

@@ -100,13 +100,15 @@ def label_delete(request: HttpRequest, session_id, label_id) -> HttpResponse:
 # --- the branch diff ------------------------------------------------------------------------------
 
 def _diff_choices(session: Session) -> list[tuple[str, str]]:
-    """``(run id, text)`` for the diff's pickers: the branch shown, then every label."""
-    choices = []
+    """``(run id, text)`` for the diff's pickers: the branch shown, then every labelled run, each
+    run once (a run's labels, and "shown in the chat", share its one entry)."""
+    choices: dict[str, str] = {}
     if session.active_run_id:
-        choices.append((str(session.active_run_id), "The branch shown in the chat"))
+        choices[str(session.active_run_id)] = "The branch shown in the chat"
     for label in selectors.labels_of(session):
-        choices.append((str(label.run_id), f"{label.name} (turn {label.run.depth + 1})"))
-    return choices
+        key, text = str(label.run_id), f"{label.name} (turn {label.run.depth + 1})"
+        choices[key] = f"{choices[key]} · {text}" if key in choices else text
+    return list(choices.items())
 
 
 @require_GET

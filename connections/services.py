@@ -209,7 +209,9 @@ def _model_to_try(connection: Connection, listed: list[dict]) -> str | None:
 def connection_check(*, connection: Connection) -> Probe:
     """Health check: ``GET /models``, then a one-token chat completion of one model (see
     :func:`_model_to_try`), so "ok" means the endpoint answers, not only that it lists. The
-    outcome (the completion's health and latency, both messages) is stored and returned."""
+    outcome (the completion's health and latency, both messages) is stored and returned, and the
+    models it lists are stored as :func:`connection_refresh_models` stores them, so the connection's
+    model count and the chat's picker agree with "N models listed"."""
     endpoint, timeout = connection.endpoint(), _probe_timeout(connection)
     listing = probe(endpoint, timeout=timeout)
     model = _model_to_try(connection, listing.models or [])
@@ -220,7 +222,10 @@ def connection_check(*, connection: Connection) -> Probe:
     else:
         answer = answers(endpoint, model, timeout=timeout)
         check = Probe(answer.health, answer.latency_ms, f"{listing.message} {answer.message}", listing.models)
-    _record_health(connection, check)
+    with transaction.atomic():
+        _record_health(connection, check)
+        if listing.models is not None:
+            _store_listed(connection, listing.models)
     return check
 
 
@@ -235,23 +240,29 @@ def connection_refresh_models(*, connection: Connection) -> Probe:
             connection.models_error = check.message
             connection.save(update_fields=["models_error"])
             return check
-        names = {m["id"]: m["context_window"] for m in check.models}
-        existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
-        changed = []
-        for model in existing.values():
-            listed = model.name in names
-            window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
-            if (listed, window) != (model.listed, model.listed_context_window):
-                model.listed, model.listed_context_window = listed, window
-                changed.append(model)
-        ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
-        ConnectionModel.objects.bulk_create([
-            ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
-            for name, window in names.items() if name not in existing
-        ])
-        connection.models_refreshed_at, connection.models_error = timezone.now(), ""
-        connection.save(update_fields=["models_refreshed_at", "models_error"])
+        _store_listed(connection, check.models)
     return check
+
+
+def _store_listed(connection: Connection, models: list[dict]) -> None:
+    """Store an endpoint's model list (``[{"id", "context_window"}]``): listed models are added or
+    marked listed (with the context window reported); models no longer listed stay, marked unlisted."""
+    names = {m["id"]: m["context_window"] for m in models}
+    existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
+    changed = []
+    for model in existing.values():
+        listed = model.name in names
+        window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
+        if (listed, window) != (model.listed, model.listed_context_window):
+            model.listed, model.listed_context_window = listed, window
+            changed.append(model)
+    ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
+    ConnectionModel.objects.bulk_create([
+        ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
+        for name, window in names.items() if name not in existing
+    ])
+    connection.models_refreshed_at, connection.models_error = timezone.now(), ""
+    connection.save(update_fields=["models_refreshed_at", "models_error"])
 
 
 # --- models ----------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class Session(models.Model):
         help_text="Set on a fork: the run of another session this session continues from.",
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+    pinned_at = models.DateTimeField(null=True, blank=True, help_text="Pinned to the top of the sidebar since.")
     default_agent = models.ForeignKey(
         "memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="The agent that answers when the chat box names none.",
@@ -296,6 +297,14 @@ class Run(models.Model):
         default=False, help_text="True when the endpoint reported no usage and Arbor counted the tokens itself.",
     )
     finish_reason = models.CharField(max_length=32, blank=True)
+    continues_answer = models.BooleanField(
+        default=False, help_text="Asks the model to continue its parent run's answer, cut at max_tokens "
+                                 "(\"Continue generating\"): the chat shows both as one turn.",
+    )
+    rating = models.SmallIntegerField(
+        null=True, blank=True, help_text="The owner's thumbs on the answer: 1 up, -1 down, empty when not rated "
+                                         "(for comparison statistics).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.log import audited
 from core import queue
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
 from core.text import clean_text
 from memory.models import DEFAULT_MEMORY_ID
@@ -290,3 +290,44 @@ def run_cancel(*, run: Run) -> Run:
         raise Conflict(f"This run has already {run.status}.")
     run.refresh_from_db()
     return run
+
+
+# --- habits from other chat apps: continue generating, thumbs, pins --------------------------------
+
+CONTINUE_INPUT = "Continue exactly where your previous answer stopped, without repeating any of it."
+
+
+@transaction.atomic
+@audited("run.continue")
+def run_continue(*, run: Run, session: Session | None = None) -> Run:
+    """"Continue generating": a child of ``run`` (an answer cut at ``max_tokens``, finish reason
+    ``length``) that asks the same model, with the same parameters, to go on; marked
+    ``continues_answer`` so the chat shows it as the same turn's continuation.
+
+    Raises Conflict unless ``run`` succeeded with finish reason ``length``; as :func:`run_start`."""
+    session = session or run.session
+    if run.status != RunStatus.SUCCEEDED or run.finish_reason != "length":
+        raise Conflict("Only an answer cut at its token limit can be continued.")
+    new = run_start(session=session, input=CONTINUE_INPUT, parent=run, model=run.model, params=run.params,
+                    agent=run.agent, connection=run.connection)
+    Run.objects.filter(pk=new.pk).update(continues_answer=True)  # before commit: the worker sees it
+    new.continues_answer = True
+    return new
+
+
+@audited("run.rate")
+def run_rate(*, run: Run, rating: int | None) -> Run:
+    """Thumbs on an answer: ``rating`` 1 (up), -1 (down) or None (cleared); stored on the run
+    (:attr:`Run.rating`) for comparison statistics. Raises InvalidInput for any other value."""
+    if rating not in (1, -1, None):
+        raise InvalidInput("rating must be 1, -1 or empty.")
+    Run.objects.filter(pk=run.pk).update(rating=rating)
+    run.rating = rating
+    return run
+
+
+def session_pin(*, session: Session, pinned: bool) -> Session:
+    """Pin ``session`` to the top of the sidebar (``pinned``), or unpin it."""
+    session.pinned_at = timezone.now() if pinned else None
+    Session.objects.filter(pk=session.pk).update(pinned_at=session.pinned_at)
+    return session

@@ -26,6 +26,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
@@ -79,9 +80,32 @@ def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: b
 def _sidebar(request, current=None, query: str = "") -> dict:
     """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
     searches them as the list page does), whether there are more, and the current session's id."""
-    rows = pages.sidebar_sessions(request.user, query, SIDEBAR_SESSIONS)
-    return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
-            "current_id": current, "query": query}
+    rows = pages.sidebar_sessions(request.user, query, SIDEBAR_SESSIONS, pinned_first=settings.ARBOR_CHAT_PINS)
+    more, rows = len(rows) > SIDEBAR_SESSIONS, rows[:SIDEBAR_SESSIONS]
+    today = timezone.localdate()
+    for row in rows:
+        row.side_group = _side_group(row, today)
+    return {"side_sessions": rows, "side_more": more, "current_id": current, "query": query}
+
+
+def _side_group(session: Session, today) -> str:
+    """The sidebar's group of a session: Pinned, else by its last activity (Today, Yesterday,
+    Previous 7 days, Previous 30 days, the month and year) when ARBOR_CHAT_DATE_GROUPS is on."""
+    if session.pinned_at is not None and settings.ARBOR_CHAT_PINS:
+        return "Pinned"
+    if not settings.ARBOR_CHAT_DATE_GROUPS:
+        return ""
+    day = timezone.localtime(session.updated_at).date()
+    age = (today - day).days
+    if age <= 0:
+        return "Today"
+    if age == 1:
+        return "Yesterday"
+    if age < 7:
+        return "Previous 7 days"
+    if age < 30:
+        return "Previous 30 days"
+    return day.strftime("%B %Y")
 
 
 def _current_id(request):
@@ -418,6 +442,61 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
     return _thread_or_redirect(request, session)
 
 
+@require_POST
+@limit_run_creation
+def run_continue(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Continue generating an answer cut at its token limit (:func:`services.run_continue`)."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_CONTINUE:
+        raise Http404("Continue generating is turned off.")
+    try:
+        new = services.run_continue(run=run, session=session)
+    except ArborError as exc:
+        return _error(request, exc, session)
+    return _thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
+                               say=f"Continuing the answer of turn {run.depth + 1}.")
+
+
+_RATINGS = {"up": 1, "down": -1, "": None}
+
+
+@require_POST
+def run_rate(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Thumbs up or down on an answer (``rating`` up/down; empty clears it): the turn again."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_THUMBS:
+        raise Http404("Thumbs are turned off.")
+    choice = request.POST.get("rating", "")
+    if choice not in _RATINGS or run.session_id != session.pk:
+        return _error(request, InvalidInput("rating must be up, down or empty."), session)
+    services.run_rate(run=run, rating=_RATINGS[choice])
+    if not _is_partial(request):
+        return _thread_or_redirect(request, session, run.pk)
+    said = {1: "Marked as a good answer.", -1: "Marked as a bad answer.", None: "Rating cleared."}[run.rating]
+    response = _turn_response(request, session, run)
+    response["HX-Trigger-After-Settle"] = json.dumps({"arbor:after": {
+        "say": said, "focus": f"#turn-{run.pk} .rate[aria-pressed=true], #turn-{run.pk} .rate.{choice or 'up'}"}})
+    return response
+
+
+@require_POST
+def session_pin(request: HttpRequest, session_id) -> HttpResponse:
+    """Pin a session to the top of the sidebar (``pinned=1``) or unpin it: the sidebar's list again."""
+    session = get_session_for(request.user, session_id)
+    services.session_pin(session=session, pinned=request.POST.get("pinned") == "1")
+    if not _is_partial(request):
+        current = _current_id(request)
+        if current is not None:
+            return redirect("conversations:session_detail", session_id=current)
+        return redirect("conversations:session_list")
+    say = f"Pinned “{_title_of(session)}”." if session.pinned_at else f"Unpinned “{_title_of(session)}”."
+    side = _sidebar(request, _current_id(request))
+    return _after(render(request, "conversations/_sessions_sidebar.html#side_results", side),
+                  say=say, focus=f"#srow-{session.pk} .pin")
+
+
 @require_GET
 def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
@@ -434,7 +513,11 @@ _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED:
 def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = get_session_for(request.user, session_id)
-    run = _branch_run(request, session, run_id)
+    return _turn_response(request, session, _branch_run(request, session, run_id))
+
+
+def _turn_response(request, session: Session, run: Run) -> HttpResponse:
+    """``run``'s turn as the thread shows it, with the branch facts out of band when it is the active run."""
     turn = paths.turn_of(session, run)
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
@@ -475,7 +558,7 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
-        "map": treemap.render_svg(skeleton, plan, facts) if plan is not None else None,
+        "map": treemap.render_svg(skeleton, plan, facts, trees.branch_names(session)) if plan is not None else None,
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
@@ -495,5 +578,6 @@ def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
     :mod:`conversations.treemap`."""
     session = get_session_for(request.user, session_id)
     skeleton = trees.tree_skeleton(session)
-    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"))}
+    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"),
+                                                           names=trees.branch_names(session))}
     return render(request, "conversations/_treemap.html", context)

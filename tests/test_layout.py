@@ -400,7 +400,8 @@ def test_the_orm_check_sees_a_query():
 
 # --- the tests mirror the apps --------------------------------------------------------------------
 
-# Test folders that are no app: shared helpers, browser tests across pages, the chaos suite, vendored JS.
+# Test folders that are no app: shared helpers, browser tests across pages, the chaos suite, vendored JS,
+# the docs check.
 TEST_FOLDERS_BESIDE_APPS = {"support", "ui", "chaos", "vendor", "artifacts", "docs"}
 
 

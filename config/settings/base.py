@@ -281,6 +281,13 @@ ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
 # --- Dashboard (sessions list, chat, tree view) ------------------------------------------
 # Seconds during which a deleted session can be restored from the sessions list ("undo").
 ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
+# Habits from other chat apps, each of which can be turned off (docs/user/chat.md): "Continue
+# generating" under an answer cut at max_tokens, thumbs up/down on answers, pinned sessions and
+# date groups (Today, Yesterday, Previous 7 days, …) in the sidebar.
+ARBOR_CHAT_CONTINUE = env("ARBOR_CHAT_CONTINUE", default=True, cast=bool)
+ARBOR_CHAT_THUMBS = env("ARBOR_CHAT_THUMBS", default=True, cast=bool)
+ARBOR_CHAT_PINS = env("ARBOR_CHAT_PINS", default=True, cast=bool)
+ARBOR_CHAT_DATE_GROUPS = env("ARBOR_CHAT_DATE_GROUPS", default=True, cast=bool)
 
 # --- Memory stores, semantic search, encryption at rest --------------------------------
 # Embeddings for semantic search: "local" (all-MiniLM-L6-v2 shipped in the PyPI package
@@ -315,13 +322,28 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
-                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))},
+                # uvicorn's access lines: none for static files; pages and the API at ARBOR_ACCESS_LOG_LEVEL
+                "access_lines": {"()": "core.logs.AccessLines", "skip": ["/" + STATIC_URL, "/favicon.ico"],
+                                 "level": env("ARBOR_ACCESS_LOG_LEVEL", default="INFO")}},
+    "formatters": {"access": {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+                              "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'}},
+    "handlers": {"console": {"class": "logging.StreamHandler"},
+                 "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO").upper()},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
         "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
+        "uvicorn.access": {"handlers": ["access"], "filters": ["access_lines"], "propagate": False},
         **{name: {"filters": ["periodic_tasks_at_debug"]}
            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
     },
 }
+
+# Run streams (conversations/sse.py) iterate synchronously on purpose: each read borrows a database
+# connection in a thread (conversations/streams.py). Under ASGI Django then warns, on every
+# process's first stream, that it "must consume synchronous iterators": expected, not an error.
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators",
+                         category=Warning)

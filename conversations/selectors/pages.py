@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Substr
 
 from connections.selectors import pickable_models
@@ -99,12 +99,14 @@ def search_sessions(sessions, query: str):
 
 # --- the sessions list and the sidebar -----------------------------------------------------------
 
-def sidebar_sessions(user, query: str, limit: int) -> list[Session]:
+def sidebar_sessions(user, query: str, limit: int, *, pinned_first: bool = False) -> list[Session]:
     """The user's newest ``limit + 1`` live sessions matching ``query`` (:func:`search_sessions`),
-    only ``pk``, ``title`` and ``updated_at`` read: the sidebar shows ``limit`` and "more" when
-    there is one more."""
+    pinned ones first when ``pinned_first`` (newest pin first), only ``pk``, ``title``,
+    ``updated_at`` and ``pinned_at`` read: the sidebar shows ``limit`` and "more" when there is one more."""
     sessions = search_sessions(Session.objects.alive().owned_by(user), query)
-    return list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:limit + 1])
+    order = [F("pinned_at").desc(nulls_last=True)] if pinned_first else []
+    sessions = sessions.order_by(*order, "-updated_at", "pk").only("pk", "title", "updated_at", "pinned_at")
+    return list(sessions[:limit + 1])
 
 
 def listed_sessions(user, query: str):

@@ -13,7 +13,7 @@ from django.db.models.functions import Cast
 
 from core.ids import as_uuid
 
-from ..models import Session
+from ..models import BranchLabel, Session
 
 
 class Node:
@@ -246,3 +246,13 @@ def tree_rows(session: Session) -> list[dict]:
     return list(session.visible_runs().order_by("depth", "created_at").values(
         "id", "parent_run_id", "status", "depth", "created_at", "session_id",
     ))
+
+
+def branch_names(session: Session) -> dict:
+    """``{run id: the first (oldest) branch label on it}`` of the session's visible labels, for the
+    tree map's node labels: one query."""
+    names: dict = {}
+    labels = BranchLabel.objects.filter(session=session).visible().order_by("created_at", "name")
+    for run_id, name in labels.values_list("run_id", "name"):
+        names.setdefault(run_id, name)
+    return names

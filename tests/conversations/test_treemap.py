@@ -161,9 +161,10 @@ def test_map_query_counts_do_not_grow_with_run_count(me, client):
         with CaptureQueriesContext(connection) as fragment:
             response = client.get(f"/s/{session.pk}/tree/map", headers={"HX-Request": "true"})
         assert response.status_code == 200 and "<html" not in response.content.decode()
-        assert len(fragment) <= 5  # login session and user, the session, skeleton, facts of the drawn runs
+        # login session and user, the session, skeleton, facts of the drawn runs, branch labels
+        assert len(fragment) <= 6
     assert counts[0] == counts[1]
-    assert counts[1] <= 7  # the map shares the skeleton and the previews query with the list
+    assert counts[1] <= 8  # the map shares the skeleton and the previews query with the list
 
 
 def test_fragment_expands_stretches(me, client):
@@ -199,3 +200,15 @@ def test_another_users_map_is_404(client):
     build_chain(session, 2)
     client.force_login(UserFactory())
     assert client.get(f"/s/{session.pk}/tree/map").status_code == 404
+
+
+def test_nodes_carry_their_branch_label(me, client):
+    """A labelled run's node has ``data-b`` (the map writes it beside the turn number), escaped."""
+    from branches import services as branches
+
+    session, runs, _ = _trip(me)
+    branches.label_create(session=session, run=runs[-1], name='plan <b> & "more"')
+    html = client.get(f"/s/{session.pk}/tree/map").content.decode()
+    assert f'data-run-id="{runs[-1].pk}"' in html
+    assert 'data-b="plan &lt;b&gt; &amp; &quot;more&quot;"' in html
+    assert html.count("data-b=") == 1

@@ -308,7 +308,7 @@ def test_send_turns_into_stop_with_a_typing_indicator_and_an_honest_badge(page, 
     session = SessionFactory(owner=user, title="Streaming")
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
-    expect(page.locator("#id_input")).to_be_focused()  # the composer has focus on load
+    expect(page.locator("#id_input")).not_to_be_focused()  # not on load: the turn keys work at once
     send, stop = page.locator(".composer button.send"), page.locator(".composer button.stop")
     expect(send).to_be_visible()
     expect(stop).to_have_count(0)
@@ -345,14 +345,16 @@ def test_send_turns_into_stop_with_a_typing_indicator_and_an_honest_badge(page, 
 
 
 def test_focus_follows_each_action_and_is_announced(page, asgi_server, celery_worker):
-    """Load → composer; skip link → main; Edit → its box, then the new version; ‹ › → the arrow;
-    Regenerate → the new version; Continue from here → composer; copy a user message; a tree node →
-    its turn; a vote → the vote."""
+    """Load → nothing (Shift+Escape → composer); skip link → main; Edit → its box, then the new
+    version; ‹ › → the arrow; Regenerate → the new version; Continue from here → composer; copy a
+    user message; a tree node → its turn; a vote → the vote."""
     user = UserFactory()
     session = SessionFactory(owner=user, title="Focus")
     runs = build_chain(session, 2)
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
+    expect(page.locator("#id_input")).not_to_be_focused()
+    page.keyboard.press("Shift+Escape")
     expect(page.locator("#id_input")).to_be_focused()
     page.goto(f"{asgi_server}/s/{session.pk}/tree/")  # a page that does not focus a box of its own
     page.keyboard.press("Tab")
@@ -439,7 +441,7 @@ def test_sessions_sidebar_switches_renames_deletes_and_is_a_drawer_on_phones(new
     expect(page.locator("h1.session-title")).to_have_text("Middle thread")
     assert page.evaluate("document.getElementById('sessions').dataset.mark") == "kept"
     expect(page.locator(f"#srow-{middle.pk} .stitle")).to_have_attribute("aria-current", "page")
-    expect(page.locator("#id_input")).to_be_focused()
+    expect(page.locator(f"#srow-{middle.pk} .stitle")).to_be_focused()  # focus stays where it was
     expect(page).to_have_title(re.compile("Middle thread"))
 
     page.fill("#side-q", "oldest")
