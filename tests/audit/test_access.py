@@ -25,6 +25,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 PUBLIC = {"login", "admin:login"}  # the login pages: the only pages open to anonymous visitors
 # Open to anyone who holds a signed token (a shared branch): a wrong token is 404, never a login page.
 PUBLIC_BY_TOKEN = {"branches:shared"}
+# A permanent redirect to a static file, open to anyone (browsers ask for it before logging in).
+PUBLIC_REDIRECTS = {"/favicon.ico": "/static/arbor/favicon.svg"}
 
 
 def _anonymous_url(route: Route) -> str:
@@ -51,6 +53,9 @@ def test_every_url_requires_a_login_except_the_login_pages(client):
             where = f"{method.upper()} {url} ({route.name})"
             if route.name in PUBLIC:
                 assert status in (200, 302, 405), where
+                continue
+            if url in PUBLIC_REDIRECTS:
+                assert status == 301 and response["Location"] == PUBLIC_REDIRECTS[url], f"{where}: {status}"
                 continue
             if route.name in PUBLIC_BY_TOKEN:
                 assert status == (404 if method == "get" else 405), f"{where}: {status}"
