@@ -1,4 +1,4 @@
-"""Receivers: chain the replayed turns of a comparison's variants; export and import a session's
+"""Receivers: chain the replayed turns of a comparison's variants; record judge calls; export and import a session's
 comparisons with it in Arbor JSON (:mod:`comparisons.transfer`).
 
 ``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
@@ -17,7 +17,7 @@ from conversations.signals import run_finished, session_export, session_import
 from core import queue
 
 from . import transfer
-from .models import Mode, VariantRun
+from .models import Judgement, Mode, VariantRun
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,31 @@ def advance_replay(sender, run, status, **kwargs) -> None:
         queue.send(queue.ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
     except Exception:  # the run is final either way; "Resume" on the page recovers
         log.exception("could not enqueue the next replayed turn after run %s", run.pk)
+
+
+@receiver(run_finished, dispatch_uid="comparisons.suite_case_judge")
+def judge_suite_case(sender, run, status, **kwargs) -> None:
+    """When ``run`` answered a turn of a suite case with a judge, enqueue judging the case (the task
+    waits for the case's last answer; it is a no-op before)."""
+    comparison_id = (VariantRun.objects.filter(run_id=run.pk, variant__comparison__suite_run__judge__isnull=False)
+                     .values_list("variant__comparison_id", flat=True).first())
+    if comparison_id is None:
+        return
+    try:
+        queue.send(queue.SUITE_CASE_JUDGE, str(comparison_id), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:
+        log.exception("could not enqueue judging the suite case of run %s", run.pk)
+
+
+@receiver(run_finished, dispatch_uid="comparisons.record_judgement")
+def record_judgement(sender, run, status, **kwargs) -> None:
+    """When ``run`` is a judge call, enqueue reading its reply into the Judgement."""
+    if not Judgement.objects.filter(run_id=run.pk).exists():
+        return
+    try:
+        queue.send(queue.RECORD_JUDGEMENT, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
+    except Exception:
+        log.exception("could not enqueue recording the judge run %s", run.pk)
 
 
 @receiver(session_export, dispatch_uid="comparisons.export")

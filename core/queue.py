@@ -22,6 +22,8 @@ COMPACT = "engine.compact"
 REAP_STALE_RUNS = "engine.reap_stale_runs"
 PRUNE_RUN_EVENTS = "engine.prune_run_events"
 ADVANCE_VARIANT = "comparisons.advance_variant"
+RECORD_JUDGEMENT = "comparisons.record_judgement"
+SUITE_CASE_JUDGE = "comparisons.suite_case_judge"
 IMPORT_JOB = "archive.import_job"
 
 # Task name -> the module that defines it.
@@ -31,6 +33,8 @@ TASK_MODULES = {
     REAP_STALE_RUNS: "engine.tasks",
     PRUNE_RUN_EVENTS: "engine.tasks",
     ADVANCE_VARIANT: "comparisons.tasks",
+    RECORD_JUDGEMENT: "comparisons.tasks",
+    SUITE_CASE_JUDGE: "comparisons.tasks",
     IMPORT_JOB: "archive.tasks",
 }
 

@@ -25,6 +25,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 PUBLIC = {"login", "admin:login"}  # the login pages: the only pages open to anonymous visitors
 # Open to anyone who holds a signed token (a shared branch): a wrong token is 404, never a login page.
 PUBLIC_BY_TOKEN = {"branches:shared"}
+# A permanent redirect to a static file, open to anyone (browsers ask for it before logging in).
+PUBLIC_REDIRECTS = {"/favicon.ico": "/static/arbor/favicon.svg"}
 
 
 def _anonymous_url(route: Route) -> str:
@@ -52,8 +54,8 @@ def test_every_url_requires_a_login_except_the_login_pages(client):
             if route.name in PUBLIC:
                 assert status in (200, 302, 405), where
                 continue
-            if url == "/favicon.ico":  # public on purpose: a permanent redirect to the static icon
-                assert status == 301 and response["Location"].endswith("/favicon.svg"), f"{where}: {status}"
+            if url in PUBLIC_REDIRECTS:
+                assert status == 301 and response["Location"] == PUBLIC_REDIRECTS[url], f"{where}: {status}"
                 continue
             if route.name in PUBLIC_BY_TOKEN:
                 assert status == (404 if method == "get" else 405), f"{where}: {status}"
@@ -126,6 +128,12 @@ def other_objects(other_user, other_tree):
     values["pin_id"] = Pin.objects.create(run=other_tree["a"]).pk  # pins and compactions of theirs
     values["compaction_id"] = Compaction.objects.create(run=other_tree["a"], status=CompactionStatus.READY,
                                                         summary=f"summary {MARKER}").pk
+    from comparisons.models import Judging, Rubric, Suite  # evaluation: a judging, a rubric, a suite of theirs
+
+    values["judging_id"] = Judging.objects.create(comparison=comparison, agent_name="j", model="m", rubric_name="r",
+                                                  rubric_text="t", session=other_tree["session"]).pk
+    values["rubric_id"] = Rubric.objects.create(owner=other_user, name=f"rubric {MARKER}", text=MARKER).pk
+    values["suite_id"] = Suite.objects.create(owner=other_user, name=f"suite {MARKER}").pk
     from connections.models import Connection, ConnectionModel
 
     connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
