@@ -197,7 +197,8 @@ def test_the_supervisor_runs_every_process_and_restarts_any_that_dies(tmp_path, 
         assert programs[name].autorestart is RestartUnconditionally, name
         assert programs[name].startretries >= 10, name
     assert "start_banner --url http://127.0.0.1:8000/ --stay" in programs["banner"].command
-    assert programs["runs"].command.endswith("-Q runs -n runs@%h")
+    assert programs["runs"].command.endswith("-Q runs,maintenance -n runs@%h")  # the reapers live with the runs
+    assert programs["worker"].command.endswith("-Q celery -n cpu@%h")
 
 
 def test_every_process_creates_a_missing_var_folder(tmp_path):
