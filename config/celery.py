@@ -3,9 +3,20 @@
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
 app = Celery("arbor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _scrub_worker_logs(logger, **kwargs):
+    """Celery replaces the root logger's handlers: give its handlers the credential scrubber too."""
+    from core.redact import ScrubCredentials
+
+    for handler in logger.handlers:
+        handler.addFilter(ScrubCredentials())

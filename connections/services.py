@@ -1,6 +1,9 @@
 """Writes for connections: create, update, delete (soft), check health, refresh the model list, and
-models added by hand. Keyword-only; each write is one transaction, and a failed check never undoes
-a save: saving an unreachable connection keeps it and says so (:attr:`Saved.warning`).
+models added by hand. Keyword-only; each write is one transaction. Saving checks the endpoint first
+and then stores the connection with what the check found, in one transaction: an unreachable
+endpoint is a warning (:attr:`Saved.warning`), not a refusal, and a request that fails saves nothing.
+A restricted connection (:attr:`Connection.restricted`) whose address is refused by
+:mod:`connections.guard` is a 400.
 
 Validation is here, shared by the pages and the JSON API: a name (1–100 characters, unique per
 owner, case-insensitive), an ``http(s)`` base URL, a key and header values without control
@@ -10,19 +13,21 @@ characters, at most :data:`MAX_HEADERS` extra headers with token names, a timeou
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.text import clean_text
 
 from .endpoint import Probe, probe
+from .guard import AddressRefused, check_url
 from .models import Connection, ConnectionModel, Health
 from .selectors import is_admin
 
@@ -31,6 +36,7 @@ MAX_SECRET_CHARS = 4096
 # RFC 9110 token characters; headers the HTTP client sets itself may not be overridden.
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
+log = logging.getLogger(__name__)
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 3600.0
 MAX_PRICE = 1_000_000.0  # USD per 1M tokens
 MAX_WINDOW = 100_000_000  # tokens
@@ -58,6 +64,13 @@ def clean_base_url(value) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidInput("base_url must be an http:// or https:// URL, e.g. http://127.0.0.1:8001/v1")
+    if "@" in parts.netloc:
+        raise InvalidInput("base_url must not contain a user name or password; to send HTTP Basic credentials, "
+                           'add the extra header {"Authorization": "Basic …"} (stored encrypted)')
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidInput("base_url has a port that is not a number from 0 to 65535") from None
     return url.rstrip("/")
 
 
@@ -106,36 +119,65 @@ def _clean_name(value) -> str:
     return clean_text(value, field="name", max_length=100)
 
 
-def _save(connection: Connection) -> None:
-    """full_clean (the unique name per owner) then save; a clash is InvalidInput."""
+def _full_clean(connection: Connection) -> None:
+    """full_clean (the unique name per owner); a clash is InvalidInput."""
     try:
         connection.full_clean()
     except ValidationError as exc:
         raise InvalidInput("; ".join(exc.messages)) from None
-    connection.save()
+
+
+def _insert_or_update(connection: Connection) -> None:
+    """Save; a name taken meanwhile (the unique constraint) is InvalidInput."""
+    try:
+        with transaction.atomic():
+            connection.save()
+    except IntegrityError:
+        raise InvalidInput("You already have a connection with this name.") from None
+
+
+def _check_address(connection: Connection) -> None:
+    """For a restricted connection, InvalidInput when its host is (or resolves to) an address it
+    may not reach (:func:`connections.guard.check_url`); a name that does not resolve passes (the
+    check after saving says so, and every request is checked again)."""
+    if not connection.restricted:
+        return
+    try:
+        check_url(connection.url)
+    except AddressRefused as exc:
+        raise InvalidInput(str(exc)) from None
+    except (OSError, ValueError):
+        pass
 
 
 # --- connections -----------------------------------------------------------------------------------
 
 def connection_create(*, user, name, base_url, api_key="", extra_headers=None, timeout=None, enabled=True,
-                      shared=False) -> Saved:
-    """Save a new connection owned by ``user`` (``shared``: by nobody, for everyone; administrators
-    only), then check it and fetch its models. Raises InvalidInput (a field is wrong, the name is
-    taken) and Forbidden (``shared`` without being an administrator)."""
-    if shared and not is_admin(user):
-        raise Forbidden("Only an administrator can share a connection.")
+                      shared=False, trusted=False) -> Saved:
+    """Save a new connection owned by ``user`` (``shared``: by nobody, for everyone; ``trusted``:
+    may reach any address; both administrators only) after checking it and fetching its models:
+    the check's failure is :attr:`Saved.warning`, and nothing is saved unless the whole call
+    succeeds. Raises InvalidInput (a field is wrong, the name is taken, the address is refused:
+    :mod:`connections.guard`) and Forbidden (``shared``/``trusted`` without being an administrator)."""
+    if (shared or trusted) and not is_admin(user):
+        raise Forbidden("Only an administrator can share a connection or mark it trusted.")
     connection = Connection(
         owner=None if shared else user, name=_clean_name(name), base_url=clean_base_url(base_url),
         api_key=clean_api_key(api_key), timeout=clean_timeout(timeout), enabled=bool(enabled),
+        trusted=bool(trusted),
     )
     headers = clean_headers(extra_headers)
     connection.extra_headers = json.dumps(headers) if headers else ""
+    _full_clean(connection)
+    _check_address(connection)
+    check = _probe(connection)
     with transaction.atomic():
-        _save(connection)
-    return Saved(connection, connection_refresh_models(connection=connection))
+        _insert_or_update(connection)
+        _store_probe(connection, check)
+    return Saved(connection, check)
 
 
-UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled", "shared")
+UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled", "shared", "trusted")
 
 
 def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
@@ -153,9 +195,12 @@ def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
     if connection.from_environment and {"base_url", "api_key"} & set(changes):
         raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
                            "(set them in the environment).")
+    changes = {k: v for k, v in changes.items() if not (k == "trusted" and bool(v) == connection.trusted)}
     if "shared" in changes and not is_admin(user):
         raise Forbidden("Only an administrator can share a connection or stop sharing it.")
-    reach = {"base_url", "api_key", "extra_headers"} & set(changes)
+    if "trusted" in changes and not is_admin(user):
+        raise Forbidden("Only an administrator can mark a connection trusted.")
+    reach = {"base_url", "api_key", "extra_headers", "trusted", "shared"} & set(changes)
     for field, clean in (("name", _clean_name), ("base_url", clean_base_url), ("api_key", clean_api_key),
                          ("timeout", clean_timeout)):
         if field in changes:
@@ -167,10 +212,18 @@ def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
         connection.enabled = bool(changes["enabled"])
     if "shared" in changes:
         connection.owner = None if changes["shared"] else user
+    if "trusted" in changes:
+        connection.trusted = bool(changes["trusted"])
     connection.updated_at = timezone.now()
+    _full_clean(connection)
+    if reach:
+        _check_address(connection)
+    check = _probe(connection) if reach else None
     with transaction.atomic():
-        _save(connection)
-    return Saved(connection, connection_refresh_models(connection=connection) if reach else None)
+        _insert_or_update(connection)
+        if check is not None:
+            _store_probe(connection, check)
+    return Saved(connection, check)
 
 
 @transaction.atomic
@@ -194,9 +247,18 @@ def _record_health(connection: Connection, check: Probe) -> None:
     connection.save(update_fields=["health", "health_latency_ms", "health_message", "health_checked_at"])
 
 
+def _probe(connection: Connection) -> Probe:
+    """The probe of ``connection``'s endpoint; never raises (anything unexpected is "unreachable")."""
+    try:
+        return probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    except Exception:  # noqa: BLE001 - a check that failed in an unexpected way is a warning
+        log.warning("The check of the connection %s failed", connection.pk, exc_info=True)
+        return Probe(Health.UNREACHABLE, None, f"Could not reach {connection.shown_url}.")
+
+
 def connection_check(*, connection: Connection) -> Probe:
     """Health check: ``GET /models`` once; reachability, latency and the answer are stored and returned."""
-    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    check = _probe(connection)
     _record_health(connection, check)
     return check
 
@@ -205,30 +267,35 @@ def connection_refresh_models(*, connection: Connection) -> Probe:
     """Fetch the endpoint's model list (a health check too). Listed models are added or marked
     listed (with the context window the endpoint reports); models no longer listed stay, marked
     unlisted, with their settings. When the endpoint gives no list, ``models_error`` says why."""
-    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    check = _probe(connection)
     with transaction.atomic():
-        _record_health(connection, check)
-        if check.models is None:
-            connection.models_error = check.message
-            connection.save(update_fields=["models_error"])
-            return check
-        names = {m["id"]: m["context_window"] for m in check.models}
-        existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
-        changed = []
-        for model in existing.values():
-            listed = model.name in names
-            window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
-            if (listed, window) != (model.listed, model.listed_context_window):
-                model.listed, model.listed_context_window = listed, window
-                changed.append(model)
-        ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
-        ConnectionModel.objects.bulk_create([
-            ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
-            for name, window in names.items() if name not in existing
-        ])
-        connection.models_refreshed_at, connection.models_error = timezone.now(), ""
-        connection.save(update_fields=["models_refreshed_at", "models_error"])
+        _store_probe(connection, check)
     return check
+
+
+def _store_probe(connection: Connection, check: Probe) -> None:
+    """Store what the probe found: health, and the model list (or ``models_error``); inside a transaction."""
+    _record_health(connection, check)
+    if check.models is None:
+        connection.models_error = check.message
+        connection.save(update_fields=["models_error"])
+        return
+    names = {m["id"]: m["context_window"] for m in check.models}
+    existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
+    changed = []
+    for model in existing.values():
+        listed = model.name in names
+        window = names[model.name] or model.listed_context_window if listed else model.listed_context_window
+        if (listed, window) != (model.listed, model.listed_context_window):
+            model.listed, model.listed_context_window = listed, window
+            changed.append(model)
+    ConnectionModel.objects.bulk_update(changed, ["listed", "listed_context_window"], batch_size=500)
+    ConnectionModel.objects.bulk_create([
+        ConnectionModel(connection=connection, name=name, listed=True, listed_context_window=window)
+        for name, window in names.items() if name not in existing
+    ])
+    connection.models_refreshed_at, connection.models_error = timezone.now(), ""
+    connection.save(update_fields=["models_refreshed_at", "models_error"])
 
 
 # --- models ----------------------------------------------------------------------------------------

@@ -233,6 +233,10 @@ ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cas
 # OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
 # model-list refresh waits for an endpoint (at most the connection's own timeout).
 ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
+# Networks a user's own connection may reach besides public addresses (connections/guard.py),
+# comma-separated: "10.0.0.0/8", "127.0.0.1:8001", "[::1]:8001". Unset: OPENAI_BASE_URL's address
+# and port (the local model); "": none.
+ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", default=None)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);
@@ -307,8 +311,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
-                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+                                            "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))},
+                # Passwords in URLs and Authorization values never reach a log (core/redact.py).
+                "scrub_credentials": {"()": "core.redact.ScrubCredentials"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_credentials"]}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
