@@ -9,14 +9,18 @@ everywhere (the handlers below), and each operation's ``response=`` lists every 
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.api_auth import BearerToken, SessionCookie
+from accounts.middleware import bearer_user
 from archive.api import router as archive_router
 from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
@@ -28,6 +32,18 @@ from memory.api import router as agents_router
 
 log = logging.getLogger(__name__)
 
+def signed_in_only(view):
+    """The schema and docs views (``docs_decorator``): a login session or a Bearer token, else 401 JSON."""
+
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not request.user.is_authenticated and bearer_user(request) is None:
+            return JsonResponse({"detail": "Authentication required: log in or send a Bearer token."}, status=401)
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 api = NinjaAPI(
     title="Arbor API",
     version="1",
@@ -37,6 +53,7 @@ api = NinjaAPI(
     auth=[BearerToken(), SessionCookie()],
     parser=JsonObjectParser(),
     urls_namespace="api",
+    docs_decorator=signed_in_only,
 )
 
 
@@ -85,6 +102,11 @@ def _too_big(request, exc):
 @api.exception_handler(SuspiciousOperation)
 def _suspicious(request, exc):
     return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
+
+
+@api.exception_handler(MultiPartParserError)
+def _bad_multipart(request, exc):
+    return api.create_response(request, {"detail": f"Bad multipart body: {exc}"}, status=400)
 
 
 @api.exception_handler(AuthenticationError)

@@ -1,0 +1,74 @@
+"""The API's edges speak JSON: an unknown route under /api/ (any method, logged in or not) is a
+JSON 404; the schema and docs answer anonymous clients with a JSON 401, never an HTML redirect;
+pages during an outage of PostgreSQL or Redis get a friendly 503 page, the API a JSON 503."""
+
+from __future__ import annotations
+
+import pytest
+import redis.exceptions
+from django.db import OperationalError
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/merge"), ("get", "/api/nothing-here"),
+    ("delete", "/api/sessions/x/y/z"), ("get", "/api/"), ("put", "/api/connections/1/frobnicate"),
+])
+@pytest.mark.parametrize("logged_in", [True, False])
+def test_unknown_api_routes_are_json_404(client, user, method, path, logged_in):
+    if logged_in:
+        client.force_login(user)
+    response = getattr(client, method)(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert "No API route" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/openapi.json", "/api/docs"])
+def test_schema_and_docs_answer_anonymous_clients_with_json_401(client, path):
+    response = client.get(path)
+    assert response.status_code == 401
+    assert response["Content-Type"].startswith("application/json")
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/api/openapi.json", "/api/docs"])
+def test_schema_and_docs_open_with_a_login_or_a_token(client, user, api_token, path):
+    assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {api_token}").status_code == 200
+    client.force_login(user)
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("error", [OperationalError("the database is down"),
+                                   redis.exceptions.ConnectionError("Redis is down")])
+def test_a_page_during_an_outage_is_a_friendly_503(user, monkeypatch, error):
+    from conversations import views
+
+    def down(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(views, "render", down)
+    browser = Client(raise_request_exception=False)
+    browser.force_login(user)
+    response = browser.get("/")
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    assert b"Back in a moment" in response.content
+
+
+def test_an_outage_in_a_middleware_is_a_503_too(user, monkeypatch):
+    """The session lookup (a middleware, before any view) fails: still the 503 page, and JSON under /api/."""
+    from django.contrib.sessions.backends import db
+
+    def down(self, *args, **kwargs):
+        raise OperationalError("connection refused")
+
+    browser = Client(raise_request_exception=False)
+    browser.force_login(user)
+    monkeypatch.setattr(db.SessionStore, "load", down)
+    page = browser.get("/")
+    assert page.status_code == 503 and b"Back in a moment" in page.content
+    api = browser.get("/api/sessions")
+    assert api.status_code == 503 and api.json()["detail"]
