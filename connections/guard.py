@@ -27,6 +27,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,9 +47,9 @@ GENERIC_REFUSAL = ("This address is not allowed for a connection: it is not a pu
                    "or mark the connection trusted.")
 
 
-class AddressRefused(httpx.ConnectError):
-    """A restricted connection's host is, or resolves to, an address it may not reach (an
-    ``httpx.ConnectError``, so the SDK and the probe treat it as unreachable)."""
+class AddressRefused(OSError):
+    """A restricted connection's host is, or resolves to, an address it may not reach (the SDK
+    reports it as a connection error, as any failure to connect)."""
 
 
 @dataclass(frozen=True)
@@ -159,29 +160,34 @@ def check_url(url: str) -> IPAddress:
     return check_host(parts.hostname or "", port)
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """An httpx transport for restricted connections: each request's host is checked
-    (:func:`check_host`) and the connection goes to the address checked, with the host name kept
-    for ``Host``, SNI and the certificate. Refused and unresolvable hosts raise
-    :class:`AddressRefused` / ``httpx.ConnectError`` before anything is sent."""
+def _guarded(transport_base: type) -> type:
+    class GuardedTransport(transport_base):
+        """An HTTP transport for restricted connections: each request's host is checked
+        (:func:`check_host`) and the connection goes to the address checked, with the host name
+        kept for ``Host``, SNI and the certificate. Refused and unresolvable hosts raise
+        :class:`AddressRefused` / ``OSError`` before anything is sent."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        port = request.url.port or (443 if request.url.scheme == "https" else 80)
-        try:
+        def handle_request(self, request):
+            host = request.url.host
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
             address = check_host(host, port)
-        except AddressRefused:
-            raise
-        except OSError as exc:
-            raise httpx.ConnectError(f"Could not resolve {host}", request=request) from exc
-        if str(address) != host.strip("[]"):
-            request.headers.setdefault("Host", request.url.netloc.decode("ascii"))
-            if request.url.scheme == "https":
-                request.extensions = {**request.extensions, "sni_hostname": host}
-            request.url = request.url.copy_with(host=str(address))
-        return super().handle_request(request)
+            if str(address) != host.strip("[]"):
+                request.headers.setdefault("Host", request.url.netloc.decode("ascii"))
+                if request.url.scheme == "https":
+                    request.extensions = {**request.extensions, "sni_hostname": host}
+                request.url = request.url.copy_with(host=str(address))
+            return super().handle_request(request)
+
+    return GuardedTransport
 
 
-def guarded_http_client(timeout: httpx.Timeout) -> httpx.Client:
-    """An ``httpx.Client`` for the SDK's ``http_client``: :class:`GuardedTransport`, no redirects."""
-    return httpx.Client(transport=GuardedTransport(), follow_redirects=False, timeout=timeout)
+@lru_cache(maxsize=4)
+def transport_class(http: ModuleType = httpx) -> type:
+    """The guarded transport for the HTTP library ``http`` (``httpx``, or ``httpx2`` under openai 3.x)."""
+    return _guarded(http.HTTPTransport)
+
+
+def guarded_http_client(http: ModuleType = httpx, timeout=None):
+    """An ``http.Client`` (``http``: the SDK's HTTP library) for the SDK's ``http_client``: the
+    guarded transport, no redirects."""
+    return http.Client(transport=transport_class(http)(), follow_redirects=False, timeout=timeout)

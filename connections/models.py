@@ -159,7 +159,7 @@ class Connection(models.Model):
         extra header, which is encrypted at rest."""
         return Endpoint(name=self.name, base_url=without_userinfo(self.url), api_key=self.key,
                         headers=tuple(sorted(self.headers.items())), read_timeout=self.read_timeout,
-                        connection_id=self.pk)
+                        connection_id=self.pk, restricted=self.restricted)
 
     def check_usable(self) -> None:
         """Raise :class:`ConnectionUnusable` (naming this connection) when it is deleted or disabled."""

@@ -26,7 +26,7 @@ from django.utils import timezone
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.text import clean_text
 
-from .endpoint import Probe, probe
+from .endpoint import Probe, answers, probe
 from .guard import AddressRefused, check_url
 from .models import Connection, ConnectionModel, Health
 from .selectors import is_admin
@@ -247,18 +247,48 @@ def _record_health(connection: Connection, check: Probe) -> None:
     connection.save(update_fields=["health", "health_latency_ms", "health_message", "health_checked_at"])
 
 
+def _unexpected(connection: Connection) -> Probe:
+    log.warning("The check of the connection %s failed", connection.pk, exc_info=True)
+    return Probe(Health.UNREACHABLE, None, f"Could not reach {connection.shown_url}.")
+
+
 def _probe(connection: Connection) -> Probe:
-    """The probe of ``connection``'s endpoint; never raises (anything unexpected is "unreachable")."""
+    """The model list of ``connection``'s endpoint; never raises (anything unexpected is "unreachable")."""
     try:
         return probe(connection.endpoint(), timeout=_probe_timeout(connection))
     except Exception:  # noqa: BLE001 - a check that failed in an unexpected way is a warning
-        log.warning("The check of the connection %s failed", connection.pk, exc_info=True)
-        return Probe(Health.UNREACHABLE, None, f"Could not reach {connection.shown_url}.")
+        return _unexpected(connection)
+
+
+def _model_to_try(connection: Connection, listed: list[dict]) -> str | None:
+    """The model the health check asks: the default connection's ``ARBOR_MODEL`` when listed, else
+    the first listed model, else the first model added by hand; None when there is none."""
+    names = [m["id"] for m in listed]
+    if connection.from_environment and settings.ARBOR_MODEL in names:
+        return settings.ARBOR_MODEL
+    if names:
+        return names[0]
+    by_hand = ConnectionModel.objects.filter(connection=connection).order_by("name").values_list("name", flat=True)
+    return next(iter(by_hand), None)
 
 
 def connection_check(*, connection: Connection) -> Probe:
-    """Health check: ``GET /models`` once; reachability, latency and the answer are stored and returned."""
-    check = _probe(connection)
+    """Health check: ``GET /models``, then a one-token chat completion of one model (see
+    :func:`_model_to_try`), so "ok" means the endpoint answers, not only that it lists. The
+    outcome (the completion's health and latency, both messages) is stored and returned."""
+    endpoint, timeout = connection.endpoint(), _probe_timeout(connection)
+    listing = _probe(connection)
+    model = _model_to_try(connection, listing.models or [])
+    if listing.health == Health.UNREACHABLE:
+        check = listing
+    elif model is None:
+        check = Probe(Health.ERROR, listing.latency_ms, f"{listing.message} No model to try a completion with.")
+    else:
+        try:
+            answer = answers(endpoint, model, timeout=timeout)
+        except Exception:  # noqa: BLE001 - as in _probe
+            answer = _unexpected(connection)
+        check = Probe(answer.health, answer.latency_ms, f"{listing.message} {answer.message}", listing.models)
     _record_health(connection, check)
     return check
 

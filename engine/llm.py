@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 
-import httpx
 import openai
+from django.conf import settings
 
-from connections.endpoint import Endpoint
+from connections.endpoint import SDK_HTTP, Endpoint
 from connections.models import Connection, ConnectionUnusable
 from connections.selectors import connection_named, endpoint_for
 from core.redact import scrub
@@ -45,12 +45,22 @@ def is_transient(exc: BaseException) -> bool:
     """True for errors worth retrying with backoff: 408/409/429/5xx, timeouts, refused connections."""
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, httpx.TimeoutException))
+    return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, SDK_HTTP.TimeoutException))
 
 
 def is_timeout(exc: BaseException) -> bool:
     """True when the endpoint did not answer in time (connect or read timeout)."""
-    return isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
+    return isinstance(exc, (openai.APITimeoutError, SDK_HTTP.TimeoutException))
+
+
+LOCAL_MODEL_RESTARTING = ("The local model is restarting (its server stopped and the supervisor is starting it "
+                          "again); try again in a few seconds.")
+
+
+def _is_local_model(endpoint: Endpoint | None) -> bool:
+    """True when ``endpoint`` is the local model server ``make run`` supervises (``ARBOR_LOCAL_MODEL_URL``)."""
+    local = (settings.ARBOR_LOCAL_MODEL_URL or "").rstrip("/")
+    return bool(local) and endpoint is not None and endpoint.base_url.rstrip("/") == local
 
 
 def _upper(text: str) -> str:
@@ -59,8 +69,10 @@ def _upper(text: str) -> str:
 
 def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tuple[str, str]:
     """``(type, message)`` a person can read, for a run's ``error``; with ``endpoint``, the message
-    names its connection (and URL, password masked). The endpoint's key and header values never
-    appear in it, even when its answer echoes them."""
+    names its connection (and URL, password masked). The endpoint's key and header values, and
+    any credential (:func:`core.redact.scrub_credentials`), never appear in it, even when its
+    answer echoes them. A restricted endpoint's answer body is not quoted at all (its user sees
+    the status and a generic reason: :mod:`connections.guard`)."""
     where = "the model endpoint"
     if endpoint is not None:
         where = f"the connection “{endpoint.name}” ({endpoint.describe()['base_url']})"
@@ -70,13 +82,16 @@ def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tupl
     if isinstance(exc, openai.APIStatusError):
         body = ""
         with contextlib.suppress(Exception):  # the body is a courtesy
-            body = exc.response.text[:300]
+            body = "" if endpoint is not None and endpoint.restricted else exc.response.text[:300]
         return "http_error", scrub(f"{_upper(where)} answered HTTP {exc.status_code}. {body}".strip(), secrets)
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, SDK_HTTP.TimeoutException)):
         return "timeout", f"{_upper(where)} did not answer in time."
+    restarting = _is_local_model(endpoint)
     if isinstance(exc, openai.APIConnectionError):
-        return "connection_error", f"Could not reach {where}."
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return "connection_error", LOCAL_MODEL_RESTARTING if restarting else f"Could not reach {where}."
+    if isinstance(exc, (SDK_HTTP.RemoteProtocolError, SDK_HTTP.ReadError)):
+        if restarting:
+            return "broken_stream", f"The local model stopped mid-answer. {LOCAL_MODEL_RESTARTING}"
         return "broken_stream", f"The model's stream from {where} broke off before the answer was complete."
     if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
         return "malformed_response", scrub(f"The model endpoint sent a response Arbor could not read: {exc}", secrets)

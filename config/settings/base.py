@@ -199,6 +199,9 @@ ARBOR_STREAM_URL = env("ARBOR_STREAM_URL", default=REDIS_URL or "db")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="http://127.0.0.1:8001/v1")
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="sk-no-key-needed")
 ARBOR_MODEL = env("ARBOR_MODEL", default="smollm2-135m-instruct")
+# The local model server's base URL when `make run` supervises one (its connection errors then read
+# "the local model is restarting"); empty when Arbor talks only to outside endpoints.
+ARBOR_LOCAL_MODEL_URL = env("ARBOR_LOCAL_MODEL_URL", default="")
 ARBOR_SYSTEM_PROMPT = env("ARBOR_SYSTEM_PROMPT", default="You are a helpful assistant.")
 ARBOR_MAX_OUTPUT_TOKENS = env("ARBOR_MAX_OUTPUT_TOKENS", default=512, cast=int)
 ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)

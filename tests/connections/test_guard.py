@@ -14,6 +14,7 @@ import pytest
 
 from connections import guard
 from connections.models import Connection
+from connections.services import connection_check, connection_create
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +110,18 @@ def test_an_administrator_may_trust_a_connection(client, superuser, llm_server, 
     assert trusted.json()["trusted"] is True and trusted.json()["warning"] == ""
 
 
+def test_every_request_is_checked_again(user, llm_server, settings):
+    """A connection saved while its network was allowed cannot be used once it is not."""
+    settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = f"127.0.0.1:{_port(llm_server)}"
+    saved = connection_create(user=user, name="later", base_url=llm_server.base_url)
+    assert saved.warning == ""
+    calls = llm_server.state.model_list_calls
+    settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = ""
+    check = connection_check(connection=saved.connection)
+    assert check.health == "unreachable"
+    assert llm_server.state.model_list_calls == calls
+
+
 def test_the_transport_connects_to_the_address_it_checked(monkeypatch, llm_server, settings):
     """DNS rebinding: the name resolves to the allowed loopback address once, then to another;
     the request still reaches the loopback server, with the name in ``Host``."""
@@ -124,19 +137,19 @@ def test_the_transport_connects_to_the_address_it_checked(monkeypatch, llm_serve
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    with guard.guarded_http_client(httpx.Timeout(5.0)) as client:
+    with guard.guarded_http_client(httpx, httpx.Timeout(5.0)) as client:
         response = client.get(f"http://model.rebind.test:{_port(llm_server)}/v1/models")
     assert response.status_code == 200
     assert response.json()["data"][0]["id"] == "fake-model"
     assert len(answers) == 1  # resolved once, by the check; the connection went to what it checked
-    with guard.guarded_http_client(httpx.Timeout(5.0)) as client, pytest.raises(guard.AddressRefused):
+    with guard.guarded_http_client(httpx, httpx.Timeout(5.0)) as client, pytest.raises(guard.AddressRefused):
         client.get(f"http://model.rebind.test:{_port(llm_server)}/v1/models")  # now 192.0.2.1: refused
 
 
 def test_redirects_are_not_followed(llm_server, settings):
     settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = f"127.0.0.1:{_port(llm_server)}"
     llm_server.state.models_redirect = "http://169.254.169.254/latest/meta-data"
-    with guard.guarded_http_client(httpx.Timeout(5.0)) as client:
+    with guard.guarded_http_client(httpx, httpx.Timeout(5.0)) as client:
         response = client.get(f"{llm_server.base_url}/models")
         assert response.status_code == 302
         with pytest.raises(guard.AddressRefused):  # followed on purpose: the hop is checked too
