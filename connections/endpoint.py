@@ -32,8 +32,10 @@ from .guard import guarded_http_client
 # OpenRouter's and LM Studio's ``context_length``, llama.cpp server's ``meta.n_ctx_train``.
 WINDOW_FIELDS = ("max_model_len", "context_length", "context_window")
 # What a model id looks like (``gpt-4o-mini``, ``meta-llama/Llama-3.1-8B-Instruct``, ``llama3:8b``,
-# ``models/gemini-1.5-pro``, ``org/model@rev``): an id that does not is not listed as a model.
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+# ``models/gemini-1.5-pro``, ``org/model@rev``): up to four "/"-separated parts of letters, digits
+# and ``._@+-`` (each starting with a letter or digit), then one optional ``:tag``; at most 200
+# characters. An id that does not look like that (markup, a passwd line, prose) is not listed.
+MODEL_ID = re.compile(r"^(?=.{1,200}$)[A-Za-z0-9][\w.@+-]*(?:/[A-Za-z0-9][\w.@+-]*){0,3}(?::[\w.@+-]+)?$", re.ASCII)
 
 
 def _sdk_http() -> ModuleType:

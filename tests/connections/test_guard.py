@@ -154,3 +154,62 @@ def test_redirects_are_not_followed(llm_server, settings):
         assert response.status_code == 302
         with pytest.raises(guard.AddressRefused):  # followed on purpose: the hop is checked too
             client.get(f"{llm_server.base_url}/models", follow_redirects=True)
+
+
+def _listening(kind: str):
+    """A loopback port that is closed, silent (accepts, says nothing) or not HTTP (a banner)."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    if kind == "closed":
+        server.close()
+        return port, None
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                peer, _ = server.accept()
+            except OSError:
+                return
+            if kind == "banner":
+                peer.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                peer.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, server
+
+
+def test_every_unreachable_port_gives_the_same_message(user, settings):
+    """Closed, silent and not-HTTP ports (and a refused address) read the same to a user."""
+    settings.ARBOR_CONNECTION_CHECK_SECONDS = 1.0
+    messages, servers = set(), []
+    for kind in ("closed", "silent", "banner", "refused"):
+        port, server = _listening("closed" if kind == "refused" else kind)
+        servers.append(server)
+        settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = "" if kind == "refused" else f"127.0.0.1:{port}"
+        connection = Connection.objects.create(owner=user, name=kind, base_url=f"http://127.0.0.1:{port}/v1")
+        check = connection_check(connection=connection)
+        assert check.health == "unreachable", kind
+        messages.add(check.message.replace(str(port), "PORT"))
+    assert messages == {"Could not reach http://127.0.0.1:PORT/v1."}
+    for server in servers:
+        if server is not None:
+            server.close()
+
+
+def test_only_ids_that_look_like_model_names_are_listed(user, settings):
+    from tests.llm_server import FakeLLMServer
+
+    ids = ["gpt-4o-mini", "meta-llama/Llama-3.1-8B-Instruct", "llama3:8b", "<script>alert(1)</script>",
+           "root:x:0:0:root:/root:/bin/bash\n", "a b c", "x" * 300, "", "-flag", "SSH-2.0-OpenSSH"]
+    server = FakeLLMServer(models=ids).start()
+    try:
+        settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = f"127.0.0.1:{_port(server)}"
+        saved = connection_create(user=user, name="lister", base_url=server.base_url)
+        names = sorted(saved.connection.models.values_list("name", flat=True))
+    finally:
+        server.stop()
+    assert names == ["SSH-2.0-OpenSSH", "gpt-4o-mini", "llama3:8b", "meta-llama/Llama-3.1-8B-Instruct"]
