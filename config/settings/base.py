@@ -184,6 +184,8 @@ CELERY_BEAT_SCHEDULE = {
                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
     "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0,
                          "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
+    "reap-import-jobs": {"task": "archive.reap_import_jobs", "schedule": 60.0,
+                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
 }
 
 # --- Caches: Redis when there is one (shared by every process), else files under var/ --------------
@@ -302,6 +304,13 @@ ARBOR_IMPORT_MAX_BYTES = env("ARBOR_IMPORT_MAX_BYTES", default=2 * 2**30, cast=i
 # The Celery queue import jobs go to, and the seconds after which a silent import job is taken over.
 ARBOR_IMPORT_QUEUE = env("ARBOR_IMPORT_QUEUE", default="celery")
 ARBOR_IMPORT_STALE_SECONDS = env("ARBOR_IMPORT_STALE_SECONDS", default=120, cast=int)
+# An archive nested deeper than this many levels, or with one record (a conversation) larger than
+# this many bytes, is refused before it is parsed (archive/source.py: parsers' memory grows with both).
+ARBOR_IMPORT_MAX_DEPTH = env("ARBOR_IMPORT_MAX_DEPTH", default=64, cast=int)
+ARBOR_IMPORT_MAX_RECORD_BYTES = env("ARBOR_IMPORT_MAX_RECORD_BYTES", default=256 * 2**20, cast=int)
+# Each import runs in a child process of the worker whose address space is capped at this many MiB
+# (RLIMIT_AS): a file that still takes too much memory fails its own job only. 0: in the worker itself.
+ARBOR_IMPORT_MEMORY_LIMIT_MB = env("ARBOR_IMPORT_MEMORY_LIMIT_MB", default=2048, cast=int)
 # PostgreSQL: threads (each with its own connection) that write imported batches while the file is read.
 ARBOR_IMPORT_WRITERS = env("ARBOR_IMPORT_WRITERS", default=2, cast=int)
 
