@@ -26,7 +26,7 @@ from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
 from conversations.api import router as conversations_router
 from conversations.search_api import router as search_router
-from core.api_kit import JsonObjectParser
+from core.api_kit import JsonObjectParser, tighten_request_bodies
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
 
@@ -121,3 +121,6 @@ api.add_router("", search_router)
 api.add_router("", archive_router)
 api.add_router("", connections_router)
 api.add_router("", agents_router)
+
+# Unknown top-level fields are a 400 naming them; numbers and booleans are strict (core.api_kit).
+tighten_request_bodies(api)

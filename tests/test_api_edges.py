@@ -72,3 +72,33 @@ def test_an_outage_in_a_middleware_is_a_503_too(user, monkeypatch):
     assert page.status_code == 503 and b"Back in a moment" in page.content
     api = browser.get("/api/sessions")
     assert api.status_code == 503 and api.json()["detail"]
+
+
+def test_unknown_top_level_fields_are_a_400_naming_them(api, user):
+    from conversations.models import Session
+
+    session = Session.objects.create(owner=user, title="t")
+    response = api.post(f"/api/sessions/{session.pk}/runs", {"input": "hi", "variants": [{"model": "x"}]},
+                        content_type="application/json")
+    assert response.status_code == 400
+    assert "variants" in response.json()["detail"]
+    assert not session.runs.exists()
+
+
+@pytest.mark.parametrize("body", [{"completion_price": False}, {"prompt_price": True}, {"context_window": True},
+                                  {"context_window": "4096"}])
+def test_bools_and_strings_are_not_numbers(api, user, body):
+    from connections.models import Connection, ConnectionModel
+
+    connection = Connection.objects.create(owner=user, name="c", base_url="http://127.0.0.1:9/v1")
+    model = ConnectionModel.objects.create(connection=connection, name="m")
+    response = api.patch(f"/api/connections/{connection.pk}/models/{model.pk}", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    model.refresh_from_db()
+    assert model.completion_price is None and model.prompt_price is None and model.context_window is None
+
+
+def test_the_schema_says_no_additional_properties(api):
+    schemas = api.get("/api/openapi.json").json()["components"]["schemas"]
+    assert schemas["ConnectionIn"]["additionalProperties"] is False
+    assert schemas["RunIn"]["additionalProperties"] is False

@@ -210,6 +210,9 @@ ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
 # Seconds: connecting to the model, and the longest silence allowed inside a streamed reply.
 ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
 ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
+# Seconds from sending a request to the model's first token (text or tool call), separate from the
+# read timeout between tokens: a model that hangs before answering is given up sooner. 0: none.
+ARBOR_FIRST_TOKEN_TIMEOUT = env("ARBOR_FIRST_TOKEN_TIMEOUT", default=30.0, cast=float)
 # Seconds from a run's first start to its latest possible end, across every attempt: a model that
 # hangs or trickles for longer is cut off and the run fails with that reason (and its partial text).
 ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, cast=float)
