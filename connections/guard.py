@@ -10,6 +10,9 @@ multicast, reserved, unspecified (0.0.0.0, ::) and broadcast addresses, IPv4 emb
 what the resolver makes of them: 127.0.0.1, refused. The classification is Python's
 :mod:`ipaddress` (the IANA special-purpose registries, RFC 6890).
 
+With ``ARBOR_CONNECTION_PUBLIC_ADDRESSES = False`` public addresses are refused too (only the
+allowed networks remain: an air-gapped site, or the API fuzz tests).
+
 Exceptions: addresses in ``ARBOR_CONNECTION_ALLOWED_NETWORKS`` (:func:`allowed_networks`), and
 connections that are not restricted (the default connection, shared ones, which only administrators
 make, and those an administrator marked ``trusted``).
@@ -146,9 +149,10 @@ def check_host(host: str, port: int) -> IPAddress:
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     allowed = allowed_networks()
+    public = getattr(settings, "ARBOR_CONNECTION_PUBLIC_ADDRESSES", True)
     for address in addresses:
-        if refusal(address) and not any(entry.admits(_plain(address), port) or entry.admits(address, port)
-                                        for entry in allowed):
+        admitted = any(entry.admits(_plain(address), port) or entry.admits(address, port) for entry in allowed)
+        if (refusal(address) or not public) and not admitted:
             raise AddressRefused(GENERIC_REFUSAL)
     return addresses[0]
 

@@ -102,3 +102,23 @@ def test_the_schema_says_no_additional_properties(api):
     schemas = api.get("/api/openapi.json").json()["components"]["schemas"]
     assert schemas["ConnectionIn"]["additionalProperties"] is False
     assert schemas["RunIn"]["additionalProperties"] is False
+
+
+def test_web_processes_wait_5_s_for_a_database_connection_workers_30():
+    """The ASGI entry point shortens the pool timeout (a request gets its 503 after 5 s of an
+    outage, not 30); a worker process keeps the default."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import {module}; from django.conf import settings; "
+            "print(settings.DATABASES['default'].get('OPTIONS', {{}}).get('pool', {{}}).get('timeout'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("ARBOR_DB_POOL_TIMEOUT", "ARBOR_WEB_DB_POOL_TIMEOUT")}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    web = subprocess.run([sys.executable, "-c", code.format(module="config.asgi")], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    worker = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code.format(module="config")],
+                            env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    if worker == "None":
+        pytest.skip("no connection pool (SQLite)")
+    assert (float(web), float(worker)) == (5.0, 30.0)

@@ -245,6 +245,8 @@ ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5
 # comma-separated: "10.0.0.0/8", "127.0.0.1:8001", "[::1]:8001". Unset: OPENAI_BASE_URL's address
 # and port (the local model); "": none.
 ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", default=None)
+# False: users' own connections may reach the allowed networks only, no public address either.
+ARBOR_CONNECTION_PUBLIC_ADDRESSES = env("ARBOR_CONNECTION_PUBLIC_ADDRESSES", default=True, cast=bool)
 
 # --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);

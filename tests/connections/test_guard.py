@@ -213,3 +213,11 @@ def test_only_ids_that_look_like_model_names_are_listed(user, settings):
     finally:
         server.stop()
     assert names == ["SSH-2.0-OpenSSH", "gpt-4o-mini", "llama3:8b", "meta-llama/Llama-3.1-8B-Instruct"]
+
+
+def test_public_addresses_can_be_refused_too(settings):
+    settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = "127.0.0.0/8"
+    settings.ARBOR_CONNECTION_PUBLIC_ADDRESSES = False
+    with pytest.raises(guard.AddressRefused):
+        guard.check_url("http://8.8.8.8/v1")  # an IP literal: nothing is resolved or sent
+    assert guard.check_url("http://127.0.0.1:9/v1") == ipaddress.ip_address("127.0.0.1")
