@@ -6,6 +6,7 @@ PEAK_FILE: ``wait4``'s ``ru_maxrss`` would include the parent's memory at the fo
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 
@@ -21,9 +22,10 @@ def peak_rss_kib() -> int | None:
     return None
 
 
-def main(job_id: str, limit_mb: int, peak_file: str | None = None) -> None:
+def main(job_id: str, limit_mb: int, peak_file: str | None = None) -> int:
     limit = limit_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    status = 1
     try:
         import django
 
@@ -31,11 +33,18 @@ def main(job_id: str, limit_mb: int, peak_file: str | None = None) -> None:
         from archive.importer import import_job_execute
 
         import_job_execute(job_id=job_id)
+        status = 0
     finally:
         if peak_file:
             with open(peak_file, "w", encoding="ascii") as out:
                 out.write(str(peak_rss_kib() or ""))
+    return status
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    code = main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The job is recorded: leave now, without waiting for threads a library may have left running
+    # (a client's background thread would otherwise hold this process, and the worker, open).
+    os._exit(code)

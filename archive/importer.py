@@ -556,6 +556,10 @@ def import_job_execute(*, job_id) -> ImportJob | None:
     try:
         report = import_archive(path=job.path, owner=job.owner, format=job.format, name=job.filename, job=job,
                                 progress=progress)
+    except ArchiveRefused as exc:
+        log.warning("import job %s: the file was refused: %s", job.pk, exc)
+        ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error=_failure(exc)[:2000],
+                                                   finished_at=timezone.now())
     except Exception as exc:  # noqa: BLE001 - the job records the failure; the page shows it
         log.exception("import job %s failed", job.pk)
         ImportJob.objects.filter(pk=job.pk).update(
