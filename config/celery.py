@@ -7,6 +7,11 @@ from celery.signals import after_setup_logger, after_setup_task_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
+from config import kombu_redis  # noqa: E402
+
+# kombu 5.7.0's Redis channels crash the worker when Redis goes away with unacknowledged messages.
+kombu_redis.install()
+
 app = Celery("arbor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
