@@ -170,6 +170,14 @@ def test_every_url_with_another_users_ids_is_404_and_changes_nothing(client, use
             else:
                 response = getattr(client, method)(url)
             statuses[method] = response.status_code
+            if response.status_code == 400 and url.startswith("/api/"):
+                # The shared payload has fields this operation does not take (refused by the body's
+                # schema before any lookup, the same for any id): again with the fields it takes.
+                extra = {e["loc"][-1] for e in response.json()["errors"] if e.get("type") == "extra_forbidden"}
+                assert extra, response.content
+                response = getattr(client, method)(url, data={k: v for k, v in payload.items() if k not in extra},
+                                                   content_type="application/json")
+                statuses[method] = response.status_code
             assert response.status_code in (404, 405), f"{method.upper()} {url} ({route.name}): {response.status_code}"
         assert 404 in statuses.values(), f"{url} ({route.name}) answers no method: {statuses}"
         checked.append(route.name)
