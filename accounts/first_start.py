@@ -1,4 +1,4 @@
-"""The administrator's first login (issue 15): the generated password kept in a file under
+"""The administrator's first login: the generated password kept in a file under
 ``var/`` until it is changed, and the banner ``make run`` prints once the web server answers.
 
 The file, ``<ARBOR_VAR_DIR>/admin-password`` (mode 0600, readable by its owner only)::

@@ -99,31 +99,34 @@ def _chatgpt_parts(parts, counts: Counter, attachments: list) -> str:
     return "\n\n".join(t for t in texts if t) if len(texts) > 1 else (texts[0] if texts else "")
 
 
-def _chatgpt_text(content: dict, counts: Counter, attachments: list, metadata: dict) -> str:
-    kind = content.get("content_type") or "text"
-    if kind in ("text", "multimodal_text"):
-        return _chatgpt_parts(content.get("parts") or [], counts, attachments)
-    if kind in ("code", "execution_output", "system_error"):
-        if content.get("language") and content["language"] != "unknown":
-            metadata["language"] = clean_text(content["language"])
-        return str(content.get("text") or "")
-    if kind == "tether_browsing_display":
-        return str(content.get("result") or content.get("summary") or "")
-    if kind == "tether_quote":
-        head = " ".join(str(content.get(k) or "") for k in ("title", "url")).strip()
-        return f"{head}\n\n{content.get('text') or ''}".strip()
-    if kind == "thoughts":
-        thoughts = content.get("thoughts") or []
-        return "\n\n".join(
-            "\n".join(str(t.get(k) or "") for k in ("summary", "content") if t.get(k))
-            for t in thoughts if isinstance(t, dict)
-        )
-    if kind == "reasoning_recap":
-        return str(content.get("content") or "")
-    if kind == "user_editable_context":
-        return "\n\n".join(str(content.get(k)) for k in ("user_profile", "user_instructions") if content.get(k))
-    if kind == "model_editable_context":
-        return str(content.get("model_set_context") or "")
+def _chatgpt_quote(content: dict) -> str:
+    head = " ".join(str(content.get(k) or "") for k in ("title", "url")).strip()
+    return f"{head}\n\n{content.get('text') or ''}".strip()
+
+
+def _chatgpt_thoughts(content: dict) -> str:
+    thoughts = content.get("thoughts") or []
+    return "\n\n".join(
+        "\n".join(str(t.get(k) or "") for k in ("summary", "content") if t.get(k))
+        for t in thoughts if isinstance(t, dict)
+    )
+
+
+# ChatGPT content types whose text is read from their own fields (no attachments, no metadata).
+_CHATGPT_FIELD_TEXT = {
+    "tether_browsing_display": lambda c: str(c.get("result") or c.get("summary") or ""),
+    "tether_quote": _chatgpt_quote,
+    "thoughts": _chatgpt_thoughts,
+    "reasoning_recap": lambda c: str(c.get("content") or ""),
+    "user_editable_context": lambda c: "\n\n".join(
+        str(c.get(k)) for k in ("user_profile", "user_instructions") if c.get(k)),
+    "model_editable_context": lambda c: str(c.get("model_set_context") or ""),
+}
+
+
+def _chatgpt_unknown(kind: str, content: dict, counts: Counter, attachments: list, metadata: dict) -> str:
+    """A content type this reader does not know: counted, kept whole in the metadata, and its text
+    taken from the first field that holds one."""
     counts["unknown_type"] += 1
     metadata["raw_content"] = clean_json(content)
     for key in ("text", "result", "content"):
@@ -132,6 +135,19 @@ def _chatgpt_text(content: dict, counts: Counter, attachments: list, metadata: d
     if isinstance(content.get("parts"), list):
         return _chatgpt_parts(content["parts"], counts, attachments)
     return f"[{kind}]"
+
+
+def _chatgpt_text(content: dict, counts: Counter, attachments: list, metadata: dict) -> str:
+    kind = content.get("content_type") or "text"
+    if kind in ("text", "multimodal_text"):
+        return _chatgpt_parts(content.get("parts") or [], counts, attachments)
+    if kind in ("code", "execution_output", "system_error"):
+        if content.get("language") and content["language"] != "unknown":
+            metadata["language"] = clean_text(content["language"])
+        return str(content.get("text") or "")
+    if kind in _CHATGPT_FIELD_TEXT:
+        return _CHATGPT_FIELD_TEXT[kind](content)
+    return _chatgpt_unknown(kind, content, counts, attachments, metadata)
 
 
 def _chatgpt_message(msg, counts: Counter) -> MessageDraft | None:

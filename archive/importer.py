@@ -213,7 +213,7 @@ def _convert_or_report(fmt: str, where: str, record, report: ImportReport) -> Co
         return _convert(fmt, record)
     except Skip as skip:
         reason = skip.reason
-    except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
+    except Exception as exc:  # one odd record must not stop the file
         log.exception("import: converting %s failed", where)
         reason = f"could not be read ({type(exc).__name__}: {exc})"
     source_id, title = _record_identity(record)
@@ -299,7 +299,7 @@ class _Writers:
                 if self.error is None:
                     try:
                         _write_batch(batch, **self.kwargs)
-                    except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                    except BaseException as exc:  # handed to the reading thread
                         self.error = exc
                 self.batches.task_done()
         finally:
@@ -330,49 +330,66 @@ def _convert(fmt: str, record) -> ConversationDraft:
     return draft
 
 
+def _without_imported(batch, *, owner, job, report: ImportReport) -> list:
+    """``batch`` less the conversations an earlier import already wrote (each reported as skipped)."""
+    earlier = ImportedConversation.objects.filter(
+        owner=owner, source_id__in={d.source_id for _, d in batch if d.source_id},
+    )
+    if job is not None:
+        earlier = earlier.exclude(job=job)
+    known = {(f, i): str(s) for f, i, s in earlier.values_list("source_format", "source_id", "session_id")
+             if str(s) not in report.session_ids}
+    if not known:
+        return batch
+    kept = []
+    for where, draft in batch:
+        session_id = known.get((draft.source_format, draft.source_id)) if draft.source_id else None
+        if session_id:
+            report.add_skipped(where, f"{ALREADY_IMPORTED} (session {session_id}); import again with --again",
+                               source_id=draft.source_id, title=draft.title)
+        else:
+            kept.append((where, draft))
+    return kept
+
+
+def _without_done(batch, *, job, report: ImportReport) -> list:
+    """``batch`` less what an earlier attempt of this job wrote (a resumed job; reported as skipped)."""
+    done = set(ImportedConversation.objects.filter(job=job, source_where__in=[w for w, _ in batch])
+               .values_list("source_where", flat=True))
+    for where, draft in batch:
+        if where in done:
+            report.add_skipped(where, "already imported by an earlier attempt of this job",
+                               source_id=draft.source_id, title=draft.title)
+    return [(w, d) for w, d in batch if w not in done]
+
+
+def _write_one_by_one(batch, *, owner, job, report: ImportReport, known_runs: dict) -> None:
+    """Write a batch the database refused as a whole one conversation at a time, skipping (and
+    reporting) each one it refuses again."""
+    log.warning("import: a batch of %d conversations failed; writing them one by one", len(batch), exc_info=True)
+    for item in batch:
+        try:
+            with transaction.atomic():
+                one = _insert([item], owner=owner, job=job, known_runs=known_runs)[0]
+        except DatabaseError as exc:
+            where, draft = item
+            report.add_skipped(where, f"the database refused it ({' '.join(str(exc).split())[:300]})",
+                               source_id=draft.source_id, title=draft.title)
+        else:
+            _done(item, one, report, known_runs)
+
+
 def _write_batch(batch, *, owner, job, report: ImportReport, resuming: bool, known_runs: dict,
                  again: bool = False) -> None:
     if not again:
-        earlier = ImportedConversation.objects.filter(
-            owner=owner, source_id__in={d.source_id for _, d in batch if d.source_id},
-        )
-        if job is not None:
-            earlier = earlier.exclude(job=job)
-        known = {(f, i): str(s) for f, i, s in earlier.values_list("source_format", "source_id", "session_id")
-                 if str(s) not in report.session_ids}
-        if known:
-            kept = []
-            for where, draft in batch:
-                session_id = known.get((draft.source_format, draft.source_id)) if draft.source_id else None
-                if session_id:
-                    report.add_skipped(where, f"{ALREADY_IMPORTED} (session {session_id}); import again with --again",
-                                       source_id=draft.source_id, title=draft.title)
-                else:
-                    kept.append((where, draft))
-            batch = kept
+        batch = _without_imported(batch, owner=owner, job=job, report=report)
     if resuming:
-        done = set(ImportedConversation.objects.filter(job=job, source_where__in=[w for w, _ in batch])
-                   .values_list("source_where", flat=True))
-        for where, draft in batch:
-            if where in done:
-                report.add_skipped(where, "already imported by an earlier attempt of this job",
-                                   source_id=draft.source_id, title=draft.title)
-        batch = [(w, d) for w, d in batch if w not in done]
+        batch = _without_done(batch, job=job, report=report)
     try:
         with transaction.atomic():
             written = _insert(batch, owner=owner, job=job, known_runs=known_runs)
     except DatabaseError:
-        log.warning("import: a batch of %d conversations failed; writing them one by one", len(batch), exc_info=True)
-        for item in batch:
-            try:
-                with transaction.atomic():
-                    one = _insert([item], owner=owner, job=job, known_runs=known_runs)[0]
-            except DatabaseError as exc:
-                where, draft = item
-                report.add_skipped(where, f"the database refused it ({' '.join(str(exc).split())[:300]})",
-                                   source_id=draft.source_id, title=draft.title)
-            else:
-                _done(item, one, report, known_runs)
+        _write_one_by_one(batch, owner=owner, job=job, report=report, known_runs=known_runs)
         return
     for item, one in zip(batch, written, strict=True):
         _done(item, one, report, known_runs)
@@ -560,7 +577,7 @@ def import_job_execute(*, job_id) -> ImportJob | None:
         log.warning("import job %s: the file was refused: %s", job.pk, exc)
         ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error=_failure(exc)[:2000],
                                                    finished_at=timezone.now())
-    except Exception as exc:  # noqa: BLE001 - the job records the failure; the page shows it
+    except Exception as exc:  # the job records the failure; the page shows it
         log.exception("import job %s failed", job.pk)
         ImportJob.objects.filter(pk=job.pk).update(
             status=JobStatus.FAILED, error=_failure(exc)[:2000], finished_at=timezone.now(),
@@ -602,7 +619,7 @@ def reap_stale_import_jobs() -> tuple[int, int]:
     )
     retried = 0
     for job_id in silent.filter(attempts__lt=MAX_IMPORT_ATTEMPTS).values_list("pk", flat=True):
-        task_queue.send("archive.import_job", str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
+        task_queue.send(task_queue.IMPORT_JOB, str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
         retried += 1
     if retried or failed:
         log.warning("import jobs gone silent: %s sent again, %s failed", retried, failed)

@@ -66,6 +66,7 @@ def import_job_isolated(job_id: str) -> ChildOutcome | None:
     child left ``running`` is failed with how the child ended."""
     limit = settings.ARBOR_IMPORT_MEMORY_LIMIT_MB
     if limit <= 0:
+        # Without a memory cap the import runs in this process: the importer is loaded only then.
         from .importer import import_job_execute
 
         import_job_execute(job_id=job_id)

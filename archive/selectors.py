@@ -3,19 +3,15 @@ may see (pages and the JSON API). Raises :class:`core.errors.NotFound`, never Ht
 
 from __future__ import annotations
 
-import uuid
-
 from core.errors import NotFound
+from core.ids import parse_id
 
 from .models import ImportJob
 
 
 def get_import_job_for(user, job_id) -> ImportJob:
     """``user``'s import job; NotFound for another user's, an unknown or a malformed id."""
-    try:
-        pk = uuid.UUID(str(job_id))
-    except ValueError:
-        raise NotFound(f"No import with id {job_id!r}.") from None
+    pk = parse_id(job_id, "import")
     job = ImportJob.objects.filter(pk=pk, owner=user).first()
     if job is None:
         raise NotFound("No such import.")

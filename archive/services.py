@@ -24,11 +24,10 @@ from core.text import clean_text
 from .importer import ALREADY_IMPORTED, FORMAT_CHOICES, ImportReport, import_archive
 from .models import ImportJob, JobStatus
 
-__all__ = ["DEMO_FILE", "FORMAT_CHOICES", "IMPORT_TASK", "ImportReport", "demo_load", "import_archive",
+__all__ = ["DEMO_FILE", "FORMAT_CHOICES", "ImportReport", "demo_load", "import_archive",
            "import_command_finish", "import_command_job", "import_dir", "import_job_create"]
 
-IMPORT_TASK = "archive.import_job"  # the registered name of archive.tasks.import_job
-# The demo (issue 15): "Tour of Arbor" and a fork of it, in Arbor JSON with compaction markers and a
+# The demo: "Tour of Arbor" and a fork of it, in Arbor JSON with compaction markers and a
 # finished comparison.
 DEMO_FILE = Path(__file__).resolve().parent / "demo" / "tour-of-arbor.json"
 
@@ -96,7 +95,7 @@ def import_job_create(*, owner, upload, format: str = "auto") -> ImportJob:
 def _enqueue(job_id) -> None:
     """Send the import task (by its registered name) to ``ARBOR_IMPORT_QUEUE`` once the current
     transaction commits, so the worker finds the job row."""
-    task_queue.send_on_commit(IMPORT_TASK, str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
+    task_queue.send_on_commit(task_queue.IMPORT_JOB, str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
 
 
 def import_command_job(*, owner, path: Path, format: str) -> ImportJob:

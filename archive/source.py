@@ -79,35 +79,43 @@ class StructureGuard(io.RawIOBase):
             char = data[at]
             if char == 0x0A:  # JSON Lines: a line feed ends the record
                 self.depth, self._in_string, self.record_start = 0, False, None
-                continue
-            if self._in_string:
-                if self._escaped:
-                    self._escaped = False
-                elif char == 0x5C:  # backslash: the next byte is escaped
-                    if at + 1 < len(data):
-                        skip_until = at + 2
-                    else:
-                        self._escaped = True
-                elif char == 0x22:
-                    self._in_string = False
-                continue
-            if char == 0x22:
-                self._in_string = True
-            elif char in (0x5B, 0x7B):  # [ {
-                self.depth += 1
-                if self.depth > self.max_depth:
-                    raise ArchiveRefused(f"the file is nested more than {self.max_depth} levels at byte "
-                                         f"{self.offset + at} (ARBOR_IMPORT_MAX_DEPTH); it was not imported")
-                if self.depth == self.record_depth + 1:
-                    self.record_start = self.offset + at
-            elif char in (0x5D, 0x7D):  # ] }
-                self.depth = max(0, self.depth - 1)
-                if self.depth == self.record_depth:
-                    self.record_start = None
+            elif self._in_string:
+                skip_until = self._string_byte(char, at, len(data)) or skip_until
+            else:
+                self._structure_byte(char, at)
         self.offset += len(data)
         if self.record_start is not None and self.offset - self.record_start > self.max_record_bytes:
             raise ArchiveRefused(f"a single record is larger than {self.max_record_bytes} bytes (from byte "
                                  f"{self.record_start}; ARBOR_IMPORT_MAX_RECORD_BYTES); it was not imported")
+
+    def _string_byte(self, char: int, at: int, size: int) -> int:
+        """A quote or backslash at ``at`` (of a chunk of ``size`` bytes) inside a string. Returns the
+        offset the scan skips to (past an escaped byte in this chunk), else 0."""
+        if self._escaped:
+            self._escaped = False
+        elif char == 0x5C:  # backslash: the next byte is escaped
+            if at + 1 < size:
+                return at + 2
+            self._escaped = True
+        elif char == 0x22:
+            self._in_string = False
+        return 0
+
+    def _structure_byte(self, char: int, at: int) -> None:
+        """A quote, bracket or brace at ``at`` outside strings: the depth and the record's start."""
+        if char == 0x22:
+            self._in_string = True
+        elif char in (0x5B, 0x7B):  # [ {
+            self.depth += 1
+            if self.depth > self.max_depth:
+                raise ArchiveRefused(f"the file is nested more than {self.max_depth} levels at byte "
+                                     f"{self.offset + at} (ARBOR_IMPORT_MAX_DEPTH); it was not imported")
+            if self.depth == self.record_depth + 1:
+                self.record_start = self.offset + at
+        elif char in (0x5D, 0x7D):  # ] }
+            self.depth = max(0, self.depth - 1)
+            if self.depth == self.record_depth:
+                self.record_start = None
 
 
 def _guarded(stream, *, kind: str) -> io.BufferedReader:
@@ -214,7 +222,7 @@ def open_source(path: str | Path, *, name: str | None = None) -> tuple[Source, l
             source.problems.append(SourceProblem(name, "the ZIP holds no conversations.json nor any JSON file"))
         return source, openers
     source = Source(name=name, total_bytes=max(path.stat().st_size, 1))
-    return source, [(name, lambda: open(path, "rb"))]  # noqa: SIM115 - closed by iter_records
+    return source, [(name, lambda: open(path, "rb"))]  # closed by iter_records
 
 
 def peek_kind(buffered: io.BufferedReader) -> tuple[str, dict | None]:

@@ -4,7 +4,7 @@ from . import views
 
 app_name = "audit"
 
-# config/urls.py mounts these under /audit/ together with conversations.audit_urls (a run's audit
+# config/urls.py mounts these under /audit/ together with runaudit.urls (a run's audit
 # page, audit:run): one "audit" namespace, while audit itself imports no app.
 urlpatterns = [
     path("log/export", views.log_export, name="log_export"),

@@ -1,4 +1,4 @@
-"""The audit log export for staff (a run's audit page is :mod:`conversations.audit_views`).
+"""The audit log export for staff (a run's audit page is :mod:`runaudit.views`).
 
 Only active staff with ``audit.view_auditlog`` (superusers, the auditor group) may use it; anyone
 else gets 404, as for pages that do not exist.
@@ -31,7 +31,7 @@ def log_export(request: HttpRequest) -> HttpResponse:
     try:
         changelist = model_admin.get_changelist_instance(request)
         queryset = changelist.get_queryset(request)
-    except Exception as exc:  # noqa: BLE001 - IncorrectLookupParameters and bad dates alike
+    except Exception as exc:  # IncorrectLookupParameters and bad dates alike
         return HttpResponseBadRequest(f"Invalid filter: {exc}")
     finally:
         request.GET = original

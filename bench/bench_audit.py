@@ -26,7 +26,7 @@ LOG_ROWS = 50_000
 def _build():
     from audit.models import AuditLog
     from conversations.models import Run, RunStatus, Session, Step, StepKind
-    from tests.factories import UserFactory, build_chain
+    from tests.support.factories import UserFactory, build_chain
 
     admin = UserFactory(is_staff=True, is_superuser=True)
     owners = [UserFactory() for _ in range(20)]

@@ -12,8 +12,8 @@ from bench.harness import Bench, ms, percentile, timed
 from connections import services
 from connections.models import Connection, ConnectionModel
 from connections.selectors import default_connection, endpoint_for
-from tests.factories import SessionFactory, UserFactory, build_chain
 from tests.llm_server import FakeLLMServer
+from tests.support.factories import SessionFactory, UserFactory, build_chain
 
 
 def bench_endpoint_resolution(bench: Bench, user) -> None:

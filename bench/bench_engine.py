@@ -27,8 +27,8 @@ from django.db import connection
 from accounts.models import ApiToken
 from bench.harness import Bench, ms, percentile
 from conversations.models import Run, RunStatus
-from tests.conftest import Proc, start_web, start_worker
-from tests.factories import SessionFactory, UserFactory, build_chain
+from tests.support.factories import SessionFactory, UserFactory, build_chain
+from tests.support.processes import Proc, start_web, start_worker
 
 MODEL_SCRIPT = "[[tokens:30]] [[delay:0.1]]"  # ~3 s per answer
 SIZES = [int(n) for n in os.environ.get("ARBOR_BENCH_ENGINE_SIZES", "10,50,100,200").split(",")]
@@ -90,7 +90,7 @@ class _PeakConnections(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        import psycopg  # noqa: PLC0415 - PostgreSQL only
+        import psycopg  # PostgreSQL only
 
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)
@@ -222,7 +222,7 @@ def bench_comparison_start(bench: Bench, user) -> None:
     """A 4-variant comparison: how far apart its variants' first tokens are (a fast model)."""
     from comparisons import services as comparisons
     from comparisons.models import VariantRun
-    from tests.factories import RunFactory
+    from tests.support.factories import RunFactory
 
     rows = []
     for attempt in range(5):

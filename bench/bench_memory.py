@@ -26,8 +26,8 @@ from core.tokens import TokenCounter
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import build_context, context_tokens
 from memory.models import Agent
-from tests.factories import SessionFactory, UserFactory
 from tests.memory.conftest import add_chain, new_input
+from tests.support.factories import SessionFactory, UserFactory
 
 MODEL = "smollm2-135m-instruct"
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def local_model_url():
     except ImportError:
         yield None
         return
-    from tests.conftest import free_port
+    from tests.support.processes import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "connections.local_model", "--port", str(port)], cwd=ROOT,
@@ -158,6 +158,40 @@ def bench_context_build(bench: Bench) -> None:
                 ["depth", "agent", "p50 ms", "p95 ms", "queries", "messages sent", "tokens", "spec bytes"], rows)
 
 
+def bench_pins_and_summaries(bench: Bench, depth: int = 500) -> None:
+    """Context build at depth 500: the same branch without pins and summaries (the figure before
+    pins existed) and with 10 pinned turns and 3 ready summaries on the path (the newest applies;
+    the pins before it are sent verbatim beside it), with the window of 20 messages and without."""
+    from memory.models import Compaction, CompactionStatus, Pin
+
+    user = UserFactory()
+    counter = TokenCounter(base_url="http://127.0.0.1:9/v1")
+    counter._mode = "estimate"
+    rows = []
+    for label, fields in (("no window", {}), ("window 20", {"memory_window_size": 20})):
+        agent = Agent.objects.create(owner=user, name=f"pins-{label}", **fields)
+        session = SessionFactory(owner=user)
+        runs = add_chain(session, None, depth, agent=agent, words=8)
+        run = new_input(session, runs[-1], agent=agent)
+        for setup in ("without pins or summaries", "10 pins + 3 summaries"):
+            if setup.startswith("10"):
+                for i in range(10):
+                    Pin.objects.create(run=runs[5 + i * 45])
+                for at in (150, 300, 450):
+                    Compaction.objects.create(run=runs[at], memory_id=agent.memory_id, status=CompactionStatus.READY,
+                                              from_depth=at - 50, summary="A summary of the earlier turns. " * 20)
+            with CaptureQueriesContext(connection) as queries:
+                built = build_context(run, counter=counter)
+            times = timed(lambda: build_context(run, counter=counter), repeat=10, warmup=1)
+            rows.append([depth, label, setup, ms(percentile(times, 50)), ms(percentile(times, 95)), len(queries),
+                         len(built.messages), len(built.spec.pinned), built.tokens])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    bench.table(f"Context build at depth {depth} with pins and summaries (estimate counter; includes the path read; "
+                f"load average {load})",
+                ["depth", "agent", "path holds", "p50 ms", "p95 ms", "queries", "messages sent", "pinned sent",
+                 "tokens"], rows)
+
+
 def _compaction_rows(label: str, turns: int, agent: Agent, user, repeat: int) -> list:
     rows = []
     for _ in range(repeat):
@@ -205,7 +239,7 @@ def bench_local_conversation(bench: Bench, url: str, turns: int = 60) -> None:
     from django.test.utils import override_settings
 
     from config.celery import app
-    from conversations import context as ctx
+    from conversations import context_spec as ctx
     from conversations import services
     from conversations.models import Run, Step, StepKind
     from memory.models import Compaction
@@ -259,6 +293,7 @@ def run(bench: Bench) -> None:
     from django.db import transaction
 
     bench_context_build(bench)
+    bench_pins_and_summaries(bench)
     with local_model_url() as url:
         with transaction.atomic():  # nothing from on_commit reaches a broker: the task is called in-process
             bench_compaction(bench, url)

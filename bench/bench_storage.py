@@ -26,10 +26,11 @@ from django.db import connection
 
 from bench.harness import Bench, ms, percentile
 from conversations import services
-from conversations.models import Message, Run, RunEvent, Session, Step
+from conversations.models import Message, Run, Session, Step
 from engine import execute
 from memory.models import Compaction
-from tests.factories import SessionFactory, UserFactory
+from streams.models import RunEvent
+from tests.support.factories import SessionFactory, UserFactory
 
 TURNS = int(os.environ.get("ARBOR_BENCH_STORAGE_TURNS", "500"))
 TABLES = [Session, Run, Message, Step, RunEvent, Compaction]

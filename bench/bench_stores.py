@@ -39,8 +39,8 @@ def _message(i: int, rng: random.Random) -> dict:
 def _stores():
     from django.contrib.auth import get_user_model
 
-    from conversations.memory_store import DatabaseMemoryStore
     from memory.stores import InMemoryMemoryStore, JSONLMemoryStore, RedisMemoryStore
+    from search.memory_store import DatabaseMemoryStore
 
     def count(message):  # the estimate core.tokens falls back to: same arithmetic for every backend
         return 4 + (len(message.content) + 3) // 4
@@ -58,7 +58,7 @@ def _stores():
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
         memory_id = f"bench-{uuid.uuid4().hex[:6]}"
         made.append(("Redis", lambda: RedisMemoryStore(REDIS_URL, memory_id=memory_id, token_count=count)))
-    except Exception as exc:  # noqa: BLE001 - report and go on without Redis
+    except Exception as exc:  # report and go on without Redis
         print(f"Redis skipped: {exc}")
     return made
 

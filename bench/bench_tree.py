@@ -19,10 +19,11 @@ from audit.models import AuditLog
 from bench import bigtree
 from bench.harness import Bench, ms, percentile, timed
 from conversations import services
-from conversations.context import path_memory_ids, path_messages
-from conversations.models import Message, Role, Run, RunEvent, RunStatus, Session, Step
+from conversations.context_spec import path_memory_ids, path_messages
+from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
-from tests.factories import SessionFactory, UserFactory, build_chain
+from streams.models import RunEvent
+from tests.support.factories import SessionFactory, UserFactory, build_chain
 
 TABLES = {"run": Run, "message": Message, "step": Step, "runevent": RunEvent, "session": Session, "auditlog": AuditLog}
 
@@ -95,7 +96,7 @@ def bench_first_token(bench: Bench, user) -> None:
     from httpx_sse import connect_sse
 
     from accounts.models import ApiToken
-    from tests.conftest import start_web, start_worker
+    from tests.support.processes import start_web, start_worker
 
     class _Server:  # what child_env/start_worker need of the model server
         base_url = bench.llm_base_url

@@ -19,6 +19,7 @@ event on the map to the next frame painted (a requestAnimationFrame callback, th
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import tempfile
@@ -40,7 +41,7 @@ SIDE_LENGTH = 45
 
 def _build():
     from conversations.models import Run, Session
-    from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+    from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
     user = UserFactory()
     session = SessionFactory(owner=user, title="Bench: 10,000 runs")
@@ -81,7 +82,7 @@ def _build_bushy(user, runs: int = 10_000, window: int = 40, seed: int = 13):
     """A session of ``runs`` runs, each the child of one of the ``window`` newest runs before it
     (bulk inserts); the active run is the deepest leaf."""
     from conversations.models import Message, Role, Run, RunStatus, Session
-    from tests.factories import SessionFactory
+    from tests.support.factories import SessionFactory
 
     rng = random.Random(seed)
     session = SessionFactory(owner=user, title="Bench: 10,000 runs, bushy")
@@ -132,7 +133,7 @@ _RENDER_JS = """() => {
 def _browser_times(base_url: str, username: str, urls: list[str], loads: int = 7) -> list[tuple[list, list, list]]:
     """For each page URL: (render ms of ``loads`` loads, zoom ms with the shown run centred, zoom ms
     with the whole tree in view)."""
-    from tests.conftest import launch_chromium
+    from tests.support.processes import launch_chromium
 
     out = []
     with launch_chromium() as browser:
@@ -158,7 +159,7 @@ def _browser_times(base_url: str, username: str, urls: list[str], loads: int = 7
 
 def bench_tree_map(bench, user, sessions: list) -> None:
     """Rows for the tree map: ``sessions`` are (label, session)."""
-    from tests.conftest import start_web
+    from tests.support.processes import start_web
 
     class _Server:  # what child_env needs of the model server
         base_url = bench.llm_base_url
@@ -181,7 +182,8 @@ def bench_tree_map(bench, user, sessions: list) -> None:
         row += [f"{percentile(renders, 50):.0f}", f"{percentile(near, 50):.1f}", f"{percentile(near, 95):.1f}",
                 f"{percentile(whole, 50):.1f}", f"{percentile(whole, 95):.1f}"]
     bench.table(
-        f"Tree map ({connection.vendor}; server: {REPEAT} requests each; Chromium: 7 loads, 30 zoom steps each)",
+        f"Tree map ({connection.vendor}; server: {REPEAT} requests each; Chromium: 7 loads, 30 zoom steps each; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})",
         ["tree", "runs", "nodes drawn", "page p50 ms", "map alone p50 ms", "map queries", "SVG bytes",
          "render p50 ms", "zoom p50 ms (at the shown run)", "p95", "zoom p50 ms (whole tree)", "p95"],
         rows,
@@ -279,8 +281,8 @@ def _diff_branch(session, parent, variant: str) -> list:
 
 def run_branch_diff(bench) -> None:
     """``bench ui``: the branch diff of two 500-turn branches below 20 shared turns (page and API)."""
-    from conversations import branches  # after Django is set up, as in _build
-    from tests.factories import SessionFactory, UserFactory, build_chain
+    from branches import selectors as branch_reads  # after Django is set up, as in _build
+    from tests.support.factories import SessionFactory, UserFactory, build_chain
 
     user = UserFactory()
     session = SessionFactory(owner=user, title="Bench: branch diff")
@@ -290,7 +292,7 @@ def run_branch_diff(bench) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
-    result = branches.branch_diff(a, b)
+    result = branch_reads.branch_diff(a, b)
     kinds = {kind: sum(r.kind == kind for r in result["rows"]) for kind in ("same", "changed", "only_a", "only_b")}
     client = Client()
     client.force_login(user)
@@ -301,10 +303,10 @@ def run_branch_diff(bench) -> None:
     queries = []
     with connection.execute_wrapper(lambda execute, sql, params, many, ctx: queries.append(sql)
                                     or execute(sql, params, many, ctx)):
-        branches.branch_diff(a, b)
-    pure = timed(lambda: branches.branch_diff(a, b), repeat=REPEAT, warmup=2)
+        branch_reads.branch_diff(a, b)
+    pure = timed(lambda: branch_reads.branch_diff(a, b), repeat=REPEAT, warmup=2)
     table = [[label, *_measure(client, url)] for label, url in rows]
-    table.append(["branches.branch_diff (reads + difflib, no rendering)", ms(percentile(pure, 50)),
+    table.append(["branch_reads.branch_diff (reads + difflib, no rendering)", ms(percentile(pure, 50)),
                   ms(percentile(pure, 95)), "–", len(queries)])
     bench.table(
         f"Branch diff: two branches of {DIFF_TURNS} turns below {DIFF_SHARED} shared ones, ~80-word answers "

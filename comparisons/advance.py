@@ -1,5 +1,5 @@
 """The worker side of replayed comparisons: start a variant's next turn once its previous run is
-done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.signals` on
+done (the ``comparisons.advance_variant`` task, enqueued by :mod:`comparisons.receivers` on
 ``run_finished``). Request-side actions are in :mod:`comparisons.services`.
 """
 
@@ -13,18 +13,20 @@ from connections.models import Connection
 from conversations import services as conv
 from conversations.models import ACTIVE_STATUSES, Run, RunStatus
 
-from .models import Variant, VariantRun
+from .models import RepeatSample, Variant, VariantRun
 
 log = logging.getLogger(__name__)
 
 
-def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
-    """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent``, answered by
+def start_turn(*, variant: Variant, turn: int, parent: Run | None) -> Run:
+    """Start turn ``turn`` of ``variant`` (its replayed prompt) as a child of ``parent`` (None: a root
+    run, the first turn of a suite case), answered by
     the variant's agent with its model, parameters and connection as the comparison recorded them;
-    records the VariantRun. Returns the run.
+    records the VariantRun. With ``samples`` k > 1, also starts k − 1 repeats: siblings of the run
+    with the same input and the seed raised by 1 … k − 1 (:class:`RepeatSample`). Returns the run.
 
     The run never becomes the session's active run: a comparison does not change the branch the
-    chat shows (issue 16); "Continue this branch" on the comparison page opens it explicitly."""
+    chat shows; "Continue this branch" on the comparison page opens it explicitly."""
     comparison = variant.comparison
     connection_id = variant.config.get("connection_id")
     run = conv.run_start(
@@ -38,6 +40,16 @@ def start_turn(*, variant: Variant, turn: int, parent: Run) -> Run:
         activate=False,
     )
     VariantRun.objects.create(variant=variant, turn=turn, run=run)
+    for sample in range(1, comparison.samples):
+        params = dict(variant.config.get("params") or {})
+        params["seed"] = int(params.get("seed") or 0) + sample
+        repeat = conv.run_start(
+            session=comparison.session, input=comparison.prompts[turn], parent=parent, agent=variant.agent,
+            model=variant.config.get("model") or None, params=params,
+            connection=Connection.objects.filter(pk=connection_id).first() if connection_id else None,
+            activate=False,
+        )
+        RepeatSample.objects.create(variant=variant, turn=turn, sample=sample, run=repeat)
     return run
 
 

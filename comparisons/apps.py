@@ -6,4 +6,4 @@ class ComparisonsConfig(AppConfig):
     verbose_name = "Comparisons"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 - connects the run_finished receiver
+        from . import receivers  # noqa: F401 - connects the run_finished receiver

@@ -20,6 +20,9 @@ class ComparisonForm(forms.Form):
     source_run = forms.ChoiceField(required=False, label="Branch to replay")
     blind = forms.BooleanField(required=False, initial=True, label="Blind: hide which variant is which until I vote")
     tags = forms.CharField(required=False, max_length=500, help_text="Comma-separated.")
+    samples = forms.IntegerField(required=False, min_value=1, max_value=10, initial=1,
+                                 label="Answers per variant and prompt",
+                                 help_text="More than 1: repeats (seed + 1, + 2, …) show how much answers vary.")
 
     def __init__(self, *args, source_choices: list[tuple[str, str]] = (), **kwargs):
         super().__init__(*args, **kwargs)

@@ -58,8 +58,9 @@ class Comparison(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comparisons")
     session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="comparisons")
     branch_point = models.ForeignKey(
-        "conversations.Run", on_delete=models.PROTECT, related_name="comparisons",
-        help_text="Every variant's first run is a child of this run.",
+        "conversations.Run", null=True, blank=True, on_delete=models.PROTECT, related_name="comparisons",
+        help_text="Every variant's first run is a child of this run (empty: a suite case, whose first runs are "
+                  "root runs of the suite run's session).",
     )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.NEW_PROMPT)
     source_run = models.ForeignKey(
@@ -75,6 +76,11 @@ class Comparison(models.Model):
         null=True, blank=True, help_text="Blind: when the labels were revealed (every prompt has a vote).",
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="comparisons")
+    samples = models.PositiveSmallIntegerField(
+        default=1, help_text="Answers per variant and prompt: the voted one plus samples − 1 repeats (siblings).")
+    suite_run = models.ForeignKey("SuiteRun", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="comparisons", help_text="The suite run this case belongs to.")
+    suite_case = models.ForeignKey("SuiteCase", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = ComparisonQuerySet.as_manager()
@@ -143,6 +149,24 @@ class VariantRun(models.Model):
         return f"Turn {self.turn + 1} of variant {self.variant_id}"
 
 
+class RepeatSample(models.Model):
+    """Repeat ``sample`` (1 … samples − 1) of a variant's turn: a sibling of the voted run (same
+    parent, same input), with the seed raised by ``sample`` where the configuration has one (else
+    seed ``sample``), for the spread of a variant's answers. Repeats are not voted on."""
+
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="repeats")
+    turn = models.PositiveSmallIntegerField()
+    sample = models.PositiveSmallIntegerField()
+    run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="repeat_sample")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["variant", "turn", "sample"], name="repeat_variant_turn_sample")]
+        ordering = ["variant_id", "turn", "sample"]
+
+    def __str__(self) -> str:
+        return f"Repeat {self.sample} of turn {self.turn + 1}"
+
+
 class VoteChoice(models.TextChoices):
     A_BETTER = "a_better", "A is better"
     B_BETTER = "b_better", "B is better"
@@ -181,3 +205,148 @@ class VoteRank(models.Model):
 
     def __str__(self) -> str:
         return f"Rank {self.rank} of variant {self.variant_id}"
+
+
+# --- LLM judges ----------------------------------------------------------------------------------------
+
+class Rubric(models.Model):
+    """What a judge is asked to weigh, saved by a user (copied from a template or written anew).
+
+    ``scale_max``: 0 for a verdict only, else the judge also scores each answer from 1 to
+    ``scale_max``; ``pass_threshold``: a score at or above it passes (pass^k over repeats)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rubrics")
+    name = models.CharField(max_length=100)
+    text = models.TextField()
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="rubric_owner_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Judging(models.Model):
+    """An LLM judge's pass over a comparison: every pair of columns of every prompt, in both
+    orders. The judge's runs are root runs of ``session`` (one session per judging, owned by the
+    comparison's owner), so their contexts, tokens and errors are audited like any run. The rubric
+    is a snapshot (editing the rubric later changes nothing here)."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgings")
+    agent = models.ForeignKey("memory.Agent", null=True, on_delete=models.SET_NULL, related_name="+")
+    agent_name = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    rubric_name = models.CharField(max_length=100)
+    rubric_text = models.TextField()
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.rubric_name} by {self.agent_name}"
+
+
+class JudgeVerdict(models.TextChoices):
+    FIRST = "first", "the first answer shown is better"
+    SECOND = "second", "the second answer shown is better"
+    TIE = "tie", "tie"
+    BOTH_BAD = "both_bad", "both bad"
+
+
+class Judgement(models.Model):
+    """One judge call: prompt ``turn``, the answers of columns ``first`` then ``second`` (0-based
+    column indices, as shown), answered by ``run``. Filled from the run once it has finished:
+    ``verdict`` ("" until then or when the reply had no verdict line, see ``error``), the scores of
+    the first and second answer, the rationale, tokens and cost (USD, None without a price)."""
+
+    judging = models.ForeignKey(Judging, on_delete=models.CASCADE, related_name="judgements")
+    turn = models.PositiveSmallIntegerField()
+    first = models.PositiveSmallIntegerField()
+    second = models.PositiveSmallIntegerField()
+    run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="judgement")
+    verdict = models.CharField(max_length=16, choices=JudgeVerdict.choices, blank=True)
+    score_first = models.FloatField(null=True, blank=True)
+    score_second = models.FloatField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["judging", "turn", "first", "second"],
+                                               name="judgement_judging_turn_order")]
+        ordering = ["judging_id", "turn", "first", "second"]
+
+    def __str__(self) -> str:
+        return f"Turn {self.turn + 1}: {COLUMN_LETTERS[self.first]} then {COLUMN_LETTERS[self.second]}"
+
+
+# --- suites: conversations kept as regression cases -----------------------------------------------------
+
+class Suite(models.Model):
+    """A set of conversations kept to be replayed on new models: each case is the user turns of one
+    branch (and, optionally, the answers it had, as references)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suites")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="suite_owner_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SuiteCase(models.Model):
+    """One branch of a suite: ``prompts`` (its user turns, root first) and ``references`` (the
+    answers the branch had, one per prompt; empty when not kept); ``source_run`` the branch's leaf."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="cases")
+    position = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=200, blank=True)
+    prompts = models.JSONField(default=list)
+    references = models.JSONField(default=list)
+    source_run = models.ForeignKey("conversations.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["suite", "position"], name="suitecase_suite_position")]
+        ordering = ["suite_id", "position"]
+
+    def __str__(self) -> str:
+        return self.title or f"Case {self.position + 1}"
+
+
+class SuiteRun(models.Model):
+    """A suite replayed on agents: one comparison per case (a replay of its prompts, the first agent
+    as the baseline), in ``session``; pairs go to blind votes and, with ``judge`` set, to the judge
+    once every answer is in (rubric snapshot as for :class:`Judging`)."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="runs")
+    session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="+")
+    agents = models.JSONField(default=list, help_text="[{id, name, model}] in column order, the baseline first.")
+    blind = models.BooleanField(default=True)
+    judge = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rubric_name = models.CharField(max_length=100, blank=True)
+    rubric_text = models.TextField(blank=True)
+    scale_max = models.PositiveSmallIntegerField(default=0)
+    pass_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.suite} run {self.created_at:%Y-%m-%d %H:%M}"

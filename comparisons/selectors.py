@@ -10,34 +10,44 @@ the model), only column letters in the shuffled column order.
 from __future__ import annotations
 
 import csv
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Exists, Max, OuterRef
 from django.db.models.fields.json import KT
 
 from connections.models import DEFAULT_NAME as DEFAULT_CONNECTION_NAME
-from connections.selectors import cost_of, prices_for
+from connections.selectors import cost_of, object_id, prices_for
 from conversations.models import ACTIVE_STATUSES, Message, Run
 from core.dates import parse_day, within_days
 from core.errors import InvalidInput, NotFound
+from core.ids import parse_id
 from core.text import clean_text
+from memory.models import Agent
+from memory.selectors import agents_for
 
-from . import stats
-from .models import COLUMN_LETTERS, Comparison, Variant, VariantRun, Vote, VoteChoice, VoteRank
+from . import insights, stats
+from .models import (
+    COLUMN_LETTERS,
+    Comparison,
+    Rubric,
+    Suite,
+    Tag,
+    Variant,
+    VariantRun,
+    Vote,
+    VoteChoice,
+    VoteRank,
+)
 
 # --- lookups ---------------------------------------------------------------------------------------
 
 def get_comparison_for(user, comparison_id) -> Comparison:
     """``user``'s comparison (session and branch point selected); NotFound for another user's, an
     unknown or a malformed id."""
-    try:
-        pk = uuid.UUID(str(comparison_id))
-    except ValueError:
-        raise NotFound(f"No comparison with id {comparison_id!r}.") from None
+    pk = parse_id(comparison_id, "comparison")
     comparison = (
         Comparison.objects.owned_by(user).select_related("session", "branch_point").filter(pk=pk).first()
     )
@@ -336,6 +346,7 @@ EXPORT_FIELDS = ["key", "label", "connection", "model", "labels", "votes", "game
 def results_json(filters: ResultFilters, data: dict) -> dict:
     """The JSON download of the results (page and API): the filters, counts, how the figures are
     computed and one object per configuration with :data:`EXPORT_FIELDS`, best rating first."""
+    extra = insights.evaluation_columns(data.get("evaluation", {}))
     return {
         "filters": filters.as_json(),
         "comparisons": data["comparisons"],
@@ -343,7 +354,8 @@ def results_json(filters: ResultFilters, data: dict) -> dict:
         "confidence": stats.CONFIDENCE,
         "win_rate": "wins / (wins + losses) over pairwise games; Wilson score interval",
         "rating": f"Bradley-Terry, penalised maximum likelihood (alpha={stats.BT_ALPHA}), on the Elo scale",
-        "configurations": [{k: r.as_dict()[k] for k in EXPORT_FIELDS} for r in data["results"]],
+        "configurations": [{**{k: r.as_dict()[k] for k in EXPORT_FIELDS}, **extra[r.key]} for r in data["results"]],
+        **({"evaluation": insights.evaluation_json(data["evaluation"])} if "evaluation" in data else {}),
     }
 
 
@@ -351,12 +363,116 @@ def write_results_csv(out, data: dict) -> None:
     """The CSV download of the results into ``out`` (a text file): a header of
     :data:`EXPORT_FIELDS`, then one row per configuration; ``labels`` joined by ``|``, None empty."""
     writer = csv.writer(out)
-    writer.writerow(EXPORT_FIELDS)
+    fields = EXPORT_FIELDS + (insights.EVALUATION_FIELDS if "evaluation" in data else [])
+    extra = insights.evaluation_columns(data.get("evaluation", {}))
+    writer.writerow(fields)
     for r in data["results"]:
-        row = r.as_dict()
+        row = {**r.as_dict(), **extra[r.key]}
         row["labels"] = "|".join(row["labels"])
-        writer.writerow(["" if row[f] is None else row[f] for f in EXPORT_FIELDS])
+        writer.writerow(["" if row[f] is None else row[f] for f in fields])
 
 
 def results_filename(ext: str) -> str:
     return f"arbor-comparison-results-{date.today().isoformat()}.{ext}"
+
+
+# --- the pages' lists ------------------------------------------------------------------------------
+
+def comparisons_of(user):
+    """``user``'s comparisons, newest first, tags and variants prefetched: a QuerySet."""
+    return Comparison.objects.owned_by(user).order_by("-created_at").prefetch_related("tags", "variants")
+
+
+def index_rows(user, limit: int = 100) -> list[dict]:
+    """The comparisons page: ``[{"comparison", "votes"}]`` of ``user``'s newest ``limit``
+    comparisons (session selected) with the number of votes cast on each (two queries)."""
+    comparisons = list(comparisons_of(user).select_related("session")[:limit])
+    voted = Counter(
+        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
+    )
+    return [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
+
+
+def tag_names(user):
+    """The names of ``user``'s tags: a QuerySet of strings."""
+    return Tag.objects.filter(owner=user).values_list("name", flat=True)
+
+
+def leaves_below(session, branch_point: Run, limit: int = 30) -> list[tuple[Run, str]]:
+    """``[(leaf, its input)]``: the leaves of the branches below ``branch_point`` in ``session``'s
+    tree, newest first (at most ``limit``; three queries)."""
+    below = session.visible_runs().filter(pk__in=Run.objects.descendant_of(branch_point).values("pk"))
+    leaves = below.exclude(pk__in=Run.objects.filter(parent_run__in=below).values("parent_run_id"))
+    leaves = list(leaves.order_by("-created_at")[:limit])
+    inputs = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
+    return [(leaf, inputs.get(leaf.pk) or "") for leaf in leaves]
+
+
+def opening_messages(run: Run) -> list[Message]:
+    """The run's input and its first answer (positions 0 and 1)."""
+    return list(run.messages.filter(position__in=(0, 1)).order_by("position"))
+
+
+# --- judges and suites -----------------------------------------------------------------------------
+
+def judge_agents(user):
+    """The agents ``user`` may pick as a judge or a suite's variant (own and shared, not those
+    comparisons made), by name: a QuerySet."""
+    return agents_for(user)
+
+
+def pickable_agent(user, agent_id) -> Agent:
+    """One of :func:`judge_agents`; NotFound for another user's, an unknown or a malformed id."""
+    agent = agents_for(user).filter(pk=object_id(agent_id, "agent")).first()
+    if agent is None:
+        raise NotFound("No such agent.")
+    return agent
+
+
+def rubrics_of(user):
+    """``user``'s rubrics, by name: a QuerySet."""
+    return Rubric.objects.filter(owner=user)
+
+
+def get_rubric_for(user, rubric_id) -> Rubric:
+    """``user``'s rubric; NotFound for another user's, an unknown or a malformed id."""
+    rubric = rubrics_of(user).filter(pk=object_id(rubric_id, "rubric")).first()
+    if rubric is None:
+        raise NotFound("No such rubric.")
+    return rubric
+
+
+def suites_of(user):
+    """``user``'s suites, each with ``n_cases`` and ``n_runs`` counted: a QuerySet."""
+    return Suite.objects.filter(owner=user).annotate(n_cases=Count("cases", distinct=True),
+                                                     n_runs=Count("runs", distinct=True))
+
+
+def get_suite_for(user, suite_id) -> Suite:
+    """``user``'s suite; NotFound for another user's, an unknown or a malformed id."""
+    suite = Suite.objects.filter(owner=user, pk=object_id(suite_id, "suite")).first()
+    if suite is None:
+        raise NotFound("No such suite.")
+    return suite
+
+
+def suite_comparison_ids(suite: Suite) -> dict[int, list]:
+    """suite run id → the ids of its comparisons, in case order (one query)."""
+    ids: dict = {}
+    rows = (Comparison.objects.filter(suite_run__suite=suite).order_by("suite_case__position")
+            .values_list("pk", "suite_run_id"))
+    for pk, run_id in rows:
+        ids.setdefault(run_id, []).append(pk)
+    return ids
+
+
+def branch_leaves(user, limit: int = 40) -> list[tuple[Run, str]]:
+    """``[(leaf, its first prompt)]``: the newest leaves of ``user``'s branches (finished runs
+    without children, not a judge's or a suite's own runs), session selected (two queries)."""
+    leaves = list(
+        Run.objects.filter(session__owner=user, session__deleted_at__isnull=True, judgement__isnull=True,
+                           comparison_turn__variant__comparison__suite_run__isnull=True)
+        .exclude(status__in=ACTIVE_STATUSES).filter(~Exists(Run.objects.filter(parent_run=OuterRef("pk"))))
+        .select_related("session").order_by("-created_at")[:limit])
+    prompts = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
+    return [(leaf, prompts.get(leaf.pk) or "") for leaf in leaves]

@@ -3,7 +3,7 @@ work for a worker is enqueued on commit (``conversations.services.run_start`` do
 
 Replay: a variant's turn *t+1* starts when its run for turn *t* has finished. The worker sends
 ``conversations.signals.run_finished`` after a run's final state is committed; our receiver
-(:mod:`comparisons.signals`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
+(:mod:`comparisons.receivers`) enqueues :func:`comparisons.tasks.advance_variant`, which calls
 :func:`comparisons.advance.variant_advance`. Starting a turn is idempotent: the variant row is locked, an existing
 ``VariantRun`` for the turn means "already started", and the unique ``(variant, turn)``
 constraint backs that up, so a redelivered task or a duplicate signal never starts a turn twice.
@@ -47,6 +47,7 @@ from .selectors import turn_runs, voting_finished
 
 log = logging.getLogger(__name__)
 
+MAX_SAMPLES = 10  # answers per variant and prompt (the voted one and its repeats)
 COMPARE_NAME_MARK = " · compare "  # between a variant agent's label and its comparison tag
 
 
@@ -229,6 +230,19 @@ def _prompts(*, session: Session, branch_point: Run, mode: str, prompt: str,
     return prompts, source_run
 
 
+def _check_start(*, owner, session: Session, branch_point: Run) -> None:
+    """NotFound unless ``session`` is ``owner``'s and ``branch_point`` in its tree; Conflict when the
+    session is deleted or the branch point has not finished."""
+    if session.owner_id != owner.pk:
+        raise NotFound("No such session.")
+    if session.is_deleted:
+        raise Conflict("This session is deleted.")
+    if not session.can_branch_from(branch_point):
+        raise NotFound("That run is not part of this session.")
+    if branch_point.status in ACTIVE_STATUSES:
+        raise Conflict("The branch point has not finished yet; compare from it once it has.")
+
+
 @transaction.atomic
 def comparison_start(
     *,
@@ -242,9 +256,14 @@ def comparison_start(
     blind: bool = False,
     tags=(),
     rng: random.Random | None = None,
+    samples: int = 1,
 ) -> Comparison:
     """Start a comparison: each variant's first run is a child of ``branch_point``, queued now and
     run in parallel by the workers; in replay mode later turns follow as each run finishes.
+
+    ``samples`` (1–10): answers per variant and prompt; the repeats are siblings of the voted run
+    with the seed raised by 1 … samples − 1 (for the spread of answers; see
+    :func:`comparisons.insights.repeat_stats`).
 
     ``mode="new_prompt"`` sends ``prompt``; ``mode="replay"`` replays the user turns below
     ``branch_point`` on the branch ending at ``source_run``. Blind comparisons get a shuffled
@@ -256,15 +275,10 @@ def comparison_start(
     not the owner's, or the run is not in the session's tree) and Conflict (the branch point has
     not finished, or the session is deleted).
     """
-    if session.owner_id != owner.pk:
-        raise NotFound("No such session.")
-    if session.is_deleted:
-        raise Conflict("This session is deleted.")
-    if not session.can_branch_from(branch_point):
-        raise NotFound("That run is not part of this session.")
-    if branch_point.status in ACTIVE_STATUSES:
-        raise Conflict("The branch point has not finished yet; compare from it once it has.")
+    _check_start(owner=owner, session=session, branch_point=branch_point)
     labels = _clean_labels(variants)
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise InvalidInput(f"samples must be a whole number from 1 to {MAX_SAMPLES}")
     prompts, source_run = _prompts(session=session, branch_point=branch_point, mode=mode, prompt=prompt,
                                    source_run=source_run)
     tag_names = clean_tags(tags)
@@ -274,7 +288,7 @@ def comparison_start(
         (rng or random.SystemRandom()).shuffle(order)
     comparison = Comparison.objects.create(
         owner=owner, session=session, branch_point=branch_point, mode=mode, source_run=source_run,
-        prompts=prompts, blind=blind, column_order=order,
+        prompts=prompts, blind=blind, column_order=order, samples=samples,
     )
     if tag_names:
         comparison.tags.set([Tag.objects.get_or_create(owner=owner, name=name)[0] for name in tag_names])
@@ -421,3 +435,40 @@ def _clean_ranking(ranking, n: int) -> dict[int, int]:
 
 def column_letter(index: int) -> str:
     return COLUMN_LETTERS[index]
+
+
+# --- suite cases -------------------------------------------------------------------------------------
+
+def suite_case_start(*, owner, session: Session, prompts: list[str], agents: list[Agent], blind: bool = True,
+                     tags=(), suite_run=None, case=None, rng: random.Random | None = None) -> Comparison:
+    """A comparison that replays ``prompts`` from the start of a conversation: each agent's first
+    run is a root run of ``session`` (no branch point), later turns follow as in a replay
+    (:func:`comparisons.advance.variant_advance`). Variants are the agents as they are, labelled by
+    their names, the first the baseline. Call inside a transaction (the suite run's).
+
+    Raises InvalidInput (2–4 agents with different names, no prompt, too many) and NotFound (an
+    agent the owner may not use)."""
+    if not prompts:
+        raise InvalidInput("A case needs at least one user turn.")
+    if len(prompts) > settings.ARBOR_COMPARE_MAX_REPLAY_TURNS:
+        raise InvalidInput(f"At most {settings.ARBOR_COMPARE_MAX_REPLAY_TURNS} turns can be replayed.")
+    specs = [VariantSpec(label=agent.name[:100], agent=agent) for agent in agents]
+    labels = _clean_labels(specs)
+    order = list(range(len(specs)))
+    if blind:
+        (rng or random.SystemRandom()).shuffle(order)
+    comparison = Comparison.objects.create(
+        owner=owner, session=session, branch_point=None, mode=Mode.REPLAY,
+        prompts=[conv.clean_input(p) for p in prompts], blind=blind, column_order=order, suite_run=suite_run,
+        suite_case=case,
+    )
+    tag_names = clean_tags(tags)
+    if tag_names:
+        comparison.tags.set([Tag.objects.get_or_create(owner=owner, name=name)[0] for name in tag_names])
+    for position, (spec, label) in enumerate(zip(specs, labels, strict=True)):
+        agent = _variant_agent(owner=owner, spec=spec, tag="")
+        config = agent_config(agent)
+        variant = Variant.objects.create(comparison=comparison, position=position, label=label, agent=agent,
+                                         config=config, config_key=config_fingerprint(config))
+        start_turn(variant=variant, turn=0, parent=None)
+    return comparison

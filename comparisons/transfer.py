@@ -1,6 +1,6 @@
 """Comparisons in Arbor JSON: the ``comparisons`` section of an exported session, and writing it
 back on import (the archive app sends :data:`conversations.signals.session_export` and
-``session_import``; :mod:`comparisons.signals` answers them with these functions).
+``session_import``; :mod:`comparisons.receivers` answers them with these functions).
 
 A comparison names runs by their ids in the file; on import they are the session's new runs::
 

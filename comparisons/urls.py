@@ -8,6 +8,9 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("new/<uuid:session_id>/<uuid:run_id>/", views.new, name="new"),
     path("results/", views.results, name="results"),
+    path("suites/", views.suites, name="suites"),
+    path("suites/<int:suite_id>/", views.suite_detail, name="suite"),
+    path("suites/<int:suite_id>/run", views.suite_run, name="suite_run"),
     path("results.csv", views.results_csv, name="results_csv"),
     path("results.json", views.results_json, name="results_json"),
     path("<uuid:comparison_id>/", views.detail, name="detail"),
@@ -16,4 +19,7 @@ urlpatterns = [
     path("<uuid:comparison_id>/columns/<int:column>/open", views.open_branch, name="open_branch"),
     path("<uuid:comparison_id>/resume", views.resume, name="resume"),
     path("<uuid:comparison_id>/reveal", views.reveal, name="reveal"),
+    path("<uuid:comparison_id>/judge/", views.judge, name="judge"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/", views.judging_detail, name="judging"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/record", views.judging_record, name="judging_record"),
 ]

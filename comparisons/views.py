@@ -13,10 +13,9 @@ its label, model, system prompt, agent, cost or database id. Columns are address
 
 from __future__ import annotations
 
-from collections import Counter
-
 from django.conf import settings
 from django.contrib import messages as flash
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,13 +23,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import pickable_models
-from conversations.models import ACTIVE_STATUSES, Message, Run
+from conversations.models import ACTIVE_STATUSES, Run
 from conversations.selectors import get_run_for, get_session_for
-from core.errors import ArborError
+from core.errors import ArborError, InvalidInput, NotFound
 
-from . import selectors, services, stats
+from . import insights, judges, judging, selectors, services, stats
+from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
-from .models import COLUMN_LETTERS, Comparison, Mode, Tag, Vote, VoteChoice
+from .models import COLUMN_LETTERS, Comparison, Mode, Suite, VoteChoice
 
 CELL_DONE_EVENT = "compareCellDone"
 
@@ -40,6 +40,7 @@ CELL_DONE_EVENT = "compareCellDone"
 def _detail_context(comparison: Comparison) -> dict:
     """The page's context: :func:`comparisons.selectors.board` plus what only the template needs."""
     state = selectors.board(comparison)
+    state["repeats"] = insights.repeat_stats(comparison) if comparison.samples > 1 else None
     return {**state, "session": comparison.session, "choices": VoteChoice, "two": len(state["columns"]) == 2,
             "rank_options": range(1, len(state["columns"]) + 1), "cell_event": CELL_DONE_EVENT}
 
@@ -133,14 +134,10 @@ def resume(request: HttpRequest, comparison_id) -> HttpResponse:
 
 def _source_choices(session, branch_point: Run) -> list[tuple[str, str]]:
     """Leaves of the branches below ``branch_point`` in this session (newest first, at most 30)."""
-    below = session.visible_runs().filter(pk__in=Run.objects.descendant_of(branch_point).values("pk"))
-    leaves = below.exclude(pk__in=Run.objects.filter(parent_run__in=below).values("parent_run_id"))
-    leaves = list(leaves.order_by("-created_at")[:30])
-    inputs = dict(Message.objects.filter(run__in=leaves, position=0).values_list("run_id", "content"))
     choices = []
-    for leaf in leaves:
+    for leaf, input_text in selectors.leaves_below(session, branch_point):
         turns = leaf.depth - branch_point.depth
-        text = " ".join((inputs.get(leaf.pk) or "").split())[:60]
+        text = " ".join(input_text.split())[:60]
         choices.append((str(leaf.pk), f"{turns} turn{'s' if turns != 1 else ''}, ending “{text}”"))
     return choices
 
@@ -157,6 +154,7 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
             variants=[f.spec() for f in vforms if f.used], mode=form.cleaned_data["mode"],
             prompt=form.cleaned_data.get("prompt") or "", source_run=source,
             blind=form.cleaned_data["blind"], tags=form.cleaned_data.get("tags") or "",
+            samples=form.cleaned_data.get("samples") or 1,
         )
     except ArborError as exc:
         form.add_error(None, exc.message)
@@ -167,7 +165,7 @@ def _start(request, form: ComparisonForm, vforms, session, branch_point: Run) ->
 def _known_models(user) -> list[str]:
     """Model names to suggest: the models of the user's connections, those with a context window
     or a price, and the default model."""
-    listed = set(pickable_models(user).values_list("name", flat=True))
+    listed = {model.name for model in pickable_models(user)}
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
                   | {settings.ARBOR_MODEL} | listed)
 
@@ -198,7 +196,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
             initial["source_run"] = str(active)
         form = ComparisonForm(initial=initial, source_choices=choices)
         vforms = variant_forms(user=request.user, initial_model=branch_point.model or settings.ARBOR_MODEL)
-    bp_messages = list(branch_point.messages.filter(position__in=(0, 1)).order_by("position"))
+    bp_messages = selectors.opening_messages(branch_point)
     context = {"session": session, "branch_point": branch_point, "bp_messages": bp_messages, "form": form,
                "vforms": vforms, "letters": COLUMN_LETTERS, "known_models": _known_models(request.user)}
     return render(request, "comparisons/new.html", context, status=status)
@@ -206,15 +204,7 @@ def new(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    comparisons = (
-        Comparison.objects.owned_by(request.user).select_related("session").prefetch_related("tags", "variants")
-        .order_by("-created_at")[:100]
-    )
-    voted = Counter(
-        Vote.objects.filter(comparison__in=[c.pk for c in comparisons]).values_list("comparison_id", flat=True)
-    )
-    rows = [{"comparison": c, "votes": voted.get(c.pk, 0)} for c in comparisons]
-    return render(request, "comparisons/index.html", {"rows": rows})
+    return render(request, "comparisons/index.html", {"rows": selectors.index_rows(request.user)})
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -223,7 +213,10 @@ def _results(request) -> tuple[selectors.ResultFilters, dict]:
     """The filters of the query string and the results over them (InvalidInput for a bad filter)."""
     filters = selectors.result_filters(tag=request.GET.get("tag"), since=request.GET.get("since"),
                                        until=request.GET.get("until"), by=request.GET.get("by"))
-    return filters, selectors.compute_results(selectors.counted_comparisons(request.user, filters), by=filters.by)
+    comparisons = selectors.counted_comparisons(request.user, filters)
+    data = selectors.compute_results(comparisons, by=filters.by)
+    data["evaluation"] = insights.cached_evaluation(comparisons, by=filters.by)
+    return filters, data
 
 
 def _chart(results: list[stats.ConfigResult]) -> dict:
@@ -250,7 +243,7 @@ def results(request: HttpRequest) -> HttpResponse:
     except ArborError as exc:
         return HttpResponse(exc.message, status=exc.status)
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
-               "all_tags": Tag.objects.filter(owner=request.user).values_list("name", flat=True),
+               "all_tags": selectors.tag_names(request.user),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/results.html#table", context)
@@ -278,3 +271,148 @@ def results_json(request: HttpRequest) -> HttpResponse:
     response = JsonResponse(selectors.results_json(filters, data), json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("json")}"'
     return response
+
+
+# --- LLM judges -------------------------------------------------------------------------------------
+
+def _judge_form_context(request, comparison: Comparison, values: dict, error: str = "") -> dict:
+    return {"comparison": comparison, "session": comparison.session, "values": values, "error": error,
+            "agents": selectors.judge_agents(request.user), "templates": judges.RUBRIC_TEMPLATES,
+            "rubrics": selectors.rubrics_of(request.user), "max_scale": judges.MAX_SCALE,
+            "judgings": comparison.judgings.all()}
+
+
+def _rubric_values(request) -> dict:
+    """The rubric fields to show: a template (``?template=``) or a saved rubric (``?rubric=``) to
+    copy and edit, else helpfulness."""
+    source = judges.RUBRIC_TEMPLATES.get(request.GET.get("template", ""), judges.RUBRIC_TEMPLATES["helpfulness"])
+    try:
+        rubric = selectors.get_rubric_for(request.user, request.GET["rubric"]) if request.GET.get("rubric") else None
+    except NotFound:
+        rubric = None
+    if rubric is not None:
+        source = {"name": rubric.name, "text": rubric.text, "scale_max": rubric.scale_max,
+                  "pass_threshold": rubric.pass_threshold}
+    return {"rubric_name": source["name"], "rubric_text": source["text"], "scale_max": source["scale_max"],
+            "pass_threshold": source["pass_threshold"] or "", "agent": ""}
+
+
+@require_http_methods(["GET", "POST"])
+@limit_run_creation
+def judge(request: HttpRequest, comparison_id) -> HttpResponse:
+    """Choose a judge agent and a rubric (a template or a saved rubric to copy and edit) and start
+    judging every pair in both orders; optionally save the rubric as one's own."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    if request.method == "GET":
+        context = _judge_form_context(request, comparison, _rubric_values(request))
+        return render(request, "comparisons/judge.html", context)
+    values = {k: request.POST.get(k, "") for k in ("agent", "rubric_name", "rubric_text", "scale_max",
+                                                    "pass_threshold")}
+    try:
+        agent = selectors.pickable_agent(request.user, values["agent"])
+        with transaction.atomic():
+            if request.POST.get("save_rubric"):
+                judging.rubric_save(owner=request.user, name=values["rubric_name"], text=values["rubric_text"],
+                                    scale_max=values["scale_max"] or 0, pass_threshold=values["pass_threshold"])
+            started = judging.judging_start(
+                comparison=comparison, agent=agent, rubric_name=values["rubric_name"],
+                rubric_text=values["rubric_text"], scale_max=values["scale_max"] or 0,
+                pass_threshold=values["pass_threshold"])
+    except NotFound:
+        return render(request, "comparisons/judge.html",
+                      _judge_form_context(request, comparison, values, "Choose the judge agent."), status=400)
+    except ArborError as exc:
+        context = _judge_form_context(request, comparison, values, exc.message)
+        return render(request, "comparisons/judge.html", context, status=exc.status)
+    return redirect("comparisons:judging", comparison.pk, started.pk)
+
+
+@require_GET
+def judging_detail(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """A judging's progress (refreshed every second while calls are out; each call streams like
+    any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+    state = insights.judging_state(found)
+    context = {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
+               "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "comparisons/judging.html#progress", context)
+    return render(request, "comparisons/judging.html", context)
+
+
+@require_POST
+def judging_record(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """Record the finished judge calls whose recording was lost."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+    judging.judging_resume(judging=found)
+    return redirect("comparisons:judging", comparison.pk, found.pk)
+
+
+# --- suites -------------------------------------------------------------------------------------------
+
+def _branch_leaves(user, limit: int = 40) -> list[tuple[Run, str]]:
+    """The newest leaves of the user's branches (finished runs without children, not a judge's or
+    a suite's own runs), each with a label: session title, turns, the last prompt."""
+    return [(leaf, f"{leaf.session.title or 'Session'} · {leaf.depth + 1} turn{'s' if leaf.depth else ''} · "
+                   f"“{prompt[:60]}”") for leaf, prompt in selectors.branch_leaves(user, limit)]
+
+
+@require_http_methods(["GET", "POST"])
+def suites(request: HttpRequest) -> HttpResponse:
+    """The user's suites, and saving branches as a new one (their user turns; the answers they
+    had as references when asked)."""
+    error, status = "", 200
+    if request.method == "POST":
+        ids = request.POST.getlist("leaves")
+        try:
+            leaves = [get_run_for(request.user, pk) for pk in ids]
+            suite = suite_writes.suite_save(owner=request.user, name=request.POST.get("name", ""), leaves=leaves,
+                                            references=bool(request.POST.get("references")))
+            return redirect("comparisons:suite", suite.pk)
+        except ArborError as exc:
+            error, status = exc.message, exc.status
+    rows = selectors.suites_of(request.user)
+    return render(request, "comparisons/suites.html", {"suites": rows, "leaves": _branch_leaves(request.user),
+                                                       "error": error}, status=status)
+
+
+def _suite_context(request, suite: Suite, error: str = "") -> dict:
+    rows = insights.suite_runs(suite)
+    return {"suite": suite, "cases": suite.cases.all(), "rows": rows, "trend": insights.trend(rows), "error": error,
+            "agents": selectors.judge_agents(request.user), "templates": judges.RUBRIC_TEMPLATES}
+
+
+@require_GET
+def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
+    """A suite: its cases, its runs (date, agents, win rate with interval, rating), the trend chart
+    and the form to run it again."""
+    suite = selectors.get_suite_for(request.user, suite_id)
+    return render(request, "comparisons/suite.html", _suite_context(request, suite))
+
+
+@require_POST
+@limit_run_creation
+def suite_run(request: HttpRequest, suite_id: int) -> HttpResponse:
+    """Run the suite on a baseline and a challenger (blind votes; the judge when one is chosen)."""
+    suite = selectors.get_suite_for(request.user, suite_id)
+    try:
+        agents = [selectors.pickable_agent(request.user, request.POST.get(k)) for k in ("baseline", "challenger")]
+        judge_pk = request.POST.get("judge") or ""
+        judge_agent = selectors.pickable_agent(request.user, judge_pk) if judge_pk else None
+    except NotFound:
+        agents, judge_agent = [None], None
+    try:
+        if None in agents:
+            raise InvalidInput("Choose the baseline and the challenger.")
+        template = judges.RUBRIC_TEMPLATES.get(request.POST.get("template", ""), {})
+        suite_writes.suite_run_start(
+            suite=suite, agents=agents, blind=bool(request.POST.get("blind")), judge=judge_agent,
+            rubric_name=request.POST.get("rubric_name") or template.get("name", ""),
+            rubric_text=request.POST.get("rubric_text") or template.get("text", ""),
+            scale_max=template.get("scale_max", 0), pass_threshold=template.get("pass_threshold"))
+    except ArborError as exc:
+        return render(request, "comparisons/suite.html", _suite_context(request, suite, exc.message),
+                      status=exc.status)
+    return redirect("comparisons:suite", suite.pk)

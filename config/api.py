@@ -22,13 +22,14 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from accounts.api_auth import BearerToken, SessionCookie
 from accounts.middleware import bearer_user
 from archive.api import router as archive_router
+from branches.api import router as branches_router
 from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
 from conversations.api import router as conversations_router
-from conversations.search_api import router as search_router
 from core.api_kit import JsonObjectParser, tighten_request_bodies
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
+from search.api import router as search_router
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def _auth_error(request, exc):
 
 
 api.add_router("", conversations_router)
+api.add_router("", branches_router)
 api.add_router("", comparisons_router)
 api.add_router("", search_router)
 api.add_router("", archive_router)

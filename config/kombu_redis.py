@@ -22,7 +22,7 @@ import threading
 def install() -> bool:
     """Patch ``kombu.transport.redis.Channel`` (once); True when it was patched."""
     try:
-        from kombu.transport import redis as transport
+        from kombu.transport import redis as transport  # needs the redis package: without it, nothing to patch
     except ImportError:
         return False
     channel = transport.Channel

@@ -1,23 +1,31 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
-from conversations.audit_urls import urlpatterns as run_audit_urls
+from memory.urls import chat_urlpatterns as memory_chat_urls
+from runaudit.urls import urlpatterns as run_audit_urls
 
 urlpatterns = [
+    # Browsers and tools ask for /favicon.ico on pages that name no icon (a 404 line in the log otherwise).
+    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("arbor/favicon.svg"), permanent=True))),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("compare/", include("comparisons.urls")),
-    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page lives in conversations
+    path("audit/", include((audit_urls + run_audit_urls, "audit"))),  # a run's audit page: runaudit
     path("archive/", include("archive.urls")),
     path("connections/", include("connections.urls")),
-    path("memory/", include("conversations.search_urls")),  # namespace "memory": memory search pages
-    path("", include("conversations.branch_urls")),  # namespace "branches": labels, diff, prune, share links
+    path("agents/", include("memory.urls")),
+    path("memory/", include("search.urls")),  # namespace "memory": memory search pages
+    path("memory/", include((memory_chat_urls, "chatmemory"))),  # namespace "chatmemory": pins and compaction controls
+    path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]
 

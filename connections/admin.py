@@ -14,6 +14,7 @@ from core.errors import ArborError
 
 from . import services
 from .models import Connection, ConnectionModel
+from .selectors import deletable
 
 
 class ConnectionAdminForm(forms.ModelForm):
@@ -91,5 +92,5 @@ class ConnectionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
         services.connection_delete(connection=obj)
 
     def delete_queryset(self, request, queryset):
-        for connection in queryset.filter(from_environment=False):
+        for connection in deletable(queryset):
             services.connection_delete(connection=connection)

@@ -21,7 +21,14 @@ from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 
 from . import services
 from .models import Connection, ConnectionModel
-from .selectors import can_manage, get_connection_for, get_connection_to_manage, get_model_for, visible_connections
+from .selectors import (
+    can_manage,
+    get_connection_for,
+    get_connection_to_manage,
+    get_model_for,
+    models_of,
+    visible_connections_with_models,
+)
 
 router = Router(tags=["connections"])
 
@@ -155,7 +162,7 @@ def connection_out(request, connection: Connection, warning: str | None = None) 
 @paginate(Pages, page_size=50, max_page_size=MAX_PAGE_SIZE)
 def list_connections(request):
     """The caller's connections and the shared ones (the default first), with their models and health."""
-    connections = visible_connections(request.auth).prefetch_related("models")
+    connections = visible_connections_with_models(request.auth)
     return [connection_out(request, c) for c in connections]
 
 
@@ -194,7 +201,7 @@ def refresh_models(request, connection_id: str):
     """Fetch the endpoint's ``/v1/models`` again: the models and the health it gave."""
     connection = get_connection_to_manage(request.auth, connection_id)
     services.connection_refresh_models(connection=connection)
-    return {"health": health_out(connection), "models": [model_out(m) for m in connection.models.order_by("name")]}
+    return {"health": health_out(connection), "models": [model_out(m) for m in models_of(connection)]}
 
 
 @router.post("/connections/{connection_id}/health", response=answers({200: HealthOut}, 404))

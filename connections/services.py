@@ -183,38 +183,12 @@ UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled
 def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
     """Change the fields given in ``changes`` (absent or None: unchanged; ``api_key: ""`` removes
     the key, ``extra_headers: {}`` the headers). The default connection's URL and key come from
-    the environment and cannot be changed here. When the URL, key or headers change, the endpoint
-    is checked again. Raises InvalidInput and Forbidden (``shared`` by a non-administrator)."""
-    unknown = set(changes) - set(UPDATABLE)
-    if unknown:
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if changes.get("shared") is False and connection.from_environment:
-        raise InvalidInput("The default connection is always shared.")
-    changes = {k: v for k, v in changes.items() if not (k == "shared" and bool(v) == connection.is_shared)}
-    if connection.from_environment and {"base_url", "api_key"} & set(changes):
-        raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
-                           "(set them in the environment).")
-    changes = {k: v for k, v in changes.items() if not (k == "trusted" and bool(v) == connection.trusted)}
-    if "shared" in changes and not is_admin(user):
-        raise Forbidden("Only an administrator can share a connection or stop sharing it.")
-    if "trusted" in changes and not is_admin(user):
-        raise Forbidden("Only an administrator can mark a connection trusted.")
+    the environment and cannot be changed here. When the URL, key, headers, ``shared`` or
+    ``trusted`` change, the address is checked (:mod:`connections.guard`) and the endpoint checked
+    again. Raises InvalidInput and Forbidden (``shared``/``trusted`` by a non-administrator)."""
+    changes = _allowed_changes(user, connection, changes)
     reach = {"base_url", "api_key", "extra_headers", "trusted", "shared"} & set(changes)
-    for field, clean in (("name", _clean_name), ("base_url", clean_base_url), ("api_key", clean_api_key),
-                         ("timeout", clean_timeout)):
-        if field in changes:
-            setattr(connection, field, clean(changes[field]))
-    if "extra_headers" in changes:
-        headers = clean_headers(changes["extra_headers"])
-        connection.extra_headers = json.dumps(headers) if headers else ""
-    if "enabled" in changes:
-        connection.enabled = bool(changes["enabled"])
-    if "shared" in changes:
-        connection.owner = None if changes["shared"] else user
-    if "trusted" in changes:
-        connection.trusted = bool(changes["trusted"])
-    connection.updated_at = timezone.now()
+    _apply_changes(user, connection, changes)
     _full_clean(connection)
     if reach:
         _check_address(connection)
@@ -224,6 +198,45 @@ def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
         if check is not None:
             _store_probe(connection, check)
     return Saved(connection, check)
+
+
+def _allowed_changes(user, connection: Connection, changes: dict) -> dict:
+    """``changes`` without None values and without ``shared``/``trusted`` equal to what they are;
+    raises InvalidInput (an unknown field, the default connection's URL, key or sharing) and
+    Forbidden (``shared``/``trusted`` changed by a non-administrator)."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes.get("shared") is False and connection.from_environment:
+        raise InvalidInput("The default connection is always shared.")
+    current = {"shared": connection.is_shared, "trusted": connection.trusted}
+    changes = {k: v for k, v in changes.items() if not (k in current and bool(v) == current[k])}
+    if connection.from_environment and {"base_url", "api_key"} & set(changes):
+        raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
+                           "(set them in the environment).")
+    if "shared" in changes and not is_admin(user):
+        raise Forbidden("Only an administrator can share a connection or stop sharing it.")
+    if "trusted" in changes and not is_admin(user):
+        raise Forbidden("Only an administrator can mark a connection trusted.")
+    return changes
+
+
+def _apply_changes(user, connection: Connection, changes: dict) -> None:
+    """Set the cleaned ``changes`` on ``connection`` (not saved); raises InvalidInput for a bad value."""
+    for field, clean in (("name", _clean_name), ("base_url", clean_base_url), ("api_key", clean_api_key),
+                         ("timeout", clean_timeout)):
+        if field in changes:
+            setattr(connection, field, clean(changes[field]))
+    if "extra_headers" in changes:
+        headers = clean_headers(changes["extra_headers"])
+        connection.extra_headers = json.dumps(headers) if headers else ""
+    for flag in ("enabled", "trusted"):
+        if flag in changes:
+            setattr(connection, flag, bool(changes[flag]))
+    if "shared" in changes:
+        connection.owner = None if changes["shared"] else user
+    connection.updated_at = timezone.now()
 
 
 @transaction.atomic
@@ -256,7 +269,7 @@ def _probe(connection: Connection) -> Probe:
     """The model list of ``connection``'s endpoint; never raises (anything unexpected is "unreachable")."""
     try:
         return probe(connection.endpoint(), timeout=_probe_timeout(connection))
-    except Exception:  # noqa: BLE001 - a check that failed in an unexpected way is a warning
+    except Exception:
         return _unexpected(connection)
 
 
@@ -275,7 +288,9 @@ def _model_to_try(connection: Connection, listed: list[dict]) -> str | None:
 def connection_check(*, connection: Connection) -> Probe:
     """Health check: ``GET /models``, then a one-token chat completion of one model (see
     :func:`_model_to_try`), so "ok" means the endpoint answers, not only that it lists. The
-    outcome (the completion's health and latency, both messages) is stored and returned."""
+    outcome (the completion's health and latency, both messages) is stored and returned, and the
+    models it lists are stored as :func:`connection_refresh_models` stores them, so the connection's
+    model count and the chat's picker agree with "N models listed"."""
     endpoint, timeout = connection.endpoint(), _probe_timeout(connection)
     listing = _probe(connection)
     model = _model_to_try(connection, listing.models or [])
@@ -286,10 +301,13 @@ def connection_check(*, connection: Connection) -> Probe:
     else:
         try:
             answer = answers(endpoint, model, timeout=timeout)
-        except Exception:  # noqa: BLE001 - as in _probe
+        except Exception:
             answer = _unexpected(connection)
         check = Probe(answer.health, answer.latency_ms, f"{listing.message} {answer.message}", listing.models)
-    _record_health(connection, check)
+    with transaction.atomic():
+        _record_health(connection, check)
+        if listing.models is not None:
+            _store_listed(connection, listing.models)
     return check
 
 
@@ -310,7 +328,13 @@ def _store_probe(connection: Connection, check: Probe) -> None:
         connection.models_error = check.message
         connection.save(update_fields=["models_error"])
         return
-    names = {m["id"]: m["context_window"] for m in check.models}
+    _store_listed(connection, check.models)
+
+
+def _store_listed(connection: Connection, models: list[dict]) -> None:
+    """Store an endpoint's model list (``[{"id", "context_window"}]``): listed models are added or
+    marked listed (with the context window reported); models no longer listed stay, marked unlisted."""
+    names = {m["id"]: m["context_window"] for m in models}
     existing = {m.name: m for m in ConnectionModel.objects.select_for_update().filter(connection=connection)}
     changed = []
     for model in existing.values():

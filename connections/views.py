@@ -25,7 +25,8 @@ from .selectors import (
     get_connection_to_manage,
     get_model_for,
     is_admin,
-    visible_connections,
+    models_of,
+    visible_connections_with_models,
 )
 
 
@@ -40,7 +41,7 @@ def _refused(request, status: int) -> int:
 
 
 def _index_context(request, form: ConnectionForm | None = None, **extra) -> dict:
-    connections = list(visible_connections(request.user).prefetch_related("models"))
+    connections = list(visible_connections_with_models(request.user))
     for connection in connections:
         connection.manageable = can_manage(request.user, connection)
     return {"connections": connections, "form": form or ConnectionForm(may_share=is_admin(request.user)),
@@ -51,7 +52,7 @@ def _detail_context(request, connection: Connection, form: ConnectionForm | None
     manageable = can_manage(request.user, connection)
     return {
         "connection": connection, "manageable": manageable,
-        "models": list(connection.models.order_by("name")),
+        "models": models_of(connection),
         "form": form or ConnectionForm(connection=connection, may_share=is_admin(request.user)),
         "model_form": ModelForm(), **extra,
     }

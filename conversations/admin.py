@@ -8,56 +8,19 @@ Every staff look at another user's session, run, message or step is written to t
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-
 from django.contrib import admin
-from django.db.models import (
-    Case,
-    Count,
-    Exists,
-    F,
-    FloatField,
-    IntegerField,
-    Max,
-    OuterRef,
-    Q,
-    Subquery,
-    Sum,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.text import smart_split, unescape_string_literal
 
 from audit.admin_mixins import ReadOnlyAdminMixin, StaffViewAuditMixin
-from core.prices import PER_TOKENS, model_prices
 
 from .models import Message, Run, RunStatus, Session, Step
+from .selectors import staff
 
 STATUS_SYMBOLS = {
     RunStatus.SUCCEEDED: "✓", RunStatus.FAILED: "✗", RunStatus.CANCELLED: "⊘",
     RunStatus.RUNNING: "▶", RunStatus.QUEUED: "…",
 }
-
-
-def cost_expression(prefix: str = ""):
-    """A SQL sum of the cost in USD of runs reached through ``prefix`` (``"runs__"`` from sessions,
-    ``""`` on runs), at :func:`core.prices.model_prices` (USD per 1M tokens), or None when no prices
-    are configured. Runs of unpriced models cost 0."""
-    prices = model_prices()
-    if not prices:
-        return None
-    prompt = Coalesce(F(f"{prefix}prompt_tokens"), 0)
-    completion = Coalesce(F(f"{prefix}completion_tokens"), 0)
-    whens = [
-        When(**{f"{prefix}model": model},
-             then=(prompt * Value(price.prompt) + completion * Value(price.completion)) / Value(float(PER_TOKENS)))
-        for model, price in prices.items()
-    ]
-    return Case(*whens, default=Value(0.0), output_field=FloatField())
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -69,7 +32,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():  # Exists, not a join: a join would multiply the aggregated rows
-            return queryset.filter(Exists(Run.objects.filter(session=OuterRef("pk"), status=self.value())))
+            return staff.with_run_status(queryset, self.value())
         return queryset
 
 
@@ -78,12 +41,11 @@ class ModelFilter(admin.SimpleListFilter):
     parameter_name = "model"
 
     def lookups(self, request, model_admin):
-        models_used = Run.objects.order_by("model").values_list("model", flat=True).distinct()[:100]
-        return [(m, m) for m in models_used]
+        return [(m, m) for m in staff.models_used()]
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(Exists(Run.objects.filter(session=OuterRef("pk"), model=self.value())))
+            return staff.with_model(queryset, self.value())
         return queryset
 
 
@@ -95,51 +57,9 @@ class DeletedFilter(admin.SimpleListFilter):
         return [("no", "Not deleted"), ("yes", "Deleted")]
 
     def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(deleted_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(deleted_at__isnull=True)
+        if self.value() in ("yes", "no"):
+            return staff.deleted_or_not(queryset, self.value() == "yes")
         return queryset
-
-
-def _per_session(aggregate, **filters):
-    """A correlated subquery: ``aggregate`` over the runs of the outer session (None when none)."""
-    return Subquery(
-        Run.objects.filter(session=OuterRef("pk"), **filters).order_by().values("session")
-        .annotate(value=aggregate).values("value")[:1]
-    )
-
-
-def annotate_sessions(queryset):
-    """Sessions with ``run_count``, ``branch_count`` (leaf runs), ``token_total``, ``cost`` (USD,
-    None without prices), ``last_activity`` and ``n_<status>`` for each run status.
-
-    Each column is a correlated subquery, not a join with GROUP BY: the database computes them
-    only for the rows of the page shown (after ORDER BY ... LIMIT), and the admin's COUNT query
-    drops them. One query for the whole list, whatever the number of sessions on the page.
-    """
-    leaves = (
-        Run.objects.filter(session=OuterRef("pk"))
-        .exclude(Exists(Run.objects.filter(parent_run=OuterRef("pk"), session_id=OuterRef("session_id"))))
-        .order_by()
-        .values("session")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
-    tokens = Sum(Coalesce(F("prompt_tokens"), 0) + Coalesce(F("completion_tokens"), 0))
-    newest = Max(Greatest("created_at", Coalesce("finished_at", "created_at")))
-    annotations = {
-        "run_count": Coalesce(_per_session(Count("pk")), 0),
-        "branch_count": Coalesce(Subquery(leaves, output_field=IntegerField()), 0),
-        "token_total": Coalesce(_per_session(tokens), 0),
-        "last_activity": Greatest("updated_at", Coalesce(_per_session(newest), "updated_at")),
-        **{f"n_{status}": Coalesce(_per_session(Count("pk"), status=status), 0) for status in RunStatus.values},
-    }
-    cost = cost_expression()
-    annotations["cost"] = (
-        _per_session(Sum(cost)) if cost is not None else Value(None, output_field=FloatField())
-    )
-    return queryset.annotate(**annotations)
 
 
 @admin.register(Session)
@@ -161,22 +81,12 @@ class SessionAdmin(StaffViewAuditMixin, admin.ModelAdmin):
     list_per_page = 50
 
     def get_queryset(self, request):
-        return annotate_sessions(super().get_queryset(request))
+        return staff.annotate_sessions(super().get_queryset(request))
 
     def get_search_results(self, request, queryset, search_term):
-        """Each word (or "quoted phrase") must match the title, the id or a message's text. Message
-        matches are an EXISTS subquery: a join would multiply the list's aggregated columns."""
-        for bit in smart_split(search_term or ""):
-            if bit[:1] in ('"', "'") and bit[-1:] == bit[:1]:
-                bit = unescape_string_literal(bit)
-            if not bit:
-                continue
-            match = Q(title__icontains=bit) | Q(
-                Exists(Message.objects.filter(run__session=OuterRef("pk"), content__icontains=bit))
-            )
-            with contextlib.suppress(ValueError):  # not an id
-                match |= Q(pk=uuid.UUID(bit))
-            queryset = queryset.filter(match)
+        """Each word (or "quoted phrase") must match the title, the id or a message's text
+        (:func:`conversations.selectors.staff.search_sessions_for_staff`)."""
+        queryset = staff.search_sessions_for_staff(queryset, search_term)
         return queryset, False
 
     def has_add_permission(self, request):
@@ -289,7 +199,7 @@ class MessageAdmin(ReadOnlyAdmin):
         return obj.content[:80]
 
     def audit_owner_id(self, obj):
-        return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
+        return staff.owner_id_of_session(obj.run.session_id)
 
 
 @admin.register(Step)
@@ -307,4 +217,4 @@ class StepAdmin(ReadOnlyAdmin):
         return "—" if value is None else f"{value:.3f}"
 
     def audit_owner_id(self, obj):
-        return Session.objects.filter(pk=obj.run.session_id).values_list("owner_id", flat=True).first()
+        return staff.owner_id_of_session(obj.run.session_id)

@@ -21,12 +21,13 @@ from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
 from core.errors import NotFound
 from memory.selectors import get_agent_for
+from streams.sse import sse_response
 
-from . import branches, services
-from . import context as ctx
-from .models import Message, Run, Session, Step, StepKind
-from .selectors import get_branch_run_for, get_run_for, get_run_to_act_on, get_session_for
-from .sse import sse_response
+from . import context_spec as ctx
+from . import services
+from .models import Run, Session
+from .selectors import RUN_SOURCE, get_branch_run_for, get_run_for, get_run_to_act_on, get_session_for, runs, trees
+from .selectors.ownership import sessions_of
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,25 @@ class RunOut(Schema):
     error: ErrorOut | None
 
 
+class ContextPart(Schema):
+    index: int = Field(description="Position of the message in ``messages``.")
+    part: str = Field(description="system, summary, pin, history, tool, input or tail.")
+    tokens: int
+
+
 class ContextOut(Schema):
     model: str
     params: dict
     messages: list[dict]
     sha256: str
     verified: bool
+    context_tokens: int | None = Field(description="Tokens of the context as counted when it was built.")
+    usable_window: int | None = Field(description="Tokens: context window − reserved output.")
+    parts: list[ContextPart] | None = Field(description="Each message's part and tokens; null for calls recorded "
+                                                        "before parts were.")
+    totals: dict[str, int] | None = Field(description="Tokens per part (``primer``: the reply primer).")
+    not_seen: list[str] = Field(description="Plain sentences: what this turn's path holds that the model was not "
+                                            "sent (summarised, left out, other memory ids).")
 
 
 class TreeNode(Schema):
@@ -143,10 +157,7 @@ def _session_out(session: Session) -> dict:
 
 
 def run_out(run: Run) -> dict:
-    texts = dict(
-        Message.objects.filter(run=run, role__in=["user", "assistant"]).order_by("position")
-        .values_list("role", "content")
-    )
+    texts = runs.run_texts(run)
     return {
         "run_id": run.pk, "session_id": run.session_id, "parent_run_id": run.parent_run_id,
         "status": run.status, "depth": run.depth, "input": texts.get("user", ""),
@@ -171,7 +182,7 @@ def create_session(request, payload: SessionIn = None):
 @paginate(Pages, page_size=20, max_page_size=MAX_PAGE_SIZE)
 def list_sessions(request):
     """The caller's sessions, most recently active first."""
-    return Session.objects.alive().owned_by(request.auth).order_by("-updated_at")
+    return sessions_of(request.auth)
 
 
 @router.get("/sessions/{session_id}", response=answers({200: SessionOut}, 404), tags=["sessions"])
@@ -199,10 +210,7 @@ def start_run(request, session_id: str, payload: RunIn):
     if payload.connection_id is not None:
         kwargs["connection"] = get_connection_for(request.auth, payload.connection_id)
     if payload.parent_run_id is not None:
-        parent = Run.objects.filter(pk=payload.parent_run_id).first()
-        if parent is None or not session.can_branch_from(parent):
-            raise NotFound("parent_run_id is not a run of this session.")
-        kwargs["parent"] = parent
+        kwargs["parent"] = get_branch_run_for(request.auth, session, payload.parent_run_id)
     run = services.run_start(session=session, input=payload.input, model=payload.model, params=payload.params, **kwargs)
     return Status(202, {"run_id": run.pk, "status": run.status})
 
@@ -211,9 +219,7 @@ def start_run(request, session_id: str, payload: RunIn):
 def session_tree(request, session_id: str):
     """Every run of the session's tree; ``shared`` marks a fork's ancestors from its source session."""
     session = get_session_for(request.auth, session_id)
-    rows = session.visible_runs().order_by("depth", "created_at").values(
-        "id", "parent_run_id", "status", "depth", "created_at", "session_id",
-    )
+    rows = trees.tree_rows(session)
     return {
         "session_id": session.pk, "active_run_id": session.active_run_id,
         "runs": [
@@ -228,7 +234,7 @@ def session_tree(request, session_id: str):
 def set_active(request, session_id: str, payload: ActiveIn):
     """Show the branch through ``run_id`` (its newest leaf becomes the active run)."""
     session = get_session_for(request.auth, session_id)
-    run = Run.objects.filter(pk=payload.run_id).first()
+    run = runs.find_run(payload.run_id)
     if run is None:
         raise NotFound("No such run in this session.")
     services.session_set_active(session=session, run=run)
@@ -248,16 +254,13 @@ def get_run_context(request, run_id: str):
     against the SHA-256 recorded when it was sent (``verified``; False when none was recorded).
     409 before the first call; 500 when the stored spec no longer rebuilds."""
     run = get_run_for(request.auth, run_id)
-    step = Step.objects.filter(run=run, kind=StepKind.LLM_CALL).order_by("-started_at", "-id").first()
+    step = runs.last_model_call(run)
     if step is None:
         raise HttpError(409, "This run has not called the model yet.")
-    checked = ctx.verify(run, step.request)
-    if checked["messages"] is None:
-        raise HttpError(500, f"This call's context could not be rebuilt: {checked['error'] or 'no stored spec'}.")
-    return {
-        "model": step.request.get("model", run.model), "params": step.request.get("params", {}),
-        "messages": checked["messages"], "sha256": checked["sha256"], "verified": bool(checked["verified"]),
-    }
+    saw = ctx.model_saw(run, step)
+    if saw["messages"] is None:
+        raise HttpError(500, f"This call's context could not be rebuilt: {saw['error'] or 'no stored spec'}.")
+    return saw
 
 
 EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`, `delta`, `restart` and `done` events",
@@ -269,7 +272,7 @@ def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = get_run_for(request.auth, run_id)
     last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return sse_response(run.pk, last)
+    return sse_response(run.pk, last, RUN_SOURCE)
 
 
 @router.post("/runs/{run_id}/cancel", response=answers({200: RunOut}, 404, 409), tags=["runs"])
@@ -303,147 +306,3 @@ def edit_run(request, run_id: str, payload: EditIn, session_id: str | None = Non
     session, run = get_run_to_act_on(request.auth, run_id, session_id)
     new = services.run_edit(run=run, input=payload.input, session=session)
     return Status(202, {"run_id": new.pk, "status": new.status})
-
-
-# --- branch tools (issue 13): named branches (labels) and the branch diff -------------------------
-# Services and reads in conversations.branches; the word diff in conversations.diff.
-
-class LabelIn(Schema):
-    run_id: uuid.UUID
-    name: str
-
-
-class LabelRenameIn(Schema):
-    name: str
-
-
-class LabelOut(Schema):
-    id: uuid.UUID
-    session_id: uuid.UUID
-    run_id: uuid.UUID
-    name: str
-    depth: int
-    created_at: datetime
-
-
-class DiffSegment(Schema):
-    """A piece of a text: ``op`` is ``equal``, ``delete`` (only in A) or ``insert`` (only in B)."""
-
-    op: str
-    text: str
-
-
-class DiffTurn(Schema):
-    run_id: uuid.UUID
-    depth: int
-    status: str
-    model: str
-    input: str
-    answer: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_seconds: float | None
-    cost_usd: float | None
-
-
-class DiffRow(Schema):
-    """One aligned row: ``kind`` ``same``, ``changed``, ``only_a`` or ``only_b``."""
-
-    kind: str
-    a: DiffTurn | None
-    b: DiffTurn | None
-    a_input: list[DiffSegment]
-    b_input: list[DiffSegment]
-    a_answer: list[DiffSegment]
-    b_answer: list[DiffSegment]
-
-
-class DiffTotals(Schema):
-    turns: int
-    prompt_tokens: int
-    completion_tokens: int
-    latency_seconds: float
-    cost_usd: float | None
-    cost_complete: bool
-
-
-class DiffOut(Schema):
-    a_run_id: uuid.UUID
-    b_run_id: uuid.UUID
-    common_ancestor_run_id: uuid.UUID | None
-    shared_turns: int
-    totals_a: DiffTotals
-    totals_b: DiffTotals
-    rows: list[DiffRow]
-
-
-def _label_out(label) -> dict:
-    return {"id": label.pk, "session_id": label.session_id, "run_id": label.run_id, "name": label.name,
-            "depth": label.run.depth, "created_at": label.created_at}
-
-
-@router.get("/sessions/{session_id}/labels", response=answers({200: list[LabelOut]}, 404), tags=["branches"])
-def list_labels(request, session_id: str):
-    """The session's named branches, oldest first (labels on pruned runs are left out)."""
-    session = get_session_for(request.auth, session_id)
-    return [_label_out(label) for label in branches.labels_of(session)]
-
-
-@router.post("/sessions/{session_id}/labels", response=answers({201: LabelOut}, *BODY, 404, 409), tags=["branches"])
-def create_label(request, session_id: str, payload: LabelIn):
-    """Name a run of the session's tree (1–60 characters, unique in the session: else 409)."""
-    session = get_session_for(request.auth, session_id)
-    run = get_branch_run_for(request.auth, session, payload.run_id)
-    return Status(201, _label_out(branches.label_create(session=session, run=run, name=payload.name)))
-
-
-@router.patch("/sessions/{session_id}/labels/{label_id}", response=answers({200: LabelOut}, *BODY, 404, 409),
-           tags=["branches"])
-def rename_label(request, session_id: str, label_id: str, payload: LabelRenameIn):
-    session = get_session_for(request.auth, session_id)
-    label = branches.get_label_for(request.auth, session, label_id)
-    return _label_out(branches.label_rename(label=label, name=payload.name))
-
-
-@router.delete("/sessions/{session_id}/labels/{label_id}", response=answers({204: None}, 404), tags=["branches"])
-def delete_label(request, session_id: str, label_id: str):
-    """Delete a label (the run is untouched)."""
-    session = get_session_for(request.auth, session_id)
-    branches.label_delete(label=branches.get_label_for(request.auth, session, label_id))
-    return Status(204, None)
-
-
-def _diff_turn(turn) -> dict | None:
-    if turn is None:
-        return None
-    return {"run_id": turn.run_id, "depth": turn.depth, "status": turn.status, "model": turn.model,
-            "input": turn.input, "answer": turn.answer, "prompt_tokens": turn.prompt_tokens,
-            "completion_tokens": turn.completion_tokens, "latency_seconds": turn.latency, "cost_usd": turn.cost}
-
-
-def _segments(segments) -> list[dict]:
-    return [{"op": op, "text": text} for op, text in segments]
-
-
-def _diff_totals(totals) -> dict:
-    return {"turns": totals.turns, "prompt_tokens": totals.prompt_tokens, "completion_tokens": totals.completion_tokens,
-            "latency_seconds": totals.latency, "cost_usd": totals.cost, "cost_complete": totals.cost_complete}
-
-
-@router.get("/runs/{a}/diff/{b}", response=answers({200: DiffOut}, 404), tags=["branches"])
-def diff_runs(request, a: str, b: str):
-    """The branches ending at runs ``a`` and ``b`` side by side from their common ancestor: turns
-    aligned (difflib over the inputs), word-level differences of inputs and answers, and each
-    branch's totals below the common ancestor (turns, tokens, latency in seconds, cost in USD)."""
-    run_a, run_b = branches.runs_for_diff(request.auth, a, b)
-    result = branches.branch_diff(run_a, run_b)
-    return {
-        "a_run_id": run_a.pk, "b_run_id": run_b.pk,
-        "common_ancestor_run_id": result["common"].run_id if result["common"] else None,
-        "shared_turns": result["shared_turns"],
-        "totals_a": _diff_totals(result["totals_a"]), "totals_b": _diff_totals(result["totals_b"]),
-        "rows": [{"kind": row.kind, "a": _diff_turn(row.a), "b": _diff_turn(row.b),
-                  "a_input": _segments(row.a_input), "b_input": _segments(row.b_input),
-                  "a_answer": _segments(row.a_answer), "b_answer": _segments(row.b_answer)}
-                 for row in result["rows"]],
-    }

@@ -73,6 +73,7 @@ class Session(models.Model):
         help_text="Set on a fork: the run of another session this session continues from.",
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+    pinned_at = models.DateTimeField(null=True, blank=True, help_text="Pinned to the top of the sidebar since.")
     default_agent = models.ForeignKey(
         "memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="The agent that answers when the chat box names none.",
@@ -108,7 +109,7 @@ class Session(models.Model):
         return Run.objects.ancestor_of(self.forked_from_run_id, inclusive=True).filter(pk=run.pk).exists()
 
 
-def Q_session(session: Session) -> models.Q:  # noqa: N802 - reads like a Q object
+def Q_session(session: Session) -> models.Q:  # reads like a Q object
     return models.Q(session_id=session.pk)
 
 
@@ -296,6 +297,14 @@ class Run(models.Model):
         default=False, help_text="True when the endpoint reported no usage and Arbor counted the tokens itself.",
     )
     finish_reason = models.CharField(max_length=32, blank=True)
+    continues_answer = models.BooleanField(
+        default=False, help_text="Asks the model to continue its parent run's answer, cut at max_tokens "
+                                 "(\"Continue generating\"): the chat shows both as one turn.",
+    )
+    rating = models.SmallIntegerField(
+        null=True, blank=True, help_text="The owner's thumbs on the answer: 1 up, -1 down, empty when not rated "
+                                         "(for comparison statistics).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
@@ -579,23 +588,17 @@ class Step(models.Model):
         return None
 
 
-class RunEvent(models.Model):
-    """A run's stream event when streams live in the database (embedded mode, no Redis)."""
+# --- branch tools: named branches, prune, shared links (actions and reads in the branches app) -----
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
-    seq = models.PositiveIntegerField()
-    type = models.CharField(max_length=16)
-    data = models.JSONField(default=dict)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runevent_run_seq")]
-
-    def __str__(self) -> str:
-        return f"{self.type} #{self.seq}"
+MAX_LABELS = 200  # labels per session
 
 
-# --- branch tools (issue 13): named branches, prune, shared links ---------------------------------
+class BranchLabelQuerySet(models.QuerySet):
+    def visible(self):
+        """Labels whose run is in their session's tree: an own run that is pruned hides its labels
+        (until an undo); a fork's shared run always counts."""
+        return self.filter(models.Q(run__pruned_by__isnull=True) | ~models.Q(run__session_id=models.F("session_id")))
+
 
 class BranchLabel(models.Model):
     """A name a session's owner gives a run ("draft B"): a bookmark of the branch through it.
@@ -608,6 +611,8 @@ class BranchLabel(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="branch_labels")
     name = models.CharField(max_length=60)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = BranchLabelQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "name"], name="branchlabel_session_name")]
@@ -645,7 +650,7 @@ class Prune(models.Model):
 class BranchShare(models.Model):
     """A read-only link to one branch: the path from the root to ``run``, nothing else.
 
-    The link carries a token signed with the site's key (:mod:`conversations.branches`); the row
+    The link carries a token signed with the site's key (:func:`branches.selectors.share_token`); the row
     makes it revocable and lets it expire."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -14,14 +14,14 @@ from django.utils import timezone
 
 from audit.log import audited
 from core import queue
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
 from core.text import clean_text
-from memory.models import DEFAULT_MEMORY_ID
+from memory.models import DEFAULT_MEMORY_ID, BranchSettings
+from memory.selectors import branch_settings_for
+from streams.backends import TERMINAL, get_stream
 
-from . import branches
-from .models import ACTIVE_STATUSES, Message, Role, Run, RunStatus, Session
-from .streams import TERMINAL, get_stream
+from .models import ACTIVE_STATUSES, MAX_LABELS, BranchLabel, Message, Role, Run, RunStatus, Session
 
 _ACTIVE = object()  # "continue from the session's active run"
 _AGENTS = object()  # "the agent's connection"
@@ -57,11 +57,26 @@ def session_restore(*, session: Session) -> Session:
     return session
 
 
+def _copy_labels_to_fork(fork: Session) -> int:
+    """Give a new fork copies of the labels its source session shows on the runs the fork shares
+    (the ancestors of ``forked_from_run``, it included); returns how many. Called when the fork is
+    made, inside its transaction: one query when the source has no label, two otherwise."""
+    if fork.forked_from_run_id is None:
+        return 0
+    source_id = fork.forked_from_run.session_id
+    shared = Run.objects.ancestor_of(fork.forked_from_run_id, inclusive=True).values("pk")
+    labels = BranchLabel.objects.filter(session_id=source_id, run_id__in=shared).visible().order_by("created_at")
+    copies = [BranchLabel(session=fork, run_id=label.run_id, name=label.name, created_at=label.created_at)
+              for label in labels[:MAX_LABELS]]
+    BranchLabel.objects.bulk_create(copies)
+    return len(copies)
+
+
 @transaction.atomic
 @audited("run.fork")
 def session_fork(*, run: Run, owner, title: str = "") -> Session:
     """A new session continuing from ``run``: one row, whatever the depth; no run is copied (only
-    the labels standing on the shared turns, :func:`conversations.branches.copy_labels_to_fork`).
+    the labels standing on the shared turns, :func:`_copy_labels_to_fork`).
 
     Raises Conflict while ``run`` is still queued or running (its answer is not final yet).
     """
@@ -74,7 +89,7 @@ def session_fork(*, run: Run, owner, title: str = "") -> Session:
         forked_from_run=run,
         active_run=run,
     )
-    branches.copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
+    _copy_labels_to_fork(fork)  # the labels on the shared turns come along; from now on they are its own
     return fork
 
 
@@ -178,7 +193,32 @@ def run_start(
         model = clean_text(model, field="model", max_length=200, required=False) or None
     if session.is_deleted:
         raise Conflict("This session is deleted.")
-    if parent is _ACTIVE:  # read it fresh: another tab or the worker may have moved on
+    parent = _parent_for(session, parent)
+    agent, run_params = _agent_and_params(session, parent, agent, params)
+    now = timezone.now()
+    run = Run.objects.create(
+        session=session,
+        parent_run=parent,
+        depth=0 if parent is None else parent.depth + 1,
+        status=RunStatus.QUEUED,
+        model=((model or (agent.model if agent is not None else None)) or settings.ARBOR_MODEL)[:200],
+        params=run_params,
+        agent=agent,
+        connection_id=_connection_id(connection, agent),
+        memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
+        created_at=now,
+    )
+    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
+    _session_after_start(session, run, text, activate=activate, now=now)
+    _enqueue(run)
+    return run
+
+
+def _parent_for(session: Session, parent) -> Run | None:
+    """The parent run of a new run of ``session``: the session's active run read fresh when
+    ``parent`` is omitted (another tab or the worker may have moved on), else ``parent`` checked.
+    Raises NotFound (not in the session's tree) and Conflict (not finished)."""
+    if parent is _ACTIVE:
         active = Session.objects.filter(pk=session.pk).values("active_run_id")[:1]
         parent = Run.objects.filter(pk=Subquery(active)).first()
     if parent is not None:
@@ -186,36 +226,44 @@ def run_start(
             raise NotFound("parent_run_id is not a run of this session.")
         if parent.status in ACTIVE_STATUSES:
             raise Conflict("The parent run has not finished yet.")
+    return parent
+
+
+def _agent_and_params(session: Session, parent: Run | None, agent, params: dict | None) -> tuple:
+    """``(agent, params)`` of a new run below ``parent``: the chat settings saved on ``parent`` or
+    above it (:func:`memory.selectors.branch_settings_for`) give the agent when none is given (then
+    the session's default agent) and the parameters under ``params``; the run records the settings'
+    system prompt, compaction and id (:meth:`memory.models.BranchSettings.run_params`). A
+    regenerate's copied ``params`` lose the keys the settings add, so the settings read now apply."""
+    branch = branch_settings_for(parent)  # the chat settings panel's, from the turn they were saved on
+    if agent is None and branch is not None and branch.agent_id is not None:
+        agent = branch.agent
     if agent is None and session.default_agent_id is not None:
         agent = session.default_agent
-    run_params = _run_params(params, agent)
-    if agent is not None:
-        model = model or agent.model or None
-    connection_id = getattr(connection, "pk", None)
+    own = {k: v for k, v in (params or {}).items() if k not in BranchSettings.RUN_KEYS}  # a regenerate's copy
+    run_params = _run_params({**(branch.params if branch else {}), **own}, agent)
+    if branch is not None:
+        run_params = {**branch.run_params(), **run_params}
+    return agent, run_params
+
+
+def _connection_id(connection, agent) -> int | None:
+    """The connection a new run is sent to: ``connection``'s (None: the default connection), or
+    when omitted the agent's."""
     if connection is _AGENTS:
-        connection_id = agent.connection_id if agent is not None else None
-    now = timezone.now()
-    run = Run.objects.create(
-        session=session,
-        parent_run=parent,
-        depth=0 if parent is None else parent.depth + 1,
-        status=RunStatus.QUEUED,
-        model=(model or settings.ARBOR_MODEL)[:200],
-        params=run_params,
-        agent=agent,
-        connection_id=connection_id,
-        memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
-        created_at=now,
-    )
-    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
+        return agent.connection_id if agent is not None else None
+    return getattr(connection, "pk", None)
+
+
+def _session_after_start(session: Session, run: Run, text: str, *, activate: bool, now) -> None:
+    """One UPDATE of the session for its new run: ``updated_at``, the active run (``activate``),
+    and a title from the input when it has none; ``session`` in memory follows."""
     fields = {"active_run": run, "updated_at": now} if activate else {"updated_at": now}
     if not session.title:
         fields["title"] = " ".join(text.split())[:60]
     Session.objects.filter(pk=session.pk).update(**fields)
     for name, value in fields.items():
         setattr(session, name, value)
-    _enqueue(run)
-    return run
 
 
 def _enqueue(run: Run) -> None:
@@ -260,3 +308,44 @@ def run_cancel(*, run: Run) -> Run:
         raise Conflict(f"This run has already {run.status}.")
     run.refresh_from_db()
     return run
+
+
+# --- habits from other chat apps: continue generating, thumbs, pins --------------------------------
+
+CONTINUE_INPUT = "Continue exactly where your previous answer stopped, without repeating any of it."
+
+
+@transaction.atomic
+@audited("run.continue")
+def run_continue(*, run: Run, session: Session | None = None) -> Run:
+    """"Continue generating": a child of ``run`` (an answer cut at ``max_tokens``, finish reason
+    ``length``) that asks the same model, with the same parameters, to go on; marked
+    ``continues_answer`` so the chat shows it as the same turn's continuation.
+
+    Raises Conflict unless ``run`` succeeded with finish reason ``length``; as :func:`run_start`."""
+    session = session or run.session
+    if run.status != RunStatus.SUCCEEDED or run.finish_reason != "length":
+        raise Conflict("Only an answer cut at its token limit can be continued.")
+    new = run_start(session=session, input=CONTINUE_INPUT, parent=run, model=run.model, params=run.params,
+                    agent=run.agent, connection=run.connection)
+    Run.objects.filter(pk=new.pk).update(continues_answer=True)  # before commit: the worker sees it
+    new.continues_answer = True
+    return new
+
+
+@audited("run.rate")
+def run_rate(*, run: Run, rating: int | None) -> Run:
+    """Thumbs on an answer: ``rating`` 1 (up), -1 (down) or None (cleared); stored on the run
+    (:attr:`Run.rating`) for comparison statistics. Raises InvalidInput for any other value."""
+    if rating not in (1, -1, None):
+        raise InvalidInput("rating must be 1, -1 or empty.")
+    Run.objects.filter(pk=run.pk).update(rating=rating)
+    run.rating = rating
+    return run
+
+
+def session_pin(*, session: Session, pinned: bool) -> Session:
+    """Pin ``session`` to the top of the sidebar (``pinned``), or unpin it."""
+    session.pinned_at = timezone.now() if pinned else None
+    Session.objects.filter(pk=session.pk).update(pinned_at=session.pinned_at)
+    return session

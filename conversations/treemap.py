@@ -1,6 +1,6 @@
 """The tree map: a session's conversation tree drawn as SVG, laid out on the server.
 
-1. The tree's skeleton (ids, parents, active path; :func:`conversations.browse.tree_skeleton`, one
+1. The tree's skeleton (ids, parents, active path; :func:`conversations.selectors.trees.tree_skeleton`, one
    query, no message text) is reduced to the runs worth a node: roots and leaves, branch points
    (runs with other versions below them), the first run of each version, the shown run (the
    session's active run) and the boundary between a fork's shared runs and its own. Each straight
@@ -13,15 +13,15 @@
 3. :func:`core.tidytree.tidy_layout` (Buchheim–Jünger–Leipert, linear time) places the nodes;
    roots at the top, one level per node (not per run: a collapsed stretch is one level).
 4. One query reads status, model, turn number and an input excerpt of the drawn runs
-   (:func:`conversations.browse.run_previews`), then the SVG is written as text (every value
+   (:func:`conversations.selectors.pages.run_previews`), then the SVG is written as text (every value
    escaped): edges grouped into four ``<path>`` elements, one ``<circle>`` per node, all in one
    ``<g class="treemap-root">`` (what the script pans and zooms: the ``<svg>`` itself keeps the
    viewport's size, so a frame rasterises the visible area only).
 
 Node markup (what ``static/arbor/treemap.js`` reads): ``<circle class="n st-<status>[ on-path]
 [ active][ shared]" data-run-id="<run id>" data-l="<level>" data-d="<depth>" data-m="<model>"
-data-t="<input excerpt>" [data-v="<k>/<n>"]>``, in pre-order, so a node's parent is the last node
-before it one level up; a folded node is ``<circle class="n folded" data-run-id data-l
+data-t="<input excerpt>" [data-v="<k>/<n>"] [data-b="<branch label>"]>``, in pre-order, so a
+node's parent is the last node before it one level up; a folded node is ``<circle class="n folded" data-run-id data-l
 data-f="<runs>" data-k="<branches>" data-u="<run to unfold>">``. A collapsed stretch's label is
 ``<text class="cl" data-run-id="<run below it>" data-n="<runs>">``.
 """
@@ -37,7 +37,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from core.tidytree import tidy_layout
 
-from .browse import Node, Skeleton, run_previews
+from .selectors.pages import run_previews
+from .selectors.trees import Node, Skeleton
 
 X_GAP = 28  # px between neighbours on one level
 Y_GAP = 46  # px between levels
@@ -213,10 +214,12 @@ def _edge(px: int, py: int, cx: int, cy: int) -> str:
     return f"M{px} {py}C{px} {my} {cx} {my} {cx} {cy}"
 
 
-def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
+def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | None = None) -> TreeMap:
     """Lay ``tree`` out and write it as an SVG element (see the module's docstring for the markup).
-    ``facts``: :func:`conversations.browse.run_previews` of (at least) the drawn runs."""
+    ``facts``: :func:`conversations.selectors.pages.run_previews` of (at least) the drawn runs; ``names``:
+    ``{run id: branch label}`` (the node's ``data-b``, which the map shows beside its turn number)."""
     facts = {str(run_id): value for run_id, value in facts.items()}
+    names = {str(run_id): name for run_id, name in (names or {}).items()}
     x, levels = tidy_layout(tree.children, tree.roots)
     px = [round(MARGIN + v * X_GAP) for v in x]  # whole pixels: shorter, and as sharp
     py = [MARGIN + level * Y_GAP for level in levels]
@@ -236,7 +239,8 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
         if i in tree.stubs:
             circles.append(_stub(tree, i, px[i], py[i], levels[i]))
             continue
-        circles.append(_circle(_versions(skeleton, node, positions), node, facts, px[i], py[i], levels[i]))
+        circles.append(_circle(_versions(skeleton, node, positions), node, facts, px[i], py[i], levels[i],
+                               names.get(_text(node), "")))
         if node.active:
             marks.append(f'<circle class="ring" cx="{px[i]}" cy="{py[i]}" r="{RADIUS + 5}"/>'
                          f'<text class="shown" x="{px[i] + RADIUS + 9}" y="{py[i] + 4}">shown</text>')
@@ -249,17 +253,17 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict) -> TreeMap:
            f'<g class="treemap-root"><g class="edges">{paths}</g>'
            f'<g class="labels">{"".join(labels)}</g><g class="marks">{"".join(marks)}</g>'
            f'<g class="nodes">{"".join(circles)}</g></g></svg>')
-    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # noqa: S308 - escaped
+    return TreeMap(mark_safe(svg), runs, len(tree.nodes), width, height)  # escaped
 
 
-def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: int, cy: int, level: int) -> str:
+def _circle(versions: tuple[int, int], node: Node, facts: dict, cx: int, cy: int, level: int, name: str = "") -> str:
     status, model, depth, preview = facts.get(_text(node), ("", "", 0, ""))
     classes = f"n st-{escape(status)}" + (" on-path" if node.on_path else "") + (" active" if node.active else "") + (
         " shared" if node.shared else "")
     k, n = versions
     return (f'<circle class="{classes}" cx="{cx}" cy="{cy}" r="{RADIUS}" data-run-id="{_text(node)}" '
             f'data-l="{level}" data-d="{depth}" data-m="{escape(model)}" data-t="{escape(preview)}"'
-            + (f' data-v="{k}/{n}"' if n > 1 else "") + "/>")
+            + (f' data-v="{k}/{n}"' if n > 1 else "") + (f' data-b="{escape(name)}"' if name else "") + "/>")
 
 
 def _stub(tree: MapTree, i: int, cx: int, cy: int, level: int) -> str:
@@ -289,10 +293,11 @@ def drawn_ids(tree: MapTree | None) -> list:
     return [node.uid for node in tree.nodes] if tree is not None else []
 
 
-def tree_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET) -> TreeMap | None:
+def tree_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET,
+             names: dict | None = None) -> TreeMap | None:
     """The map of a session's tree (``skeleton``): :func:`plan_map`, one query for the drawn runs'
-    facts, :func:`render_svg`. None for a tree without runs."""
+    facts, :func:`render_svg` (``names``: branch labels by run id). None for a tree without runs."""
     tree = plan_map(skeleton, expand_ids, unfold_ids, budget=budget)
     if tree is None:
         return None
-    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS))
+    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS), names)

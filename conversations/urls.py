@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import seen_views, views
 
 app_name = "conversations"
 
@@ -23,4 +23,8 @@ urlpatterns = [
     path("s/<uuid:session_id>/runs/<uuid:run_id>/rewind", views.run_rewind, name="run_rewind"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/fork", views.run_fork, name="run_fork"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/cancel", views.run_cancel, name="run_cancel"),
+    path("s/<uuid:session_id>/runs/<uuid:run_id>/continue", views.run_continue, name="run_continue"),
+    path("s/<uuid:session_id>/runs/<uuid:run_id>/rate", views.run_rate, name="run_rate"),
+    path("s/<uuid:session_id>/pin", views.session_pin, name="session_pin"),
+    path("runs/<uuid:run_id>/context", seen_views.run_context, name="run_context"),
 ]

@@ -3,7 +3,7 @@
 Every view checks ownership itself (404 for other users' sessions and runs), never only in a
 template: lookups go through :mod:`conversations.selectors`, whose NotFound the site's
 ``core.middleware.NotFoundMiddleware`` answers with the 404 page. Ids in paths are ``<uuid:…>``
-(a malformed id is a 404 before any view runs). Reads go through :mod:`conversations.browse`
+(a malformed id is a 404 before any view runs). Reads go through :mod:`conversations.selectors`
 (constant query counts at any depth); writes through :mod:`conversations.services`.
 
 Pages: the sessions list (search, rename, delete with undo), the chat (the active branch, newest
@@ -11,7 +11,7 @@ turns first, older ones loaded on scroll; the sessions sidebar beside it), the t
 subtrees). Actions on a turn: edit, regenerate/retry, continue from here (rewind), fork, open a
 sibling (``< 2/3 >``), stop.
 
-After an htmx action the response says where focus goes and what to announce (issue 16): the
+After an htmx action the response says where focus goes and what to announce: the
 ``arbor:after`` event of ``HX-Trigger-After-Settle`` (``HX-Trigger`` when nothing is swapped),
 ``{"focus": <CSS selector>, "say": <text for the aria-live region>}``, handled by app.js.
 """
@@ -26,22 +26,24 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import find_model, pickable_models
+from core import ids
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from core.text import clean_text
-from memory.models import Agent
+from streams.sse import sse_response
 
-from . import browse, services, treemap
+from . import services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
-from .selectors import get_branch_run_for, get_session_for, undo_cutoff
-from .sse import sse_response
+from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, trees
+from .selectors.ownership import get_restorable_session_for, recently_deleted
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
-MAX_WINDOW = browse.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
+MAX_WINDOW = paths.MAX_WINDOW  # at most this many turns when a page must reach back to a given turn
 TREE_BUDGET = 300  # runs shown by the tree view before subtrees become "show more" links
 SESSIONS_PER_PAGE = 50
 SIDEBAR_SESSIONS = 40  # sessions listed in the chat's sidebar (newest first); the list page has them all
@@ -66,10 +68,6 @@ def _error(request, exc: ArborError, session: Session | None = None) -> HttpResp
     return redirect("conversations:session_detail", session_id=session.pk)
 
 
-def _agents_for(user):
-    return Agent.objects.pickable_by(user)
-
-
 def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: bool = True, **extra) -> HttpResponse:
     """Tell app.js what to do once htmx has swapped ``response`` in: move focus to ``focus`` (a CSS
     selector) and announce ``say`` in the page's aria-live region; ``extra`` rides along (e.g.
@@ -83,16 +81,38 @@ def _after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: b
 def _sidebar(request, current=None, query: str = "") -> dict:
     """The sessions sidebar's context: the user's newest SIDEBAR_SESSIONS sessions (``query``
     searches them as the list page does), whether there are more, and the current session's id."""
-    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    rows = list(sessions.order_by("-updated_at", "pk").only("pk", "title", "updated_at")[:SIDEBAR_SESSIONS + 1])
-    return {"side_sessions": rows[:SIDEBAR_SESSIONS], "side_more": len(rows) > SIDEBAR_SESSIONS,
-            "current_id": current, "query": query}
+    rows = pages.sidebar_sessions(request.user, query, SIDEBAR_SESSIONS, pinned_first=settings.ARBOR_CHAT_PINS)
+    more, rows = len(rows) > SIDEBAR_SESSIONS, rows[:SIDEBAR_SESSIONS]
+    today = timezone.localdate()
+    for row in rows:
+        row.side_group = _side_group(row, today)
+    return {"side_sessions": rows, "side_more": more, "current_id": current, "query": query}
+
+
+def _side_group(session: Session, today) -> str:
+    """The sidebar's group of a session: Pinned, else by its last activity (Today, Yesterday,
+    Previous 7 days, Previous 30 days, the month and year) when ARBOR_CHAT_DATE_GROUPS is on."""
+    if session.pinned_at is not None and settings.ARBOR_CHAT_PINS:
+        return "Pinned"
+    if not settings.ARBOR_CHAT_DATE_GROUPS:
+        return ""
+    day = timezone.localtime(session.updated_at).date()
+    age = (today - day).days
+    if age <= 0:
+        return "Today"
+    if age == 1:
+        return "Yesterday"
+    if age < 7:
+        return "Previous 7 days"
+    if age < 30:
+        return "Previous 30 days"
+    return day.strftime("%B %Y")
 
 
 def _current_id(request):
     """The ``current`` session id a sidebar form sends (None when absent or malformed)."""
     try:
-        return browse.as_uuid((request.POST.get("current") or request.GET.get("current") or "").strip() or None)
+        return ids.as_uuid((request.POST.get("current") or request.GET.get("current") or "").strip() or None)
     except ValueError:
         return None
 
@@ -107,10 +127,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
     if _is_partial(request) and request.htmx.target == "side-results":
         return render(request, "conversations/_sessions_sidebar.html#side_results",
                       _sidebar(request, _current_id(request), query))
-    sessions = browse.search_sessions(Session.objects.alive().owned_by(request.user), query)
-    sessions = browse.with_counts(sessions).order_by("-updated_at", "pk")
-    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
-    deleted = Session.objects.owned_by(request.user).filter(deleted_at__gte=undo_cutoff()).order_by("-deleted_at")[:10]
+    page = Paginator(pages.listed_sessions(request.user, query), SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    deleted = recently_deleted(request.user)
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
     context = {"page": page, "query": query, "deleted": deleted, "search_note": refused or search_note}
@@ -142,8 +160,7 @@ def _row(request, session: Session) -> HttpResponse:
     if request.POST.get("place") == "sidebar":
         return render(request, "conversations/_sessions_sidebar.html#srow",
                       {"s": session, "current_id": _current_id(request)})
-    session = browse.with_counts(Session.objects.filter(pk=session.pk)).get()
-    return render(request, "conversations/session_list.html#row", {"s": session})
+    return render(request, "conversations/session_list.html#row", {"s": pages.listed_session(session)})
 
 
 def _title_of(session: Session) -> str:
@@ -189,7 +206,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
 
 @require_POST
 def session_restore(request: HttpRequest, session_id) -> HttpResponse:
-    session = Session.objects.owned_by(request.user).filter(pk=session_id, deleted_at__gte=undo_cutoff()).first()
+    session = get_restorable_session_for(request.user, session_id)
     if session is None:
         raise Http404("Nothing to restore: no such session, or its undo time has passed.")
     services.session_restore(session=session)
@@ -210,27 +227,25 @@ def _chat_context(request, session: Session, *, reach_depth: int | None = None) 
     turns = []
     if session.active_run_id is not None:
         if reach_depth is not None:
-            leaf_depth = Run.objects.filter(pk=session.active_run_id).values_list("depth", flat=True).first() or 0
+            leaf_depth = pages.depth_of(session.active_run_id) or 0
             limit = max(CHAT_WINDOW, min(MAX_WINDOW, leaf_depth - reach_depth + 3))
-        turns = browse.branch_window(session, session.active_run_id, limit)
-        browse.attach_compactions(turns)
-    agents = list(_agents_for(request.user))
+        turns = paths.branch_window(session, session.active_run_id, limit)
+        paths.attach_compactions(turns)
+    agents = list(pages.pickable_agents(request.user))
     models = list(pickable_models(request.user))
     last_agent = turns[-1].run.agent_id if turns else session.default_agent_id
     last_model = None
     if turns and turns[-1].run.agent_id is None and turns[-1].run.connection_id is not None:  # a model was picked
         picked = find_model(models, turns[-1].run.connection_id, turns[-1].run.model)
         last_model = picked.pk if picked is not None else None
-    source = None
-    if session.forked_from_run_id:
-        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    source = pages.fork_source(session)
     default_model, answer_model = _answerer_labels(session, agents, models, last_agent, last_model)
     last = turns[-1].run if turns else None
     return {
         "session": session,
         "turns": turns,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None,
-        "totals": browse.branch_totals(session.active_run_id),
+        "totals": paths.branch_totals(session.active_run_id),
         "last_run": last,
         "agents": agents,
         "models": models,
@@ -266,14 +281,8 @@ def _answerer_labels(session: Session, agents: list, models: list, agent_id, mod
 @require_GET
 def session_detail(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    reach = None
     at = request.GET.get("at")
-    if at:
-        try:
-            reach = Run.objects.filter(pk=browse.as_uuid(at)).values_list("depth", flat=True).first()
-        except ValueError:
-            reach = None
-    context = _chat_context(request, session, reach_depth=reach)
+    context = _chat_context(request, session, reach_depth=pages.depth_of(at) if at else None)
     if _is_partial(request):
         return render(request, "conversations/session.html#thread", context)
     return render(request, "conversations/session.html", context)
@@ -285,8 +294,8 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
     replaces the "older turns" loader for htmx, a page of its own without JavaScript."""
     session = get_session_for(request.user, session_id)
     before = _branch_run(request, session, request.GET.get("before", ""))
-    turns = browse.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
-    browse.attach_compactions(turns)
+    turns = paths.branch_window(session, before.pk, CHAT_WINDOW, skip_start=True)
+    paths.attach_compactions(turns)
     context = {
         "session": session, "turns": turns, "active_statuses": ACTIVE_STATUSES,
         "has_older": bool(turns) and turns[0].run.parent_run_id is not None, "before": before,
@@ -320,7 +329,7 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
     (a form; htmx sends the CSRF header): a GET, such as an image in an answer, changes nothing."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    leaf = browse.newest_leaf_below(session, run)
+    leaf = paths.newest_leaf_below(session, run)
     services.session_set_active(session=session, run=leaf)
     if _is_partial(request):
         context = _chat_context(request, session, reach_depth=run.depth)
@@ -341,12 +350,12 @@ def _answerer_from(request) -> dict:
         return {}
     if choice.startswith("model:"):
         model_id = choice.removeprefix("model:")
-        model = pickable_models(request.user).filter(pk=int(model_id)).first() if model_id.isdigit() else None
+        model = pages.picked_model(request.user, int(model_id)) if model_id.isdigit() else None
         if model is None:
             raise InvalidInput("Pick one of your connections' models (or an agent, or the default).")
         return {"connection": model.connection, "model": model.name}
     try:
-        agent = _agents_for(request.user).filter(pk=int(choice)).first()
+        agent = pages.picked_agent(request.user, int(choice))
     except ValueError:
         agent = None
     if agent is None:
@@ -443,12 +452,67 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
     return _thread_or_redirect(request, session)
 
 
+@require_POST
+@limit_run_creation
+def run_continue(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Continue generating an answer cut at its token limit (:func:`services.run_continue`)."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_CONTINUE:
+        raise Http404("Continue generating is turned off.")
+    try:
+        new = services.run_continue(run=run, session=session)
+    except ArborError as exc:
+        return _error(request, exc, session)
+    return _thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
+                               say=f"Continuing the answer of turn {run.depth + 1}.")
+
+
+_RATINGS = {"up": 1, "down": -1, "": None}
+
+
+@require_POST
+def run_rate(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """Thumbs up or down on an answer (``rating`` up/down; empty clears it): the turn again."""
+    session = get_session_for(request.user, session_id)
+    run = _branch_run(request, session, run_id)
+    if not settings.ARBOR_CHAT_THUMBS:
+        raise Http404("Thumbs are turned off.")
+    choice = request.POST.get("rating", "")
+    if choice not in _RATINGS or run.session_id != session.pk:
+        return _error(request, InvalidInput("rating must be up, down or empty."), session)
+    services.run_rate(run=run, rating=_RATINGS[choice])
+    if not _is_partial(request):
+        return _thread_or_redirect(request, session, run.pk)
+    said = {1: "Marked as a good answer.", -1: "Marked as a bad answer.", None: "Rating cleared."}[run.rating]
+    response = _turn_response(request, session, run)
+    response["HX-Trigger-After-Settle"] = json.dumps({"arbor:after": {
+        "say": said, "focus": f"#turn-{run.pk} .rate[aria-pressed=true], #turn-{run.pk} .rate.{choice or 'up'}"}})
+    return response
+
+
+@require_POST
+def session_pin(request: HttpRequest, session_id) -> HttpResponse:
+    """Pin a session to the top of the sidebar (``pinned=1``) or unpin it: the sidebar's list again."""
+    session = get_session_for(request.user, session_id)
+    services.session_pin(session=session, pinned=request.POST.get("pinned") == "1")
+    if not _is_partial(request):
+        current = _current_id(request)
+        if current is not None:
+            return redirect("conversations:session_detail", session_id=current)
+        return redirect("conversations:session_list")
+    say = f"Pinned “{_title_of(session)}”." if session.pinned_at else f"Unpinned “{_title_of(session)}”."
+    side = _sidebar(request, _current_id(request))
+    return _after(render(request, "conversations/_sessions_sidebar.html#side_results", side),
+                  say=say, focus=f"#srow-{session.pk} .pin")
+
+
 @require_GET
 def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension."""
     session = get_session_for(request.user, session_id)
     run = _branch_run(request, session, run_id)
-    return sse_response(run.pk, request.headers.get("Last-Event-ID"), html=True)
+    return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True)
 
 
 _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED: "Stopped; the partial reply is kept.",
@@ -459,13 +523,15 @@ _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED:
 def run_turn(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """One turn of the thread (the partial the page swaps in when a streamed reply is done)."""
     session = get_session_for(request.user, session_id)
-    run = _branch_run(request, session, run_id)
-    turn = browse.Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
-    browse.attach_siblings(session, [turn])
-    browse.attach_compactions([turn])
+    return _turn_response(request, session, _branch_run(request, session, run_id))
+
+
+def _turn_response(request, session: Session, run: Run) -> HttpResponse:
+    """``run``'s turn as the thread shows it, with the branch facts out of band when it is the active run."""
+    turn = paths.turn_of(session, run)
     context = {"session": session, "turn": turn, "active_statuses": ACTIVE_STATUSES}
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
-        context.update(oob=True, totals=browse.branch_totals(run.pk), last_run=run)
+        context.update(oob=True, totals=paths.branch_totals(run.pk), last_run=run)
     return _after(render(request, "conversations/session.html#turn_done", context),
                   say=_DONE_SAY.get(run.status, ""), done=str(run.pk))
 
@@ -477,7 +543,7 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     """The session as a tree. ``?root=<run_id>``: only the subtree below that run (how a "show
     more" link loads); ``?chain=<run_id>&n=<count>``: an elided straight stretch of runs."""
     session = get_session_for(request.user, session_id)
-    skeleton = browse.tree_skeleton(session)
+    skeleton = trees.tree_skeleton(session)
     root_id, chain_id = request.GET.get("root"), request.GET.get("chain")
     mode = "tree"
     try:
@@ -486,25 +552,23 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
             if start is None:
                 raise Http404("No such run in this session.")
             count = max(1, min(int(request.GET.get("n", "1")), 100_000))
-            items, mode = browse.chain_items(start, count), "chain"
+            items, mode = trees.chain_items(start, count), "chain"
         elif root_id:
             start = skeleton.get(root_id)
             if start is None:
                 raise Http404("No such run in this session.")
-            items, mode = browse.plan_tree([start], budget=TREE_BUDGET), "subtree"
+            items, mode = trees.plan_tree([start], budget=TREE_BUDGET), "subtree"
         else:
-            items = browse.plan_tree(skeleton.roots, budget=TREE_BUDGET)
+            items = trees.plan_tree(skeleton.roots, budget=TREE_BUDGET)
     except ValueError:
         raise Http404("No such run in this session.") from None
     plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold")) if mode == "tree" else None
-    facts = browse.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
-    source = None
-    if session.forked_from_run_id:
-        source = Run.objects.select_related("session").filter(pk=session.forked_from_run_id).first()
+    facts = pages.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
+    source = pages.fork_source(session)
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
-        "map": treemap.render_svg(skeleton, plan, facts) if plan is not None else None,
+        "map": treemap.render_svg(skeleton, plan, facts, trees.branch_names(session)) if plan is not None else None,
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
@@ -523,6 +587,7 @@ def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
     full, ``?unfold=<run id>,…`` the runs whose folded children to draw. See
     :mod:`conversations.treemap`."""
     session = get_session_for(request.user, session_id)
-    skeleton = browse.tree_skeleton(session)
-    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"))}
+    skeleton = trees.tree_skeleton(session)
+    context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"),
+                                                           names=trees.branch_names(session))}
     return render(request, "conversations/_treemap.html", context)

@@ -38,5 +38,5 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
     # A folder has no host: with kombu's default ("localhost") every process that connects logs
-    # "No hostname was supplied. Reverting to default 'localhost'" (issue 15: a quiet console).
+    # "No hostname was supplied. Reverting to default 'localhost'" (a quiet console).
     default_connection_params = {"hostname": None}

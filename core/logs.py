@@ -1,4 +1,4 @@
-"""Logging helpers: a quiet console while nothing happens (issue 15).
+"""Logging helpers: a quiet console while nothing happens.
 
 Celery logs every task it receives and finishes at INFO (``celery.worker.strategy``,
 ``celery.app.trace``) and beat logs every task it sends (``celery.beat``). For the periodic upkeep
@@ -46,3 +46,25 @@ class PeriodicTasksAtDebug(logging.Filter):
         if isinstance(args, tuple):
             return any(isinstance(a, str) and a in self.names for a in args)
         return False
+
+
+class AccessLines(logging.Filter):
+    """The web server's access lines (uvicorn's ``uvicorn.access`` records, whose arguments are
+    ``(client, method, path, http version, status)``): lines for a path under one of ``skip``
+    (static files, the favicon) are dropped; the others are logged at ``level`` (a level name,
+    ``ARBOR_ACCESS_LOG_LEVEL``), so ``DEBUG`` keeps page and API lines out of an INFO console."""
+
+    def __init__(self, skip=(), level: str = "INFO"):
+        super().__init__()
+        self.skip = tuple(skip)
+        self.level = logging.getLevelName(str(level).upper())
+        if not isinstance(self.level, int):
+            raise ValueError(f"ARBOR_ACCESS_LOG_LEVEL: {level!r} is not a logging level")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        path = str(args[2]) if len(args) > 2 else ""
+        if path.split("?", 1)[0].startswith(self.skip):
+            return False
+        record.levelno, record.levelname = self.level, logging.getLevelName(self.level)
+        return logging.getLogger(record.name).isEnabledFor(self.level)

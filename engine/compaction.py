@@ -4,7 +4,7 @@
 context a child of that run would start from is measured: tokens ÷ usable window (context window −
 reserved output tokens). Above the policy's ``threshold`` (default 0.8,
 ``settings.ARBOR_COMPACTION_THRESHOLD``) a :class:`~memory.models.Compaction` is created for that run
-and memory id, and the Celery task ``memory.compact`` does the work — never a web request.
+and memory id, and the Celery task ``engine.compact`` does the work — never a web request.
 
 **What.** The policy's strategies run in order until utilisation is at or below ``target``
 (default: half the threshold):
@@ -31,23 +31,26 @@ utilisation before/after, replaced messages, summary, model, usage) and written 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from connections.endpoint import Endpoint
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core import queue
 from core.tokens import TokenCounter
-from memory.models import Agent, Compaction, CompactionStatus
+from memory.models import Agent, Compaction, CompactionStatus, SharedSummary
 from memory.policy import budget_for, parse_policy, policy_for
 
-from .context import measure_next, run_counter
+from .context import measure_next, pinned_ids, run_counter
 from .llm import describe_error, get_client, is_transient, summariser_endpoint
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def consider_after_run(run: Run, status: str) -> None:
     compaction if needed. Never raises: a measuring failure must not break the run's worker."""
     try:
         compaction_consider(run=run, status=status)
-    except Exception:  # noqa: BLE001 - logged; the run itself is already final
+    except Exception:  # logged; the run itself is already final
         log.exception("compaction: measuring after run %s failed", run.pk)
 
 
@@ -94,7 +97,7 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     if status != RunStatus.SUCCEEDED:
         return None
     agent = run.agent
-    policy = policy_for(agent)
+    policy = parse_policy(run.params["compaction"]) if run.params.get("compaction") else policy_for(agent)
     if not policy.enabled or not policy.strategies or (agent is not None and agent.memory_window_size == 0):
         return None
     measured = measure_next(run, agent=agent, counter=counter)
@@ -144,7 +147,7 @@ def _claim(compaction_id: int) -> Compaction | None:
 
 
 def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Compaction | None:
-    """Apply a pending compaction's policy (the body of the ``memory.compact`` task).
+    """Apply a pending compaction's policy (the body of the ``engine.compact`` task).
 
     Claims it with a conditional UPDATE (pending → running), so of several deliveries exactly one
     works; a ready or failed compaction is left alone. Raises :class:`SummaryError` when the
@@ -175,7 +178,7 @@ def compaction_execute(*, compaction_id: int, final_attempt: bool = True) -> Com
     work.pk = compaction.pk
     try:
         result = _run_strategies(work, policy, run)
-    except Exception as exc:  # noqa: BLE001 - recorded on the compaction and its step
+    except Exception as exc:  # recorded on the compaction and its step
         return _record_failure(compaction, step, exc, final_attempt=final_attempt)
     return _record_success(compaction, step, work, base, result)
 
@@ -189,6 +192,7 @@ class _Result:
         self.replaced_ids: list[int] = []
         self.usage: dict = {"prompt_tokens": None, "completion_tokens": None, "model": "", "connection": ""}
         self.measured = None
+        self.before = None
 
 
 def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
@@ -197,17 +201,18 @@ def _run_strategies(work: Compaction, policy, run: Run) -> _Result:
     counter = run_counter(run)
     path = ctx.path_messages(run)
     memory_ids = ctx.path_memory_ids(run)
+    pinned = pinned_ids(path)
     result = _Result()
 
     def measure():
         return measure_next(run, agent=agent, counter=counter, path=path, compaction=work, memory_ids=memory_ids)
 
-    result.measured = measure()
+    result.measured = result.before = measure()
     for strategy in policy.strategies:
         if result.measured.full_utilisation <= policy.target:
             break
         before = result.measured.full_utilisation
-        did = _apply(strategy, work, _history(path, work, memory_ids), run=run, agent=agent, counter=counter,
+        did = _apply(strategy, work, _history(path, work, memory_ids, pinned), run=run, agent=agent, counter=counter,
                      usage=result.usage, replaced_ids=result.replaced_ids)
         result.measured = measure()
         result.applied.append({**did, "type": strategy["type"], "utilisation_before": round(before, 4),
@@ -242,6 +247,9 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
         "tokens_after": measured.fixed_tokens + measured.history_tokens,
         "utilisation_after": round(measured.full_utilisation, 4), "finished_at": now, "step": step, "error": "",
     }
+    if not compaction.tokens_before and result.before is not None:  # asked for by hand: measured here
+        fields["tokens_before"] = result.before.fixed_tokens + result.before.history_tokens
+        fields["utilisation_before"] = round(result.before.full_utilisation, 4)
     with transaction.atomic():
         updated = Compaction.objects.filter(pk=compaction.pk, status=CompactionStatus.RUNNING).update(**fields)
         step.status, step.finished_at = (RunStatus.SUCCEEDED if updated else RunStatus.CANCELLED), now
@@ -254,10 +262,13 @@ def _record_success(compaction: Compaction, step: Step, work: Compaction, base: 
     return Compaction.objects.get(pk=compaction.pk)
 
 
-def _history(path: list[Message], work: Compaction, memory_ids: dict) -> list[Message]:
+def _history(path: list[Message], work: Compaction, memory_ids: dict, pinned: set[int] = frozenset()
+             ) -> list[Message]:
+    """The messages the strategies work on: this memory id's, after ``work`` so far; pinned messages
+    never (no strategy drops, truncates or summarises them: the context builder sends them verbatim)."""
     covered = set(work.dropped)
     return [m for m in path if memory_ids.get(m.run_id) == work.memory_id and m.run.depth >= work.from_depth
-            and m.pk not in covered]
+            and m.pk not in covered and m.pk not in pinned]
 
 
 def _turns(history: list[Message]) -> list[list[Message]]:
@@ -302,9 +313,9 @@ def _apply(strategy: dict, work: Compaction, history: list[Message], *, run: Run
     if len(turns) <= keep:
         return {"acted": False, "reason": f"{len(turns)} turns, {keep} stay verbatim"}
     older = turns[: len(turns) - keep]
-    text, response_usage, model = summarise(
+    text, response_usage, model = summarise_shared(
         previous=work.summary, turns=older, replaced=work.replaced, strategy=strategy, run=run, agent=agent,
-        counter=counter,
+        counter=counter, memory_id=work.memory_id,
     )
     work.summary = text
     work.from_depth = turns[len(turns) - keep][0].run.depth if keep else run.depth + 1
@@ -316,7 +327,54 @@ def _apply(strategy: dict, work: Compaction, history: list[Message], *, run: Run
         if response_usage.get(key) is not None:
             usage[key] = (usage[key] or 0) + response_usage[key]
     return {"acted": True, "turns_summarised": len(older), "messages": [m.pk for t in older for m in t],
-            "summary_chars": len(text), "model": model, "connection": usage["connection"]}
+            "summary_chars": len(text), "model": model, "connection": usage["connection"],
+            "shared": bool(response_usage.get("shared"))}
+
+
+def summary_key(*, memory_id: str, previous: str, turns: list[list[Message]], replaced: dict[str, str],
+                strategy: dict, model: str) -> str:
+    """SHA-256 of everything that determines a summary's text (see :class:`memory.models.SharedSummary`)."""
+    ids = [m.pk for turn in turns for m in turn]
+    data = [memory_id, previous, ids, {str(i): replaced[str(i)] for i in ids if str(i) in replaced},
+            strategy.get("prompt"), model, strategy.get("connection"), strategy.get("temperature"),
+            strategy.get("max_tokens")]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def _key_lock(key: str):
+    """Serialise workers summarising the same prefix (a PostgreSQL session advisory lock on the key;
+    nothing on SQLite, whose writers are serialised anyway)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    number = int(key[:15], 16)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [number])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [number])
+
+
+def summarise_shared(*, memory_id: str, previous: str, turns: list[list[Message]], replaced: dict[str, str],
+                     strategy: dict, run: Run, agent: Agent | None, counter: TokenCounter) -> tuple[str, dict, str]:
+    """:func:`summarise`, computed once per prefix: a sibling (or any compaction) summarising the
+    same messages the same way reuses the stored :class:`~memory.models.SharedSummary` with no model
+    call (its usage is reported as ``{"shared": True}`` without token counts). Same returns and errors."""
+    model = strategy.get("model") or (agent.model if agent is not None and agent.model else "") or run.model
+    key = summary_key(memory_id=memory_id, previous=previous, turns=turns, replaced=replaced, strategy=strategy,
+                      model=model)
+    with _key_lock(key):
+        shared = SharedSummary.objects.filter(key=key).first()
+        if shared is not None:
+            SharedSummary.objects.filter(pk=shared.pk).update(uses=F("uses") + 1)
+            return shared.summary, {"shared": True, "connection": shared.usage.get("connection", "")}, shared.model
+        text, usage, model = summarise(previous=previous, turns=turns, replaced=replaced, strategy=strategy, run=run,
+                                       agent=agent, counter=counter)
+        SharedSummary.objects.create(key=key, memory_id=memory_id, summary=text, model=model, usage=usage)
+    return text, usage, model
 
 
 def _transcript(turns: list[list[Message]], replaced: dict[str, str]) -> str:

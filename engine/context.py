@@ -1,6 +1,6 @@
 """Building a run's context with its agent's memory settings, within the model's token budget.
 
-Rules (issue 4), applied in this order to the messages on the path from the root to the run:
+Rules, applied in this order to the messages on the path from the root to the run:
 
 1. **Branches**: only the run's ancestors count (one recursive CTE reads the path).
 2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
@@ -9,6 +9,9 @@ Rules (issue 4), applied in this order to the messages on the path from the root
    (same memory id) applies — its summary is sent after the system prompt, the turns it covers are
    left out, its replacements (truncated tool results) are used. A pending one is ignored: the
    budget below still keeps the context inside the window (fallback to truncation).
+3a. **Pins** (:class:`~memory.models.Pin` on an ancestor): pinned messages are sent verbatim in
+   path order whatever the compaction, window, budget or memory id would do; they count as fixed
+   (with the system prompt and the run's own messages) — too many fail the run, naming them.
 4. **Window**: ``memory_window_size`` N keeps the newest N history messages, 0 keeps none (no
    summary either: only the system prompt and the new input), unset keeps all.
 5. **Budget**: the whole context never exceeds the usable window (context window − reserved output
@@ -19,8 +22,8 @@ together; an unfinished exchange (a cancelled run's tool call without its result
 is a tool message without its call — OpenAI-compatible APIs reject both. The system prompt (the
 agent's, else ``settings.ARBOR_SYSTEM_PROMPT``) and the run's own messages are always kept.
 
-The result is a :class:`conversations.context.ContextSpec` (a few ids and numbers, never a copy of
-the history) from which :func:`conversations.context.rebuild` re-renders the exact messages: the
+The result is a :class:`conversations.context_spec.ContextSpec` (a few ids and numbers, never a copy of
+the history) from which :func:`conversations.context_spec.rebuild` re-renders the exact messages: the
 spec's format and its rebuild-and-verify live beside the messages they select; building and
 measuring live here, the only place that applies an agent's memory settings.
 """
@@ -33,22 +36,26 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from connections.selectors import base_url_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
-from memory.models import Agent, Compaction, CompactionStatus
+from memory.models import Agent, Compaction, CompactionStatus, Pin
 from memory.policy import Budget, budget_for
 
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
 
 
 class ContextOverflow(Exception):
-    """The system prompt, the run's own messages and the new input alone exceed the usable window."""
+    """The system prompt, the pinned messages, the run's own messages and the new input alone exceed
+    the usable window (the message names the pins when there are any)."""
 
 
 def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
-    """The system prompt of a model call: the agent's, else the run's ``params["system"]``, else
-    ``settings.ARBOR_SYSTEM_PROMPT``."""
+    """The system prompt of a model call: the chat settings' override the run recorded
+    (``params["system_override"]``, :class:`memory.models.BranchSettings`) for the run's own agent,
+    else the agent's, else the run's ``params["system"]``, else ``settings.ARBOR_SYSTEM_PROMPT``."""
+    if run is not None and run.params.get("system_override") and (agent is None or agent.pk == run.agent_id):
+        return run.params["system_override"]
     if agent is not None and agent.system_prompt:
         return agent.system_prompt
     if run is not None and run.params.get("system"):
@@ -93,6 +100,10 @@ class BuiltContext:
     compaction: Compaction | None = None
     counted_with: str = ""
     kept_ids: list[int] = field(default_factory=list)
+    pin_tokens: int = 0
+    labels: list[str] = field(default_factory=list)
+    counter: TokenCounter | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def utilisation(self) -> float:
@@ -114,8 +125,27 @@ class BuiltContext:
             "history_messages": self.history_messages, "window_dropped": self.window_dropped,
             "budget_dropped": self.budget_dropped, "unpaired_dropped": self.unpaired_dropped,
             "compaction_pending": self.pending, "compaction": self.compaction.pk if self.compaction else None,
-            "counted_with": self.counted_with,
+            "counted_with": self.counted_with, "pin_tokens": self.pin_tokens, "pinned": len(self.spec.pinned),
         }
+
+    def parts(self) -> dict:
+        """What was sent, part by part (stored with each model call; shown as "what the model saw").
+
+        ``{"messages": [{"part", "message_tokens"}] (one per message sent, in order; not named
+        ``tokens``, which stored step requests mask as a secret), "totals": {part:
+        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``history``
+        (the window), ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail``
+        (a nested agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
+        :data:`core.tokens.REPLY_PRIMING`, is in ``totals["primer"]``).
+        """
+        counter = self.counter or counter_for("")
+        rows = [{"part": label, "message_tokens": message_tokens(counter, message)}
+                for label, message in zip(self.labels, self.messages, strict=True)]
+        totals: dict[str, int] = {}
+        for row in rows:
+            totals[row["part"]] = totals.get(row["part"], 0) + row["message_tokens"]
+        totals["primer"] = REPLY_PRIMING
+        return {"messages": rows, "totals": totals, "not_seen": list(self.notes)}
 
 
 def tool_units(messages: list[Message]) -> tuple[list[list[Message]], list[Message]]:
@@ -167,6 +197,23 @@ def latest_compactions(run: Run | str, memory_id: str, *, inclusive: bool = Fals
     return ready, pending
 
 
+def pinned_ids(ancestors: list[Message]) -> set[int]:
+    """Ids of the pinned messages among ``ancestors`` (path order): a whole-turn pin pins each of
+    the turn's messages; a pinned message of a tool exchange pins the whole exchange (call and
+    results are sent together); a message that cannot be sent (an unfinished exchange) never is.
+    One query."""
+    run_ids = {m.run_id for m in ancestors}
+    if not run_ids:
+        return set()
+    rows = list(Pin.objects.filter(run_id__in=run_ids).values_list("run_id", "message_id"))
+    if not rows:
+        return set()
+    whole = {run_id for run_id, message_id in rows if message_id is None}
+    single = {message_id for _, message_id in rows if message_id is not None}
+    units, _ = tool_units(ancestors)
+    return {m.pk for unit in units if any(m.pk in single or m.run_id in whole for m in unit) for m in unit}
+
+
 def _agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
     """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's."""
     connection_id = agent.connection_id if agent is not None and agent.connection_id else run.connection_id
@@ -209,11 +256,12 @@ def build_context(
     if own_upto is None:
         own_upto = max((m.position for m in own), default=-1) + 1
     window = agent.memory_window_size if agent is not None else None
+    ancestors = [m for m in path if m.run_id != run.pk]
     return _assemble(
         _Selection(
-            ancestors=[m for m in path if m.run_id != run.pk], own=[m for m in own if m.position < own_upto],
+            ancestors=ancestors, own=[m for m in own if m.position < own_upto],
             own_upto=own_upto, tail=list(tail or []), memory_id=memory_id, memory_ids=ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent),
+            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(ancestors),
         ),
         budget=_agent_budget(run, agent, model), counter=counter or run_counter(run),
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
@@ -236,11 +284,12 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
         compactions = latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False)
     else:
         compactions = (compaction, False)
+    path = path if path is not None else ctx.path_messages(run)
     return _assemble(
         _Selection(
-            ancestors=path if path is not None else ctx.path_messages(run), own=[], own_upto=0, tail=[],
+            ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent),
+            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(path),
         ),
         budget=_agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
@@ -260,12 +309,13 @@ class _Selection:
     memory_ids: dict
     window: int | None
     system: str
+    pinned: set[int] = field(default_factory=set)
 
 
 def _history(sel: _Selection, spec: ctx.ContextSpec, compaction: Compaction | None) -> tuple[list[Message], dict]:
     """Rules 2–3: the ancestors' messages of this memory id, after the compaction (if any); fills
     the spec's summary and start depth. Returns ``(history, replacements)``."""
-    history = [m for m in sel.ancestors if sel.memory_ids.get(m.run_id) == sel.memory_id]
+    history = [m for m in sel.ancestors if sel.memory_ids.get(m.run_id) == sel.memory_id and m.pk not in sel.pinned]
     if sel.window == 0:
         spec.from_depth = (max(m.run.depth for m in sel.ancestors) + 1) if sel.ancestors else 0
         return [], {}
@@ -307,18 +357,36 @@ def _fit(unit_tokens: list[int], available: int) -> tuple[int, int]:
     return kept_from, used
 
 
-def _fixed_tokens(sel: _Selection, budget: Budget, counter: TokenCounter) -> int:
-    """Tokens of what is always sent (system prompt, the run's own messages, the tail, the primer);
-    raises :class:`ContextOverflow` when they alone exceed the usable window."""
+def _pin_names(pins: list[Message]) -> str:
+    """“turn 3 (messages 12, 13), turn 9 (message 40)”: turn n is the run at depth n − 1."""
+    by_turn: dict[int, list[int]] = {}
+    for message in pins:
+        by_turn.setdefault(message.run.depth + 1, []).append(message.pk)
+    return ", ".join(f"turn {turn} (message{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))})"
+                     for turn, ids in sorted(by_turn.items()))
+
+
+def _fixed_tokens(sel: _Selection, budget: Budget, counter: TokenCounter, pins: list[Message]) -> tuple[int, int]:
+    """Tokens of what is always sent: ``(system prompt + the run's own messages + tail + primer,
+    pinned messages)``; raises :class:`ContextOverflow` when they exceed the usable window (naming
+    the pins, if any)."""
     fixed_messages = ([{"role": "system", "content": sel.system}] if sel.system else []) + \
         [m.as_openai() for m in sel.own] + sel.tail
     fixed = context_tokens(counter, fixed_messages)
+    pin_tokens = sum(message_tokens(counter, m.as_openai()) for m in pins)
+    if pins and fixed + pin_tokens > budget.usable:
+        raise ContextOverflow(
+            f"The pinned messages need {pin_tokens} tokens — {_pin_names(pins)} — and with the system prompt and "
+            f"this run's own messages ({fixed} tokens) that is {fixed + pin_tokens - budget.usable} tokens over the "
+            f"usable context window of {budget.usable} tokens. Nothing was dropped: unpin some of them or raise the "
+            f"agent's context budget."
+        )
     if fixed > budget.usable:
         raise ContextOverflow(
             f"The system prompt and this run's own messages need {fixed} tokens; the usable context window is "
             f"{budget.usable} tokens ({budget.context_window} − {budget.reserved_output} reserved for the answer)."
         )
-    return fixed
+    return fixed, pin_tokens
 
 
 def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
@@ -332,13 +400,15 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
 
     def as_sent(message: Message) -> dict:
         data = message.as_openai()
-        if str(message.pk) in replaced:
+        if str(message.pk) in replaced and message.pk not in sel.pinned:
             data["content"] = replaced[str(message.pk)]
         return data
 
+    pins = [m for m in sel.ancestors if m.pk in sel.pinned]
     units, unpaired = tool_units(history)
     units, window_dropped = _window(units, sel.window)
-    fixed = _fixed_tokens(sel, budget, counter)
+    fixed, pin_tokens = _fixed_tokens(sel, budget, counter, pins)
+    fixed += pin_tokens
     summary_tokens = message_tokens(counter, {"role": "system", "content": spec.summary["text"]}) if spec.summary else 0
     if spec.summary and fixed + summary_tokens > budget.usable:
         spec.summary, summary_tokens = None, 0
@@ -346,21 +416,85 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
     kept_from, used = _fit(unit_tokens, budget.usable - fixed - summary_tokens)
     kept = [m for unit in units[kept_from:] for m in unit]
     _describe_cut(spec, sel, kept, replaced)
-    messages = ctx.render_prefix(spec) + [as_sent(m) for m in kept] + [m.as_openai() for m in sel.own] + \
+    spec.pinned = sorted(m.pk for m in pins)
+    sent = _in_path_order(sel.ancestors, kept, pins)
+    messages = ctx.render_prefix(spec) + [as_sent(m) for m in sent] + [m.as_openai() for m in sel.own] + \
         [dict(m) for m in sel.tail]
     return BuiltContext(
         spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
         history_tokens=sum(unit_tokens) + summary_tokens, fixed_tokens=fixed, history_messages=len(kept),
         window_dropped=window_dropped, budget_dropped=sum(len(u) for u in units[:kept_from]),
         unpaired_dropped=len(unpaired), pending=pending, compaction=compaction, counted_with=counter.mode,
-        kept_ids=sorted(m.pk for m in kept),
+        kept_ids=sorted(m.pk for m in kept), pin_tokens=pin_tokens, counter=counter,
+        labels=_labels(spec, sel, sent), notes=_not_seen(spec, sel, compaction),
     )
+
+
+def _in_path_order(ancestors: list[Message], kept: list[Message], pins: list[Message]) -> list[Message]:
+    if not pins:
+        return kept
+    chosen = {m.pk for m in kept} | {m.pk for m in pins}
+    return [m for m in ancestors if m.pk in chosen]
+
+
+def _labels(spec: ctx.ContextSpec, sel: _Selection, sent: list[Message]) -> list[str]:
+    """The part of each message sent (see :meth:`BuiltContext.parts`), in order."""
+    labels = (["system"] if spec.system else []) + (["summary"] if spec.summary else [])
+    for message in sent:
+        if message.pk in sel.pinned:
+            labels.append("pin")
+        elif message.role == Role.TOOL or message.tool_calls:
+            labels.append("tool")
+        else:
+            labels.append("history")
+    labels += ["tool" if m.role == Role.TOOL or m.tool_calls else "input" for m in sel.own]
+    return labels + ["tail"] * len(sel.tail)
+
+
+def _turn_ranges(depths: set[int]) -> str:
+    """“turns 1–40, 43” for the runs at these depths (turn n is depth n − 1)."""
+    ranges: list[list[int]] = []
+    for depth in sorted(depths):
+        if ranges and depth == ranges[-1][1] + 1:
+            ranges[-1][1] = depth
+        else:
+            ranges.append([depth, depth])
+    text = ", ".join(f"{a + 1}" if a == b else f"{a + 1}–{b + 1}" for a, b in ranges)
+    return ("turn " if len(depths) == 1 else "turns ") + text
+
+
+def _not_seen(spec: ctx.ContextSpec, sel: _Selection, compaction: Compaction | None) -> list[str]:
+    """Plain sentences: what the path to this run holds that the model was not sent (or not word for word)."""
+    notes: list[str] = []
+    mine = [m for m in sel.ancestors if m.pk not in sel.pinned]
+    other = [m for m in mine if sel.memory_ids.get(m.run_id) != sel.memory_id]
+    mine = [m for m in mine if sel.memory_ids.get(m.run_id) == sel.memory_id]
+    summarised = {m.run.depth for m in mine if spec.summary and m.run.depth < compaction.from_depth}
+    if summarised:
+        notes.append(f"{_turn_ranges(summarised).capitalize()} were summarised (summary {spec.summary['id']}): "
+                     "the model saw the summary, not the turns.")
+    left_out = {m.run.depth for m in mine if m.run.depth < spec.from_depth} - summarised
+    if left_out:
+        notes.append(f"{_turn_ranges(left_out).capitalize()} were left out (memory window, context budget or "
+                     "compaction).")
+    if spec.dropped:
+        notes.append(f"{len(spec.dropped)} message(s) of the later turns were left out (the window or budget cut "
+                     "inside a turn, or an unfinished tool call).")
+    if spec.replaced:
+        notes.append(f"{len(spec.replaced)} tool result(s) were sent shortened by compaction.")
+    if other:
+        ids = sorted({sel.memory_ids.get(m.run_id) or "" for m in other})
+        notes.append(f"{_turn_ranges({m.run.depth for m in other}).capitalize()} belong to another memory id "
+                     f"({', '.join(ids)}) and were not included.")
+    notes.append("Turns on other branches are never sent: only this turn's ancestors are.")
+    return notes
 
 
 def _describe_cut(spec: ctx.ContextSpec, sel: _Selection, kept: list[Message], replaced: dict) -> None:
     """Express the cut as spec fields: whole turns before ``from_depth``; inside the kept range,
     every message of this memory id that is not sent is listed (window/budget boundary, unpaired,
-    covered by a compaction); replacements only for messages sent."""
+    covered by a compaction); replacements only for messages sent. Pinned messages are the spec's
+    ``pinned`` (set by the caller), never dropped."""
     kept_ids = {m.pk for m in kept}
     if kept:
         spec.from_depth = max(spec.from_depth, kept[0].run.depth)
@@ -369,5 +503,6 @@ def _describe_cut(spec: ctx.ContextSpec, sel: _Selection, kept: list[Message], r
     spec.dropped = sorted(
         m.pk for m in sel.ancestors
         if sel.memory_ids.get(m.run_id) == sel.memory_id and m.run.depth >= spec.from_depth and m.pk not in kept_ids
+        and m.pk not in sel.pinned
     )
     spec.replaced = {str(m.pk): replaced[str(m.pk)] for m in kept if str(m.pk) in replaced}

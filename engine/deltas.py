@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class DeltaBatcher:
-    """One model call's text deltas for ``stream`` (a :class:`conversations.streams.RunStream`)."""
+    """One model call's text deltas for ``stream`` (a :class:`streams.backends.RunStream`)."""
 
     def __init__(self, run_id, stream, interval: float | None = None):
         self.run_id = run_id
@@ -100,7 +100,7 @@ class _Flusher:
             for batcher in batchers:
                 try:
                     batcher.flush()
-                except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+                except Exception:  # the thread must outlive any one failure
                     log.exception("delta flusher: run %s: publish failed", batcher.run_id)
 
 

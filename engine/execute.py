@@ -1,9 +1,9 @@
 """Answering one run in a worker: claim it, build its context, stream the model's answer, run the
-tools it asks for, and finalize. The body of the ``conversations.execute_run`` task.
+tools it asks for, and finalize. The body of the ``engine.execute_run`` task.
 
 One turn, file by file: :func:`run_execute` (here) → :func:`engine.context.build_context` (the
 context within the agent's memory settings) → :func:`engine.model_call.stream_answer` (one streamed
-call, deltas to :mod:`conversations.streams`) → :func:`engine.tools.run_tool` (tool rounds) →
+call, deltas to :mod:`streams.backends`) → :func:`engine.tools.run_tool` (tool rounds) →
 :func:`engine.finalize.finalize` (the answer, usage and status, written once; then
 ``run_finished`` and :func:`engine.compaction.consider_after_run`).
 """
@@ -23,13 +23,13 @@ from django.utils import timezone
 from connections.endpoint import Endpoint
 from connections.models import ConnectionUnusable
 from connections.selectors import endpoint_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
-from conversations.streams import RunStream, get_stream
 from core.errors import SERVICE_UNAVAILABLE
 from core.params import model_params
 from core.redact import mask_secrets
 from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
+from streams.backends import RunStream, get_stream
 
 from .context import BuiltContext, ContextOverflow, build_context
 from .finalize import ToolRoundLimit, Totals, finalize, finish_step
@@ -193,6 +193,7 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
         **turn.endpoint.describe(), "model": run.model, "params": turn.params, "stream": True,
         "context": built.spec.to_json(), "message_count": len(built.messages), "sha256": ctx.digest(built.messages),
         "context_tokens": built.tokens, "usable_window": built.budget.usable, "round": rounds,
+        "context_parts": built.parts(),
     }
     tool_args: dict = {}
     if turn.tools:

@@ -11,8 +11,8 @@ from connections.endpoint import Endpoint
 from connections.selectors import base_url_for
 from conversations.models import Message, Role, Run, RunStatus, Step
 from conversations.signals import run_finished
-from conversations.streams import TERMINAL, RunStream
 from core.tokens import TokenCounter, counter_for
+from streams.backends import TERMINAL, RunStream
 
 from . import compaction
 from .context import ContextOverflow

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from connections.endpoint import Endpoint
 from conversations.models import Run, RunStatus
-from conversations.streams import RunStream
+from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
 from .llm import FirstTokenTimeout, get_client
@@ -166,17 +166,8 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         if not outcome.finish_reason and not watch.stopped:
             raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
                 f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes the run's error
-        if watch.expired:
-            outcome.error = _deadline_error()
-        elif clock.late and not (parts or calls):
-            outcome.error = clock.error()
-        elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
-            outcome.cancelled = True
-        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        else:
-            outcome.error = exc
+    except BaseException as exc:  # every failure becomes the run's error
+        _record_failure(outcome, exc, run=run, watch=watch, clock=clock, silent=not (parts or calls))
     finally:
         clock.arrived()
         tower.unwatch(watch)
@@ -190,6 +181,23 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         {**c, "id": c["id"] or f"call_{run.pk.hex[:8]}_{i}"} for i, c in sorted(calls.items()) if c["name"]
     ]
     return outcome
+
+
+def _record_failure(outcome: Outcome, exc: BaseException, *, run: Run, watch, clock: FirstTokenClock,
+                    silent: bool) -> None:
+    """Why the stream stopped, on ``outcome``: the run's deadline, the first-token deadline (when
+    ``silent``: no token came), a cancel, else ``exc`` itself. KeyboardInterrupt and SystemExit that
+    are none of these are raised again."""
+    if watch.expired:
+        outcome.error = _deadline_error()
+    elif clock.late and silent:
+        outcome.error = clock.error()
+    elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
+        outcome.cancelled = True
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    else:
+        outcome.error = exc
 
 
 def _batcher(run: Run, stream: RunStream) -> DeltaBatcher:

@@ -11,9 +11,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from conversations.models import Message, Role, Run, RunStatus
-from conversations.streams import TERMINAL, RunStream, get_stream
 from core import queue
 from core.errors import SERVICE_UNAVAILABLE
+from streams.backends import TERMINAL, RunStream, get_stream
 
 log = logging.getLogger(__name__)
 

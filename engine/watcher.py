@@ -59,7 +59,7 @@ class Watch:
         try:
             if stream is not None:
                 stream.response.close()
-        except Exception:  # noqa: BLE001 - closing is best effort; the read fails either way
+        except Exception:  # closing is best effort; the read fails either way
             pass
 
 
@@ -102,7 +102,7 @@ class Watchtower:
             except DatabaseError:
                 log.warning("watchtower: database unavailable; retrying", exc_info=True)
                 connection.close()
-            except Exception:  # noqa: BLE001 - the thread must outlive any one failure
+            except Exception:  # the thread must outlive any one failure
                 log.exception("watchtower: check failed")
 
     def _check(self, watches: dict) -> None:

@@ -138,6 +138,7 @@ class CompactionStatus(models.TextChoices):
     RUNNING = "running"
     READY = "ready"
     FAILED = "failed"
+    UNDONE = "undone"
 
 
 class Compaction(models.Model):
@@ -183,6 +184,12 @@ class Compaction(models.Model):
     step = models.ForeignKey("conversations.Step", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    versions = models.JSONField(
+        default=list, blank=True,
+        help_text="Earlier texts of the summary, oldest first: [{summary, replaced_at, by}] (an edit keeps the old).",
+    )
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", help_text="Who asked for it (Compact now); empty: automatic.")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -198,11 +205,135 @@ class Compaction(models.Model):
     def is_ready(self) -> bool:
         return self.status == CompactionStatus.READY
 
+    @property
+    def first_turn(self) -> int:
+        """Number of the first turn this compaction stands for (turn n is the run at depth n − 1)."""
+        return 1
+
+    @property
+    def last_turn(self) -> int:
+        """Number of the last turn it stands for: the turns before ``from_depth``."""
+        return self.from_depth
+
+    @property
+    def summary_connection(self) -> str:
+        """Name of the connection the summary was written on (from what the strategies recorded)."""
+        return next((a.get("connection") or "" for a in reversed(self.applied or []) if a.get("type") == "summarize"),
+                    "")
+
+    @property
+    def marker(self) -> str:
+        """The chat's marker line: “Turns 1–40 summarised: 18,400 → 1,150 tokens · by connection ·
+        model · when”; for a failed one, why (the raw turns are sent meanwhile)."""
+        if self.status == CompactionStatus.FAILED:
+            return f"Compaction failed: {self.error} · the raw turns are sent"
+        if self.status in (CompactionStatus.PENDING, CompactionStatus.RUNNING):
+            return "Compacting earlier turns…"
+        turns = "Turn 1" if self.last_turn <= 1 else f"Turns 1–{self.last_turn}"
+        verb = "summarised" if self.summary else "compacted"
+        after = f"{self.tokens_after:,}" if self.tokens_after is not None else "?"
+        by = " · ".join(x for x in (self.summary_connection, self.model) if x)
+        when = timezone.localtime(self.finished_at).strftime("%Y-%m-%d %H:%M") if self.finished_at else ""
+        text = f"{turns} {verb}: {self.tokens_before:,} → {after} tokens" + (f" · by {by}" if by else "") + \
+            (f" · {when}" if when else "")
+        return text + (" · undone: the raw turns are sent" if self.status == CompactionStatus.UNDONE else "")
+
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
 
-# Memory stores and semantic search (issue 5): their tables live in memory.stores.models.
+class BranchSettings(models.Model):
+    """Chat settings chosen in a session's settings panel, from a turn on: every run started below
+    ``run`` (its descendants, on every branch from there) takes them, until a deeper change; a
+    branch started from above ``run`` keeps the settings it had. Rows are never changed: each
+    save is a new row (the history of a chat's settings is its rows, and the audit log's).
+
+    Applied when a run is started (:func:`memory.selectors.branch_settings_for`), so the run itself
+    records them: ``params`` (the one validator, :func:`core.params.clean_params`) merged over the
+    agent's, ``system_prompt`` as ``params["system_override"]``, ``compaction`` (a policy,
+    :func:`memory.policy.parse_policy`; empty: the agent's) as ``params["compaction"]`` and the
+    row's id as ``params["branch_settings"]``. ``agent``: answers runs started without an agent.
+    """
+
+    RUN_KEYS = ("system_override", "compaction", "branch_settings")  # what it adds to a run's params
+
+    run = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="branch_settings")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    system_prompt = models.TextField(blank=True, help_text="Empty: the agent's (or the default) system prompt.")
+    params = models.JSONField(default=dict, blank=True)
+    compaction = models.JSONField(default=dict, blank=True, help_text="Empty: the agent's compaction policy.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "branch settings"
+
+    def __str__(self) -> str:
+        return f"Settings {self.pk} from run {self.run_id}"
+
+    def run_params(self) -> dict:
+        """What a run started under these settings records in its ``params`` (besides the model's)."""
+        out: dict = {**self.params, "branch_settings": self.pk}
+        if self.system_prompt:
+            out["system_override"] = self.system_prompt
+        if self.compaction:
+            out["compaction"] = self.compaction
+        return out
+
+
+class SharedSummary(models.Model):
+    """One summary of one prefix of a branch, written once and reused by every compaction that
+    would summarise the same messages the same way — siblings under a compacted prefix make one
+    summary call, not one each (:func:`engine.compaction.summarise_shared`).
+
+    ``key``: SHA-256 of what determines the text: memory id, the summary it continues, the ids of
+    the messages summarised (with any replacement sent for them), and the strategy's prompt, model,
+    connection, temperature and token limit. ``usage``: the summariser's token counts.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    memory_id = models.CharField(max_length=100, default=DEFAULT_MEMORY_ID)
+    summary = EncryptedTextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    uses = models.PositiveIntegerField(default=1, help_text="Compactions that used it (the first included).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Shared summary {self.key[:12]}"
+
+
+class Pin(models.Model):
+    """A pinned turn (``message`` empty: every message of ``run``) or one pinned message of it.
+
+    A pin belongs to the run it is on, so it holds on every branch below that run and on none
+    beside it (per branch by construction: a context reads only its own ancestors). No compaction
+    strategy drops, truncates or summarises a pinned message; the context builder always sends it
+    verbatim (:mod:`engine.context`), or fails the run naming the pins when they alone do not fit.
+    An assistant message with tool calls is pinned with its tool results (they are sent together).
+    """
+
+    run = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="pins")
+    message = models.ForeignKey("conversations.Message", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="+", help_text="Empty: the whole turn.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run"], condition=models.Q(message__isnull=True), name="pin_whole_turn"),
+            models.UniqueConstraint(fields=["message"], name="pin_message"),
+        ]
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Pin of run {self.run_id}" + (f" message {self.message_id}" if self.message_id else "")
+
+
+# Memory stores and semantic search: their tables live in memory.stores.models.
 from memory.stores.models import MemoryStoreSession, MessageEmbedding  # noqa: E402,F401

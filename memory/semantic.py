@@ -1,7 +1,7 @@
 """Semantic similarity of messages: embedders, the vector index and ranking.
 
 Which messages a user may search, and the search itself, live with the conversation tables in
-:mod:`conversations.search`; this module only turns texts into vectors, stores them per message
+:mod:`search.selectors`; this module only turns texts into vectors, stores them per message
 (:func:`index_messages`), reads a user's vectors (:func:`user_matrix`) and ranks
 (:func:`top_indexes`, :func:`rank_messages`). It never imports the conversations app: messages
 come in as objects with ``pk``, ``content`` and ``run.session.owner_id``.

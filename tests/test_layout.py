@@ -1,4 +1,4 @@
-"""The layered layout of issue 10, checked from the source text (no database, no Django setup).
+"""The layered layout, checked from the source text (no database, no Django setup).
 
 The app code is parsed with :mod:`ast`; every import statement counts, including those inside
 functions, except imports under ``if TYPE_CHECKING:`` (they never run, and import-linter's
@@ -6,7 +6,9 @@ functions, except imports under ``if TYPE_CHECKING:`` (they never run, and impor
 
 - no import cycle between modules of the app code;
 - no two top-level packages import each other;
-- no function in ``engine/`` over 60 lines;
+- no function of the app code over 60 lines;
+- every app module is named in a layer of an import-linter contract (``pyproject.toml``);
+- entry modules (views, api, admin) make no ORM query: they call selectors and services;
 - no import inside a function unless a comment on that line (or the line above) says why.
 
 ``make lint`` runs the finer rules (which layer may import which) with import-linter.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
@@ -24,9 +27,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("accounts", "archive", "audit", "comparisons", "config", "connections", "conversations", "core", "engine",
-        "memory")
-MAX_ENGINE_FUNCTION_LINES = 60
+APPS = ("accounts", "archive", "audit", "branches", "comparisons", "config", "connections", "conversations", "core",
+        "engine", "memory", "runaudit", "search", "streams")
+MAX_FUNCTION_LINES = 60
 # A comment that only silences a tool does not say why the import is inside the function.
 _TOOL_DIRECTIVE = re.compile(r"#\s*(noqa\b[:\sA-Z0-9,]*|type:\s*ignore\S*|pragma:[^#]*|fmt:\s*\w+)", re.IGNORECASE)
 
@@ -250,16 +253,15 @@ def _functions(tree: ast.AST, prefix: str = ""):
             yield from _functions(node, prefix)
 
 
-def test_no_engine_function_over_60_lines():
+def test_no_function_over_60_lines():
+    """Every function of the app code (decorators and docstring included) fits in 60 lines."""
     long = []
-    for module, path in _sources().items():
-        if module.split(".")[0] != "engine":
-            continue
+    for path in _sources().values():
         for name, node in _functions(_tree(path)):
             length = node.end_lineno - node.lineno + 1
-            if length > MAX_ENGINE_FUNCTION_LINES:
+            if length > MAX_FUNCTION_LINES:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}: {length} lines")
-    assert not long, f"engine functions over {MAX_ENGINE_FUNCTION_LINES} lines:\n  " + "\n  ".join(long)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n  " + "\n  ".join(long)
 
 
 def _says_why(lines: list[str], node: ast.stmt) -> bool:
@@ -330,3 +332,83 @@ def test_the_checks_themselves():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "e": {"d"}, "f": set()}
     cycles = sorted(_shortest_cycle(graph, members) for members in _strongly_connected(graph))
     assert cycles == [["a", "b", "c", "a"], ["d", "e", "d"]]
+
+
+# --- every module in a named layer --------------------------------------------------------------
+
+def _layer_names() -> dict[str, set[str]]:
+    """Container ("" for the top-level contract) -> the module names its layers contracts name."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    named: dict[str, set[str]] = defaultdict(set)
+    for contract in config["contracts"]:
+        if contract["type"] != "layers":
+            continue
+        names = {part.strip().strip("()") for layer in contract["layers"] for part in re.split(r"[|:]", layer)}
+        for container in contract.get("containers", [""]):
+            named[container] |= names
+    return named
+
+
+def test_every_app_module_is_named_in_a_layer():
+    named = _layer_names()
+    unnamed = [app for app in APPS if app not in named[""]]
+    for app in APPS:
+        children = {path.stem if path.suffix == ".py" else path.name for path in (ROOT / app).iterdir()
+                    if (path.suffix == ".py" and path.stem != "__init__")
+                    or (path.is_dir() and (path / "__init__.py").exists() and path.name != "migrations")}
+        unnamed += [f"{app}.{child}" for child in sorted(children - named.get(app, set()))]
+    assert not unnamed, "modules no layer names (add them to a layers contract in pyproject.toml):\n  " + \
+        "\n  ".join(unnamed)
+
+
+# --- no ORM query in entry modules --------------------------------------------------------------
+
+ENTRY_MODULES = ("views", "seen_views", "api", "admin")
+# QuerySet methods (Django's and ours) whose call in an entry module is a query built there.
+ORM_METHODS = frozenset({
+    "filter", "exclude", "order_by", "values_list", "annotate", "aggregate", "select_related", "prefetch_related",
+    "only", "defer", "select_for_update", "get_or_create", "update_or_create", "bulk_create", "bulk_update",
+    "in_bulk", "iterator", "distinct", "raw", "extra", "union", "alive", "owned_by", "on_path_to", "ancestor_of",
+    "descendant_of", "sibling_of", "children_of", "visible_runs", "pickable_by", "unpruned", "visible_to",
+})
+
+
+def _orm_lines(tree: ast.AST) -> list[int]:
+    """Lines that reach a model manager (``X.objects``) or call a QuerySet method."""
+    return sorted({node.lineno for node in ast.walk(tree) if _is_orm(node)})
+
+
+def _is_orm(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr == "objects"
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ORM_METHODS
+
+
+def test_entry_modules_make_no_orm_query():
+    found = [f"{path.relative_to(ROOT)}:{line}"
+             for module, path in _sources().items() if module.split(".")[-1] in ENTRY_MODULES
+             for line in _orm_lines(_tree(path))]
+    assert not found, "ORM queries in entry modules (move them to a selector):\n  " + "\n  ".join(found)
+
+
+def test_the_orm_check_sees_a_query():
+    tree = ast.parse("def view(request):\n    return Run.objects.filter(pk=1)\n\n"
+                     "def other(session):\n    return session.visible_runs().order_by('depth')\n")
+    assert _orm_lines(tree) == [2, 5]
+
+
+
+# --- the tests mirror the apps --------------------------------------------------------------------
+
+# Test folders that are no app: shared helpers, browser tests across pages, the chaos suite, vendored JS,
+# the docs check.
+TEST_FOLDERS_BESIDE_APPS = {"support", "ui", "chaos", "vendor", "artifacts", "docs"}
+
+
+def test_the_test_tree_mirrors_the_apps():
+    """``tests/<app>/`` for every test of one app; only this file and shared modules at the root."""
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    strays = sorted(folders - set(APPS) - TEST_FOLDERS_BESIDE_APPS)
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.name != "test_layout.py")
+    assert not strays and not loose, f"test folders that are no app: {strays}; test files at the root: {loose}"

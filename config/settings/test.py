@@ -22,7 +22,7 @@ else:
 # between them); tests/audit turn them on per test with the settings fixture.
 ARBOR_RUN_RATE = ""
 
-# Dashboard (issue 3): the test ASGI server serves static files straight from the finders, so the
+# Dashboard: the test ASGI server serves static files straight from the finders, so the
 # browser tests always get the current app.js/app.css without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True

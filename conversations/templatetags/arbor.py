@@ -7,8 +7,11 @@ links and ``hx-*`` attributes never reach the page. Images are rendered as links
 
 from __future__ import annotations
 
+import re
+
 import nh3
 from django import template
+from django.conf import settings
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
 from django.urls import reverse
@@ -79,7 +82,7 @@ def render_markdown(text: str) -> str:
 
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> str:
-    return mark_safe(render_markdown(text))  # noqa: S308 - sanitised by nh3 above
+    return mark_safe(render_markdown(text))  # sanitised by nh3 above
 
 
 # --- icons ---------------------------------------------------------------------------------------
@@ -87,6 +90,7 @@ def markdown_filter(text: str) -> str:
 ICONS = frozenset({
     "copy", "check", "edit", "regenerate", "continue", "fork", "compare", "trash", "menu", "sidebar", "close",
     "sun", "moon", "monitor", "chevron-left", "chevron-right", "stop", "send", "plus", "search", "tree", "more",
+    "chevron-down", "thumb-up", "thumb-down", "pin",
 })
 
 
@@ -98,7 +102,7 @@ def icon(name: str) -> str:
     if name not in ICONS:
         raise ValueError(f"no icon named {name!r}")
     href = f'{static("arbor/icons.svg")}#{name}'
-    return mark_safe(  # noqa: S308 - a fixed name from ICONS and a static URL
+    return mark_safe(  # a fixed name from ICONS and a static URL
         f'<svg class="icon" aria-hidden="true" focusable="false"><use href="{href}"></use></svg>'
     )
 
@@ -117,7 +121,7 @@ def _truncate(text: str, n: int) -> str:
 
 @register.simple_tag(takes_context=True)
 def tree_items(context, items) -> str:
-    """HTML of :class:`conversations.browse.Item` tokens (``<li>`` elements, well nested)."""
+    """HTML of :class:`conversations.selectors.trees.Item` tokens (``<li>`` elements, well nested)."""
     session = context["session"]
     open_url = reverse("conversations:branch_open", args=[session.pk, _PLACEHOLDER])  # a POST: it stores the branch
     csrf = f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(context["request"]))}">'
@@ -166,4 +170,44 @@ def tree_items(context, items) -> str:
             runs = f'{item.count} run{"s" if item.count != 1 else ""}'
             add(f'<li class="branch more"><a href="{url}" hx-get="{url}" hx-target="closest li" hx-swap="outerHTML">'
                 f'&#9656; Other version of turn #{n.depth + 1}: {label} · {runs} not shown yet</a></li>\n')
-    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped above
+    return mark_safe("".join(out))  # every interpolated value is escaped above
+
+
+# --- errors as people read them ---------------------------------------------------------------------
+# The socket and DNS errors a model call or a health check may end with, in plain words. The raw
+# text stays in the run's audit page (conversations/audit_views.py) and the API.
+_FRIENDLY_ERRORS = (
+    (("connection refused", "errno 111", "errno 61"),
+     "the model server refused the connection: is it running, and is the base URL right?"),
+    (("name or service not known", "nodename nor servname", "errno -2", "errno -3", "getaddrinfo failed"),
+     "the model server's host name is unknown: check the base URL."),
+    (("network is unreachable", "no route to host", "errno 101", "errno 113"),
+     "the model server's network cannot be reached from here."),
+    (("connection reset", "errno 104", "remote end closed", "server disconnected"),
+     "the model server closed the connection before answering."),
+    (("timed out", "timeout"), "the model server did not answer in time."),
+    (("connection error", "apiconnectionerror", "connecterror"),
+     "the connection to the model server failed: is it running, and is the base URL right?"),
+    (("certificate verify failed", "ssl:"), "the model server's TLS certificate was not accepted."),
+)
+
+
+@register.filter
+def friendly_error(text) -> str:
+    """``text`` (an error message) in plain words when it is one of the socket or DNS errors of
+    :data:`_FRIENDLY_ERRORS` ("[Errno 111] Connection refused" → "Could not reach the model: the
+    model server refused the connection: …"), else unchanged."""
+    raw = str(text or "")
+    lowered = raw.lower()
+    for needles, meaning in _FRIENDLY_ERRORS:
+        if any(needle in lowered for needle in needles):
+            named = re.match(r"(Could not reach \S+?):? ", raw)
+            return f"{named.group(1) if named else 'Could not reach the model'}: {meaning}"
+    return raw
+
+
+@register.simple_tag
+def chat_feature(name: str) -> bool:
+    """Whether the chat habit ``name`` (continue, thumbs, pins, date_groups) is on: the setting
+    ``ARBOR_CHAT_<NAME>`` (config/settings/base.py)."""
+    return bool(getattr(settings, f"ARBOR_CHAT_{name.upper()}", False))

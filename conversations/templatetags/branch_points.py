@@ -1,9 +1,9 @@
 """Branch points in the chat: ``{% load branch_points %}``.
 
 ``{% branch_points_of session as points %}``: the branch points of the session's shown branch (the
-path to its active run; :func:`conversations.browse.branch_points`, two queries at any depth), each
+path to its active run; :func:`conversations.selectors.paths.branch_points`, two queries at any depth), each
 with ``url``: a plain link that shows that turn — the chat reaching back to it (``?at=``) when it
-is within ``browse.MAX_WINDOW`` turns of the newest, else the page of the turns above the next run
+is within ``paths.MAX_WINDOW`` turns of the newest, else the page of the turns above the next run
 (``older?before=``), both with the turn's ``#turn-<run id>`` anchor. The markup is in
 templates/conversations/_branch_points.html and _branch_marker.html; static/arbor/branchpoints.js
 adds the keys.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from django import template
 from django.urls import reverse
 
-from ..browse import MAX_WINDOW, branch_points
+from ..selectors.paths import MAX_WINDOW, branch_points
 
 register = template.Library()
 

@@ -10,8 +10,8 @@
 
 All output is escaped by the templates; numbers come from the stored steps, so rendering never
 calls the model or its tokenizer. Pairing tool calls with results and finding a run's compactions
-are :func:`conversations.browse.pair_tool_calls` and :func:`conversations.browse.compactions_by_run`
-(the chat page uses them directly, through ``Turn.tool_calls`` and ``browse.attach_compactions``).
+are :func:`conversations.selectors.paths.pair_tool_calls` and :func:`conversations.selectors.paths.compactions_by_run`
+(the chat page uses them directly, through ``Turn.tool_calls`` and ``paths.attach_compactions``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from connections.selectors import find_model
 from memory.models import Compaction, CompactionStatus
 from memory.policy import budget_for, policy_for
 
-from ..browse import compactions_by_run, pair_tool_calls
 from ..models import Message, Run, Step, StepKind
+from ..selectors.paths import compactions_by_run, pair_tool_calls
 
 register = template.Library()
 
@@ -63,7 +63,7 @@ def branch_meter_data(session, run: Run | None = None, models=None) -> dict:
     utilisation = tokens / usable if usable else 0.0
     try:
         threshold = policy_for(agent).threshold
-    except Exception:  # noqa: BLE001 - an invalid stored policy must not break the page
+    except Exception:  # an invalid stored policy must not break the page
         threshold = None
     return {
         "run": run, "tokens": tokens, "usable": usable, "utilisation": utilisation,

@@ -9,7 +9,7 @@ JSON-Schema of its arguments (the OpenAI ``tools`` format) and a function
 - ``call_agent``: a nested agent answers a prompt; it runs as a child step (kind ``agent_call``) of
   the calling run and receives that run's context according to *its own* memory settings
   (memory id, window, budget), plus the prompt;
-- ``recall``: semantic search over the user's past messages (:func:`conversations.search.search_messages`).
+- ``recall``: semantic search over the user's past messages (:func:`search.selectors.search_messages`).
 
 A tool's failure (bad arguments, an unknown agent, a division by zero) is its result, prefixed with
 ``Error:``, for the model to read — it does not fail the run.

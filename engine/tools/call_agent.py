@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from connections.models import ConnectionUnusable
 from connections.selectors import endpoint_for
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations.models import RunStatus, Step, StepKind
 from core.params import model_params
 from core.redact import mask_secrets
@@ -61,7 +61,7 @@ def _call_agent(context: ToolContext, args: dict) -> str:
     try:
         response = get_client(endpoint).chat.completions.create(model=model, messages=built.messages, stream=False,
                                                                 **params)
-    except Exception as exc:  # noqa: BLE001 - the nested agent's failure is the tool's result
+    except Exception as exc:  # the nested agent's failure is the tool's result
         etype, emsg = describe_error(exc, endpoint)
         step.status, step.finished_at, step.error = RunStatus.FAILED, timezone.now(), {"type": etype, "message": emsg}
         step.save(update_fields=["status", "finished_at", "error"])

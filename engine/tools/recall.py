@@ -1,8 +1,8 @@
-"""``recall``: semantic search over the user's past messages (:func:`conversations.search.search_messages`)."""
+"""``recall``: semantic search over the user's past messages (:func:`search.selectors.search_messages`)."""
 
 from __future__ import annotations
 
-from conversations.search import search_messages
+from search.selectors import search_messages
 
 from .registry import Tool, ToolContext, ToolError, register
 
@@ -18,7 +18,7 @@ def _recall(context: ToolContext, args: dict) -> str:
         hits = search_messages(user=context.run.session.owner, query=query, top_k=top_k + 2)
     except ValueError as exc:
         raise ToolError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - SemanticSearchUnavailable and the like: the message says why
+    except Exception as exc:  # SemanticSearchUnavailable and the like: the message says why
         raise ToolError(f"memory search is unavailable: {exc}") from None
     lines = []
     for hit in hits:

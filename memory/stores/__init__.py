@@ -1,6 +1,6 @@
 """Memory stores for Python code: one interface (:class:`MemoryStore`, :class:`AsyncMemoryStore`),
 four backends: in memory, JSONL and Redis here, and the database backend over the dashboard's
-conversation tables, :class:`conversations.memory_store.DatabaseMemoryStore` (it lives with the
+conversation tables, :class:`search.memory_store.DatabaseMemoryStore` (it lives with the
 tables it reads). See README "Memory stores" for a runnable example.
 
 >>> from memory.stores import InMemoryMemoryStore, MemoryMessage

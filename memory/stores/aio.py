@@ -2,7 +2,7 @@
 
 Each call runs the sync store's method in a worker thread (``asgiref.sync.sync_to_async``):
 a store whose class says ``thread_sensitive = True`` (the database store,
-:class:`conversations.memory_store.DatabaseMemoryStore`) in Django's one thread-sensitive executor
+:class:`search.memory_store.DatabaseMemoryStore`) in Django's one thread-sensitive executor
 (where the ORM must run when called from async code), the others in the default executor. Every
 backend's sync form is thread-safe, so sync and async users may share one store object.
 """

@@ -2,7 +2,7 @@
 
 A *memory store* keeps one conversation's messages in order. Backends differ in where the messages
 live (a Python list, a JSONL file, the database, Redis); they agree on everything here, and one
-contract test suite (``tests/stores/``) runs unchanged against each.
+contract test suite (``tests/memory/stores/``) runs unchanged against each.
 
 Ordering is insertion order ("chronological"); ``created_at`` is kept as given and is what the
 date filters read. ``get_history(limit=N)`` returns the *newest* N messages, oldest first.
@@ -258,7 +258,7 @@ def default_token_count() -> Callable[[MemoryMessage], int]:
         from django.conf import settings  # only when Django is there: the stores also serve plain scripts
 
         counter = counter_for(settings.OPENAI_BASE_URL)
-    except Exception:  # noqa: BLE001 - no Django settings: estimate (scripts without a project)
+    except Exception:  # no Django settings: estimate (scripts without a project)
         counter = TokenCounter(base_url="", _mode="estimate")
     return lambda message: counter.count_messages([message.as_openai()])
 

@@ -1,6 +1,6 @@
 """Tables of the memory stores and semantic search (app label ``memory``; imported by memory.models).
 
-- :class:`MemoryStoreSession`: the session a :class:`~conversations.memory_store.DatabaseMemoryStore` without
+- :class:`MemoryStoreSession`: the session a :class:`~search.memory_store.DatabaseMemoryStore` without
   a branch writes to, one per (owner, memory_id) — a unique pair, so two processes opening the
   same store for the first time agree on one session.
 - :class:`MessageEmbedding`: a message's vector for one embedding model (float32 bytes, unit

@@ -1,6 +1,12 @@
 // Arbor: progressive enhancements. Every page works without this file (links and forms are real;
 // the drawer and the menu open through :target); with it:
-// - the chat opens at its newest turn with the composer focused; Enter sends, Shift+Enter adds a line;
+// - the chat opens at its newest turn (the composer is not focused, so j/k/n/p work); Enter sends,
+//   Shift+Enter adds a line, Escape leaves the composer, Shift+Escape comes back to it; Ctrl+Shift+O
+//   starts a new session, Ctrl+Shift+C copies the last answer (as ChatGPT);
+// - the thread reserves the sticky composer's height (--composer-h) so no turn ends under it, and a
+//   "Jump to latest" button shows when the newest turn is out of sight;
+// - a turn's menu opens upwards when there is no room below it, and its forms stay in view;
+// - on phones the session header folds into one line with a details toggle;
 // - older turns load when scrolled to, 30 at a time, and the turn being read stays where it was;
 // - after every htmx action focus goes where the server says and an aria-live region says what
 //   changed (the "arbor:after" event: {focus, say, renamed, done}; see conversations/views.py);
@@ -15,7 +21,6 @@
   var root = document.documentElement;
   root.classList.add("js");
   var narrow = window.matchMedia("(max-width: 900px)");
-  var finePointer = window.matchMedia("(hover: hover) and (pointer: fine)");
 
   function $(selector, scope) { return (scope || document).querySelector(selector); }
   function nearBottom() {
@@ -47,8 +52,48 @@
   function composer() { return document.getElementById("id_input"); }
 
   // --- Enter sends; nothing is sent while a reply streams (Stop is the button then) -------------
+  function lastAnswer() {
+    var answers = document.querySelectorAll("#thread article.turn .msg.assistant .content.md");
+    return answers.length ? answers[answers.length - 1] : null;
+  }
+  function shortcut(event) {  // true when the key was one of the page-wide shortcuts
+    var t = event.target;
+    if (event.key === "Escape" && event.shiftKey) {
+      if (!composer()) { return false; }
+      event.preventDefault();
+      focusElement(composer(), false);
+      return true;
+    }
+    if (event.key === "Escape" && t === composer()) {  // leave the composer for the turn keys (j/k/n/p)
+      event.preventDefault();
+      var turns = document.querySelectorAll("#thread article.turn");
+      var last = turns.length ? turns[turns.length - 1] : null;
+      if (!focusElement(last, false)) { t.blur(); }
+      announce("Left the message box: j and k move between turns, Shift+Escape comes back.");
+      return true;
+    }
+    if (!(event.ctrlKey || event.metaKey) || !event.shiftKey || event.altKey) { return false; }
+    var key = (event.key || "").toLowerCase();
+    if (key === "o") {
+      var form = $(".new-session-side");
+      if (!form) { return false; }
+      event.preventDefault();
+      form.requestSubmit();
+      return true;
+    }
+    if (key === "c" && $("#thread")) {
+      event.preventDefault();
+      var answer = lastAnswer();
+      if (!answer) { announce("There is no answer to copy yet."); return true; }
+      var button = answer.closest("article.turn").querySelector("button.copy[data-copy^='#answer-']");
+      copyText(answer.innerText, button || document.createElement("button"));
+      return true;
+    }
+    return false;
+  }
   document.addEventListener("keydown", function (event) {
     var t = event.target;
+    if (shortcut(event)) { return; }
     if (event.key === "Escape") { closeOverlays(t); return; }
     if (!(t && t.matches && t.matches(".composer textarea, details.edit textarea"))) { return; }
     if (event.key !== "Enter" || event.shiftKey || event.isComposing) { return; }
@@ -130,7 +175,7 @@
       copyText(code.innerText, b);
     } else {
       var source = document.querySelector(b.getAttribute("data-copy"));
-      if (source) { copyText(source.innerText, b); }
+      if (source) { copyText(source.matches("input, textarea") ? source.value : source.innerText, b); }
     }
   });
 
@@ -380,6 +425,16 @@
     if (event.target && event.target.dataset && event.target.dataset.follow === "1") { toBottom(); }
   });
 
+  // A run's stream ends with a "done" event, then the server closes it. EventSource reports any
+  // close as an error (htmx logs it to the console and reconnects), so every stream is closed on
+  // "done" here: pages whose markup has no sse-close (a comparison's cells) end as quietly.
+  document.addEventListener("htmx:sseOpen", function (event) {
+    var source = event.detail && event.detail.source;
+    if (!source || source.arborClosesOnDone) { return; }
+    source.arborClosesOnDone = true;
+    source.addEventListener("done", function () { source.close(); });
+  });
+
   // --- refused htmx requests (400/404/409/429): say why instead of doing nothing -------------
   function notice(text) {
     var box = document.getElementById("notice");
@@ -445,13 +500,128 @@
       });
     } else if (thread) {
       toBottom();
-      if (finePointer.matches || swapped) { focusElement(composer(), false); }
+      // The composer is not focused on load: the turn keys (j/k/n/p) work at once, and a phone's
+      // keyboard does not cover the chat. Shift+Escape (or a tap) goes to it.
+      if (swapped && (document.activeElement === document.body || !document.activeElement.offsetParent)) {
+        focusElement(document.getElementById("main"), false);
+      }
       if (swapped) { announce("Opened “" + ((document.getElementById("session-title") || {}).textContent || "the session") + "”."); }
     } else if (hashTarget) {
       afterLoad(function () { focusElement(hashTarget, false); });
     }
   }
+  // --- the sticky composer: its height is reserved, and "Jump to latest" when out of sight -------
+  // --composer-h (px) on <html> is the composer's height plus its gap; app.css uses it as the
+  // page's scroll-padding-bottom, so scrollIntoView() and focus never leave a turn under it.
+  var composerSize = "ResizeObserver" in window ? new ResizeObserver(function () { measureComposer(); }) : null;
+  var measured = null;
+  function measureComposer() {
+    var form = $("form.composer");
+    if (!form) { root.style.removeProperty("--composer-h"); return; }
+    var gap = parseFloat(getComputedStyle(form).bottom) || 0;
+    root.style.setProperty("--composer-h", Math.ceil(form.offsetHeight + gap) + "px");
+    updateJump();
+  }
+  function watchComposer() {
+    var form = $("form.composer");
+    if (!composerSize || form === measured) { return; }
+    if (measured) { composerSize.unobserve(measured); }
+    measured = form;
+    if (form) { composerSize.observe(form); }
+    measureComposer();
+  }
+  // The newest turn's bottom edge against the composer's top edge: hidden (below) by how many px.
+  function hiddenBelow() {
+    var form = $("form.composer");
+    var turns = document.querySelectorAll("#thread article.turn");
+    if (!form || !turns.length) { return 0; }
+    return turns[turns.length - 1].getBoundingClientRect().bottom - form.getBoundingClientRect().top;
+  }
+  var jumpQueued = false;
+  function updateJump() {
+    if (jumpQueued) { return; }
+    jumpQueued = true;
+    requestAnimationFrame(function () {
+      jumpQueued = false;
+      var jump = $("form.composer .jump-latest");
+      if (jump) { jump.hidden = hiddenBelow() <= 24; }
+    });
+  }
+  window.addEventListener("scroll", updateJump, { passive: true });
+  window.addEventListener("resize", updateJump);
+  document.addEventListener("click", function (event) {
+    var jump = event.target.closest && event.target.closest(".jump-latest");
+    if (!jump) { return; }
+    event.preventDefault();
+    toBottom();
+    jump.hidden = true;
+    announce("At the latest turn.");
+  });
+  // A finished (or stopped) turn replaces its streaming one and is taller: a reader who was
+  // following the end of the chat keeps seeing it whole, above the composer.
+  var following = false;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    following = !!(target && target.closest && target.closest("#thread")) && hiddenBelow() <= 24;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    watchComposer();
+    if (following && hiddenBelow() > 0 && !(document.activeElement && document.activeElement.closest && document.activeElement.closest(".more-tools"))) { toBottom(); }
+    following = false;
+    updateJump();
+  });
+  document.addEventListener("htmx:sseMessage", updateJump);
+
+  // --- a turn's menu: upwards when there is no room below it; its open form stays in view -------
+  function roomBelow(el) {
+    var form = $("form.composer");
+    var limit = form ? form.getBoundingClientRect().top : window.innerHeight;
+    return limit - el.getBoundingClientRect().bottom;
+  }
+  function placeMenu(menu) {
+    var body = menu.querySelector(".more-body");
+    var summary = menu.querySelector("summary");
+    if (!body || !summary) { return; }
+    menu.classList.remove("up");
+    body.style.maxHeight = "";
+    var below = roomBelow(summary.closest(".toolbar") || summary) - 8;
+    var bar = $(".topbar");
+    var above = summary.getBoundingClientRect().top - (bar ? bar.getBoundingClientRect().bottom : 0) - 8;
+    var needed = body.scrollHeight;
+    var up = needed > below && above > below;
+    menu.classList.toggle("up", up);
+    var room = Math.max(up ? above : below, 120);
+    if (needed > room) { body.style.maxHeight = Math.floor(room) + "px"; }
+  }
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!details.matches) { return; }
+    var menu = details.matches("details.more-tools") ? details : details.closest("details.more-tools");
+    if (!menu || !menu.open) { return; }
+    placeMenu(menu);
+    if (details !== menu && details.open) {
+      var form = details.querySelector("form") || details;
+      form.scrollIntoView({ block: "nearest" });
+      var field = form.querySelector("input:not([type=hidden]), select, button");
+      if (field) { field.focus({ preventScroll: true }); }
+    }
+  }, true);
+
+  // --- the session header on phones: one line, the rest behind "Details" ------------------------
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest(".details-toggle");
+    if (!toggle) { return; }
+    var page = toggle.closest(".chat-page");
+    var open = !page.classList.contains("details-open");
+    var atEnd = hiddenBelow() <= 24;
+    page.classList.toggle("details-open", open);
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    measureComposer();
+    if (atEnd) { toBottom(); }  // the newest turn stays in sight above the composer
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    watchComposer();
     document.querySelectorAll(".menu-toggle").forEach(function (t) { t.setAttribute("role", "button"); t.setAttribute("aria-expanded", "false"); });
     initSidebar();
     initPage(false);

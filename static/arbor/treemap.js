@@ -12,6 +12,13 @@
   var ZOOM_STEP = 1.35;     // factor per + / − key
   var MIN_SCALE = 0.03, MAX_SCALE = 4;
   var CLICK_SLOP = 6;       // px a pointer may move between down and up and still be a click
+  var FIT_MAX = 2.5;        // the whole tree is fitted to the box, but a small one is not blown up past this
+  var FIT_PAD = 16;         // px kept free around the fitted tree
+  var READABLE = 0.45;      // a fitted scale below this shows the shown run at scale 1 on load instead
+  var LABEL_SCALE = 0.55;   // node labels (turn number, branch label) are drawn from this scale up
+  var LABEL_MAX = 400;      // at most this many node labels at once (the nearest the active path first)
+  var LABEL_WAIT = 90;      // ms after the last zoom or pan before the labels are placed again
+  var SVGNS = "http://www.w3.org/2000/svg";
 
   function TreeMap(section) {
     this.section = section;
@@ -30,6 +37,8 @@
     this.bindEvents();
     this.setup();
     this.show(this.shownIndex() >= 0 ? this.shownIndex() : 0, true);
+    var legend = document.querySelector("details.legend-box");  // folded away on phones
+    if (legend && window.matchMedia("(max-width: 760px)").matches) { legend.open = false; }
   }
 
   // --- the drawing: index the nodes, bind Panzoom ---------------------------------------------
@@ -59,6 +68,10 @@
     this.hidden = Object.create(null);  // run id below a collapsed stretch -> its label
     var self = this;
     this.svg.querySelectorAll("text.cl").forEach(function (t) { self.hidden[t.getAttribute("data-run-id")] = t; });
+    this.layer = document.createElementNS(SVGNS, "g");  // node labels, in screen coordinates (not zoomed)
+    this.layer.setAttribute("class", "node-labels");
+    this.layer.setAttribute("aria-hidden", "true");
+    this.svg.appendChild(this.layer);
     if (this.pz) { this.pz.destroy(); }
     this.pz = window.Panzoom(this.svg.querySelector("g.treemap-root"), { canvas: true, animate: false, minScale: MIN_SCALE, maxScale: MAX_SCALE,
                                          step: 0.25, cursor: "grab", handleStartEvent: function (e) { e.preventDefault(); } });
@@ -87,23 +100,37 @@
     this.pz.zoom(s, { animate: false, force: true });
     this.pz.pan(x, y, { animate: false, force: true });
     this.hideTip();
+    this.moved();
+  };
+  // The drawing's point under the viewport's point (sx, sy).
+  TreeMap.prototype.pointAt = function (sx, sy, v) {
+    v = v || this.view();
+    return { x: (sx - this.ox) / v.s - v.x + this.ox, y: (sy - this.oy) / v.s - v.y + this.oy };
+  };
+  // Zoom by ``factor`` keeping the drawing's point under the viewport's point (sx, sy) where it is.
+  TreeMap.prototype.zoomAt = function (factor, sx, sy) {
+    var v = this.view(), p = this.pointAt(sx, sy, v);
+    this.place(v.s * factor, p.x, p.y, sx, sy);
   };
   TreeMap.prototype.centreOn = function (px, py, s) {
     this.place(s || this.view().s, px, py, this.viewport.clientWidth / 2, this.viewport.clientHeight / 2);
   };
   TreeMap.prototype.zoomBy = function (factor) {  // around the viewport's centre
-    var v = this.view(), cx = this.viewport.clientWidth / 2, cy = this.viewport.clientHeight / 2;
-    var px = (cx - this.ox) / v.s - v.x + this.ox, py = (cy - this.oy) / v.s - v.y + this.oy;
-    this.place(v.s * factor, px, py, cx, cy);
+    this.zoomAt(factor, this.viewport.clientWidth / 2, this.viewport.clientHeight / 2);
   };
   TreeMap.prototype.panBy = function (dx, dy) {
     var v = this.view();
     this.pz.pan(v.x + dx / v.s, v.y + dy / v.s, { animate: false, force: true });
     this.hideTip();
+    this.moved();
   };
-  TreeMap.prototype.fit = function () {  // the whole drawing, its top centred
-    var s = Math.min(1, this.viewport.clientWidth / this.width, this.viewport.clientHeight / this.height);
-    this.place(s, this.width / 2, 0, this.viewport.clientWidth / 2, 0);
+  // The scale at which the whole drawing fits the box (with FIT_PAD around it; at most FIT_MAX).
+  TreeMap.prototype.fitScale = function () {
+    var w = this.viewport.clientWidth - 2 * FIT_PAD, h = this.viewport.clientHeight - 2 * FIT_PAD;
+    return Math.min(FIT_MAX, w / this.width, h / this.height);
+  };
+  TreeMap.prototype.fit = function () {  // the whole drawing, centred in the box
+    this.place(this.fitScale(), this.width / 2, this.height / 2, this.viewport.clientWidth / 2, this.viewport.clientHeight / 2);
   };
   // Show node i: centred at scale 1 when ``centre`` (the whole drawing when it fits), else only
   // brought into sight when it is out of it.
@@ -111,7 +138,7 @@
     var node = this.nodes[i];
     if (!node) { return; }
     if (centre) {
-      if (this.width <= this.viewport.clientWidth && this.height <= this.viewport.clientHeight) { this.fit(); return; }
+      if (this.fitScale() >= READABLE) { this.fit(); return; }  // the whole tree, readable
       this.centreOn(node.x, node.y, 1);
       return;
     }
@@ -216,6 +243,104 @@
 
   TreeMap.prototype.say = function (text) { if (this.said) { this.said.textContent = text; } };
 
+  // --- node labels: "#<turn>" and the branch label, placed where they collide with nothing ------
+  // Drawn in screen coordinates once a zoom or pan has settled (LABEL_WAIT): a frame of the zoom
+  // itself only transforms the drawing. Greedy placement (as map labelling does, e.g. Christensen,
+  // Marks & Shieber 1995, "An empirical study of algorithms for point-feature label placement"):
+  // nodes in priority order (the shown run, labelled branches, the active path, the rest), each
+  // label at the first of four spots beside its node that overlaps no node and no label already
+  // placed; a label with no free spot is left out. Overlaps are found through a grid of buckets.
+
+  TreeMap.prototype.moved = function () {
+    var self = this;
+    if (this.layer && this.layer.firstChild) { this.layer.textContent = ""; }
+    clearTimeout(this.labelTimer);
+    this.labelTimer = setTimeout(function () { self.placeLabels(); }, LABEL_WAIT);
+  };
+
+  TreeMap.prototype.labelOf = function (node) {
+    var el = node.el;
+    if (el.classList.contains("folded")) { return ""; }
+    var text = "#" + (+el.getAttribute("data-d") + 1);
+    var branch = el.getAttribute("data-b");
+    if (branch) { text += " " + (branch.length > 18 ? branch.slice(0, 17) + "…" : branch); }
+    if (el.classList.contains("active")) { text += " · shown"; }
+    return text;
+  };
+
+  TreeMap.prototype.placeLabels = function () {
+    var layer = this.layer;
+    if (!layer) { return; }
+    layer.textContent = "";
+    var v = this.view(), W = this.viewport.clientWidth, H = this.viewport.clientHeight;
+    var shown = this.shownIndex();
+    if (v.s < LABEL_SCALE && shown < 0) { return; }
+    var r = 6 * v.s + 2, CELL = 64, grid = Object.create(null);
+    function key(cx, cy) { return cx + ":" + cy; }
+    function add(b) {
+      for (var cx = Math.floor(b.x0 / CELL); cx <= Math.floor(b.x1 / CELL); cx++) {
+        for (var cy = Math.floor(b.y0 / CELL); cy <= Math.floor(b.y1 / CELL); cy++) { (grid[key(cx, cy)] = grid[key(cx, cy)] || []).push(b); }
+      }
+    }
+    function free(b) {
+      if (b.x0 < 0 || b.y0 < 0 || b.x1 > W || b.y1 > H) { return false; }
+      for (var cx = Math.floor(b.x0 / CELL); cx <= Math.floor(b.x1 / CELL); cx++) {
+        for (var cy = Math.floor(b.y0 / CELL); cy <= Math.floor(b.y1 / CELL); cy++) {
+          var list = grid[key(cx, cy)];
+          if (!list) { continue; }
+          for (var k = 0; k < list.length; k++) {
+            var o = list[k];
+            if (b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1) { return false; }
+          }
+        }
+      }
+      return true;
+    }
+    var seen = [], self = this;
+    for (var i = 0; i < this.nodes.length; i++) {
+      var at = this.toScreen(this.nodes[i].x, this.nodes[i].y, v);
+      if (at.x < -r || at.y < -r || at.x > W + r || at.y > H + r) { continue; }
+      var rr = i === shown ? 12.5 * v.s + 1 : r;  // the node itself (the shown run: its ring)
+      add({ x0: at.x - rr, y0: at.y - rr, x1: at.x + rr, y1: at.y + rr });
+      seen.push({ i: i, x: at.x, y: at.y });
+    }
+    this.svg.querySelectorAll("text.cl").forEach(function (t) {  // the "+N" of collapsed stretches
+      var x = +t.getAttribute("x"), y = +t.getAttribute("y"), p = self.toScreen(x, y, v);
+      var w = t.textContent.length * 6 * v.s;
+      add({ x0: p.x, y0: p.y - 10 * v.s, x1: p.x + w, y1: p.y + 2 * v.s });
+    });
+    function rank(s) {
+      var el = self.nodes[s.i].el;
+      return el.classList.contains("active") ? 0 : el.hasAttribute("data-b") ? 1 : el.classList.contains("on-path") ? 2 : 3;
+    }
+    if (v.s < LABEL_SCALE) { seen = seen.filter(function (s) { return s.i === shown; }); }
+    seen.sort(function (a, b) { return rank(a) - rank(b) || a.i - b.i; });
+    var frag = document.createDocumentFragment(), placed = 0;
+    for (var n = 0; n < seen.length && placed < LABEL_MAX; n++) {
+      var s = seen[n], node = this.nodes[s.i], text = this.labelOf(node);
+      if (!text) { continue; }
+      var gap = (s.i === shown ? 12.5 * v.s + 1 : r) + 3;
+      var w = text.length * 6.3 + 4, h = 13;
+      var spots = [[s.x + gap, s.y - h / 2, "start"], [s.x - gap - w, s.y - h / 2, "end"],
+                   [s.x - w / 2, s.y - gap - h, "middle"], [s.x - w / 2, s.y + gap, "middle"]];
+      for (var k = 0; k < spots.length; k++) {
+        var b = { x0: spots[k][0], y0: spots[k][1], x1: spots[k][0] + w, y1: spots[k][1] + h };
+        if (!free(b)) { continue; }
+        add(b);
+        var t = document.createElementNS(SVGNS, "text");
+        t.setAttribute("class", "nl" + (node.el.classList.contains("active") ? " nl-shown" : "") + (node.el.hasAttribute("data-b") ? " named" : ""));
+        t.setAttribute("x", (b.x0 + 2).toFixed(1));
+        t.setAttribute("y", (b.y0 + 10).toFixed(1));
+        t.setAttribute("data-run-id", node.id);
+        t.textContent = text;
+        frag.appendChild(t);
+        placed++;
+        break;
+      }
+    }
+    layer.appendChild(frag);
+  };
+
   // --- keys -------------------------------------------------------------------------------------
 
   TreeMap.prototype.moveFrom = function (i, key) {
@@ -277,7 +402,13 @@
 
   TreeMap.prototype.bindEvents = function () {
     var self = this, vp = this.viewport, down = null;
-    vp.addEventListener("wheel", function (e) { self.pz.zoomWithWheel(e); self.hideTip(); }, { passive: false });
+    vp.addEventListener("wheel", function (e) {  // zoom about the pointer: the point under it stays put
+      e.preventDefault();
+      var box = vp.getBoundingClientRect();
+      var delta = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
+      self.zoomAt(Math.exp(-Math.max(-300, Math.min(300, delta)) * 0.0025), e.clientX - box.left, e.clientY - box.top);
+    }, { passive: false });
+    vp.addEventListener("panzoomchange", function () { self.moved(); }, true);  // drags and pinches (Panzoom's own)
     vp.addEventListener("keydown", function (e) { self.onKey(e); });
     vp.addEventListener("pointerdown", function (e) { down = { x: e.clientX, y: e.clientY }; self.hideTip(); });
     vp.addEventListener("click", function (e) {

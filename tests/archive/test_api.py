@@ -16,8 +16,8 @@ from archive import importer, services
 from archive.models import ImportJob
 from conversations.models import Session
 from tests.archive.conftest import tree_signature
-from tests.conftest import wait_for
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.processes import wait_for
 
 
 def _file(data: bytes, name: str = "export.json") -> SimpleUploadedFile:

@@ -19,7 +19,7 @@ from conversations import services as conv
 from conversations.models import Message, Run, RunStatus, Session
 from memory.models import Agent, Compaction
 from tests.archive.conftest import tree_signature
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import pytest
 from archive import exporters
 from conversations.models import Message, Role, Run, RunStatus, Session
 from tests.archive.conftest import tree_signature
-from tests.factories import RunFactory, SessionFactory
+from tests.support.factories import RunFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 

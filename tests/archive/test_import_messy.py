@@ -121,7 +121,7 @@ def test_a_conversation_the_database_refuses_leaves_no_rows(user, tmp_path, impo
 def test_atomicity_holds_with_the_writer_thread(tmp_path, monkeypatch):
     """The same outside a transaction, where PostgreSQL imports write from a second thread."""
     from archive import services as archive_services
-    from tests.factories import UserFactory
+    from tests.support.factories import UserFactory
 
     owner = UserFactory()
     _refused_conversation_leaves_no_rows(

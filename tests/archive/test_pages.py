@@ -13,8 +13,8 @@ from django.urls import reverse
 from archive import importer, services
 from archive.models import ImportJob
 from conversations.models import Run, Session
-from tests.conftest import wait_for
-from tests.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.processes import wait_for
 
 
 def _upload(data_dir: Path, name="sharegpt.json") -> SimpleUploadedFile:

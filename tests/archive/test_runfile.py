@@ -14,7 +14,7 @@ from archive.exporters import runs_for_export, write_runs
 from archive.formats import RUN_FORMAT as FORMAT
 from archive.snapshots import read_runs
 from conversations.models import Message, Run, RunStatus, Session
-from tests.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import RunFactory, SessionFactory, UserFactory
 
 
 def make_tree(owner):

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 
-from tests.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import RunFactory, SessionFactory, UserFactory
 
 MARKER = "zq-other-users-secret-7731"  # appears only in the other user's data
 

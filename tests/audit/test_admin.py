@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, reverse
 
 from conversations.models import Message, Role, RunStatus, Step, StepKind
 from memory.models import Agent
-from tests.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import RunFactory, SessionFactory, UserFactory
 
 CHANGELIST = "admin:conversations_session_changelist"
 

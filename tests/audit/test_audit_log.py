@@ -16,7 +16,7 @@ from conversations import services
 from conversations.models import Run, RunStatus, Session
 from core.errors import Conflict
 from memory.models import Agent
-from tests.factories import RunFactory, SessionFactory
+from tests.support.factories import RunFactory, SessionFactory
 
 UA = "Mozilla/5.0 (audit-test)"
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from accounts.models import ApiToken
 from conversations.models import Run
-from tests.factories import RunFactory, SessionFactory
+from tests.support.factories import RunFactory, SessionFactory
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from archive.models import ImportJob
 from audit.log import operation
 from audit.models import AuditLog
-from tests.factories import SessionFactory
+from tests.support.factories import SessionFactory
 
 
 def last(action: str) -> AuditLog:

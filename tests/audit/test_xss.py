@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from conversations.templatetags.arbor import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, render_markdown
-from tests.factories import RunFactory, SessionFactory
+from tests.support.factories import RunFactory, SessionFactory
 
 PAYLOADS = [
     "<script>alert(1)</script>",

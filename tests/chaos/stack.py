@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import redis
 
-from tests.conftest import ROOT, Proc, free_port
+from tests.support.processes import ROOT, Proc, free_port
 
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]) if glob.glob("/usr/lib/postgresql/*/bin") else None
 FINISHED = {"succeeded", "failed", "cancelled"}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from connections.models import Connection
-from tests.factories import UserFactory
 from tests.llm_server import FakeLLMServer
+from tests.support.factories import UserFactory
 
 KEY_A = "sk-conn-a-Zq81-do-not-show"
 KEY_B = "sk-conn-b-Vx42-do-not-show"

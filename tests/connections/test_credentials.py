@@ -21,8 +21,8 @@ from conversations.models import RunStatus
 from core.redact import ScrubCredentials, scrub_credentials
 from engine.llm import describe_error
 from memory.models import Agent
-from tests.conftest import wait_for
-from tests.factories import SessionFactory
+from tests.support.factories import SessionFactory
+from tests.support.processes import wait_for
 
 BASIC = "Basic dXNlcjpwdw=="  # user:pw
 PROXY = "Basic cHJveHk6c2VjcmV0"  # proxy:secret

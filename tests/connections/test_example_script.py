@@ -12,7 +12,7 @@ import pytest
 from accounts.models import ApiToken
 from comparisons.models import Comparison
 from memory.models import Agent
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -20,8 +20,8 @@ from connections.models import Connection
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
 from memory.models import Agent, Compaction, CompactionStatus
-from tests.conftest import free_port, wait_for
-from tests.factories import SessionFactory, build_chain
+from tests.support.factories import SessionFactory, build_chain
+from tests.support.processes import free_port, wait_for
 
 from .conftest import KEY_A, KEY_B
 

@@ -67,7 +67,7 @@ def estimate_counter():
 def built_for(run, **kwargs):
     """``engine.context.build_context`` with the estimating counter; the stored spec must rebuild
     exactly the messages that were built."""
-    from conversations import context as ctx
+    from conversations import context_spec as ctx
     from engine.context import build_context
 
     built = build_context(run, counter=estimate_counter(), **kwargs)

@@ -1,6 +1,6 @@
 """Context building with memory: windows, memory ids across branches, tool pairs, token budgets.
 
-Each built context is also rebuilt from its stored spec (``conversations.context.rebuild``) and must
+Each built context is also rebuilt from its stored spec (``conversations.context_spec.rebuild``) and must
 come out identical: the spec is what a model call stores instead of a copy of the messages.
 """
 
@@ -12,8 +12,8 @@ import pytest
 
 from engine.context import ContextOverflow, build_context, context_tokens
 from memory.policy import budget_for, context_window_for
-from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
+from tests.support.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conversations import context as ctx
+from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Run, RunStatus, Step, StepKind
 from engine.context import SUMMARY_HEADER
 from memory.models import Compaction, CompactionStatus
-from tests.conftest import wait_for
-from tests.factories import SessionFactory
+from tests.support.factories import SessionFactory
+from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.local_model, pytest.mark.django_db(transaction=True)]
 

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Step, StepKind
 from memory.models import Compaction, CompactionStatus
-from tests.factories import SessionFactory
 from tests.memory.conftest import add_chain, add_run
+from tests.support.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launch_chromium
+from tests.support.processes import launch_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

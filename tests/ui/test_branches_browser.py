@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import BranchLabel, BranchShare, Prune, Run, Session
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Run, RunStatus, Session
-from tests.conftest import wait_for
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

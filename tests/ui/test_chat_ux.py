@@ -21,16 +21,17 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import Profile
+from branches import selectors as branch_reads
+from branches import services as branch_tools
 from comparisons import services as compare
 from comparisons.services import VariantSpec
 from connections import services as connections
-from conversations import branches
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent
-from tests.compare.conftest import finish_run
-from tests.conftest import wait_for
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.comparisons.conftest import finish_run
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -78,9 +79,9 @@ def build_site(user, llm_server) -> dict:
     for vr in comparison.variants.all():
         finish_run(vr.variant_runs.get().run, text=f"{vr.label}: Serralves, then the Soares dos Reis museum.")
     compare.vote_cast(comparison=comparison, turn=0, choice="a_better", note="shorter")
-    branches.label_create(session=trip, run=last, name="with code")
-    branches.label_create(session=trip, run=sibling, name="short")
-    share = branches.share_create(session=trip, run=last)
+    branch_tools.label_create(session=trip, run=last, name="with code")
+    branch_tools.label_create(session=trip, run=sibling, name="short")
+    share = branch_tools.share_create(session=trip, run=last)
     server = connections.connection_create(user=user, name="Server B", base_url=llm_server.base_url).connection
     waiting = SessionFactory(owner=user, title="Waiting for a worker")
     queued = RunFactory(session=waiting, status=RunStatus.QUEUED, finished_at=None, turn=("Still there?", None))
@@ -91,7 +92,7 @@ def build_site(user, llm_server) -> dict:
         "new-comparison": f"/compare/new/{trip.pk}/{runs[3].pk}/", "results": "/compare/results/",
         "import": "/archive/", "queued": f"/s/{waiting.pk}/",
         "branches": f"/s/{trip.pk}/branches/", "diff": f"/s/{trip.pk}/diff/?a={last.pk}&b={sibling.pk}",
-        "shared": f"/shared/{branches.share_token(share)}/",
+        "shared": f"/shared/{branch_reads.share_token(share)}/",
         "connections": "/connections/", "connection": f"/connections/{server.pk}/",
         "trip": trip, "runs": runs, "last": last, "sibling": sibling,
     }
@@ -307,7 +308,7 @@ def test_send_turns_into_stop_with_a_typing_indicator_and_an_honest_badge(page, 
     session = SessionFactory(owner=user, title="Streaming")
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
-    expect(page.locator("#id_input")).to_be_focused()  # the composer has focus on load
+    expect(page.locator("#id_input")).not_to_be_focused()  # not on load: the turn keys work at once
     send, stop = page.locator(".composer button.send"), page.locator(".composer button.stop")
     expect(send).to_be_visible()
     expect(stop).to_have_count(0)
@@ -344,14 +345,16 @@ def test_send_turns_into_stop_with_a_typing_indicator_and_an_honest_badge(page, 
 
 
 def test_focus_follows_each_action_and_is_announced(page, asgi_server, celery_worker):
-    """Load → composer; skip link → main; Edit → its box, then the new version; ‹ › → the arrow;
-    Regenerate → the new version; Continue from here → composer; copy a user message; a tree node →
-    its turn; a vote → the vote."""
+    """Load → nothing (Shift+Escape → composer); skip link → main; Edit → its box, then the new
+    version; ‹ › → the arrow; Regenerate → the new version; Continue from here → composer; copy a
+    user message; a tree node → its turn; a vote → the vote."""
     user = UserFactory()
     session = SessionFactory(owner=user, title="Focus")
     runs = build_chain(session, 2)
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/s/{session.pk}/")
+    expect(page.locator("#id_input")).not_to_be_focused()
+    page.keyboard.press("Shift+Escape")
     expect(page.locator("#id_input")).to_be_focused()
     page.goto(f"{asgi_server}/s/{session.pk}/tree/")  # a page that does not focus a box of its own
     page.keyboard.press("Tab")
@@ -438,7 +441,7 @@ def test_sessions_sidebar_switches_renames_deletes_and_is_a_drawer_on_phones(new
     expect(page.locator("h1.session-title")).to_have_text("Middle thread")
     assert page.evaluate("document.getElementById('sessions').dataset.mark") == "kept"
     expect(page.locator(f"#srow-{middle.pk} .stitle")).to_have_attribute("aria-current", "page")
-    expect(page.locator("#id_input")).to_be_focused()
+    expect(page.locator(f"#srow-{middle.pk} .stitle")).to_be_focused()  # focus stays where it was
     expect(page).to_have_title(re.compile("Middle thread"))
 
     page.fill("#side-q", "oldest")

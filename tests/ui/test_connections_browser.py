@@ -11,9 +11,9 @@ from playwright.sync_api import expect
 
 from connections.models import Connection
 from conversations.models import Run, RunStatus
-from tests.conftest import wait_for
-from tests.factories import UserFactory
 from tests.llm_server import FakeLLMServer
+from tests.support.factories import UserFactory
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -21,8 +21,8 @@ from playwright.sync_api import expect
 
 from comparisons.models import Comparison
 from conversations.models import Run, Session
-from tests.conftest import wait_for
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
+from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]

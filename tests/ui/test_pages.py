@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Profile
 from conversations.models import Message, Run, RunStatus, Session
 from memory.models import Agent
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -200,7 +200,7 @@ def test_tree_query_count_does_not_grow_with_run_count(client, me):
     n_small, _ = _count_queries(client, f"/s/{small.pk}/tree/")
     n_big, html = _count_queries(client, f"/s/{big.pk}/tree/")
     assert n_small == n_big
-    assert n_big <= 7
+    assert n_big <= 8  # with the branch labels the map writes beside its nodes
 
 
 def test_tree_highlights_the_active_path_and_elides_long_lines(client, me):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import RunFactory, SessionFactory, UserFactory
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from conversations.models import Message, Role, Run, RunStatus, Session
-from tests.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
 from tests.ui.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -154,15 +154,15 @@ def test_map_wheel_zoom_drag_pan_and_clicking_a_stretch_label(page, asgi_server,
     expect(shown).to_be_visible()
     b = shown.bounding_box()
     vp = page.locator(".treemap-viewport").bounding_box()
-    # the map opens on the shown run, centred
-    assert abs(b["x"] + b["width"] / 2 - (vp["x"] + vp["width"] / 2)) < 3
-    assert abs(b["y"] + b["height"] / 2 - (vp["y"] + vp["height"] / 2)) < 3
+    # the map opens with the whole tree fitted to the box (it is readable at that scale)
+    assert vp["x"] <= b["x"] and b["x"] + b["width"] <= vp["x"] + vp["width"]
+    assert vp["y"] <= b["y"] and b["y"] + b["height"] <= vp["y"] + vp["height"]
     start = transform(page)
     page.mouse.move(vp["x"] + 100, vp["y"] + 100)
     page.mouse.wheel(0, -300)  # zoom in around the pointer
     page.wait_for_timeout(100)
     assert transform(page)["s"] > start["s"]
-    page.mouse.wheel(0, 300)  # Panzoom zooms by one step per wheel event
+    page.mouse.wheel(0, 300)  # about the pointer (treemap.js), by the wheel's distance
     page.wait_for_timeout(50)
     page.mouse.wheel(0, 300)
     page.wait_for_timeout(100)
@@ -214,7 +214,7 @@ def test_map_pinch_zoom_and_drag_by_touch(chromium, asgi_server):
         touch("touchEnd", [])
         page.wait_for_timeout(100)
         pinched = transform(page)
-        assert pinched["s"] > start["s"] * 1.5
+        assert pinched["s"] > start["s"] * 1.3  # the tree opens fitted (scale 1.7 here): Panzoom stops sooner
         touch("touchStart", [(cx, cy)])
         for step in range(1, 6):
             touch("touchMove", [(cx + 10 * step, cy + 8 * step)])

@@ -13,8 +13,8 @@ class Command(BaseCommand):
     help = (
         "Wait until Arbor's web server answers at URL and a worker consumes the run queue, then print "
         "the banner: the URL, the administrator and either the generated password (var/admin-password) or "
-        "how to set one. With --stay it then waits for a signal (honcho, which `make run` uses, stops "
-        "everything when one process ends)."
+        "how to set one. With --stay it then waits for a signal (so that "
+        "supervisord, which `make run` uses, does not start it again)."
     )
 
     def add_arguments(self, parser):

@@ -1,0 +1,172 @@
+"""The context spec of a model call: what a run's context was made of, and rebuilding it exactly later.
+
+The context of a run is the system prompt, the messages on the path from the root to the run's
+parent, and the run's own messages so far (its input, then any tool traffic). Nothing is copied per
+run: a model call's step stores a small *spec* (``ContextSpec``) from which the same list of
+messages is rebuilt, plus the SHA-256 of the exact JSON sent, so a rebuild is checked, not trusted.
+Ancestors are immutable once finished, so a rebuild reads what was read then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from .models import Message, PathMessage, Run
+
+
+@dataclass
+class ContextSpec:
+    """What a model call's context was made of (stored in ``Step.request["context"]``).
+
+    ``own_upto``: the run's own messages with ``position < own_upto`` are included.
+    ``from_depth``: ancestors shallower than this were left out (a memory window or compaction).
+    ``replaced``: message id → content sent instead (truncated tool results, for example).
+    ``summary``: ``{"id", "text"}`` of a compaction summary sent after the system prompt, or None.
+    ``dropped``: ids of messages on the path that were left out (a window or budget cut inside a
+    turn, an unfinished tool exchange).
+    ``memory_id``: when set, ancestors' messages count only if their run has this memory id
+    (isolation between agents); the run's own messages are governed by ``own_upto`` alone.
+    ``tail``: messages sent after everything else, stored literally (a nested agent's prompt).
+    ``compaction``: id of the :class:`memory.models.Compaction` whose summary/replacements were used.
+    ``pinned``: ids of pinned messages on the path: always sent, verbatim, in path order, whatever
+    ``from_depth``, ``dropped``, ``replaced`` and ``memory_id`` say.
+    """
+
+    system: str | None
+    own_upto: int
+    from_depth: int = 0
+    replaced: dict[str, str] = field(default_factory=dict)
+    summary: dict | None = None
+    dropped: list[int] = field(default_factory=list)
+    memory_id: str | None = None
+    tail: list[dict] = field(default_factory=list)
+    compaction: int | None = None
+    pinned: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The spec as JSON, fields at their default left out (``from_json`` puts them back): it is
+        stored with every model call, so its size is paid on every turn."""
+        defaults = ContextSpec(system=None, own_upto=0)
+        data = asdict(self)
+        return {k: v for k, v in data.items() if k in ("system", "own_upto") or v != getattr(defaults, k)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContextSpec:
+        """A spec from its JSON; fields added later take their defaults for older specs."""
+        return cls(**data)
+
+
+def digest(messages: list[dict]) -> str:
+    """SHA-256 of the canonical JSON of a message list (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def path_messages(run: Run | str) -> list[PathMessage]:
+    """Messages from the root to ``run`` inclusive, in order: one query at any depth."""
+    return Message.objects.path(run, inclusive=True)
+
+
+def path_memory_ids(run: Run | str) -> dict:
+    """``{run_id: memory_id}`` for ``run`` and its ancestors: one query."""
+    return dict(Run.objects.ancestor_of(run, inclusive=True).values_list("pk", "memory_id"))
+
+
+def render_prefix(spec: ContextSpec) -> list[dict]:
+    """The messages a context opens with: the system prompt, then the compaction summary (if any)."""
+    out: list[dict] = []
+    if spec.system:
+        out.append({"role": "system", "content": spec.system})
+    if spec.summary:
+        out.append({"role": "system", "content": spec.summary["text"]})
+    return out
+
+
+def render(spec: ContextSpec, run: Run, messages: list[Message], memory_ids: dict | None = None) -> list[dict]:
+    """The OpenAI-format messages that ``spec`` selects from ``messages`` (the path to ``run``).
+
+    ``memory_ids`` (``{run_id: memory_id}`` of the path) is read when the spec names a memory id
+    and it is not given."""
+    out = render_prefix(spec)
+    if spec.memory_id is not None and memory_ids is None:
+        memory_ids = path_memory_ids(run)
+    dropped, pinned = set(spec.dropped), set(spec.pinned)
+    for message in messages:
+        own = message.run_id == run.pk
+        if own and message.position >= spec.own_upto:
+            continue
+        if not own and message.pk in pinned:
+            out.append(message.as_openai())
+            continue
+        if not own and message.run.depth < spec.from_depth:
+            continue
+        if not own and spec.memory_id is not None and memory_ids.get(message.run_id) != spec.memory_id:
+            continue
+        if message.pk in dropped:
+            continue
+        data = message.as_openai()
+        if str(message.pk) in spec.replaced:
+            data["content"] = spec.replaced[str(message.pk)]
+        out.append(data)
+    out.extend(dict(m) for m in spec.tail)
+    return out
+
+
+def rebuild(run: Run, spec_json: dict) -> list[dict]:
+    """The exact messages a model call of ``run`` sent, from the spec its step stored."""
+    spec = ContextSpec.from_json(spec_json)
+    return render(spec, run, path_messages(run))
+
+
+def verify(run: Run, request: dict | None) -> dict:
+    """Rebuild a model call's exact messages and check them against the digest stored when sent.
+
+    ``request``: the ``Step.request`` of one of ``run``'s ``llm_call`` steps (its ``"context"`` is
+    the :class:`ContextSpec` JSON, its ``"sha256"`` the digest of the messages sent).
+
+    Returns ``{"messages": list[dict] | None, "sha256": str | None, "verified": bool | None,
+    "error": str | None}``: ``verified`` is True/False when a digest was stored, None when not (or
+    when the step stored no spec, then ``messages`` is None too). A rebuild that fails never
+    raises: ``error`` says why (``"ExceptionType: message"``), ``verified`` is False.
+    """
+    request = request or {}
+    spec = request.get("context")
+    if not isinstance(spec, dict):
+        return {"messages": None, "sha256": None, "verified": None, "error": None}
+    try:
+        messages = rebuild(run, spec)
+    except Exception as exc:  # a stored spec may no longer rebuild: report it, never crash
+        return {"messages": None, "sha256": None, "verified": False, "error": f"{type(exc).__name__}: {exc}"}
+    sha = digest(messages)
+    expected = request.get("sha256")
+    return {"messages": messages, "sha256": sha, "verified": (sha == expected) if expected else None, "error": None}
+
+
+def model_saw(run: Run, step) -> dict:
+    """What one model call of ``run`` sent, for its owner (the API's ``GET /api/runs/{id}/context``
+    and the "What the model saw" page show exactly this).
+
+    Returns ``{"model", "params", "messages": list[dict], "sha256", "verified": bool, "error": str |
+    None, "context_tokens": int | None, "usable_window": int | None, "parts": [{"index", "part",
+    "tokens"}] | None, "totals": {part: tokens} | None, "not_seen": [sentence]}``. ``messages`` is
+    rebuilt from the stored spec and ``verified`` checks it against the SHA-256 stored when sent.
+    The parts (system, summary, pin, history, tool, input, tail) and the not-seen sentences are those
+    the engine recorded while building (``Step.request["context_parts"]``); calls recorded before
+    parts existed have ``parts`` None. ``messages`` is None (and ``error`` says why) when the spec no
+    longer rebuilds."""
+    request = step.request or {}
+    checked = verify(run, request)
+    stored = request.get("context_parts") or {}
+    rows = stored.get("messages")
+    messages = checked["messages"]
+    parts = None
+    if messages is not None and isinstance(rows, list) and len(rows) == len(messages):
+        parts = [{"index": i, "part": row["part"], "tokens": row["message_tokens"]} for i, row in enumerate(rows)]
+    return {
+        "model": request.get("model", run.model), "params": request.get("params", {}), "messages": messages,
+        "sha256": checked["sha256"], "verified": bool(checked["verified"]), "error": checked["error"],
+        "context_tokens": request.get("context_tokens"), "usable_window": request.get("usable_window"),
+        "parts": parts, "totals": stored.get("totals") if parts is not None else None,
+        "not_seen": list(stored.get("not_seen") or []),
+    }

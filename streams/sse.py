@@ -1,0 +1,99 @@
+"""Server-Sent Events for a run (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+
+Each stream event becomes ``id: <event id>`` / ``event: <type>`` / ``data: <payload>``. A client
+that reconnects with ``Last-Event-ID`` gets only what came after that id; one that connects without
+it gets everything from the start of the run, so a reload mid-stream shows the whole reply so far and
+continues. Every reader reads the same stream, so a second tab sees the same reply. A finished run
+whose stream has expired is answered from the database (one ``delta`` with the whole answer, then
+``done``). A comment line is sent after 15 s of silence to keep proxies from closing the connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+
+from django.db import connection
+from django.http import StreamingHttpResponse
+from django.utils.html import escape
+
+from .backends import TERMINAL, Event, db_call, get_stream
+from .source import RunSource
+
+KEEPALIVE_SECONDS = 15.0
+
+
+def format_json(event: Event) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event.data)}\n\n"
+
+
+def format_html(event: Event) -> str:
+    """For the htmx SSE extension: deltas as escaped text; other events carry their JSON."""
+    if event.type == "delta":
+        payload = escape(event.data.get("text", ""))
+    elif event.type == "restart":  # a fresh element for the deltas of the new attempt
+        payload = '<span class="stream-text" sse-swap="delta" hx-swap="beforeend"></span>'
+    else:
+        payload = json.dumps(event.data)
+    lines = payload.split("\n")
+    data = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {event.id}\nevent: {event.type}\n{data}\n"
+
+
+def _from_database(source: RunSource, run_id) -> list[Event]:
+    answer, done = source.ending(run_id)
+    events = []
+    if answer:
+        events.append(Event("db-1", "delta", {"text": answer}))
+    events.append(Event("db-2", TERMINAL, done))
+    return events
+
+
+def _run_state(source: RunSource, run_id) -> tuple[bool, bool | None]:
+    return source.finished(run_id), get_stream().exists(run_id)
+
+
+async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str],
+                     source: RunSource) -> AsyncIterator[str]:
+    stream = get_stream()
+    state = db_call(_run_state)
+    finished, exists = await state(source, run_id)
+    if exists is not True and finished:  # expired, or Redis is down: the database has it
+        if not (last_event_id or "").startswith("db-"):
+            for event in await db_call(_from_database)(source, run_id):
+                yield fmt(event)
+        return
+    async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
+        if event is None:
+            # Silence. A finished run whose ``done`` is not in the stream (it expired, or Redis was
+            # restarted and lost it) gets its end from the database.
+            finished, exists = await state(source, run_id)
+            if finished:
+                for late in await db_call(_from_database)(source, run_id):
+                    if late.type == TERMINAL:
+                        yield fmt(late)
+                return
+            yield ": keepalive\n\n"
+            continue
+        yield fmt(event)
+        if event.type == TERMINAL:
+            return
+
+
+def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False) -> StreamingHttpResponse:
+    """The streaming response for a run's events (JSON, or HTML fragments for htmx).
+
+    Releases the view thread's database connection first: under ASGI, Django closes a request's
+    connection only when the response has been sent, which for a stream is when the run is done,
+    so every open stream would hold a connection (and exhaust the pool). The stream's own reads
+    borrow one per read (:func:`streams.backends.db_call`).
+    """
+    if not connection.in_atomic_block:  # a test client inside a test transaction keeps it
+        connection.close()
+    response = StreamingHttpResponse(
+        run_events(run_id, last_event_id, format_html if html else format_json, source),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

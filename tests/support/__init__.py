@@ -1,0 +1,2 @@
+"""Helpers the tests and the benchmarks share: process control (:mod:`.processes`) and the
+factory_boy factories (:mod:`.factories`)."""
