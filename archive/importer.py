@@ -29,13 +29,14 @@ from django.utils import timezone
 
 from conversations.models import Message, Run, Session, plan_segments
 from conversations.signals import session_import
+from core import queue as task_queue
 from core.errors import InvalidInput
 
 from . import formats
 from .compactions import write_compactions
 from .drafts import ConversationDraft, Skip
 from .models import ImportedConversation, ImportJob, JobStatus
-from .source import SourceProblem, iter_records, open_source
+from .source import ArchiveRefused, SourceProblem, iter_records, open_source
 
 log = logging.getLogger(__name__)
 
@@ -572,10 +573,14 @@ def import_job_execute(*, job_id) -> ImportJob | None:
     try:
         report = import_archive(path=job.path, owner=job.owner, format=job.format, name=job.filename, job=job,
                                 progress=progress)
+    except ArchiveRefused as exc:
+        log.warning("import job %s: the file was refused: %s", job.pk, exc)
+        ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error=_failure(exc)[:2000],
+                                                   finished_at=timezone.now())
     except Exception as exc:  # the job records the failure; the page shows it
         log.exception("import job %s failed", job.pk)
         ImportJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now(),
+            status=JobStatus.FAILED, error=_failure(exc)[:2000], finished_at=timezone.now(),
         )
     else:
         ImportJob.objects.filter(pk=job.pk).update(
@@ -585,3 +590,37 @@ def import_job_execute(*, job_id) -> ImportJob | None:
     Path(job.path).unlink(missing_ok=True)
     job.refresh_from_db()
     return job
+
+
+def _failure(exc: Exception) -> str:
+    """A job's ``error`` for the exception that ended it."""
+    if isinstance(exc, MemoryError):
+        return (f"The import needed more memory than its limit of {settings.ARBOR_IMPORT_MEMORY_LIMIT_MB} MiB "
+                "(ARBOR_IMPORT_MEMORY_LIMIT_MB); the file was not fully imported.")
+    if isinstance(exc, ArchiveRefused):
+        return f"The file was refused: {exc}."
+    return f"{type(exc).__name__}: {exc}"
+
+
+MAX_IMPORT_ATTEMPTS = 2  # a job whose worker went silent is retried once, then failed
+
+
+def reap_stale_import_jobs() -> tuple[int, int]:
+    """Import jobs ``running`` with no heartbeat for ARBOR_IMPORT_STALE_SECONDS: sent again (the
+    task takes it over) when tried fewer than MAX_IMPORT_ATTEMPTS times, else failed with the
+    reason. Returns ``(retried, failed)``."""
+    stale = timezone.now() - timedelta(seconds=settings.ARBOR_IMPORT_STALE_SECONDS)
+    silent = ImportJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+    failed = silent.filter(attempts__gte=MAX_IMPORT_ATTEMPTS).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(),
+        error=(f"The import stopped: the worker importing it went silent for over "
+               f"{settings.ARBOR_IMPORT_STALE_SECONDS} s, {MAX_IMPORT_ATTEMPTS} times (it may have run out of "
+               "memory or been restarted); the file was not fully imported."),
+    )
+    retried = 0
+    for job_id in silent.filter(attempts__lt=MAX_IMPORT_ATTEMPTS).values_list("pk", flat=True):
+        task_queue.send(task_queue.IMPORT_JOB, str(job_id), queue=settings.ARBOR_IMPORT_QUEUE)
+        retried += 1
+    if retried or failed:
+        log.warning("import jobs gone silent: %s sent again, %s failed", retried, failed)
+    return retried, failed

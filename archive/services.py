@@ -12,12 +12,14 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from core import queue as task_queue
 from core.errors import InvalidInput
+from core.text import clean_text
 
 from .importer import ALREADY_IMPORTED, FORMAT_CHOICES, ImportReport, import_archive
 from .models import ImportJob, JobStatus
@@ -38,6 +40,30 @@ def import_dir() -> Path:
     return folder
 
 
+MAX_FILENAME_CHARS = 200
+MAX_DISK_NAME_BYTES = 180  # + the job id: within the 255 bytes a file name may have (NAME_MAX)
+
+
+def upload_filename(name) -> str:
+    """The name an upload is shown by: its last path part, at most MAX_FILENAME_CHARS characters
+    (the start and the extension kept). Raises InvalidInput for control characters (NUL)."""
+    name = str(name or "upload").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, dot, extension = name.rpartition(".")
+        extension = extension[:20] if dot and stem else ""
+        name = f"{name[:MAX_FILENAME_CHARS - len(extension) - 2]}…{'.' + extension if extension else ''}"
+    return clean_text(name, field="file name", max_length=MAX_FILENAME_CHARS)
+
+
+def _disk_name(filename: str) -> str:
+    """A safe file name for the stored copy, at most MAX_DISK_NAME_BYTES in UTF-8."""
+    try:
+        safe = get_valid_filename(filename.replace("…", ""))
+    except SuspiciousFileOperation:  # nothing usable left ("..", only punctuation)
+        safe = ""
+    return safe.encode()[:MAX_DISK_NAME_BYTES].decode(errors="ignore") or "upload"
+
+
 @transaction.atomic
 def import_job_create(*, owner, upload, format: str = "auto") -> ImportJob:
     """Store an uploaded file and enqueue its import after commit.
@@ -54,8 +80,8 @@ def import_job_create(*, owner, upload, format: str = "auto") -> ImportJob:
     if upload.size > settings.ARBOR_IMPORT_MAX_BYTES:
         raise InvalidInput(f"the file is larger than {settings.ARBOR_IMPORT_MAX_BYTES // 2**20} MB")
     job_id = uuid.uuid4()
-    filename = (upload.name or "upload").rsplit("/", 1)[-1][:200]
-    path = import_dir() / f"{job_id}-{get_valid_filename(filename) or 'upload'}"
+    filename = upload_filename(upload.name)
+    path = import_dir() / f"{job_id}-{_disk_name(filename)}"
     with open(path, "wb") as out:
         for chunk in upload.chunks():
             out.write(chunk)

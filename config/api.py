@@ -9,25 +9,41 @@ everywhere (the handlers below), and each operation's ``response=`` lists every 
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.api_auth import BearerToken, SessionCookie
+from accounts.middleware import bearer_user
 from archive.api import router as archive_router
 from branches.api import router as branches_router
 from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
 from conversations.api import router as conversations_router
-from core.api_kit import JsonObjectParser
+from core.api_kit import JsonObjectParser, tighten_request_bodies
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
 from search.api import router as search_router
 
 log = logging.getLogger(__name__)
+
+def signed_in_only(view):
+    """The schema and docs views (``docs_decorator``): a login session or a Bearer token, else 401 JSON."""
+
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not request.user.is_authenticated and bearer_user(request) is None:
+            return JsonResponse({"detail": "Authentication required: log in or send a Bearer token."}, status=401)
+        return view(request, *args, **kwargs)
+
+    return guarded
+
 
 api = NinjaAPI(
     title="Arbor API",
@@ -38,6 +54,7 @@ api = NinjaAPI(
     auth=[BearerToken(), SessionCookie()],
     parser=JsonObjectParser(),
     urls_namespace="api",
+    docs_decorator=signed_in_only,
 )
 
 
@@ -88,6 +105,11 @@ def _suspicious(request, exc):
     return api.create_response(request, {"detail": f"Bad request: {exc}"}, status=400)
 
 
+@api.exception_handler(MultiPartParserError)
+def _bad_multipart(request, exc):
+    return api.create_response(request, {"detail": f"Bad multipart body: {exc}"}, status=400)
+
+
 @api.exception_handler(AuthenticationError)
 def _auth_error(request, exc):
     body = {"detail": "Authentication required: log in or send a Bearer token."}
@@ -101,3 +123,6 @@ api.add_router("", search_router)
 api.add_router("", archive_router)
 api.add_router("", connections_router)
 api.add_router("", agents_router)
+
+# Unknown top-level fields are a 400 naming them; numbers and booleans are strict (core.api_kit).
+tighten_request_bodies(api)

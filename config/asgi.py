@@ -5,5 +5,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+# A web request waits at most ARBOR_WEB_DB_POOL_TIMEOUT seconds (5) for a database connection, then
+# answers 503 (JSON under /api/, a page elsewhere: core.error_pages); workers keep the longer
+# ARBOR_DB_POOL_TIMEOUT. Set before the settings are read.
+os.environ.setdefault("ARBOR_DB_POOL_TIMEOUT", os.environ.get("ARBOR_WEB_DB_POOL_TIMEOUT", "5"))
 
 application = get_asgi_application()

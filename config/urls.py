@@ -28,3 +28,8 @@ urlpatterns = [
     path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]
+
+# Under /api/ every answer is JSON, unknown routes included; a backing service down is a 503.
+handler400 = "core.error_pages.bad_request"
+handler404 = "core.error_pages.not_found"
+handler500 = "core.error_pages.server_error"

@@ -6,7 +6,8 @@ ones; another user's connection is 404, as an id that does not exist. Shared con
 made and changed by administrators only (403). The API key and extra header values are
 write-only: no answer contains them (``has_key`` and ``extra_header_names`` say what is set).
 Saving a connection checks its endpoint; when that fails the connection is saved anyway and the
-answer's ``warning`` says why.
+answer's ``warning`` says why. A user's own connection may reach public addresses only (and the
+networks of ``ARBOR_CONNECTION_ALLOWED_NETWORKS``): another address is a 400 (:mod:`connections.guard`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class ConnectionOut(Schema):
     extra_header_names: list[str]
     timeout: float | None
     enabled: bool
+    trusted: bool = Field(description="Marked by an administrator: may reach any address. Otherwise a user's own "
+                                      "connection reaches public addresses and ARBOR_CONNECTION_ALLOWED_NETWORKS only.")
     health: HealthOut
     models_refreshed_at: datetime | None
     models_error: str
@@ -91,6 +94,7 @@ class ConnectionIn(Schema):
     timeout: float | None = Field(None, description="Seconds (1–3600); null: ARBOR_MODEL_READ_TIMEOUT.")
     enabled: bool = True
     shared: bool = Field(False, description="Shared with every user (administrators only).")
+    trusted: bool = Field(False, description="May reach any address, e.g. a private network (administrators only).")
 
 
 class ConnectionPatch(Schema):
@@ -104,6 +108,7 @@ class ConnectionPatch(Schema):
     timeout: float | None = None
     enabled: bool | None = None
     shared: bool | None = None
+    trusted: bool | None = None
 
 
 class ModelIn(Schema):
@@ -143,7 +148,7 @@ def connection_out(request, connection: Connection, warning: str | None = None) 
         "default": connection.from_environment, "shared": connection.is_shared,
         "manageable": can_manage(request.auth, connection), "has_key": connection.has_key,
         "extra_header_names": sorted(connection.headers), "timeout": connection.timeout,
-        "enabled": connection.enabled, "health": health_out(connection),
+        "enabled": connection.enabled, "trusted": connection.trusted, "health": health_out(connection),
         "models_refreshed_at": connection.models_refreshed_at, "models_error": connection.models_error,
         "models": [model_out(m) for m in connection.models.all()],
         "created_at": connection.created_at, "updated_at": connection.updated_at,

@@ -13,7 +13,9 @@ HTTP library the installed SDK is built on.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,9 +26,16 @@ from django.conf import settings
 
 from core.redact import mask_url
 
+from .guard import guarded_http_client
+
 # Fields of a ``/v1/models`` entry that give its context window in tokens: vLLM's ``max_model_len``,
 # OpenRouter's and LM Studio's ``context_length``, llama.cpp server's ``meta.n_ctx_train``.
 WINDOW_FIELDS = ("max_model_len", "context_length", "context_window")
+# What a model id looks like (``gpt-4o-mini``, ``meta-llama/Llama-3.1-8B-Instruct``, ``llama3:8b``,
+# ``models/gemini-1.5-pro``, ``org/model@rev``): up to four "/"-separated parts of letters, digits
+# and ``._@+-`` (each starting with a letter or digit), then one optional ``:tag``; at most 200
+# characters. An id that does not look like that (markup, a passwd line, prose) is not listed.
+MODEL_ID = re.compile(r"^(?=.{1,200}$)[A-Za-z0-9][\w.@+-]*(?:/[A-Za-z0-9][\w.@+-]*){0,3}(?::[\w.@+-]+)?$", re.ASCII)
 
 
 def _sdk_http() -> ModuleType:
@@ -49,12 +58,15 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     read_timeout: float = 60.0
     connection_id: int | None = None
+    restricted: bool = False  # public addresses only (connections.guard); errors show no answer bodies
 
     def client(self) -> openai.OpenAI:
         """The SDK client (one per endpoint and process): connect timeout
-        ``ARBOR_MODEL_CONNECT_TIMEOUT``, read timeout the connection's; no SDK retries."""
+        ``ARBOR_MODEL_CONNECT_TIMEOUT``, read timeout the connection's; no SDK retries. A
+        restricted endpoint's client checks and pins the address of every request and follows no
+        redirect (:mod:`connections.guard`)."""
         return _client(self.base_url, self.api_key or "sk-no-key-needed", self.headers,
-                       settings.ARBOR_MODEL_CONNECT_TIMEOUT, self.read_timeout)
+                       settings.ARBOR_MODEL_CONNECT_TIMEOUT, self.read_timeout, self.restricted)
 
     def describe(self) -> dict:
         """What a trace records about the endpoint: ``{"connection_id", "connection", "base_url"}``,
@@ -62,14 +74,26 @@ class Endpoint:
         return {"connection_id": self.connection_id, "connection": self.name, "base_url": mask_url(self.base_url)}
 
 
+# The SDK takes its HTTP client as ``http_client`` (1.x and 2.x: an httpx.Client; 3.x: httpx2's).
+SDK_TAKES_HTTP_CLIENT = "http_client" in inspect.signature(openai.OpenAI.__init__).parameters
+
+
 @lru_cache(maxsize=64)
-def _client(base_url: str, api_key: str, headers: tuple, connect: float, read: float) -> openai.OpenAI:
+def _client(base_url: str, api_key: str, headers: tuple, connect: float, read: float,
+            restricted: bool = False) -> openai.OpenAI:
+    timeout = openai.Timeout(connect=connect, read=read, write=read, pool=connect)
+    extra = {}
+    if restricted:
+        if not SDK_TAKES_HTTP_CLIENT:
+            raise RuntimeError("This openai SDK takes no http_client: restricted connections cannot be guarded.")
+        extra["http_client"] = guarded_http_client(SDK_HTTP, timeout)
     return openai.OpenAI(
         base_url=base_url,
         api_key=api_key,
         default_headers=dict(headers) or None,
         max_retries=0,
-        timeout=openai.Timeout(connect=connect, read=read, write=read, pool=connect),
+        timeout=timeout,
+        **extra,
     )
 
 
@@ -102,10 +126,21 @@ def _listed(body) -> list[dict]:
         raise ValueError("the answer is not an OpenAI model list ({\"data\": [...]})")
     found: dict[str, dict] = {}
     for entry in body["data"]:
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"].strip():
-            name = entry["id"].strip()[:200]
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and MODEL_ID.match(entry["id"].strip()):
+            name = entry["id"].strip()
             found.setdefault(name, {"id": name, "context_window": _window(entry)})
     return list(found.values())
+
+
+def _unreachable(endpoint: Endpoint, where: str, exc: openai.APIConnectionError, timeout: float) -> str:
+    """Why ``where`` gave no HTTP answer. For a restricted endpoint one message whatever happened
+    (refused, closed, not HTTP, silent, an address not allowed), so that its user cannot tell the
+    ports of a host apart."""
+    if endpoint.restricted:
+        return f"Could not reach {where}."
+    if isinstance(exc, openai.APITimeoutError):
+        return f"{where} did not answer within {timeout:g} s."
+    return f"Could not reach {where}: {exc.__cause__ or exc}."
 
 
 def probe(endpoint: Endpoint, *, timeout: float) -> Probe:
@@ -117,14 +152,12 @@ def probe(endpoint: Endpoint, *, timeout: float) -> Probe:
     try:
         text = client.models.with_raw_response.list().text
         latency = (time.perf_counter() - started) * 1000
-    except openai.APITimeoutError:
-        return Probe("unreachable", None, f"{where} did not answer within {timeout:g} s.")
     except openai.APIStatusError as exc:
         latency = (time.perf_counter() - started) * 1000
         hint = " (the endpoint refused the API key)" if exc.status_code in (401, 403) else ""
         return Probe("error", latency, f"{where}/models answered HTTP {exc.status_code}{hint}.")
-    except openai.APIConnectionError as exc:
-        return Probe("unreachable", None, f"Could not reach {where}: {exc.__cause__ or exc}.")
+    except openai.APIConnectionError as exc:  # a timeout too (APITimeoutError)
+        return Probe("unreachable", None, _unreachable(endpoint, where, exc, timeout))
     try:
         models = _listed(json.loads(text))
     except ValueError as exc:
@@ -141,13 +174,11 @@ def answers(endpoint: Endpoint, model: str, *, timeout: float) -> Probe:
     started = time.perf_counter()
     try:
         client.chat.completions.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
-    except openai.APITimeoutError:
-        return Probe("unreachable", None, f"{where} did not answer a one-token completion within {timeout:g} s.")
     except openai.APIStatusError as exc:
         latency = (time.perf_counter() - started) * 1000
         return Probe("error", latency, f"{where}/chat/completions answered HTTP {exc.status_code} for {model}.")
-    except openai.APIConnectionError as exc:
-        return Probe("unreachable", None, f"Could not reach {where}: {exc.__cause__ or exc}.")
+    except openai.APIConnectionError as exc:  # a timeout too
+        return Probe("unreachable", None, _unreachable(endpoint, where, exc, timeout))
     except (ValueError, TypeError, KeyError) as exc:  # an answer the SDK could not read
         return Probe("error", None, f"{where}/chat/completions answered, but not as a chat completion: {exc}.")
     latency = (time.perf_counter() - started) * 1000

@@ -25,27 +25,29 @@ class ConnectionForm(forms.Form):
                                help_text="Longest silence in a reply; empty: the server's default.")
     enabled = forms.BooleanField(required=False, initial=True)
     shared = forms.BooleanField(required=False, label="Shared with every user (administrators)")
+    trusted = forms.BooleanField(required=False, label="Trusted: may reach private and loopback addresses "
+                                                       "(administrators)")
 
     def __init__(self, *args, connection: Connection | None = None, may_share: bool = False, **kwargs):
         if connection is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": connection.name, "base_url": connection.base_url,
                                  "timeout": connection.timeout, "enabled": connection.enabled,
-                                 "shared": connection.is_shared}
+                                 "shared": connection.is_shared, "trusted": connection.trusted}
         super().__init__(*args, **kwargs)
         self.connection = connection
         if not may_share:
-            del self.fields["shared"]
+            del self.fields["shared"], self.fields["trusted"]
         if connection is None:
             del self.fields["clear_api_key"], self.fields["clear_extra_headers"]
             self.fields["base_url"].required = True
         elif connection.from_environment:
-            for name in ("base_url", "api_key", "clear_api_key", "shared"):
+            for name in ("base_url", "api_key", "clear_api_key", "shared", "trusted"):
                 self.fields.pop(name, None)
 
     def changes(self) -> dict:
         """The service's ``changes``: only what this form changes (write-only fields when filled)."""
         data = self.cleaned_data
-        out = {k: data[k] for k in ("name", "base_url", "enabled", "shared") if k in data}
+        out = {k: data[k] for k in ("name", "base_url", "enabled", "shared", "trusted") if k in data}
         timeout = data.get("timeout")
         if self.connection is None:
             out["timeout"] = timeout

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from core.fields import SecretTextField
 from core.prices import Price, price_for
-from core.redact import mask_url
+from core.redact import mask_url, without_userinfo
 from core.tokens import configured_context_window
 
 from .endpoint import Endpoint
@@ -69,6 +69,9 @@ class Connection(models.Model):
     timeout = models.FloatField(null=True, blank=True,
                                 help_text="Seconds of silence allowed in a reply; empty: ARBOR_MODEL_READ_TIMEOUT.")
     enabled = models.BooleanField(default=True)
+    trusted = models.BooleanField(
+        default=False, help_text="Set by an administrator: may reach any address (loopback, private networks).",
+    )
     from_environment = models.BooleanField(
         default=False, editable=False, help_text="The default connection: OPENAI_BASE_URL and OPENAI_API_KEY.",
     )
@@ -101,6 +104,13 @@ class Connection(models.Model):
     @property
     def is_shared(self) -> bool:
         return self.owner_id is None
+
+    @property
+    def restricted(self) -> bool:
+        """Its requests go to public addresses only (and ``ARBOR_CONNECTION_ALLOWED_NETWORKS``; see
+        :mod:`connections.guard`): a user's own connection, unless an administrator trusted it. The
+        default connection and shared ones (made by administrators) are not restricted."""
+        return not (self.from_environment or self.owner_id is None or self.trusted)
 
     @property
     def is_deleted(self) -> bool:
@@ -143,10 +153,13 @@ class Connection(models.Model):
         return None if not self.health else self.health != Health.UNREACHABLE
 
     def endpoint(self) -> Endpoint:
-        """What a model call needs: URL, key, headers, timeout, and the name it is reported by."""
-        return Endpoint(name=self.name, base_url=self.url, api_key=self.key,
+        """What a model call needs: URL, key, headers, timeout, and the name it is reported by.
+        A user name and password in the URL are never sent (the HTTP client would send them as
+        Basic credentials in place of the key): Basic credentials go in an ``Authorization``
+        extra header, which is encrypted at rest."""
+        return Endpoint(name=self.name, base_url=without_userinfo(self.url), api_key=self.key,
                         headers=tuple(sorted(self.headers.items())), read_timeout=self.read_timeout,
-                        connection_id=self.pk)
+                        connection_id=self.pk, restricted=self.restricted)
 
     def check_usable(self) -> None:
         """Raise :class:`ConnectionUnusable` (naming this connection) when it is deleted or disabled."""

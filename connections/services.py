@@ -1,6 +1,9 @@
 """Writes for connections: create, update, delete (soft), check health, refresh the model list, and
-models added by hand. Keyword-only; each write is one transaction, and a failed check never undoes
-a save: saving an unreachable connection keeps it and says so (:attr:`Saved.warning`).
+models added by hand. Keyword-only; each write is one transaction. Saving checks the endpoint first
+and then stores the connection with what the check found, in one transaction: an unreachable
+endpoint is a warning (:attr:`Saved.warning`), not a refusal, and a request that fails saves nothing.
+A restricted connection (:attr:`Connection.restricted`) whose address is refused by
+:mod:`connections.guard` is a 400.
 
 Validation is here, shared by the pages and the JSON API: a name (1–100 characters, unique per
 owner, case-insensitive), an ``http(s)`` base URL, a key and header values without control
@@ -10,19 +13,21 @@ characters, at most :data:`MAX_HEADERS` extra headers with token names, a timeou
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.text import clean_text
 
 from .endpoint import Probe, answers, probe
+from .guard import AddressRefused, check_url
 from .models import Connection, ConnectionModel, Health
 from .selectors import is_admin
 
@@ -31,6 +36,7 @@ MAX_SECRET_CHARS = 4096
 # RFC 9110 token characters; headers the HTTP client sets itself may not be overridden.
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
+log = logging.getLogger(__name__)
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 3600.0
 MAX_PRICE = 1_000_000.0  # USD per 1M tokens
 MAX_WINDOW = 100_000_000  # tokens
@@ -58,6 +64,13 @@ def clean_base_url(value) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidInput("base_url must be an http:// or https:// URL, e.g. http://127.0.0.1:8001/v1")
+    if "@" in parts.netloc:
+        raise InvalidInput("base_url must not contain a user name or password; to send HTTP Basic credentials, "
+                           'add the extra header {"Authorization": "Basic …"} (stored encrypted)')
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidInput("base_url has a port that is not a number from 0 to 65535") from None
     return url.rstrip("/")
 
 
@@ -106,56 +119,111 @@ def _clean_name(value) -> str:
     return clean_text(value, field="name", max_length=100)
 
 
-def _save(connection: Connection) -> None:
-    """full_clean (the unique name per owner) then save; a clash is InvalidInput."""
+def _full_clean(connection: Connection) -> None:
+    """full_clean (the unique name per owner); a clash is InvalidInput."""
     try:
         connection.full_clean()
     except ValidationError as exc:
         raise InvalidInput("; ".join(exc.messages)) from None
-    connection.save()
+
+
+def _insert_or_update(connection: Connection) -> None:
+    """Save; a name taken meanwhile (the unique constraint) is InvalidInput."""
+    try:
+        with transaction.atomic():
+            connection.save()
+    except IntegrityError:
+        raise InvalidInput("You already have a connection with this name.") from None
+
+
+def _check_address(connection: Connection) -> None:
+    """For a restricted connection, InvalidInput when its host is (or resolves to) an address it
+    may not reach (:func:`connections.guard.check_url`); a name that does not resolve passes (the
+    check after saving says so, and every request is checked again)."""
+    if not connection.restricted:
+        return
+    try:
+        check_url(connection.url)
+    except AddressRefused as exc:
+        raise InvalidInput(str(exc)) from None
+    except (OSError, ValueError):
+        pass
 
 
 # --- connections -----------------------------------------------------------------------------------
 
 def connection_create(*, user, name, base_url, api_key="", extra_headers=None, timeout=None, enabled=True,
-                      shared=False) -> Saved:
-    """Save a new connection owned by ``user`` (``shared``: by nobody, for everyone; administrators
-    only), then check it and fetch its models. Raises InvalidInput (a field is wrong, the name is
-    taken) and Forbidden (``shared`` without being an administrator)."""
-    if shared and not is_admin(user):
-        raise Forbidden("Only an administrator can share a connection.")
+                      shared=False, trusted=False) -> Saved:
+    """Save a new connection owned by ``user`` (``shared``: by nobody, for everyone; ``trusted``:
+    may reach any address; both administrators only) after checking it and fetching its models:
+    the check's failure is :attr:`Saved.warning`, and nothing is saved unless the whole call
+    succeeds. Raises InvalidInput (a field is wrong, the name is taken, the address is refused:
+    :mod:`connections.guard`) and Forbidden (``shared``/``trusted`` without being an administrator)."""
+    if (shared or trusted) and not is_admin(user):
+        raise Forbidden("Only an administrator can share a connection or mark it trusted.")
     connection = Connection(
         owner=None if shared else user, name=_clean_name(name), base_url=clean_base_url(base_url),
         api_key=clean_api_key(api_key), timeout=clean_timeout(timeout), enabled=bool(enabled),
+        trusted=bool(trusted),
     )
     headers = clean_headers(extra_headers)
     connection.extra_headers = json.dumps(headers) if headers else ""
+    _full_clean(connection)
+    _check_address(connection)
+    check = _probe(connection)
     with transaction.atomic():
-        _save(connection)
-    return Saved(connection, connection_refresh_models(connection=connection))
+        _insert_or_update(connection)
+        _store_probe(connection, check)
+    return Saved(connection, check)
 
 
-UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled", "shared")
+UPDATABLE = ("name", "base_url", "api_key", "extra_headers", "timeout", "enabled", "shared", "trusted")
 
 
 def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
     """Change the fields given in ``changes`` (absent or None: unchanged; ``api_key: ""`` removes
     the key, ``extra_headers: {}`` the headers). The default connection's URL and key come from
-    the environment and cannot be changed here. When the URL, key or headers change, the endpoint
-    is checked again. Raises InvalidInput and Forbidden (``shared`` by a non-administrator)."""
+    the environment and cannot be changed here. When the URL, key, headers, ``shared`` or
+    ``trusted`` change, the address is checked (:mod:`connections.guard`) and the endpoint checked
+    again. Raises InvalidInput and Forbidden (``shared``/``trusted`` by a non-administrator)."""
+    changes = _allowed_changes(user, connection, changes)
+    reach = {"base_url", "api_key", "extra_headers", "trusted", "shared"} & set(changes)
+    _apply_changes(user, connection, changes)
+    _full_clean(connection)
+    if reach:
+        _check_address(connection)
+    check = _probe(connection) if reach else None
+    with transaction.atomic():
+        _insert_or_update(connection)
+        if check is not None:
+            _store_probe(connection, check)
+    return Saved(connection, check)
+
+
+def _allowed_changes(user, connection: Connection, changes: dict) -> dict:
+    """``changes`` without None values and without ``shared``/``trusted`` equal to what they are;
+    raises InvalidInput (an unknown field, the default connection's URL, key or sharing) and
+    Forbidden (``shared``/``trusted`` changed by a non-administrator)."""
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     changes = {k: v for k, v in changes.items() if v is not None}
     if changes.get("shared") is False and connection.from_environment:
         raise InvalidInput("The default connection is always shared.")
-    changes = {k: v for k, v in changes.items() if not (k == "shared" and bool(v) == connection.is_shared)}
+    current = {"shared": connection.is_shared, "trusted": connection.trusted}
+    changes = {k: v for k, v in changes.items() if not (k in current and bool(v) == current[k])}
     if connection.from_environment and {"base_url", "api_key"} & set(changes):
         raise InvalidInput("The default connection's URL and key come from OPENAI_BASE_URL and OPENAI_API_KEY "
                            "(set them in the environment).")
     if "shared" in changes and not is_admin(user):
         raise Forbidden("Only an administrator can share a connection or stop sharing it.")
-    reach = {"base_url", "api_key", "extra_headers"} & set(changes)
+    if "trusted" in changes and not is_admin(user):
+        raise Forbidden("Only an administrator can mark a connection trusted.")
+    return changes
+
+
+def _apply_changes(user, connection: Connection, changes: dict) -> None:
+    """Set the cleaned ``changes`` on ``connection`` (not saved); raises InvalidInput for a bad value."""
     for field, clean in (("name", _clean_name), ("base_url", clean_base_url), ("api_key", clean_api_key),
                          ("timeout", clean_timeout)):
         if field in changes:
@@ -163,14 +231,12 @@ def connection_update(*, user, connection: Connection, changes: dict) -> Saved:
     if "extra_headers" in changes:
         headers = clean_headers(changes["extra_headers"])
         connection.extra_headers = json.dumps(headers) if headers else ""
-    if "enabled" in changes:
-        connection.enabled = bool(changes["enabled"])
+    for flag in ("enabled", "trusted"):
+        if flag in changes:
+            setattr(connection, flag, bool(changes[flag]))
     if "shared" in changes:
         connection.owner = None if changes["shared"] else user
     connection.updated_at = timezone.now()
-    with transaction.atomic():
-        _save(connection)
-    return Saved(connection, connection_refresh_models(connection=connection) if reach else None)
 
 
 @transaction.atomic
@@ -194,6 +260,19 @@ def _record_health(connection: Connection, check: Probe) -> None:
     connection.save(update_fields=["health", "health_latency_ms", "health_message", "health_checked_at"])
 
 
+def _unexpected(connection: Connection) -> Probe:
+    log.warning("The check of the connection %s failed", connection.pk, exc_info=True)
+    return Probe(Health.UNREACHABLE, None, f"Could not reach {connection.shown_url}.")
+
+
+def _probe(connection: Connection) -> Probe:
+    """The model list of ``connection``'s endpoint; never raises (anything unexpected is "unreachable")."""
+    try:
+        return probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    except Exception:
+        return _unexpected(connection)
+
+
 def _model_to_try(connection: Connection, listed: list[dict]) -> str | None:
     """The model the health check asks: the default connection's ``ARBOR_MODEL`` when listed, else
     the first listed model, else the first model added by hand; None when there is none."""
@@ -213,14 +292,17 @@ def connection_check(*, connection: Connection) -> Probe:
     models it lists are stored as :func:`connection_refresh_models` stores them, so the connection's
     model count and the chat's picker agree with "N models listed"."""
     endpoint, timeout = connection.endpoint(), _probe_timeout(connection)
-    listing = probe(endpoint, timeout=timeout)
+    listing = _probe(connection)
     model = _model_to_try(connection, listing.models or [])
     if listing.health == Health.UNREACHABLE:
         check = listing
     elif model is None:
         check = Probe(Health.ERROR, listing.latency_ms, f"{listing.message} No model to try a completion with.")
     else:
-        answer = answers(endpoint, model, timeout=timeout)
+        try:
+            answer = answers(endpoint, model, timeout=timeout)
+        except Exception:
+            answer = _unexpected(connection)
         check = Probe(answer.health, answer.latency_ms, f"{listing.message} {answer.message}", listing.models)
     with transaction.atomic():
         _record_health(connection, check)
@@ -233,15 +315,20 @@ def connection_refresh_models(*, connection: Connection) -> Probe:
     """Fetch the endpoint's model list (a health check too). Listed models are added or marked
     listed (with the context window the endpoint reports); models no longer listed stay, marked
     unlisted, with their settings. When the endpoint gives no list, ``models_error`` says why."""
-    check = probe(connection.endpoint(), timeout=_probe_timeout(connection))
+    check = _probe(connection)
     with transaction.atomic():
-        _record_health(connection, check)
-        if check.models is None:
-            connection.models_error = check.message
-            connection.save(update_fields=["models_error"])
-            return check
-        _store_listed(connection, check.models)
+        _store_probe(connection, check)
     return check
+
+
+def _store_probe(connection: Connection, check: Probe) -> None:
+    """Store what the probe found: health, and the model list (or ``models_error``); inside a transaction."""
+    _record_health(connection, check)
+    if check.models is None:
+        connection.models_error = check.message
+        connection.save(update_fields=["models_error"])
+        return
+    _store_listed(connection, check.models)
 
 
 def _store_listed(connection: Connection, models: list[dict]) -> None:

@@ -34,6 +34,7 @@ from connections.selectors import find_model, pickable_models
 from core import ids
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
+from core.text import clean_text
 from streams.sse import sse_response
 
 from . import services, treemap
@@ -122,7 +123,7 @@ def _current_id(request):
 def session_list(request: HttpRequest) -> HttpResponse:
     """Sessions, newest activity first, with run and branch counts; ``?q=`` searches titles and
     messages; recently deleted sessions can be restored for ARBOR_UNDO_DELETE_SECONDS."""
-    query = request.GET.get("q", "").strip()
+    query, refused = _search_query(request)
     if _is_partial(request) and request.htmx.target == "side-results":
         return render(request, "conversations/_sessions_sidebar.html#side_results",
                       _sidebar(request, _current_id(request), query))
@@ -130,10 +131,19 @@ def session_list(request: HttpRequest) -> HttpResponse:
     deleted = recently_deleted(request.user)
     search_note = ("Message text is encrypted at rest, so search looks at titles only (semantic search under "
                    "“Search memory” still reads messages).") if query and encryption_enabled() else ""
-    context = {"page": page, "query": query, "deleted": deleted, "search_note": search_note}
+    context = {"page": page, "query": query, "deleted": deleted, "search_note": refused or search_note}
     if _is_partial(request) and request.htmx.target == "results":
-        return render(request, "conversations/session_list.html#results", context)
-    return render(request, "conversations/session_list.html", context)
+        return render(request, "conversations/session_list.html#results", context, status=400 if refused else 200)
+    return render(request, "conversations/session_list.html", context, status=400 if refused else 200)
+
+
+def _search_query(request: HttpRequest) -> tuple[str, str]:
+    """``?q=`` through core.text.clean_text: ``(query, "")``, or ``("", why)`` when it is refused
+    (a control character such as NUL, over 1000 characters): the page then lists without a search."""
+    try:
+        return clean_text(request.GET.get("q", ""), field="The search", max_length=1000, required=False), ""
+    except InvalidInput as exc:
+        return "", f"{exc.message}; showing every session."
 
 
 @require_POST

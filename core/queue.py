@@ -25,6 +25,7 @@ ADVANCE_VARIANT = "comparisons.advance_variant"
 RECORD_JUDGEMENT = "comparisons.record_judgement"
 SUITE_CASE_JUDGE = "comparisons.suite_case_judge"
 IMPORT_JOB = "archive.import_job"
+REAP_IMPORT_JOBS = "archive.reap_import_jobs"
 
 # Task name -> the module that defines it.
 TASK_MODULES = {
@@ -36,6 +37,7 @@ TASK_MODULES = {
     RECORD_JUDGEMENT: "comparisons.tasks",
     SUITE_CASE_JUDGE: "comparisons.tasks",
     IMPORT_JOB: "archive.tasks",
+    REAP_IMPORT_JOBS: "archive.tasks",
 }
 
 # The names messages queued before the tasks moved to the engine carry: a worker still runs them

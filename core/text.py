@@ -34,3 +34,23 @@ def clean_text(value, *, field: str, max_length: int, required: bool = True, mul
     if len(value) > max_length:
         raise InvalidInput(f"{field} is longer than {max_length} characters")
     return value
+
+
+def clean_json_strings(value, *, field: str, max_depth: int = 32):
+    """``value`` (decoded JSON: dicts, lists, strings, numbers) unchanged when no key or string in
+    it holds NUL (PostgreSQL's ``jsonb`` cannot store ``\\u0000``) and it nests at most
+    ``max_depth`` levels. Raises InvalidInput naming ``field``."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise InvalidInput(f"{field} is nested more than {max_depth} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{field} contains a control character (such as NUL)")
+        elif isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+    return value

@@ -24,6 +24,11 @@ class TransientModelError(Exception):
     """The model endpoint failed in a way that may pass: HTTP 429, 5xx, connect/read timeout."""
 
 
+class FirstTokenTimeout(TimeoutError):
+    """The model sent no first token (text or tool call) within ``ARBOR_FIRST_TOKEN_TIMEOUT``
+    seconds of the request: a timeout (retried once, as a hung model)."""
+
+
 def summariser_endpoint(strategy: dict, *, owner_id: int | None, connection: Connection | None) -> Endpoint:
     """Where a summary is written: the connection the policy's ``summarize`` strategy names (by
     name, among those the agent's owner may use), else ``connection`` (the calling run's)."""
@@ -45,12 +50,13 @@ def is_transient(exc: BaseException) -> bool:
     """True for errors worth retrying with backoff: 408/409/429/5xx, timeouts, refused connections."""
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, SDK_HTTP.TimeoutException))
+    return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, SDK_HTTP.TimeoutException,
+                            FirstTokenTimeout))
 
 
 def is_timeout(exc: BaseException) -> bool:
     """True when the endpoint did not answer in time (connect or read timeout)."""
-    return isinstance(exc, (openai.APITimeoutError, SDK_HTTP.TimeoutException))
+    return isinstance(exc, (openai.APITimeoutError, SDK_HTTP.TimeoutException, FirstTokenTimeout))
 
 
 LOCAL_MODEL_RESTARTING = ("The local model is restarting (its server stopped and the supervisor is starting it "
@@ -69,8 +75,10 @@ def _upper(text: str) -> str:
 
 def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tuple[str, str]:
     """``(type, message)`` a person can read, for a run's ``error``; with ``endpoint``, the message
-    names its connection (and URL, password masked). The endpoint's key and header values never
-    appear in it, even when its answer echoes them."""
+    names its connection (and URL, password masked). The endpoint's key and header values, and
+    any credential (:func:`core.redact.scrub_credentials`), never appear in it, even when its
+    answer echoes them. A restricted endpoint's answer body is not quoted at all (its user sees
+    the status and a generic reason: :mod:`connections.guard`)."""
     where = "the model endpoint"
     if endpoint is not None:
         where = f"the connection “{endpoint.name}” ({endpoint.describe()['base_url']})"
@@ -80,8 +88,10 @@ def describe_error(exc: BaseException, endpoint: Endpoint | None = None) -> tupl
     if isinstance(exc, openai.APIStatusError):
         body = ""
         with contextlib.suppress(Exception):  # the body is a courtesy
-            body = exc.response.text[:300]
+            body = "" if endpoint is not None and endpoint.restricted else exc.response.text[:300]
         return "http_error", scrub(f"{_upper(where)} answered HTTP {exc.status_code}. {body}".strip(), secrets)
+    if isinstance(exc, FirstTokenTimeout):
+        return "timeout", f"{_upper(where)} {exc}"
     if isinstance(exc, (openai.APITimeoutError, SDK_HTTP.TimeoutException)):
         return "timeout", f"{_upper(where)} did not answer in time."
     restarting = _is_local_model(endpoint)

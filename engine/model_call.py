@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,7 +17,7 @@ from conversations.models import Run, RunStatus
 from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
-from .llm import get_client
+from .llm import FirstTokenTimeout, get_client
 from .watcher import watchtower
 
 
@@ -68,6 +71,59 @@ def _release_connection() -> None:
         connection.close()
 
 
+class FirstTokenClock:
+    """The first-token deadline of one call (``ARBOR_FIRST_TOKEN_TIMEOUT`` seconds; 0: none),
+    separate from the read timeout between tokens: a timer that, unless :meth:`arrived` is called
+    first, closes the response stream (once it is :meth:`attach`-ed; at once if it is attached
+    later) and marks the call ``late``. The wait for the answer's headers themselves stays bounded
+    by the read timeout (the SDK gives no handle on the request before them)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.late = False
+        self._response = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire) if seconds and seconds > 0 else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.late = True
+            response = self._response
+        _close(response)
+
+    def attach(self, response) -> None:
+        with self._lock:
+            self._response = response
+            late = self.late
+        if late:
+            _close(response)
+
+    def arrived(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def error(self) -> FirstTokenTimeout:
+        return FirstTokenTimeout(f"sent no first token within {self.seconds:g} s (ARBOR_FIRST_TOKEN_TIMEOUT).")
+
+
+def _close(response) -> None:
+    """Close the SDK stream's HTTP response from another thread. The socket is shut down first:
+    closing alone does not wake a read blocked on a silent socket (the transport's
+    ``network_stream`` extension gives the socket)."""
+    if response is None:
+        return
+    with contextlib.suppress(Exception):  # best effort; the read fails either way
+        network = response.response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.response.close()
+
+
 def run_status(run_id) -> str | None:
     """The run's status as stored now (one query)."""
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
@@ -92,28 +148,28 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
     response = None
     chunks = 0
     deltas = _batcher(run, stream)
+    clock = FirstTokenClock(settings.ARBOR_FIRST_TOKEN_TIMEOUT)
     try:
         _release_connection()  # nothing is read from the database while the model thinks
         response = get_client(endpoint).chat.completions.create(
             model=run.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params,
         )
         watch.attach(response)
+        clock.attach(response)
         for chunk in response:
             chunks += 1
             _read_chunk(chunk, outcome, parts, calls, deltas)
+            if parts or calls:
+                clock.arrived()
+        if clock.late and not (parts or calls):
+            raise clock.error()
         if not outcome.finish_reason and not watch.stopped:
             raise _not_a_stream(response, endpoint) if chunks == 0 else BrokenStream(
                 f"The model's stream from the connection “{endpoint.name}” ended without a finish reason.")
     except BaseException as exc:  # every failure becomes the run's error
-        if watch.expired:
-            outcome.error = _deadline_error()
-        elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
-            outcome.cancelled = True
-        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        else:
-            outcome.error = exc
+        _record_failure(outcome, exc, run=run, watch=watch, clock=clock, silent=not (parts or calls))
     finally:
+        clock.arrived()
         tower.unwatch(watch)
         deltas.close()
     if watch.cancelled:
@@ -125,6 +181,23 @@ def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStrea
         {**c, "id": c["id"] or f"call_{run.pk.hex[:8]}_{i}"} for i, c in sorted(calls.items()) if c["name"]
     ]
     return outcome
+
+
+def _record_failure(outcome: Outcome, exc: BaseException, *, run: Run, watch, clock: FirstTokenClock,
+                    silent: bool) -> None:
+    """Why the stream stopped, on ``outcome``: the run's deadline, the first-token deadline (when
+    ``silent``: no token came), a cancel, else ``exc`` itself. KeyboardInterrupt and SystemExit that
+    are none of these are raised again."""
+    if watch.expired:
+        outcome.error = _deadline_error()
+    elif clock.late and silent:
+        outcome.error = clock.error()
+    elif watch.cancelled or run_status(run.pk) == RunStatus.CANCELLED:
+        outcome.cancelled = True
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    else:
+        outcome.error = exc
 
 
 def _batcher(run: Run, stream: RunStream) -> DeltaBatcher:

@@ -17,11 +17,15 @@ from connections.selectors import get_connection_for
 from core import queue
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.params import clean_params
+from core.text import clean_json_strings, clean_text
 
 from .models import Agent, BranchSettings, Compaction, CompactionStatus, Pin
 from .policy import parse_policy
 from .selectors import run_model
 
+# Text fields: (max length, multi-line); every one goes through core.text.clean_text.
+TEXT_FIELDS = {"name": (100, False), "model": (200, False), "system_prompt": (100_000, True),
+               "memory_id": (100, False)}
 FIELDS = ("name", "connection_id", "model", "system_prompt", "params", "memory_id", "memory_window_size",
           "context_window", "reserved_output_tokens", "compaction", "tools")
 
@@ -56,6 +60,12 @@ def _apply(*, user, agent: Agent, data: dict) -> None:
                 value = ""
             if value is None and field in ("params", "compaction"):
                 value = {}
+            if field in TEXT_FIELDS:
+                limit, multiline = TEXT_FIELDS[field]
+                value = clean_text(value, field=field, max_length=limit, required=False, multiline=multiline,
+                                   strip=not multiline)
+            elif field in ("params", "compaction", "tools"):
+                value = clean_json_strings(value, field=field)
             setattr(agent, field, [] if value is None and field == "tools" else value)
 
 

@@ -16,6 +16,9 @@ the last user message, so a worker in another process can be steered without sha
 ``[[hang]]``                send the headers, then nothing for 120 s
 ``[[garbage]]``             answer HTTP 200 with an HTML page instead of a chat completion
 ``[[no_usage]]``            leave out the usage chunk (as llama.cpp's server does)
+``[[echo_auth:CODE]]``      answer HTTP CODE with a body quoting the ``Authorization`` and
+                            ``Proxy-Authorization`` headers it got (an endpoint that leaks them)
+``[[redirect:URL]]``        answer ``302 Found`` to URL
 ``[[tool:NAME:ARGS]]``      answer with a call of tool NAME with ARGS (JSON, no ``]]`` inside) while
                             the last message is not a tool result; repeat it for parallel calls
 ``[[tool_loop]]``           with ``[[tool:…]]``: ask for the tool calls every round (a model that
@@ -28,7 +31,8 @@ record also keeps the ``authorization`` header and every ``x-*`` header.
 
 ``GET /v1/models`` lists ``FakeLLMServer(models=...)`` (default: ``fake-model``); entries may carry
 extra fields (``{"id": "big", "max_model_len": 32768}``, as vLLM lists them). Those calls are
-counted in ``model_list_calls`` (with their ``authorization`` header in ``model_list_auth``).
+counted in ``model_list_calls`` (with their ``authorization`` header in ``model_list_auth``). With
+``models_redirect`` set (a URL), ``GET /v1/models`` answers ``302`` to it instead.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class _State:
         self.models = [m if isinstance(m, dict) else {"id": m} for m in (models or ["fake-model"])]
         self.model_list_calls = 0
         self.model_list_auth: list[str | None] = []
+        self.models_redirect: str | None = None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -117,11 +122,20 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self):
         if self.path.rstrip("/") == "/v1/models":
             with self.state.lock:
                 self.state.model_list_calls += 1
                 self.state.model_list_auth.append(self.headers.get("Authorization"))
+                redirect = self.state.models_redirect
+            if redirect:
+                return self._redirect(redirect)
             return self._json(200, {"object": "list", "data": [{"object": "model", **m} for m in self.state.models]})
         if self.path == "/_requests":
             with self.state.lock:
@@ -181,6 +195,12 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(page)
             return None
+        if "echo_auth" in script:
+            seen = {h: self.headers.get(h) for h in ("Authorization", "Proxy-Authorization")}
+            return self._json(int(script["echo_auth"] if script["echo_auth"] is not True else 401),
+                              {"error": {"message": f"rejected credentials {seen}", "type": "scripted"}})
+        if "redirect" in script:
+            return self._redirect(script["redirect"])
         if "status" in script:
             code = int(script["status"])
             return self._json(code, {"error": {"message": f"scripted HTTP {code}", "type": "scripted"}})
@@ -334,6 +354,7 @@ class FakeLLMServer:
             self.state.failures.clear()
             self.state.model_list_calls = 0
             self.state.model_list_auth.clear()
+            self.state.models_redirect = None
 
 
 if __name__ == "__main__":  # python -m tests.llm_server [port]

@@ -189,6 +189,8 @@ CELERY_BEAT_SCHEDULE = {
                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
     "prune-run-events": {"task": "engine.prune_run_events", "schedule": 600.0,
                          "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
+    "reap-import-jobs": {"task": "archive.reap_import_jobs", "schedule": 60.0,
+                         "options": {"queue": ARBOR_MAINTENANCE_QUEUE}},
 }
 
 # --- Caches: Redis when there is one (shared by every process), else files under var/ --------------
@@ -213,6 +215,9 @@ ARBOR_MAX_INPUT_CHARS = env("ARBOR_MAX_INPUT_CHARS", default=32_000, cast=int)
 # Seconds: connecting to the model, and the longest silence allowed inside a streamed reply.
 ARBOR_MODEL_CONNECT_TIMEOUT = env("ARBOR_MODEL_CONNECT_TIMEOUT", default=10.0, cast=float)
 ARBOR_MODEL_READ_TIMEOUT = env("ARBOR_MODEL_READ_TIMEOUT", default=60.0, cast=float)
+# Seconds from sending a request to the model's first token (text or tool call), separate from the
+# read timeout between tokens: a model that hangs before answering is given up sooner. 0: none.
+ARBOR_FIRST_TOKEN_TIMEOUT = env("ARBOR_FIRST_TOKEN_TIMEOUT", default=30.0, cast=float)
 # Seconds from a run's first start to its latest possible end, across every attempt: a model that
 # hangs or trickles for longer is cut off and the run fails with that reason (and its partial text).
 ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, cast=float)
@@ -241,6 +246,12 @@ ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cas
 # OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a
 # model-list refresh waits for an endpoint (at most the connection's own timeout).
 ARBOR_CONNECTION_CHECK_SECONDS = env("ARBOR_CONNECTION_CHECK_SECONDS", default=5.0, cast=float)
+# Networks a user's own connection may reach besides public addresses (connections/guard.py),
+# comma-separated: "10.0.0.0/8", "127.0.0.1:8001", "[::1]:8001". Unset: OPENAI_BASE_URL's address
+# and port (the local model); "": none.
+ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", default=None)
+# False: users' own connections may reach the allowed networks only, no public address either.
+ARBOR_CONNECTION_PUBLIC_ADDRESSES = env("ARBOR_CONNECTION_PUBLIC_ADDRESSES", default=True, cast=bool)
 
 # --- Memory: context windows per model, token budgets, compaction, tools ---------------
 # Context window in tokens per model name (JSON object in the environment, merged over these);
@@ -310,6 +321,13 @@ ARBOR_IMPORT_MAX_BYTES = env("ARBOR_IMPORT_MAX_BYTES", default=2 * 2**30, cast=i
 # The Celery queue import jobs go to, and the seconds after which a silent import job is taken over.
 ARBOR_IMPORT_QUEUE = env("ARBOR_IMPORT_QUEUE", default="celery")
 ARBOR_IMPORT_STALE_SECONDS = env("ARBOR_IMPORT_STALE_SECONDS", default=120, cast=int)
+# An archive nested deeper than this many levels, or with one record (a conversation) larger than
+# this many bytes, is refused before it is parsed (archive/source.py: parsers' memory grows with both).
+ARBOR_IMPORT_MAX_DEPTH = env("ARBOR_IMPORT_MAX_DEPTH", default=64, cast=int)
+ARBOR_IMPORT_MAX_RECORD_BYTES = env("ARBOR_IMPORT_MAX_RECORD_BYTES", default=256 * 2**20, cast=int)
+# Each import runs in a child process of the worker whose address space is capped at this many MiB
+# (RLIMIT_AS): a file that still takes too much memory fails its own job only. 0: in the worker itself.
+ARBOR_IMPORT_MEMORY_LIMIT_MB = env("ARBOR_IMPORT_MEMORY_LIMIT_MB", default=2048, cast=int)
 # PostgreSQL: threads (each with its own connection) that write imported batches while the file is read.
 ARBOR_IMPORT_WRITERS = env("ARBOR_IMPORT_WRITERS", default=2, cast=int)
 
@@ -325,10 +343,12 @@ LOGGING = {
                                             "names": sorted(periodic_task_names(CELERY_BEAT_SCHEDULE))},
                 # uvicorn's access lines: none for static files; pages and the API at ARBOR_ACCESS_LOG_LEVEL
                 "access_lines": {"()": "core.logs.AccessLines", "skip": ["/" + STATIC_URL, "/favicon.ico"],
-                                 "level": env("ARBOR_ACCESS_LOG_LEVEL", default="INFO")}},
+                                 "level": env("ARBOR_ACCESS_LOG_LEVEL", default="INFO")},
+                # Passwords in URLs and Authorization values never reach a log (core/redact.py).
+                "scrub_credentials": {"()": "core.redact.ScrubCredentials"}},
     "formatters": {"access": {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
                               "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'}},
-    "handlers": {"console": {"class": "logging.StreamHandler"},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_credentials"]},
                  "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["console"], "level": env("ARBOR_LOG_LEVEL", default="INFO").upper()},
     # The HTTP clients' per-request lines name every URL called (the openai SDK's own copy logs as httpx2).

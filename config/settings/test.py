@@ -26,3 +26,7 @@ ARBOR_RUN_RATE = ""
 # browser tests always get the current app.js/app.css without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Tests' model servers listen on loopback ports of their own: users' connections may reach
+# loopback (tests/connections/test_guard.py narrows it per test).
+ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", default="127.0.0.0/8")

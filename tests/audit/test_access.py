@@ -62,7 +62,7 @@ def test_every_url_requires_a_login_except_the_login_pages(client):
                 continue
             if route.name == "api:api-root":  # django-ninja's empty root: nothing there for anyone
                 assert status == 404, f"{where}: {status}"
-            elif url.startswith("/api/") and route.name not in ("api:openapi-json", "api:openapi-view"):
+            elif url.startswith("/api/"):
                 assert status in (401, 405), f"{where}: {status}"
                 if status == 401:
                     assert "Authentication required" in response.json()["detail"]
@@ -80,10 +80,10 @@ def test_every_url_requires_a_login_except_the_login_pages(client):
 
 @pytest.mark.django_db
 def test_api_docs_and_schema_need_a_login(client, user):
-    """The OpenAPI schema and docs are not public: anonymous visitors are sent to log in."""
+    """The OpenAPI schema and docs are not public: anonymous clients get a JSON 401 (no redirect)."""
     for name in ("api:openapi-json", "api:openapi-view"):
         response = client.get(reverse(name))
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        assert response.status_code == 401 and response["Content-Type"].startswith("application/json")
     client.force_login(user)
     assert client.get(reverse("api:openapi-json")).status_code == 200
 
@@ -186,6 +186,14 @@ def test_every_url_with_another_users_ids_is_404_and_changes_nothing(client, use
             else:
                 response = getattr(client, method)(url)
             statuses[method] = response.status_code
+            if response.status_code == 400 and url.startswith("/api/"):
+                # The shared payload has fields this operation does not take (refused by the body's
+                # schema before any lookup, the same for any id): again with the fields it takes.
+                extra = {e["loc"][-1] for e in response.json()["errors"] if e.get("type") == "extra_forbidden"}
+                assert extra, response.content
+                response = getattr(client, method)(url, data={k: v for k, v in payload.items() if k not in extra},
+                                                   content_type="application/json")
+                statuses[method] = response.status_code
             assert response.status_code in (404, 405), f"{method.upper()} {url} ({route.name}): {response.status_code}"
         assert 404 in statuses.values(), f"{url} ({route.name}) answers no method: {statuses}"
         checked.append(route.name)

@@ -1,6 +1,8 @@
 """Schemathesis against the live API (issue 12): every operation of ``/api/openapi.json``, valid and
 invalid data, generated ids and real ones, answers no 5xx and only what the schema documents
-(status codes, content types, bodies); invalid data is never accepted.
+(status codes, content types, bodies); invalid data is never accepted. The fuzzed user's
+connections (``POST``/``PATCH /api/connections``, generated base URLs) may reach loopback only: the
+server runs with ``ARBOR_CONNECTION_ALLOWED_NETWORKS=127.0.0.0/8`` and no public address.
 
 Bounded and repeatable: a fixed number of examples per operation, derandomised (the same cases on
 every run), no shrinking (every failing case is reported as it is). Runs against uvicorn (the
@@ -31,6 +33,7 @@ from comparisons.services import VariantSpec
 from tests.chaos.report import NOTES
 from tests.comparisons.conftest import finish_run
 from tests.support.factories import SessionFactory, build_chain
+from tests.support.processes import start_web
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]  # run by make chaos
 
@@ -76,7 +79,18 @@ def _real_ids(user) -> dict:
             "turn": 0, "column": 0, "job_id": str(job.pk)}
 
 
-def test_the_api_answers_only_what_its_schema_documents(asgi_server, api_token, user):
+@pytest.fixture
+def loopback_only_server(django_db_setup, llm_server, proc_log_dir):
+    """Arbor under uvicorn whose users' connections may reach 127.0.0.0/8 only (no public address)."""
+    proc, url = start_web(llm_server, proc_log_dir, name="uvicorn-fuzz",
+                          ARBOR_CONNECTION_ALLOWED_NETWORKS="127.0.0.0/8", ARBOR_CONNECTION_PUBLIC_ADDRESSES="false",
+                          ARBOR_CONNECTION_CHECK_SECONDS="1")
+    yield url
+    proc.stop()
+
+
+def test_the_api_answers_only_what_its_schema_documents(loopback_only_server, api_token, user):
+    asgi_server = loopback_only_server
     real_ids = _real_ids(user)
     auth = {"Authorization": f"Bearer {api_token}"}
     schema = schemathesis.openapi.from_url(f"{asgi_server}/api/openapi.json", headers=auth)

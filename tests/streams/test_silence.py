@@ -55,7 +55,7 @@ def test_one_sse_connection_survives_30_s_of_model_silence(backend, llm_server, 
         stream_url = settings.REDIS_URL
     else:
         stream_url = "db"
-    worker_factory(ARBOR_STREAM_URL=stream_url)
+    worker_factory(ARBOR_STREAM_URL=stream_url, ARBOR_FIRST_TOKEN_TIMEOUT=str(SILENCE * 3))
     web, base = start_web(llm_server, proc_log_dir, ARBOR_STREAM_URL=stream_url)
     try:
         session = SessionFactory(owner=user)
