@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make upgrade-check`: how would the newest versions pyproject.toml allows do? Resolves them with uv
 # (ignoring requirements/holds.txt), builds a throwaway venv under $VAR_DIR/upgrade, prints every
-# package whose version differs from the lock, runs the fast suite (no browser, no chaos) plus one
-# real turn on the local model, and prints what broke. Exit status: the test run's.
+# package whose version differs from the lock, runs the fast suite (no browser, worker, chaos or
+# local-model tests) plus one real turn on the local model, and prints what broke. Exit status: the test run's.
 # The lock is not touched: `make lock` after fixing what broke (and lifting a hold) moves it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,9 +33,17 @@ for name, old, new in moved:
     print(f"  {name:<28} {old:>12} -> {new}")
 print(f"  ({len(moved)} of {len(set(locked) | set(newest))} packages moved)")
 PY
-echo ">>> The fast suite and one real turn on the local model, on the newest versions"
-"$dir/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser and not chaos" -o addopts="-ra" "$@" 2>&1 | tee "$dir/pytest.log" | tail -40
-status=${PIPESTATUS[0]}
-echo ">>> What broke (failed or errored tests; the full log is $dir/pytest.log):"
-grep -E "^(FAILED|ERROR) " "$dir/pytest.log" || echo "  nothing"
+echo ">>> The fast suite (no browser, worker, chaos or local-model tests), on the newest versions"
+py="$dir/venv/bin/python"
+"$py" -m pytest -q -p no:cacheprovider -o addopts="-ra" -m "not browser and not chaos and not worker and not local_model" \
+    "$@" > "$dir/pytest.log" 2>&1
+status=$?
+tail -3 "$dir/pytest.log"
+echo ">>> One real turn on the local model (a prompt of ~500 tokens, through a Celery worker)"
+"$py" -m pytest -q -p no:cacheprovider -o addopts="-ra" \
+    "tests/connections/test_local_model.py::test_a_turn_with_a_prompt_of_several_hundred_tokens" \
+    > "$dir/turn.log" 2>&1 || status=1
+tail -1 "$dir/turn.log"
+echo ">>> What broke (logs: $dir/pytest.log, $dir/turn.log):"
+grep -hE "^(FAILED|ERROR) " "$dir/pytest.log" "$dir/turn.log" || echo "  nothing"
 exit "$status"
