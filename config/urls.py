@@ -1,18 +1,25 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from audit.urls import urlpatterns as audit_urls
 from config.api import api
 from memory.urls import chat_urlpatterns as memory_chat_urls
 from runaudit.urls import urlpatterns as run_audit_urls
 
+
+def _favicon(request):
+    """``/favicon.ico`` → the static icon, resolved per request (with the manifest storage of
+    production, ``static()`` at import time would need collectstatic before any command could load the URLs)."""
+    return HttpResponsePermanentRedirect(static("arbor/favicon.svg"))
+
+
 urlpatterns = [
     # Browsers and tools ask for /favicon.ico on pages that name no icon (a 404 line in the log otherwise).
-    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("arbor/favicon.svg"), permanent=True))),
+    path("favicon.ico", login_not_required(_favicon)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("accounts.urls")),
