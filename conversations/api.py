@@ -19,7 +19,7 @@ from ninja.pagination import paginate
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from memory.selectors import get_agent_for
 from streams.sse import sse_response
 
@@ -280,11 +280,19 @@ def cancel_run(request, run_id: str):
     return run_out(services.run_cancel(run=get_run_for(request.auth, run_id)))
 
 
-@router.post("/runs/{run_id}/fork", response=answers({201: ForkOut}, 404, 409), tags=["runs"])
+def _only_query(request, *allowed: str) -> None:
+    """400 naming any query parameter the operation does not take (none is silently ignored)."""
+    unknown = sorted(set(request.GET) - set(allowed))
+    if unknown:
+        raise InvalidInput(f"unknown query parameters: {', '.join(unknown)[:200]}")
+
+
+@router.post("/runs/{run_id}/fork", response=answers({201: ForkOut}, 400, 404, 409), tags=["runs"])
 def fork_run(request, run_id: str, session_id: str | None = None):
     """A new session continuing from this run; its ancestors are shared, not copied. ``session_id``:
     the session acting (a fork forking one of its shared ancestors); default the run's own. A run
-    of a deleted session is 404 here as for edit and regenerate."""
+    of a deleted session is 404 here as for edit and regenerate; an unknown query parameter is 400."""
+    _only_query(request, "session_id")
     _, run = get_run_to_act_on(request.auth, run_id, session_id)
     session = services.session_fork(run=run, owner=request.auth)
     return Status(201, {"session_id": session.pk})
@@ -293,7 +301,8 @@ def fork_run(request, run_id: str, session_id: str | None = None):
 @router.post("/runs/{run_id}/regenerate", response=answers({202: RunAccepted}, 400, 404, 409, 429), tags=["runs"])
 @limit_run_creation
 def regenerate_run(request, run_id: str, session_id: str | None = None):
-    """A sibling with the same input (also the retry of a failed run)."""
+    """A sibling with the same input (also the retry of a failed run); an unknown query parameter is 400."""
+    _only_query(request, "session_id")
     session, run = get_run_to_act_on(request.auth, run_id, session_id)
     new = services.run_regenerate(run=run, session=session)
     return Status(202, {"run_id": new.pk, "status": new.status})

@@ -146,7 +146,7 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("get", "/api/runs/{run_id}/context"): {404, 409, 500},
     ("get", "/api/runs/{run_id}/events"): {404},
     ("post", "/api/runs/{run_id}/cancel"): {404, 409},
-    ("post", "/api/runs/{run_id}/fork"): {404, 409},
+    ("post", "/api/runs/{run_id}/fork"): {400, 404, 409},
     ("get", "/api/sessions/{session_id}/labels"): {404},
     ("post", "/api/sessions/{session_id}/labels"): {400, 404, 409, 413},
     ("patch", "/api/sessions/{session_id}/labels/{label_id}"): {400, 404, 409, 413},
