@@ -44,6 +44,15 @@ HYPOTHESIS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, da
                       phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 
 
+def _serialises_to_a_valid_query(exc: BaseException, status: int) -> bool:
+    """A "negative" ``session_id`` object in a form-exploded query string is sent as
+    ``?session_id=<value>``: a valid request, rightly accepted (a known limit of generating
+    invalid query objects). Only that exact finding is excused."""
+    text = str(exc)
+    return (status < 300 and "query: violates `type` at /properties/session_id/" in text and "became object" in text
+            and text.count("violates") <= 2)
+
+
 def _fuzz(operation, mode, auth: dict, failures: list, counts: dict, **fixed) -> None:
     @HYPOTHESIS
     @given(case=operation.as_strategy(generation_mode=mode, **fixed))
@@ -59,6 +68,8 @@ def _fuzz(operation, mode, auth: dict, failures: list, counts: dict, **fixed) ->
         try:
             case.validate_response(response, checks=CHECKS, headers=auth)
         except (FailureGroup, AssertionError) as exc:  # collected, all reported at the end
+            if _serialises_to_a_valid_query(exc, response.status_code):
+                return
             failures.append(f"{operation.label} [{mode.value}] -> {response.status_code}: "
                             f"{str(exc).strip()[:600]}\n  {case.as_curl_command()[:400]}")
 
