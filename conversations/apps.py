@@ -30,6 +30,8 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
+        from . import receivers  # noqa: F401 - connects the run_finished receiver (background titles)
+
         # session.create / fork / rename / delete / restore / change; a hard delete is session.purge,
         # recorded even inside an audited operation.
         track_changes(self.get_model("Session"), action_prefix="session", create=_session_created,

@@ -22,6 +22,7 @@ from memory.selectors import branch_settings_for
 from streams.backends import TERMINAL, get_stream
 
 from .models import ACTIVE_STATUSES, MAX_LABELS, BranchLabel, Message, Role, Run, RunStatus, Session
+from .tasks import first_message_title
 
 _ACTIVE = object()  # "continue from the session's active run"
 _AGENTS = object()  # "the agent's connection"
@@ -260,7 +261,7 @@ def _session_after_start(session: Session, run: Run, text: str, *, activate: boo
     and a title from the input when it has none; ``session`` in memory follows."""
     fields = {"active_run": run, "updated_at": now} if activate else {"updated_at": now}
     if not session.title:
-        fields["title"] = " ".join(text.split())[:60]
+        fields["title"] = first_message_title(text)
     Session.objects.filter(pk=session.pk).update(**fields)
     for name, value in fields.items():
         setattr(session, name, value)

@@ -26,6 +26,7 @@ RECORD_JUDGEMENT = "comparisons.record_judgement"
 SUITE_CASE_JUDGE = "comparisons.suite_case_judge"
 IMPORT_JOB = "archive.import_job"
 REAP_IMPORT_JOBS = "archive.reap_import_jobs"
+TITLE_SESSION = "conversations.title_session"
 
 # Task name -> the module that defines it.
 TASK_MODULES = {
@@ -38,6 +39,7 @@ TASK_MODULES = {
     SUITE_CASE_JUDGE: "comparisons.tasks",
     IMPORT_JOB: "archive.tasks",
     REAP_IMPORT_JOBS: "archive.tasks",
+    TITLE_SESSION: "conversations.tasks",
 }
 
 # The names messages queued before the tasks moved to the engine carry: a worker still runs them

@@ -294,11 +294,13 @@ ARBOR_TRUSTED_PROXIES = env("ARBOR_TRUSTED_PROXIES", default=0, cast=int)
 ARBOR_UNDO_DELETE_SECONDS = env("ARBOR_UNDO_DELETE_SECONDS", default=600, cast=int)
 # Habits from other chat apps, each of which can be turned off (docs/user/chat.md): "Continue
 # generating" under an answer cut at max_tokens, thumbs up/down on answers, pinned sessions and
-# date groups (Today, Yesterday, Previous 7 days, …) in the sidebar.
+# date groups (Today, Yesterday, Previous 7 days, …) in the sidebar, and session titles written in
+# the background by the model after the first answer (conversations.tasks.title_session).
 ARBOR_CHAT_CONTINUE = env("ARBOR_CHAT_CONTINUE", default=True, cast=bool)
 ARBOR_CHAT_THUMBS = env("ARBOR_CHAT_THUMBS", default=True, cast=bool)
 ARBOR_CHAT_PINS = env("ARBOR_CHAT_PINS", default=True, cast=bool)
 ARBOR_CHAT_DATE_GROUPS = env("ARBOR_CHAT_DATE_GROUPS", default=True, cast=bool)
+ARBOR_CHAT_TITLES = env("ARBOR_CHAT_TITLES", default=True, cast=bool)
 
 # --- Memory stores, semantic search, encryption at rest --------------------------------
 # Embeddings for semantic search: "local" (all-MiniLM-L6-v2 shipped in the PyPI package

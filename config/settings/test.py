@@ -30,3 +30,7 @@ WHITENOISE_AUTOREFRESH = True
 # Tests' model servers listen on loopback ports of their own: users' connections may reach
 # loopback (tests/connections/test_guard.py narrows it per test).
 ARBOR_CONNECTION_ALLOWED_NETWORKS = env("ARBOR_CONNECTION_ALLOWED_NETWORKS", default="127.0.0.0/8")
+
+# Background titles add a model request after a session's first answer: off in tests (many read
+# the scripted model's request log), on in the tests of the titles (their worker's environment).
+ARBOR_CHAT_TITLES = env("ARBOR_CHAT_TITLES", default=False, cast=bool)
