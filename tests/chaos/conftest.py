@@ -14,17 +14,17 @@ from tests.chaos.stack import PG_BIN, Stack
 
 
 @pytest.fixture(scope="session")
-def stack(llm_server):
+def stack():
     if PG_BIN is None:
         pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
-    stack = Stack(llm_server.base_url, Path(tempfile.mkdtemp(prefix="arbor-chaos-")))
+    stack = Stack(Path(tempfile.mkdtemp(prefix="arbor-chaos-")))
     yield stack
     stack.close()
 
 
 @pytest.fixture(autouse=True)
 def _model_endpoint():
-    """The chaos stack's processes get the model's URL in their environment; nothing to patch here."""
+    """The chaos stack's processes get their model server's URL in their environment; nothing to patch here."""
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,7 +1,8 @@
 """A whole Arbor of the chaos suite's own: a PostgreSQL cluster (initdb under a temp dir, another
-port), a Redis (broker, streams and cache), the scripted model, uvicorn, a run worker (threads) and
-beat. Every part is a process this module started, so a scenario may kill or restart any of them
-(by PID; the machine's own PostgreSQL and Redis are never touched). The stack is driven only
+port), a Redis (broker, streams and cache) and the scripted model server, each a process the test
+starts and stops; and Arbor itself (uvicorn, the runs worker, the CPU worker, beat) under
+supervisord with config/supervisord.conf, as `make run` and production run it. A scenario kills
+by PID; the machine's own PostgreSQL and Redis are never touched. The stack is driven only
 through its HTTP API, as a client would, and inspected with SQL on its own database.
 """
 
@@ -12,6 +13,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,10 +92,46 @@ class OwnRedis:
         return int(redis.Redis.from_url(self.url).llen(name))
 
 
-class Stack:
-    """The processes, the API token and helpers to drive them."""
+class FakeModel:
+    """The scripted model server (:mod:`tests.llm_server`) as a process of its own on a fixed port,
+    so a scenario can kill it mid-answer and start it again at the same address."""
 
-    def __init__(self, model_url: str, log_dir: Path):
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_dir = log_dir
+        self.proc: Proc | None = None
+
+    def start(self) -> None:
+        self.proc = Proc("chaos-model", [sys.executable, "-m", "tests.llm_server", str(self.port)],
+                         {**os.environ, "PYTHONUNBUFFERED": "1"}, self.log_dir)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/models", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the model server did not start:\n{self.proc.output()[-2000:]}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+PROGRAMS = ("web", "runs", "worker", "beat")  # config/supervisord.conf's programs the stack runs (no local model)
+
+
+class Stack:
+    """Arbor's processes under supervisord with the production file (``config/supervisord.conf``, as
+    ``make run`` starts it) against a PostgreSQL, a Redis and a model server of the test's own: any
+    of those three the test stops and starts itself (``restarted by: test``); a program of
+    supervisord's that dies is started again by supervisord (``restarted by: supervisor``), which
+    :meth:`pids` before and after a scenario shows."""
+
+    def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.pg = OwnPostgres()
         self.pg.start()
@@ -101,57 +139,84 @@ class Stack:
             conn.execute("CREATE DATABASE arbor_chaos")
         self.redis = OwnRedis()
         self.redis.start()
+        self.model = FakeModel(log_dir)
+        self.model.start()
+        self.web_port = free_port()
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        var = log_dir / "var"
+        var.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.base", "DATABASE_URL": self.pg.url,
             "CELERY_BROKER_URL": self.redis.url, "REDIS_URL": self.redis.url, "ARBOR_STREAM_URL": self.redis.url,
-            "OPENAI_BASE_URL": model_url, "ARBOR_MODEL": "fake-model", "ARBOR_RUN_RATE": "",
-            "ARBOR_VAR_DIR": str(log_dir / "var"), "ARBOR_STALE_RUN_SECONDS": "4", "ARBOR_REQUEUE_AFTER_SECONDS": "8",
+            "OPENAI_BASE_URL": self.model.url, "ARBOR_MODEL": "fake-model", "ARBOR_RUN_RATE": "",
+            "ARBOR_VAR_DIR": str(var), "ARBOR_STALE_RUN_SECONDS": "4", "ARBOR_REQUEUE_AFTER_SECONDS": "8",
             "ARBOR_REAP_EVERY_SECONDS": "2", "ARBOR_MODEL_READ_TIMEOUT": "3", "ARBOR_RUN_DEADLINE_SECONDS": "25",
             "PYTHONUNBUFFERED": "1",
+            # what `make run` exports for config/supervisord.conf
+            "ARBOR_PYTHON": sys.executable, "ARBOR_PORT": str(self.web_port), "ARBOR_WEB_WORKERS": "2",
+            "ARBOR_MODEL_PORT": str(self.model.port), "ARBOR_LOCAL_MODEL": "false", "ARBOR_RUN_CONCURRENCY": "16",
+            "ARBOR_RUN_QUEUE": "runs", "ARBOR_LOG_LEVEL": "info",
         }
         manage = [sys.executable, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=self.env, check=True, cwd=ROOT)
         out = subprocess.run([*manage, "create_api_token", "chaos"], env=self.env, check=True, cwd=ROOT,
                              capture_output=True, text=True).stdout
         self.token = out.strip().splitlines()[-1].split()[-1]
-        self.procs: dict[str, Proc] = {}
-        self.web_port = free_port()
-        self.base = f"http://127.0.0.1:{self.web_port}"
-        self.start("web")
-        self.start("worker")
-        self.start("beat")
+        self.supervisord = Proc("chaos-supervisord", [str(Path(sys.executable).parent / "supervisord"), "-c",
+                                                      str(ROOT / "config" / "supervisord.conf")], self.env, log_dir)
+        self.wait_ready()
 
-    def start(self, name: str, concurrency: int = 16) -> Proc:
-        celery = [sys.executable, "-m", "celery", "-A", "config"]
-        args = {
-            "web": [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                    "--port", str(self.web_port), "--workers", "2", "--log-level", "warning"],
-            "worker": [*celery, "worker", "-l", "info", "-P", "threads", "-c", str(concurrency),
-                       "-Q", "runs,celery,maintenance", "--without-mingle", "--without-gossip",
-                       "-n", f"chaos-{time.time_ns()}@%h"],
-            "beat": [*celery, "beat", "-l", "info", "-s", str(self.log_dir / f"beat-{time.time_ns()}")],
-        }[name]
-        proc = Proc(f"chaos-{name}", args, self.env, self.log_dir)
-        self.procs[name] = proc
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if name == "web":
-                try:
-                    httpx.get(f"{self.base}/accounts/login/", timeout=1)
-                    return proc
-                except httpx.HTTPError:
-                    pass
-            elif name == "worker" and "ready." in proc.output() or name == "beat" and "beat: Starting" in proc.output():
-                return proc
-            if proc.popen.poll() is not None:
+    # --- supervisord ------------------------------------------------------------------------------
+
+    def output(self) -> str:
+        """Everything the supervised programs printed (supervisord's stdout, as `make run` shows it)."""
+        return self.supervisord.output()
+
+    def ctl(self, *args: str) -> str:
+        return subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c",
+                               str(ROOT / "config" / "supervisord.conf"), *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def pids(self) -> dict[str, int]:
+        """The PID of each supervised program (0 while it is not running)."""
+        found = {}
+        for line in self.ctl("status").splitlines():
+            parts = line.split()
+            if parts and parts[0] in PROGRAMS:
+                found[parts[0]] = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[1] == "RUNNING" else 0
+        return found
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until every program runs, the web server answers and both workers said ``ready.``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.supervisord.popen.poll() is not None:
                 break
-            time.sleep(0.2)
-        raise RuntimeError(f"{name} did not start:\n{proc.output()[-3000:]}")
+            pids = self.pids()
+            if len(pids) == len(PROGRAMS) and all(pids.values()) and self.output().count(" ready.") >= 2:
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.get(f"{self.base}/accounts/login/", timeout=2)
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"the supervised stack did not start:\n{self.output()[-3000:]}")
 
-    def restart_worker(self, concurrency: int = 16) -> Proc:
-        """Stop the run worker (SIGTERM, waiting for it) and start one with ``concurrency`` threads."""
-        self.procs["worker"].stop()
-        return self.start("worker", concurrency=concurrency)
+    def kill_program(self, name: str) -> int:
+        """SIGKILL a supervised program's process group (as the OOM killer or a crash would); its PID."""
+        pid = self.pids()[name]
+        if os.getpgid(pid) == os.getpgid(self.supervisord.popen.pid):  # never supervisord itself
+            os.kill(pid, signal.SIGKILL)
+        else:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pids().get(name, 0)
+            if pid and pid != old_pid:
+                return pid
+            time.sleep(0.3)
+        raise RuntimeError(f"supervisord did not start {name} again")
 
     # --- the API, as a client uses it --------------------------------------------------------------
 
@@ -221,7 +286,14 @@ class Stack:
         return len(rows)
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            proc.stop()
+        """supervisord stops its programs (SIGTERM, each within its stopwaitsecs), then the rest."""
+        if self.supervisord.popen.poll() is None:
+            self.supervisord.popen.send_signal(signal.SIGTERM)
+            try:
+                self.supervisord.popen.wait(90)
+            except subprocess.TimeoutExpired:
+                self.supervisord.kill()
+        self.supervisord.stop()
+        self.model.stop()
         self.redis.stop()
         self.pg.destroy()
