@@ -54,7 +54,11 @@ class ImportJobOut(Schema):
         return context["request"].build_absolute_uri(reverse("archive:job", kwargs={"job_id": obj.pk}))
 
 
-@router.post("/imports", response=answers({202: ImportJobOut}, 400, 413))
+UPLOAD_DOC = {"requestBody": {"content": {"multipart/form-data": {"schema": {"properties": {
+    "file": {"minLength": 1}}}}}}}  # an empty file is refused
+
+
+@router.post("/imports", response=answers({202: ImportJobOut}, 400, 413), openapi_extra=UPLOAD_DOC)
 def upload_import(request, file: File[UploadedFile], format: Form[ImportFormat] = "auto"):
     """Upload an export (multipart form: ``file``, ``format`` — auto detects it) to import: the file is
     stored and a worker imports it. Answers the job at once (``queued``); poll ``GET /api/imports/{id}``

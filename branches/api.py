@@ -12,22 +12,23 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from conversations.selectors import get_branch_run_for, get_session_for
 from core.api_kit import BODY, answers
 
 from . import selectors, services
+from .services import LABEL_LENGTH
 
 router = Router()
 
 class LabelIn(Schema):
     run_id: uuid.UUID
-    name: str
+    name: str = Field(min_length=1, max_length=LABEL_LENGTH)
 
 
 class LabelRenameIn(Schema):
-    name: str
+    name: str = Field(min_length=1, max_length=LABEL_LENGTH)
 
 
 class LabelOut(Schema):

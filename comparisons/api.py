@@ -20,12 +20,13 @@ from datetime import datetime
 from typing import Literal
 
 from django.http import HttpResponse
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 
 from accounts.ratelimit import limit_run_creation
 from conversations.selectors import get_run_for, get_run_to_act_on
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.dates import DAY_SCHEMA
 from core.errors import InvalidInput
 from memory.models import Agent
 from memory.selectors import get_agent_for
@@ -318,21 +319,26 @@ def _results(request, tag: str | None, since: str | None, until: str | None, by:
     return filters, data
 
 
+class ResultsIn(Schema):
+    tag: str | None = None
+    since: str = Field(None, **DAY_SCHEMA, description="YYYY-MM-DD: comparisons made on or after this day.")
+    until: str = Field(None, **DAY_SCHEMA, description="YYYY-MM-DD: comparisons made on or before this day.")
+    by: str | None = None
+
+
 @router.get("/comparisons/results", response=answers({200: ResultsOut}, 400), description=RESULTS_DOC)
-def comparison_results(request, tag: str | None = None, since: str | None = None, until: str | None = None,
-                       by: str | None = None):
+def comparison_results(request, params: Query[ResultsIn]):
     """Win rates (Wilson 95 % intervals) and Bradley–Terry ratings per configuration over your
     comparisons that count (blind ones once revealed), best rating first."""
-    filters, data = _results(request, tag, since, until, by)
+    filters, data = _results(request, params.tag, params.since, params.until, params.by)
     return selectors.results_json(filters, data)
 
 
 @router.get("/comparisons/results.csv", response=answers({200: None}, 400), openapi_extra=CSV_DOC,
             description=RESULTS_DOC)
-def comparison_results_csv(request, tag: str | None = None, since: str | None = None, until: str | None = None,
-                           by: str | None = None):
+def comparison_results_csv(request, params: Query[ResultsIn]):
     """The results as CSV (the results page's download)."""
-    _, data = _results(request, tag, since, until, by)
+    _, data = _results(request, params.tag, params.since, params.until, params.by)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("csv")}"'
     selectors.write_results_csv(response, data)

@@ -87,7 +87,7 @@ class RefreshOut(Schema):
 
 
 class ConnectionIn(Schema):
-    name: str
+    name: str = Field(min_length=1, max_length=100)
     base_url: str
     api_key: str = Field("", description="Write-only.")
     extra_headers: dict[str, str] | None = Field(None, description="Write-only header values.")
@@ -101,7 +101,7 @@ class ConnectionPatch(Schema):
     """Only the fields sent change. ``api_key: ""`` removes the key, ``extra_headers: {}`` the
     headers, ``timeout: null`` goes back to the server's default."""
 
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=100)
     base_url: str | None = None
     api_key: str | None = None
     extra_headers: dict[str, str] | None = None

@@ -12,6 +12,7 @@ import logging
 import uuid
 from datetime import datetime
 
+from django.conf import settings
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
@@ -49,7 +50,8 @@ class SessionOut(Schema):
 
 
 class RunIn(Schema):
-    input: str
+    input: str = Field(min_length=1, max_length=settings.ARBOR_MAX_INPUT_CHARS,
+                       description="The user message (not only white space).")
     parent_run_id: uuid.UUID | None = None
     model: str | None = None
     params: dict | None = None
@@ -140,7 +142,8 @@ class ActiveIn(Schema):
 
 
 class EditIn(Schema):
-    input: str
+    input: str = Field(min_length=1, max_length=settings.ARBOR_MAX_INPUT_CHARS,
+                       description="The edited user message (not only white space).")
 
 
 RUN_START = (*BODY, 404, 409, 429)  # creates a run: also no such parent (404), still running (409), rate (429)

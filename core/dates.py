@@ -10,6 +10,10 @@ from django.utils.dateparse import parse_date
 
 from .errors import InvalidInput
 
+# What the API's schema says a day parameter looks like (JSON Schema ``pattern``, with ``format: date``).
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DAY_SCHEMA = {"pattern": DAY_PATTERN, "json_schema_extra": {"format": "date"}}
+
 
 def parse_day(raw, *, field: str) -> date | None:
     """``raw`` (a string ``YYYY-MM-DD``; None or blank: no date) as a date. Raises InvalidInput

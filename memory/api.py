@@ -60,7 +60,7 @@ class AgentOut(Schema):
 
 
 class AgentIn(Schema):
-    name: str
+    name: str = Field(min_length=1, max_length=100)
     connection_id: int | None = None
     model: str = ""
     system_prompt: str = ""
@@ -77,7 +77,7 @@ class AgentIn(Schema):
 class AgentPatch(Schema):
     """Only the fields sent change (``connection_id: null``: the default connection)."""
 
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=100)
     connection_id: int | None = None
     model: str | None = None
     system_prompt: str | None = None

@@ -19,6 +19,7 @@ from ninja.errors import HttpError
 
 from conversations.selectors import get_run_for, get_session_for
 from core.api_kit import answers
+from core.dates import DAY_SCHEMA
 from core.errors import InvalidInput
 
 from . import selectors as search
@@ -80,13 +81,15 @@ SEARCH_DOC = (
 
 
 class SearchIn(Schema):
-    q: str = Field(description="What to look for (at most 1000 characters).")
+    q: str = Field(min_length=1, max_length=search.MAX_QUERY_CHARS, description="What to look for.")
     mode: Literal[search.MODES] = "semantic"
     top_k: int = Field(10, ge=1, le=search.MAX_TOP_K)
     session_id: uuid.UUID | None = Field(None, description="Only messages of this session's own runs.")
     role: Literal[search.SEARCHABLE_ROLES] | None = None
-    since: str | None = Field(None, description="YYYY-MM-DD: messages written on or after this day.")
-    until: str | None = Field(None, description="YYYY-MM-DD: messages written on or before this day.")
+    since: str = Field(None, **DAY_SCHEMA,
+                              description="YYYY-MM-DD: messages written on or after this day.")
+    until: str = Field(None, **DAY_SCHEMA,
+                              description="YYYY-MM-DD: messages written on or before this day.")
 
 
 @router.get("/search", response=answers({200: SearchOut}, 400, 404), description=SEARCH_DOC)

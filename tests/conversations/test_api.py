@@ -91,9 +91,9 @@ def test_fork_survives_deleting_the_source_session(api, user, django_capture_on_
 @pytest.mark.parametrize(
     ("payload", "fragment"),
     [
-        ({"input": ""}, "input is empty"),
+        ({"input": ""}, "input: String should have at least 1 character"),
         ({"input": "   "}, "input is empty"),
-        ({"input": "x" * 40_000}, "longer than"),
+        ({"input": "x" * 40_000}, "input: String should have at most 32000 characters"),
         ({}, "input"),
         ({"input": 5}, "input"),
         ({"input": "hi", "parent_run_id": "not-a-uuid"}, "parent_run_id"),
