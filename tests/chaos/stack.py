@@ -150,7 +150,9 @@ class Stack:
             "CELERY_BROKER_URL": self.redis.url, "REDIS_URL": self.redis.url, "ARBOR_STREAM_URL": self.redis.url,
             "OPENAI_BASE_URL": self.model.url, "ARBOR_MODEL": "fake-model", "ARBOR_RUN_RATE": "",
             "ARBOR_VAR_DIR": str(var), "ARBOR_STALE_RUN_SECONDS": "4", "ARBOR_REQUEUE_AFTER_SECONDS": "8",
-            "ARBOR_REAP_EVERY_SECONDS": "2", "ARBOR_MODEL_READ_TIMEOUT": "3", "ARBOR_RUN_DEADLINE_SECONDS": "25",
+            "ARBOR_REAP_EVERY_SECONDS": "2", "ARBOR_MODEL_READ_TIMEOUT": "3",
+            # a run's deadline covers supervisord starting a killed worker again on 2 busy cores
+            "ARBOR_RUN_DEADLINE_SECONDS": "60", "ARBOR_LOCAL_MODEL_URL": self.model.url,
             "PYTHONUNBUFFERED": "1",
             # what `make run` exports for config/supervisord.conf
             "ARBOR_PYTHON": sys.executable, "ARBOR_PORT": str(self.web_port), "ARBOR_WEB_WORKERS": "2",
