@@ -142,6 +142,12 @@ def overhead_for(role: str | None) -> int:
     return ROLE_OVERHEAD.get(role or "", PER_MESSAGE_OVERHEAD)
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` by the uncorrected estimate (characters ÷ 4, rounded up): what a message
+    stores as its ``token_count`` when it is written before any model call counted it."""
+    return math.ceil(len(text) / 4.0) if text else 0
+
+
 @cache
 def counter_for(base_url: str) -> TokenCounter:
     return TokenCounter(base_url=base_url)

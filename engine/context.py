@@ -42,7 +42,7 @@ from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
 from memory.models import Agent, Compaction, CompactionStatus, Pin
 from memory.policy import Budget, budget_for
 
-SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+SUMMARY_HEADER = ctx.SUMMARY_HEADER
 
 
 class ContextOverflow(Exception):
@@ -214,8 +214,9 @@ def pinned_ids(ancestors: list[Message]) -> set[int]:
     return {m.pk for unit in units if any(m.pk in single or m.run_id in whole for m in unit) for m in unit}
 
 
-def _agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
-    """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's."""
+def agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
+    """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's
+    (one query: the model's context window on that connection)."""
     connection_id = agent.connection_id if agent is not None and agent.connection_id else run.connection_id
     return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent,
                       connection_id=connection_id)
@@ -236,16 +237,20 @@ def build_context(
     counter: TokenCounter | None = None,
     path: list[Message] | None = None,
     model: str | None = None,
+    budget: Budget | None = None,
+    memory_ids: dict | None = None,
 ) -> BuiltContext:
     """The context for a model call of ``run`` (or of a nested ``agent`` inside it).
 
     ``agent``: whose memory settings apply (default ``run.agent``; None: defaults). ``memory_id``:
     the history to read (default: the agent's for a nested agent, else ``run.memory_id``).
     ``own_upto``: the run's own messages with ``position < own_upto`` are sent (default: all so far).
-    ``tail``: messages appended literally (a nested agent's prompt). ``path``: the messages on the
-    path to ``run`` if already read. Two queries (path, memory ids) plus one for compactions.
-    Raises :class:`ContextOverflow` when the fixed part (system prompt, own messages, tail) does
-    not fit the usable window.
+    ``tail``: messages appended literally (a nested agent's prompt). ``path``, ``memory_ids``
+    (``{run_id: memory_id}`` of the path), ``counter`` and ``budget``: what the caller has already
+    read or derived (an engine :class:`~engine.execute.Turn` carries them), else read here.
+    Queries: pins and compactions, plus the path, the memory ids and the model's context window
+    when not given. Raises :class:`ContextOverflow` when the fixed part (system prompt, own
+    messages, tail) does not fit the usable window.
     """
     if agent is ...:
         agent = run.agent
@@ -260,22 +265,24 @@ def build_context(
     return _assemble(
         _Selection(
             ancestors=ancestors, own=[m for m in own if m.position < own_upto],
-            own_upto=own_upto, tail=list(tail or []), memory_id=memory_id, memory_ids=ctx.path_memory_ids(run),
+            own_upto=own_upto, tail=list(tail or []), memory_id=memory_id,
+            memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(ancestors),
         ),
-        budget=_agent_budget(run, agent, model), counter=counter or run_counter(run),
+        budget=budget or agent_budget(run, agent, model), counter=counter or run_counter(run),
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
     )
 
 
 def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
                  path: list[Message] | None = None, compaction: Compaction | None | object = ...,
-                 memory_ids: dict | None = None) -> BuiltContext:
+                 memory_ids: dict | None = None, budget: Budget | None = None) -> BuiltContext:
     """The context a child of ``run`` would start from (``run``'s messages become history; no new
     input): what compaction measures after ``run`` finishes, and again after each strategy.
 
     ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
-    ready one on the path. ``path`` and ``memory_ids`` may be passed when already read.
+    ready one on the path. ``path`` (through ``run``'s last message), ``memory_ids``, ``counter``
+    and ``budget`` may be passed when already read.
     """
     if agent is ...:
         agent = run.agent
@@ -291,7 +298,7 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(path),
         ),
-        budget=_agent_budget(run, agent), counter=counter or run_counter(run),
+        budget=budget or agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
     )
 
@@ -312,22 +319,25 @@ class _Selection:
     pinned: set[int] = field(default_factory=set)
 
 
-def _history(sel: _Selection, spec: ctx.ContextSpec, compaction: Compaction | None) -> tuple[list[Message], dict]:
+def _history(sel: _Selection, spec: ctx.ContextSpec, compaction: Compaction | None
+             ) -> tuple[list[Message], dict, str | None]:
     """Rules 2–3: the ancestors' messages of this memory id, after the compaction (if any); fills
-    the spec's summary and start depth. Returns ``(history, replacements)``."""
+    the spec's summary (a reference) and start depth. Returns ``(history, replacements, summary
+    message text or None)``."""
     history = [m for m in sel.ancestors if sel.memory_ids.get(m.run_id) == sel.memory_id and m.pk not in sel.pinned]
     if sel.window == 0:
         spec.from_depth = (max(m.run.depth for m in sel.ancestors) + 1) if sel.ancestors else 0
-        return [], {}
+        return [], {}, None
     if compaction is None:
-        return history, {}
+        return history, {}, None
     spec.compaction = compaction.pk
     covered = set(compaction.dropped)
     spec.from_depth = compaction.from_depth
+    summary = None
     if compaction.summary:
-        spec.summary = {"id": compaction.pk, "text": SUMMARY_HEADER + compaction.summary}
+        spec.summary, summary = ctx.summary_ref(compaction), SUMMARY_HEADER + compaction.summary
     history = [m for m in history if m.run.depth >= compaction.from_depth and m.pk not in covered]
-    return history, dict(compaction.replaced)
+    return history, dict(compaction.replaced), summary
 
 
 def _window(units: list[list[Message]], window: int | None) -> tuple[list[list[Message]], int]:
@@ -396,7 +406,7 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
     if sel.window == 0:
         compaction = None
     spec = ctx.ContextSpec(system=sel.system or None, own_upto=sel.own_upto, memory_id=sel.memory_id, tail=sel.tail)
-    history, replaced = _history(sel, spec, compaction)
+    history, replaced, summary = _history(sel, spec, compaction)
 
     def as_sent(message: Message) -> dict:
         data = message.as_openai()
@@ -409,16 +419,16 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
     units, window_dropped = _window(units, sel.window)
     fixed, pin_tokens = _fixed_tokens(sel, budget, counter, pins)
     fixed += pin_tokens
-    summary_tokens = message_tokens(counter, {"role": "system", "content": spec.summary["text"]}) if spec.summary else 0
+    summary_tokens = message_tokens(counter, {"role": "system", "content": summary}) if spec.summary else 0
     if spec.summary and fixed + summary_tokens > budget.usable:
-        spec.summary, summary_tokens = None, 0
+        spec.summary, summary, summary_tokens = None, None, 0
     unit_tokens = [sum(message_tokens(counter, as_sent(m)) for m in unit) for unit in units]
     kept_from, used = _fit(unit_tokens, budget.usable - fixed - summary_tokens)
     kept = [m for unit in units[kept_from:] for m in unit]
     _describe_cut(spec, sel, kept, replaced)
     spec.pinned = sorted(m.pk for m in pins)
     sent = _in_path_order(sel.ancestors, kept, pins)
-    messages = ctx.render_prefix(spec) + [as_sent(m) for m in sent] + [m.as_openai() for m in sel.own] + \
+    messages = ctx.render_prefix(spec, summary) + [as_sent(m) for m in sent] + [m.as_openai() for m in sel.own] + \
         [dict(m) for m in sel.tail]
     return BuiltContext(
         spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
@@ -486,7 +496,7 @@ def _not_seen(spec: ctx.ContextSpec, sel: _Selection, compaction: Compaction | N
         ids = sorted({sel.memory_ids.get(m.run_id) or "" for m in other})
         notes.append(f"{_turn_ranges({m.run.depth for m in other}).capitalize()} belong to another memory id "
                      f"({', '.join(ids)}) and were not included.")
-    notes.append("Turns on other branches are never sent: only this turn's ancestors are.")
+    notes.append(ctx.OTHER_BRANCHES_NOTE)
     return notes
 
 
