@@ -63,9 +63,12 @@ class Session(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arbor_sessions")
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Neither updated_at nor active_run is indexed: both change on every turn, and an UPDATE that
+    # changes no indexed column is a HOT update (no new index entries, the old version pruned in
+    # place). The sidebar reads an owner's sessions by the owner's index and sorts them.
+    updated_at = models.DateTimeField(default=timezone.now)
     active_run = models.ForeignKey(
-        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
         help_text="The leaf the owner is looking at; kept across reloads and devices.",
     )
     forked_from_run = models.ForeignKey(
@@ -80,9 +83,6 @@ class Session(models.Model):
     )
 
     objects = SessionQuerySet.as_manager()
-
-    class Meta:
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="session_owner_updated")]
 
     def __str__(self) -> str:
         return self.title or f"Session {self.pk}"
@@ -271,15 +271,17 @@ class Run(models.Model):
     """One turn: a user input and the model's answer. ``id`` is the run_id (a UUID)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="runs")
-    parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    # Indexed through run_session_created and run_parent_created (their first column), not alone.
+    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="runs", db_index=False)
+    parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+                                   db_index=False)
     depth = models.PositiveIntegerField(default=0, help_text="0 for a root run; parent's depth + 1 otherwise.")
     segment = models.UUIDField(
         editable=False,
         help_text="Id of the first run of this run's segment (its parent's segment for a first child, "
                   "else its own id); written once on insert, read by path reads.",
     )
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     model = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
     agent = models.ForeignKey("memory.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
@@ -288,7 +290,7 @@ class Run(models.Model):
         help_text="The model connection the run is sent to (copied from its agent at the start); empty: the default.",
     )
     memory_id = models.CharField(
-        max_length=100, default="default", db_index=True,
+        max_length=100, default="default",
         help_text="The memory id of the agent that answered (copied: history must not change if the agent does).",
     )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -325,9 +327,16 @@ class Run(models.Model):
     objects = RunQuerySet.as_manager()
 
     class Meta:
+        # Every index is written again by each UPDATE that changes an indexed column (the claim and
+        # the final state change ``status``), so runs keep only those their reads use: children and
+        # a session's runs (below); the path read's (segment, depth); the queued and running runs
+        # the reaper and the workers look for (a partial index: finished runs are not in it); the
+        # foreign keys others delete through (agent, connection, prune). ``memory_id`` is read
+        # only with a run's path, never alone.
         indexes = [
             models.Index(fields=["parent_run", "created_at"], name="run_parent_created"),
             models.Index(fields=["session", "created_at"], name="run_session_created"),
+            models.Index(fields=["status"], name="run_active", condition=models.Q(status__in=["queued", "running"])),
         ]
         constraints = [
             # One run per depth in a segment: what makes a segment a chain; the path read's range scan.

@@ -153,7 +153,7 @@ MAX_SUMMARY_CHARS = 20_000
 def summary_edit(*, user, compaction: Compaction, text: str) -> Compaction:
     """Replace a ready compaction's summary with ``text`` (the old text is kept in ``versions``).
     Contexts built from now on send the new text; earlier model calls keep theirs (their stored
-    spec holds the text they sent). Audited as ``compaction.summary_edit``. Raises InvalidInput
+    spec names the version they sent, which ``versions`` keeps). Audited as ``compaction.summary_edit``. Raises InvalidInput
     (empty, too long) and Conflict (not ready: pending, failed or undone); nothing written then."""
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
