@@ -98,12 +98,23 @@ def _sizes() -> dict[str, dict[str, int]]:
             cursor.execute(
                 "SELECT COALESCE(s.n_dead_tup, 0), pg_relation_size(c.oid), "
                 "COALESCE(pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0), pg_indexes_size(c.oid), "
-                "pg_total_relation_size(c.oid) FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                "pg_total_relation_size(c.oid), COALESCE(s.n_tup_upd, 0), COALESCE(s.n_tup_hot_upd, 0) "
+                "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
                 "WHERE c.oid = %s::regclass", [f'"{table}"'])
-            dead, heap, toast, indexes, total = cursor.fetchone()
+            dead, heap, toast, indexes, total, updates, hot = cursor.fetchone()
             out[table] = {"row_bytes": int(row_bytes), "rows": int(rows), "dead": int(dead), "heap": int(heap),
-                          "toast": int(toast), "indexes": int(indexes), "total": int(total)}
+                          "toast": int(toast), "indexes": int(indexes), "total": int(total),
+                          "updates": int(updates), "hot": int(hot)}
     return out
+
+
+def _index_sizes() -> dict[str, tuple[str, int]]:
+    """``{index: (table, bytes)}`` of every index in the public schema."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT i.relname, t.relname, pg_relation_size(i.oid) FROM pg_index x "
+                       "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                       "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = 'public'")
+        return {name: (table, int(size)) for name, table, size in cursor.fetchall()}
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -134,12 +145,13 @@ def _table_rows(before: dict, after: dict, text: int, turns: int) -> tuple[list[
         for key in sums:
             sums[key] += grown[key]
         if grown["total"] or grown["row_bytes"]:
-            rows.append([table, grown["rows"], grown["dead"], f"{grown['row_bytes'] / turns:.0f}",
+            rows.append([table, grown["rows"], f"{grown['updates']} ({grown['hot']})", grown["dead"],
+                         f"{grown['row_bytes'] / turns:.0f}",
                          f"{grown['heap'] / turns:.0f}", f"{grown['toast'] / turns:.0f}",
                          f"{grown['indexes'] / turns:.0f}", f"{grown['total'] / turns:.0f}",
                          f"{grown['total'] / text:.2f}"])
-    rows.sort(key=lambda r: -float(r[7]))
-    rows.append(["all tables", "", sums["dead"], f"{sums['row_bytes'] / turns:.0f}", f"{sums['heap'] / turns:.0f}",
+    rows.sort(key=lambda r: -float(r[8]))
+    rows.append(["all tables", "", "", sums["dead"], f"{sums['row_bytes'] / turns:.0f}", f"{sums['heap'] / turns:.0f}",
                  f"{sums['toast'] / turns:.0f}", f"{sums['indexes'] / turns:.0f}", f"{sums['total'] / turns:.0f}",
                  f"{sums['total'] / text:.2f}"])
     return rows, sums
@@ -154,12 +166,12 @@ def bench_bytes_per_turn(bench: Bench, user) -> None:
                           concurrency=4)
     session = SessionFactory(owner=user)
     try:
-        before = _sizes()
+        before, indexes_before = _sizes(), _index_sizes()
         started = time.perf_counter()
         runs = _converse(session, pairs)
         seconds = time.perf_counter() - started
         time.sleep(0.6)  # statistics are flushed at most every 0.5 s by other backends
-        after = _sizes()
+        after, indexes_after = _sizes(), _index_sizes()
     finally:
         worker.stop()
     turns = len(runs)
@@ -175,9 +187,13 @@ def bench_bytes_per_turn(bench: Bench, user) -> None:
         f"({sum(s == CompactionStatus.READY for s in compactions)} ready); audit on; text {text / turns:.0f} "
         f"bytes/turn). Total disk = {sums['total'] / text:.2f} × text (goal ≤ 3 ×); live rows = "
         f"{sums['row_bytes'] / text:.2f} × text (goal ≤ 2 ×)",
-        ["table", "rows added", "dead rows", "live row B/turn", "heap B/turn", "TOAST B/turn", "index B/turn",
-         "total B/turn", "× text"], rows,
+        ["table", "rows added", "UPDATEs (HOT)", "dead rows", "live row B/turn", "heap B/turn", "TOAST B/turn",
+         "index B/turn", "total B/turn", "× text"], rows,
     )
+    grown = sorted(((name, table, size - indexes_before.get(name, (table, 0))[1])
+                    for name, (table, size) in indexes_after.items()), key=lambda r: -r[2])
+    bench.table("Index growth per turn (the indexes that grew)", ["index", "table", "B/turn", "× text"],
+                [[name, table, f"{size / turns:.0f}", f"{size / text:.2f}"] for name, table, size in grown if size])
     _after_vacuum(bench, before, text, turns)
 
 

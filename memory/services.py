@@ -153,8 +153,9 @@ MAX_SUMMARY_CHARS = 20_000
 def summary_edit(*, user, compaction: Compaction, text: str) -> Compaction:
     """Replace a ready compaction's summary with ``text`` (the old text is kept in ``versions``).
     Contexts built from now on send the new text; earlier model calls keep theirs (their stored
-    spec names the version they sent, which ``versions`` keeps). Audited as ``compaction.summary_edit``. Raises InvalidInput
-    (empty, too long) and Conflict (not ready: pending, failed or undone); nothing written then."""
+    spec names the version they sent, which ``versions`` keeps). Audited as
+    ``compaction.summary_edit``. Raises InvalidInput (empty, too long) and Conflict (not ready:
+    pending, failed or undone); nothing written then."""
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
         raise InvalidInput("summary: the summary cannot be empty (undo the compaction to send the raw turns).")

@@ -2,8 +2,9 @@
 
 - Session: ``updated_at`` and ``active_run`` change on every turn; unindexed, that UPDATE is HOT.
 - Run: the single-column indexes that a composite index already leads with (session, parent run)
-  go, as do ``memory_id``'s (read only with a path) and the pattern (``LIKE``) indexes; ``status``
-  keeps a partial index of the queued and running runs.
+  go, as do ``status``'s and ``memory_id``'s (and their pattern, ``LIKE``, indexes); the reaper's
+  reads use a partial index of the unfinished runs instead (``run_unfinished``), so that claiming a
+  run is a HOT update and only its final state writes index entries.
 - Message full-text index (PostgreSQL): ``fastupdate`` off. With it on, each insert appends its
   whole tsvector to a pending list that grows to ``gin_pending_list_limit`` (4 MB) before it is
   merged, and searches read it all; off, each insert goes into the index's posting lists. The
@@ -77,6 +78,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='run',
-            index=models.Index(condition=models.Q(('status__in', ['queued', 'running'])), fields=['status'], name='run_active'),
+            index=models.Index(condition=models.Q(('finished_at__isnull', True)), fields=['created_at'], name='run_unfinished'),
         ),
     ]
