@@ -18,6 +18,11 @@ the turns stored. Goals: total disk ≤ 3 × text; live rows ≤ 2 × text. Post
 
 Profile: Arbor's own time per turn in one process (``run_start`` then ``run_execute``, the model
 answering at once), at depth 10 and 500, with cProfile's top functions.
+
+Full-text index: ``fastupdate`` on against off on ``ARBOR_BENCH_FTS_ROWS`` (default 100,000)
+messages: index size, INSERT time, keyword-search latency.
+
+``ARBOR_BENCH_STORAGE_PARTS`` (default ``disk,profile,fts``) picks the parts.
 """
 
 from __future__ import annotations
@@ -208,6 +213,70 @@ def _after_vacuum(bench: Bench, before: dict, text: int, turns: int) -> None:
                 [[f"{sums['total'] / turns:.0f}", f"{sums['total'] / text:.2f}", sums["dead"]]])
 
 
+FTS_ROWS = int(os.environ.get("ARBOR_BENCH_FTS_ROWS", "100000"))
+FTS_TERMS = ["python", "marketing strategy", "\"machine learning\""]
+
+
+def _fts_table(cursor, name: str, words: list[str], fastupdate: str) -> None:
+    """``name``: ``FTS_ROWS`` rows of 80 words drawn at random (seeded) from ``words`` (ShareGPT's
+    text, so words keep their natural frequencies; sent with COPY), with the message table's
+    full-text index."""
+    import random  # only this part draws random text
+
+    draw = random.Random(26)
+    cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    cursor.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, content text NOT NULL)")
+    with cursor.cursor.copy(f"COPY {name} (content) FROM STDIN") as copy:
+        for _ in range(FTS_ROWS):
+            copy.write_row((" ".join(draw.choices(words, k=80)),))
+    cursor.execute(f"CREATE INDEX {name}_fts ON {name} USING gin (to_tsvector('english'::regconfig, "
+                   f"COALESCE(content, ''))) WITH (fastupdate = {fastupdate})")
+    cursor.execute(f"VACUUM ANALYZE {name}")
+
+
+def bench_fts(bench: Bench) -> None:
+    """The full-text index's trade: ``fastupdate`` on (PostgreSQL's default: inserts go to a
+    pending list, merged at 4 MB or by VACUUM) against off (each insert updates the index), on a
+    table of ``ARBOR_BENCH_FTS_ROWS`` messages: the index's size, the time of one INSERT, and the
+    keyword search's latency with what 2,000 fresh inserts left pending."""
+    words = " ".join(q + " " + a for q, a in sharegpt_turns(3000)).split()
+    rows = []
+    with connection.cursor() as cursor:
+        for fastupdate in ("on", "off"):
+            name = f"bench_fts_{fastupdate}"
+            _fts_table(cursor, name, words, fastupdate)
+            cursor.execute(f"SELECT pg_relation_size('{name}_fts')")
+            built = cursor.fetchone()[0]
+            cursor.execute(f"SELECT content FROM {name} ORDER BY id LIMIT 2000")
+            fresh = [row[0] for row in cursor.fetchall()]
+            inserts = []
+            for text in fresh:
+                began = time.perf_counter()
+                cursor.execute(f"INSERT INTO {name} (content) VALUES (%s)", [text])
+                inserts.append(time.perf_counter() - began)
+            cursor.execute(f"SELECT pg_relation_size('{name}_fts')")
+            grown = cursor.fetchone()[0] - built
+            searches = []
+            for term in FTS_TERMS:
+                sql = (f"SELECT id FROM {name} WHERE to_tsvector('english'::regconfig, COALESCE(content, '')) "
+                       f"@@ websearch_to_tsquery('english'::regconfig, %s) LIMIT 50")
+                cursor.execute(sql, [term])
+                times = []
+                for _ in range(20):
+                    began = time.perf_counter()
+                    cursor.execute(sql, [term])
+                    cursor.fetchall()
+                    times.append(time.perf_counter() - began)
+                searches.append(ms(percentile(times, 50)))
+            rows.append([fastupdate, f"{built / 1e6:.1f} MB", f"{grown / 2000:.0f}", ms(percentile(inserts, 50)),
+                         ms(percentile(inserts, 95)), *searches])
+            cursor.execute(f"DROP TABLE {name}")
+    bench.table(f"Full-text index on {FTS_ROWS:,} messages of ~80 ShareGPT words: fastupdate on vs off "
+                f"(2,000 single-row INSERTs, then searches p50 of 20)",
+                ["fastupdate", "index built", "index B per insert", "INSERT p50 ms", "INSERT p95 ms",
+                 *[f"search {t} ms" for t in FTS_TERMS]], rows)
+
+
 def _turn(session: Session, text: str) -> Run:
     run = services.run_start(session=session, input=text)
     execute.run_execute(run_id=str(run.pk))
@@ -255,7 +324,10 @@ def run(bench: Bench) -> None:
         return
     assert settings.CELERY_BROKER_URL.startswith("redis"), "bench storage needs Redis (CELERY_BROKER_URL)"
     user = UserFactory()
-    if os.environ.get("ARBOR_BENCH_STORAGE_PARTS", "disk,profile").find("disk") >= 0:
+    parts = os.environ.get("ARBOR_BENCH_STORAGE_PARTS", "disk,profile,fts").split(",")
+    if "disk" in parts:
         bench_bytes_per_turn(bench, user)
-    if os.environ.get("ARBOR_BENCH_STORAGE_PARTS", "disk,profile").find("profile") >= 0:
+    if "profile" in parts:
         bench_turn_profile(bench, user)
+    if "fts" in parts:
+        bench_fts(bench)

@@ -101,9 +101,10 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
 
 def _write_answer(run: Run, position: int, outcome: Outcome, *, partial: bool) -> Message:
     """The answer at ``position``: one INSERT, which replaces what an earlier attempt may have left
-    there (``ON CONFLICT (run, position) DO UPDATE``)."""
+    there (``ON CONFLICT (run, position) DO UPDATE``). Its metadata is ``{"partial": True}`` for
+    kept partial text, else empty (stored as nothing, and the path read converts nothing)."""
     answer = Message(run=run, position=position, role=Role.ASSISTANT, content=outcome.text,
-                     token_count=outcome.completion_tokens, metadata={"partial": partial})
+                     token_count=outcome.completion_tokens, metadata={"partial": True} if partial else {})
     Message.objects.bulk_create([answer], update_conflicts=True, unique_fields=["run", "position"],
                                 update_fields=["role", "content", "token_count", "metadata"])
     return answer
