@@ -7,6 +7,7 @@ Each ``bench/bench_*.py`` module defines ``run(bench: Bench) -> None`` and calls
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +32,11 @@ def timed(fn: Callable[[], object], repeat: int = 20, warmup: int = 2) -> list[f
         fn()
         out.append(time.perf_counter() - start)
     return out
+
+
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, for a table's title (the machine is shared)."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def ms(seconds: float) -> str:

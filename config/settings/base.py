@@ -49,7 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,6 +112,10 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
         "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
         "check": ConnectionPool.check_connection,
     }
+# Threads of a web process that run the database work of its async views and streams
+# (core.asyncdb): as many as its pool has connections, so none waits for one.
+ARBOR_WEB_DB_THREADS = env("ARBOR_WEB_DB_THREADS", default=env("ARBOR_DB_POOL_SIZE", default=10, cast=int) or 8,
+                           cast=int)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Which process a connection belongs to, in pg_stat_activity (e.g. "arbor-runs", "arbor-web").
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env("ARBOR_DB_APPLICATION_NAME",
