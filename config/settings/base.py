@@ -229,7 +229,10 @@ ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, ca
 ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="runs")
 # Threads of the worker that consumes ARBOR_RUN_QUEUE (``celery worker -P threads -c N -Q runs``):
 # model calls wait on the network, so one process runs many at once; CPU work stays on "celery".
-ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=64, cast=int)
+# The rule (docs/operator/scaling-out.md): the most runs one worker process should stream at once.
+# A streaming run holds a thread but no database connection (those stay within ARBOR_DB_POOL_SIZE);
+# threads start as runs arrive, so an idle worker has few. Beyond this many, runs wait in the queue.
+ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=256, cast=int)
 # A running run whose worker has not written a heartbeat for this many seconds is failed by the reaper.
 ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float)
 ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)
