@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from django.conf import settings
 from django.db import connection
 
 from accounts.models import ApiToken
 from bench.harness import Bench, load_average, ms, percentile
 from conversations.models import Run, RunStatus
+from tests.support.crowd import burst
 from tests.support.factories import SessionFactory, UserFactory, build_chain
 from tests.support.pg import PeakConnections
 from tests.support.processes import Proc, start_web, start_worker
@@ -84,46 +84,6 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _one_run(client: httpx.AsyncClient, base: str, token: str, session_id, text: str) -> dict:
-    auth = {"Authorization": f"Bearer {token}"}
-    started = time.monotonic()
-    response = await client.post(f"{base}/api/sessions/{session_id}/runs", json={"input": text}, headers=auth)
-    result = {"post": time.monotonic() - started, "first": None, "done": None, "reconnects": 0, "status": "",
-              "error": "" if response.status_code == 202 else f"POST {response.status_code}"}
-    if result["error"]:
-        return result
-    run_id = response.json()["run_id"]
-    last_id = None
-    while result["done"] is None and result["reconnects"] <= 5:
-        headers = {**auth, **({"Last-Event-ID": last_id} if last_id else {})}
-        event = None
-        try:
-            async with client.stream("GET", f"{base}/api/runs/{run_id}/events", headers=headers) as stream:
-                async for line in stream.aiter_lines():
-                    if line.startswith("id: "):
-                        last_id = line[4:]
-                    elif line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: ") and event == "delta" and result["first"] is None:
-                        result["first"] = time.monotonic() - started
-                    elif line.startswith("data: ") and event == "done":
-                        result["done"] = time.monotonic() - started
-                        result["status"] = "succeeded" if '"succeeded"' in line else line[6:80]
-        except httpx.HTTPError as exc:
-            result["error"] = type(exc).__name__
-        if result["done"] is None:
-            result["reconnects"] += 1
-    return result
-
-
-async def _burst(base: str, token: str, sessions: list, text: str) -> list[dict]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(connect=30, read=120, write=30, pool=None)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        return await asyncio.gather(*(_one_run(client, base, token, s.pk, f"{text} #{i}")
-                                      for i, s in enumerate(sessions)))
-
-
 def _start(log_dir: Path, web_workers: int, threads: int) -> tuple[Proc, Proc, str]:
     worker = start_worker(_Server, log_dir, name="bench-runs", concurrency=threads,
                           ARBOR_RUN_CONCURRENCY=str(threads))
@@ -141,7 +101,7 @@ def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> 
     cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds())
     load = os.getloadavg()[0]
     began = time.monotonic()
-    results = asyncio.run(_burst(base, token, sessions, f"{MODEL_SCRIPT} n{n}"))
+    results = asyncio.run(burst(base, token, [s.pk for s in sessions], f"{MODEL_SCRIPT} n{n}"))
     all_done = time.monotonic() - began
     cpu = [after - before for after, before in zip(
         (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds()), cpu_before, strict=True)]
@@ -209,7 +169,7 @@ def bench_turn_overhead(bench: Bench, user, token: str, base: str) -> None:
         session.refresh_from_db()
         totals = []
         for i in range(15):
-            result = asyncio.run(_burst(base, token, [session], f"[[tokens:160]] [[delay:0]] d{depth} {i}"))[0]
+            result = asyncio.run(burst(base, token, [session.pk], f"[[tokens:160]] [[delay:0]] d{depth} {i}"))[0]
             totals.append(result["done"])
         runs = list(Run.objects.filter(session=session, depth__gt=depth).order_by("created_at"))
         queue = [(r.started_at - r.created_at).total_seconds() for r in runs]
