@@ -13,10 +13,12 @@ import functools
 import inspect
 import math
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
+
+from core.asyncdb import request_call
 
 RUN_CREATION_GROUP = "arbor.run_create"
 
@@ -65,7 +67,7 @@ def limit_run_creation(view):
 
     @functools.wraps(view)
     async def async_wrapper(request, *args, **kwargs):
-        usage = await sync_to_async(run_rate_usage)(request, increment=True)
+        usage = await request_call(run_rate_usage)(request, increment=True)
         if usage is not None and usage["should_limit"]:
             return too_many_runs_response(request, usage)
         return await view(request, *args, **kwargs)

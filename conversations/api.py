@@ -16,6 +16,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
 
+from accounts.api_auth import ASYNC_AUTH
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
@@ -198,7 +199,8 @@ def delete_session(request, session_id: str):
     return Status(204, None)
 
 
-@router.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
+@router.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"],
+             auth=ASYNC_AUTH)
 @limit_run_creation
 async def start_run(request, session_id: str, payload: RunIn):
     """Start a run. Without ``parent_run_id`` it continues the session's active run; with it, it
@@ -273,7 +275,8 @@ EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`,
                                   "content": {"text/event-stream": {}}}}}
 
 
-@router.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC)
+@router.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC,
+            auth=ASYNC_AUTH)
 async def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = await request_call(get_run_for)(request.auth, run_id)

@@ -1,15 +1,20 @@
-"""Database work from async code (async views, SSE streams) on one bounded thread pool per process.
+"""Database work from async code (async views, SSE streams), at most ``ARBOR_WEB_DB_THREADS`` calls
+at once per event loop.
 
-Django's ORM is synchronous: an async view runs it in a thread. :func:`db_call` sends that work to
-this process's pool of ``settings.ARBOR_WEB_DB_THREADS`` threads (default: the database pool's
-size, ``ARBOR_DB_POOL_SIZE``), so however many requests and open streams a web process serves,
-at most that many threads touch the database at once and none waits for a pooled connection: the
-requests beyond it wait their turn on the event loop, not in a thread of their own.
+Django's ORM is synchronous: an async view runs it in a thread. :func:`request_call` runs it in the
+request's own thread, :func:`db_call` (a stream's reads, outside any request's context) on this
+process's pool of ``ARBOR_WEB_DB_THREADS`` threads. Both pass one gate of that many permits (default:
+the database pool's size, ``ARBOR_DB_POOL_SIZE``), so however many requests and open streams a web
+process serves, no more calls hold a pooled connection at once than the pool has: the others wait
+their turn on the event loop (200 runs started at once waited more than the pool's timeout for a
+connection and answered 503 before the gate).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -18,6 +23,23 @@ from django.db import close_old_connections, connection
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+
+_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _gated(call):
+    """``call`` (an awaitable function) behind the running event loop's gate."""
+
+    async def gated(*args, **kwargs):
+        loop = asyncio.get_running_loop()
+        gate = _gates.get(loop)
+        if gate is None:
+            gate = _gates[loop] = asyncio.Semaphore(max(1, settings.ARBOR_WEB_DB_THREADS))
+        async with gate:
+            return await call(*args, **kwargs)
+
+    return gated
 
 
 def db_threads() -> ThreadPoolExecutor:
@@ -48,7 +70,7 @@ def db_call(fn):
         finally:
             close_old_connections()
 
-    return sync_to_async(call, thread_sensitive=False, executor=db_threads())
+    return _gated(sync_to_async(call, thread_sensitive=False, executor=db_threads()))
 
 
 def _release_connection() -> None:
@@ -71,4 +93,4 @@ def request_call(fn):
         finally:
             _release_connection()
 
-    return sync_to_async(call, thread_sensitive=True)
+    return _gated(sync_to_async(call, thread_sensitive=True))
