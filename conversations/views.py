@@ -511,7 +511,7 @@ def session_pin(request: HttpRequest, session_id) -> HttpResponse:
 @require_GET
 async def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension (an async view: the open stream
-    holds no thread)."""
+    waits on the event loop, see :func:`streams.sse.sse_response`)."""
     run = await request_call(_stream_run)(request, session_id, run_id)
     return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True)
 

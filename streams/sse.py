@@ -84,9 +84,10 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
 def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False) -> StreamingHttpResponse:
     """The streaming response for a run's events (JSON, or HTML fragments for htmx), for an async
     view that looked the run up with :func:`core.asyncdb.request_call` (which released the
-    request's database connection). The stream holds no thread and no connection while it waits:
-    it is an async iterator on the event loop, and its reads borrow a connection per read on the
-    bounded pool of :func:`core.asyncdb.db_call`.
+    request's database connection). The stream keeps no thread busy and holds no connection while
+    it waits: it is an async iterator on the event loop, and its reads borrow a connection per read
+    on the bounded pool of :func:`core.asyncdb.db_call`. (Django's middleware still gives the
+    request a thread of its own for its sync parts; it stays idle while the stream is open.)
     """
     response = StreamingHttpResponse(
         run_events(run_id, last_event_id, format_html if html else format_json, source),
