@@ -17,6 +17,7 @@ import os
 import resource
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
@@ -113,6 +114,10 @@ def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> 
     stuck = runs.exclude(status=RunStatus.SUCCEEDED).count()
     if stuck:
         print(f"  n={n}: {stuck} runs not succeeded", flush=True)
+    kinds = Counter(r["error"] or f"done: {r['status'] or 'none'}" for r in results
+                    if r["error"] or r["status"] != "succeeded")
+    if kinds:  # what the clients saw (a stream error is counted even when a reconnect then got done)
+        print(f"  n={n}: errors seen by the clients: {dict(kinds)}", flush=True)
     return [
         n, f"{all_done:.1f}", ms(percentile(firsts, 50)) if firsts else "-",
         ms(percentile(firsts, 95)) if firsts else "-", ms(max(firsts)) if firsts else "-",
