@@ -3,8 +3,12 @@
 A real Celery worker (the threads pool on the run queue, as ``make run`` starts it), uvicorn with
 ``ARBOR_WEB_WORKERS`` processes (default 2), and one asyncio client per run that POSTs the run and
 reads its SSE stream to ``done`` (reconnecting with ``Last-Event-ID`` if the stream ends early).
-The scripted model answers 30 tokens 0.1 s apart (~3 s). Then Arbor's own time per turn against a
-model that answers at once, at depth 10 and 500.
+The scripted model answers 30 tokens 0.1 s apart (~3 s): N = ``ARBOR_BENCH_ENGINE_SIZES`` runs at
+once (10, 50, 100, 200) with ``ARBOR_WEB_WORKERS`` web processes and ``ARBOR_RUN_CONCURRENCY`` run
+threads, then ``ARBOR_BENCH_ENGINE_MATRIX_RUNS`` runs (100; 0: not measured) at 1 and 2 web processes
+× 64 and 128 run threads. Each row gives the load average (the machine is shared). Then Arbor's own
+time per turn against a model that answers at once, at depth 10 and 500 (``ARBOR_BENCH_ENGINE_TURNS=0``
+leaves that out).
 
 On PostgreSQL + Redis run with ``DATABASE_URL`` and ``CELERY_BROKER_URL``; without them it measures
 the embedded default (SQLite, the filesystem broker, database streams).
