@@ -34,6 +34,11 @@ def timed(fn: Callable[[], object], repeat: int = 20, warmup: int = 2) -> list[f
     return out
 
 
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, for a table's title (the machine is shared)."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 

@@ -32,6 +32,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import find_model, pickable_models
 from core import ids
+from core.asyncdb import request_call
 from core.errors import ArborError, InvalidInput
 from core.fields import encryption_enabled
 from core.text import clean_text
@@ -508,11 +509,15 @@ def session_pin(request: HttpRequest, session_id) -> HttpResponse:
 
 
 @require_GET
-def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
-    """HTML-flavoured SSE of a run for the htmx SSE extension."""
-    session = get_session_for(request.user, session_id)
-    run = _branch_run(request, session, run_id)
+async def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """HTML-flavoured SSE of a run for the htmx SSE extension (an async view: the open stream
+    waits on the event loop, see :func:`streams.sse.sse_response`)."""
+    run = await request_call(_stream_run)(request, session_id, run_id)
     return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True)
+
+
+def _stream_run(request, session_id, run_id) -> Run:
+    return _branch_run(request, get_session_for(request.user, session_id), run_id)
 
 
 _DONE_SAY = {RunStatus.SUCCEEDED: "The reply is complete.", RunStatus.CANCELLED: "Stopped; the partial reply is kept.",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +16,7 @@ from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
 from .llm import FirstTokenTimeout, get_client
-from .watcher import watchtower
+from .watcher import close_stream, watchtower
 
 
 class BrokenStream(Exception):
@@ -94,14 +92,14 @@ class FirstTokenClock:
         with self._lock:
             self.late = True
             response = self._response
-        _close(response)
+        close_stream(response)
 
     def attach(self, response) -> None:
         with self._lock:
             self._response = response
             late = self.late
         if late:
-            _close(response)
+            close_stream(response)
 
     def arrived(self) -> None:
         if self._timer is not None:
@@ -109,21 +107,6 @@ class FirstTokenClock:
 
     def error(self) -> FirstTokenTimeout:
         return FirstTokenTimeout(f"sent no first token within {self.seconds:g} s (ARBOR_FIRST_TOKEN_TIMEOUT).")
-
-
-def _close(response) -> None:
-    """Close the SDK stream's HTTP response from another thread. The socket is shut down first:
-    closing alone does not wake a read blocked on a silent socket (the transport's
-    ``network_stream`` extension gives the socket)."""
-    if response is None:
-        return
-    with contextlib.suppress(Exception):  # best effort; the read fails either way
-        network = response.response.extensions.get("network_stream")
-        sock = network.get_extra_info("socket") if network is not None else None
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        response.response.close()
 
 
 def run_status(run_id) -> str | None:
