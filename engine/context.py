@@ -133,9 +133,10 @@ class BuiltContext:
 
         ``{"messages": [{"part", "message_tokens"}] (one per message sent, in order; not named
         ``tokens``, which stored step requests mask as a secret), "totals": {part:
-        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``history``
-        (the window), ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail``
-        (a nested agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
+        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``memory`` (a
+        pinned message of another memory id than the one built for), ``history`` (the window),
+        ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail`` (a nested
+        agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
         :data:`core.tokens.REPLY_PRIMING`, is in ``totals["primer"]``).
         """
         counter = self.counter or counter_for("")
@@ -270,12 +271,13 @@ def build_context(
 
 def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
                  path: list[Message] | None = None, compaction: Compaction | None | object = ...,
-                 memory_ids: dict | None = None) -> BuiltContext:
+                 memory_ids: dict | None = None, system: str | None = None) -> BuiltContext:
     """The context a child of ``run`` would start from (``run``'s messages become history; no new
     input): what compaction measures after ``run`` finishes, and again after each strategy.
 
     ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
-    ready one on the path. ``path`` and ``memory_ids`` may be passed when already read.
+    ready one on the path. ``path`` and ``memory_ids`` may be passed when already read. ``system``:
+    the system prompt to count (default :func:`system_prompt_for` ``run`` and ``agent``).
     """
     if agent is ...:
         agent = run.agent
@@ -289,11 +291,38 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
         _Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(path),
+            window=window, system=system if system is not None else system_prompt_for(run, agent),
+            pinned=pinned_ids(path),
         ),
         budget=_agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
     )
+
+
+def next_context(run: Run, *, agent: Agent | None | object = ..., system_override: str | None = None) -> dict:
+    """The next context below ``run`` as the chat settings would make it, built and counted for real
+    (:func:`measure_next` with the endpoint's token counter): ``agent`` (default ``run``'s) and
+    ``system_override`` (empty: the agent's system prompt, else the default one). For the chat settings
+    preview and Undo compaction (:func:`memory.selectors.next_context`, registered by ``engine.apps``).
+
+    Returns ``{"totals": {part: tokens}, "tokens", "needed" (tokens before the budget cut),
+    "usable_window", "counted_with", "not_seen": [sentence], "error": ""}``; when the fixed parts
+    alone do not fit (:class:`ContextOverflow`) ``totals`` is empty and ``error`` says why."""
+    if system_override:
+        system = system_override
+    elif agent is ...:
+        system = None
+    else:
+        system = system_prompt_for(None, agent)
+    try:
+        built = measure_next(run, agent=agent, system=system)
+    except ContextOverflow as exc:
+        return {"totals": {}, "tokens": 0, "needed": 0, "usable_window": 0, "counted_with": "", "not_seen": [],
+                "error": str(exc)}
+    parts = built.parts()
+    return {"totals": parts["totals"], "tokens": built.tokens, "needed": built.fixed_tokens + built.history_tokens,
+            "usable_window": built.budget.usable, "counted_with": built.counted_with, "not_seen": parts["not_seen"],
+            "error": ""}
 
 
 @dataclass
@@ -441,7 +470,9 @@ def _labels(spec: ctx.ContextSpec, sel: _Selection, sent: list[Message]) -> list
     """The part of each message sent (see :meth:`BuiltContext.parts`), in order."""
     labels = (["system"] if spec.system else []) + (["summary"] if spec.summary else [])
     for message in sent:
-        if message.pk in sel.pinned:
+        if sel.memory_ids.get(message.run_id) != sel.memory_id:
+            labels.append("memory")  # only a pin crosses memory ids
+        elif message.pk in sel.pinned:
             labels.append("pin")
         elif message.role == Role.TOOL or message.tool_calls:
             labels.append("tool")

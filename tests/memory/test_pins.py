@@ -153,3 +153,24 @@ def test_pin_api_refuses_bad_input_and_other_users(api, user, other_user):
     assert api.post("/api/runs/not-a-uuid/pins", {}, content_type="application/json").status_code == 404
     assert Pin.objects.count() == 1
     assert AuditLog.objects.filter(action__startswith="pin.").count() == 1, "only the test's own pin.create"
+
+
+def test_a_pin_from_another_memory_id_is_a_part_of_its_own(user, make_agent):
+    """Memory ids isolate history, but a pin crosses them: the pinned turn of another memory id is
+    sent, labelled ``memory`` (not ``pin``) in the parts and their totals; its unpinned turns are not sent."""
+    agent = make_agent(memory_id="default")
+    session = SessionFactory(owner=user)
+    mine = add_chain(session, None, 2, agent=agent)
+    notes = add_chain(session, mine[-1], 2, prefix="notes", memory_id="notes")
+    tail = add_chain(session, notes[-1], 1, prefix="after", agent=agent)
+    Pin.objects.create(run=notes[0])
+    Pin.objects.create(run=mine[0])
+    built = built_for(new_input(session, tail[-1], agent=agent))
+    parts = built.parts()
+    labelled = dict(zip(contents(built), (row["part"] for row in parts["messages"]), strict=True))
+    assert labelled["notes 0 question"] == labelled["notes 0 answer"] == "memory"
+    assert labelled["turn 0 question"] == "pin" and labelled["turn 1 answer"] == "history"
+    assert "notes 1 question" not in labelled
+    assert parts["totals"]["memory"] == sum(row["message_tokens"] for row in parts["messages"]
+                                            if row["part"] == "memory") > 0
+    assert any("another memory id (notes)" in note for note in parts["not_seen"])
