@@ -126,6 +126,36 @@ def test_a_pinned_turn_3_stays_verbatim_in_every_later_context(new_page, asgi_se
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_pin_from_the_turn_menu_shows_the_pin_mark(new_page, asgi_server, llm_server, artifacts,  # noqa: F811
+                                                   viewport):
+    user = _user()
+    session = SessionFactory(owner=user, title="Five turns")
+    runs = add_chain(session, None, 5)
+    Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    turn = page.locator(f"#turn-{runs[2].pk}")
+    assert turn.locator(".badge.pinned").count() == 0
+    turn.locator("details.more-tools > summary").click()
+    turn.get_by_role("button", name="Pin turn 3").click()
+    page.wait_for_selector(f"#pin-mark-{runs[2].pk}")
+    mark = page.locator(f"#turn-{runs[2].pk} .badge.pinned")
+    assert mark.is_visible() and mark.inner_text().strip().startswith("Pinned")
+    assert page.get_by_role("link", name="Pinned: turn 3, see the Pinned list").count() == 1, "its name"
+    assert mark.get_attribute("href") == f"/memory/runs/{runs[2].pk}/pinned"
+    assert page.locator(".badge.pinned").count() == 1, "only turn 3 is marked"
+    assert _serious(axe(page)) == []
+    mark.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / f"memory-pin-mark-{viewport[0]}.png"))
+    turn = page.locator(f"#turn-{runs[2].pk}")
+    turn.locator("details.more-tools > summary").click()
+    turn.get_by_role("button", name="Unpin turn 3").click()
+    page.wait_for_selector(f"#pin-mark-{runs[2].pk}", state="detached")
+    assert not runs[2].pins.exists()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_compact_now_expand_edit_and_undo(new_page, asgi_server, celery_worker, llm_server, artifacts,  # noqa: F811
                                           viewport):
     user = _user()

@@ -6,6 +6,8 @@ nothing) and its audit rows; the parts breakdown of a built context."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditLog
 from conversations.models import Message
@@ -174,3 +176,29 @@ def test_a_pin_from_another_memory_id_is_a_part_of_its_own(user, make_agent):
     assert parts["totals"]["memory"] == sum(row["message_tokens"] for row in parts["messages"]
                                             if row["part"] == "memory") > 0
     assert any("another memory id (notes)" in note for note in parts["not_seen"])
+
+
+def test_the_chat_marks_pinned_turns_and_messages(client, user):
+    """A pinned turn shows a pin mark in its head (a link to the Pinned list with an accessible name),
+    a pinned answer "Answer pinned"; the marks cost no query."""
+    session = SessionFactory(owner=user)
+    runs = add_chain(session, None, 4)
+    session.active_run = runs[-1]
+    session.save()
+    client.force_login(user)
+    url = f"/s/{session.pk}/"
+    client.get(url)
+    with CaptureQueriesContext(connection) as before:
+        unpinned = client.get(url).content.decode()
+    assert "pin-mark-" not in unpinned and "Pin turn 2" in unpinned
+    Pin.objects.create(run=runs[1])
+    Pin.objects.create(run=runs[3], message=runs[3].messages.get(position=1))
+    with CaptureQueriesContext(connection) as after:
+        html = client.get(url).content.decode()
+    assert len(after) == len(before), "the pin state comes with the messages"
+    assert html.count('class="badge pinned"') == 2
+    mark = html[html.index(f'id="pin-mark-{runs[1].pk}"'):].split("</a>")[0]
+    assert 'aria-label="Pinned: turn 2, see the Pinned list"' in mark and mark.endswith("</svg>Pinned")
+    assert f'href="/memory/runs/{runs[1].pk}/pinned"' in mark
+    assert f'id="pin-mark-{runs[3].pk}"' in html and "Answer pinned" in html
+    assert "Unpin turn 2" in html and "Pin turn 4" in html, "the menu says what pressing does"
