@@ -213,7 +213,7 @@ def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
     current = branch_settings_for(run)
     status, error, note, meter = 200, "", "The next context with the settings in force", None
     if request.method == "POST":
-        form = SettingsForm(request.POST, user=request.user)
+        form = SettingsForm(request.POST, user=request.user, saved=current)
         if not form.is_valid():
             status = 400
         elif "preview" in request.POST:

@@ -172,3 +172,68 @@ def test_the_panel_says_when_the_pins_alone_do_not_fit(client, user, make_agent)
     client.force_login(user)
     html = client.get(reverse("chatmemory:settings", args=[runs[-1].pk])).content.decode()
     assert 'id="settings-overflow"' in html and "The pinned messages need" in html
+
+
+EDITOR = {"system_prompt": "", "params": "", "compaction_mode": "custom", "threshold": "70", "target": "30",
+          "tool_results_use": "on", "tool_results_order": "1", "tool_results_action": "drop",
+          "tool_results_max_chars": "0", "keep_last_turns_use": "on", "keep_last_turns_order": "2",
+          "keep_last_turns_turns": "20", "summarize_use": "on", "summarize_order": "3",
+          "summarize_keep_recent_turns": "4", "summarize_max_tokens": "200"}
+
+
+def test_the_strategy_editor_composes_the_policy_in_order(client, user, make_agent,
+                                                          django_capture_on_commit_callbacks):
+    """The panel's strategy editor: the strategies ticked, in the order given, with their parameters and
+    the threshold and target as % of the window, saved as the branch's policy (what the API takes);
+    the next turn records it as its compaction policy; the form shows it again."""
+    agent = make_agent(context_window=600, reserved_output_tokens=100)
+    session = SessionFactory(owner=user)
+    runs = add_chain(session, None, 12, agent=agent, words=10)
+    client.force_login(user)
+    url = reverse("chatmemory:settings", args=[runs[-1].pk])
+    reordered = {**EDITOR, "keep_last_turns_order": "1", "tool_results_order": "2", "summarize_use": ""}
+    assert client.post(url, reordered).status_code == 302
+    saved = BranchSettings.objects.get()
+    assert saved.compaction == {"enabled": True, "threshold": 0.7, "target": 0.3, "strategies": [
+        {"type": "keep_last_turns", "turns": 20},
+        {"type": "tool_results", "action": "drop", "max_chars": 0}]}
+    below = _start(session, runs[-1], django_capture_on_commit_callbacks=django_capture_on_commit_callbacks,
+                   agent=agent)
+    assert below.params["compaction"] == saved.compaction
+
+    html = client.get(url).content.decode()
+    assert re.search(r'<input type="radio" name="compaction_mode" value="custom"[^>]*checked', html)
+    assert 'name="keep_last_turns_order" value="1"' in html and 'name="keep_last_turns_turns" value="20"' in html
+    assert not re.search(r'name="summarize_use"[^>]*checked', html)
+
+    assert client.post(url, {**EDITOR, "compaction_mode": "off"}).status_code == 302
+    assert BranchSettings.objects.latest("id").compaction == {"enabled": False}
+    assert client.post(url, {**EDITOR, "compaction_mode": "agent"}).status_code == 302
+    assert BranchSettings.objects.latest("id").compaction == {}
+
+
+@pytest.mark.parametrize("change,says", [
+    ({"tool_results_use": "", "keep_last_turns_use": "", "summarize_use": ""}, "Tick at least one strategy"),
+    ({"target": "90"}, "the target must not be above the threshold"),
+    ({"summarize_max_tokens": "3"}, "Ensure this value is greater than or equal to 16"),
+    ({"threshold": "0"}, "Ensure this value is greater than or equal to 1"),
+])
+def test_a_refused_strategy_says_why_and_saves_nothing(client, user, change, says):
+    run = add_chain(SessionFactory(owner=user), None, 2)[-1]
+    client.force_login(user)
+    response = client.post(reverse("chatmemory:settings", args=[run.pk]), {**EDITOR, **change})
+    assert response.status_code == 400 and says in response.content.decode()
+    assert not BranchSettings.objects.exists()
+
+
+def test_the_editor_keeps_a_summary_prompt_it_does_not_show(client, user):
+    run = add_chain(SessionFactory(owner=user), None, 2)[-1]
+    BranchSettings.objects.create(run=run, compaction={"strategies": [
+        {"type": "summarize", "keep_recent_turns": 2, "max_tokens": 64, "prompt": "[[reply:S]] Sum up."}]})
+    client.force_login(user)
+    url = reverse("chatmemory:settings", args=[run.pk])
+    assert 'name="summarize_keep_recent_turns" value="2"' in client.get(url).content.decode()
+    client.post(url, {**EDITOR, "tool_results_use": "", "keep_last_turns_use": ""})
+    strategy = BranchSettings.objects.latest("id").compaction["strategies"]
+    assert strategy == [{"type": "summarize", "keep_recent_turns": 4, "max_tokens": 200,
+                         "prompt": "[[reply:S]] Sum up."}]
