@@ -420,39 +420,83 @@ def suite_runs(suite) -> list[dict]:
     return rows
 
 
+# Series colours of the trend chart: 3:1 contrast or more against the white page (WCAG 1.4.11).
+TREND_COLOURS = ("#15803d", "#1d4ed8", "#b45309", "#7e22ce", "#be123c", "#0e7490")
+
+
+def _series(rows: list[dict]) -> list[dict]:
+    """One series per challenger (by agent id, in order of first appearance): ``agent``, ``colour``
+    and ``runs``: ``[(index of the suite run, challenger row)]``."""
+    series: dict = {}
+    for index, row in enumerate(rows):
+        for challenger in row["challengers"]:
+            key = challenger["agent"].get("id") or challenger["agent"].get("name")
+            entry = series.setdefault(key, {"agent": challenger["agent"], "runs": []})
+            entry["runs"].append((index, challenger))
+    for number, entry in enumerate(series.values()):
+        entry["colour"] = TREND_COLOURS[number % len(TREND_COLOURS)]
+    return list(series.values())
+
+
+def _series_sentence(name: str, runs: list[tuple[int, dict]]) -> str:
+    """Whether ``name``'s newest decisive run differs from its first (Fisher's exact test, 5 % level)."""
+    decided = [c for _, c in runs if c["win_rate"] is not None]
+    if not decided:
+        return f"{name}: no decisive verdict yet."
+    if len(decided) == 1:
+        return f"{name}: one run with decisive verdicts so far ({decided[0]['win_rate']:.0%}); run the suite again."
+    first, last = decided[0], decided[-1]
+    _, p = fisher_exact([[first["wins"], first["losses"]], [last["wins"], last["losses"]]])
+    return (f"Against the baseline, {name}'s win rate went from {first['win_rate']:.0%} to {last['win_rate']:.0%}: "
+            + ("a significant change" if p < 0.05 else "not a significant change")
+            + f" (Fisher's exact test, p = {p:.2f}).")
+
+
+def trend_series(rows: list[dict]) -> list[dict]:
+    """The trend as data (the API's): per challenger agent ``agent``, ``points`` (``suite_run``, its
+    index oldest first; ``win_rate``, ``ci_low``, ``ci_high`` Wilson 95 %, ``decisive``) and ``sentence``."""
+    out = []
+    for entry in _series(rows):
+        points = [{"suite_run": index, "win_rate": c["win_rate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+                   "decisive": c["wins"] + c["losses"]} for index, c in entry["runs"] if c["win_rate"] is not None]
+        name = entry["agent"].get("name") or "challenger"
+        out.append({"agent": entry["agent"], "points": points, "sentence": _series_sentence(name, entry["runs"])})
+    return out
+
+
 def trend(rows: list[dict]) -> dict:
-    """The trend chart of the first challenger's win rate against the baseline per suite run (SVG
-    units, made on the server) and a plain sentence: whether the newest run differs from the first
-    (Fisher's exact test on their wins and losses, :func:`scipy.stats.fisher_exact`, 5 % level)."""
+    """The trend chart of every challenger's win rate against the baseline per suite run (SVG units,
+    made on the server): one ``series`` per challenger agent (``name``, ``colour``, ``path``,
+    ``points`` with their Wilson 95 % interval, ``sentence``), the run labels on the x axis, and
+    ``sentence``: per challenger, whether its newest run differs from its first (Fisher's exact test
+    on their wins and losses, :func:`scipy.stats.fisher_exact`, 5 % level)."""
     left, top, width, height = 60, 20, 520, 200
-    points = []
     n = len(rows)
-    for i, row in enumerate(rows):
-        c = row["challengers"][0] if row["challengers"] else None
-        x = left + (width * (i + 0.5) / max(n, 1))
-        point = {"x": round(x, 1), "label": row["run"].created_at.strftime("%m-%d %H:%M"),
-                 "name": c["agent"]["name"] if c else "", "rate": c and c["win_rate"],
-                 "n": c and c["wins"] + c["losses"]}
-        if c and c["win_rate"] is not None:
-            point.update(y=round(top + height * (1 - c["win_rate"]), 1),
-                         y1=round(top + height * (1 - c["ci_high"]), 1),
-                         y2=round(top + height * (1 - c["ci_low"]), 1), pct=f"{c['win_rate']:.0%}")
-        points.append(point)
-    plotted = [p for p in points if "y" in p]
-    path = " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(plotted))
-    sentence = "Run the suite again to see a trend."
-    decided = [r for r in rows if r["challengers"] and r["challengers"][0]["win_rate"] is not None]
-    if len(decided) >= 2:
-        first, last = decided[0]["challengers"][0], decided[-1]["challengers"][0]
-        _, p = fisher_exact([[first["wins"], first["losses"]], [last["wins"], last["losses"]]])
-        change = f"from {first['win_rate']:.0%} to {last['win_rate']:.0%}"
-        sentence = (f"Against the baseline, the challenger's win rate went {change}: "
-                    + ("a significant change" if p < 0.05 else "not a significant change")
-                    + f" (Fisher's exact test, p = {p:.2f}).")
-    elif len(decided) == 1:
-        sentence = "Only one run has decisive verdicts so far; run the suite again to see a trend."
+    series = _series(rows)
+    columns = [{"x": round(left + width * (i + 0.5) / max(n, 1), 1), "label": row["run"].created_at.strftime(
+        "%m-%d %H:%M")} for i, row in enumerate(rows)]
+    out = []
+    for number, entry in enumerate(series):
+        shift = (number - (len(series) - 1) / 2) * 8  # side by side within a run, so intervals do not overlap
+        points = []
+        for index, c in entry["runs"]:
+            if c["win_rate"] is None:
+                continue
+            points.append({"x": round(columns[index]["x"] + shift, 1),
+                           "y": round(top + height * (1 - c["win_rate"]), 1),
+                           "y1": round(top + height * (1 - c["ci_high"]), 1),
+                           "y2": round(top + height * (1 - c["ci_low"]), 1), "pct": f"{c['win_rate']:.0%}",
+                           "n": c["wins"] + c["losses"], "label": columns[index]["label"]})
+        name = entry["agent"].get("name") or "challenger"
+        out.append({"name": name, "colour": entry["colour"], "points": points,
+                    "path": " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(points)),
+                    "sentence": _series_sentence(name, entry["runs"])})
+    if not any(len(s["points"]) for s in out):
+        sentence = "Run the suite again to see a trend."
+    else:
+        sentence = " ".join(s["sentence"] for s in out)
     ticks = [{"y": round(top + height * (1 - t / 4), 1), "label": f"{t * 25}%"} for t in range(5)]
-    return {"points": points, "path": path, "sentence": sentence, "ticks": ticks, "left": left, "top": top,
+    return {"series": out, "columns": columns, "sentence": sentence, "ticks": ticks, "left": left, "top": top,
             "width": width, "height": height, "right": left + width, "bottom": top + height,
             "half_y": top + height / 2, "total_width": left + width + 20, "total_height": top + height + 40,
             "label_y": top + height + 18}

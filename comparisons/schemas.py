@@ -410,13 +410,29 @@ class SuiteRunOut(Schema):
     challengers: list[ChallengerOut]
 
 
+class TrendPointOut(Schema):
+    suite_run: int = Field(description="The suite run's position, oldest first (0-based).")
+    win_rate: float
+    ci_low: float = Field(description="Wilson 95 %.")
+    ci_high: float
+    decisive: int = Field(description="Pairs with a winner (ties and both bad left out).")
+
+
+class TrendSeriesOut(Schema):
+    agent: dict = Field(description="id, name, model of the challenger.")
+    points: list[TrendPointOut] = Field(description="Its runs with decisive verdicts.")
+    sentence: str
+
+
 class SuiteOut(Schema):
     id: int
     name: str
     created_at: datetime
     cases: list[SuiteCaseOut]
     runs: list[SuiteRunOut]
-    trend: str = Field(description="Whether the newest run differs from the first (Fisher's exact test).")
+    trend: str = Field(description="Per challenger, whether its newest run differs from its first (Fisher's "
+                                   "exact test).")
+    trend_series: list[TrendSeriesOut] = Field(description="The trend chart: one series per challenger agent.")
 
 
 class SuiteRunIn(Schema):
@@ -436,5 +452,5 @@ def suite_out(suite) -> dict:
         "runs": [{"id": r["run"].pk, "created_at": r["run"].created_at, "agents": r["agents"],
                   "judge_id": r["run"].judge_id, "rubric_name": r["run"].rubric_name,
                   "comparison_ids": ids.get(r["run"].pk, []), "challengers": r["challengers"]} for r in rows],
-        "trend": insights.trend(rows)["sentence"],
+        "trend": insights.trend(rows)["sentence"], "trend_series": insights.trend_series(rows),
     }
