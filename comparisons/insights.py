@@ -94,14 +94,14 @@ def judging_state(judging: Judging) -> dict:
     and ``complete``. Two queries."""
     judgements = list(Judgement.objects.filter(judging=judging).select_related("run"))
     pairs = []
-    for (turn, x, y), pair in sorted(_pairs_of(judgements).items()):
+    for (turn, x, y), pair in sorted(_pairs_of([j for j in judgements if j.sample == 0]).items()):
         verdict, flipped = pair_verdict(pair)
         pairs.append({"turn": turn, "x": x, "y": y, "forward": pair.get("forward"), "backward": pair.get("backward"),
                       "verdict": verdict, "flipped": flipped, "columns": f"{COLUMN_LETTERS[x]} · {COLUMN_LETTERS[y]}",
                       "verdict_text": verdict_text(verdict, x, y)})
     done = [j for j in judgements if j.recorded_at is not None]
-    first = sum(1 for j in done if j.verdict == JudgeVerdict.FIRST)
-    second = sum(1 for j in done if j.verdict == JudgeVerdict.SECOND)
+    first = sum(1 for j in done if j.verdict == JudgeVerdict.FIRST and j.sample == 0)
+    second = sum(1 for j in done if j.verdict == JudgeVerdict.SECOND and j.sample == 0)
     costs = [j.cost for j in done if j.cost is not None]
     return {
         "judging": judging, "total": len(judgements), "done": len(done), "complete": len(done) == len(judgements),
@@ -150,7 +150,7 @@ def judge_pairs(comparison_ids) -> dict[PairKey, dict]:
     pair → {"verdict", "flipped", "first_wins", "second_wins"} (pairs with both calls read)."""
     newest = (Judging.objects.filter(comparison__in=comparison_ids).values("comparison_id")
               .annotate(last=Max("pk")).values_list("last", flat=True))
-    rows = Judgement.objects.filter(judging__in=list(newest)).select_related("judging").only(
+    rows = Judgement.objects.filter(judging__in=list(newest), sample=0).select_related("judging").only(
         "turn", "first", "second", "verdict", "recorded_at", "judging__comparison_id")
     by_comparison: dict = defaultdict(list)
     for j in rows:
@@ -504,12 +504,38 @@ def trend(rows: list[dict]) -> dict:
 
 # --- repeats ------------------------------------------------------------------------------------------------
 
+def pass_at_k(comparison: Comparison, judging) -> dict[int, dict]:
+    """pass^k per column (as shown) from ``judging``'s scores where its rubric has a pass threshold:
+    an answer (the voted one or a repeat) passes when the mean of the scores it got (one per judge
+    call it was in) reaches the threshold; per column ``{"k", "pass_k", "pass_1", "prompts"}`` with
+    ``k`` the comparison's samples and ``prompts`` those with all k answers scored
+    (:func:`comparisons.evaluation.pass_hat_k`); ``{}`` without a threshold. One query."""
+    if judging is None or judging.pass_threshold is None:
+        return {}
+    got: dict = defaultdict(list)  # (column, turn, sample) → scores
+    for j in judging.judgements.exclude(score_first=None).exclude(score_second=None):
+        got[(j.first, j.turn, j.sample)].append(j.score_first)
+        got[(j.second, j.turn, j.sample)].append(j.score_second)
+    k = comparison.samples
+    out = {}
+    for column in range(len(comparison.column_order)):
+        by_turn: dict = defaultdict(list)
+        for (c, turn, _), scores in sorted(got.items()):
+            if c == column:
+                by_turn[turn].append(sum(scores) / len(scores) >= judging.pass_threshold)
+        results = [passed for passed in by_turn.values() if len(passed) == k]
+        out[column] = {"k": k, "pass_k": ev.pass_hat_k(results, k), "pass_1": ev.pass_hat_k(results, 1),
+                       "prompts": len(results)}
+    return out
+
+
 def repeat_stats(comparison: Comparison) -> list[dict]:
     """Per column (as shown) the spread of its answers over every sample of every prompt (the voted
     answer and its repeats): ``letter``, ``label`` (None while blind), ``answers``, ``length``
     (:func:`comparisons.evaluation.spread` of characters), ``length_mean`` (its interval clustered
-    by prompt, :func:`comparisons.evaluation.clustered_mean`) and ``scores`` (the spread of the
-    newest judging's scores of this column's voted answers; n 0 without a scale). Three queries."""
+    by prompt, :func:`comparisons.evaluation.clustered_mean`), ``scores`` (the spread of the
+    newest judging's scores of this column's voted answers; n 0 without a scale) and ``passes``
+    (:func:`pass_at_k` of the newest judging; None without a pass threshold). Five queries."""
     column_of = {position: index for index, position in enumerate(comparison.column_order)}
     runs: dict = defaultdict(list)  # column → [(turn, run id)]
     for position, turn, run_id in VariantRun.objects.filter(variant__comparison=comparison).values_list(
@@ -523,15 +549,16 @@ def repeat_stats(comparison: Comparison) -> list[dict]:
     scores: dict = defaultdict(list)
     newest = comparison.judgings.order_by("-pk").first()
     if newest is not None and newest.scale_max:
-        for j in newest.judgements.exclude(score_first=None):
+        for j in newest.judgements.filter(sample=0).exclude(score_first=None):
             scores[j.first].append(j.score_first)
             scores[j.second].append(j.score_second)
     variants = {v.position: v for v in comparison.variants.all()} if comparison.labels_visible else {}
+    passes = pass_at_k(comparison, newest)
     out = []
     for index, position in enumerate(comparison.column_order):
         rows = [(turn, len(texts[r])) for turn, r in runs[index] if r in texts]
         out.append({"letter": COLUMN_LETTERS[index], "label": variants[position].label if variants else None,
                     "answers": len(rows), "length": ev.spread([n for _, n in rows]),
                     "length_mean": ev.clustered_mean([n for _, n in rows], [t for t, _ in rows]),
-                    "scores": ev.spread(scores[index])})
+                    "scores": ev.spread(scores[index]), "passes": passes.get(index)})
     return out

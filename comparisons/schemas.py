@@ -113,6 +113,24 @@ class TotalOut(Schema):
     cost: float | None
 
 
+class PassOut(Schema):
+    k: int = Field(description="The comparison's samples per variant and prompt.")
+    pass_k: float | None = Field(description="pass^k: the chance that all k answers to a prompt pass (mean over "
+                                             "prompts of C(passes, k)/C(k, k)); null without a fully scored prompt.")
+    pass_1: float | None = Field(description="The share of scored answers that pass.")
+    prompts: int = Field(description="Prompts with all k answers scored.")
+
+
+class RepeatOut(Schema):
+    letter: str
+    label: str | None = Field(description="null while the comparison is blind.")
+    answers: int
+    length: dict = Field(description="n, mean, sd, min, max of the answers' characters.")
+    length_mean: dict = Field(description="mean, se, low, high (95 %, clustered by prompt), n, clusters.")
+    scores: dict = Field(description="n, mean, sd, min, max of the newest judging's scores of the voted answers.")
+    passes: PassOut | None = Field(description="pass^k from the newest judging; null without a pass threshold.")
+
+
 class ComparisonOut(Schema):
     id: uuid.UUID
     session_id: uuid.UUID
@@ -130,6 +148,8 @@ class ComparisonOut(Schema):
     stalled: bool = Field(description="A turn waits but nothing runs: POST .../resume starts it.")
     voting_finished: bool
     can_reveal: bool
+    repeats: list[RepeatOut] | None = Field(None, description="With samples > 1: per column the spread of its "
+                                                              "answers and pass^k.")
 
 
 class ComparisonSummary(Schema):
@@ -272,6 +292,7 @@ def comparison_out(comparison: Comparison) -> dict:
         "columns": [column_out(c) for c in state["columns"]], "turns": [turn_out(t) for t in state["turns"]],
         "totals": state["totals"], "stalled": state["stalled"], "voting_finished": state["voting_finished"],
         "can_reveal": state["can_reveal"],
+        "repeats": insights.repeat_stats(comparison) if comparison.samples > 1 else None,
     }
 
 
@@ -346,6 +367,8 @@ class JudgingOut(Schema):
     cost: float | None
     pairs: list[JudgedPairOut]
     agreement: dict | None = Field(description="Against your votes, once complete (see results' evaluation).")
+    pass_k: dict[str, PassOut] = Field(description="Column letter → pass^k over the repeats, with a pass "
+                                                   "threshold (the judge scores every repeat); else empty.")
 
 
 def rubric_out(rubric: Rubric) -> dict:
@@ -372,6 +395,7 @@ def judging_out(found, comparison: Comparison) -> dict:
         **{k: state[k] for k in ("total", "done", "complete", "flips", "position_bias", "prompt_tokens",
                                  "completion_tokens", "cost")},
         "pairs": pairs, "agreement": insights.comparison_agreement(comparison) if state["complete"] else None,
+        "pass_k": {COLUMN_LETTERS[c]: p for c, p in insights.pass_at_k(comparison, found).items()},
     }
 
 
