@@ -14,6 +14,6 @@ class EngineConfig(AppConfig):
         # imported here: the models these modules read are loaded only once the apps are ready
         from memory.selectors import register_next_context
 
-        from .context import next_context
+        from .context import next_context  # imported here for the same reason (it reads the models)
 
         register_next_context(next_context)
