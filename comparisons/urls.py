@@ -22,4 +22,5 @@ urlpatterns = [
     path("<uuid:comparison_id>/judge/", views.judge, name="judge"),
     path("<uuid:comparison_id>/judgings/<int:judging_id>/", views.judging_detail, name="judging"),
     path("<uuid:comparison_id>/judgings/<int:judging_id>/record", views.judging_record, name="judging_record"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/events", views.judging_events, name="judging_events"),
 ]

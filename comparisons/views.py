@@ -18,6 +18,7 @@ from django.contrib import messages as flash
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -27,7 +28,7 @@ from conversations.models import ACTIVE_STATUSES, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError, InvalidInput, NotFound
 
-from . import insights, judges, judging, selectors, services, stats
+from . import insights, judges, judging, selectors, services, sse, stats
 from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
 from .models import COLUMN_LETTERS, Comparison, Mode, Suite, VoteChoice
@@ -327,18 +328,36 @@ def judge(request: HttpRequest, comparison_id) -> HttpResponse:
     return redirect("comparisons:judging", comparison.pk, started.pk)
 
 
+def _judging_context(comparison, state: dict) -> dict:
+    return {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
+            "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+
+
 @require_GET
 def judging_detail(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
-    """A judging's progress (refreshed every second while calls are out; each call streams like
-    any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
+    """A judging's progress (streamed while calls are out, :func:`judging_events`; each call streams
+    like any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
     comparison = selectors.get_comparison_for(request.user, comparison_id)
     found = insights.get_judging_for(request.user, comparison, judging_id)
-    state = insights.judging_state(found)
-    context = {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
-               "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+    context = _judging_context(comparison, insights.judging_state(found))
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/judging.html#progress", context)
     return render(request, "comparisons/judging.html", context)
+
+
+@require_GET
+def judging_events(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """The judging's progress as Server-Sent Events for the htmx SSE extension: a ``progress`` event
+    (the progress fragment) each time a judge call is recorded, ``done`` when all are
+    (:mod:`comparisons.sse`). Another user's judging is 404."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+
+    def fragment(state: dict) -> str:
+        return render_to_string("comparisons/judging.html#progress", _judging_context(comparison, state),
+                                request=request)
+
+    return sse.judging_sse_response(found, fragment)
 
 
 @require_POST

@@ -99,7 +99,8 @@ class RunOut(Schema):
 
 class ContextPart(Schema):
     index: int = Field(description="Position of the message in ``messages``.")
-    part: str = Field(description="system, summary, pin, history, tool, input or tail.")
+    part: str = Field(description="system, summary, pin, memory (a pin of another memory id), history, tool, input "
+                                  "or tail.")
     tokens: int
 
 

@@ -42,7 +42,7 @@ from memory.policy import Budget, budget_for
 from .context_parts import BuiltContext, Selection, context_tokens, labels_of, message_tokens, not_seen
 
 __all__ = ["SUMMARY_HEADER", "BuiltContext", "ContextOverflow", "agent_budget", "build_context", "context_tokens",
-           "latest_compactions", "measure_next", "message_tokens", "pinned_ids", "run_counter", "system_prompt_for",
+           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids", "run_counter", "system_prompt_for",
            "tool_units"]
 
 SUMMARY_HEADER = ctx.SUMMARY_HEADER
@@ -194,13 +194,15 @@ def build_context(
 
 def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
                  path: list[Message] | None = None, compaction: Compaction | None | object = ...,
-                 memory_ids: dict | None = None, budget: Budget | None = None) -> BuiltContext:
+                 memory_ids: dict | None = None, budget: Budget | None = None,
+                 system: str | None = None) -> BuiltContext:
     """The context a child of ``run`` would start from (``run``'s messages become history; no new
     input): what compaction measures after ``run`` finishes, and again after each strategy.
 
     ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
     ready one on the path. ``path`` (through ``run``'s last message), ``memory_ids``, ``counter``
-    and ``budget`` may be passed when already read.
+    and ``budget`` may be passed when already read. ``system``: the system prompt to count (default
+    :func:`system_prompt_for` ``run`` and ``agent``).
     """
     if agent is ...:
         agent = run.agent
@@ -214,11 +216,38 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
         Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(path),
+            window=window, system=system if system is not None else system_prompt_for(run, agent),
+            pinned=pinned_ids(path),
         ),
         budget=budget or agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
     )
+
+
+def next_context(run: Run, *, agent: Agent | None | object = ..., system_override: str | None = None) -> dict:
+    """The next context below ``run`` as the chat settings would make it, built and counted for real
+    (:func:`measure_next` with the endpoint's token counter): ``agent`` (default ``run``'s) and
+    ``system_override`` (empty: the agent's system prompt, else the default one). For the chat settings
+    preview and Undo compaction (:func:`memory.selectors.next_context`, registered by ``engine.apps``).
+
+    Returns ``{"totals": {part: tokens}, "tokens", "needed" (tokens before the budget cut),
+    "usable_window", "counted_with", "not_seen": [sentence], "error": ""}``; when the fixed parts
+    alone do not fit (:class:`ContextOverflow`) ``totals`` is empty and ``error`` says why."""
+    if system_override:
+        system = system_override
+    elif agent is ...:
+        system = None
+    else:
+        system = system_prompt_for(None, agent)
+    try:
+        built = measure_next(run, agent=agent, system=system)
+    except ContextOverflow as exc:
+        return {"totals": {}, "tokens": 0, "needed": 0, "usable_window": 0, "counted_with": "", "not_seen": [],
+                "error": str(exc)}
+    parts = built.parts()
+    return {"totals": parts["totals"], "tokens": built.tokens, "needed": built.fixed_tokens + built.history_tokens,
+            "usable_window": built.budget.usable, "counted_with": built.counted_with, "not_seen": parts["not_seen"],
+            "error": ""}
 
 
 def _history(sel: Selection, spec: ctx.ContextSpec, compaction: Compaction | None

@@ -85,7 +85,8 @@ class BuiltContext:
 
         ``{"messages": [{"part", "message_tokens"}] (one per message sent, in order; not named
         ``tokens``, which stored step requests mask as a secret), "totals": {part:
-        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``history``
+        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``memory`` (a
+        pinned message of another memory id than the one built for), ``history``
         (the window), ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail``
         (a nested agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
         :data:`core.tokens.REPLY_PRIMING`, is in ``totals["primer"]``).
@@ -120,7 +121,9 @@ def labels_of(spec: ctx.ContextSpec, sel: Selection, sent: list[Message]) -> lis
     """The part of each message sent (see :meth:`BuiltContext.parts`), in order."""
     labels = (["system"] if spec.system else []) + (["summary"] if spec.summary else [])
     for message in sent:
-        if message.pk in sel.pinned:
+        if sel.memory_ids.get(message.run_id) != sel.memory_id:
+            labels.append("memory")  # only a pin crosses memory ids
+        elif message.pk in sel.pinned:
             labels.append("pin")
         elif message.role == Role.TOOL or message.tool_calls:
             labels.append("tool")

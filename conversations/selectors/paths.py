@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
 
 from core.ids import as_uuid
-from memory.models import Compaction
+from memory.models import Compaction, Pin
 
 from ..models import Message, Role, Run, Session, db_uuid
 from .pages import run_previews
@@ -39,6 +39,15 @@ def path_window_sql(start_id, limit: int, *, skip_start: bool = False) -> RawSQL
         f") SELECT id FROM path" + (" WHERE n > 1" if skip_start else "")
     )
     return RawSQL(sql, [db_uuid(start_id), int(limit)])
+
+
+def with_pin_state(messages):
+    """``messages`` (a Message query) annotated ``turn_pinned`` (its run is pinned as a whole) and
+    ``message_pinned`` (the message itself is pinned): subqueries, no extra query."""
+    return messages.annotate(
+        turn_pinned=Exists(Pin.objects.filter(run_id=OuterRef("run_id"), message__isnull=True)),
+        message_pinned=Exists(Pin.objects.filter(message_id=OuterRef("pk"))),
+    )
 
 
 @dataclass
@@ -66,6 +75,22 @@ class Turn:
         """The run's tool calls paired with their results (see :func:`pair_tool_calls`; from the
         messages already loaded, no query)."""
         return pair_tool_calls(self.messages)
+
+    @property
+    def pin(self) -> str:
+        """What of this turn is pinned (:class:`memory.models.Pin`): "turn" (the whole turn), "answer",
+        "input", "messages" (other messages of it) or "" (nothing), from the messages as loaded
+        by :func:`with_pin_state` (no query; "" when they were loaded without it)."""
+        if any(getattr(m, "turn_pinned", False) for m in self.messages):
+            return "turn"
+        pinned = [m for m in self.messages if getattr(m, "message_pinned", False)]
+        if not pinned:
+            return ""
+        if len(pinned) == 1 and pinned[0] is self.answer:
+            return "answer"
+        if len(pinned) == 1 and pinned[0].position == 0:
+            return "input"
+        return "messages"
 
     @property
     def answer(self) -> Message | None:
@@ -116,7 +141,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
         return []
     turns: dict = {}
     qs = (
-        Message.objects.filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
+        with_pin_state(Message.objects).filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
                                                            skip_start=skip_start))
         .select_related("run", "run__agent", "run__connection")
         .order_by("run__depth", "position")
@@ -262,7 +287,8 @@ def newest_leaf_below(session: Session, run: Run) -> Run:
 
 def turn_of(session: Session, run: Run) -> Turn:
     """Run ``run`` of ``session``'s tree as one chat turn: its messages, siblings and compactions."""
-    turn = Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
+    turn = Turn(run=run, messages=list(with_pin_state(run.messages.order_by("position"))),
+                shared=run.session_id != session.pk)
     attach_siblings(session, [turn])
     attach_compactions([turn])
     return turn

@@ -184,3 +184,38 @@ def test_a_judge_that_always_prefers_the_first_answer_is_caught(celery_worker, l
         kinds = set(Step.objects.filter(run=call.run).values_list("kind", flat=True))
         assert {StepKind.CONTEXT, StepKind.LLM_CALL} <= kinds
         assert call.rationale == "Answer 1 is better."
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_judging_page_streams_its_progress_until_done(asgi_server, celery_worker, llm_server, user, chain,
+                                                          client, other_user):
+    """Server-Sent Events through uvicorn: a ``progress`` fragment as each judge call is recorded (the
+    count of calls done only grows), then ``done`` with every call recorded; another user's is 404."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    comparison = finished_comparison(user, chain)
+    judge = Agent.objects.create(owner=user, name="slow judge", model="judge-model")
+    found = judging.judging_start(comparison=comparison, agent=judge, rubric_name="R",
+                                  rubric_text="[[first_delay:6]] [[reply:Fine. Verdict: 1]]")
+    client.force_login(user)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    url = f"{asgi_server}/compare/{comparison.pk}/judgings/{found.pk}/events"
+    page = client.get(f"/compare/{comparison.pk}/judgings/{found.pk}/").content.decode()
+    assert f'sse-connect="/compare/{comparison.pk}/judgings/{found.pk}/events"' in page and "every 1s" not in page
+    events = []
+    with httpx.Client(timeout=60, cookies=cookies) as http, connect_sse(http, "GET", url) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        for event in source.iter_sse():
+            events.append(event)
+            if event.event == "done":
+                break
+    progress = [e for e in events if e.event == "progress"]
+    done_counts = [int(e.data.split('data-done="')[1].split('"')[0]) for e in progress]
+    assert done_counts[0] == 0 and done_counts[-1] == 2 and done_counts == sorted(done_counts)
+    assert len(progress) >= 2 and events[-1].event == "done"
+    assert 'id="judging-progress"' in progress[-1].data and "2 of 2" in progress[-1].data
+    assert Judgement.objects.filter(judging=found, recorded_at__isnull=False).count() == 2
+    client.force_login(other_user)
+    assert client.get(f"/compare/{comparison.pk}/judgings/{found.pk}/events").status_code == 404

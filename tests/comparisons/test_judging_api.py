@@ -183,11 +183,11 @@ def test_judge_pages_start_show_progress_and_are_404_across_users(client, user, 
     assert r.status_code == 302 and r["Location"].endswith(f"/judgings/{found.pk}/")
     assert Rubric.objects.filter(owner=user, name="Mine").exists()
     page = client.get(r["Location"]).content.decode()
-    assert "0 of 2" in page and 'hx-trigger="every 1s"' in page
+    assert "0 of 2" in page and f'sse-connect="/compare/{comparison.pk}/judgings/{found.pk}/events"' in page
     assert "Terse" not in page and "Chatty" not in page  # blind: no labels
     judge_all(found, lambda call: "Verdict: 1")
     page = client.get(r["Location"]).content.decode()
-    assert "2 of 2" in page and "1 of 1 pair flipped" in page
+    assert "2 of 2" in page and "1 of 1 pair flipped" in page and "sse-connect" not in page, "complete: no stream"
     # 2 of 2 first-position wins: Wilson's interval (34 %–100 %) still holds ½; too few to call it bias
     assert "won 2 of 2 decisive verdicts (100 %, 95 % interval 34–100 %)" in page
     assert "No position bias detected" in page

@@ -100,9 +100,53 @@ def test_suite_runs_are_listed_with_win_rate_interval_and_a_trend(user):
     assert rows[1]["challengers"][0]["rating"] > 0 > rows[0]["challengers"][0]["rating"]
     trend = insights.trend(rows)
     p = fisher_exact([[1, 3], [4, 0]]).pvalue
-    assert trend["sentence"] == ("Against the baseline, the challenger's win rate went from 25% to 100%: "
+    assert trend["sentence"] == ("Against the baseline, new's win rate went from 25% to 100%: "
                                  f"not a significant change (Fisher's exact test, p = {p:.2f}).")
-    assert len([pt for pt in trend["points"] if "y" in pt]) == 2 and trend["path"].startswith("M")
+    [series] = trend["series"]
+    assert len(series["points"]) == 2 and series["path"].startswith("M")
+
+
+def _vote_run(suite, agents, winners):
+    """One suite run on ``agents`` (the baseline first) of a one-case suite, every answer in, and each
+    prompt voted for the agent at position ``winners[turn]`` (a ranking: the winner first)."""
+    run = suites.suite_run_start(suite=suite, agents=agents, blind=True)
+    comparison = run.comparisons.get()
+    for turn in range(len(winners)):  # each finished answer queues the next turn's run
+        for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run"):
+            finish_run(vr.run, f"answer {turn}")
+            advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+    for turn, winner in enumerate(winners):
+        ranks = {column: 1 if position == winner else 2 for column, position in enumerate(comparison.column_order)}
+        if len(agents) == 2:
+            services.vote_cast(comparison=comparison, turn=turn, choice="a_better" if ranks[0] == 1 else "b_better")
+        else:
+            services.vote_cast(comparison=comparison, turn=turn, choice="ranking", ranking=ranks)
+    return run
+
+
+@pytest.mark.django_db
+def test_the_trend_plots_every_challenger(api, user):
+    """Baseline against model B, then against B and C: one series per challenger, each with its own
+    points and sentence; the API carries the same series."""
+    session = SessionFactory(owner=user)
+    suite = suites.suite_save(owner=user, name="Trend", leaves=[build_chain(session, 4)[-1]])
+    base, b, c = (Agent.objects.create(owner=user, name=n) for n in ("base", "model B", "model C"))
+    _vote_run(suite, [base, b], [0, 0, 0, 1])
+    _vote_run(suite, [base, b, c], [1, 1, 2, 2])
+    rows = insights.suite_runs(suite)
+    trend = insights.trend(rows)
+    assert [s["name"] for s in trend["series"]] == ["model B", "model C"]
+    b_series, c_series = trend["series"]
+    assert len(b_series["points"]) == 2 and len(c_series["points"]) == 1 and b_series["colour"] != c_series["colour"]
+    assert c_series["points"][0]["x"] != b_series["points"][1]["x"], "side by side in the second run"
+    assert "model B's win rate went from 25% to" in trend["sentence"]
+    assert "model C: one run with decisive verdicts so far" in trend["sentence"]
+    body = api.get(f"/api/suites/{suite.pk}").json()
+    assert [(s["agent"]["name"], [p["suite_run"] for p in s["points"]]) for s in body["trend_series"]] == [
+        ("model B", [0, 1]), ("model C", [1])]
+    assert body["trend"] == trend["sentence"]
+    html = api.get(f"/compare/suites/{suite.pk}/").content.decode()
+    assert html.count('<g class="series"') == 2 and "model C</li>" in html
 
 
 @pytest.mark.worker

@@ -110,14 +110,33 @@ def test_expand_edit_and_undo_through_the_api(api, user, make_agent, llm_server,
                     content_type="application/json").status_code == 409
 
 
-def test_undo_says_how_many_tokens_over(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+def test_undo_says_how_many_tokens_over_now(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+    """The figure is measured when Undo is pressed, not when the compaction was made: here the agent's
+    reserved output grew since, so the usable window is smaller now."""
+    from engine.context import measure_next
     from memory import services
 
     agent, session, runs, done = _compacted(user, make_agent, django_capture_on_commit_callbacks, turns=30)
-    assert done.tokens_before > done.usable_window
+    agent.reserved_output_tokens = 250
+    agent.save(update_fields=["reserved_output_tokens"])
     _, note = services.compaction_undo(user=user, compaction=done)
-    over = done.tokens_before - done.usable_window
-    assert f"{over:,} over the usable window of {done.usable_window:,}" in note and "keep the last N turns" in note
+    raw = measure_next(done.run)  # the compaction is undone: the raw turns, with the endpoint's counter
+    needed, usable = raw.fixed_tokens + raw.history_tokens, raw.budget.usable
+    assert usable == 350 != done.usable_window and needed > usable
+    assert f"need {needed:,} tokens now: {needed - usable:,} over the usable window of {usable:,}" in note
+    assert "keep the last N turns" in note
+    assert AuditLog.objects.get(action="compaction.undo").details == {
+        "run_id": str(done.run_id), "over_by": needed - usable, "needed": needed, "usable_window": usable}
+
+
+def test_undo_within_the_window_says_so(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+    from memory import services
+
+    agent, session, runs, done = _compacted(user, make_agent, django_capture_on_commit_callbacks)
+    agent.context_window = 20_000
+    agent.save(update_fields=["context_window"])
+    _, note = services.compaction_undo(user=user, compaction=done)
+    assert note.startswith("Undone. Later contexts send the raw turns: ") and "within the usable 19,900." in note
 
 
 def test_another_users_compaction_is_404(api, other_user, make_agent, llm_server, django_capture_on_commit_callbacks):
