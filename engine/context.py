@@ -42,8 +42,8 @@ from memory.policy import Budget, budget_for
 from .context_parts import BuiltContext, Selection, context_tokens, labels_of, message_tokens, not_seen
 
 __all__ = ["SUMMARY_HEADER", "BuiltContext", "ContextOverflow", "agent_budget", "build_context", "context_tokens",
-           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids", "run_counter", "system_prompt_for",
-           "tool_units"]
+           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids", "run_counter",
+           "system_prompt_for", "tool_units"]
 
 SUMMARY_HEADER = ctx.SUMMARY_HEADER
 
