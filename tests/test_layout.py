@@ -28,7 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("accounts", "archive", "audit", "branches", "comparisons", "config", "connections", "conversations", "core",
-        "engine", "memory", "runaudit", "search", "streams")
+        "engine", "memory", "merges", "runaudit", "search", "streams")
 MAX_FUNCTION_LINES = 60
 # A comment that only silences a tool does not say why the import is inside the function.
 _TOOL_DIRECTIVE = re.compile(r"#\s*(noqa\b[:\sA-Z0-9,]*|type:\s*ignore\S*|pragma:[^#]*|fmt:\s*\w+)", re.IGNORECASE)

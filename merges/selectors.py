@@ -1,0 +1,136 @@
+"""Reads of provenance: what a fused run or a merge turn carries and from where, the runs a merge
+may carry (the source branch since the common ancestor), the edges the tree map draws, and the
+fan-outs the chat shows side by side."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from conversations.models import BranchLabel, Message, Role, Run, Session
+from core.errors import NotFound
+
+from .models import FanOut, Kind, Provenance, ProvenanceSource
+
+
+def _source_rows(provenance_ids) -> dict:
+    """``{provenance_id: [{"run_id", "depth", "turn", "pruned"}]}`` in order (one query)."""
+    rows: dict = {}
+    sources = (ProvenanceSource.objects.filter(provenance_id__in=provenance_ids)
+               .values_list("provenance_id", "run_id", "run__depth", "run__pruned_by_id").order_by("position"))
+    for provenance_id, run_id, depth, pruned_by in sources:
+        rows.setdefault(provenance_id, []).append(
+            {"run_id": run_id, "depth": depth, "turn": depth + 1, "pruned": pruned_by is not None})
+    return rows
+
+
+def provenance_map(run_ids) -> dict:
+    """``{run_id: provenance}`` for the runs among ``run_ids`` that are fused runs or merge turns.
+
+    A provenance: ``{"kind": "fuse"|"merge", "mode": "turns"|"digest"|"", "source_run_id",
+    "source_turn", "source_pruned", "branch_name", "instruction", "sources": [{"run_id", "depth",
+    "turn", "pruned"}]}``; ``pruned`` marks a source pruned from its tree since (the link stays).
+    Two queries (none when no run has provenance)."""
+    rows = list(Provenance.objects.filter(run_id__in=list(run_ids)).values(
+        "id", "run_id", "kind", "mode", "source_run_id", "source_run__depth", "source_run__pruned_by_id",
+        "branch_name", "instruction"))
+    if not rows:
+        return {}
+    sources = _source_rows([row["id"] for row in rows])
+    found = {}
+    for row in rows:
+        depth = row["source_run__depth"]
+        found[row["run_id"]] = {
+            "kind": row["kind"], "mode": row["mode"], "source_run_id": row["source_run_id"],
+            "source_turn": depth + 1 if depth is not None else None,
+            "source_pruned": row["source_run__pruned_by_id"] is not None,
+            "branch_name": row["branch_name"],
+            "instruction": row["instruction"],
+            "sources": sources.get(row["id"], []),
+        }
+    return found
+
+
+def provenance_edges(session: Session) -> list[dict]:
+    """The provenance edges among ``session``'s own runs, for the tree map: ``[{"run_id",
+    "source_run_id", "kind", "pruned"}]`` (a merge: one edge from its source run; a fuse: one per
+    source). One query."""
+    edges = []
+    rows = (ProvenanceSource.objects.filter(provenance__run__session=session, provenance__run__pruned_by__isnull=True)
+            .values_list("provenance__run_id", "provenance__kind", "provenance__source_run_id", "run_id",
+                         "run__pruned_by_id").order_by("provenance_id", "position"))
+    seen = set()
+    for run_id, kind, merge_source, source_id, pruned_by in rows:
+        source = merge_source if kind == Kind.MERGE else source_id
+        if (run_id, source) in seen:
+            continue
+        seen.add((run_id, source))
+        edges.append({"run_id": run_id, "source_run_id": source, "kind": kind, "pruned": pruned_by is not None})
+    return edges
+
+
+@dataclass
+class BranchSince:
+    """The source branch of a merge as seen from its target: ``ancestor`` is the deepest run both
+    paths share (None: none, different roots), ``runs`` the source path's runs below it (root first)."""
+
+    ancestor: Run | None
+    runs: list[Run]
+
+
+def branch_since(target: Run, source: Run) -> BranchSince:
+    """The runs on the path to ``source`` that are not on the path to ``target``, root first, and
+    their common ancestor. Two path reads (one query each)."""
+    on_target = set(Run.objects.ancestor_of(target, inclusive=True).values_list("pk", flat=True))
+    path = list(Run.objects.ancestor_of(source, inclusive=True).order_by("depth"))
+    shared = [run for run in path if run.pk in on_target]
+    return BranchSince(ancestor=shared[-1] if shared else None, runs=[run for run in path if run.pk not in on_target])
+
+
+def carried_messages(run_ids: list) -> list[Message]:
+    """The user and assistant messages of ``run_ids`` (tool traffic left out: a tool call travels only
+    with its results), in the order of the runs given, then by position. One query."""
+    order = {run_id: index for index, run_id in enumerate(run_ids)}
+    messages = list(Message.objects.filter(run_id__in=run_ids, role__in=[Role.USER, Role.ASSISTANT],
+                                           tool_calls__isnull=True).exclude(content=""))
+    return sorted(messages, key=lambda m: (order[m.run_id], m.position))
+
+
+def branch_name(session: Session, source: Run, runs: list[Run]) -> str:
+    """The label naming the source branch in ``session``: one on ``source`` or, failing that, on the
+    deepest of ``runs`` that has one; "" when none has. One query."""
+    ids = [source.pk] + [run.pk for run in reversed(runs)]
+    labels = dict(BranchLabel.objects.filter(session=session, run_id__in=ids).visible().values_list("run_id", "name"))
+    return next((labels[run_id] for run_id in ids if run_id in labels), "")
+
+
+def fan_out_of(run_id) -> FanOut | None:
+    """The fan-out a run was started by (None for an ordinary run). One query."""
+    return FanOut.objects.filter(runs=run_id).first()
+
+
+def fan_out_runs(fan_out_ids: list[uuid.UUID]) -> dict:
+    """``{fan_out_id: [run ids in start order]}`` (one query)."""
+    through = FanOut.runs.through
+    found: dict = {}
+    for fan_out_id, run_id in through.objects.filter(fanout_id__in=fan_out_ids).values_list(
+            "fanout_id", "run_id").order_by("id"):
+        found.setdefault(fan_out_id, []).append(run_id)
+    return found
+
+
+def get_fan_out_for(user, fan_out_id) -> FanOut:
+    """A fan-out of one of ``user``'s live sessions; NotFound otherwise."""
+    try:
+        fan_out_id = uuid.UUID(str(fan_out_id))
+    except ValueError:
+        raise NotFound(f"No fan-out with id {fan_out_id}.") from None
+    fan_out = FanOut.objects.filter(pk=fan_out_id, session__owner=user, session__deleted_at__isnull=True).first()
+    if fan_out is None:
+        raise NotFound(f"No fan-out with id {fan_out_id}.")
+    return fan_out
+
+
+def merge_turn(run: Run) -> Provenance | None:
+    """The merge provenance of ``run`` (None when it is not a merge turn). One query."""
+    return Provenance.objects.filter(run=run, kind=Kind.MERGE).first()
