@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from connections.selectors import prices_for
 from conversations.models import BranchLabel, Message, Role, Run, Session
 from core.errors import NotFound
 
@@ -24,14 +25,16 @@ def _source_rows(provenance_ids) -> dict:
     return rows
 
 
-def provenance_map(run_ids) -> dict:
+def provenance_map(run_ids, *, session: Session | None = None) -> dict:
     """``{run_id: provenance}`` for the runs among ``run_ids`` that are fused runs or merge turns.
 
     A provenance: ``{"kind": "fuse"|"merge", "mode": "turns"|"digest"|"", "source_run_id",
     "source_turn", "source_pruned", "branch_name", "instruction", "sources": [{"run_id", "depth",
     "turn", "pruned"}]}``; ``pruned`` marks a source pruned from its tree since (the link stays).
-    Two queries (none when no run has provenance)."""
-    rows = list(Provenance.objects.filter(run_id__in=list(run_ids)).values(
+    ``session`` instead of ids: every run of that session. Two queries (one when none has any)."""
+    found_in = Provenance.objects.filter(run__session=session) if session is not None else \
+        Provenance.objects.filter(run_id__in=list(run_ids))
+    rows = list(found_in.values(
         "id", "run_id", "kind", "mode", "source_run_id", "source_run__depth", "source_run__pruned_by_id",
         "branch_name", "instruction"))
     if not rows:
@@ -134,3 +137,84 @@ def get_fan_out_for(user, fan_out_id) -> FanOut:
 def merge_turn(run: Run) -> Provenance | None:
     """The merge provenance of ``run`` (None when it is not a merge turn). One query."""
     return Provenance.objects.filter(run=run, kind=Kind.MERGE).first()
+
+
+# --- the chat page: what the turns' own rows say, no query of their own ---------------------------
+
+def _input_metadata(turn) -> dict:
+    """The metadata of the input message (position 0) of a chat turn (``conversations`` ``Turn``)."""
+    first = next((m for m in turn.messages if m.position == 0), None)
+    return first.metadata if first is not None and first.metadata else {}
+
+
+def turn_provenance(turn) -> dict | None:
+    """The provenance a fused run or merge turn recorded on its input message when it was made
+    (:func:`provenance_snapshot`); None for any other turn. No query: the chat has read the message."""
+    return _input_metadata(turn).get("provenance")
+
+
+def turn_fan_out(turn) -> str | None:
+    """The id of the fan-out a turn's run was started by (recorded on its input message), or None."""
+    return _input_metadata(turn).get("fan_out")
+
+
+def provenance_snapshot(*, kind: str, sources: list[Run], mode: str = "", source: Run | None = None,
+                        branch_name: str = "") -> dict:
+    """What the chat shows of a provenance, stored on the run's input message when it is made (the
+    rows stay the record: :func:`provenance_map` adds whether a source was pruned since)."""
+    return {"kind": kind, "mode": mode, "branch_name": branch_name,
+            "source_run_id": str(source.pk) if source is not None else None,
+            "source_turn": source.depth + 1 if source is not None else None,
+            "sources": [{"run_id": str(run.pk), "turn": run.depth + 1} for run in sources]}
+
+
+@dataclass
+class Column:
+    """One variant of a fan-out as the chat shows it side by side."""
+
+    run: Run
+    answer: str
+    cost_usd: float | None
+
+
+def fan_out_columns(fan_out_id) -> list[Column]:
+    """The columns of fan-out ``fan_out_id`` (in start order): its runs not pruned, each with its
+    answer and cost. Three queries (runs, answers, prices)."""
+    members = FanOut.runs.through.objects.filter(fanout_id=fan_out_id).values("run_id")
+    runs = list(Run.objects.filter(pk__in=members, pruned_by__isnull=True).select_related("connection", "agent")
+                .order_by("created_at", "id"))
+    answers = dict(Message.objects.filter(run__in=runs, role=Role.ASSISTANT, tool_calls__isnull=True)
+                   .order_by("run_id", "position").values_list("run_id", "content"))
+    prices = prices_for((run.connection_id, run.model) for run in runs)
+    columns = []
+    for run in runs:
+        price = prices.get((run.connection_id, run.model))
+        cost = price.cost(run.prompt_tokens, run.completion_tokens) if price is not None and \
+            run.prompt_tokens is not None and run.completion_tokens is not None else None
+        columns.append(Column(run=run, answer=answers.get(run.pk, ""), cost_usd=cost))
+    return columns
+
+
+def merge_sources(session: Session, target: Run, limit: int = 50) -> list[dict]:
+    """Runs a merge into ``target`` may take as its source branch: the tips (runs without a child)
+    and labelled runs of ``session``'s own tree that are not on the path to ``target``, newest first,
+    at most ``limit``: ``[{"run", "name"}]``. Three queries."""
+    on_path = Run.objects.ancestor_of(target, inclusive=True).values("pk")
+    labels = dict(BranchLabel.objects.filter(session=session).visible().values_list("run_id", "name"))
+    runs = (Run.objects.filter(session=session, pruned_by__isnull=True, status="succeeded").exclude(pk__in=on_path)
+            .exclude(children__pruned_by__isnull=True, children__session=session).order_by("-created_at")[:limit])
+    found = {run.pk: {"run": run, "name": labels.get(run.pk, "")} for run in runs}
+    for run in Run.objects.filter(pk__in=[pk for pk in labels if pk not in found]).exclude(pk__in=on_path):
+        found[run.pk] = {"run": run, "name": labels[run.pk]}
+    return sorted(found.values(), key=lambda row: row["run"].created_at, reverse=True)[:limit]
+
+
+def branch_turns(target: Run, source: Run) -> list[dict]:
+    """The source branch's turns since the common ancestor with ``target``, for the merge dialog:
+    ``[{"run", "input", "answer"}]`` (two path reads and one message query)."""
+    since = branch_since(target, source)
+    texts: dict = {}
+    for message in carried_messages([run.pk for run in since.runs]):
+        texts.setdefault(message.run_id, {})[message.role] = message.content
+    return [{"run": run, "input": texts.get(run.pk, {}).get("user", ""),
+             "answer": texts.get(run.pk, {}).get("assistant", "")} for run in since.runs]

@@ -79,6 +79,7 @@ def fan_out(*, session: Session, input: str, variants: list[Variant], parent=...
         started.append(run_start(session=session, input=input, **kwargs))
     group = FanOut.objects.create(session=session)
     group.runs.add(*started)
+    Message.objects.filter(run__in=started, position=0).update(metadata={"fan_out": str(group.pk)})
     group.started = started
     return group
 
@@ -137,6 +138,8 @@ def fuse(*, session: Session, run: Run, source_ids: list, agent=None, instructio
     provenance = Provenance.objects.create(run=fused, kind=Kind.FUSE, instruction=instruction)
     ProvenanceSource.objects.bulk_create(
         ProvenanceSource(provenance=provenance, run=source, position=index) for index, source in enumerate(sources))
+    Message.objects.filter(run=fused, position=0).update(
+        metadata={"provenance": selectors.provenance_snapshot(kind=Kind.FUSE, sources=sources)})
     return fused
 
 
@@ -265,6 +268,8 @@ def merge_create(*, session: Session, plan: MergePlan) -> Run:
     so the next turn's context includes the carried messages. Writes the run, its messages, the
     provenance and its sources, and the session's active run."""
     target, now = plan.target, timezone.now()
+    snapshot = selectors.provenance_snapshot(kind=Kind.MERGE, sources=plan.carried, mode=plan.mode, source=plan.source,
+                                             branch_name=plan.branch_name)
     run = Run.objects.create(
         session=session, parent_run=target, depth=target.depth + 1, status=RunStatus.SUCCEEDED,
         model=target.model, params={}, agent=target.agent, connection=target.connection,
@@ -272,7 +277,8 @@ def merge_create(*, session: Session, plan: MergePlan) -> Run:
     )
     Message.objects.bulk_create(
         Message(run=run, position=index, role=data["role"], content=data["content"], token_count=row["tokens"],
-                metadata={"merged_from": str(plan.source.pk)}, created_at=now)
+                metadata={"merged_from": str(plan.source.pk), **({"provenance": snapshot} if index == 0 else {})},
+                created_at=now)
         for index, (data, row) in enumerate(zip(plan.messages, plan.message_rows, strict=True)))
     provenance = Provenance.objects.create(run=run, kind=Kind.MERGE, mode=plan.mode, source_run=plan.source,
                                            branch_name=plan.branch_name, digest=plan.digest)
@@ -295,4 +301,6 @@ def merge_undo(*, session: Session, run: Run) -> Prune:
         raise NotFound("That run is not a merge turn of this session.")
     if run.created_at < undo_cutoff():
         raise NotFound("Nothing to undo: the merge's undo time has passed.")
-    return prune_subtree(session=session, run=run)
+    prune = prune_subtree(session=session, run=run)
+    session_rewind(session=session, run=run.parent_run)  # the target, whatever else hangs below it
+    return prune
