@@ -214,10 +214,27 @@ def _edge(px: int, py: int, cx: int, cy: int) -> str:
     return f"M{px} {py}C{px} {my} {cx} {my} {cx} {cy}"
 
 
-def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | None = None) -> TreeMap:
+def _links(skeleton: Skeleton, tree: MapTree, px: list, py: list, links) -> str:
+    """Provenance edges (a fused run to its sources, a merge turn to its source branch) between drawn
+    nodes, dashed: ``<path class="prov">`` (``prov pruned`` when the source was pruned since)."""
+    at = {node.id: i for i, node in enumerate(tree.nodes) if i not in tree.stubs}
+    drawn: dict = {"": [], " pruned": []}
+    for link in links or ():
+        target_node, source_node = skeleton.get(link["run_id"]), skeleton.get(link["source_run_id"])
+        target = at.get(target_node.id) if target_node is not None else None
+        source = at.get(source_node.id) if source_node is not None else None
+        if target is not None and source is not None:
+            drawn[" pruned" if link["pruned"] else ""].append(
+                f"M{px[source]} {py[source]}L{px[target]} {py[target]}")
+    return "".join(f'<path class="prov{kind}" d="{"".join(d)}"/>' for kind, d in drawn.items() if d)
+
+
+def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | None = None,
+               links: list | None = None) -> TreeMap:
     """Lay ``tree`` out and write it as an SVG element (see the module's docstring for the markup).
     ``facts``: :func:`conversations.selectors.pages.run_previews` of (at least) the drawn runs; ``names``:
-    ``{run id: branch label}`` (the node's ``data-b``, which the map shows beside its turn number)."""
+    ``{run id: branch label}`` (the node's ``data-b``, which the map shows beside its turn number);
+    ``links``: provenance edges (:func:`conversations.selectors.runs.provenance_edges`), drawn dashed."""
     facts = {str(run_id): value for run_id, value in facts.items()}
     names = {str(run_id): name for run_id, name in (names or {}).items()}
     x, levels = tidy_layout(tree.children, tree.roots)
@@ -246,7 +263,8 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | Non
                          f'<text class="shown" x="{px[i] + RADIUS + 9}" y="{py[i] + 4}">shown</text>')
     width = int(MARGIN * 2 + (max(x) if x else 0) * X_GAP + 40)
     height = int(MARGIN * 2 + (max(levels) if levels else 0) * Y_GAP)
-    paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d)
+    paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d) + \
+        _links(skeleton, tree, px, py, links)
     runs = len(skeleton.nodes)
     label = f"Map of {runs} run{'s' if runs != 1 else ''}, drawn as {len(tree.nodes)} nodes"
     svg = (f'<svg class="treemap-svg" width="{width}" height="{height}" role="group" aria-label="{label}">'
@@ -294,10 +312,10 @@ def drawn_ids(tree: MapTree | None) -> list:
 
 
 def tree_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET,
-             names: dict | None = None) -> TreeMap | None:
+             names: dict | None = None, links: list | None = None) -> TreeMap | None:
     """The map of a session's tree (``skeleton``): :func:`plan_map`, one query for the drawn runs'
     facts, :func:`render_svg` (``names``: branch labels by run id). None for a tree without runs."""
     tree = plan_map(skeleton, expand_ids, unfold_ids, budget=budget)
     if tree is None:
         return None
-    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS), names)
+    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS), names, links)

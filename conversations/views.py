@@ -39,7 +39,7 @@ from streams.sse import sse_response
 
 from . import services, treemap
 from .models import ACTIVE_STATUSES, Run, RunStatus, Session
-from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, trees
+from .selectors import RUN_SOURCE, get_branch_run_for, get_session_for, pages, paths, runs, trees
 from .selectors.ownership import get_restorable_session_for, recently_deleted
 
 CHAT_WINDOW = 30  # turns rendered at first (newest); older ones load on scroll, as many at a time
@@ -568,7 +568,8 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
-        "map": treemap.render_svg(skeleton, plan, facts, trees.branch_names(session)) if plan is not None else None,
+        "map": treemap.render_svg(skeleton, plan, facts, trees.branch_names(session), runs.provenance_edges(session))
+        if plan is not None else None,
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)
@@ -589,5 +590,6 @@ def session_tree_map(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     skeleton = trees.tree_skeleton(session)
     context = {"session": session, "map": treemap.tree_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"),
-                                                           names=trees.branch_names(session))}
+                                                           names=trees.branch_names(session),
+                                                           links=runs.provenance_edges(session))}
     return render(request, "conversations/_treemap.html", context)

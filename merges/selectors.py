@@ -55,20 +55,19 @@ def provenance_map(run_ids, *, session: Session | None = None) -> dict:
 
 
 def provenance_edges(session: Session) -> list[dict]:
-    """The provenance edges among ``session``'s own runs, for the tree map: ``[{"run_id",
+    """The provenance edges of ``session``'s own runs (not pruned), for the tree map: ``[{"run_id",
     "source_run_id", "kind", "pruned"}]`` (a merge: one edge from its source run; a fuse: one per
-    source). One query."""
-    edges = []
+    source); ``pruned``: the source was pruned since. One query."""
     rows = (ProvenanceSource.objects.filter(provenance__run__session=session, provenance__run__pruned_by__isnull=True)
-            .values_list("provenance__run_id", "provenance__kind", "provenance__source_run_id", "run_id",
-                         "run__pruned_by_id").order_by("provenance_id", "position"))
-    seen = set()
-    for run_id, kind, merge_source, source_id, pruned_by in rows:
-        source = merge_source if kind == Kind.MERGE else source_id
-        if (run_id, source) in seen:
-            continue
-        seen.add((run_id, source))
-        edges.append({"run_id": run_id, "source_run_id": source, "kind": kind, "pruned": pruned_by is not None})
+            .values_list("provenance__run_id", "provenance__kind", "provenance__source_run_id",
+                         "provenance__source_run__pruned_by_id", "run_id", "run__pruned_by_id")
+            .order_by("provenance_id", "position"))
+    edges, seen = [], set()
+    for run_id, kind, merge_source, merge_pruned, source_id, source_pruned in rows:
+        source, pruned = (merge_source, merge_pruned) if kind == Kind.MERGE else (source_id, source_pruned)
+        if (run_id, source) not in seen:
+            seen.add((run_id, source))
+            edges.append({"run_id": run_id, "source_run_id": source, "kind": kind, "pruned": pruned is not None})
     return edges
 
 

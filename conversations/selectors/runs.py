@@ -72,3 +72,19 @@ def provenance_for(run_ids) -> dict:
     for reader in _provenance_readers:
         found.update(reader(run_ids))
     return found
+
+
+_edge_readers: list = []
+
+
+def register_provenance_edges(reader) -> None:
+    """Let an app above this one answer :func:`provenance_edges`: ``reader(session)`` returns
+    ``[{"run_id", "source_run_id", "kind", "pruned"}]``. Registering the same reader twice keeps one."""
+    if reader not in _edge_readers:
+        _edge_readers.append(reader)
+
+
+def provenance_edges(session) -> list[dict]:
+    """The provenance edges among ``session``'s runs (a fused run to each source, a merge turn to its
+    source branch), which the tree map draws dashed: one query per registered reader."""
+    return [edge for reader in _edge_readers for edge in reader(session)]

@@ -131,3 +131,21 @@ def test_chat_page_query_count_stays_with_merges_present(client, me):
         counts.append(len(queries))
         assert page.count("merged from another branch") >= 1
     assert counts[0] == counts[1]
+
+
+def test_tree_map_draws_provenance_edges_dashed_until_undone(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
+    merge = services.merge_create(session=session, plan=plan)
+    svg = client.get(f"/s/{session.pk}/tree/map").content.decode()
+    drawn = re.search(r'<path class="prov" d="M(\d+) (\d+)L(\d+) (\d+)"/>', svg)
+    assert drawn, svg[:500]
+    circles = {rid: (cx, cy) for cx, cy, rid in re.findall(
+        r'<circle class="n[^"]*" cx="(\d+)" cy="(\d+)" r="\d+" data-run-id="([^"]+)"', svg)}
+    assert circles[str(side[-1].pk)] == drawn.group(1, 2)
+    assert circles[str(merge.pk)] == drawn.group(3, 4)
+    assert 'class="prov"' in client.get(f"/s/{session.pk}/tree/").content.decode()
+    services.merge_undo(session=session, run=merge)
+    assert "prov" not in client.get(f"/s/{session.pk}/tree/map").content.decode()
