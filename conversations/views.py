@@ -562,14 +562,16 @@ def session_tree(request: HttpRequest, session_id) -> HttpResponse:
             items = trees.plan_tree(skeleton.roots, budget=TREE_BUDGET)
     except ValueError:
         raise Http404("No such run in this session.") from None
-    plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold")) if mode == "tree" else None
+    links = runs.provenance_edges(session) if mode == "tree" else []
+    plan = treemap.plan_map(skeleton, _ids(request, "expand"), _ids(request, "unfold"), links=links) \
+        if mode == "tree" else None
     facts = pages.attach_previews(items, also=treemap.drawn_ids(plan))  # one query for the list and the map
     source = pages.fork_source(session)
     context = {
         "session": session, "items": items, "mode": mode, "run_count": len(skeleton.nodes),
         "source_run": source, "source_alive": bool(source and source.session.deleted_at is None),
-        "map": treemap.render_svg(skeleton, plan, facts, trees.branch_names(session), runs.provenance_edges(session))
-        if plan is not None else None,
+        "map": (treemap.render_svg(skeleton, plan, facts, trees.branch_names(session), links)
+                if plan is not None else None),
     }
     if _is_partial(request) and mode != "tree":
         return render(request, "conversations/tree.html#items", context)

@@ -174,6 +174,7 @@ class Column:
     run: Run
     answer: str
     cost_usd: float | None
+    index: int = 1  # 1-based, in start order
 
 
 def fan_out_columns(fan_out_id) -> list[Column]:
@@ -186,12 +187,22 @@ def fan_out_columns(fan_out_id) -> list[Column]:
                    .order_by("run_id", "position").values_list("run_id", "content"))
     prices = prices_for((run.connection_id, run.model) for run in runs)
     columns = []
-    for run in runs:
+    for index, run in enumerate(runs, start=1):
         price = prices.get((run.connection_id, run.model))
         cost = price.cost(run.prompt_tokens, run.completion_tokens) if price is not None and \
             run.prompt_tokens is not None and run.completion_tokens is not None else None
-        columns.append(Column(run=run, answer=answers.get(run.pk, ""), cost_usd=cost))
+        columns.append(Column(run=run, answer=answers.get(run.pk, ""), cost_usd=cost, index=index))
     return columns
+
+
+def fan_out_column(run: Run) -> Column:
+    """The column of ``run`` in its fan-out (its position among the fan-out's runs). Raises NotFound
+    when ``run`` was not started by a fan-out. Four queries."""
+    fan_out = fan_out_of(run.pk)
+    column = next((c for c in fan_out_columns(fan_out.pk) if c.run.pk == run.pk), None) if fan_out else None
+    if column is None:
+        raise NotFound("That run is not part of a fan-out.")
+    return column
 
 
 def merge_sources(session: Session, target: Run, limit: int = 50) -> list[dict]:

@@ -7,9 +7,10 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
+from conversations.models import ACTIVE_STATUSES
 from conversations.selectors import get_branch_run_for, get_session_for, pages
 from core.errors import ArborError, NotFound
 
@@ -49,6 +50,16 @@ def fan_out(request: HttpRequest, session_id) -> HttpResponse:
     except ArborError as exc:
         return _refused(request, exc, _chat(session))
     return _done(request, _chat(session, group.started[0]))
+
+
+@require_GET
+def fan_column(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """One column of a fan-out (what a column swaps in when its stream ends)."""
+    session = get_session_for(request.user, session_id)
+    run = get_branch_run_for(request.user, session, run_id)
+    context = {"session": session, "col": selectors.fan_out_column(run), "shown_id": None,
+               "active_statuses": ACTIVE_STATUSES}
+    return render(request, "conversations/merges/_fan_col.html", context)
 
 
 @require_POST

@@ -47,7 +47,7 @@ def test_ask_all_starts_a_fan_out_and_the_chat_shows_it_side_by_side(client, me)
     for run in runs:
         _finish(run, f"answer from {run.model}")
     page = client.get(f"/s/{session.pk}/").content.decode()
-    assert len(re.findall(r'class="fan-col[ "]', page)) == 3 and page.count("Continue with this one") == 2
+    assert len(re.findall(r'class="fan-col[ "]', page)) == 3 and page.count(">Continue with this one</button>") == 2
     assert all(f"answer from m{i}" in page for i in range(3))
     assert "Fuse answers" in page
     second = runs[1]
