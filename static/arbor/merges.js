@@ -16,7 +16,14 @@
     var t = event.target;
     if (t && t.matches && t.matches(".fan-pick input[name=variant]")) { update(t.form); }
   });
-  function init() { document.querySelectorAll("form.composer").forEach(update); }
+  // On phones the answers are cards side by side: bring the shown one into view.
+  function showShown() {
+    document.querySelectorAll(".fan-cols").forEach(function (row) {
+      var shown = row.querySelector(".fan-col.shown");
+      if (shown && row.scrollWidth > row.clientWidth) { row.scrollLeft = shown.offsetLeft - row.offsetLeft; }
+    });
+  }
+  function init() { document.querySelectorAll("form.composer").forEach(update); showShown(); }
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:afterSettle", init);
 })();
