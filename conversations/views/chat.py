@@ -105,19 +105,19 @@ def session_older(request: HttpRequest, session_id) -> HttpResponse:
     if is_partial(request):
         first = f"turn {turns[0].run.depth + 1}" if turns else ""
         return after(render(request, "conversations/session.html#older_turns", context),
-                      say=f"Loaded {len(turns)} older turn{'s' if len(turns) != 1 else ''}, from {first}.")
+                     say=f"Loaded {len(turns)} older turn{'s' if len(turns) != 1 else ''}, from {first}.")
     return render(request, "conversations/older.html", context)
 
 
 def thread_or_redirect(request, session: Session, anchor_run_id=None, *, say: str = "",
-                        focus: str = "") -> HttpResponse:
+                       focus: str = "") -> HttpResponse:
     """The re-rendered thread for htmx (focus and announcement as :func:`after`), else a redirect
     to the chat (at ``anchor_run_id`` when given)."""
     if is_partial(request):
         session.refresh_from_db()  # the first message names an untitled session: refresh the heading too
         context = {**chat_context(request, session), "oob_title": True}
         return after(render(request, "conversations/session.html#thread", context), say=say, focus=focus,
-                      renamed={"id": str(session.pk), "title": session.title})  # the sidebar's row too
+                     renamed={"id": str(session.pk), "title": session.title})  # the sidebar's row too
     url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
     if anchor_run_id is not None:
         url += f"?at={anchor_run_id}#turn-{anchor_run_id}"
@@ -139,6 +139,6 @@ def branch_open(request: HttpRequest, session_id, run_id) -> HttpResponse:
         say = (f"Turn {run.depth + 1}: version {turn.sibling_index} of {turn.sibling_count}." if turn else
                f"Opened the branch at turn {run.depth + 1}.")
         return after(render(request, "conversations/session.html#thread", context), say=say,
-                      focus=f"#turn-{run.pk}")
+                     focus=f"#turn-{run.pk}")
     return redirect(reverse("conversations:session_detail", kwargs={"session_id": session.pk})
                     + f"?at={run.pk}#turn-{run.pk}")

@@ -1,18 +1,16 @@
-"""What the conversations pages share: the run lookup of a session's tree, the answer to a refused
-action, the htmx after-swap instructions, the sessions sidebar."""
+"""What the conversations pages share: the run lookup of a session's tree, where a refused
+action goes back to, the htmx after-swap instructions, the sessions sidebar."""
 
 from __future__ import annotations
 
 import json
 
 from django.conf import settings
-from django.contrib import messages as flash
 from django.http import HttpResponse
-from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
 
 from core import ids
-from core.errors import ArborError
 
 from ..models import Run, Session
 from ..selectors import get_branch_run_for, pages
@@ -29,14 +27,14 @@ def is_partial(request) -> bool:
     return bool(request.htmx) and not request.htmx.boosted
 
 
-def refused(request, exc: ArborError, session: Session | None = None) -> HttpResponse:
-    """A refused action: the message as the response body for htmx (app.js shows it), else a flash."""
-    if request.htmx:
-        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
-    flash.error(request, exc.message)
-    if session is None:
-        return redirect("conversations:session_list")
-    return redirect("conversations:session_detail", session_id=session.pk)
+def to_chat(request, session_id, **_) -> str:
+    """Where a refused action on a session goes back to (:func:`core.refusals.answers_refusals`): its chat."""
+    return reverse("conversations:session_detail", kwargs={"session_id": session_id})
+
+
+def to_session_list(request, **_) -> str:
+    """Where a refused action on the sessions list goes back to: the list."""
+    return reverse("conversations:session_list")
 
 
 def after(response: HttpResponse, *, say: str = "", focus: str = "", swapped: bool = True, **extra) -> HttpResponse:

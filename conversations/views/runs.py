@@ -14,13 +14,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import limit_run_creation
 from core.errors import ArborError, InvalidInput
+from core.refusals import answers_refusals
 from streams.sse import sse_response
 
 from .. import services
 from ..models import ACTIVE_STATUSES, Run, RunStatus, Session
 from ..selectors import RUN_SOURCE, get_session_for, pages, paths
 from .chat import thread_or_redirect
-from .common import after, branch_run, is_partial, refused
+from .common import after, branch_run, is_partial, to_chat
 
 
 def _answerer_from(request) -> dict:
@@ -46,47 +47,41 @@ def _answerer_from(request) -> dict:
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=to_chat)
 def run_create(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     kwargs = {}
     parent_id = request.POST.get("parent_run_id")
     if parent_id:
         kwargs["parent"] = branch_run(request, session, parent_id)
-    try:
-        run = services.run_start(session=session, input=request.POST.get("input", ""), **_answerer_from(request),
-                                 **kwargs)
-    except ArborError as exc:
-        return refused(request, exc, session)
+    run = services.run_start(session=session, input=request.POST.get("input", ""), **_answerer_from(request),
+                             **kwargs)
     return thread_or_redirect(request, session, say=f"Sent. {run.model_label} is answering.", focus="#id_input")
 
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=to_chat)
 def run_edit(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Edit a user message: a sibling run with the new input, shown at once."""
     session = get_session_for(request.user, session_id)
     run = branch_run(request, session, run_id)
-    try:
-        new = services.run_edit(run=run, input=request.POST.get("input", ""), session=session)
-    except ArborError as exc:
-        return refused(request, exc, session)
+    new = services.run_edit(run=run, input=request.POST.get("input", ""), session=session)
     return thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
-                               say=f"Edited turn {new.depth + 1}: a new version is being answered.")
+                              say=f"Edited turn {new.depth + 1}: a new version is being answered.")
 
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=to_chat)
 def run_regenerate(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Regenerate an answer (or retry a failed run): a sibling with the same input."""
     session = get_session_for(request.user, session_id)
     run = branch_run(request, session, run_id)
-    try:
-        new = services.run_regenerate(run=run, session=session)
-    except ArborError as exc:
-        return refused(request, exc, session)
+    new = services.run_regenerate(run=run, session=session)
     verb = "Retrying" if run.status == RunStatus.FAILED else "Regenerating"
     return thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
-                               say=f"{verb} turn {new.depth + 1}: a new version is being answered.")
+                              say=f"{verb} turn {new.depth + 1}: a new version is being answered.")
 
 
 @require_POST
@@ -96,19 +91,17 @@ def run_rewind(request: HttpRequest, session_id, run_id) -> HttpResponse:
     run = branch_run(request, session, run_id)
     services.session_rewind(session=session, run=run)
     return thread_or_redirect(request, session, run.pk, focus="#id_input",
-                               say=f"Showing the branch up to turn {run.depth + 1}; your next message continues "
-                                   f"from there.")
+                              say=f"Showing the branch up to turn {run.depth + 1}; your next message continues "
+                                  f"from there.")
 
 
 @require_POST
+@answers_refusals(back=to_chat)
 def run_fork(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Fork to a new session that continues from this run (its earlier turns are shared)."""
     session = get_session_for(request.user, session_id)
     run = branch_run(request, session, run_id)
-    try:
-        fork = services.session_fork(run=run, owner=request.user)
-    except ArborError as exc:
-        return refused(request, exc, session)
+    fork = services.session_fork(run=run, owner=request.user)
     url = reverse("conversations:session_detail", kwargs={"session_id": fork.pk})
     if request.htmx:
         response = HttpResponse(status=204)
@@ -135,24 +128,23 @@ def run_cancel(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=to_chat)
 def run_continue(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Continue generating an answer cut at its token limit (:func:`services.run_continue`)."""
     session = get_session_for(request.user, session_id)
     run = branch_run(request, session, run_id)
     if not settings.ARBOR_CHAT_CONTINUE:
         raise Http404("Continue generating is turned off.")
-    try:
-        new = services.run_continue(run=run, session=session)
-    except ArborError as exc:
-        return refused(request, exc, session)
+    new = services.run_continue(run=run, session=session)
     return thread_or_redirect(request, session, new.pk, focus=f"#turn-{new.pk}",
-                               say=f"Continuing the answer of turn {run.depth + 1}.")
+                              say=f"Continuing the answer of turn {run.depth + 1}.")
 
 
 _RATINGS = {"up": 1, "down": -1, "": None}
 
 
 @require_POST
+@answers_refusals(back=to_chat)
 def run_rate(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Thumbs up or down on an answer (``rating`` up/down; empty clears it): the turn again."""
     session = get_session_for(request.user, session_id)
@@ -161,7 +153,7 @@ def run_rate(request: HttpRequest, session_id, run_id) -> HttpResponse:
         raise Http404("Thumbs are turned off.")
     choice = request.POST.get("rating", "")
     if choice not in _RATINGS or run.session_id != session.pk:
-        return refused(request, InvalidInput("rating must be up, down or empty."), session)
+        raise InvalidInput("rating must be up, down or empty.")
     services.run_rate(run=run, rating=_RATINGS[choice])
     if not is_partial(request):
         return thread_or_redirect(request, session, run.pk)
@@ -198,6 +190,6 @@ def _turn_response(request, session: Session, run: Run) -> HttpResponse:
     if run.pk == session.active_run_id:  # the branch's facts changed too: swap them out of band
         context.update(oob=True, totals=paths.branch_totals(run.pk), last_run=run)
     return after(render(request, "conversations/session.html#turn_done", context),
-                  say=_DONE_SAY.get(run.status, ""), done=str(run.pk))
+                 say=_DONE_SAY.get(run.status, ""), done=str(run.pk))
 
 

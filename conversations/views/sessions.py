@@ -9,15 +9,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ArborError, InvalidInput
+from core.errors import InvalidInput
 from core.fields import encryption_enabled
+from core.refusals import answers_refusals
 from core.text import clean_text
 
 from .. import services
 from ..models import Session
 from ..selectors import get_session_for, pages
 from ..selectors.ownership import get_restorable_session_for, recently_deleted
-from .common import after, current_id, is_partial, refused, sidebar, title_of
+from .common import after, current_id, is_partial, sidebar, title_of, to_session_list
 
 SESSIONS_PER_PAGE = 50
 
@@ -50,11 +51,9 @@ def _search_query(request: HttpRequest) -> tuple[str, str]:
 
 
 @require_POST
+@answers_refusals(back=to_session_list)
 def session_new(request: HttpRequest) -> HttpResponse:
-    try:
-        session = services.session_create(owner=request.user, title=request.POST.get("title", ""))
-    except ArborError as exc:
-        return refused(request, exc)
+    session = services.session_create(owner=request.user, title=request.POST.get("title", ""))
     return redirect("conversations:session_detail", session_id=session.pk)
 
 
@@ -68,19 +67,17 @@ def _row(request, session: Session) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back=to_session_list)
 def session_rename(request: HttpRequest, session_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
-    try:
-        services.session_rename(session=session, title=request.POST.get("title", ""))
-    except ArborError as exc:
-        return refused(request, exc)
+    services.session_rename(session=session, title=request.POST.get("title", ""))
     if is_partial(request):
         renamed = {"id": str(session.pk), "title": session.title}
         if request.POST.get("place") == "head":  # the chat's own title: nothing to swap, app.js updates it
             return after(HttpResponse(status=204), say=f"Renamed to “{session.title}”.", focus="#session-title",
-                          swapped=False, renamed=renamed)
+                         swapped=False, renamed=renamed)
         return after(_row(request, session), say=f"Renamed to “{session.title}”.",
-                      focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title", renamed=renamed)
+                     focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title", renamed=renamed)
     if request.POST.get("next") == "chat":
         return redirect("conversations:session_detail", session_id=session.pk)
     return redirect("conversations:session_list")
@@ -99,7 +96,7 @@ def session_delete(request: HttpRequest, session_id) -> HttpResponse:
         else:
             response = render(request, "conversations/session_list.html#deleted_row", {"s": session})
         return after(response, say=f"Deleted “{title_of(session)}”. Undo is possible for {seconds} seconds.",
-                      focus=f"#srow-{session.pk} button, #session-{session.pk} button")
+                     focus=f"#srow-{session.pk} button, #session-{session.pk} button")
     flash.info(request, f"Deleted “{session}”. You can undo this below for a while.")
     return redirect("conversations:session_list")
 
@@ -112,7 +109,7 @@ def session_restore(request: HttpRequest, session_id) -> HttpResponse:
     services.session_restore(session=session)
     if is_partial(request):
         return after(_row(request, session), say=f"Restored “{title_of(session)}”.",
-                      focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title")
+                     focus=f"#srow-{session.pk} .stitle, #session-{session.pk} .title")
     return redirect("conversations:session_list")
 
 
@@ -132,4 +129,4 @@ def session_pin(request: HttpRequest, session_id) -> HttpResponse:
     say = f"Pinned “{title_of(session)}”." if session.pinned_at else f"Unpinned “{title_of(session)}”."
     side = sidebar(request, current_id(request))
     return after(render(request, "conversations/_sessions_sidebar.html#side_results", side),
-                  say=say, focus=f"#srow-{session.pk} .pin")
+                 say=say, focus=f"#srow-{session.pk} .pin")
