@@ -13,6 +13,7 @@ from accounts.ratelimit import limit_run_creation
 from conversations.models import ACTIVE_STATUSES
 from conversations.selectors import get_branch_run_for, get_session_for, pages
 from core.errors import ArborError, NotFound
+from core.refusals import answers_refusals
 
 from . import forms, selectors, services
 
@@ -31,24 +32,20 @@ def _done(request, url: str) -> HttpResponse:
     return redirect(url)
 
 
-def _refused(request, exc: ArborError, url: str) -> HttpResponse:
-    """The refusal's message: the body for htmx (the chat's script shows it), else a flash."""
-    if request.htmx:
-        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
-    flash.error(request, exc.message)
-    return redirect(url)
+def _back_to_chat(request, session_id, run_id=None) -> str:
+    """Where a refused form goes back to (:func:`core.refusals.answers_refusals`): the chat."""
+    url = reverse("conversations:session_detail", kwargs={"session_id": session_id})
+    return url + (f"?at={run_id}#turn-{run_id}" if run_id is not None else "")
 
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=_back_to_chat)
 def fan_out(request: HttpRequest, session_id) -> HttpResponse:
     """The composer's "Ask all": one sibling run per picked model, agent or connection (2–4)."""
     session = get_session_for(request.user, session_id)
-    try:
-        variants = [forms.variant_from(request.user, value) for value in request.POST.getlist("variant")]
-        group = services.fan_out(session=session, input=request.POST.get("input", ""), variants=variants)
-    except ArborError as exc:
-        return _refused(request, exc, _chat(session))
+    variants = [forms.variant_from(request.user, value) for value in request.POST.getlist("variant")]
+    group = services.fan_out(session=session, input=request.POST.get("input", ""), variants=variants)
     return _done(request, _chat(session, group.started[0]))
 
 
@@ -64,17 +61,14 @@ def fan_column(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 @require_POST
 @limit_run_creation
+@answers_refusals(back=_back_to_chat)
 def fuse(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """The fuse form under a fan-out or a turn with versions: a new sibling fused from the picked answers."""
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
-    try:
-        fused = services.fuse(session=session, run=run, source_ids=forms.run_ids(request.POST.getlist("source"),
-                                                                                 "source"),
-                              agent=forms.optional_agent(request.user, request.POST.get("agent_id", "")),
-                              instruction=request.POST.get("instruction"))
-    except ArborError as exc:
-        return _refused(request, exc, _chat(session, run))
+    fused = services.fuse(session=session, run=run, source_ids=forms.run_ids(request.POST.getlist("source"), "source"),
+                          agent=forms.optional_agent(request.user, request.POST.get("agent_id", "")),
+                          instruction=request.POST.get("instruction"))
     flash.info(request, f"Fusing {len(request.POST.getlist('source'))} answers into a new version of turn "
                         f"{fused.depth + 1}.")
     return _done(request, _chat(session, fused))
@@ -126,13 +120,11 @@ def merge(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back=_back_to_chat)
 def merge_undo(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Undo a merge (within the undo time): the merge turn is pruned and the target shown again."""
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
-    try:
-        services.merge_undo(session=session, run=run)
-    except ArborError as exc:
-        return _refused(request, exc, _chat(session, run))
+    services.merge_undo(session=session, run=run)
     flash.info(request, f"Undid the merge of turn {run.depth + 1}.")
     return _done(request, _chat(session, run.parent_run))

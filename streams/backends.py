@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import cache
 
 import redis
 import redis.asyncio as aioredis
@@ -30,6 +29,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Max
+
+from core.lazy import per_process
 
 from .models import RunEvent
 
@@ -248,7 +249,7 @@ def _seq(event_id: str | None) -> int:
         return 0
 
 
-@cache
+@per_process
 def _stream_for(url: str) -> RedisRunStream | DatabaseRunStream:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisRunStream(url)

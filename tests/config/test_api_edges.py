@@ -44,7 +44,7 @@ def test_schema_and_docs_open_with_a_login_or_a_token(client, user, api_token, p
 @pytest.mark.parametrize("error", [OperationalError("the database is down"),
                                    redis.exceptions.ConnectionError("Redis is down")])
 def test_a_page_during_an_outage_is_a_friendly_503(user, monkeypatch, error):
-    from conversations import views
+    from conversations.views import sessions as views
 
     def down(*args, **kwargs):
         raise error
