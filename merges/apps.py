@@ -8,11 +8,12 @@ class MergesConfig(AppConfig):
     verbose_name = "Merges"
 
     def ready(self) -> None:
-        # The run reads of the conversations app (GET /api/runs/{id}, the session tree) list the
-        # provenance of a run through this reader, without importing this app.
-        # Both import models, which are ready only now (inside ready()).
+        # The run reads of the conversations app (GET /api/runs/{id}, the session tree, the map) list
+        # a run's provenance through these readers, without importing this app. Inside ready(): the
+        # modules import models, which are ready only now; receivers connects the export and import.
         from conversations.selectors.runs import register_provenance_edges, register_provenance_reader
-        from merges.selectors import provenance_edges, provenance_map  # same reason: they read this app's models
+        from merges import receivers  # noqa: F401 - connects its receivers (see above)
+        from merges.selectors import provenance_edges, provenance_map  # same reason: they read models
 
         register_provenance_reader(provenance_map)
         register_provenance_edges(provenance_edges)
