@@ -187,13 +187,22 @@ def share_from_token(token: str) -> BranchShare:
 
 
 def shared_turns(share: BranchShare) -> list[dict]:
-    """The turns of a shared branch, root first: ``[{"run", "input", "answer"}]`` (user input and
-    final answer only: no tool traffic, no memory, no other branch). Two queries."""
+    """The turns of a shared branch, root first: ``[{"run", "input", "answer", "merged",
+    "carried"}]`` (user input and final answer only: no tool traffic, no memory, no other branch).
+    A merge turn (its input message records a merge's provenance) has ``merged`` (that record:
+    branch name, mode, turns) and ``carried``: its messages ``[(role, content)]``, the content it
+    brought into this branch, never the source branch itself. Two queries."""
     runs = list(Run.objects.ancestor_of(share.run_id, inclusive=True).order_by("depth")
                 .only("id", "depth", "model", "status", "error_type", "error_message"))
-    texts = {run.pk: {"run": run, "input": "", "answer": ""} for run in runs}
+    texts = {run.pk: {"run": run, "input": "", "answer": "", "merged": None, "carried": []} for run in runs}
     for m in Message.objects.path(share.run_id):
         if m.metadata.get("placeholder"):
+            continue
+        turn = texts[m.run_id]
+        if m.position == 0 and (m.metadata.get("provenance") or {}).get("kind") == "merge":
+            turn["merged"] = m.metadata["provenance"]
+        if turn["merged"] is not None:
+            turn["carried"].append((m.role, m.content))
             continue
         if m.position == 0 and m.role == Role.USER:
             texts[m.run_id]["input"] = m.content

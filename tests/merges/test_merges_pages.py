@@ -11,6 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from branches import services as branch_tools
+from branches.selectors import share_token
 from conversations.models import BranchLabel, Message, Run, RunStatus, Session
 from merges import services
 from merges.models import FanOut, Provenance
@@ -149,3 +151,17 @@ def test_tree_map_draws_provenance_edges_dashed_until_undone(client, me):
     assert 'class="prov"' in client.get(f"/s/{session.pk}/tree/").content.decode()
     services.merge_undo(session=session, run=merge)
     assert "prov" not in client.get(f"/s/{session.pk}/tree/map").content.decode()
+
+
+def test_share_link_shows_the_carried_content_not_the_other_branch(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 3)
+    side = build_chain(session, 6, parent=main[0])
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[2].pk])
+    merge = services.merge_create(session=session, plan=plan)
+    share = branch_tools.share_create(session=session, run=merge)
+    client.logout()
+    page = client.get(f"/shared/{share_token(share)}/").content.decode()
+    assert "merged from another branch" in page
+    assert "question 3" in page and "answer 3" in page  # the carried turn
+    assert "question 4" not in page and "question 6" not in page  # the rest of the other branch is not shared
