@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/merge"), ("get", "/api/nothing-here"),
+    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/frobnicate"), ("get", "/api/nothing-here"),
     ("delete", "/api/sessions/x/y/z"), ("get", "/api/"), ("put", "/api/connections/1/frobnicate"),
 ])
 @pytest.mark.parametrize("logged_in", [True, False])
