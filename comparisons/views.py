@@ -161,6 +161,21 @@ def _known_models(user) -> list[str]:
                   | {settings.ARBOR_MODEL} | listed)
 
 
+def _back_to_chat(request, session_id) -> str:
+    return reverse("conversations:session_detail", kwargs={"session_id": session_id})
+
+
+@require_POST
+@answers_refusals(back=_back_to_chat)
+def from_runs(request: HttpRequest, session_id) -> HttpResponse:
+    """"Compare blind" under a fan-out of the chat: its answers (``run``, 2–4) become a blind
+    comparison, voted and counted like any other; no run is started."""
+    session = get_session_for(request.user, session_id)
+    runs = [get_run_for(request.user, run_id) for run_id in request.POST.getlist("run")]
+    comparison = services.comparison_from_runs(owner=request.user, session=session, runs=runs)
+    return redirect("comparisons:detail", comparison_id=comparison.pk)
+
+
 @require_http_methods(["GET", "POST"])
 @limit_run_creation
 def new(request: HttpRequest, session_id, run_id) -> HttpResponse:

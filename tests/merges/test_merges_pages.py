@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from branches import services as branch_tools
 from branches.selectors import share_token
+from comparisons.models import Comparison, VariantRun
 from conversations.models import BranchLabel, Message, Run, RunStatus, Session
 from merges import services
 from merges.models import FanOut, Provenance
@@ -165,3 +166,26 @@ def test_share_link_shows_the_carried_content_not_the_other_branch(client, me):
     assert "merged from another branch" in page
     assert "question 3" in page and "answer 3" in page  # the carried turn
     assert "question 4" not in page and "question 6" not in page  # the rest of the other branch is not shared
+
+
+def test_compare_blind_turns_a_fan_out_into_a_blind_comparison(client, me):
+    session = SessionFactory(owner=me)
+    build_chain(session, 2)
+    group = services.fan_out(session=session, input="Which?", variants=[
+        services.Variant(model="model-a"), services.Variant(model="model-b"), services.Variant(model="model-c")])
+    for run in group.started:
+        _finish(run, f"answer from {run.model}")
+    page = client.get(f"/s/{session.pk}/").content.decode()
+    assert "Compare blind" in page
+    runs_before = Run.objects.count()
+    answer = client.post(f"/compare/from-runs/{session.pk}/", {"run": [r.pk for r in group.started]})
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    comparison = Comparison.objects.get(session=session)
+    assert answer.status_code == 302 and answer["Location"].endswith(f"/compare/{comparison.pk}/")
+    assert comparison.blind and comparison.prompts == ["Which?"] and Run.objects.count() == runs_before
+    assert set(VariantRun.objects.filter(variant__comparison=comparison).values_list("run_id", flat=True)) == \
+        {r.pk for r in group.started}
+    detail = client.get(f"/compare/{comparison.pk}/").content.decode()
+    assert "answer from model-a" in detail and "model-a" not in detail.split("answer from model-a")[0][-300:]
+    again = client.post(f"/compare/from-runs/{session.pk}/", {"run": [r.pk for r in group.started]})
+    assert again.status_code == 302 and Comparison.objects.filter(session=session).count() == 1
