@@ -69,6 +69,8 @@ def get_label_for(user, session: Session, label_id) -> BranchLabel:
 
 # --- the branch diff ------------------------------------------------------------------------------
 
+MERGE_FINISH = "merge"  # the finish reason of a merge turn (a run that carries another branch's turns)
+
 def _path_rows(run_id) -> list[tuple]:
     """``[(id, depth)]`` of the path from the root to ``run_id`` (one recursive CTE, ids only)."""
     return list(Run.objects.ancestor_of(run_id, inclusive=True).order_by("depth").values_list("pk", "depth"))
@@ -76,15 +78,19 @@ def _path_rows(run_id) -> list[tuple]:
 
 def _turn_texts(run_ids: list) -> dict:
     """``{run_id: TurnText}`` of ``run_ids``: two queries (runs, then their user and assistant
-    messages; a run's answer is its last assistant message)."""
+    messages; a run's answer is its last assistant message). A merge turn (finish reason ``merge``)
+    compares as its carried messages, all of them, as its input, and has no answer."""
     runs = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).only(
-        "id", "depth", "model", "status", "prompt_tokens", "completion_tokens", "started_at", "finished_at")}
+        "id", "depth", "model", "status", "prompt_tokens", "completion_tokens", "started_at", "finished_at",
+        "finish_reason")}
     inputs: dict = {}
     answers: dict = {}
     messages = (Message.objects.filter(run_id__in=run_ids, role__in=[Role.USER, Role.ASSISTANT])
                 .order_by("run_id", "position").values_list("run_id", "position", "role", "content"))
     for run_id, position, role, content in messages:
-        if position == 0 and role == Role.USER:
+        if runs[run_id].finish_reason == MERGE_FINISH:
+            inputs[run_id] = (inputs[run_id] + "\n\n" if run_id in inputs else "Merged:\n\n") + content
+        elif position == 0 and role == Role.USER:
             inputs[run_id] = content
         elif role == Role.ASSISTANT and content:
             answers[run_id] = content

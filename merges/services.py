@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import audited
+from branches.selectors import MERGE_FINISH
 from branches.services import prune_subtree
 from connections.selectors import base_url_for, endpoint_for
 from conversations.models import Message, Prune, Role, Run, RunStatus, Session
@@ -273,7 +274,7 @@ def merge_create(*, session: Session, plan: MergePlan) -> Run:
     run = Run.objects.create(
         session=session, parent_run=target, depth=target.depth + 1, status=RunStatus.SUCCEEDED,
         model=target.model, params={}, agent=target.agent, connection=target.connection,
-        memory_id=target.memory_id, created_at=now, started_at=now, finished_at=now, finish_reason="merge",
+        memory_id=target.memory_id, created_at=now, started_at=now, finished_at=now, finish_reason=MERGE_FINISH,
     )
     Message.objects.bulk_create(
         Message(run=run, position=index, role=data["role"], content=data["content"], token_count=row["tokens"],

@@ -189,3 +189,14 @@ def test_compare_blind_turns_a_fan_out_into_a_blind_comparison(client, me):
     assert "answer from model-a" in detail and "model-a" not in detail.split("answer from model-a")[0][-300:]
     again = client.post(f"/compare/from-runs/{session.pk}/", {"run": [r.pk for r in group.started]})
     assert again.status_code == 302 and Comparison.objects.filter(session=session).count() == 1
+
+
+def test_branch_diff_compares_a_merge_turn_by_what_it_carried(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
+    merge = services.merge_create(session=session, plan=plan)
+    other = build_chain(session, 1, parent=main[-1])
+    page = client.get(f"/s/{session.pk}/diff/", {"a": merge.pk, "b": other[-1].pk}).content.decode()
+    assert "Merged:" in page and "question 2" in page and "answer 2" in page
