@@ -16,6 +16,7 @@ from conversations.models import BranchLabel, Message, Prune, Run, RunStatus, Se
 from conversations.selectors import paths
 from merges import services
 from merges.models import FanOut, Provenance, ProvenanceSource
+from search.selectors import keyword_search
 from tests.support.factories import AgentFactory, ConnectionFactory, RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db
@@ -265,3 +266,12 @@ def test_path_reads_keep_their_query_count_with_merges(tree, user):
         turns = paths.branch_window(session, child.pk, 3)
     assert len(plain_window) == len(merged_window)
     assert merge.pk in [t.run.pk for t in turns]
+
+
+def test_keyword_search_finds_a_digest_on_its_merge_turn(user, tree):
+    session, main, side = tree["session"], tree["main"], tree["side"]
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="digest",
+                               digest="The xylophone route was chosen.")
+    merge = services.merge_create(session=session, plan=plan)
+    hits = keyword_search(user=user, query="xylophone", top_k=5)
+    assert [(h.run_id, h.role) for h in hits] == [(str(merge.pk), "user")]
