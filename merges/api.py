@@ -149,12 +149,11 @@ def _merge_out(plan: services.MergePlan, run) -> dict:
     }
 
 
-@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut, 201: MergeOut}, *BODY, 404, 409),
-             tags=["merges"])
+@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut}, *BODY, 404, 409), tags=["merges"])
 def merge(request, run_id: str, payload: MergeIn):
     """Merge a branch back into this run's branch: a merge turn below this run carrying the source
-    branch's chosen turns verbatim or a digest of them. ``dry_run``: 200 with the preview (the exact
-    messages and their tokens), nothing written; else 201 with the merge turn's id."""
+    branch's chosen turns verbatim or a digest of them. Answers the plan: the exact messages and their
+    tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn."""
     session, target = get_run_to_act_on(request.auth, run_id)
     source = get_branch_run_for(request.auth, session, payload.source_run_id)
     agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
@@ -163,7 +162,7 @@ def merge(request, run_id: str, payload: MergeIn):
                                digest=payload.digest, agent=agent)
     if payload.dry_run:
         return Status(200, _merge_out(plan, None))
-    return Status(201, _merge_out(plan, services.merge_create(session=session, plan=plan)))
+    return Status(200, _merge_out(plan, services.merge_create(session=session, plan=plan)))
 
 
 @router.post("/runs/{run_id}/merge/undo", response=answers({200: UndoOut}, 404, 409), tags=["merges"])
