@@ -82,6 +82,24 @@ class ErrorOut(Schema):
     message: str
 
 
+class ProvenanceSourceOut(Schema):
+    run_id: uuid.UUID
+    turn: int
+    pruned: bool = Field(description="The source was pruned from its tree since; the link stays.")
+
+
+class ProvenanceOut(Schema):
+    """Where a fused answer or a merge turn's content came from (extra edges; the parent path is unchanged)."""
+
+    kind: str = Field(description="``fuse`` or ``merge``.")
+    mode: str = Field(description="A merge's ``turns`` or ``digest``; empty for a fuse.")
+    source_run_id: uuid.UUID | None = Field(description="A merge's source branch run.")
+    source_turn: int | None
+    source_pruned: bool
+    branch_name: str = Field(description="The source branch's label when merged (empty: none).")
+    sources: list[ProvenanceSourceOut] = Field(description="Fused answers, or the turns a merge carried.")
+
+
 class RunOut(Schema):
     run_id: uuid.UUID
     session_id: uuid.UUID
@@ -95,6 +113,7 @@ class RunOut(Schema):
     usage: Usage
     timings: Timings
     error: ErrorOut | None
+    provenance: ProvenanceOut | None = Field(None, description="Set on a fused answer or a merge turn.")
 
 
 class ContextPart(Schema):
@@ -126,6 +145,7 @@ class TreeNode(Schema):
     depth: int
     created_at: datetime
     shared: bool
+    provenance: ProvenanceOut | None = Field(None, description="Set on a fused answer or a merge turn.")
 
 
 class TreeOut(Schema):
@@ -169,7 +189,7 @@ def run_out(run: Run) -> dict:
             "created_at": run.created_at, "started_at": run.started_at,
             "first_token_at": run.first_token_at, "finished_at": run.finished_at,
         },
-        "error": run.error,
+        "error": run.error, "provenance": runs.provenance_for([run.pk]).get(run.pk),
     }
 
 
@@ -229,11 +249,13 @@ def session_tree(request, session_id: str):
     """Every run of the session's tree; ``shared`` marks a fork's ancestors from its source session."""
     session = get_session_for(request.auth, session_id)
     rows = trees.tree_rows(session)
+    provenance = runs.provenance_for([r["id"] for r in rows])
     return {
         "session_id": session.pk, "active_run_id": session.active_run_id,
         "runs": [
             {"run_id": r["id"], "parent_run_id": r["parent_run_id"], "status": r["status"], "depth": r["depth"],
-             "created_at": r["created_at"], "shared": r["session_id"] != session.pk}
+             "created_at": r["created_at"], "shared": r["session_id"] != session.pk,
+             "provenance": provenance.get(r["id"])}
             for r in rows
         ],
     }

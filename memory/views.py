@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import ArborError, Forbidden
+from core.refusals import answers_refusals
 
 from . import services
 from .forms import AgentForm, SettingsForm
@@ -98,13 +99,10 @@ def detail(request: HttpRequest, agent_id: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back="agents:detail")
 def duplicate(request: HttpRequest, agent_id: int) -> HttpResponse:
     agent = get_agent_for(request.user, agent_id)
-    try:
-        copy = services.agent_duplicate(user=request.user, agent=agent)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return redirect("agents:detail", agent_id=agent.pk)
+    copy = services.agent_duplicate(user=request.user, agent=agent)
     flash.success(request, f"Made “{copy.name}”, your own copy.")
     return redirect("agents:detail", agent_id=copy.pk)
 
@@ -125,6 +123,7 @@ def _back(request, fallback: str) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back=lambda request, run_id: _back(request, reverse("chatmemory:pinned", args=[run_id])).url)
 def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
     """Pin the turn (or the message ``message_id``); pinned already: unpin it."""
     run = get_run_for(request.user, run_id)
@@ -135,12 +134,8 @@ def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
         services.pin_delete(pin=existing)
         flash.info(request, f"Unpinned turn {run.depth + 1}.")
         return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
-    try:
-        services.pin_create(user=request.user, run=run, message_id=message_id)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-    else:
-        flash.success(request, f"Pinned turn {run.depth + 1}: later contexts on this branch send it verbatim.")
+    services.pin_create(user=request.user, run=run, message_id=message_id)
+    flash.success(request, f"Pinned turn {run.depth + 1}: later contexts on this branch send it verbatim.")
     return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
 
 
@@ -171,26 +166,20 @@ def compaction_detail(request: HttpRequest, compaction_id: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back="chatmemory:compaction")
 def compaction_undo(request: HttpRequest, compaction_id: int) -> HttpResponse:
     compaction = get_compaction_for(request.user, compaction_id)
-    try:
-        _, note = services.compaction_undo(user=request.user, compaction=compaction)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-    else:
-        flash.info(request, note)
+    _, note = services.compaction_undo(user=request.user, compaction=compaction)
+    flash.info(request, note)
     return redirect("chatmemory:compaction", compaction_id=compaction.pk)
 
 
 @require_POST
+@answers_refusals(back=lambda request, run_id: _back(request, reverse("chatmemory:pinned", args=[run_id])).url)
 def compact(request: HttpRequest, run_id) -> HttpResponse:
     """Compact now: a background compaction of the branch ending at this run."""
     run = get_run_for(request.user, run_id)
-    try:
-        compaction = services.compact_now(user=request.user, run=run)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
+    compaction = services.compact_now(user=request.user, run=run)
     flash.info(request, "Compacting in the background; the marker shows the result.")
     return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))
 

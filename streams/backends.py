@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import cache
 
 import redis
 import redis.asyncio as aioredis
@@ -31,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from core.asyncdb import db_call
+from core.lazy import per_process
 
 from .models import RunEvent
 
@@ -228,7 +228,7 @@ def _seq(event_id: str | None) -> int:
         return 0
 
 
-@cache
+@per_process
 def _stream_for(url: str) -> RedisRunStream | DatabaseRunStream:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisRunStream(url)

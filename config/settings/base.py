@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "branches",
+    "merges",
     "streams",
     "memory",
     "connections",

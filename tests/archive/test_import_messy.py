@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from archive import importer
+from archive import writer
 from archive.models import ImportedConversation, ImportJob
 from conversations.models import Message, Run, Session
 
@@ -130,15 +130,15 @@ def test_atomicity_holds_with_the_writer_thread(tmp_path, monkeypatch):
 
 
 def _refused_conversation_leaves_no_rows(tmp_path, import_file, monkeypatch):
-    real = importer.insert_rows
+    real = writer.insert_rows
 
     def failing(model, rows):
         if model is Message and any(r["content"] == "answer 1" for r in rows):
             real(model, rows[:1])  # part of it is written first, then the database fails
-            raise importer.DatabaseError("simulated: value too long")
+            raise writer.DatabaseError("simulated: value too long")
         return real(model, rows)
 
-    monkeypatch.setattr(importer, "insert_rows", failing)
+    monkeypatch.setattr(writer, "insert_rows", failing)
     path = tmp_path / "three.json"
     path.write_text(json.dumps(_sharegpt(3)))
     report = import_file(path)

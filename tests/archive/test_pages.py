@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from archive import importer, services
+from archive import jobs, services
 from archive.models import ImportJob
 from conversations.models import Run, Session
 from tests.support.factories import RunFactory, SessionFactory, UserFactory
@@ -85,14 +85,14 @@ def test_job_runs_once_and_a_resumed_job_skips_what_it_wrote(user, data_dir, set
     path = tmp_path / "s.json"
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
     job = ImportJob.objects.create(owner=user, filename="s.json", path=str(path), size_bytes=path.stat().st_size)
-    done = importer.import_job_execute(job_id=job.pk)
+    done = jobs.import_job_execute(job_id=job.pk)
     assert done.status == "succeeded" and done.imported == 4 and done.report["skipped"] == 1
     assert not path.exists()  # the upload is removed once imported
-    assert importer.import_job_execute(job_id=job.pk) is None
+    assert jobs.import_job_execute(job_id=job.pk) is None
 
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
     ImportJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=done.finished_at.replace(year=2000))
-    again = importer.import_job_execute(job_id=job.pk)
+    again = jobs.import_job_execute(job_id=job.pk)
     assert again.attempts == 2 and again.imported == 0
     assert sum("earlier attempt of this job" in s["reason"] for s in again.report["skipped_items"]) == 4
     assert Session.objects.filter(owner=user).count() == 4

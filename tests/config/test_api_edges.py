@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/merge"), ("get", "/api/nothing-here"),
+    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/frobnicate"), ("get", "/api/nothing-here"),
     ("delete", "/api/sessions/x/y/z"), ("get", "/api/"), ("put", "/api/connections/1/frobnicate"),
 ])
 @pytest.mark.parametrize("logged_in", [True, False])
@@ -44,7 +44,7 @@ def test_schema_and_docs_open_with_a_login_or_a_token(client, user, api_token, p
 @pytest.mark.parametrize("error", [OperationalError("the database is down"),
                                    redis.exceptions.ConnectionError("Redis is down")])
 def test_a_page_during_an_outage_is_a_friendly_503(user, monkeypatch, error):
-    from conversations import views
+    from conversations.views import sessions as views
 
     def down(*args, **kwargs):
         raise error
