@@ -9,7 +9,7 @@ ARBOR_MODEL_PORT ?= 8001
 export ARBOR_PORT := $(PORT)
 export ARBOR_MODEL_PORT
 
-.PHONY: run install install-model install-test browser lint test chaos bench migrate clean lock upgrade-check versions
+.PHONY: run install install-model install-test browser lint figures test chaos bench migrate clean lock upgrade-check versions
 
 # Everything is installed from the lock (requirements/*.txt: exact versions, sha256 hashes, made by
 # `make lock`), with --no-deps so nothing unlocked comes in. pyproject.toml keeps the compatible ranges.
@@ -89,6 +89,10 @@ run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 lint: install-test
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+
+# The code's size: lines per package, the largest modules and functions, ORM lines in entry modules.
+figures:
+	$(PY) scripts/code_figures.py
 
 # lint first: `make test` (and so .ci/run) fails on a broken layout before running the suite.
 test: install-test browser lint

@@ -110,7 +110,7 @@ def branch_diff(a: Run, b: Run) -> dict:
 
     Returns ``{"a", "b" (the runs), "common" (TurnText of the deepest run both paths share, None
     when they share none), "shared_turns" (how many turns both paths share), "rows" (list of
-    :class:`~branches.diff.Row`), "totals_a", "totals_b" (:class:`~branches.diff.Totals`
+    :class:`~branches.diff.Row`), "totals_a", "totals_b" (:class:`~branches.diff.DiffTotals`
     of each branch below the common ancestor)}``."""
     path_a, path_b = _path_rows(a.pk), _path_rows(b.pk)
     on_b = {pk for pk, _ in path_b}

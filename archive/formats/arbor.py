@@ -16,9 +16,9 @@ from ..drafts import (
     RunDraft,
     Skip,
     clean_int,
-    clean_json,
-    clean_text,
     parse_time,
+    repair_json,
+    repair_text,
     short,
 )
 from .common import ROLES
@@ -34,10 +34,10 @@ def _arbor_message(i: int, m) -> MessageDraft:
         raise Skip(f"message {i} has an unknown role {str(role)[:40]!r}")
     tool_calls = m.get("tool_calls")
     return MessageDraft(
-        role=role, content=clean_text(m.get("content")), name=clean_text(m.get("name") or "")[:100],
-        tool_calls=clean_json(tool_calls) if isinstance(tool_calls, list) and tool_calls else None,
-        tool_call_id=clean_text(m.get("tool_call_id") or "")[:100],
-        metadata=clean_json(m["metadata"]) if isinstance(m.get("metadata"), dict) else {},
+        role=role, content=repair_text(m.get("content")), name=repair_text(m.get("name") or "")[:100],
+        tool_calls=repair_json(tool_calls) if isinstance(tool_calls, list) and tool_calls else None,
+        tool_call_id=repair_text(m.get("tool_call_id") or "")[:100],
+        metadata=repair_json(m["metadata"]) if isinstance(m.get("metadata"), dict) else {},
         created_at=parse_time(m.get("created_at")), token_count=clean_int(m.get("token_count")),
     )
 
@@ -49,9 +49,9 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
     else:  # the compact JSONL shape: input and output only
         if not isinstance(raw.get("input"), str):
             raise Skip(f"run {raw.get('run_id')!r} has neither messages nor an input")
-        drafts = [MessageDraft(role="user", content=clean_text(raw["input"]))]
+        drafts = [MessageDraft(role="user", content=repair_text(raw["input"]))]
         if isinstance(raw.get("output"), str):
-            drafts.append(MessageDraft(role="assistant", content=clean_text(raw["output"])))
+            drafts.append(MessageDraft(role="assistant", content=repair_text(raw["output"])))
     if drafts[0].role != "user":
         drafts.insert(0, MessageDraft(role="user", content="", metadata={"placeholder": True}))
         warnings.append(f"run {raw.get('run_id')!r} did not start with a user message: given a placeholder input")
@@ -65,15 +65,16 @@ def _arbor_run(raw: dict, warnings: list[str]) -> RunDraft:
     params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
     return RunDraft(
         source_id=str(raw.get("run_id") or raw.get("id") or ""),
-        messages=drafts, model=clean_text(raw.get("model") or "unknown")[:200] or "unknown", params=clean_json(params),
-        memory_id=clean_text(raw.get("memory_id") or "default")[:100] or "default", status=status,
+        messages=drafts, model=repair_text(raw.get("model") or "unknown")[:200] or "unknown",
+        params=repair_json(params),
+        memory_id=repair_text(raw.get("memory_id") or "default")[:100] or "default", status=status,
         prompt_tokens=clean_int(usage.get("prompt_tokens")),
         completion_tokens=clean_int(usage.get("completion_tokens")),
         usage_counted=bool(usage.get("usage_counted", usage.get("counted", False))),
-        finish_reason=clean_text(raw.get("finish_reason") or "")[:32],
+        finish_reason=repair_text(raw.get("finish_reason") or "")[:32],
         created_at=parse_time(timings.get("created_at")), started_at=parse_time(timings.get("started_at")),
         first_token_at=parse_time(timings.get("first_token_at")), finished_at=parse_time(timings.get("finished_at")),
-        error_type=clean_text(error.get("type") or "")[:100], error_message=clean_text(error.get("message") or ""),
+        error_type=repair_text(error.get("type") or "")[:100], error_message=repair_text(error.get("message") or ""),
     )
 
 
@@ -140,9 +141,9 @@ def convert(record) -> ConversationDraft:
     active_index = index.get(str(active)) if active is not None else None
     if active is not None and active_index is None:
         warnings.append("the active run is not among the runs: showing the last one")
-    title = clean_text(record.get("title") or "").strip()
+    title = repair_text(record.get("title") or "").strip()
     return ConversationDraft(
-        source_format="arbor", source_id=clean_text(record.get("id") or "")[:200],
+        source_format="arbor", source_id=repair_text(record.get("id") or "")[:200],
         title=short(title, 200), runs=runs,
         active=active_index if active_index is not None else len(runs) - 1,
         created_at=parse_time(record.get("created_at")), updated_at=parse_time(record.get("updated_at")),

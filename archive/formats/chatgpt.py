@@ -12,13 +12,13 @@ from ..drafts import (
     ConversationDraft,
     MessageDraft,
     Skip,
-    clean_json,
-    clean_text,
     parse_time,
+    repair_json,
+    repair_text,
     short,
     title_from,
 )
-from ..mapping import Node, runs_from_tree
+from ..mapping import MessageNode, runs_from_tree
 from .common import ROLES, warn_counts
 
 _FINISH = {"stop": "stop", "max_tokens": "length", "interrupted": "interrupted"}
@@ -35,7 +35,7 @@ def _chatgpt_parts(parts, counts: Counter, attachments: list) -> str:
                 texts.append(part["text"])
                 continue
             counts["non_text_part"] += 1
-            attachments.append(clean_json(part))
+            attachments.append(repair_json(part))
             pointer = part.get("asset_pointer") or part.get("name") or ""
             texts.append(f"[{kind.replace('_asset_pointer', '')}{': ' + str(pointer) if pointer else ''}]")
         elif part is not None:
@@ -72,7 +72,7 @@ def _chatgpt_unknown(kind: str, content: dict, counts: Counter, attachments: lis
     """A content type this reader does not know: counted, kept whole in the metadata, and its text
     taken from the first field that holds one."""
     counts["unknown_type"] += 1
-    metadata["raw_content"] = clean_json(content)
+    metadata["raw_content"] = repair_json(content)
     for key in ("text", "result", "content"):
         if isinstance(content.get(key), str):
             return content[key]
@@ -87,7 +87,7 @@ def _chatgpt_text(content: dict, counts: Counter, attachments: list, metadata: d
         return _chatgpt_parts(content.get("parts") or [], counts, attachments)
     if kind in ("code", "execution_output", "system_error"):
         if content.get("language") and content["language"] != "unknown":
-            metadata["language"] = clean_text(content["language"])
+            metadata["language"] = repair_text(content["language"])
         return str(content.get("text") or "")
     if kind in _CHATGPT_FIELD_TEXT:
         return _CHATGPT_FIELD_TEXT[kind](content)
@@ -104,19 +104,19 @@ def _chatgpt_message(msg, counts: Counter) -> MessageDraft | None:
     kind = str(content.get("content_type") or "text")
     metadata: dict = {}
     attachments: list = []
-    text = clean_text(_chatgpt_text(content, counts, attachments, metadata))
+    text = repair_text(_chatgpt_text(content, counts, attachments, metadata))
     if kind in ("user_editable_context", "model_editable_context"):
         role = "system"
     if role not in ROLES:
         counts["unknown_role"] += 1
-        metadata["author_role"] = clean_text(role)
+        metadata["author_role"] = repair_text(role)
         role = "assistant"
     recipient = str(msg.get("recipient") or "all")
     tool_calls = None
     if role == "assistant" and recipient != "all":
-        call_id = clean_text(msg.get("id") or "call")[:100]
+        call_id = repair_text(msg.get("id") or "call")[:100]
         tool_calls = [
-            {"id": call_id, "type": "function", "function": {"name": clean_text(recipient), "arguments": text}},
+            {"id": call_id, "type": "function", "function": {"name": repair_text(recipient), "arguments": text}},
         ]
         text = ""
     hidden = bool(meta_src.get("is_visually_hidden_from_conversation"))
@@ -124,22 +124,22 @@ def _chatgpt_message(msg, counts: Counter) -> MessageDraft | None:
         counts["empty"] += 1
         return None
     if msg.get("id"):
-        metadata["source_id"] = clean_text(msg["id"])
+        metadata["source_id"] = repair_text(msg["id"])
     if kind != "text":
-        metadata["content_type"] = clean_text(kind)
+        metadata["content_type"] = repair_text(kind)
     if hidden:
         metadata["hidden"] = True
     if attachments:
         metadata["attachments"] = attachments
-    model = clean_text(meta_src.get("model_slug") or "")[:200]
+    model = repair_text(meta_src.get("model_slug") or "")[:200]
     if model:
         metadata["model"] = model
     finish = meta_src.get("finish_details") if isinstance(meta_src.get("finish_details"), dict) else {}
     return MessageDraft(
-        role=role, content=text, name=clean_text(author.get("name") or "")[:100] if role == "tool" else "",
+        role=role, content=text, name=repair_text(author.get("name") or "")[:100] if role == "tool" else "",
         tool_calls=tool_calls, metadata=metadata, created_at=parse_time(msg.get("create_time")),
         model=model,
-        finish_reason=_FINISH.get(str(finish.get("type") or ""), clean_text(finish.get("type") or "")[:32]),
+        finish_reason=_FINISH.get(str(finish.get("type") or ""), repair_text(finish.get("type") or "")[:32]),
     )
 
 
@@ -151,14 +151,14 @@ def convert(record) -> ConversationDraft:
     if not isinstance(mapping, dict) or not mapping:
         raise Skip("the conversation has no mapping of messages")
     counts: Counter = Counter()
-    nodes: dict[str, Node] = {}
+    nodes: dict[str, MessageNode] = {}
     for key, raw in mapping.items():
         if not isinstance(raw, dict):
             counts["bad_node"] += 1
             continue
         parent = raw.get("parent")
         children = raw.get("children") if isinstance(raw.get("children"), list) else []
-        nodes[str(key)] = Node(
+        nodes[str(key)] = MessageNode(
             id=str(key), parent=None if parent is None else str(parent),
             children=[str(c) for c in children], message=_chatgpt_message(raw.get("message"), counts),
         )
@@ -173,12 +173,12 @@ def convert(record) -> ConversationDraft:
     created = parse_time(record.get("create_time"))
     runs, active = runs_from_tree(
         nodes, current=None if record.get("current_node") is None else str(record.get("current_node")),
-        default_model=clean_text(record.get("default_model_slug") or "unknown")[:200], default_time=created,
+        default_model=repair_text(record.get("default_model_slug") or "unknown")[:200], default_time=created,
         warnings=warnings,
     )
     return ConversationDraft(
-        source_format="chatgpt", source_id=clean_text(record.get("conversation_id") or record.get("id") or "")[:200],
-        title=short(clean_text(record.get("title") or "").strip(), 200) or title_from(runs), runs=runs, active=active,
+        source_format="chatgpt", source_id=repair_text(record.get("conversation_id") or record.get("id") or "")[:200],
+        title=short(repair_text(record.get("title") or "").strip(), 200) or title_from(runs), runs=runs, active=active,
         created_at=created, updated_at=parse_time(record.get("update_time")), warnings=warnings,
     )
 

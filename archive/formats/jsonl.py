@@ -10,8 +10,8 @@ from ..drafts import (
     ConversationDraft,
     RunDraft,
     Skip,
-    clean_text,
     parse_time,
+    repair_text,
     short,
     title_from,
 )
@@ -68,10 +68,10 @@ def convert(runs: list) -> ConversationDraft:
     warnings: list[str] = []
     tree, index = run_tree(runs, warnings)
     session = _session_of(runs[0])
-    title = clean_text(session["title"] or "").strip()
+    title = repair_text(session["title"] or "").strip()
     active = index.get(str(session["active_run_id"])) if session["active_run_id"] else None
     return ConversationDraft(
-        source_format="jsonl", source_id=clean_text(session["id"] or "")[:200],
+        source_format="jsonl", source_id=repair_text(session["id"] or "")[:200],
         title=short(title, 200) or title_from(tree), runs=tree,
         active=active if active is not None else _newest_leaf(tree),
         created_at=parse_time(session["created_at"]), warnings=warnings,

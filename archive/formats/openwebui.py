@@ -12,13 +12,13 @@ from ..drafts import (
     MessageDraft,
     Skip,
     clean_int,
-    clean_json,
-    clean_text,
     parse_time,
+    repair_json,
+    repair_text,
     short,
     title_from,
 )
-from ..mapping import Node, runs_from_tree
+from ..mapping import MessageNode, runs_from_tree
 from .common import ROLES, warn_counts
 
 
@@ -34,7 +34,7 @@ def _openwebui_content(content, counts: Counter, attachments: list) -> str:
                 texts.append(part)
             elif part is not None:
                 counts["non_text_part"] += 1
-                attachments.append(clean_json(part))
+                attachments.append(repair_json(part))
                 texts.append(f"[{part.get('type', 'part') if isinstance(part, dict) else 'part'}]")
         return "\n\n".join(texts)
     return "" if content is None else str(content)
@@ -62,21 +62,21 @@ def _openwebui_message(key, m: dict, counts: Counter) -> MessageDraft | None:
     metadata: dict = {}
     if role not in ROLES:
         counts["unknown_role"] += 1
-        metadata["author_role"] = clean_text(role)
+        metadata["author_role"] = repair_text(role)
         role = "assistant"
     attachments: list = []
-    text = clean_text(_openwebui_content(m.get("content"), counts, attachments))
+    text = repair_text(_openwebui_content(m.get("content"), counts, attachments))
     if isinstance(m.get("files"), list) and m["files"]:
-        attachments.extend(clean_json(m["files"]))
+        attachments.extend(repair_json(m["files"]))
     if m.get("error"):
-        metadata["error"] = clean_json(m["error"])
+        metadata["error"] = repair_json(m["error"])
     if not text.strip() and not attachments and role != "user" and not m.get("error"):
         counts["empty"] += 1
         return None
-    metadata["source_id"] = clean_text(key)
+    metadata["source_id"] = repair_text(key)
     if attachments:
         metadata["attachments"] = attachments
-    model = clean_text(m.get("model") or "")[:200]
+    model = repair_text(m.get("model") or "")[:200]
     if model:
         metadata["model"] = model
     if m.get("done") is False:
@@ -97,7 +97,7 @@ def convert(record) -> ConversationDraft:
     history = chat.get("history") if isinstance(chat.get("history"), dict) else {}
     messages = history.get("messages")
     counts: Counter = Counter()
-    nodes: dict[str, Node] = {}
+    nodes: dict[str, MessageNode] = {}
     if not isinstance(messages, dict) or not messages:
         linear = chat.get("messages")
         if not isinstance(linear, list) and not isinstance(history.get("messages"), dict):
@@ -110,7 +110,7 @@ def convert(record) -> ConversationDraft:
                 previous = key
     default_model = ""
     if isinstance(chat.get("models"), list) and chat["models"]:
-        default_model = clean_text(chat["models"][0])[:200]
+        default_model = repair_text(chat["models"][0])[:200]
     for key, m in messages.items():
         if not isinstance(m, dict):
             counts["bad_node"] += 1
@@ -118,16 +118,16 @@ def convert(record) -> ConversationDraft:
         message = _openwebui_message(key, m, counts)
         parent = m.get("parentId")
         children = m.get("childrenIds") if isinstance(m.get("childrenIds"), list) else []
-        nodes[str(key)] = Node(id=str(key), parent=None if parent is None else str(parent),
-                               children=[str(c) for c in children], message=message)
+        nodes[str(key)] = MessageNode(id=str(key), parent=None if parent is None else str(parent),
+                                      children=[str(c) for c in children], message=message)
     params = chat.get("params") if isinstance(chat.get("params"), dict) else {}
-    system = clean_text(chat.get("system") or params.get("system") or "")
+    system = repair_text(chat.get("system") or params.get("system") or "")
     if system.strip():
         root = "\x00system"
         for node in nodes.values():
             if node.parent is None or node.parent not in nodes:
                 node.parent = root
-        nodes[root] = Node(id=root, parent=None, message=MessageDraft(role="system", content=system))
+        nodes[root] = MessageNode(id=root, parent=None, message=MessageDraft(role="system", content=system))
     warnings: list[str] = []
     warn_counts(counts, warnings)
     created = parse_time(record.get("created_at") or chat.get("timestamp"))
@@ -135,9 +135,9 @@ def convert(record) -> ConversationDraft:
         nodes, current=None if history.get("currentId") is None else str(history["currentId"]),
         default_model=default_model or "unknown", default_time=created, warnings=warnings,
     )
-    title = clean_text(record.get("title") or chat.get("title") or "").strip()
+    title = repair_text(record.get("title") or chat.get("title") or "").strip()
     return ConversationDraft(
-        source_format="openwebui", source_id=clean_text(record.get("id") or chat.get("id") or "")[:200],
+        source_format="openwebui", source_id=repair_text(record.get("id") or chat.get("id") or "")[:200],
         title=short(title, 200) if title and title != "New Chat" else title_from(runs), runs=runs, active=active,
         created_at=created, updated_at=parse_time(record.get("updated_at")), warnings=warnings,
     )

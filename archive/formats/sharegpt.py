@@ -10,11 +10,11 @@ from ..drafts import (
     ConversationDraft,
     MessageDraft,
     Skip,
-    clean_text,
+    repair_text,
     short,
     title_from,
 )
-from ..mapping import Node, runs_from_tree
+from ..mapping import MessageNode, runs_from_tree
 from .common import warn_counts
 
 SHAREGPT_ROLES = {
@@ -36,9 +36,9 @@ def convert(record) -> ConversationDraft:
         turns = record.get("items")
     if not isinstance(turns, list):
         raise Skip("no 'conversations' list")
-    model_default = clean_text(record.get("model") or "")[:200]
+    model_default = repair_text(record.get("model") or "")[:200]
     counts: Counter = Counter()
-    nodes: dict[str, Node] = {}
+    nodes: dict[str, MessageNode] = {}
     previous = last_kept = None
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
@@ -48,26 +48,26 @@ def convert(record) -> ConversationDraft:
         if role is None:
             raise Skip(f"message {i} has an unknown speaker {str(speaker)[:40]!r}")
         value = turn.get("value", turn.get("content"))
-        text = clean_text(value)
+        text = repair_text(value)
         if not text.strip() and role != "user":
             counts["empty"] += 1
             message = None
         else:
             speaker = str(speaker)
             model = model_default or (speaker.lower() if speaker.lower() in _NAMED_MODELS else "")
-            message = MessageDraft(role=role, content=text, metadata={"from": clean_text(speaker)[:40]},
+            message = MessageDraft(role=role, content=text, metadata={"from": repair_text(speaker)[:40]},
                                    model=model if role == "assistant" else "")
         key = str(i)
-        nodes[key] = Node(id=key, parent=previous, message=message)
+        nodes[key] = MessageNode(id=key, parent=previous, message=message)
         previous = key
         if message is not None:
             last_kept = key
     warnings: list[str] = []
     warn_counts(counts, warnings)
     runs, active = runs_from_tree(nodes, current=last_kept, default_model=model_default or "unknown", warnings=warnings)
-    title = clean_text(record.get("title") or "").strip()
+    title = repair_text(record.get("title") or "").strip()
     return ConversationDraft(
-        source_format="sharegpt", source_id=clean_text(record.get("id") or "")[:200],
+        source_format="sharegpt", source_id=repair_text(record.get("id") or "")[:200],
         title=short(title, 200) if title else title_from(runs), runs=runs, active=active, warnings=warnings,
     )
 

@@ -51,7 +51,7 @@ def with_pin_state(messages):
 
 
 @dataclass
-class Turn:
+class ChatTurn:
     """One run of a branch as the chat shows it."""
 
     run: Run
@@ -125,7 +125,7 @@ def compactions_by_run(run_ids) -> dict:
     return by_run
 
 
-def attach_compactions(turns: list[Turn]) -> None:
+def attach_compactions(turns: list[ChatTurn]) -> None:
     """Set ``turn.compactions``: the compaction records attached to each turn's run (one query, none
     for no turns), shown as expandable summary markers where they stand."""
     by_run = compactions_by_run([t.run.pk for t in turns]) if turns else {}
@@ -133,7 +133,7 @@ def attach_compactions(turns: list[Turn]) -> None:
         turn.compactions = by_run.get(turn.run.pk, [])
 
 
-def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[Turn]:
+def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[ChatTurn]:
     """Turns of the path ending at ``start_id`` (root first), at most ``limit`` of them, with their
     messages and sibling positions: two queries at any depth. ``skip_start``: the turns *above*
     ``start_id`` (how "older turns" are loaded)."""
@@ -149,7 +149,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
     for message in qs:
         turn = turns.get(message.run_id)
         if turn is None:
-            turn = turns[message.run_id] = Turn(run=message.run, shared=message.run.session_id != session.pk)
+            turn = turns[message.run_id] = ChatTurn(run=message.run, shared=message.run.session_id != session.pk)
         turn.messages.append(message)
     result = list(turns.values())
     attach_siblings(session, result)
@@ -204,7 +204,7 @@ def sibling_positions(session: Session, runs: list[Run]) -> dict:
     return {as_uuid(i): (rn, total, as_uuid(prev), as_uuid(nxt)) for i, rn, total, prev, nxt in rows}
 
 
-def attach_siblings(session: Session, turns: list[Turn]) -> None:
+def attach_siblings(session: Session, turns: list[ChatTurn]) -> None:
     positions = sibling_positions(session, [t.run for t in turns])
     for turn in turns:
         index, count, prev, nxt = positions.get(turn.run.pk, (1, 1, None, None))
@@ -285,10 +285,10 @@ def newest_leaf_below(session: Session, run: Run) -> Run:
     return leaf or run
 
 
-def turn_of(session: Session, run: Run) -> Turn:
+def turn_of(session: Session, run: Run) -> ChatTurn:
     """Run ``run`` of ``session``'s tree as one chat turn: its messages, siblings and compactions."""
-    turn = Turn(run=run, messages=list(with_pin_state(run.messages.order_by("position"))),
-                shared=run.session_id != session.pk)
+    turn = ChatTurn(run=run, messages=list(with_pin_state(run.messages.order_by("position"))),
+                    shared=run.session_id != session.pk)
     attach_siblings(session, [turn])
     attach_compactions([turn])
     return turn

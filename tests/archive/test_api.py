@@ -16,7 +16,7 @@ from archive import jobs, services
 from archive.models import ImportJob
 from conversations.models import Session
 from tests.archive.conftest import tree_signature
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import ImportJobFactory, RunFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 
 
@@ -119,7 +119,7 @@ def test_an_upload_over_the_limit_is_400(api, user, imports_dir, enqueued, setti
 
 @pytest.mark.django_db
 def test_other_users_jobs_sessions_and_runs_are_404(client, user, other_user, tmp_path):
-    theirs = ImportJob.objects.create(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
+    theirs = ImportJobFactory(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
     their_session = SessionFactory(owner=other_user)
     their_run = build_chain(their_session, 1)[0]
     mine = SessionFactory(owner=user)
@@ -146,7 +146,7 @@ def test_other_users_jobs_sessions_and_runs_are_404(client, user, other_user, tm
 @pytest.mark.django_db
 def test_anonymous_callers_get_401(client, user, data_dir):
     session = SessionFactory(owner=user)
-    job = ImportJob.objects.create(owner=user, filename="x.json", path="/nonexistent")
+    job = ImportJobFactory(owner=user, filename="x.json", path="/nonexistent")
     calls = [client.post("/api/imports", {"file": _file(b"[]")}), client.get("/api/imports"),
              client.get(f"/api/imports/{job.pk}"), client.get(f"/api/sessions/{session.pk}/export/arbor")]
     for response in calls:

@@ -70,14 +70,14 @@ def test_nul_bytes_and_lone_surrogates_are_cleaned(user, tmp_path, import_file):
     assert list(Message.objects.order_by("position").values_list("content", flat=True)) == ["a\ufffdb", "x?y 😀"]
 
 
-def test_clean_text_and_clean_json_make_storable_strings():
+def test_repair_text_and_repair_json_make_storable_strings():
     """Lone surrogates (from Python's json, or any other reader) and NULs become U+FFFD, in metadata too."""
-    from archive.drafts import clean_json, clean_text
+    from archive.drafts import repair_json, repair_text
 
-    assert clean_text("x\ud800y\x00") == "x\ufffdy\ufffd"
-    assert clean_text("\ud83d\ude00") == "😀"
-    assert clean_text(None) == "" and clean_text(12) == "12"
-    assert clean_json({"k\x00": ["\ud800", 1, None, float("nan")]}) == {"k\ufffd": ["\ufffd", 1, None, None]}
+    assert repair_text("x\ud800y\x00") == "x\ufffdy\ufffd"
+    assert repair_text("\ud83d\ude00") == "😀"
+    assert repair_text(None) == "" and repair_text(12) == "12"
+    assert repair_json({"k\x00": ["\ud800", 1, None, float("nan")]}) == {"k\ufffd": ["\ufffd", 1, None, None]}
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -18,9 +18,8 @@ import pytest
 from playwright.sync_api import expect
 
 from comparisons.models import Comparison, Judgement, Suite, SuiteRun, VariantRun
-from memory.models import Agent
 from tests.comparisons.conftest import ARTIFACTS, login
-from tests.support.factories import SessionFactory, UserFactory, build_chain
+from tests.support.factories import AgentFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -54,9 +53,9 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     user = UserFactory()
     session = SessionFactory(owner=user, title="Regression chat")
     runs = build_chain(session, 5)
-    Agent.objects.create(owner=user, name="Baseline", model="model-old")
-    Agent.objects.create(owner=user, name="Challenger", model="model-new")
-    Agent.objects.create(owner=user, name="Judge", model="judge-model")
+    AgentFactory(owner=user, name="Baseline", model="model-old")
+    AgentFactory(owner=user, name="Challenger", model="model-new")
+    AgentFactory(owner=user, name="Judge", model="judge-model")
     login(page, asgi_server, user)
 
     # Save the 5-turn branch as a suite.

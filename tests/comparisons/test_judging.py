@@ -10,8 +10,8 @@ from comparisons.models import Judgement, JudgeVerdict
 from comparisons.services import VariantSpec
 from conversations.models import Run, RunStatus
 from core.errors import Conflict, InvalidInput, NotFound
-from memory.models import Agent
 from tests.comparisons.conftest import finish_run
+from tests.support.factories import AgentFactory
 
 # --- the prompt and the reply ---------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def finished_comparison(user, chain, *, blind=True, answers=("Paris.", "It is Pa
 @pytest.mark.django_db
 def test_judging_runs_both_orders_as_root_runs_without_labels(user, chain):
     comparison = finished_comparison(user, chain)
-    judge = Agent.objects.create(owner=user, name="judge", model="judge-model", system_prompt="You judge.")
+    judge = AgentFactory(owner=user, name="judge", model="judge-model", system_prompt="You judge.")
     j = judging.judging_start(comparison=comparison, agent=judge, rubric_name="Helpfulness",
                               rubric_text=judges.RUBRIC_TEMPLATES["helpfulness"]["text"])
     calls = list(j.judgements.select_related("run").order_by("first"))
@@ -85,8 +85,8 @@ def test_judging_runs_both_orders_as_root_runs_without_labels(user, chain):
 @pytest.mark.django_db
 def test_bad_rubric_or_foreign_agent_writes_nothing(user, other_user, chain):
     comparison = finished_comparison(user, chain)
-    mine = Agent.objects.create(owner=user, name="judge")
-    foreign = Agent.objects.create(owner=other_user, name="theirs")
+    mine = AgentFactory(owner=user, name="judge")
+    foreign = AgentFactory(owner=other_user, name="theirs")
     before = Run.objects.count()
     with pytest.raises(InvalidInput, match="scale_max"):
         judging.judging_start(comparison=comparison, agent=mine, rubric_name="x", rubric_text="y", scale_max=99)
@@ -104,14 +104,14 @@ def test_no_judging_before_the_answers_are_in(user, chain):
         owner=user, session=session, branch_point=runs[1], prompt="?",
         variants=[VariantSpec(label="a"), VariantSpec(label="b")])
     with pytest.raises(Conflict):
-        judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+        judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="r", rubric_text="t")
 
 
 @pytest.mark.django_db
 def test_a_first_position_judge_is_caught_and_compared_with_the_vote(user, chain):
     comparison = finished_comparison(user, chain, blind=False)
-    j = judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+    j = judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="Correctness", rubric_text="t", scale_max=5, pass_threshold=4)
     for call in j.judgements.all():
         finish_run(call.run, "The first reads better.\nScores: 5, 3\nVerdict: 1", prompt_tokens=100,
@@ -135,7 +135,7 @@ def test_a_first_position_judge_is_caught_and_compared_with_the_vote(user, chain
 @pytest.mark.django_db
 def test_a_failed_judge_run_is_recorded_with_its_error(user, chain):
     comparison = finished_comparison(user, chain)
-    j = judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+    j = judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="r", rubric_text="t")
     call = j.judgements.first()
     finish_run(call.run, "", status=RunStatus.FAILED)
@@ -165,7 +165,7 @@ def test_a_judge_that_always_prefers_the_first_answer_is_caught(celery_worker, l
         variants=[VariantSpec(label="x", model="model-x"), VariantSpec(label="y", model="model-y")])
     wait_for(lambda: VariantRun.objects.filter(variant__comparison=comparison, run__status="succeeded").count() == 4,
              timeout=60, message="4 answers")
-    judge = Agent.objects.create(owner=user, name="first-lover", model="judge-model")
+    judge = AgentFactory(owner=user, name="first-lover", model="judge-model")
     j = judging.judging_start(comparison=comparison, agent=judge, rubric_name="Helpfulness",
                               rubric_text="Which helps more? [[reply:Answer 1 is better. Verdict: 1]]")
     wait_for(lambda: not Judgement.objects.filter(judging=j, recorded_at__isnull=True).exists(), timeout=60,
@@ -196,7 +196,7 @@ def test_the_judging_page_streams_its_progress_until_done(asgi_server, celery_wo
     from httpx_sse import connect_sse
 
     comparison = finished_comparison(user, chain)
-    judge = Agent.objects.create(owner=user, name="slow judge", model="judge-model")
+    judge = AgentFactory(owner=user, name="slow judge", model="judge-model")
     found = judging.judging_start(comparison=comparison, agent=judge, rubric_name="R",
                                   rubric_text="[[first_delay:6]] [[reply:Fine. Verdict: 1]]")
     client.force_login(user)

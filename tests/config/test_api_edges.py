@@ -9,6 +9,8 @@ import redis.exceptions
 from django.db import OperationalError
 from django.test import Client
 
+from tests.support.factories import ConnectionFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -88,9 +90,9 @@ def test_unknown_top_level_fields_are_a_400_naming_them(api, user):
 @pytest.mark.parametrize("body", [{"completion_price": False}, {"prompt_price": True}, {"context_window": True},
                                   {"context_window": "4096"}])
 def test_bools_and_strings_are_not_numbers(api, user, body):
-    from connections.models import Connection, ConnectionModel
+    from connections.models import ConnectionModel
 
-    connection = Connection.objects.create(owner=user, name="c", base_url="http://127.0.0.1:9/v1")
+    connection = ConnectionFactory(owner=user, name="c", base_url="http://127.0.0.1:9/v1")
     model = ConnectionModel.objects.create(connection=connection, name="m")
     response = api.patch(f"/api/connections/{connection.pk}/models/{model.pk}", body, content_type="application/json")
     assert response.status_code == 400, response.content

@@ -12,9 +12,9 @@ from django.urls import reverse
 from audit.models import AuditLog
 from conversations import services
 from engine.compaction import compaction_consider
-from memory.models import Agent, BranchSettings, Pin
-from tests.memory.conftest import add_chain, built_for, estimate_counter
-from tests.support.factories import SessionFactory
+from memory.models import BranchSettings, Pin
+from tests.memory.conftest import built_for, estimate_counter
+from tests.support.factories import AgentFactory, SessionFactory, add_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_a_regenerate_takes_the_settings_in_force(api, user, django_capture_on_c
 
 
 def test_the_settings_agent_answers_runs_started_without_one(api, user, django_capture_on_commit_callbacks):
-    agent = Agent.objects.create(owner=user, name="Sailor", system_prompt="Ahoy.", memory_id="sea")
+    agent = AgentFactory(owner=user, name="Sailor", system_prompt="Ahoy.", memory_id="sea")
     session = SessionFactory(owner=user)
     runs = add_chain(session, None, 2)
     api.put(f"/api/runs/{runs[-1].pk}/settings", {"agent_id": agent.pk}, content_type="application/json")
@@ -106,7 +106,7 @@ def test_bad_settings_say_why_and_write_nothing(api, user, body, says):
 def test_other_users_runs_and_agents_are_404(api, user, other_user):
     theirs = add_chain(SessionFactory(owner=other_user), None, 1)[0]
     mine = add_chain(SessionFactory(owner=user), None, 1)[0]
-    their_agent = Agent.objects.create(owner=other_user, name="Theirs")
+    their_agent = AgentFactory(owner=other_user, name="Theirs")
     assert api.get(f"/api/runs/{theirs.pk}/settings").status_code == 404
     assert api.put(f"/api/runs/{theirs.pk}/settings", {}, content_type="application/json").status_code == 404
     assert api.put(f"/api/runs/{mine.pk}/settings", {"agent_id": their_agent.pk},

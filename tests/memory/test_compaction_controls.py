@@ -14,8 +14,8 @@ from engine.compaction import compaction_consider, compaction_execute
 from engine.context import SUMMARY_HEADER
 from memory import services as memory_services
 from memory.models import Compaction, CompactionStatus, SharedSummary
-from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
-from tests.support.factories import SessionFactory
+from tests.memory.conftest import built_for, contents, estimate_counter
+from tests.support.factories import SessionFactory, add_chain, add_run, new_input
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,7 @@ from django.utils import timezone
 
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent, BranchSettings, Compaction, CompactionStatus
-from tests.memory.conftest import add_chain
-from tests.support.factories import SessionFactory
+from tests.support.factories import AgentFactory, SessionFactory, add_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
 from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
@@ -104,7 +103,7 @@ def test_agent_chat_audit_and_what_the_model_saw(new_page, asgi_server, celery_w
 def test_a_pinned_turn_3_stays_verbatim_in_every_later_context(new_page, asgi_server, celery_worker, llm_server,  # noqa: F811
                                                                artifacts, viewport):  # noqa: F811
     user = _user()
-    agent = Agent.objects.create(owner=user, name="Small window", memory_window_size=4)
+    agent = AgentFactory(owner=user, name="Small window", memory_window_size=4)
     session = SessionFactory(owner=user, title="Sixty turns")
     runs = add_chain(session, None, 60, agent=agent)
     Session.objects.filter(pk=session.pk).update(active_run=runs[-1], default_agent=agent)
@@ -190,7 +189,7 @@ def test_the_strategy_editor_previews_and_saves(new_page, asgi_server, llm_serve
 def test_compact_now_expand_edit_and_undo(new_page, asgi_server, celery_worker, llm_server, artifacts,  # noqa: F811
                                           viewport):
     user = _user()
-    agent = Agent.objects.create(owner=user, name="Summariser", compaction={"strategies": [
+    agent = AgentFactory(owner=user, name="Summariser", compaction={"strategies": [
         {"type": "summarize", "keep_recent_turns": 2, "max_tokens": 64,
          "prompt": "[[reply:The user asked about turns 0 to 5.]] Summarise."}]})
     session = SessionFactory(owner=user, title="Compact me")
