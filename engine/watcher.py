@@ -26,6 +26,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from conversations.models import Run, RunStatus
+from core.lazy import per_process
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,7 @@ class Watchtower:
             self._last_beat = time.monotonic()
 
 
-_tower: Watchtower | None = None
-_tower_lock = threading.Lock()
-
-
+@per_process
 def watchtower() -> Watchtower:
     """This process's watchtower (created on first use, so each forked pool child has its own)."""
-    global _tower
-    with _tower_lock:
-        if _tower is None:
-            _tower = Watchtower()
-        return _tower
+    return Watchtower()
