@@ -9,7 +9,7 @@ ARBOR_MODEL_PORT ?= 8001
 export ARBOR_PORT := $(PORT)
 export ARBOR_MODEL_PORT
 
-.PHONY: run install install-model install-test browser lint test chaos bench migrate clean lock upgrade-check versions
+.PHONY: run install install-model install-test browser lint figures test chaos bench migrate clean lock upgrade-check versions
 
 # Everything is installed from the lock (requirements/*.txt: exact versions, sha256 hashes, made by
 # `make lock`), with --no-deps so nothing unlocked comes in. pyproject.toml keeps the compatible ranges.
@@ -81,7 +81,7 @@ run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 	@echo ">>> Arbor on http://127.0.0.1:$(PORT)/ $(if $(OPENAI_BASE_URL),(model endpoint $(OPENAI_BASE_URL)),(local model SmolLM2-135M-Instruct on port $(ARBOR_MODEL_PORT)))"
 	$(if $(OPENAI_BASE_URL),,OPENAI_BASE_URL=http://127.0.0.1:$(ARBOR_MODEL_PORT)/v1 ARBOR_LOCAL_MODEL_URL=http://127.0.0.1:$(ARBOR_MODEL_PORT)/v1) \
 		ARBOR_LOCAL_MODEL=$(if $(OPENAI_BASE_URL),false,true) ARBOR_PYTHON=$(abspath $(PY)) ARBOR_VAR_DIR=$(abspath $(VAR_DIR)) \
-		ARBOR_WEB_WORKERS=$${ARBOR_WEB_WORKERS:-1} ARBOR_RUN_CONCURRENCY=$${ARBOR_RUN_CONCURRENCY:-64} \
+		ARBOR_WEB_WORKERS=$${ARBOR_WEB_WORKERS:-1} ARBOR_RUN_CONCURRENCY=$${ARBOR_RUN_CONCURRENCY:-256} \
 		ARBOR_RUN_QUEUE=$${ARBOR_RUN_QUEUE:-runs} ARBOR_LOG_LEVEL=$${ARBOR_LOG_LEVEL:-info} \
 		$(VENV)/bin/supervisord -c config/supervisord.conf
 
@@ -89,6 +89,10 @@ run: $(if $(OPENAI_BASE_URL),install,install-model) migrate
 lint: install-test
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+
+# The code's size: lines per package, the largest modules and functions, ORM lines in entry modules.
+figures:
+	$(PY) scripts/code_figures.py
 
 # lint first: `make test` (and so .ci/run) fails on a broken layout before running the suite.
 test: install-test browser lint

@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
+from core.asyncdb import request_call
+
 from .models import ApiToken
 
 
@@ -17,6 +19,22 @@ class BearerToken(HttpBearer):
         return user
 
 
+class AsyncBearerToken(BearerToken):
+    """:class:`BearerToken` for async operations: the token is looked up through
+    :func:`core.asyncdb.request_call`, so it waits its turn at the web process's database gate and
+    gives its connection back at once (an async operation's request may stay open for a whole
+    stream). The same scheme as :class:`BearerToken`, under its name in the OpenAPI schema."""
+
+    async def authenticate(self, request: HttpRequest, token: str):
+        user = await request_call(ApiToken.user_for)(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+AsyncBearerToken.__name__ = AsyncBearerToken.__qualname__ = BearerToken.__name__  # one scheme in the OpenAPI schema
+
+
 class SessionCookie(SessionAuth):
     """The browser's login session, CSRF-checked on unsafe methods. A request without a logged-in
     session is simply not authenticated by it: with no Bearer token either it answers 401, before
@@ -26,3 +44,6 @@ class SessionCookie(SessionAuth):
         if not request.user.is_authenticated:
             return None
         return super().__call__(request)
+
+
+ASYNC_AUTH = [AsyncBearerToken(), SessionCookie()]  # the API's authentication, for its async operations

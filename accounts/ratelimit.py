@@ -13,9 +13,12 @@ import functools
 import inspect
 import math
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
+
+from core.asyncdb import request_call
 
 RUN_CREATION_GROUP = "arbor.run_create"
 
@@ -52,8 +55,8 @@ def _period_text(rate: str) -> str:
 
 
 def limit_run_creation(view):
-    """Decorate a view or a django-ninja operation (``request`` first) that creates runs: over the
-    limit it answers 429 without calling it. Each POST counts, accepted or not."""
+    """Decorate a view or a django-ninja operation (``request`` first; sync or async) that creates
+    runs: over the limit it answers 429 without calling it. Each POST counts, accepted or not."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -62,7 +65,15 @@ def limit_run_creation(view):
             return too_many_runs_response(request, usage)
         return view(request, *args, **kwargs)
 
+    @functools.wraps(view)
+    async def async_wrapper(request, *args, **kwargs):
+        usage = await request_call(run_rate_usage)(request, increment=True)
+        if usage is not None and usage["should_limit"]:
+            return too_many_runs_response(request, usage)
+        return await view(request, *args, **kwargs)
+
+    decorated = async_wrapper if iscoroutinefunction(view) else wrapper
     # resolved annotations, so django-ninja reads the operation's real parameter types
     with contextlib.suppress(NameError, TypeError):
-        wrapper.__signature__ = inspect.signature(view, eval_str=True)
-    return wrapper
+        decorated.__signature__ = inspect.signature(view, eval_str=True)
+    return decorated

@@ -7,22 +7,20 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from core.errors import ArborError
+from core.refusals import answers_refusals
 
 from . import services
 
 
 @require_POST
+@answers_refusals()  # the reason as text, also without JavaScript
 def theme(request: HttpRequest) -> HttpResponse:
     """Remember the user's colour theme (POST ``theme`` = system, light or dark).
 
     From app.js (``X-Requested-With: fetch``): 204, or 400 with the reason as text. Without
     JavaScript: back to ``next`` (a local URL only), else to the sessions list. Anonymous users: 302
     to the login page (the site's login-required middleware)."""
-    try:
-        services.theme_set(user=request.user, theme=request.POST.get("theme", ""))
-    except ArborError as exc:
-        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    services.theme_set(user=request.user, theme=request.POST.get("theme", ""))
     if request.headers.get("X-Requested-With") == "fetch":
         return HttpResponse(status=204)
     target = request.POST.get("next", "")

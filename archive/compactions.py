@@ -24,7 +24,7 @@ import uuid
 from conversations.models import Message
 from memory.models import Compaction, CompactionStatus
 
-from .drafts import CompactionDraft, MessageRef, RunDraft, clean_int, clean_json, clean_text, parse_time
+from .drafts import CompactionDraft, MessageRef, RunDraft, clean_int, parse_time, repair_json, repair_text
 
 EXPORTED = (CompactionStatus.READY, CompactionStatus.FAILED)
 
@@ -130,22 +130,22 @@ def _compaction(item, index, ref, kept_at, warnings, i) -> CompactionDraft | Non
     base = item.get("base")
     lists = {key: item.get(key) if isinstance(item.get(key), list) else [] for key in
              ("replaced", "dropped", "replaced_messages")}
-    replaced = [(r, clean_text(x.get("content"))) for x in lists["replaced"] if (r := ref(x)) is not None]
+    replaced = [(r, repair_text(x.get("content"))) for x in lists["replaced"] if (r := ref(x)) is not None]
     return CompactionDraft(
-        run=run, memory_id=clean_text(item.get("memory_id") or "default")[:100] or "default", status=status,
+        run=run, memory_id=repair_text(item.get("memory_id") or "default")[:100] or "default", status=status,
         base=kept_at.get(base) if isinstance(base, int) and not isinstance(base, bool) else None,
-        policy=clean_json(item["policy"]) if isinstance(item.get("policy"), dict) else {},
+        policy=repair_json(item["policy"]) if isinstance(item.get("policy"), dict) else {},
         applied=[_applied_in(a, ref) for a in item["applied"]] if isinstance(item.get("applied"), list) else [],
         from_depth=clean_int(item.get("from_depth")) or 0, replaced=replaced,
         dropped=[r for x in lists["dropped"] if (r := ref(x)) is not None],
         replaced_messages=[r for x in lists["replaced_messages"] if (r := ref(x)) is not None],
-        summary=clean_text(item.get("summary")), model=clean_text(item.get("model") or "")[:200],
+        summary=repair_text(item.get("summary")), model=repair_text(item.get("model") or "")[:200],
         prompt_tokens=clean_int(usage.get("prompt_tokens")),
         completion_tokens=clean_int(usage.get("completion_tokens")),
         usable_window=clean_int(item.get("usable_window")) or 0,
         tokens_before=clean_int(item.get("tokens_before")) or 0, tokens_after=clean_int(item.get("tokens_after")),
         utilisation_before=_ratio(item.get("utilisation_before")) or 0.0,
-        utilisation_after=_ratio(item.get("utilisation_after")), error=clean_text(item.get("error")),
+        utilisation_after=_ratio(item.get("utilisation_after")), error=repair_text(item.get("error")),
         created_at=parse_time(timings.get("created_at")), started_at=parse_time(timings.get("started_at")),
         finished_at=parse_time(timings.get("finished_at")),
     )
@@ -153,7 +153,7 @@ def _compaction(item, index, ref, kept_at, warnings, i) -> CompactionDraft | Non
 
 def _applied_in(step, ref):
     """A strategy of ``applied`` as read: its ``messages`` references become :class:`MessageRef`."""
-    step = clean_json(step)
+    step = repair_json(step)
     if _names_messages(step):
         return {**step, "messages": [r for x in step["messages"] if (r := ref(x)) is not None]}
     return step

@@ -133,8 +133,9 @@ class ConversationDraft:
 
 # --- cleaning ---------------------------------------------------------------------------------------
 
-def clean_text(value) -> str:
+def repair_text(value) -> str:
     """A string PostgreSQL and SQLite both store: NUL bytes and lone surrogates become U+FFFD.
+    Never raises (an import repairs what it reads; :func:`core.text.clean_text` refuses input instead).
 
     Non-strings (numbers, None) become their text; None becomes "".
     """
@@ -151,21 +152,21 @@ def clean_text(value) -> str:
     return value
 
 
-def clean_json(value, depth: int = 0):
-    """JSON-able data with every string cleaned (jsonb rejects ``\\u0000``); nesting capped at 20."""
+def repair_json(value, depth: int = 0):
+    """JSON-able data with every string repaired (jsonb rejects ``\\u0000``); nesting capped at 20."""
     if depth > 20:
         return None
     if isinstance(value, str):
-        return clean_text(value)
+        return repair_text(value)
     if isinstance(value, dict):
-        return {clean_text(k): clean_json(v, depth + 1) for k, v in value.items()}
+        return {repair_text(k): repair_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [clean_json(v, depth + 1) for v in value]
+        return [repair_json(v, depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if value is None or isinstance(value, bool | int | float):
         return value
-    return clean_text(value)  # Decimal from ijson, anything else
+    return repair_text(value)  # Decimal from ijson, anything else
 
 
 _MIN_EPOCH, _MAX_EPOCH = 0, 4102444800  # 1970 .. 2100

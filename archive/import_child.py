@@ -30,7 +30,7 @@ def main(job_id: str, limit_mb: int, peak_file: str | None = None) -> int:
         import django  # the child is a fresh interpreter: Django is set up here, after the memory cap
 
         django.setup()
-        from archive.importer import import_job_execute  # needs the apps loaded by django.setup()
+        from archive.jobs import import_job_execute  # needs the apps loaded by django.setup()
 
         import_job_execute(job_id=job_id)
         status = 0

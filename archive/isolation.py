@@ -4,7 +4,7 @@ needs too much memory (past the checks of :mod:`archive.source`) fails its own j
 The Celery task calls :func:`import_job_isolated`: it starts ``python -m archive.import_child JOB_ID
 LIMIT_MB``, which caps its own address space with ``setrlimit(RLIMIT_AS)`` (POSIX; the kernel then
 refuses allocations past it, and Python raises MemoryError) before it loads Django, and runs
-:func:`archive.importer.import_job_execute`. The parent waits for it with ``os.wait4`` and gets its
+:func:`archive.jobs.import_job_execute`. The parent waits for it with ``os.wait4`` and gets its
 exit status and peak resident memory. A child that dies without finishing its job (a signal, an
 allocation that failed outside Python) leaves the job ``running``; the parent fails it with the reason.
 ``ARBOR_IMPORT_MEMORY_LIMIT_MB = 0`` runs the import in the worker itself.
@@ -67,7 +67,7 @@ def import_job_isolated(job_id: str) -> ChildOutcome | None:
     limit = settings.ARBOR_IMPORT_MEMORY_LIMIT_MB
     if limit <= 0:
         # Without a memory cap the import runs in this process: the importer is loaded only then.
-        from .importer import import_job_execute
+        from .jobs import import_job_execute
 
         import_job_execute(job_id=job_id)
         return None

@@ -27,7 +27,7 @@ from .drafts import MessageDraft, RunDraft, Skip
 
 
 @dataclass
-class Node:
+class MessageNode:
     """One node of a source's message tree; ``message`` None for a structural node."""
 
     id: str
@@ -40,7 +40,7 @@ _BOUNDARY = {"user", "system"}
 
 
 def runs_from_tree(
-    nodes: dict[str, Node], *, current: str | None = None, default_model: str = "unknown",
+    nodes: dict[str, MessageNode], *, current: str | None = None, default_model: str = "unknown",
     default_time=None, warnings: list[str] | None = None,
 ) -> tuple[list[RunDraft], int | None]:
     """The runs of a message tree (parents first, depths set) and the index of the active run.
@@ -96,7 +96,7 @@ def runs_from_tree(
     return runs, _active(runs, run_nodes, current, warnings)
 
 
-def _resolve(nodes: dict[str, Node], warnings: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+def _resolve(nodes: dict[str, MessageNode], warnings: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Children by parent pointer (ordered as the parent lists them, then by appearance) and roots.
 
     Raises Skip when some nodes are not reachable from any root (a cycle).

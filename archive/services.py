@@ -21,8 +21,9 @@ from core import queue as task_queue
 from core.errors import InvalidInput
 from core.text import clean_text
 
-from .importer import ALREADY_IMPORTED, FORMAT_CHOICES, ImportReport, import_archive
+from .importer import FORMAT_CHOICES, import_archive
 from .models import ImportJob, JobStatus
+from .report import ALREADY_IMPORTED, ImportReport
 
 __all__ = ["DEMO_FILE", "FORMAT_CHOICES", "ImportReport", "demo_load", "import_archive",
            "import_command_finish", "import_command_job", "import_dir", "import_job_create"]

@@ -1,9 +1,9 @@
-"""Celery tasks of the archive app: thin, the import itself is :func:`archive.importer.import_job_execute`,
+"""Celery tasks of the archive app: thin, the import itself is :func:`archive.jobs.import_job_execute`,
 run in a memory-capped child process (:mod:`archive.isolation`)."""
 
 from core import queue
 
-from . import importer, isolation
+from . import isolation, jobs
 
 
 @queue.task(queue.IMPORT_JOB, time_limit=3600)
@@ -16,4 +16,4 @@ def import_job(job_id: str) -> None:
 @queue.task(queue.REAP_IMPORT_JOBS)
 def reap_import_jobs() -> None:
     """Periodic (the maintenance queue): retry once, then fail, import jobs whose worker went silent."""
-    importer.reap_stale_import_jobs()
+    jobs.reap_stale_import_jobs()

@@ -3,8 +3,12 @@
 A real Celery worker (the threads pool on the run queue, as ``make run`` starts it), uvicorn with
 ``ARBOR_WEB_WORKERS`` processes (default 2), and one asyncio client per run that POSTs the run and
 reads its SSE stream to ``done`` (reconnecting with ``Last-Event-ID`` if the stream ends early).
-The scripted model answers 30 tokens 0.1 s apart (~3 s). Then Arbor's own time per turn against a
-model that answers at once, at depth 10 and 500.
+The scripted model answers 30 tokens 0.1 s apart (~3 s): N = ``ARBOR_BENCH_ENGINE_SIZES`` runs at
+once (10, 50, 100, 200) with ``ARBOR_WEB_WORKERS`` web processes and ``ARBOR_RUN_CONCURRENCY`` run
+threads, then ``ARBOR_BENCH_ENGINE_MATRIX_RUNS`` runs (100; 0: not measured) at 1 and 2 web processes
+× 64 and 128 run threads. Each row gives the load average (the machine is shared). Then Arbor's own
+time per turn against a model that answers at once, at depth 10 and 500 (``ARBOR_BENCH_ENGINE_TURNS=0``
+leaves that out).
 
 On PostgreSQL + Redis run with ``DATABASE_URL`` and ``CELERY_BROKER_URL``; without them it measures
 the embedded default (SQLite, the filesystem broker, database streams).
@@ -16,22 +20,26 @@ import asyncio
 import os
 import resource
 import tempfile
-import threading
 import time
+from collections import Counter
 from pathlib import Path
 
-import httpx
 from django.conf import settings
 from django.db import connection
 
 from accounts.models import ApiToken
-from bench.harness import Bench, ms, percentile
+from bench.harness import Bench, load_average, ms, percentile
 from conversations.models import Run, RunStatus
+from tests.support.crowd import burst
 from tests.support.factories import SessionFactory, UserFactory, build_chain
+from tests.support.pg import PeakConnections
 from tests.support.processes import Proc, start_web, start_worker
 
 MODEL_SCRIPT = "[[tokens:30]] [[delay:0.1]]"  # ~3 s per answer
 SIZES = [int(n) for n in os.environ.get("ARBOR_BENCH_ENGINE_SIZES", "10,50,100,200").split(",")]
+# The runs of the table by web processes and run threads (0: no such table), and its configurations.
+MATRIX_RUNS = int(os.environ.get("ARBOR_BENCH_ENGINE_MATRIX_RUNS", "100"))
+MATRIX = [(1, 64), (1, 128), (2, 64), (2, 128)]
 
 
 class _Server:  # what child_env/start_worker need of the model server
@@ -81,118 +89,84 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class _PeakConnections(threading.Thread):
-    """Samples PostgreSQL's connections to the bench database every 0.1 s; ``peak`` is the most seen."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        import psycopg  # PostgreSQL only
-
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")},
-                             autocommit=True) as conn:
-            while not self._halt.wait(0.1):
-                count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                     ).fetchone()[0]
-                self.peak = max(self.peak, count - 1)  # not counting this sampler
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(5)
-        return self.peak
-
-
-async def _one_run(client: httpx.AsyncClient, base: str, token: str, session_id, text: str) -> dict:
-    auth = {"Authorization": f"Bearer {token}"}
-    started = time.monotonic()
-    response = await client.post(f"{base}/api/sessions/{session_id}/runs", json={"input": text}, headers=auth)
-    result = {"post": time.monotonic() - started, "first": None, "done": None, "reconnects": 0, "status": "",
-              "error": "" if response.status_code == 202 else f"POST {response.status_code}"}
-    if result["error"]:
-        return result
-    run_id = response.json()["run_id"]
-    last_id = None
-    while result["done"] is None and result["reconnects"] <= 5:
-        headers = {**auth, **({"Last-Event-ID": last_id} if last_id else {})}
-        event = None
-        try:
-            async with client.stream("GET", f"{base}/api/runs/{run_id}/events", headers=headers) as stream:
-                async for line in stream.aiter_lines():
-                    if line.startswith("id: "):
-                        last_id = line[4:]
-                    elif line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: ") and event == "delta" and result["first"] is None:
-                        result["first"] = time.monotonic() - started
-                    elif line.startswith("data: ") and event == "done":
-                        result["done"] = time.monotonic() - started
-                        result["status"] = "succeeded" if '"succeeded"' in line else line[6:80]
-        except httpx.HTTPError as exc:
-            result["error"] = type(exc).__name__
-        if result["done"] is None:
-            result["reconnects"] += 1
-    return result
-
-
-async def _burst(base: str, token: str, sessions: list, text: str) -> list[dict]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(connect=30, read=120, write=30, pool=None)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        return await asyncio.gather(*(_one_run(client, base, token, s.pk, f"{text} #{i}")
-                                      for i, s in enumerate(sessions)))
-
-
-def _start(log_dir: Path, web_workers: int) -> tuple[Proc, Proc, str]:
-    worker = start_worker(_Server, log_dir, name="bench-runs", concurrency=settings.ARBOR_RUN_CONCURRENCY)
+def _start(log_dir: Path, web_workers: int, threads: int) -> tuple[Proc, Proc, str]:
+    worker = start_worker(_Server, log_dir, name="bench-runs", concurrency=threads,
+                          ARBOR_RUN_CONCURRENCY=str(threads))
     web, base = start_web(_Server, log_dir, workers=web_workers)
     return worker, web, base
 
 
-def bench_concurrent(bench: Bench, user, token: str, base: str, worker: Proc, web: Proc) -> None:
+def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> list:
+    """``n`` runs at once (POST, then the SSE stream to ``done``): one row of the tables below."""
     postgres = connection.vendor == "postgresql"
-    rows = []
-    for n in SIZES:
-        sessions = [SessionFactory(owner=user) for _ in range(n)]
-        sampler = _PeakConnections() if postgres else None
-        if sampler:
-            sampler.start()
-        cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds())
-        began = time.monotonic()
-        results = asyncio.run(_burst(base, token, sessions, f"{MODEL_SCRIPT} n{n}"))
-        all_done = time.monotonic() - began
-        cpu = [after - before for after, before in zip(
-            (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds()), cpu_before,
-            strict=True)]
-        peak = sampler.stop() if sampler else "n/a"
-        runs = Run.objects.filter(session__in=sessions)
-        waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
-        firsts = [r["first"] for r in results if r["first"] is not None]
-        errors = sum(1 for r in results if r["error"] or r["status"] != "succeeded")
-        rows.append([
-            n, f"{all_done:.1f}", ms(percentile(firsts, 50)) if firsts else "-",
-            ms(percentile(firsts, 95)) if firsts else "-", ms(max(firsts)) if firsts else "-",
-            ms(percentile(waits, 50)) if waits else "-", sum(r["reconnects"] for r in results), errors,
-            ms(percentile([r["post"] for r in results], 95)), peak, f"{_rss_mb(worker.popen.pid):.0f}",
-            " / ".join(f"{c:.1f}" for c in cpu), f"{100 * sum(cpu) / (all_done * (os.cpu_count() or 1)):.0f}",
-        ])
-        stuck = runs.exclude(status=RunStatus.SUCCEEDED).count()
-        if stuck:
-            print(f"  n={n}: {stuck} runs not succeeded", flush=True)
+    sessions = [SessionFactory(owner=user) for _ in range(n)]
+    sampler = PeakConnections() if postgres else None
+    if sampler:
+        sampler.start()
+    cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds())
+    load = os.getloadavg()[0]
+    began = time.monotonic()
+    results = asyncio.run(burst(base, token, [s.pk for s in sessions], f"{MODEL_SCRIPT} n{n}"))
+    all_done = time.monotonic() - began
+    cpu = [after - before for after, before in zip(
+        (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds()), cpu_before, strict=True)]
+    peak = sampler.stop() if sampler else "n/a"
+    runs = Run.objects.filter(session__in=sessions)
+    waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
+    firsts = [r["first"] for r in results if r["first"] is not None]
+    errors = sum(1 for r in results if r["error"] or r["status"] != "succeeded")
+    stuck = runs.exclude(status=RunStatus.SUCCEEDED).count()
+    if stuck:
+        print(f"  n={n}: {stuck} runs not succeeded", flush=True)
+    kinds = Counter(r["error"] or f"done: {r['status'] or 'none'}" for r in results
+                    if r["error"] or r["status"] != "succeeded")
+    if kinds:  # what the clients saw (a stream error is counted even when a reconnect then got done)
+        print(f"  n={n}: errors seen by the clients: {dict(kinds)}", flush=True)
+    return [
+        n, f"{all_done:.1f}", ms(percentile(firsts, 50)) if firsts else "-",
+        ms(percentile(firsts, 95)) if firsts else "-", ms(max(firsts)) if firsts else "-",
+        ms(percentile(waits, 50)) if waits else "-", sum(1 for r in results if r["reconnects"]), errors,
+        ms(percentile([r["post"] for r in results], 95)), peak, f"{_rss_mb(worker.popen.pid):.0f}",
+        " / ".join(f"{c:.1f}" for c in cpu), f"{100 * sum(cpu) / (all_done * (os.cpu_count() or 1)):.0f}",
+        f"{load:.1f} → {os.getloadavg()[0]:.1f}",
+    ]
+
+
+HEADERS = ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms",
+           "drops (streams cut before done)", "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB",
+           "CPU s: web / worker / clients + model", "CPU busy % of all cores", "load average (1 min) before → after"]
+GOALS = ("goals on 2 cores: 100 runs all done ≤ 6 s, first delta p95 ≤ 1.5 s, POST p95 ≤ 300 ms; "
+         "200 runs 0 errors, 0 drops, ≤ 60 PG connections")
+
+
+def bench_concurrent(bench: Bench, user, token: str, log_dir: Path) -> None:
+    """N = ``SIZES`` runs at once with the configured web processes and run threads."""
+    web_workers, threads = int(os.environ["ARBOR_WEB_WORKERS"]), settings.ARBOR_RUN_CONCURRENCY
+    worker, web, base = _start(log_dir, web_workers, threads)
+    try:
+        rows = [_burst_row(n, user, token, base, worker, web) for n in SIZES]
+    finally:
+        web.stop()
+        worker.stop()
     bench.table(
-        f"Concurrent runs, model ~3 s per answer ({connection.vendor}, "
-        f"stream {settings.ARBOR_STREAM_URL.split(':')[0]},"
-        f" {settings.ARBOR_RUN_CONCURRENCY} run threads, {os.environ.get('ARBOR_WEB_WORKERS', '2')} web workers)",
-        ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms", "SSE reconnects",
-         "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB",
-         "CPU s: web / worker / clients + model", "CPU busy % of all cores"],
-        rows,
-    )
+        f"Concurrent runs, model ~3 s per answer ({connection.vendor}, stream "
+        f"{settings.ARBOR_STREAM_URL.split(':')[0]}, {threads} run threads, {web_workers} web processes; "
+        f"{load_average()}; {GOALS})", HEADERS, rows)
+
+
+def bench_process_matrix(bench: Bench, user, token: str, log_dir: Path) -> None:
+    """``MATRIX_RUNS`` runs at once with 1 and 2 web processes and 64 and 128 run threads."""
+    rows = []
+    for web_workers, threads in MATRIX:
+        worker, web, base = _start(log_dir, web_workers, threads)
+        try:
+            rows.append([f"{web_workers} web / {threads} threads", *_burst_row(MATRIX_RUNS, user, token, base,
+                                                                               worker, web)])
+        finally:
+            web.stop()
+            worker.stop()
+    bench.table(f"{MATRIX_RUNS} runs at once by web processes and run threads ({load_average()}; {GOALS})",
+                ["web processes / run threads", *HEADERS], rows)
 
 
 def bench_turn_overhead(bench: Bench, user, token: str, base: str) -> None:
@@ -204,7 +178,7 @@ def bench_turn_overhead(bench: Bench, user, token: str, base: str) -> None:
         session.refresh_from_db()
         totals = []
         for i in range(15):
-            result = asyncio.run(_burst(base, token, [session], f"[[tokens:160]] [[delay:0]] d{depth} {i}"))[0]
+            result = asyncio.run(burst(base, token, [session.pk], f"[[tokens:160]] [[delay:0]] d{depth} {i}"))[0]
             totals.append(result["done"])
         runs = list(Run.objects.filter(session=session, depth__gt=depth).order_by("created_at"))
         queue = [(r.started_at - r.created_at).total_seconds() for r in runs]
@@ -249,11 +223,14 @@ def run(bench: Bench) -> None:
     user = UserFactory()
     token = ApiToken.issue(user=user)[1]
     log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-engine-"))
-    worker, web, base = _start(log_dir, int(os.environ["ARBOR_WEB_WORKERS"]))
-    try:
-        bench_concurrent(bench, user, token, base, worker, web)
-        bench_turn_overhead(bench, user, token, base)
-        bench_comparison_start(bench, user)
-    finally:
-        web.stop()
-        worker.stop()
+    bench_concurrent(bench, user, token, log_dir)
+    if MATRIX_RUNS:
+        bench_process_matrix(bench, user, token, log_dir)
+    if os.environ.get("ARBOR_BENCH_ENGINE_TURNS", "1") != "0":
+        worker, web, base = _start(log_dir, int(os.environ["ARBOR_WEB_WORKERS"]), settings.ARBOR_RUN_CONCURRENCY)
+        try:
+            bench_turn_overhead(bench, user, token, base)
+            bench_comparison_start(bench, user)
+        finally:
+            web.stop()
+            worker.stop()

@@ -26,8 +26,7 @@ from core.tokens import TokenCounter
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import build_context, context_tokens
 from memory.models import Agent
-from tests.memory.conftest import add_chain, new_input
-from tests.support.factories import SessionFactory, UserFactory
+from tests.support.factories import AgentFactory, SessionFactory, UserFactory, add_chain, new_input
 
 MODEL = "smollm2-135m-instruct"
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +140,7 @@ def bench_context_build(bench: Bench) -> None:
     for depth in (100, 1000):
         for label, fields in (("no window", {}), ("window 20", {"memory_window_size": 20}),
                               ("budget 2k tokens", {"context_window": 2560, "reserved_output_tokens": 512})):
-            agent = Agent.objects.create(owner=user, name=f"{label}-{depth}", **fields)
+            agent = AgentFactory(owner=user, name=f"{label}-{depth}", **fields)
             session = SessionFactory(owner=user)
             runs = add_chain(session, None, depth, agent=agent, words=8)
             run = new_input(session, runs[-1], agent=agent)
@@ -169,7 +168,7 @@ def bench_pins_and_summaries(bench: Bench, depth: int = 500) -> None:
     counter._mode = "estimate"
     rows = []
     for label, fields in (("no window", {}), ("window 20", {"memory_window_size": 20})):
-        agent = Agent.objects.create(owner=user, name=f"pins-{label}", **fields)
+        agent = AgentFactory(owner=user, name=f"pins-{label}", **fields)
         session = SessionFactory(owner=user)
         runs = add_chain(session, None, depth, agent=agent, words=8)
         run = new_input(session, runs[-1], agent=agent)
@@ -219,14 +218,14 @@ def bench_compaction(bench: Bench, local_url: str | None) -> None:
     user = UserFactory()
     policy = {"threshold": 0.8, "strategies": [{"type": "summarize", "keep_recent_turns": 3, "max_tokens": 96}]}
     rows = []
-    scripted = Agent.objects.create(owner=user, name="scripted", context_window=1024, reserved_output_tokens=128,
-                                    compaction=policy)
+    scripted = AgentFactory(owner=user, name="scripted", context_window=1024, reserved_output_tokens=128,
+                            compaction=policy)
     with override_settings(ARBOR_COMPACTION_QUEUE="bench-memory-unconsumed"):
         rows += _compaction_rows("scripted summariser", 20, scripted, user, repeat=3)
         if local_url:
             with override_settings(OPENAI_BASE_URL=local_url):
-                real = Agent.objects.create(owner=user, name="local", model=MODEL, context_window=1024,
-                                            reserved_output_tokens=128, compaction=policy)
+                real = AgentFactory(owner=user, name="local", model=MODEL, context_window=1024,
+                                    reserved_output_tokens=128, compaction=policy)
                 rows += _compaction_rows(f"{MODEL} summariser", 20, real, user, repeat=3)
     bench.table("Compaction after a run: measure (run_finished hook) and the task's work (summarise 17 of 20 turns)",
                 ["summariser", "turns", "measure ms", "compaction ms", "utilisation", "tokens", "summary usage"], rows)
@@ -243,13 +242,13 @@ def bench_local_conversation(bench: Bench, url: str, turns: int = 60) -> None:
     from conversations import services
     from conversations.models import Run, Step, StepKind
     from memory.models import Compaction
-    from tests.memory.test_local_model import FACT, TOPICS
+    from tests.support.scenarios import FACT, TOPICS
 
     user = UserFactory()
-    agent = Agent.objects.create(owner=user, name="local-60", model=MODEL, context_window=1024,
-                                 reserved_output_tokens=128, params={"max_tokens": 12, "temperature": 0.0},
-                                 compaction={"threshold": 0.8, "strategies": [
-                                     {"type": "summarize", "keep_recent_turns": 3, "max_tokens": 96}]})
+    agent = AgentFactory(owner=user, name="local-60", model=MODEL, context_window=1024,
+                         reserved_output_tokens=128, params={"max_tokens": 12, "temperature": 0.0},
+                         compaction={"threshold": 0.8, "strategies": [
+                             {"type": "summarize", "keep_recent_turns": 3, "max_tokens": 96}]})
     session = SessionFactory(owner=user)
     inputs = [f"Remember this: my secret code word is {FACT}."] + [
         f"Tell me one short fact about {t}." for t in TOPICS][: turns - 1]

@@ -7,6 +7,7 @@ Each ``bench/bench_*.py`` module defines ``run(bench: Bench) -> None`` and calls
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +34,11 @@ def timed(fn: Callable[[], object], repeat: int = 20, warmup: int = 2) -> list[f
     return out
 
 
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, for a table's title (the machine is shared)."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
@@ -43,6 +49,8 @@ class Bench:
     tables: list[tuple[str, list[str], list[list]]] = field(default_factory=list)
 
     def table(self, title: str, headers: list[str], rows: list[list]) -> None:
+        """Print a table, its title followed by the machine's load average (1, 5, 15 minutes)."""
+        title = f"{title} [load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}]"
         self.tables.append((title, headers, rows))
         print(render_table(title, headers, rows), flush=True)
 

@@ -64,7 +64,7 @@ class Row:
 
 
 @dataclass(slots=True)
-class Totals:
+class DiffTotals:
     """Sums over a branch's turns below the common ancestor. ``latency`` in seconds; ``cost`` in
     USD over the turns whose model has a price (None when none has); ``cost_complete`` is False when
     some turn's cost is unknown."""
@@ -157,9 +157,9 @@ def _row(a: TurnText | None, b: TurnText | None) -> Row:
     return Row(kind, a, b, a_input, b_input, a_answer, b_answer)
 
 
-def totals(turns: list[TurnText]) -> Totals:
-    """:class:`Totals` of ``turns``."""
-    out = Totals(turns=len(turns))
+def totals(turns: list[TurnText]) -> DiffTotals:
+    """:class:`DiffTotals` of ``turns``."""
+    out = DiffTotals(turns=len(turns))
     for turn in turns:
         out.prompt_tokens += turn.prompt_tokens or 0
         out.completion_tokens += turn.completion_tokens or 0
@@ -171,7 +171,7 @@ def totals(turns: list[TurnText]) -> Totals:
     return out
 
 
-def diff_branches(a_turns: list[TurnText], b_turns: list[TurnText]) -> tuple[list[Row], Totals, Totals]:
+def diff_branches(a_turns: list[TurnText], b_turns: list[TurnText]) -> tuple[list[Row], DiffTotals, DiffTotals]:
     """Align two branches' turns (each root-first, below their common ancestor) and diff each pair:
     ``(rows, totals of A, totals of B)``."""
     pairs = align([t.input for t in a_turns], [t.input for t in b_turns])

@@ -69,6 +69,8 @@ def get_label_for(user, session: Session, label_id) -> BranchLabel:
 
 # --- the branch diff ------------------------------------------------------------------------------
 
+MERGE_FINISH = "merge"  # the finish reason of a merge turn (a run that carries another branch's turns)
+
 def _path_rows(run_id) -> list[tuple]:
     """``[(id, depth)]`` of the path from the root to ``run_id`` (one recursive CTE, ids only)."""
     return list(Run.objects.ancestor_of(run_id, inclusive=True).order_by("depth").values_list("pk", "depth"))
@@ -76,15 +78,19 @@ def _path_rows(run_id) -> list[tuple]:
 
 def _turn_texts(run_ids: list) -> dict:
     """``{run_id: TurnText}`` of ``run_ids``: two queries (runs, then their user and assistant
-    messages; a run's answer is its last assistant message)."""
+    messages; a run's answer is its last assistant message). A merge turn (finish reason ``merge``)
+    compares as its carried messages, all of them, as its input, and has no answer."""
     runs = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).only(
-        "id", "depth", "model", "status", "prompt_tokens", "completion_tokens", "started_at", "finished_at")}
+        "id", "depth", "model", "status", "prompt_tokens", "completion_tokens", "started_at", "finished_at",
+        "finish_reason")}
     inputs: dict = {}
     answers: dict = {}
     messages = (Message.objects.filter(run_id__in=run_ids, role__in=[Role.USER, Role.ASSISTANT])
                 .order_by("run_id", "position").values_list("run_id", "position", "role", "content"))
     for run_id, position, role, content in messages:
-        if position == 0 and role == Role.USER:
+        if runs[run_id].finish_reason == MERGE_FINISH:
+            inputs[run_id] = (inputs[run_id] + "\n\n" if run_id in inputs else "Merged:\n\n") + content
+        elif position == 0 and role == Role.USER:
             inputs[run_id] = content
         elif role == Role.ASSISTANT and content:
             answers[run_id] = content
@@ -104,7 +110,7 @@ def branch_diff(a: Run, b: Run) -> dict:
 
     Returns ``{"a", "b" (the runs), "common" (TurnText of the deepest run both paths share, None
     when they share none), "shared_turns" (how many turns both paths share), "rows" (list of
-    :class:`~branches.diff.Row`), "totals_a", "totals_b" (:class:`~branches.diff.Totals`
+    :class:`~branches.diff.Row`), "totals_a", "totals_b" (:class:`~branches.diff.DiffTotals`
     of each branch below the common ancestor)}``."""
     path_a, path_b = _path_rows(a.pk), _path_rows(b.pk)
     on_b = {pk for pk, _ in path_b}
@@ -187,13 +193,22 @@ def share_from_token(token: str) -> BranchShare:
 
 
 def shared_turns(share: BranchShare) -> list[dict]:
-    """The turns of a shared branch, root first: ``[{"run", "input", "answer"}]`` (user input and
-    final answer only: no tool traffic, no memory, no other branch). Two queries."""
+    """The turns of a shared branch, root first: ``[{"run", "input", "answer", "merged",
+    "carried"}]`` (user input and final answer only: no tool traffic, no memory, no other branch).
+    A merge turn (its input message records a merge's provenance) has ``merged`` (that record:
+    branch name, mode, turns) and ``carried``: its messages ``[(role, content)]``, the content it
+    brought into this branch, never the source branch itself. Two queries."""
     runs = list(Run.objects.ancestor_of(share.run_id, inclusive=True).order_by("depth")
                 .only("id", "depth", "model", "status", "error_type", "error_message"))
-    texts = {run.pk: {"run": run, "input": "", "answer": ""} for run in runs}
+    texts = {run.pk: {"run": run, "input": "", "answer": "", "merged": None, "carried": []} for run in runs}
     for m in Message.objects.path(share.run_id):
         if m.metadata.get("placeholder"):
+            continue
+        turn = texts[m.run_id]
+        if m.position == 0 and (m.metadata.get("provenance") or {}).get("kind") == "merge":
+            turn["merged"] = m.metadata["provenance"]
+        if turn["merged"] is not None:
+            turn["carried"].append((m.role, m.content))
             continue
         if m.position == 0 and m.role == Role.USER:
             texts[m.run_id]["input"] = m.content

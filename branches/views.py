@@ -5,7 +5,7 @@ itself (read-only, no login). URLs in :mod:`branches.urls` (namespace ``branches
 Every view looks its objects up through :mod:`conversations.selectors` and
 :mod:`branches.selectors` (another user's session, run, label or share: the site's 404 page).
 Forms are plain POSTs that redirect (they work without JavaScript); a refused action comes back as
-a flash message.
+a flash message (:func:`core.refusals.answers_refusals`).
 """
 
 from __future__ import annotations
@@ -21,26 +21,40 @@ from django.views.decorators.http import require_GET, require_POST
 from conversations.models import Session
 from conversations.selectors import get_branch_run_for, get_session_for
 from conversations.selectors.paths import is_on_branch, newest_leaf_below
-from core.errors import ArborError, InvalidInput
+from core.errors import InvalidInput
+from core.refusals import answers_refusals
 
 from . import selectors, services
 
 
-def _chat_url(session: Session, run_id=None) -> str:
-    url = reverse("conversations:session_detail", kwargs={"session_id": session.pk})
+def _chat_url(session_id, run_id=None) -> str:
+    url = reverse("conversations:session_detail", kwargs={"session_id": session_id})
     return f"{url}?at={run_id}#turn-{run_id}" if run_id else url
 
 
-def _page_url(session: Session, anchor: str = "") -> str:
-    url = reverse("branches:page", kwargs={"session_id": session.pk})
+def _page_url(session_id, anchor: str = "") -> str:
+    url = reverse("branches:page", kwargs={"session_id": session_id})
     return f"{url}#{anchor}" if anchor else url
 
 
-def _back(request, session: Session, run_id=None, anchor: str = "") -> HttpResponse:
+def _back_url(request, session_id, run_id=None, anchor: str = "") -> str:
     """Back where the form was: the branches page (``next=branches``) or the chat at ``run_id``."""
     if request.POST.get("next") == "branches":
-        return redirect(_page_url(session, anchor))
-    return redirect(_chat_url(session, run_id))
+        return _page_url(session_id, anchor)
+    return _chat_url(session_id, run_id)
+
+
+def _back(request, session: Session, run_id=None, anchor: str = "") -> HttpResponse:
+    return redirect(_back_url(request, session.pk, run_id, anchor))
+
+
+def _back_to_labels(request, session_id, **_) -> str:
+    """Where a refused label form goes back to (:func:`core.refusals.answers_refusals`)."""
+    return _back_url(request, session_id, anchor="labels")
+
+
+def _back_to_pruned(request, session_id, **_) -> str:
+    return _back_url(request, session_id, anchor="pruned")
 
 
 # --- the branches page ----------------------------------------------------------------------------
@@ -64,26 +78,21 @@ def branches_page(request: HttpRequest, session_id) -> HttpResponse:
 # --- labels ---------------------------------------------------------------------------------------
 
 @require_POST
+@answers_refusals(back=_back_url)
 def label_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
-    try:
-        label = services.label_create(session=session, run=run, name=request.POST.get("name", ""))
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return _back(request, session, run.pk)
+    label = services.label_create(session=session, run=run, name=request.POST.get("name", ""))
     flash.success(request, f"Labelled turn {run.depth + 1} “{label.name}”.")
     return _back(request, session, run.pk, anchor="labels")
 
 
 @require_POST
+@answers_refusals(back=_back_to_labels)
 def label_rename(request: HttpRequest, session_id, label_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     label = selectors.get_label_for(request.user, session, label_id)
-    try:
-        services.label_rename(label=label, name=request.POST.get("name", ""))
-    except ArborError as exc:
-        flash.error(request, exc.message)
+    services.label_rename(label=label, name=request.POST.get("name", ""))
     return _back(request, session, label.run_id, anchor="labels")
 
 
@@ -148,14 +157,11 @@ def versions_diff(request: HttpRequest, session_id, run_id) -> HttpResponse:
 # --- prune ----------------------------------------------------------------------------------------
 
 @require_POST
+@answers_refusals(back=_back_url)
 def prune(request: HttpRequest, session_id, run_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
-    try:
-        done = services.prune_subtree(session=session, run=run)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return _back(request, session, run.pk)
+    done = services.prune_subtree(session=session, run=run)
     minutes = max(1, settings.ARBOR_UNDO_DELETE_SECONDS // 60)
     flash.info(request, f"Pruned {done.run_count} run{'s' if done.run_count != 1 else ''} from turn "
                         f"{run.depth + 1} down. You can undo this for {minutes} minutes (“Recently pruned”).")
@@ -163,14 +169,11 @@ def prune(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back=_back_to_pruned)
 def prune_undo(request: HttpRequest, session_id, prune_id) -> HttpResponse:
     session = get_session_for(request.user, session_id)
     pruned = selectors.get_prune_for(request.user, session, prune_id)
-    try:
-        services.prune_undo(prune=pruned)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return _back(request, session, anchor="pruned")
+    services.prune_undo(prune=pruned)
     flash.success(request, f"Restored {pruned.run_count} run{'s' if pruned.run_count != 1 else ''}.")
     return _back(request, session, pruned.run_id, anchor="pruned")
 
@@ -188,17 +191,14 @@ def _expiry(request) -> int | None:
 
 
 @require_POST
+@answers_refusals(back=lambda request, session_id, run_id: _chat_url(session_id, run_id))
 def share_create(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """Make a read-only link to the branch ending at this run; the branches page lists it."""
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
-    try:
-        share = services.share_create(session=session, run=run, expires_in_days=_expiry(request))
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return redirect(_chat_url(session, run.pk))
+    share = services.share_create(session=session, run=run, expires_in_days=_expiry(request))
     flash.success(request, f"Made a read-only link to the branch up to turn {run.depth + 1}; copy it below.")
-    return redirect(_page_url(session, f"share-{share.pk}"))
+    return redirect(_page_url(session.pk, f"share-{share.pk}"))
 
 
 @require_POST
@@ -207,7 +207,7 @@ def share_revoke(request: HttpRequest, session_id, share_id) -> HttpResponse:
     share = selectors.get_share_for(request.user, session, share_id)
     services.share_revoke(share=share)
     flash.info(request, "Revoked: that link now answers “not found”.")
-    return redirect(_page_url(session, "shares"))
+    return redirect(_page_url(session.pk, "shares"))
 
 
 @login_not_required

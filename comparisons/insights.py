@@ -94,14 +94,14 @@ def judging_state(judging: Judging) -> dict:
     and ``complete``. Two queries."""
     judgements = list(Judgement.objects.filter(judging=judging).select_related("run"))
     pairs = []
-    for (turn, x, y), pair in sorted(_pairs_of(judgements).items()):
+    for (turn, x, y), pair in sorted(_pairs_of([j for j in judgements if j.sample == 0]).items()):
         verdict, flipped = pair_verdict(pair)
         pairs.append({"turn": turn, "x": x, "y": y, "forward": pair.get("forward"), "backward": pair.get("backward"),
                       "verdict": verdict, "flipped": flipped, "columns": f"{COLUMN_LETTERS[x]} · {COLUMN_LETTERS[y]}",
                       "verdict_text": verdict_text(verdict, x, y)})
     done = [j for j in judgements if j.recorded_at is not None]
-    first = sum(1 for j in done if j.verdict == JudgeVerdict.FIRST)
-    second = sum(1 for j in done if j.verdict == JudgeVerdict.SECOND)
+    first = sum(1 for j in done if j.verdict == JudgeVerdict.FIRST and j.sample == 0)
+    second = sum(1 for j in done if j.verdict == JudgeVerdict.SECOND and j.sample == 0)
     costs = [j.cost for j in done if j.cost is not None]
     return {
         "judging": judging, "total": len(judgements), "done": len(done), "complete": len(done) == len(judgements),
@@ -150,7 +150,7 @@ def judge_pairs(comparison_ids) -> dict[PairKey, dict]:
     pair → {"verdict", "flipped", "first_wins", "second_wins"} (pairs with both calls read)."""
     newest = (Judging.objects.filter(comparison__in=comparison_ids).values("comparison_id")
               .annotate(last=Max("pk")).values_list("last", flat=True))
-    rows = Judgement.objects.filter(judging__in=list(newest)).select_related("judging").only(
+    rows = Judgement.objects.filter(judging__in=list(newest), sample=0).select_related("judging").only(
         "turn", "first", "second", "verdict", "recorded_at", "judging__comparison_id")
     by_comparison: dict = defaultdict(list)
     for j in rows:
@@ -420,39 +420,83 @@ def suite_runs(suite) -> list[dict]:
     return rows
 
 
+# Series colours of the trend chart: 3:1 contrast or more against the white page (WCAG 1.4.11).
+TREND_COLOURS = ("#15803d", "#1d4ed8", "#b45309", "#7e22ce", "#be123c", "#0e7490")
+
+
+def _series(rows: list[dict]) -> list[dict]:
+    """One series per challenger (by agent id, in order of first appearance): ``agent``, ``colour``
+    and ``runs``: ``[(index of the suite run, challenger row)]``."""
+    series: dict = {}
+    for index, row in enumerate(rows):
+        for challenger in row["challengers"]:
+            key = challenger["agent"].get("id") or challenger["agent"].get("name")
+            entry = series.setdefault(key, {"agent": challenger["agent"], "runs": []})
+            entry["runs"].append((index, challenger))
+    for number, entry in enumerate(series.values()):
+        entry["colour"] = TREND_COLOURS[number % len(TREND_COLOURS)]
+    return list(series.values())
+
+
+def _series_sentence(name: str, runs: list[tuple[int, dict]]) -> str:
+    """Whether ``name``'s newest decisive run differs from its first (Fisher's exact test, 5 % level)."""
+    decided = [c for _, c in runs if c["win_rate"] is not None]
+    if not decided:
+        return f"{name}: no decisive verdict yet."
+    if len(decided) == 1:
+        return f"{name}: one run with decisive verdicts so far ({decided[0]['win_rate']:.0%}); run the suite again."
+    first, last = decided[0], decided[-1]
+    _, p = fisher_exact([[first["wins"], first["losses"]], [last["wins"], last["losses"]]])
+    return (f"Against the baseline, {name}'s win rate went from {first['win_rate']:.0%} to {last['win_rate']:.0%}: "
+            + ("a significant change" if p < 0.05 else "not a significant change")
+            + f" (Fisher's exact test, p = {p:.2f}).")
+
+
+def trend_series(rows: list[dict]) -> list[dict]:
+    """The trend as data (the API's): per challenger agent ``agent``, ``points`` (``suite_run``, its
+    index oldest first; ``win_rate``, ``ci_low``, ``ci_high`` Wilson 95 %, ``decisive``) and ``sentence``."""
+    out = []
+    for entry in _series(rows):
+        points = [{"suite_run": index, "win_rate": c["win_rate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+                   "decisive": c["wins"] + c["losses"]} for index, c in entry["runs"] if c["win_rate"] is not None]
+        name = entry["agent"].get("name") or "challenger"
+        out.append({"agent": entry["agent"], "points": points, "sentence": _series_sentence(name, entry["runs"])})
+    return out
+
+
 def trend(rows: list[dict]) -> dict:
-    """The trend chart of the first challenger's win rate against the baseline per suite run (SVG
-    units, made on the server) and a plain sentence: whether the newest run differs from the first
-    (Fisher's exact test on their wins and losses, :func:`scipy.stats.fisher_exact`, 5 % level)."""
+    """The trend chart of every challenger's win rate against the baseline per suite run (SVG units,
+    made on the server): one ``series`` per challenger agent (``name``, ``colour``, ``path``,
+    ``points`` with their Wilson 95 % interval, ``sentence``), the run labels on the x axis, and
+    ``sentence``: per challenger, whether its newest run differs from its first (Fisher's exact test
+    on their wins and losses, :func:`scipy.stats.fisher_exact`, 5 % level)."""
     left, top, width, height = 60, 20, 520, 200
-    points = []
     n = len(rows)
-    for i, row in enumerate(rows):
-        c = row["challengers"][0] if row["challengers"] else None
-        x = left + (width * (i + 0.5) / max(n, 1))
-        point = {"x": round(x, 1), "label": row["run"].created_at.strftime("%m-%d %H:%M"),
-                 "name": c["agent"]["name"] if c else "", "rate": c and c["win_rate"],
-                 "n": c and c["wins"] + c["losses"]}
-        if c and c["win_rate"] is not None:
-            point.update(y=round(top + height * (1 - c["win_rate"]), 1),
-                         y1=round(top + height * (1 - c["ci_high"]), 1),
-                         y2=round(top + height * (1 - c["ci_low"]), 1), pct=f"{c['win_rate']:.0%}")
-        points.append(point)
-    plotted = [p for p in points if "y" in p]
-    path = " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(plotted))
-    sentence = "Run the suite again to see a trend."
-    decided = [r for r in rows if r["challengers"] and r["challengers"][0]["win_rate"] is not None]
-    if len(decided) >= 2:
-        first, last = decided[0]["challengers"][0], decided[-1]["challengers"][0]
-        _, p = fisher_exact([[first["wins"], first["losses"]], [last["wins"], last["losses"]]])
-        change = f"from {first['win_rate']:.0%} to {last['win_rate']:.0%}"
-        sentence = (f"Against the baseline, the challenger's win rate went {change}: "
-                    + ("a significant change" if p < 0.05 else "not a significant change")
-                    + f" (Fisher's exact test, p = {p:.2f}).")
-    elif len(decided) == 1:
-        sentence = "Only one run has decisive verdicts so far; run the suite again to see a trend."
+    series = _series(rows)
+    columns = [{"x": round(left + width * (i + 0.5) / max(n, 1), 1), "label": row["run"].created_at.strftime(
+        "%m-%d %H:%M")} for i, row in enumerate(rows)]
+    out = []
+    for number, entry in enumerate(series):
+        shift = (number - (len(series) - 1) / 2) * 8  # side by side within a run, so intervals do not overlap
+        points = []
+        for index, c in entry["runs"]:
+            if c["win_rate"] is None:
+                continue
+            points.append({"x": round(columns[index]["x"] + shift, 1),
+                           "y": round(top + height * (1 - c["win_rate"]), 1),
+                           "y1": round(top + height * (1 - c["ci_high"]), 1),
+                           "y2": round(top + height * (1 - c["ci_low"]), 1), "pct": f"{c['win_rate']:.0%}",
+                           "n": c["wins"] + c["losses"], "label": columns[index]["label"]})
+        name = entry["agent"].get("name") or "challenger"
+        out.append({"name": name, "colour": entry["colour"], "points": points,
+                    "path": " ".join(f"{'M' if i == 0 else 'L'}{p['x']},{p['y']}" for i, p in enumerate(points)),
+                    "sentence": _series_sentence(name, entry["runs"])})
+    if not any(len(s["points"]) for s in out):
+        sentence = "Run the suite again to see a trend."
+    else:
+        sentence = " ".join(s["sentence"] for s in out)
     ticks = [{"y": round(top + height * (1 - t / 4), 1), "label": f"{t * 25}%"} for t in range(5)]
-    return {"points": points, "path": path, "sentence": sentence, "ticks": ticks, "left": left, "top": top,
+    return {"series": out, "columns": columns, "sentence": sentence, "ticks": ticks, "left": left, "top": top,
             "width": width, "height": height, "right": left + width, "bottom": top + height,
             "half_y": top + height / 2, "total_width": left + width + 20, "total_height": top + height + 40,
             "label_y": top + height + 18}
@@ -460,12 +504,38 @@ def trend(rows: list[dict]) -> dict:
 
 # --- repeats ------------------------------------------------------------------------------------------------
 
+def pass_at_k(comparison: Comparison, judging) -> dict[int, dict]:
+    """pass^k per column (as shown) from ``judging``'s scores where its rubric has a pass threshold:
+    an answer (the voted one or a repeat) passes when the mean of the scores it got (one per judge
+    call it was in) reaches the threshold; per column ``{"k", "pass_k", "pass_1", "prompts"}`` with
+    ``k`` the comparison's samples and ``prompts`` those with all k answers scored
+    (:func:`comparisons.evaluation.pass_hat_k`); ``{}`` without a threshold. One query."""
+    if judging is None or judging.pass_threshold is None:
+        return {}
+    got: dict = defaultdict(list)  # (column, turn, sample) → scores
+    for j in judging.judgements.exclude(score_first=None).exclude(score_second=None):
+        got[(j.first, j.turn, j.sample)].append(j.score_first)
+        got[(j.second, j.turn, j.sample)].append(j.score_second)
+    k = comparison.samples
+    out = {}
+    for column in range(len(comparison.column_order)):
+        by_turn: dict = defaultdict(list)
+        for (c, turn, _), scores in sorted(got.items()):
+            if c == column:
+                by_turn[turn].append(sum(scores) / len(scores) >= judging.pass_threshold)
+        results = [passed for passed in by_turn.values() if len(passed) == k]
+        out[column] = {"k": k, "pass_k": ev.pass_hat_k(results, k), "pass_1": ev.pass_hat_k(results, 1),
+                       "prompts": len(results)}
+    return out
+
+
 def repeat_stats(comparison: Comparison) -> list[dict]:
     """Per column (as shown) the spread of its answers over every sample of every prompt (the voted
     answer and its repeats): ``letter``, ``label`` (None while blind), ``answers``, ``length``
     (:func:`comparisons.evaluation.spread` of characters), ``length_mean`` (its interval clustered
-    by prompt, :func:`comparisons.evaluation.clustered_mean`) and ``scores`` (the spread of the
-    newest judging's scores of this column's voted answers; n 0 without a scale). Three queries."""
+    by prompt, :func:`comparisons.evaluation.clustered_mean`), ``scores`` (the spread of the
+    newest judging's scores of this column's voted answers; n 0 without a scale) and ``passes``
+    (:func:`pass_at_k` of the newest judging; None without a pass threshold). Five queries."""
     column_of = {position: index for index, position in enumerate(comparison.column_order)}
     runs: dict = defaultdict(list)  # column → [(turn, run id)]
     for position, turn, run_id in VariantRun.objects.filter(variant__comparison=comparison).values_list(
@@ -479,15 +549,16 @@ def repeat_stats(comparison: Comparison) -> list[dict]:
     scores: dict = defaultdict(list)
     newest = comparison.judgings.order_by("-pk").first()
     if newest is not None and newest.scale_max:
-        for j in newest.judgements.exclude(score_first=None):
+        for j in newest.judgements.filter(sample=0).exclude(score_first=None):
             scores[j.first].append(j.score_first)
             scores[j.second].append(j.score_second)
     variants = {v.position: v for v in comparison.variants.all()} if comparison.labels_visible else {}
+    passes = pass_at_k(comparison, newest)
     out = []
     for index, position in enumerate(comparison.column_order):
         rows = [(turn, len(texts[r])) for turn, r in runs[index] if r in texts]
         out.append({"letter": COLUMN_LETTERS[index], "label": variants[position].label if variants else None,
                     "answers": len(rows), "length": ev.spread([n for _, n in rows]),
                     "length_mean": ev.clustered_mean([n for _, n in rows], [t for t, _ in rows]),
-                    "scores": ev.spread(scores[index])})
+                    "scores": ev.spread(scores[index]), "passes": passes.get(index)})
     return out

@@ -25,7 +25,7 @@ from core.text import clean_text
 from memory.models import Agent
 
 from . import judges
-from .models import Comparison, Judgement, Judging, Rubric, VariantRun
+from .models import Comparison, Judgement, Judging, RepeatSample, Rubric, VariantRun
 
 
 def clean_rubric(*, name: str, text: str, scale_max=0, pass_threshold=None) -> dict:
@@ -84,6 +84,17 @@ def _complete_turns(comparison: Comparison) -> dict[int, dict[int, Run]]:
             if len(runs) == n and all(r.status == RunStatus.SUCCEEDED for r in runs.values())}
 
 
+def _complete_repeats(comparison: Comparison) -> dict[tuple[int, int], dict[int, Run]]:
+    """(turn, sample) → {column index → its succeeded repeat run} where every column's repeat succeeded."""
+    column_of = {position: index for index, position in enumerate(comparison.column_order)}
+    by_key: dict[tuple[int, int], dict[int, Run]] = {}
+    for row in RepeatSample.objects.filter(variant__comparison=comparison).select_related("run", "variant"):
+        by_key.setdefault((row.turn, row.sample), {})[column_of[row.variant.position]] = row.run
+    n = len(comparison.column_order)
+    return {key: runs for key, runs in sorted(by_key.items())
+            if len(runs) == n and all(r.status == RunStatus.SUCCEEDED for r in runs.values())}
+
+
 def _answers(runs) -> dict:
     """run id → its final answer (the last assistant message of the run)."""
     out = {}
@@ -98,7 +109,9 @@ def judging_start(*, comparison: Comparison, agent: Agent, rubric_name: str, rub
                   pass_threshold=None) -> Judging:
     """Judge ``comparison`` with ``agent`` under a rubric: for every prompt whose answers all
     succeeded, every pair of columns, in both orders, one run of the judge (queued now, run by the
-    workers in parallel). Writes the judging, its session, and per call a run, its input message
+    workers in parallel); with a pass threshold, the same for each repeat sample whose answers all
+    succeeded (their scores give pass^k; only the voted answers' verdicts count as the judge's).
+    Writes the judging, its session, and per call a run, its input message
     and a Judgement; all or nothing.
 
     Raises InvalidInput (bad rubric, see :func:`clean_rubric`), NotFound (an agent the owner may
@@ -110,7 +123,10 @@ def judging_start(*, comparison: Comparison, agent: Agent, rubric_name: str, rub
     turns = _complete_turns(comparison)
     if not turns:
         raise Conflict("No prompt has every answer yet; judge once the answers are in.")
-    answers = _answers(r.pk for runs in turns.values() for r in runs.values())
+    groups = {(turn, 0): runs for turn, runs in turns.items()}
+    if rubric["pass_threshold"] is not None:  # pass^k: every repeat is scored too
+        groups.update(_complete_repeats(comparison))
+    answers = _answers(r.pk for runs in groups.values() for r in runs.values())
     short = str(comparison.pk)[:8]
     session = conv.session_create(owner=owner, title=f"Judge · {rubric['name'][:60]} · comparison {short}")
     judging = Judging.objects.create(
@@ -118,7 +134,7 @@ def judging_start(*, comparison: Comparison, agent: Agent, rubric_name: str, rub
         rubric_name=rubric["name"], rubric_text=rubric["text"], scale_max=rubric["scale_max"],
         pass_threshold=rubric["pass_threshold"], session=session,
     )
-    for turn, runs in turns.items():
+    for (turn, sample), runs in sorted(groups.items()):
         for x, y in combinations(sorted(runs), 2):
             for first, second in ((x, y), (y, x)):
                 text = judges.judge_prompt(
@@ -127,7 +143,8 @@ def judging_start(*, comparison: Comparison, agent: Agent, rubric_name: str, rub
                     max_chars=settings.ARBOR_MAX_INPUT_CHARS,
                 )
                 run = conv.run_start(session=session, input=text, parent=None, agent=agent, activate=False)
-                Judgement.objects.create(judging=judging, turn=turn, first=first, second=second, run=run)
+                Judgement.objects.create(judging=judging, turn=turn, sample=sample, first=first, second=second,
+                                         run=run)
     return judging
 
 

@@ -263,12 +263,15 @@ class JudgeVerdict(models.TextChoices):
 
 class Judgement(models.Model):
     """One judge call: prompt ``turn``, the answers of columns ``first`` then ``second`` (0-based
-    column indices, as shown), answered by ``run``. Filled from the run once it has finished:
+    column indices, as shown) — the voted answers, or with ``sample`` n their repeat n — answered by
+    ``run``. Filled from the run once it has finished:
     ``verdict`` ("" until then or when the reply had no verdict line, see ``error``), the scores of
     the first and second answer, the rationale, tokens and cost (USD, None without a price)."""
 
     judging = models.ForeignKey(Judging, on_delete=models.CASCADE, related_name="judgements")
     turn = models.PositiveSmallIntegerField()
+    sample = models.PositiveSmallIntegerField(
+        default=0, help_text="0: the voted answers; n: repeat n of each column (scored for pass^k, never voted).")
     first = models.PositiveSmallIntegerField()
     second = models.PositiveSmallIntegerField()
     run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="judgement")
@@ -283,9 +286,9 @@ class Judgement(models.Model):
     recorded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["judging", "turn", "first", "second"],
-                                               name="judgement_judging_turn_order")]
-        ordering = ["judging_id", "turn", "first", "second"]
+        constraints = [models.UniqueConstraint(fields=["judging", "turn", "sample", "first", "second"],
+                                               name="judgement_judging_turn_sample_order")]
+        ordering = ["judging_id", "turn", "sample", "first", "second"]
 
     def __str__(self) -> str:
         return f"Turn {self.turn + 1}: {COLUMN_LETTERS[self.first]} then {COLUMN_LETTERS[self.second]}"

@@ -305,6 +305,49 @@ def comparison_start(
     return comparison
 
 
+@transaction.atomic
+def comparison_from_runs(*, owner, session: Session, runs: list[Run], blind: bool = True,
+                         rng: random.Random | None = None) -> Comparison:
+    """A comparison of sibling runs that already answered one prompt (a fan-out of the chat): no
+    run is started; each run becomes a variant's turn 1 (its agent, or one made for its model and
+    connection, as :func:`comparison_start` makes them), blind by default with a shuffled column
+    order, so voting and results are the comparisons' own.
+
+    Raises InvalidInput (not 2–4 runs, not siblings with one input), NotFound (a run outside the
+    session's tree), Conflict (a run unfinished, already in a comparison, or a root: a comparison
+    needs the turn above)."""
+    if not MIN_VARIANTS <= len(runs) <= MAX_VARIANTS:
+        raise InvalidInput(f"Compare {MIN_VARIANTS} to {MAX_VARIANTS} answers.")
+    if any(not session.can_branch_from(run) for run in runs):
+        raise NotFound("That run is not part of this session.")
+    parent = runs[0].parent_run
+    if parent is None or any(run.parent_run_id != parent.pk for run in runs):
+        raise Conflict("Only answers to the same turn below an earlier turn can be compared.")
+    if any(run.status in ACTIVE_STATUSES for run in runs):
+        raise Conflict("Wait for every answer to finish, then compare them.")
+    if VariantRun.objects.filter(run__in=runs).exists():
+        raise Conflict("One of these answers is already part of a comparison.")
+    prompts = {conv.run_input(run) for run in runs}
+    if len(prompts) != 1:
+        raise InvalidInput("These answers do not answer the same input.")
+    order = list(range(len(runs)))
+    if blind:
+        (rng or random.SystemRandom()).shuffle(order)
+    comparison = Comparison.objects.create(owner=owner, session=session, branch_point=parent,
+                                           mode=Mode.NEW_PROMPT, prompts=[prompts.pop()], blind=blind,
+                                           column_order=order)
+    short = str(comparison.pk)[:8]
+    for position, run in enumerate(runs):
+        spec = VariantSpec(label=f"{run.model_label}"[:90] + f" #{position + 1}", model=run.model,
+                           connection=run.connection, agent=run.agent)
+        agent = _variant_agent(owner=owner, spec=spec, tag=short)
+        config = agent_config(agent)
+        variant = Variant.objects.create(comparison=comparison, position=position, label=spec.label, agent=agent,
+                                         config=config, config_key=config_fingerprint(config))
+        VariantRun.objects.create(variant=variant, turn=0, run=run)
+    return comparison
+
+
 def comparison_resume(*, comparison: Comparison) -> list[Run]:
     """Start every replayed turn that should be running but is not (a lost task, say): for each
     variant, advance after its latest finished run. Returns the runs started."""

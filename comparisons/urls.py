@@ -7,6 +7,7 @@ app_name = "comparisons"
 urlpatterns = [
     path("", views.index, name="index"),
     path("new/<uuid:session_id>/<uuid:run_id>/", views.new, name="new"),
+    path("from-runs/<uuid:session_id>/", views.from_runs, name="from_runs"),
     path("results/", views.results, name="results"),
     path("suites/", views.suites, name="suites"),
     path("suites/<int:suite_id>/", views.suite_detail, name="suite"),
@@ -22,4 +23,5 @@ urlpatterns = [
     path("<uuid:comparison_id>/judge/", views.judge, name="judge"),
     path("<uuid:comparison_id>/judgings/<int:judging_id>/", views.judging_detail, name="judging"),
     path("<uuid:comparison_id>/judgings/<int:judging_id>/record", views.judging_record, name="judging_record"),
+    path("<uuid:comparison_id>/judgings/<int:judging_id>/events", views.judging_events, name="judging_events"),
 ]

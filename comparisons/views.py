@@ -18,6 +18,7 @@ from django.contrib import messages as flash
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -26,8 +27,9 @@ from connections.selectors import pickable_models
 from conversations.models import ACTIVE_STATUSES, Run
 from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError, InvalidInput, NotFound
+from core.refusals import answers_refusals
 
-from . import insights, judges, judging, selectors, services, stats
+from . import insights, judges, judging, selectors, services, sse, stats
 from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
 from .models import COLUMN_LETTERS, Comparison, Mode, Suite, VoteChoice
@@ -67,6 +69,8 @@ def cell(request: HttpRequest, comparison_id, turn: int, column: int) -> HttpRes
 
 
 @require_http_methods(["GET", "POST"])
+@answers_refusals(back=lambda request, comparison_id, turn: reverse(
+    "comparisons:detail", kwargs={"comparison_id": comparison_id}) + f"#turn-{turn + 1}")
 def vote(request: HttpRequest, comparison_id, turn: int) -> HttpResponse:
     """GET: the vote panel of one prompt (partial). POST: cast the vote, then back to the page."""
     comparison = selectors.get_comparison_for(request.user, comparison_id)
@@ -77,14 +81,8 @@ def vote(request: HttpRequest, comparison_id, turn: int) -> HttpResponse:
         ranking = None
         if request.POST.get("choice") == VoteChoice.RANKING:
             ranking = {i: request.POST.get(f"rank_{i}") for i in range(n)}
-        try:
-            services.vote_cast(comparison=comparison, turn=turn, choice=request.POST.get("choice", ""),
-                               ranking=ranking, note=request.POST.get("note", ""))
-        except ArborError as exc:
-            if request.htmx:
-                return HttpResponse(exc.message, status=exc.status)
-            flash.error(request, exc.message)
-            return redirect(f"{url}#turn-{turn + 1}")
+        services.vote_cast(comparison=comparison, turn=turn, choice=request.POST.get("choice", ""),
+                           ranking=ranking, note=request.POST.get("note", ""))
         comparison.refresh_from_db()
         if comparison.blind and comparison.revealed_at is not None:
             flash.success(request, "Thanks: the labels are revealed.")
@@ -99,25 +97,19 @@ def vote(request: HttpRequest, comparison_id, turn: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals()
 def open_branch(request: HttpRequest, comparison_id, column: int) -> HttpResponse:
     """Continue a variant's branch in the chat: make its last run active, go to the session page."""
     comparison = selectors.get_comparison_for(request.user, comparison_id)
-    try:
-        session, _ = services.branch_open(comparison=comparison, column=column)
-    except ArborError as exc:
-        if exc.status == 404:
-            raise
-        return HttpResponse(exc.message, status=exc.status)
+    session, _ = services.branch_open(comparison=comparison, column=column)
     return redirect("conversations:session_detail", session_id=session.pk)
 
 
 @require_POST
+@answers_refusals(back="comparisons:detail")
 def reveal(request: HttpRequest, comparison_id) -> HttpResponse:
     comparison = selectors.get_comparison_for(request.user, comparison_id)
-    try:
-        services.comparison_reveal(comparison=comparison)
-    except ArborError as exc:
-        flash.error(request, exc.message)
+    services.comparison_reveal(comparison=comparison)
     return redirect("comparisons:detail", comparison_id=comparison.pk)
 
 
@@ -168,6 +160,21 @@ def _known_models(user) -> list[str]:
     listed = {model.name for model in pickable_models(user)}
     return sorted(set(getattr(settings, "ARBOR_MODEL_CONTEXT_WINDOWS", {})) | set(settings.ARBOR_MODEL_PRICES)
                   | {settings.ARBOR_MODEL} | listed)
+
+
+def _back_to_chat(request, session_id) -> str:
+    return reverse("conversations:session_detail", kwargs={"session_id": session_id})
+
+
+@require_POST
+@answers_refusals(back=_back_to_chat)
+def from_runs(request: HttpRequest, session_id) -> HttpResponse:
+    """"Compare blind" under a fan-out of the chat: its answers (``run``, 2–4) become a blind
+    comparison, voted and counted like any other; no run is started."""
+    session = get_session_for(request.user, session_id)
+    runs = [get_run_for(request.user, run_id) for run_id in request.POST.getlist("run")]
+    comparison = services.comparison_from_runs(owner=request.user, session=session, runs=runs)
+    return redirect("comparisons:detail", comparison_id=comparison.pk)
 
 
 @require_http_methods(["GET", "POST"])
@@ -237,11 +244,9 @@ def _chart(results: list[stats.ConfigResult]) -> dict:
 
 
 @require_GET
+@answers_refusals()
 def results(request: HttpRequest) -> HttpResponse:
-    try:
-        filters, data = _results(request)
-    except ArborError as exc:
-        return HttpResponse(exc.message, status=exc.status)
+    filters, data = _results(request)
     context = {**data, "filters": filters, "chart": _chart(data["results"]),
                "all_tags": selectors.tag_names(request.user),
                "query": request.GET.urlencode(), "confidence": int(stats.CONFIDENCE * 100)}
@@ -251,11 +256,9 @@ def results(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@answers_refusals()
 def results_csv(request: HttpRequest) -> HttpResponse:
-    try:
-        _, data = _results(request)
-    except ArborError as exc:
-        return HttpResponse(exc.message, status=exc.status)
+    _, data = _results(request)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("csv")}"'
     selectors.write_results_csv(response, data)
@@ -263,11 +266,9 @@ def results_csv(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@answers_refusals(as_json=True)
 def results_json(request: HttpRequest) -> HttpResponse:
-    try:
-        filters, data = _results(request)
-    except ArborError as exc:
-        return JsonResponse({"detail": exc.message}, status=exc.status)
+    filters, data = _results(request)
     response = JsonResponse(selectors.results_json(filters, data), json_dumps_params={"indent": 2})
     response["Content-Disposition"] = f'attachment; filename="{selectors.results_filename("json")}"'
     return response
@@ -327,18 +328,36 @@ def judge(request: HttpRequest, comparison_id) -> HttpResponse:
     return redirect("comparisons:judging", comparison.pk, started.pk)
 
 
+def _judging_context(comparison, state: dict) -> dict:
+    return {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
+            "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+
+
 @require_GET
 def judging_detail(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
-    """A judging's progress (refreshed every second while calls are out; each call streams like
-    any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
+    """A judging's progress (streamed while calls are out, :func:`judging_events`; each call streams
+    like any run), its verdicts per pair in both orders, flips, position bias and agreement with votes."""
     comparison = selectors.get_comparison_for(request.user, comparison_id)
     found = insights.get_judging_for(request.user, comparison, judging_id)
-    state = insights.judging_state(found)
-    context = {**state, "comparison": comparison, "letters": COLUMN_LETTERS,
-               "agreement": insights.comparison_agreement(comparison) if state["complete"] else None}
+    context = _judging_context(comparison, insights.judging_state(found))
     if request.htmx and not request.htmx.boosted:
         return render(request, "comparisons/judging.html#progress", context)
     return render(request, "comparisons/judging.html", context)
+
+
+@require_GET
+def judging_events(request: HttpRequest, comparison_id, judging_id) -> HttpResponse:
+    """The judging's progress as Server-Sent Events for the htmx SSE extension: a ``progress`` event
+    (the progress fragment) each time a judge call is recorded, ``done`` when all are
+    (:mod:`comparisons.sse`). Another user's judging is 404."""
+    comparison = selectors.get_comparison_for(request.user, comparison_id)
+    found = insights.get_judging_for(request.user, comparison, judging_id)
+
+    def fragment(state: dict) -> str:
+        return render_to_string("comparisons/judging.html#progress", _judging_context(comparison, state),
+                                request=request)
+
+    return sse.judging_sse_response(found, fragment)
 
 
 @require_POST

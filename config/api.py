@@ -29,6 +29,7 @@ from conversations.api import router as conversations_router
 from core.api_kit import JsonObjectParser, tighten_request_bodies
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
+from merges.api import router as merges_router
 from search.api import router as search_router
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def _auth_error(request, exc):
 
 api.add_router("", conversations_router)
 api.add_router("", branches_router)
+api.add_router("", merges_router)
 api.add_router("", comparisons_router)
 api.add_router("", search_router)
 api.add_router("", archive_router)

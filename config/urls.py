@@ -32,6 +32,7 @@ urlpatterns = [
     path("agents/", include("memory.urls")),
     path("memory/", include("search.urls")),  # namespace "memory": memory search pages
     path("memory/", include((memory_chat_urls, "chatmemory"))),  # namespace "chatmemory": pins and compaction controls
+    path("", include("merges.urls")),  # namespace "merges": fan-out, fuse, the merge dialog and its undo
     path("", include("branches.urls")),  # namespace "branches": labels, diff, prune, share links
     path("", include("conversations.urls")),
 ]

@@ -18,12 +18,12 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import ModuleType
 
 import openai
 from django.conf import settings
 
+from core.lazy import per_process
 from core.redact import mask_url
 
 from .guard import guarded_http_client
@@ -78,7 +78,7 @@ class Endpoint:
 SDK_TAKES_HTTP_CLIENT = "http_client" in inspect.signature(openai.OpenAI.__init__).parameters
 
 
-@lru_cache(maxsize=64)
+@per_process(maxsize=64)
 def _client(base_url: str, api_key: str, headers: tuple, connect: float, read: float,
             restricted: bool = False) -> openai.OpenAI:
     timeout = openai.Timeout(connect=connect, read=read, write=read, pool=connect)

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import ArborError
+from core.refusals import answers_refusals
 
 from . import services
 from .forms import ConnectionForm, ModelForm
@@ -110,13 +111,10 @@ def detail(request: HttpRequest, connection_id: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back="connections:detail")
 def delete(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = get_connection_to_manage(request.user, connection_id)
-    try:
-        services.connection_delete(connection=connection)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return redirect("connections:detail", connection_id=connection.pk)
+    services.connection_delete(connection=connection)
     flash.info(request, f"Deleted “{connection.name}”. Agents that use it fail with its name until you pick another.")
     return redirect("connections:index")
 

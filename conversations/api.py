@@ -17,9 +17,11 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
 
+from accounts.api_auth import ASYNC_AUTH
 from accounts.ratelimit import limit_run_creation
 from connections.selectors import get_connection_for
 from core.api_kit import BODY, MAX_PAGE_SIZE, Pages, answers
+from core.asyncdb import request_call
 from core.errors import InvalidInput, NotFound
 from memory.selectors import get_agent_for
 from streams.sse import sse_response
@@ -82,6 +84,24 @@ class ErrorOut(Schema):
     message: str
 
 
+class ProvenanceSourceOut(Schema):
+    run_id: uuid.UUID
+    turn: int
+    pruned: bool = Field(description="The source was pruned from its tree since; the link stays.")
+
+
+class ProvenanceOut(Schema):
+    """Where a fused answer or a merge turn's content came from (extra edges; the parent path is unchanged)."""
+
+    kind: str = Field(description="``fuse`` or ``merge``.")
+    mode: str = Field(description="A merge's ``turns`` or ``digest``; empty for a fuse.")
+    source_run_id: uuid.UUID | None = Field(description="A merge's source branch run.")
+    source_turn: int | None
+    source_pruned: bool
+    branch_name: str = Field(description="The source branch's label when merged (empty: none).")
+    sources: list[ProvenanceSourceOut] = Field(description="Fused answers, or the turns a merge carried.")
+
+
 class RunOut(Schema):
     run_id: uuid.UUID
     session_id: uuid.UUID
@@ -95,11 +115,13 @@ class RunOut(Schema):
     usage: Usage
     timings: Timings
     error: ErrorOut | None
+    provenance: ProvenanceOut | None = Field(None, description="Set on a fused answer or a merge turn.")
 
 
 class ContextPart(Schema):
     index: int = Field(description="Position of the message in ``messages``.")
-    part: str = Field(description="system, summary, pin, history, tool, input or tail.")
+    part: str = Field(description="system, summary, pin, memory (a pin of another memory id), history, tool, input "
+                                  "or tail.")
     tokens: int
 
 
@@ -125,6 +147,7 @@ class TreeNode(Schema):
     depth: int
     created_at: datetime
     shared: bool
+    provenance: ProvenanceOut | None = Field(None, description="Set on a fused answer or a merge turn.")
 
 
 class TreeOut(Schema):
@@ -169,7 +192,7 @@ def run_out(run: Run) -> dict:
             "created_at": run.created_at, "started_at": run.started_at,
             "first_token_at": run.first_token_at, "finished_at": run.finished_at,
         },
-        "error": run.error,
+        "error": run.error, "provenance": runs.provenance_for([run.pk]).get(run.pk),
     }
 
 
@@ -200,22 +223,28 @@ def delete_session(request, session_id: str):
     return Status(204, None)
 
 
-@router.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"])
+@router.post("/sessions/{session_id}/runs", response=answers({202: RunAccepted}, *RUN_START), tags=["runs"],
+             auth=ASYNC_AUTH)
 @limit_run_creation
-def start_run(request, session_id: str, payload: RunIn):
+async def start_run(request, session_id: str, payload: RunIn):
     """Start a run. Without ``parent_run_id`` it continues the session's active run; with it, it
     branches from that run (any run of the session's tree, a fork's shared ancestors included).
     ``agent_id`` and ``connection_id`` choose who answers and where (another user's: 404)."""
-    session = get_session_for(request.auth, session_id)
+    run = await request_call(_start_run)(request.auth, session_id, payload)
+    return Status(202, {"run_id": run.pk, "status": run.status})
+
+
+def _start_run(user, session_id: str, payload: RunIn) -> Run:
+    session = get_session_for(user, session_id)
     kwargs = {}
     if payload.agent_id is not None:
-        kwargs["agent"] = get_agent_for(request.auth, payload.agent_id)
+        kwargs["agent"] = get_agent_for(user, payload.agent_id)
     if payload.connection_id is not None:
-        kwargs["connection"] = get_connection_for(request.auth, payload.connection_id)
+        kwargs["connection"] = get_connection_for(user, payload.connection_id)
     if payload.parent_run_id is not None:
-        kwargs["parent"] = get_branch_run_for(request.auth, session, payload.parent_run_id)
-    run = services.run_start(session=session, input=payload.input, model=payload.model, params=payload.params, **kwargs)
-    return Status(202, {"run_id": run.pk, "status": run.status})
+        kwargs["parent"] = get_branch_run_for(user, session, payload.parent_run_id)
+    return services.run_start(session=session, input=payload.input, model=payload.model, params=payload.params,
+                              **kwargs)
 
 
 @router.get("/sessions/{session_id}/tree", response=answers({200: TreeOut}, 404), tags=["sessions"])
@@ -223,11 +252,13 @@ def session_tree(request, session_id: str):
     """Every run of the session's tree; ``shared`` marks a fork's ancestors from its source session."""
     session = get_session_for(request.auth, session_id)
     rows = trees.tree_rows(session)
+    provenance = runs.provenance_for([r["id"] for r in rows])
     return {
         "session_id": session.pk, "active_run_id": session.active_run_id,
         "runs": [
             {"run_id": r["id"], "parent_run_id": r["parent_run_id"], "status": r["status"], "depth": r["depth"],
-             "created_at": r["created_at"], "shared": r["session_id"] != session.pk}
+             "created_at": r["created_at"], "shared": r["session_id"] != session.pk,
+             "provenance": provenance.get(r["id"])}
             for r in rows
         ],
     }
@@ -270,10 +301,11 @@ EVENTS_DOC = {"responses": {200: {"description": "text/event-stream of `status`,
                                   "content": {"text/event-stream": {}}}}}
 
 
-@router.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC)
-def run_events(request, run_id: str):
+@router.get("/runs/{run_id}/events", tags=["runs"], response=answers({200: None}, 404), openapi_extra=EVENTS_DOC,
+            auth=ASYNC_AUTH)
+async def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
-    run = get_run_for(request.auth, run_id)
+    run = await request_call(get_run_for)(request.auth, run_id)
     last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     return sse_response(run.pk, last, RUN_SOURCE)
 

@@ -13,7 +13,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from memory.models import Compaction
+
 from .models import Message, PathMessage, Run
+
+SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+# The last "not seen" sentence of every context: stored with none of them, added back when read.
+OTHER_BRANCHES_NOTE = "Turns on other branches are never sent: only this turn's ancestors are."
 
 
 @dataclass
@@ -23,7 +29,10 @@ class ContextSpec:
     ``own_upto``: the run's own messages with ``position < own_upto`` are included.
     ``from_depth``: ancestors shallower than this were left out (a memory window or compaction).
     ``replaced``: message id → content sent instead (truncated tool results, for example).
-    ``summary``: ``{"id", "text"}`` of a compaction summary sent after the system prompt, or None.
+    ``summary``: the compaction summary sent after the system prompt, by reference: ``{"id":
+    compaction id, "version": n}`` (n: the summary's version, 1 for the text first written, one
+    more per edit; :func:`summary_text` reads it), or None. Specs stored before summaries were
+    referenced hold ``{"id", "text"}`` (the text itself), which rebuilds as it is.
     ``dropped``: ids of messages on the path that were left out (a window or budget cut inside a
     turn, an unfinished tool exchange).
     ``memory_id``: when set, ancestors' messages count only if their run has this memory id
@@ -73,13 +82,42 @@ def path_memory_ids(run: Run | str) -> dict:
     return dict(Run.objects.ancestor_of(run, inclusive=True).values_list("pk", "memory_id"))
 
 
-def render_prefix(spec: ContextSpec) -> list[dict]:
-    """The messages a context opens with: the system prompt, then the compaction summary (if any)."""
+def summary_ref(compaction: Compaction) -> dict:
+    """How a spec names ``compaction``'s summary as it reads now: ``{"id", "version"}``."""
+    return {"id": compaction.pk, "version": len(compaction.versions or []) + 1}
+
+
+def summary_at(compaction: Compaction, version: int) -> str:
+    """The summary text of ``compaction`` at ``version`` (1: as first written; each edit adds one
+    and keeps the older text in ``versions``). Raises LookupError for a version it never had."""
+    earlier = compaction.versions or []
+    if version == len(earlier) + 1:
+        return compaction.summary
+    if 1 <= version <= len(earlier):
+        return earlier[version - 1]["summary"]
+    raise LookupError(f"compaction {compaction.pk} has no summary version {version}")
+
+
+def summary_text(summary: dict) -> str:
+    """The system message a spec's ``summary`` sent: ``SUMMARY_HEADER`` + the compaction's summary
+    at the spec's version (one query), or the text itself in specs that stored it. Raises
+    LookupError when the compaction or that version no longer exists."""
+    if "text" in summary:
+        return summary["text"]
+    compaction = Compaction.objects.filter(pk=summary["id"]).only("summary", "versions").first()
+    if compaction is None:
+        raise LookupError(f"compaction {summary['id']} no longer exists")
+    return SUMMARY_HEADER + summary_at(compaction, int(summary.get("version", 1)))
+
+
+def render_prefix(spec: ContextSpec, summary: str | None = None) -> list[dict]:
+    """The messages a context opens with: the system prompt, then the compaction summary (if any):
+    ``summary`` when the caller has its text, else read by :func:`summary_text`."""
     out: list[dict] = []
     if spec.system:
         out.append({"role": "system", "content": spec.system})
     if spec.summary:
-        out.append({"role": "system", "content": spec.summary["text"]})
+        out.append({"role": "system", "content": summary if summary is not None else summary_text(spec.summary)})
     return out
 
 
@@ -143,6 +181,44 @@ def verify(run: Run, request: dict | None) -> dict:
     return {"messages": messages, "sha256": sha, "verified": (sha == expected) if expected else None, "error": None}
 
 
+def pack_parts(parts: dict) -> dict:
+    """The form in which a model call's step stores what was sent part by part (it is written on
+    every turn, so it is kept small): ``{"labels": "system:1 summary:1 history:40 input:1"`` (each
+    part and how many messages in a row have it), ``"message_tokens": "12 380 45 …"`` (one count
+    per message sent, in order), ``"totals": {part: tokens}``, ``"not_seen": [sentence]`` (left
+    out when only :data:`OTHER_BRANCHES_NOTE` applies)}``. ``parts``: the shape of
+    :meth:`engine.context.BuiltContext.parts`; :func:`unpack_parts` gives it back."""
+    runs: list[list] = []
+    for row in parts["messages"]:
+        if runs and runs[-1][0] == row["part"]:
+            runs[-1][1] += 1
+        else:
+            runs.append([row["part"], 1])
+    packed = {"labels": " ".join(f"{part}:{count}" for part, count in runs),
+              "message_tokens": " ".join(str(row["message_tokens"]) for row in parts["messages"]),
+              "totals": parts["totals"]}
+    notes = [note for note in parts.get("not_seen") or [] if note != OTHER_BRANCHES_NOTE]
+    if notes:
+        packed["not_seen"] = notes
+    return packed
+
+
+def unpack_parts(stored: dict) -> dict:
+    """``{"messages": [{"part", "message_tokens"}], "totals", "not_seen"}`` from a stored
+    ``context_parts``, packed (:func:`pack_parts`) or as older steps stored it (already this shape)."""
+    if "labels" not in stored:
+        return {"messages": stored.get("messages"), "totals": stored.get("totals"),
+                "not_seen": list(stored.get("not_seen") or [])}
+    labels = []
+    for item in stored["labels"].split():
+        part, _, count = item.rpartition(":")
+        labels += [part] * int(count)
+    counts = [int(n) for n in stored.get("message_tokens", "").split()]
+    rows = [{"part": part, "message_tokens": n} for part, n in zip(labels, counts, strict=False)]
+    return {"messages": rows if len(labels) == len(counts) else None, "totals": stored.get("totals"),
+            "not_seen": [*(stored.get("not_seen") or []), OTHER_BRANCHES_NOTE]}
+
+
 def model_saw(run: Run, step) -> dict:
     """What one model call of ``run`` sent, for its owner (the API's ``GET /api/runs/{id}/context``
     and the "What the model saw" page show exactly this).
@@ -157,8 +233,8 @@ def model_saw(run: Run, step) -> dict:
     longer rebuilds."""
     request = step.request or {}
     checked = verify(run, request)
-    stored = request.get("context_parts") or {}
-    rows = stored.get("messages")
+    stored = unpack_parts(request.get("context_parts") or {})
+    rows = stored["messages"]
     messages = checked["messages"]
     parts = None
     if messages is not None and isinstance(rows, list) and len(rows) == len(messages):
@@ -167,6 +243,6 @@ def model_saw(run: Run, step) -> dict:
         "model": request.get("model", run.model), "params": request.get("params", {}), "messages": messages,
         "sha256": checked["sha256"], "verified": bool(checked["verified"]), "error": checked["error"],
         "context_tokens": request.get("context_tokens"), "usable_window": request.get("usable_window"),
-        "parts": parts, "totals": stored.get("totals") if parts is not None else None,
-        "not_seen": list(stored.get("not_seen") or []),
+        "parts": parts, "totals": stored["totals"] if parts is not None else None,
+        "not_seen": stored["not_seen"] if request.get("context_parts") else [],
     }

@@ -17,6 +17,7 @@ from core import queue
 from core.errors import Conflict, InvalidInput, NotFound
 from core.params import clean_params
 from core.text import clean_text
+from core.tokens import estimate_tokens
 from memory.models import DEFAULT_MEMORY_ID, BranchSettings
 from memory.selectors import branch_settings_for
 from streams.backends import TERMINAL, get_stream
@@ -209,7 +210,9 @@ def run_start(
         memory_id=agent.memory_id if agent is not None else DEFAULT_MEMORY_ID,
         created_at=now,
     )
-    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now)
+    # Counted before the insert (an estimate: no model call has seen it yet), never UPDATEd after.
+    Message.objects.create(run=run, position=0, role=Role.USER, content=text, created_at=now,
+                           token_count=estimate_tokens(text))
     _session_after_start(session, run, text, activate=activate, now=now)
     _enqueue(run)
     return run

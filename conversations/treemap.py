@@ -64,12 +64,13 @@ class MapTree:
     stubs: dict = field(default_factory=dict)
 
 
-def _kept(skeleton: Skeleton, expand: list[Node]) -> set:
+def _kept(skeleton: Skeleton, expand: list[Node], keep: list[Node] = ()) -> set:
     """Ids of the runs that get a node of their own (see the module's docstring). One pass over
     the parents: a run with other than one child is kept with all its children; a run with one
-    child is kept with it where the fork's shared runs end."""
+    child is kept with it where the fork's shared runs end. ``keep``: runs drawn as nodes whatever
+    their place (the ends of provenance edges)."""
     get = skeleton.nodes.get
-    kept = {root.id for root in skeleton.roots}
+    kept = {root.id for root in skeleton.roots} | {node.id for node in keep}
     add = kept.add
     for node in skeleton.nodes.values():
         kids = node.children
@@ -92,9 +93,10 @@ def _kept(skeleton: Skeleton, expand: list[Node]) -> set:
     return kept
 
 
-def reduce_tree(skeleton: Skeleton, expand: list[Node] = ()) -> MapTree:
-    """The skeleton with every straight stretch collapsed into one edge (iterative, O(runs))."""
-    kept = _kept(skeleton, list(expand))
+def reduce_tree(skeleton: Skeleton, expand: list[Node] = (), keep: list[Node] = ()) -> MapTree:
+    """The skeleton with every straight stretch collapsed into one edge (iterative, O(runs));
+    ``keep``: runs that get a node even inside a stretch."""
+    kept = _kept(skeleton, list(expand), list(keep))
     tree = MapTree()
     nodes, children, hidden = tree.nodes, tree.children, tree.hidden
     stack = list(reversed(skeleton.roots))  # nodes to visit, and beside them their parents' indexes
@@ -214,10 +216,27 @@ def _edge(px: int, py: int, cx: int, cy: int) -> str:
     return f"M{px} {py}C{px} {my} {cx} {my} {cx} {cy}"
 
 
-def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | None = None) -> TreeMap:
+def _links(skeleton: Skeleton, tree: MapTree, px: list, py: list, links) -> str:
+    """Provenance edges (a fused run to its sources, a merge turn to its source branch) between drawn
+    nodes, dashed: ``<path class="prov">`` (``prov pruned`` when the source was pruned since)."""
+    at = {node.id: i for i, node in enumerate(tree.nodes) if i not in tree.stubs}
+    drawn: dict = {"": [], " pruned": []}
+    for link in links or ():
+        target_node, source_node = skeleton.get(link["run_id"]), skeleton.get(link["source_run_id"])
+        target = at.get(target_node.id) if target_node is not None else None
+        source = at.get(source_node.id) if source_node is not None else None
+        if target is not None and source is not None:
+            drawn[" pruned" if link["pruned"] else ""].append(
+                f"M{px[source]} {py[source]}L{px[target]} {py[target]}")
+    return "".join(f'<path class="prov{kind}" d="{"".join(d)}"/>' for kind, d in drawn.items() if d)
+
+
+def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | None = None,
+               links: list | None = None) -> TreeMap:
     """Lay ``tree`` out and write it as an SVG element (see the module's docstring for the markup).
     ``facts``: :func:`conversations.selectors.pages.run_previews` of (at least) the drawn runs; ``names``:
-    ``{run id: branch label}`` (the node's ``data-b``, which the map shows beside its turn number)."""
+    ``{run id: branch label}`` (the node's ``data-b``, which the map shows beside its turn number);
+    ``links``: provenance edges (:func:`conversations.selectors.runs.provenance_edges`), drawn dashed."""
     facts = {str(run_id): value for run_id, value in facts.items()}
     names = {str(run_id): name for run_id, name in (names or {}).items()}
     x, levels = tidy_layout(tree.children, tree.roots)
@@ -246,7 +265,8 @@ def render_svg(skeleton: Skeleton, tree: MapTree, facts: dict, names: dict | Non
                          f'<text class="shown" x="{px[i] + RADIUS + 9}" y="{py[i] + 4}">shown</text>')
     width = int(MARGIN * 2 + (max(x) if x else 0) * X_GAP + 40)
     height = int(MARGIN * 2 + (max(levels) if levels else 0) * Y_GAP)
-    paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d)
+    paths = "".join(f'<path class="e{kind}" d="{"".join(d)}"/>' for kind, d in edges.items() if d) + \
+        _links(skeleton, tree, px, py, links)
     runs = len(skeleton.nodes)
     label = f"Map of {runs} run{'s' if runs != 1 else ''}, drawn as {len(tree.nodes)} nodes"
     svg = (f'<svg class="treemap-svg" width="{width}" height="{height}" role="group" aria-label="{label}">'
@@ -276,16 +296,19 @@ def _stub(tree: MapTree, i: int, cx: int, cy: int, level: int) -> str:
             f'data-l="{level}" data-f="{tree.folded[i]}" data-k="{branches}" data-u="{key}"/>')
 
 
-def plan_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET) -> MapTree | None:
+def plan_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET,
+             links: list | None = None) -> MapTree | None:
     """What the map draws (no query): the skeleton reduced (:func:`reduce_tree`) and folded past
     ``budget`` nodes (:func:`fold`); None for a tree without runs. ``expand_ids``: runs whose
     collapsed stretch above is drawn in full; ``unfold_ids``: runs whose children are drawn first
-    (run ids in any form; unknown ones are ignored)."""
+    (run ids in any form; unknown ones are ignored); ``links``: provenance edges, whose ends get nodes."""
     if not skeleton.nodes:
         return None
     expand = [node for node in (skeleton.get(i) for i in expand_ids) if node is not None]
     unfold = [node for node in (skeleton.get(i) for i in unfold_ids) if node is not None]
-    return fold(reduce_tree(skeleton, expand), budget, unfold)
+    ends = {run_id for link in links or () for run_id in (link["run_id"], link["source_run_id"])}
+    keep = [node for node in (skeleton.get(i) for i in ends) if node is not None]
+    return fold(reduce_tree(skeleton, expand, keep), budget, unfold)
 
 
 def drawn_ids(tree: MapTree | None) -> list:
@@ -294,10 +317,10 @@ def drawn_ids(tree: MapTree | None) -> list:
 
 
 def tree_map(skeleton: Skeleton, expand_ids=(), unfold_ids=(), *, budget: int = MAP_BUDGET,
-             names: dict | None = None) -> TreeMap | None:
+             names: dict | None = None, links: list | None = None) -> TreeMap | None:
     """The map of a session's tree (``skeleton``): :func:`plan_map`, one query for the drawn runs'
     facts, :func:`render_svg` (``names``: branch labels by run id). None for a tree without runs."""
-    tree = plan_map(skeleton, expand_ids, unfold_ids, budget=budget)
+    tree = plan_map(skeleton, expand_ids, unfold_ids, budget=budget, links=links)
     if tree is None:
         return None
-    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS), names)
+    return render_svg(skeleton, tree, run_previews(drawn_ids(tree), PREVIEW_CHARS), names, links)

@@ -18,9 +18,10 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cache
 
 import httpx
+
+from .lazy import per_process
 
 # Tokens a chat template adds around each message when counting a context from its messages:
 # ChatML (SmolLM2, Qwen, ...) wraps each in ``<|im_start|>role\n … <|im_end|>\n`` = 5 tokens with
@@ -142,8 +143,15 @@ def overhead_for(role: str | None) -> int:
     return ROLE_OVERHEAD.get(role or "", PER_MESSAGE_OVERHEAD)
 
 
-@cache
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` by the uncorrected estimate (characters ÷ 4, rounded up): what a message
+    stores as its ``token_count`` when it is written before any model call counted it."""
+    return math.ceil(len(text) / 4.0) if text else 0
+
+
+@per_process
 def counter_for(base_url: str) -> TokenCounter:
+    """The token counter of the endpoint at ``base_url``: one per base URL and process."""
     return TokenCounter(base_url=base_url)
 
 

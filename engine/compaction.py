@@ -48,7 +48,7 @@ from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core import queue
 from core.tokens import TokenCounter
 from memory.models import Agent, Compaction, CompactionStatus, SharedSummary
-from memory.policy import budget_for, parse_policy, policy_for
+from memory.policy import Budget, budget_for, parse_policy, policy_for
 
 from .context import measure_next, pinned_ids, run_counter
 from .llm import describe_error, get_client, is_transient, summariser_endpoint
@@ -78,21 +78,27 @@ class SummaryFailed(Exception):
 
 # --- measuring after a run ----------------------------------------------------------------------
 
-def consider_after_run(run: Run, status: str) -> None:
-    """Called by the engine once a run's final state is committed: measure, and enqueue a
-    compaction if needed. Never raises: a measuring failure must not break the run's worker."""
+def consider_after_run(run: Run, status: str, **measured_with) -> None:
+    """Called by the engine once a run's final state is committed (and ``done`` published):
+    measure, and enqueue a compaction if needed. ``measured_with``: what the turn already read
+    (``path`` through the answer, ``memory_ids``, ``counter``, ``budget``; see
+    :func:`compaction_consider`). Never raises: a measuring failure must not break the run's worker."""
     try:
-        compaction_consider(run=run, status=status)
+        compaction_consider(run=run, status=status, **measured_with)
     except Exception:  # logged; the run itself is already final
         log.exception("compaction: measuring after run %s failed", run.pk)
 
 
-def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter: TokenCounter | None = None
+def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter: TokenCounter | None = None,
+                        path: list | None = None, memory_ids: dict | None = None, budget: Budget | None = None,
                         ) -> Compaction | None:
     """Measure the context a child of ``run`` would start from; when its utilisation exceeds the
     policy's threshold, create a pending :class:`Compaction` for ``run`` and enqueue the task after
     commit. Returns the compaction created, or None (under the threshold, compaction disabled, the
     run did not succeed, a window of 0, or another compaction on this path still in progress).
+    ``path`` (the messages from the root through ``run``'s last), ``memory_ids``, ``counter`` and
+    ``budget``: reused when given (the engine passes its turn's), else read. Two queries under the
+    threshold (pins, compactions on the path); two more to create one.
     """
     if status != RunStatus.SUCCEEDED:
         return None
@@ -100,7 +106,7 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     policy = parse_policy(run.params["compaction"]) if run.params.get("compaction") else policy_for(agent)
     if not policy.enabled or not policy.strategies or (agent is not None and agent.memory_window_size == 0):
         return None
-    measured = measure_next(run, agent=agent, counter=counter)
+    measured = measure_next(run, agent=agent, counter=counter, path=path, memory_ids=memory_ids, budget=budget)
     if measured.full_utilisation <= policy.threshold:
         return None
     recent = timezone.now() - timedelta(seconds=STALE_SECONDS)

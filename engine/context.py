@@ -30,19 +30,22 @@ measuring live here, the only place that applies an agent's memory settings.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
 from django.conf import settings
 
 from connections.selectors import base_url_for
 from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run
-from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
+from core.tokens import TokenCounter, counter_for
 from memory.models import Agent, Compaction, CompactionStatus, Pin
 from memory.policy import Budget, budget_for
 
-SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+from .context_parts import BuiltContext, Selection, context_tokens, labels_of, message_tokens, not_seen
+
+__all__ = ["SUMMARY_HEADER", "BuiltContext", "ContextOverflow", "agent_budget", "build_context", "context_tokens",
+           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids", "run_counter",
+           "system_prompt_for", "tool_units"]
+
+SUMMARY_HEADER = ctx.SUMMARY_HEADER
 
 
 class ContextOverflow(Exception):
@@ -61,91 +64,6 @@ def system_prompt_for(run: Run | None, agent: Agent | None) -> str:
     if run is not None and run.params.get("system"):
         return run.params["system"]
     return settings.ARBOR_SYSTEM_PROMPT
-
-
-def message_tokens(counter: TokenCounter, data: dict) -> int:
-    """Tokens one OpenAI-format message adds to a context (content, tool calls, template overhead)."""
-    tokens = overhead_for(data.get("role")) + counter.count(data.get("content") or "")
-    if data.get("tool_calls"):
-        tokens += counter.count(json.dumps(data["tool_calls"]))
-    return tokens
-
-
-def context_tokens(counter: TokenCounter, messages: list[dict]) -> int:
-    """Tokens of a whole context as sent: its messages plus the reply primer."""
-    return REPLY_PRIMING + sum(message_tokens(counter, m) for m in messages)
-
-
-@dataclass
-class BuiltContext:
-    """A context ready to send, with its accounting.
-
-    ``tokens``: the context as counted; ``budget``: the window it had to fit; ``history_tokens``:
-    tokens of the history the rules selected *before* the budget cut (what utilisation measures);
-    ``budget_dropped``: history messages the budget left out; ``pending``: a compaction on the
-    path is not ready yet (this context fell back to truncation).
-    """
-
-    spec: ctx.ContextSpec
-    messages: list[dict]
-    tokens: int
-    budget: Budget
-    history_tokens: int = 0
-    fixed_tokens: int = 0
-    history_messages: int = 0
-    window_dropped: int = 0
-    budget_dropped: int = 0
-    unpaired_dropped: int = 0
-    pending: bool = False
-    compaction: Compaction | None = None
-    counted_with: str = ""
-    kept_ids: list[int] = field(default_factory=list)
-    pin_tokens: int = 0
-    labels: list[str] = field(default_factory=list)
-    counter: TokenCounter | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def utilisation(self) -> float:
-        """Tokens of the context ÷ usable window (0 when the window is 0)."""
-        return self.tokens / self.budget.usable if self.budget.usable else 0.0
-
-    @property
-    def full_utilisation(self) -> float:
-        """Tokens the selected history would need without the budget cut ÷ usable window."""
-        usable = self.budget.usable
-        return (self.fixed_tokens + self.history_tokens) / usable if usable else 0.0
-
-    def describe(self) -> dict:
-        """The accounting stored with the context step (JSON)."""
-        return {
-            "context_tokens": self.tokens, "usable_window": self.budget.usable,
-            "context_window": self.budget.context_window,
-            "reserved_output": self.budget.reserved_output, "utilisation": round(self.utilisation, 4),
-            "history_messages": self.history_messages, "window_dropped": self.window_dropped,
-            "budget_dropped": self.budget_dropped, "unpaired_dropped": self.unpaired_dropped,
-            "compaction_pending": self.pending, "compaction": self.compaction.pk if self.compaction else None,
-            "counted_with": self.counted_with, "pin_tokens": self.pin_tokens, "pinned": len(self.spec.pinned),
-        }
-
-    def parts(self) -> dict:
-        """What was sent, part by part (stored with each model call; shown as "what the model saw").
-
-        ``{"messages": [{"part", "message_tokens"}] (one per message sent, in order; not named
-        ``tokens``, which stored step requests mask as a secret), "totals": {part:
-        tokens}, "not_seen": [sentence]}``. Parts: ``system``, ``summary``, ``pin``, ``history``
-        (the window), ``tool`` (tool calls and results), ``input`` (the run's own input), ``tail``
-        (a nested agent's prompt). Tokens as :func:`message_tokens` counts them (the reply primer,
-        :data:`core.tokens.REPLY_PRIMING`, is in ``totals["primer"]``).
-        """
-        counter = self.counter or counter_for("")
-        rows = [{"part": label, "message_tokens": message_tokens(counter, message)}
-                for label, message in zip(self.labels, self.messages, strict=True)]
-        totals: dict[str, int] = {}
-        for row in rows:
-            totals[row["part"]] = totals.get(row["part"], 0) + row["message_tokens"]
-        totals["primer"] = REPLY_PRIMING
-        return {"messages": rows, "totals": totals, "not_seen": list(self.notes)}
 
 
 def tool_units(messages: list[Message]) -> tuple[list[list[Message]], list[Message]]:
@@ -214,8 +132,9 @@ def pinned_ids(ancestors: list[Message]) -> set[int]:
     return {m.pk for unit in units if any(m.pk in single or m.run_id in whole for m in unit) for m in unit}
 
 
-def _agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
-    """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's."""
+def agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
+    """The budget of ``agent``'s call inside ``run``: on the agent's connection, else the run's
+    (one query: the model's context window on that connection)."""
     connection_id = agent.connection_id if agent is not None and agent.connection_id else run.connection_id
     return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent,
                       connection_id=connection_id)
@@ -236,16 +155,20 @@ def build_context(
     counter: TokenCounter | None = None,
     path: list[Message] | None = None,
     model: str | None = None,
+    budget: Budget | None = None,
+    memory_ids: dict | None = None,
 ) -> BuiltContext:
     """The context for a model call of ``run`` (or of a nested ``agent`` inside it).
 
     ``agent``: whose memory settings apply (default ``run.agent``; None: defaults). ``memory_id``:
     the history to read (default: the agent's for a nested agent, else ``run.memory_id``).
     ``own_upto``: the run's own messages with ``position < own_upto`` are sent (default: all so far).
-    ``tail``: messages appended literally (a nested agent's prompt). ``path``: the messages on the
-    path to ``run`` if already read. Two queries (path, memory ids) plus one for compactions.
-    Raises :class:`ContextOverflow` when the fixed part (system prompt, own messages, tail) does
-    not fit the usable window.
+    ``tail``: messages appended literally (a nested agent's prompt). ``path``, ``memory_ids``
+    (``{run_id: memory_id}`` of the path), ``counter`` and ``budget``: what the caller has already
+    read or derived (an engine :class:`~engine.execute.Turn` carries them), else read here.
+    Queries: pins and compactions, plus the path, the memory ids and the model's context window
+    when not given. Raises :class:`ContextOverflow` when the fixed part (system prompt, own
+    messages, tail) does not fit the usable window.
     """
     if agent is ...:
         agent = run.agent
@@ -258,24 +181,28 @@ def build_context(
     window = agent.memory_window_size if agent is not None else None
     ancestors = [m for m in path if m.run_id != run.pk]
     return _assemble(
-        _Selection(
+        Selection(
             ancestors=ancestors, own=[m for m in own if m.position < own_upto],
-            own_upto=own_upto, tail=list(tail or []), memory_id=memory_id, memory_ids=ctx.path_memory_ids(run),
+            own_upto=own_upto, tail=list(tail or []), memory_id=memory_id,
+            memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(ancestors),
         ),
-        budget=_agent_budget(run, agent, model), counter=counter or run_counter(run),
+        budget=budget or agent_budget(run, agent, model), counter=counter or run_counter(run),
         compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
     )
 
 
 def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: TokenCounter | None = None,
                  path: list[Message] | None = None, compaction: Compaction | None | object = ...,
-                 memory_ids: dict | None = None) -> BuiltContext:
+                 memory_ids: dict | None = None, budget: Budget | None = None,
+                 system: str | None = None) -> BuiltContext:
     """The context a child of ``run`` would start from (``run``'s messages become history; no new
     input): what compaction measures after ``run`` finishes, and again after each strategy.
 
     ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
-    ready one on the path. ``path`` and ``memory_ids`` may be passed when already read.
+    ready one on the path. ``path`` (through ``run``'s last message), ``memory_ids``, ``counter``
+    and ``budget`` may be passed when already read. ``system``: the system prompt to count (default
+    :func:`system_prompt_for` ``run`` and ``agent``).
     """
     if agent is ...:
         agent = run.agent
@@ -286,48 +213,62 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
         compactions = (compaction, False)
     path = path if path is not None else ctx.path_messages(run)
     return _assemble(
-        _Selection(
+        Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(path),
+            window=window, system=system if system is not None else system_prompt_for(run, agent),
+            pinned=pinned_ids(path),
         ),
-        budget=_agent_budget(run, agent), counter=counter or run_counter(run),
+        budget=budget or agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,
     )
 
 
-@dataclass
-class _Selection:
-    """The inputs of one context: the path split into ancestors and the run's own messages, the
-    memory id being built for and the memory ids of the path's runs, the window and system prompt."""
+def next_context(run: Run, *, agent: Agent | None | object = ..., system_override: str | None = None) -> dict:
+    """The next context below ``run`` as the chat settings would make it, built and counted for real
+    (:func:`measure_next` with the endpoint's token counter): ``agent`` (default ``run``'s) and
+    ``system_override`` (empty: the agent's system prompt, else the default one). For the chat settings
+    preview and Undo compaction (:func:`memory.selectors.next_context`, registered by ``engine.apps``).
 
-    ancestors: list[Message]
-    own: list[Message]
-    own_upto: int
-    tail: list[dict]
-    memory_id: str
-    memory_ids: dict
-    window: int | None
-    system: str
-    pinned: set[int] = field(default_factory=set)
+    Returns ``{"totals": {part: tokens}, "tokens", "needed" (tokens before the budget cut),
+    "usable_window", "counted_with", "not_seen": [sentence], "error": ""}``; when the fixed parts
+    alone do not fit (:class:`ContextOverflow`) ``totals`` is empty and ``error`` says why."""
+    if system_override:
+        system = system_override
+    elif agent is ...:
+        system = None
+    else:
+        system = system_prompt_for(None, agent)
+    try:
+        built = measure_next(run, agent=agent, system=system)
+    except ContextOverflow as exc:
+        return {"totals": {}, "tokens": 0, "needed": 0, "usable_window": 0, "counted_with": "", "not_seen": [],
+                "error": str(exc)}
+    parts = built.parts()
+    return {"totals": parts["totals"], "tokens": built.tokens, "needed": built.fixed_tokens + built.history_tokens,
+            "usable_window": built.budget.usable, "counted_with": built.counted_with, "not_seen": parts["not_seen"],
+            "error": ""}
 
 
-def _history(sel: _Selection, spec: ctx.ContextSpec, compaction: Compaction | None) -> tuple[list[Message], dict]:
+def _history(sel: Selection, spec: ctx.ContextSpec, compaction: Compaction | None
+             ) -> tuple[list[Message], dict, str | None]:
     """Rules 2–3: the ancestors' messages of this memory id, after the compaction (if any); fills
-    the spec's summary and start depth. Returns ``(history, replacements)``."""
+    the spec's summary (a reference) and start depth. Returns ``(history, replacements, summary
+    message text or None)``."""
     history = [m for m in sel.ancestors if sel.memory_ids.get(m.run_id) == sel.memory_id and m.pk not in sel.pinned]
     if sel.window == 0:
         spec.from_depth = (max(m.run.depth for m in sel.ancestors) + 1) if sel.ancestors else 0
-        return [], {}
+        return [], {}, None
     if compaction is None:
-        return history, {}
+        return history, {}, None
     spec.compaction = compaction.pk
     covered = set(compaction.dropped)
     spec.from_depth = compaction.from_depth
+    summary = None
     if compaction.summary:
-        spec.summary = {"id": compaction.pk, "text": SUMMARY_HEADER + compaction.summary}
+        spec.summary, summary = ctx.summary_ref(compaction), SUMMARY_HEADER + compaction.summary
     history = [m for m in history if m.run.depth >= compaction.from_depth and m.pk not in covered]
-    return history, dict(compaction.replaced)
+    return history, dict(compaction.replaced), summary
 
 
 def _window(units: list[list[Message]], window: int | None) -> tuple[list[list[Message]], int]:
@@ -366,7 +307,7 @@ def _pin_names(pins: list[Message]) -> str:
                      for turn, ids in sorted(by_turn.items()))
 
 
-def _fixed_tokens(sel: _Selection, budget: Budget, counter: TokenCounter, pins: list[Message]) -> tuple[int, int]:
+def _fixed_tokens(sel: Selection, budget: Budget, counter: TokenCounter, pins: list[Message]) -> tuple[int, int]:
     """Tokens of what is always sent: ``(system prompt + the run's own messages + tail + primer,
     pinned messages)``; raises :class:`ContextOverflow` when they exceed the usable window (naming
     the pins, if any)."""
@@ -389,14 +330,14 @@ def _fixed_tokens(sel: _Selection, budget: Budget, counter: TokenCounter, pins: 
     return fixed, pin_tokens
 
 
-def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
+def _assemble(sel: Selection, *, budget: Budget, counter: TokenCounter,
               compactions: tuple[Compaction | None, bool]) -> BuiltContext:
     """Apply rules 2–5 to ``sel`` (see the module docstring) and express the result as a spec."""
     compaction, pending = compactions
     if sel.window == 0:
         compaction = None
     spec = ctx.ContextSpec(system=sel.system or None, own_upto=sel.own_upto, memory_id=sel.memory_id, tail=sel.tail)
-    history, replaced = _history(sel, spec, compaction)
+    history, replaced, summary = _history(sel, spec, compaction)
 
     def as_sent(message: Message) -> dict:
         data = message.as_openai()
@@ -409,16 +350,16 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
     units, window_dropped = _window(units, sel.window)
     fixed, pin_tokens = _fixed_tokens(sel, budget, counter, pins)
     fixed += pin_tokens
-    summary_tokens = message_tokens(counter, {"role": "system", "content": spec.summary["text"]}) if spec.summary else 0
+    summary_tokens = message_tokens(counter, {"role": "system", "content": summary}) if spec.summary else 0
     if spec.summary and fixed + summary_tokens > budget.usable:
-        spec.summary, summary_tokens = None, 0
+        spec.summary, summary, summary_tokens = None, None, 0
     unit_tokens = [sum(message_tokens(counter, as_sent(m)) for m in unit) for unit in units]
     kept_from, used = _fit(unit_tokens, budget.usable - fixed - summary_tokens)
     kept = [m for unit in units[kept_from:] for m in unit]
     _describe_cut(spec, sel, kept, replaced)
     spec.pinned = sorted(m.pk for m in pins)
     sent = _in_path_order(sel.ancestors, kept, pins)
-    messages = ctx.render_prefix(spec) + [as_sent(m) for m in sent] + [m.as_openai() for m in sel.own] + \
+    messages = ctx.render_prefix(spec, summary) + [as_sent(m) for m in sent] + [m.as_openai() for m in sel.own] + \
         [dict(m) for m in sel.tail]
     return BuiltContext(
         spec=spec, messages=messages, tokens=fixed + summary_tokens + used, budget=budget,
@@ -426,7 +367,7 @@ def _assemble(sel: _Selection, *, budget: Budget, counter: TokenCounter,
         window_dropped=window_dropped, budget_dropped=sum(len(u) for u in units[:kept_from]),
         unpaired_dropped=len(unpaired), pending=pending, compaction=compaction, counted_with=counter.mode,
         kept_ids=sorted(m.pk for m in kept), pin_tokens=pin_tokens, counter=counter,
-        labels=_labels(spec, sel, sent), notes=_not_seen(spec, sel, compaction),
+        labels=labels_of(spec, sel, sent), notes=not_seen(spec, sel, compaction),
     )
 
 
@@ -437,60 +378,7 @@ def _in_path_order(ancestors: list[Message], kept: list[Message], pins: list[Mes
     return [m for m in ancestors if m.pk in chosen]
 
 
-def _labels(spec: ctx.ContextSpec, sel: _Selection, sent: list[Message]) -> list[str]:
-    """The part of each message sent (see :meth:`BuiltContext.parts`), in order."""
-    labels = (["system"] if spec.system else []) + (["summary"] if spec.summary else [])
-    for message in sent:
-        if message.pk in sel.pinned:
-            labels.append("pin")
-        elif message.role == Role.TOOL or message.tool_calls:
-            labels.append("tool")
-        else:
-            labels.append("history")
-    labels += ["tool" if m.role == Role.TOOL or m.tool_calls else "input" for m in sel.own]
-    return labels + ["tail"] * len(sel.tail)
-
-
-def _turn_ranges(depths: set[int]) -> str:
-    """“turns 1–40, 43” for the runs at these depths (turn n is depth n − 1)."""
-    ranges: list[list[int]] = []
-    for depth in sorted(depths):
-        if ranges and depth == ranges[-1][1] + 1:
-            ranges[-1][1] = depth
-        else:
-            ranges.append([depth, depth])
-    text = ", ".join(f"{a + 1}" if a == b else f"{a + 1}–{b + 1}" for a, b in ranges)
-    return ("turn " if len(depths) == 1 else "turns ") + text
-
-
-def _not_seen(spec: ctx.ContextSpec, sel: _Selection, compaction: Compaction | None) -> list[str]:
-    """Plain sentences: what the path to this run holds that the model was not sent (or not word for word)."""
-    notes: list[str] = []
-    mine = [m for m in sel.ancestors if m.pk not in sel.pinned]
-    other = [m for m in mine if sel.memory_ids.get(m.run_id) != sel.memory_id]
-    mine = [m for m in mine if sel.memory_ids.get(m.run_id) == sel.memory_id]
-    summarised = {m.run.depth for m in mine if spec.summary and m.run.depth < compaction.from_depth}
-    if summarised:
-        notes.append(f"{_turn_ranges(summarised).capitalize()} were summarised (summary {spec.summary['id']}): "
-                     "the model saw the summary, not the turns.")
-    left_out = {m.run.depth for m in mine if m.run.depth < spec.from_depth} - summarised
-    if left_out:
-        notes.append(f"{_turn_ranges(left_out).capitalize()} were left out (memory window, context budget or "
-                     "compaction).")
-    if spec.dropped:
-        notes.append(f"{len(spec.dropped)} message(s) of the later turns were left out (the window or budget cut "
-                     "inside a turn, or an unfinished tool call).")
-    if spec.replaced:
-        notes.append(f"{len(spec.replaced)} tool result(s) were sent shortened by compaction.")
-    if other:
-        ids = sorted({sel.memory_ids.get(m.run_id) or "" for m in other})
-        notes.append(f"{_turn_ranges({m.run.depth for m in other}).capitalize()} belong to another memory id "
-                     f"({', '.join(ids)}) and were not included.")
-    notes.append("Turns on other branches are never sent: only this turn's ancestors are.")
-    return notes
-
-
-def _describe_cut(spec: ctx.ContextSpec, sel: _Selection, kept: list[Message], replaced: dict) -> None:
+def _describe_cut(spec: ctx.ContextSpec, sel: Selection, kept: list[Message], replaced: dict) -> None:
     """Express the cut as spec fields: whole turns before ``from_depth``; inside the kept range,
     every message of this memory id that is not sent is listed (window/budget boundary, unpaired,
     covered by a compaction); replacements only for messages sent. Pinned messages are the spec's

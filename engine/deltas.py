@@ -20,6 +20,8 @@ import time
 from django.conf import settings
 from django.db import connection
 
+from core.lazy import per_process
+
 log = logging.getLogger(__name__)
 
 
@@ -104,14 +106,7 @@ class _Flusher:
                     log.exception("delta flusher: run %s: publish failed", batcher.run_id)
 
 
-_flusher: _Flusher | None = None
-_flusher_lock = threading.Lock()
-
-
+@per_process
 def flusher() -> _Flusher:
     """This process's flusher (created on first use, so each forked pool child has its own)."""
-    global _flusher
-    with _flusher_lock:
-        if _flusher is None:
-            _flusher = _Flusher()
-        return _flusher
+    return _Flusher()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,22 +19,20 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from connections.endpoint import Endpoint
 from connections.models import ConnectionUnusable
-from connections.selectors import endpoint_for
 from conversations import context_spec as ctx
 from conversations.models import Message, Role, Run, RunStatus, Step, StepKind
 from core.errors import SERVICE_UNAVAILABLE
-from core.params import model_params
 from core.redact import mask_secrets
-from core.tokens import REPLY_PRIMING, TokenCounter, counter_for, overhead_for
+from core.tokens import REPLY_PRIMING, TokenCounter, overhead_for
 from streams.backends import RunStream, get_stream
 
 from .context import BuiltContext, ContextOverflow, build_context
-from .finalize import ToolRoundLimit, Totals, finalize, finish_step
+from .finalize import ToolRoundLimit, finalize, finish_step
 from .llm import TransientModelError, describe_error, is_timeout, is_transient
 from .model_call import Outcome, deadline_of, run_status, stream_answer
-from .tools import Tool, ToolContext, run_tool, tools_for
+from .tools import ToolContext, run_tool
+from .turn import Totals, Turn
 
 log = logging.getLogger(__name__)
 
@@ -58,36 +55,7 @@ def claim(run_id) -> Run | None:
         )
     if not claimed:
         return None
-    return Run.objects.select_related("session", "connection").get(pk=run_id)
-
-
-@dataclass
-class Turn:
-    """One attempt at a run, as the tool loop sees it: the path read once (extended with the
-    run's tool traffic as it is written), the next free message position, tools and parameters,
-    and the endpoint of the run's connection."""
-
-    run: Run
-    stream: RunStream
-    endpoint: Endpoint
-    path: list = field(default_factory=list)
-    position: int = 1
-    tools: list[Tool] = field(default_factory=list)
-    params: dict = field(default_factory=dict)
-    counter: TokenCounter | None = None
-    totals: Totals = field(default_factory=Totals)
-    llm_step: Step | None = None
-
-    @classmethod
-    def start(cls, run: Run, stream: RunStream) -> Turn:
-        """Raises ConnectionUnusable (naming it) when the run's connection is disabled or deleted."""
-        endpoint = endpoint_for(run.connection)
-        path = ctx.path_messages(run)
-        return cls(
-            run=run, stream=stream, endpoint=endpoint, path=path, tools=tools_for(run.agent),
-            params=model_params(run.params), counter=counter_for(endpoint.base_url),
-            position=max((m.position for m in path if m.run_id == run.pk), default=0) + 1,
-        )
+    return Run.objects.select_related("session", "connection", "agent").get(pk=run_id)
 
 
 def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
@@ -120,7 +88,7 @@ def run_execute(*, run_id: str, final_attempt: bool = True) -> None:
     if built is None:
         return
     outcome = _converse(turn, built, final_attempt=final_attempt)
-    finalize(run, outcome, turn.totals, turn.llm_step, stream, position=turn.position, counter=turn.counter)
+    finalize(run, outcome, turn.totals, turn.llm_step, stream, turn=turn)
 
 
 def _begin_attempt(run: Run, stream: RunStream) -> None:
@@ -128,7 +96,6 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
     readers that saw deltas get a ``restart`` event."""
     if run.attempts > 1:
         Message.objects.filter(run=run, position__gte=1).delete()
-        Run.objects.filter(pk=run.pk).update(first_token_at=None)
         try:
             saw_deltas = any(e.type == "delta" for e in stream.events(run.pk))
         except SERVICE_UNAVAILABLE:
@@ -140,20 +107,22 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
 
 def _first_context(turn: Turn) -> BuiltContext | None:
     """Build the run's context and record it as a ``context`` step (one INSERT, once built: its
-    accounting; the spec and digest are stored once, with the model call that sent them). On
+    accounting, :meth:`BuiltContext.describe` without its zero counts; the spec and digest are
+    stored once, with the model call that sent them). On
     overflow the step records the error, the run is finalized as failed and None is returned."""
     started = timezone.now()
     step = Step(run=turn.run, kind=StepKind.CONTEXT, name="build context", started_at=started)
     try:
-        built = build_context(turn.run, path=turn.path)
+        built = _build(turn)
     except ContextOverflow as exc:
         step.status, step.finished_at = RunStatus.FAILED, timezone.now()
         step.error = {"type": "context_overflow", "message": str(exc)}
         step.save()
-        finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, position=turn.position,
-                 counter=turn.counter)
+        finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, turn=turn)
         return None
-    step.request = {"message_count": len(built.messages), **built.describe()}
+    # Counts at zero, flags that are off and empty fields are left out (this step is written every turn).
+    step.request = {k: v for k, v in {"message_count": len(built.messages), **built.describe()}.items()
+                    if v not in (0, None, False, "")}
     step.status, step.finished_at = RunStatus.SUCCEEDED, timezone.now()
     step.save()
     return built
@@ -179,9 +148,16 @@ def _converse(turn: Turn, built: BuiltContext, *, final_attempt: bool) -> Outcom
             return Outcome(cancelled=True)
         rounds += 1
         try:
-            built = build_context(turn.run, path=turn.path)
+            built = _build(turn)
         except ContextOverflow as exc:
             return Outcome(error=exc)
+
+
+def _build(turn: Turn) -> BuiltContext:
+    """The run's context from what the turn already read and derived (path, memory ids, counter,
+    budget): two queries (pins, compactions) whatever the depth."""
+    return build_context(turn.run, path=turn.path, counter=turn.counter, budget=turn.budget,
+                         memory_ids=turn.memory_ids)
 
 
 def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) -> Outcome:
@@ -193,7 +169,7 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
         **turn.endpoint.describe(), "model": run.model, "params": turn.params, "stream": True,
         "context": built.spec.to_json(), "message_count": len(built.messages), "sha256": ctx.digest(built.messages),
         "context_tokens": built.tokens, "usable_window": built.budget.usable, "round": rounds,
-        "context_parts": built.parts(),
+        "context_parts": ctx.pack_parts(built.parts()),
     }
     tool_args: dict = {}
     if turn.tools:
@@ -247,6 +223,7 @@ def _account(outcome: Outcome, messages: list[dict], totals: Totals, counter: To
         totals.counted = True
     totals.prompt_tokens += outcome.prompt_tokens
     totals.completion_tokens += outcome.completion_tokens
+    totals.first_token_at = totals.first_token_at or outcome.first_token_at
 
 
 def _add_message(turn: Turn, **fields) -> Message:

@@ -1,36 +1,24 @@
-"""The end of a run: its final state written once, then ``run_finished``, compaction and ``done``."""
+"""The end of a run: its final state written once, then ``done``, ``run_finished`` and compaction."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
 from connections.endpoint import Endpoint
-from connections.selectors import base_url_for
 from conversations.models import Message, Role, Run, RunStatus, Step
 from conversations.signals import run_finished
-from core.tokens import TokenCounter, counter_for
 from streams.backends import TERMINAL, RunStream
 
 from . import compaction
 from .context import ContextOverflow
 from .llm import describe_error
 from .model_call import BrokenStream, DeadlineExceeded, Outcome, run_status
+from .turn import Totals, Turn
 
 
 class ToolRoundLimit(Exception):
     """The model still asked for tools after the last allowed round."""
-
-
-@dataclass
-class Totals:
-    """Usage of every model call of a run (tool rounds add up); ``counted`` when any was counted by us."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    counted: bool = False
 
 
 def error_of(exc: BaseException, endpoint: Endpoint | None = None) -> tuple[str, str]:
@@ -72,14 +60,17 @@ def _final_status(outcome: Outcome) -> tuple[str, dict | None]:
 
 
 def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, stream: RunStream, *,
-             position: int = 1, counter: TokenCounter | None = None) -> None:
-    """Write the run's final state: the answer at ``position`` (the next free one after any tool
-    traffic; partial text is kept on failure), usage summed over its model calls, status. After
-    commit: ``run_finished`` is sent and compaction considered; then ``done`` is published.
-    ``counter``: the run's endpoint's token counter (default: by the run's connection's URL)."""
+             turn: Turn | None = None) -> None:
+    """Write the run's final state in one transaction: the answer at the turn's next free position
+    (partial text is kept on failure), then one UPDATE of the run (status, usage summed over its
+    model calls, first token time, finish reason, error), then the model call's step. After commit
+    ``done`` is published first; then ``run_finished`` is sent and compaction measures the context a
+    child would start from, on the turn's path and with its counter and budget (no second read).
+    ``turn``: None when the run failed before its turn started (its connection is unusable)."""
     status, error = _final_status(outcome)
     fields = {
         "finished_at": timezone.now(),
+        "first_token_at": totals.first_token_at,
         "prompt_tokens": totals.prompt_tokens if llm_step is not None else None,
         "completion_tokens": totals.completion_tokens if llm_step is not None else None,
         "usage_counted": totals.counted,
@@ -87,34 +78,46 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
         "error_type": (error or {}).get("type", ""),
         "error_message": (error or {}).get("message", ""),
     }
+    answer = None
     with transaction.atomic():
         if outcome.text or status == RunStatus.SUCCEEDED:
-            Message.objects.update_or_create(run=run, position=position, defaults={
-                "role": Role.ASSISTANT, "content": outcome.text, "token_count": outcome.completion_tokens,
-                "metadata": {"partial": status != RunStatus.SUCCEEDED},
-            })
-        _count_input_tokens(run, counter or counter_for(base_url_for(run.connection)))
+            answer = _write_answer(run, turn.position if turn else 1, outcome, partial=status != RunStatus.SUCCEEDED)
         # Cancelled by the user while running: the status is already "cancelled"; keep it.
         if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(status=status, **fields):
             Run.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).update(**fields)
             status = run_status(run.pk)
         if llm_step is not None:
             finish_step(llm_step, outcome, status)
-    transaction.on_commit(lambda: _after_commit(run.pk, str(status)))
     stream.publish(run.pk, TERMINAL, {
         "status": str(status),
         "error": error,
         "usage": {"prompt_tokens": fields["prompt_tokens"], "completion_tokens": fields["completion_tokens"]},
     })
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.status = status
+    transaction.on_commit(lambda: _after_commit(run, str(status), turn, answer))
 
 
-def _count_input_tokens(run: Run, counter: TokenCounter) -> None:
-    first = Message.objects.filter(run=run, position=0, token_count__isnull=True).first()
-    if first is not None:
-        Message.objects.filter(pk=first.pk).update(token_count=counter.count(first.content))
+def _write_answer(run: Run, position: int, outcome: Outcome, *, partial: bool) -> Message:
+    """The answer at ``position``: one INSERT, which replaces what an earlier attempt may have left
+    there (``ON CONFLICT (run, position) DO UPDATE``). Its metadata is ``{"partial": True}`` for
+    kept partial text, else empty (stored as nothing, and the path read converts nothing)."""
+    answer = Message(run=run, position=position, role=Role.ASSISTANT, content=outcome.text,
+                     token_count=outcome.completion_tokens, metadata={"partial": True} if partial else {})
+    Message.objects.bulk_create([answer], update_conflicts=True, unique_fields=["run", "position"],
+                                update_fields=["role", "content", "token_count", "metadata"])
+    return answer
 
 
-def _after_commit(run_id, status: str) -> None:
-    run = Run.objects.get(pk=run_id)
+def _after_commit(run: Run, status: str, turn: Turn | None, answer: Message | None) -> None:
+    """``run_finished``, then compaction's measuring on the turn's path (with the answer appended)."""
     run_finished.send(sender=Run, run=run, status=status)
-    compaction.consider_after_run(run, status)
+    if turn is None:
+        compaction.consider_after_run(run, status)
+        return
+    if answer is not None:
+        answer.run = run
+        turn.path.append(answer)
+    compaction.consider_after_run(run, status, path=turn.path, memory_ids=turn.memory_ids, counter=turn.counter,
+                                  budget=turn.budget)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -18,7 +16,7 @@ from streams.backends import RunStream
 
 from .deltas import DeltaBatcher
 from .llm import FirstTokenTimeout, get_client
-from .watcher import watchtower
+from .watcher import close_stream, watchtower
 
 
 class BrokenStream(Exception):
@@ -52,7 +50,8 @@ def _not_a_stream(response, endpoint: Endpoint) -> BrokenStream:
 class Outcome:
     """What one model call produced: text, finish reason, usage (None when the endpoint sent
     none), the error that ended it, whether the run was cancelled, and the tool calls asked for
-    (``[{"id", "name", "arguments"}]``); ``endpoint``: where the call went (errors name its connection)."""
+    (``[{"id", "name", "arguments"}]``); ``endpoint``: where the call went (errors name its connection);
+    ``first_token_at``: when its first text delta arrived (written with the run's final state)."""
 
     text: str = ""
     finish_reason: str = ""
@@ -62,6 +61,7 @@ class Outcome:
     cancelled: bool = False
     tool_calls: list[dict] = field(default_factory=list)
     endpoint: Endpoint | None = None
+    first_token_at: datetime | None = None
 
 
 def _release_connection() -> None:
@@ -92,14 +92,14 @@ class FirstTokenClock:
         with self._lock:
             self.late = True
             response = self._response
-        _close(response)
+        close_stream(response)
 
     def attach(self, response) -> None:
         with self._lock:
             self._response = response
             late = self.late
         if late:
-            _close(response)
+            close_stream(response)
 
     def arrived(self) -> None:
         if self._timer is not None:
@@ -107,21 +107,6 @@ class FirstTokenClock:
 
     def error(self) -> FirstTokenTimeout:
         return FirstTokenTimeout(f"sent no first token within {self.seconds:g} s (ARBOR_FIRST_TOKEN_TIMEOUT).")
-
-
-def _close(response) -> None:
-    """Close the SDK stream's HTTP response from another thread. The socket is shut down first:
-    closing alone does not wake a read blocked on a silent socket (the transport's
-    ``network_stream`` extension gives the socket)."""
-    if response is None:
-        return
-    with contextlib.suppress(Exception):  # best effort; the read fails either way
-        network = response.response.extensions.get("network_stream")
-        sock = network.get_extra_info("socket") if network is not None else None
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        response.response.close()
 
 
 def run_status(run_id) -> str | None:
@@ -132,8 +117,8 @@ def run_status(run_id) -> str | None:
 def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream, endpoint: Endpoint) -> Outcome:
     """Call the model at ``endpoint`` with ``messages`` and stream its answer: text deltas are
     published to ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the
-    first at once, then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one sets
-    ``run.first_token_at``. The process's watchtower
+    first at once, then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one's time
+    is the outcome's ``first_token_at`` (no write until the run is finalized). The process's watchtower
     writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
     database connection is released while it waits on the model (before the call and after the
     first token), so waiting runs hold no connection. Never raises for the model's failure: it is
@@ -222,7 +207,7 @@ def _read_chunk(chunk, outcome: Outcome, parts: list[str], calls: dict[int, dict
         parts.append(delta)
         deltas.add(delta)
         if first:
-            Run.objects.filter(pk=deltas.run_id, first_token_at__isnull=True).update(first_token_at=timezone.now())
+            outcome.first_token_at = timezone.now()
             if deltas.stream.holds_no_connection:
                 _release_connection()  # deltas go to Redis: no database work until the answer is final
     for part in (getattr(choice.delta, "tool_calls", None) or []) if choice.delta is not None else []:

@@ -36,14 +36,15 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
     counts = {"requeued": 0, "failed": 0, "queued_again": 0}
     stream = get_stream()
     stale_cutoff = now - timedelta(seconds=settings.ARBOR_STALE_RUN_SECONDS)
-    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff):
+    # finished_at IS NULL: what the partial index run_unfinished covers (an unfinished run has none).
+    for run in Run.objects.filter(finished_at__isnull=True, status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff):
         if run.attempts >= max_attempts:
             counts["failed"] += _give_up(run, stream, now)
         elif _send_again(run, now, settings.ARBOR_STALE_RUN_SECONDS, since=run.heartbeat_at):
             counts["requeued"] += 1
     requeue_cutoff = now - timedelta(seconds=settings.ARBOR_REQUEUE_AFTER_SECONDS)
-    for run in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=requeue_cutoff).only(
-            "pk", "status", "created_at", "requeued_at", "requeues"):
+    queued = Run.objects.filter(finished_at__isnull=True, status=RunStatus.QUEUED, created_at__lt=requeue_cutoff)
+    for run in queued.only("pk", "status", "created_at", "requeued_at", "requeues"):
         if _send_again(run, now, settings.ARBOR_REQUEUE_AFTER_SECONDS, since=run.created_at):
             counts["queued_again"] += 1
     _log_pass(counts)

@@ -15,7 +15,9 @@ per run, each with its own connection, needed two connections per running run). 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 
@@ -24,6 +26,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from conversations.models import Run, RunStatus
+from core.lazy import per_process
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,24 @@ class Watch:
     def _close(self) -> None:
         with self._lock:
             stream = self._stream
-        try:
-            if stream is not None:
-                stream.response.close()
-        except Exception:  # closing is best effort; the read fails either way
-            pass
+        close_stream(stream)
+
+
+def close_stream(stream) -> None:
+    """Close a model's SDK stream (``openai.Stream``) from another thread, e.g. on cancellation.
+
+    The socket is shut down first: closing the HTTP response alone does not wake a read blocked
+    on a silent socket (a model that sends nothing), which then waited for the read timeout. The
+    transport's ``network_stream`` extension gives the socket. Best effort: never raises."""
+    if stream is None:
+        return
+    with contextlib.suppress(Exception):
+        network = stream.response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        stream.response.close()
 
 
 class Watchtower:
@@ -123,14 +139,7 @@ class Watchtower:
             self._last_beat = time.monotonic()
 
 
-_tower: Watchtower | None = None
-_tower_lock = threading.Lock()
-
-
+@per_process
 def watchtower() -> Watchtower:
     """This process's watchtower (created on first use, so each forked pool child has its own)."""
-    global _tower
-    with _tower_lock:
-        if _tower is None:
-            _tower = Watchtower()
-        return _tower
+    return Watchtower()

@@ -102,14 +102,27 @@ def turn_input(run):
     return run.messages.order_by("position").first()
 
 
-def last_context_totals(run) -> dict:
-    """Tokens per part (``{part: tokens}``) of the context ``run``'s last model call sent, as the
-    engine recorded it (``Step.request["context_parts"]["totals"]``); ``{}`` before the first call
-    or for calls recorded before parts were. One query."""
-    step = run.steps.filter(kind="llm_call").order_by("-started_at", "-id").values("request").first()
-    return (((step or {}).get("request") or {}).get("context_parts") or {}).get("totals") or {}
-
-
 def find_agent(agent_id) -> Agent | None:
     """Agent ``agent_id`` (already checked usable by the caller's form), or None (no id, no agent)."""
     return Agent.objects.filter(pk=agent_id).first() if agent_id else None
+
+
+# The engine builds contexts and sits above this app: it lends its builder at start-up
+# (engine.apps.EngineConfig.ready), so the settings preview and Undo count the real next context.
+_next_context_builder = None
+
+
+def register_next_context(builder) -> None:
+    """Set the function :func:`next_context` calls (:func:`engine.context.next_context`)."""
+    global _next_context_builder
+    _next_context_builder = builder
+
+
+def next_context(run, *, agent=..., system_override: str | None = None) -> dict:
+    """The next context below ``run``, built and counted as the engine will (``agent``: default
+    ``run``'s; ``system_override``: empty, the agent's system prompt). Returns ``{"totals": {part:
+    tokens}, "tokens", "needed", "usable_window", "counted_with", "not_seen", "error"}`` (see
+    :func:`engine.context.next_context`: ``error`` says why when the fixed parts do not fit)."""
+    if _next_context_builder is None:
+        raise RuntimeError("the engine app is not installed: no context builder to preview with")
+    return _next_context_builder(run, agent=agent, system_override=system_override)

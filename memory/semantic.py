@@ -34,12 +34,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+
+from core.lazy import per_process
 
 from .stores.models import MessageEmbedding
 
@@ -207,18 +208,10 @@ class EndpointEmbedder:
         return _normalise(np.array(rows, dtype=np.float32))
 
 
-_local_lock = threading.Lock()
-
-
-@cache
-def _local_embedder() -> MiniLMEmbedder:
-    return MiniLMEmbedder()
-
-
+@per_process
 def local_embedder() -> MiniLMEmbedder:
     """The process's MiniLM embedder (loaded once, ~90 MB of weights, about a second)."""
-    with _local_lock:
-        return _local_embedder()
+    return MiniLMEmbedder()
 
 
 def get_embedder():

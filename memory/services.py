@@ -21,7 +21,7 @@ from core.text import clean_json_strings, clean_text
 
 from .models import Agent, BranchSettings, Compaction, CompactionStatus, Pin
 from .policy import parse_policy
-from .selectors import run_model
+from .selectors import next_context, run_model
 
 # Text fields: (max length, multi-line); every one goes through core.text.clean_text.
 TEXT_FIELDS = {"name": (100, False), "model": (200, False), "system_prompt": (100_000, True),
@@ -153,8 +153,9 @@ MAX_SUMMARY_CHARS = 20_000
 def summary_edit(*, user, compaction: Compaction, text: str) -> Compaction:
     """Replace a ready compaction's summary with ``text`` (the old text is kept in ``versions``).
     Contexts built from now on send the new text; earlier model calls keep theirs (their stored
-    spec holds the text they sent). Audited as ``compaction.summary_edit``. Raises InvalidInput
-    (empty, too long) and Conflict (not ready: pending, failed or undone); nothing written then."""
+    spec names the version they sent, which ``versions`` keeps). Audited as
+    ``compaction.summary_edit``. Raises InvalidInput (empty, too long) and Conflict (not ready:
+    pending, failed or undone); nothing written then."""
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
         raise InvalidInput("summary: the summary cannot be empty (undo the compaction to send the raw turns).")
@@ -178,23 +179,29 @@ def summary_edit(*, user, compaction: Compaction, text: str) -> Compaction:
 def compaction_undo(*, user, compaction: Compaction) -> tuple[Compaction, str]:
     """Stop using a ready compaction: contexts built from now on send the raw turns it stood for
     (an earlier compaction on the path still applies). Returns ``(compaction, note)``: the note
-    says, from the figures measured when it was made, whether the raw turns fit the usable window
-    or by how many tokens they are over (the budget then cuts the oldest turns) and what smaller
-    strategy would do. Audited as ``compaction.undo``. Conflict when it is not ready."""
-    locked = Compaction.objects.select_for_update().get(pk=compaction.pk)
+    says whether the raw turns fit the usable window now or by how many tokens they are over (the
+    budget then cuts the oldest turns) and what smaller strategy would do — measured now, by the
+    engine's context builder on the compaction's turn with the compaction undone
+    (:func:`memory.selectors.next_context`). Audited as ``compaction.undo`` with the figures.
+    Conflict when it is not ready."""
+    locked = Compaction.objects.select_for_update().select_related("run").get(pk=compaction.pk)
     if locked.status != CompactionStatus.READY:
         raise Conflict(f"Only a ready compaction can be undone; this one is {locked.status}.")
     locked.status = CompactionStatus.UNDONE
     locked.save(update_fields=["status"])
-    over = locked.tokens_before - locked.usable_window if locked.usable_window else 0
-    if over > 0:
-        note = (f"Undone. The raw turns needed {locked.tokens_before:,} tokens when this was compacted: {over:,} "
-                f"over the usable window of {locked.usable_window:,}, so later contexts cut the oldest turns to fit. "
-                "A smaller strategy keeps more: “keep the last N turns”, or summarise fewer turns (a larger “keep "
-                "recent turns”).")
+    now = next_context(locked.run)
+    needed, usable = now["needed"], now["usable_window"]
+    over = needed - usable if usable else 0
+    if now["error"]:
+        note = f"Undone. {now['error']}"
+    elif over > 0:
+        note = (f"Undone. The raw turns need {needed:,} tokens now: {over:,} over the usable window of {usable:,}, "
+                "so later contexts cut the oldest turns to fit. A smaller strategy keeps more: “keep the last N "
+                "turns”, or summarise fewer turns (a larger “keep recent turns”).")
     else:
-        note = f"Undone. Later contexts send the raw turns ({locked.tokens_before:,} tokens when this was compacted)."
-    record("compaction.undo", target=locked, details={"run_id": str(locked.run_id), "over_by": max(0, over)})
+        note = f"Undone. Later contexts send the raw turns: {needed:,} tokens now, within the usable {usable:,}."
+    record("compaction.undo", target=locked,
+           details={"run_id": str(locked.run_id), "over_by": max(0, over), "needed": needed, "usable_window": usable})
     return locked, note
 
 

@@ -14,9 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connections.selectors import base_url_for
 from core.errors import ArborError, Forbidden
-from core.tokens import counter_for, overhead_for
+from core.refusals import answers_refusals
 
 from . import services
 from .forms import AgentForm, SettingsForm
@@ -28,7 +27,7 @@ from .selectors import (
     get_agent_for,
     get_compaction_for,
     get_run_for,
-    last_context_totals,
+    next_context,
     pin_of,
     pins_on_path,
     replaced_messages,
@@ -100,13 +99,10 @@ def detail(request: HttpRequest, agent_id: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back="agents:detail")
 def duplicate(request: HttpRequest, agent_id: int) -> HttpResponse:
     agent = get_agent_for(request.user, agent_id)
-    try:
-        copy = services.agent_duplicate(user=request.user, agent=agent)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return redirect("agents:detail", agent_id=agent.pk)
+    copy = services.agent_duplicate(user=request.user, agent=agent)
     flash.success(request, f"Made “{copy.name}”, your own copy.")
     return redirect("agents:detail", agent_id=copy.pk)
 
@@ -127,6 +123,7 @@ def _back(request, fallback: str) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back=lambda request, run_id: _back(request, reverse("chatmemory:pinned", args=[run_id])).url)
 def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
     """Pin the turn (or the message ``message_id``); pinned already: unpin it."""
     run = get_run_for(request.user, run_id)
@@ -137,12 +134,8 @@ def pin_toggle(request: HttpRequest, run_id) -> HttpResponse:
         services.pin_delete(pin=existing)
         flash.info(request, f"Unpinned turn {run.depth + 1}.")
         return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
-    try:
-        services.pin_create(user=request.user, run=run, message_id=message_id)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-    else:
-        flash.success(request, f"Pinned turn {run.depth + 1}: later contexts on this branch send it verbatim.")
+    services.pin_create(user=request.user, run=run, message_id=message_id)
+    flash.success(request, f"Pinned turn {run.depth + 1}: later contexts on this branch send it verbatim.")
     return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
 
 
@@ -173,61 +166,49 @@ def compaction_detail(request: HttpRequest, compaction_id: int) -> HttpResponse:
 
 
 @require_POST
+@answers_refusals(back="chatmemory:compaction")
 def compaction_undo(request: HttpRequest, compaction_id: int) -> HttpResponse:
     compaction = get_compaction_for(request.user, compaction_id)
-    try:
-        _, note = services.compaction_undo(user=request.user, compaction=compaction)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-    else:
-        flash.info(request, note)
+    _, note = services.compaction_undo(user=request.user, compaction=compaction)
+    flash.info(request, note)
     return redirect("chatmemory:compaction", compaction_id=compaction.pk)
 
 
 @require_POST
+@answers_refusals(back=lambda request, run_id: _back(request, reverse("chatmemory:pinned", args=[run_id])).url)
 def compact(request: HttpRequest, run_id) -> HttpResponse:
     """Compact now: a background compaction of the branch ending at this run."""
     run = get_run_for(request.user, run_id)
-    try:
-        compaction = services.compact_now(user=request.user, run=run)
-    except ArborError as exc:
-        flash.error(request, exc.message)
-        return _back(request, reverse("chatmemory:pinned", args=[run.pk]))
+    compaction = services.compact_now(user=request.user, run=run)
     flash.info(request, "Compacting in the background; the marker shows the result.")
     return _back(request, reverse("chatmemory:compaction", args=[compaction.pk]))
 
 
-def _preview(run, data: dict) -> tuple[list[dict], str]:
-    """The token meter of the next context under ``data`` before it is saved: the last context's
-    parts with the system prompt recounted for the new prompt (override, else the new agent's).
-    Window, pins and summaries stay as last sent (a new compaction policy acts when it next runs)."""
-    totals = dict(last_context_totals(run))
-    agent = find_agent(data.get("agent_id"))
-    text = data.get("system_prompt") or (agent.system_prompt if agent is not None else "")
-    note = "As the last context held it."
-    if text:
-        counter = counter_for(base_url_for(run.connection))
-        totals["system"] = overhead_for("system") + counter.count(text)
-        note = "The system prompt recounted for the new text; the other parts as the last context held them."
-    return [{"part": k, "tokens": v} for k, v in totals.items()], note
+def _meter(run, agent, system_prompt: str) -> tuple[list[dict], str, str]:
+    """The token meter of the next context below ``run`` with ``agent`` (None: the composer's, as on
+    ``run``) and ``system_prompt`` (empty: the agent's): built by the engine's context builder and
+    counted with the endpoint's token counter. Returns ``(rows, counted_with, error)``."""
+    built = next_context(run, agent=agent if agent is not None else ..., system_override=system_prompt or None)
+    return [{"part": k, "tokens": v} for k, v in built["totals"].items()], built["counted_with"], built["error"]
 
 
 @require_http_methods(["GET", "POST"])
 def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
     """The chat settings panel of the branch ending at this run: GET the form with the token meter
-    of the last context, part by part; POST ``preview``: the meter for the settings typed, nothing
+    of the next context under the settings in force, part by part (the engine's build, counted with
+    the endpoint's token counter); POST ``preview``: the same meter for the settings typed, nothing
     saved; POST: save them from the next turn on (nothing written on refusal)."""
     run = get_run_for(request.user, run_id)
     current = branch_settings_for(run)
-    status, error, note = 200, "", "What the last context held."
-    totals = [{"part": k, "tokens": v} for k, v in last_context_totals(run).items()]
+    status, error, note, meter = 200, "", "The next context with the settings in force", None
     if request.method == "POST":
-        form = SettingsForm(request.POST, user=request.user)
+        form = SettingsForm(request.POST, user=request.user, saved=current)
         if not form.is_valid():
             status = 400
         elif "preview" in request.POST:
-            totals, note = _preview(run, form.data_for_service())
-            note = "Preview (not saved): " + note
+            data = form.data_for_service()
+            meter = _meter(run, find_agent(data.get("agent_id")), data.get("system_prompt") or "")
+            note = "Preview, not saved: the next context with the settings typed"
         else:
             try:
                 services.branch_settings_save(user=request.user, run=run, data=form.data_for_service())
@@ -238,7 +219,10 @@ def chat_settings(request: HttpRequest, run_id) -> HttpResponse:
                 return redirect("chatmemory:settings", run_id=run.pk)
     else:
         form = SettingsForm(user=request.user, saved=current)
+    in_force = (current.agent, current.system_prompt) if current else (None, "")
+    totals, counted, overflow = meter or _meter(run, *in_force)
     return render(request, "memory/settings.html", {
-        "run": run, "form": form, "current": current, "error": error, "totals": totals, "note": note,
-        "total": sum(t["tokens"] for t in totals) or 1,
+        "run": run, "form": form, "current": current, "error": error, "totals": totals, "overflow": overflow,
+        "note": f"{note}: built as the engine builds it, counted by the endpoint's token counter ({counted}).",
+        "total": sum(t["tokens"] for t in totals) or 1, "sum": sum(t["tokens"] for t in totals),
     }, status=status)

@@ -22,41 +22,21 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import cache
 
 import redis
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
+
+from core.asyncdb import db_call
+from core.lazy import per_process
 
 from .models import RunEvent
 
 TERMINAL = "done"
 
 log = logging.getLogger(__name__)
-
-
-def db_call(fn):
-    """``fn`` as an awaitable run in a worker thread (``sync_to_async(thread_sensitive=False)``)
-    that releases that thread's database connection afterwards.
-
-    Those executor threads live outside Django's request cycle, so nothing else would close or
-    health-check their connections: with a connection pool they would keep their slot forever,
-    and after a database restart a broken connection would stay broken in that thread (streams
-    answered nothing until the web process restarted). ``close_old_connections`` closes a
-    connection that saw an error, or that is older than ``CONN_MAX_AGE`` (at once by default;
-    with the pool, closing returns it to the pool).
-    """
-
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(call, thread_sensitive=False)
 
 
 @dataclass(frozen=True)
@@ -248,7 +228,7 @@ def _seq(event_id: str | None) -> int:
         return 0
 
 
-@cache
+@per_process
 def _stream_for(url: str) -> RedisRunStream | DatabaseRunStream:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisRunStream(url)

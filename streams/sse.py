@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 
-from django.db import connection
 from django.http import StreamingHttpResponse
 from django.utils.html import escape
 
-from .backends import TERMINAL, Event, db_call, get_stream
+from core.asyncdb import db_call
+
+from .backends import TERMINAL, Event, get_stream
 from .source import RunSource
 
 KEEPALIVE_SECONDS = 15.0
@@ -81,15 +82,13 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
 
 
 def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False) -> StreamingHttpResponse:
-    """The streaming response for a run's events (JSON, or HTML fragments for htmx).
-
-    Releases the view thread's database connection first: under ASGI, Django closes a request's
-    connection only when the response has been sent, which for a stream is when the run is done,
-    so every open stream would hold a connection (and exhaust the pool). The stream's own reads
-    borrow one per read (:func:`streams.backends.db_call`).
+    """The streaming response for a run's events (JSON, or HTML fragments for htmx), for an async
+    view that looked the run up with :func:`core.asyncdb.request_call` (which released the
+    request's database connection). The stream keeps no thread busy and holds no connection while
+    it waits: it is an async iterator on the event loop, and its reads borrow a connection per read
+    on the bounded pool of :func:`core.asyncdb.db_call`. (Django's middleware still gives the
+    request a thread of its own for its sync parts; it stays idle while the stream is open.)
     """
-    if not connection.in_atomic_block:  # a test client inside a test transaction keeps it
-        connection.close()
     response = StreamingHttpResponse(
         run_events(run_id, last_event_id, format_html if html else format_json, source),
         content_type="text/event-stream",

@@ -7,6 +7,8 @@ the last user message, so a worker in another process can be steered without sha
 ==========================  ========================================================================
 ``[[reply:TEXT]]``          answer TEXT (default: ``Echo: <last user message without directives>``)
 ``[[tokens:N]]``            answer ``w0 w1 … w(N-1)``
+``[[canned:N]]``            answer the N-th text of the list last sent to ``POST /_canned`` (varied
+                            text for benchmarks without putting it in the input)
 ``[[delay:S]]``             S seconds between tokens (default 0.005)
 ``[[first_delay:S]]``       S seconds before the first token
 ``[[status:CODE]]``         answer HTTP CODE with a JSON error body, no stream
@@ -24,6 +26,8 @@ the last user message, so a worker in another process can be steered without sha
 ``[[tool_loop]]``           with ``[[tool:…]]``: ask for the tool calls every round (a model that
                             never stops calling tools), unless the request says ``tool_choice: none``
 ==========================  ========================================================================
+
+``POST /_canned`` with a JSON list of strings sets the texts ``[[canned:N]]`` answers.
 
 Every request body is kept; ``GET /_requests`` returns them, ``POST /_reset`` clears them. For
 each streamed reply the server records ``first_token_sent`` (``time.time()``) in that log. Each
@@ -104,6 +108,7 @@ class _State:
         self.model_list_calls = 0
         self.model_list_auth: list[str | None] = []
         self.models_redirect: str | None = None
+        self.canned: list[str] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -154,6 +159,10 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except ValueError:
             return self._json(400, {"error": {"message": "invalid JSON"}})
+        if self.path == "/_canned":
+            with self.state.lock:
+                self.state.canned = [str(t) for t in body] if isinstance(body, list) else []
+            return self._json(200, {"ok": True, "count": len(self.state.canned)})
         if self.path.rstrip("/") == "/v1/chat/completions":
             return self._chat(body)
         if self.path.rstrip("/") == "/v1/embeddings":
@@ -211,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
             tokens = [f"w{i}" if i == 0 else f" w{i}" for i in range(int(script["tokens"]))]
         else:
             reply = script["reply"] if isinstance(script.get("reply"), str) else f"Echo: {plain}"
+            if isinstance(script.get("canned"), str) and script["canned"].isdigit() and self.state.canned:
+                reply = self.state.canned[int(script["canned"]) % len(self.state.canned)]
             tokens = re.findall(r"\s*\S+|\s+", reply) or [reply]
         prompt_tokens = sum(len((m.get("content") or "").split()) + 4 for m in messages)
         if not body.get("stream"):

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "branches",
+    "merges",
     "streams",
     "memory",
     "connections",
@@ -49,7 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,6 +113,10 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
         "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
         "check": ConnectionPool.check_connection,
     }
+# Threads of a web process that run the database work of its async views and streams
+# (core.asyncdb): as many as its pool has connections, so none waits for one.
+ARBOR_WEB_DB_THREADS = env("ARBOR_WEB_DB_THREADS", default=env("ARBOR_DB_POOL_SIZE", default=10, cast=int) or 8,
+                           cast=int)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Which process a connection belongs to, in pg_stat_activity (e.g. "arbor-runs", "arbor-web").
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env("ARBOR_DB_APPLICATION_NAME",
@@ -225,7 +230,10 @@ ARBOR_RUN_DEADLINE_SECONDS = env("ARBOR_RUN_DEADLINE_SECONDS", default=600.0, ca
 ARBOR_RUN_QUEUE = env("ARBOR_RUN_QUEUE", default="runs")
 # Threads of the worker that consumes ARBOR_RUN_QUEUE (``celery worker -P threads -c N -Q runs``):
 # model calls wait on the network, so one process runs many at once; CPU work stays on "celery".
-ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=64, cast=int)
+# The rule (docs/operator/scaling-out.md): the most runs one worker process should stream at once.
+# A streaming run holds a thread but no database connection (those stay within ARBOR_DB_POOL_SIZE);
+# threads start as runs arrive, so an idle worker has few. Beyond this many, runs wait in the queue.
+ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=256, cast=int)
 # A running run whose worker has not written a heartbeat for this many seconds is failed by the reaper.
 ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float)
 ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)

@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.expressions import RawSQL
 
 from core.ids import as_uuid
-from memory.models import Compaction
+from memory.models import Compaction, Pin
 
 from ..models import Message, Role, Run, Session, db_uuid
 from .pages import run_previews
@@ -41,8 +41,17 @@ def path_window_sql(start_id, limit: int, *, skip_start: bool = False) -> RawSQL
     return RawSQL(sql, [db_uuid(start_id), int(limit)])
 
 
+def with_pin_state(messages):
+    """``messages`` (a Message query) annotated ``turn_pinned`` (its run is pinned as a whole) and
+    ``message_pinned`` (the message itself is pinned): subqueries, no extra query."""
+    return messages.annotate(
+        turn_pinned=Exists(Pin.objects.filter(run_id=OuterRef("run_id"), message__isnull=True)),
+        message_pinned=Exists(Pin.objects.filter(message_id=OuterRef("pk"))),
+    )
+
+
 @dataclass
-class Turn:
+class ChatTurn:
     """One run of a branch as the chat shows it."""
 
     run: Run
@@ -66,6 +75,22 @@ class Turn:
         """The run's tool calls paired with their results (see :func:`pair_tool_calls`; from the
         messages already loaded, no query)."""
         return pair_tool_calls(self.messages)
+
+    @property
+    def pin(self) -> str:
+        """What of this turn is pinned (:class:`memory.models.Pin`): "turn" (the whole turn), "answer",
+        "input", "messages" (other messages of it) or "" (nothing), from the messages as loaded
+        by :func:`with_pin_state` (no query; "" when they were loaded without it)."""
+        if any(getattr(m, "turn_pinned", False) for m in self.messages):
+            return "turn"
+        pinned = [m for m in self.messages if getattr(m, "message_pinned", False)]
+        if not pinned:
+            return ""
+        if len(pinned) == 1 and pinned[0] is self.answer:
+            return "answer"
+        if len(pinned) == 1 and pinned[0].position == 0:
+            return "input"
+        return "messages"
 
     @property
     def answer(self) -> Message | None:
@@ -100,7 +125,7 @@ def compactions_by_run(run_ids) -> dict:
     return by_run
 
 
-def attach_compactions(turns: list[Turn]) -> None:
+def attach_compactions(turns: list[ChatTurn]) -> None:
     """Set ``turn.compactions``: the compaction records attached to each turn's run (one query, none
     for no turns), shown as expandable summary markers where they stand."""
     by_run = compactions_by_run([t.run.pk for t in turns]) if turns else {}
@@ -108,7 +133,7 @@ def attach_compactions(turns: list[Turn]) -> None:
         turn.compactions = by_run.get(turn.run.pk, [])
 
 
-def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[Turn]:
+def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = False) -> list[ChatTurn]:
     """Turns of the path ending at ``start_id`` (root first), at most ``limit`` of them, with their
     messages and sibling positions: two queries at any depth. ``skip_start``: the turns *above*
     ``start_id`` (how "older turns" are loaded)."""
@@ -116,7 +141,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
         return []
     turns: dict = {}
     qs = (
-        Message.objects.filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
+        with_pin_state(Message.objects).filter(run_id__in=path_window_sql(start_id, limit + (1 if skip_start else 0),
                                                            skip_start=skip_start))
         .select_related("run", "run__agent", "run__connection")
         .order_by("run__depth", "position")
@@ -124,7 +149,7 @@ def branch_window(session: Session, start_id, limit: int, *, skip_start: bool = 
     for message in qs:
         turn = turns.get(message.run_id)
         if turn is None:
-            turn = turns[message.run_id] = Turn(run=message.run, shared=message.run.session_id != session.pk)
+            turn = turns[message.run_id] = ChatTurn(run=message.run, shared=message.run.session_id != session.pk)
         turn.messages.append(message)
     result = list(turns.values())
     attach_siblings(session, result)
@@ -179,7 +204,7 @@ def sibling_positions(session: Session, runs: list[Run]) -> dict:
     return {as_uuid(i): (rn, total, as_uuid(prev), as_uuid(nxt)) for i, rn, total, prev, nxt in rows}
 
 
-def attach_siblings(session: Session, turns: list[Turn]) -> None:
+def attach_siblings(session: Session, turns: list[ChatTurn]) -> None:
     positions = sibling_positions(session, [t.run for t in turns])
     for turn in turns:
         index, count, prev, nxt = positions.get(turn.run.pk, (1, 1, None, None))
@@ -260,9 +285,10 @@ def newest_leaf_below(session: Session, run: Run) -> Run:
     return leaf or run
 
 
-def turn_of(session: Session, run: Run) -> Turn:
+def turn_of(session: Session, run: Run) -> ChatTurn:
     """Run ``run`` of ``session``'s tree as one chat turn: its messages, siblings and compactions."""
-    turn = Turn(run=run, messages=list(run.messages.order_by("position")), shared=run.session_id != session.pk)
+    turn = ChatTurn(run=run, messages=list(with_pin_state(run.messages.order_by("position"))),
+                    shared=run.session_id != session.pk)
     attach_siblings(session, [turn])
     attach_compactions([turn])
     return turn

@@ -47,3 +47,44 @@ def last_model_call(run: Run) -> Step | None:
 def find_run(run_id) -> Run | None:
     """Run ``run_id`` whoever owns it (the caller checks it is in the session it acts on), or None."""
     return Run.objects.filter(pk=run_id).first()
+
+
+# --- provenance: extra edges to a run's sources, kept by an app above this one --------------------
+
+_provenance_readers: list = []
+
+
+def register_provenance_reader(reader) -> None:
+    """Let an app above this one (``merges``) answer :func:`provenance_for`: ``reader(run_ids)``
+    returns ``{run_id: {...}}`` for the runs among ``run_ids`` that have provenance. Called once
+    from that app's ``ready()``; registering the same reader twice keeps one."""
+    if reader not in _provenance_readers:
+        _provenance_readers.append(reader)
+
+
+def provenance_for(run_ids) -> dict:
+    """``{run_id: provenance}`` for the runs among ``run_ids`` that carry content from other runs
+    (a fused answer, a merge turn); one query per registered reader, none for an empty list."""
+    run_ids = list(run_ids)
+    found: dict = {}
+    if not run_ids:
+        return found
+    for reader in _provenance_readers:
+        found.update(reader(run_ids))
+    return found
+
+
+_edge_readers: list = []
+
+
+def register_provenance_edges(reader) -> None:
+    """Let an app above this one answer :func:`provenance_edges`: ``reader(session)`` returns
+    ``[{"run_id", "source_run_id", "kind", "pruned"}]``. Registering the same reader twice keeps one."""
+    if reader not in _edge_readers:
+        _edge_readers.append(reader)
+
+
+def provenance_edges(session) -> list[dict]:
+    """The provenance edges among ``session``'s runs (a fused run to each source, a merge turn to its
+    source branch), which the tree map draws dashed: one query per registered reader."""
+    return [edge for reader in _edge_readers for edge in reader(session)]

@@ -11,7 +11,7 @@
 All output is escaped by the templates; numbers come from the stored steps, so rendering never
 calls the model or its tokenizer. Pairing tool calls with results and finding a run's compactions
 are :func:`conversations.selectors.paths.pair_tool_calls` and :func:`conversations.selectors.paths.compactions_by_run`
-(the chat page uses them directly, through ``Turn.tool_calls`` and ``paths.attach_compactions``).
+(the chat page uses them directly, through ``ChatTurn.tool_calls`` and ``paths.attach_compactions``).
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import ApiToken
-from archive import importer, services
+from archive import jobs, services
 from archive.models import ImportJob
 from conversations.models import Session
 from tests.archive.conftest import tree_signature
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import ImportJobFactory, RunFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 
 
@@ -51,7 +51,7 @@ def test_upload_then_follow_the_job_to_its_report(api, user, data_dir, imports_d
     stored = ImportJob.objects.get(pk=job["id"])
     assert Path(stored.path).read_bytes() == (data_dir / "sharegpt.json").read_bytes()
 
-    importer.import_job_execute(job_id=job["id"])  # what the worker's task does
+    jobs.import_job_execute(job_id=job["id"])  # what the worker's task does
     done = api.get(f"/api/imports/{job['id']}").json()
     assert done["status"] == "succeeded" and done["percent"] == 100 and done["imported"] == 4 and done["skipped"] == 1
     assert done["report"]["imported"] == 4 and len(done["report"]["skipped_items"]) == 1
@@ -85,7 +85,7 @@ def test_each_export_format_and_an_arbor_export_imports_as_the_same_tree(api, us
 
     with django_capture_on_commit_callbacks(execute=True):
         job_id = api.post("/api/imports", {"file": _file(bodies["arbor"]), "format": "arbor"}).json()["id"]
-    importer.import_job_execute(job_id=job_id)
+    jobs.import_job_execute(job_id=job_id)
     copy = Session.objects.exclude(pk=session.pk).get(owner=user)
     assert copy.title == "Kyoto trip" and tree_signature(copy) == tree_signature(session)
 
@@ -119,7 +119,7 @@ def test_an_upload_over_the_limit_is_400(api, user, imports_dir, enqueued, setti
 
 @pytest.mark.django_db
 def test_other_users_jobs_sessions_and_runs_are_404(client, user, other_user, tmp_path):
-    theirs = ImportJob.objects.create(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
+    theirs = ImportJobFactory(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
     their_session = SessionFactory(owner=other_user)
     their_run = build_chain(their_session, 1)[0]
     mine = SessionFactory(owner=user)
@@ -146,7 +146,7 @@ def test_other_users_jobs_sessions_and_runs_are_404(client, user, other_user, tm
 @pytest.mark.django_db
 def test_anonymous_callers_get_401(client, user, data_dir):
     session = SessionFactory(owner=user)
-    job = ImportJob.objects.create(owner=user, filename="x.json", path="/nonexistent")
+    job = ImportJobFactory(owner=user, filename="x.json", path="/nonexistent")
     calls = [client.post("/api/imports", {"file": _file(b"[]")}), client.get("/api/imports"),
              client.get(f"/api/imports/{job.pk}"), client.get(f"/api/sessions/{session.pk}/export/arbor")]
     for response in calls:

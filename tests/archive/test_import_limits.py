@@ -17,9 +17,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from archive import importer, isolation
+from archive import isolation, jobs
 from archive.models import ImportJob, JobStatus
 from archive.source import ArchiveRefused, StructureGuard
+from tests.support.factories import ImportJobFactory
 
 LEVELS = 200_000
 
@@ -143,15 +144,15 @@ def test_a_child_that_dies_fails_its_job(api, settings, monkeypatch):
 @pytest.mark.django_db
 def test_silent_jobs_are_retried_once_then_failed(user, settings, monkeypatch):
     sent = []
-    monkeypatch.setattr(importer.task_queue, "send", lambda name, *args, queue: sent.append((name, args)))
+    monkeypatch.setattr(jobs.task_queue, "send", lambda name, *args, queue: sent.append((name, args)))
     old = timezone.now() - timedelta(seconds=settings.ARBOR_IMPORT_STALE_SECONDS + 5)
-    fresh = ImportJob.objects.create(owner=user, filename="f", path="/nonexistent", status=JobStatus.RUNNING,
-                                     heartbeat_at=timezone.now(), attempts=1)
-    once = ImportJob.objects.create(owner=user, filename="a", path="/nonexistent", status=JobStatus.RUNNING,
-                                    heartbeat_at=old, attempts=1)
-    twice = ImportJob.objects.create(owner=user, filename="b", path="/nonexistent", status=JobStatus.RUNNING,
-                                     heartbeat_at=old, attempts=2)
-    assert importer.reap_stale_import_jobs() == (1, 1)
+    fresh = ImportJobFactory(owner=user, filename="f", path="/nonexistent", status=JobStatus.RUNNING,
+                             heartbeat_at=timezone.now(), attempts=1)
+    once = ImportJobFactory(owner=user, filename="a", path="/nonexistent", status=JobStatus.RUNNING,
+                            heartbeat_at=old, attempts=1)
+    twice = ImportJobFactory(owner=user, filename="b", path="/nonexistent", status=JobStatus.RUNNING,
+                             heartbeat_at=old, attempts=2)
+    assert jobs.reap_stale_import_jobs() == (1, 1)
     assert sent == [("archive.import_job", (str(once.pk),))]
     twice.refresh_from_db()
     assert twice.status == JobStatus.FAILED and "went silent" in twice.error

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from archive import importer
+from archive import writer
 from archive.models import ImportedConversation, ImportJob
 from conversations.models import Message, Run, Session
 
@@ -70,14 +70,14 @@ def test_nul_bytes_and_lone_surrogates_are_cleaned(user, tmp_path, import_file):
     assert list(Message.objects.order_by("position").values_list("content", flat=True)) == ["a\ufffdb", "x?y 😀"]
 
 
-def test_clean_text_and_clean_json_make_storable_strings():
+def test_repair_text_and_repair_json_make_storable_strings():
     """Lone surrogates (from Python's json, or any other reader) and NULs become U+FFFD, in metadata too."""
-    from archive.drafts import clean_json, clean_text
+    from archive.drafts import repair_json, repair_text
 
-    assert clean_text("x\ud800y\x00") == "x\ufffdy\ufffd"
-    assert clean_text("\ud83d\ude00") == "😀"
-    assert clean_text(None) == "" and clean_text(12) == "12"
-    assert clean_json({"k\x00": ["\ud800", 1, None, float("nan")]}) == {"k\ufffd": ["\ufffd", 1, None, None]}
+    assert repair_text("x\ud800y\x00") == "x\ufffdy\ufffd"
+    assert repair_text("\ud83d\ude00") == "😀"
+    assert repair_text(None) == "" and repair_text(12) == "12"
+    assert repair_json({"k\x00": ["\ud800", 1, None, float("nan")]}) == {"k\ufffd": ["\ufffd", 1, None, None]}
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -130,15 +130,15 @@ def test_atomicity_holds_with_the_writer_thread(tmp_path, monkeypatch):
 
 
 def _refused_conversation_leaves_no_rows(tmp_path, import_file, monkeypatch):
-    real = importer.insert_rows
+    real = writer.insert_rows
 
     def failing(model, rows):
         if model is Message and any(r["content"] == "answer 1" for r in rows):
             real(model, rows[:1])  # part of it is written first, then the database fails
-            raise importer.DatabaseError("simulated: value too long")
+            raise writer.DatabaseError("simulated: value too long")
         return real(model, rows)
 
-    monkeypatch.setattr(importer, "insert_rows", failing)
+    monkeypatch.setattr(writer, "insert_rows", failing)
     path = tmp_path / "three.json"
     path.write_text(json.dumps(_sharegpt(3)))
     report = import_file(path)

@@ -10,10 +10,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from archive import importer, services
+from archive import jobs, services
 from archive.models import ImportJob
 from conversations.models import Run, Session
-from tests.support.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import ImportJobFactory, RunFactory, SessionFactory, UserFactory
 from tests.support.processes import wait_for
 
 
@@ -24,8 +24,8 @@ def _upload(data_dir: Path, name="sharegpt.json") -> SimpleUploadedFile:
 @pytest.mark.django_db
 def test_import_page_lists_only_own_jobs(client, user, other_user, tmp_path):
     """The page has the upload form (multipart, CSRF token, htmx upload progress) and the user's own imports."""
-    ImportJob.objects.create(owner=user, filename="mine.json", path=str(tmp_path / "x"))
-    ImportJob.objects.create(owner=other_user, filename="theirs.json", path=str(tmp_path / "y"))
+    ImportJobFactory(owner=user, filename="mine.json", path=str(tmp_path / "x"))
+    ImportJobFactory(owner=other_user, filename="theirs.json", path=str(tmp_path / "y"))
     client.force_login(user)
     response = client.get(reverse("archive:import"))
     assert response.status_code == 200
@@ -84,15 +84,15 @@ def test_job_runs_once_and_a_resumed_job_skips_what_it_wrote(user, data_dir, set
     settings.ARBOR_IMPORT_DIR = str(tmp_path)
     path = tmp_path / "s.json"
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
-    job = ImportJob.objects.create(owner=user, filename="s.json", path=str(path), size_bytes=path.stat().st_size)
-    done = importer.import_job_execute(job_id=job.pk)
+    job = ImportJobFactory(owner=user, filename="s.json", path=str(path), size_bytes=path.stat().st_size)
+    done = jobs.import_job_execute(job_id=job.pk)
     assert done.status == "succeeded" and done.imported == 4 and done.report["skipped"] == 1
     assert not path.exists()  # the upload is removed once imported
-    assert importer.import_job_execute(job_id=job.pk) is None
+    assert jobs.import_job_execute(job_id=job.pk) is None
 
     path.write_bytes((data_dir / "sharegpt.json").read_bytes())
     ImportJob.objects.filter(pk=job.pk).update(status="running", heartbeat_at=done.finished_at.replace(year=2000))
-    again = importer.import_job_execute(job_id=job.pk)
+    again = jobs.import_job_execute(job_id=job.pk)
     assert again.attempts == 2 and again.imported == 0
     assert sum("earlier attempt of this job" in s["reason"] for s in again.report["skipped_items"]) == 4
     assert Session.objects.filter(owner=user).count() == 4
@@ -101,7 +101,7 @@ def test_job_runs_once_and_a_resumed_job_skips_what_it_wrote(user, data_dir, set
 @pytest.mark.django_db
 def test_other_users_jobs_and_exports_are_404(client, user, other_user, tmp_path):
     """Another user's import job, session export and run (as ?run=) answer 404, like unknown ids."""
-    theirs = ImportJob.objects.create(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
+    theirs = ImportJobFactory(owner=other_user, filename="t.json", path=str(tmp_path / "t"))
     their_session = SessionFactory(owner=other_user)
     their_run = RunFactory(session=their_session)
     mine = SessionFactory(owner=user)

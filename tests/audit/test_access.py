@@ -19,7 +19,16 @@ from audit.models import AuditLog
 from conversations.models import Message, Run, RunStatus, Session
 from tests.audit.conftest import MARKER
 from tests.audit.urlwalk import Route, routes
-from tests.support.factories import RunFactory, SessionFactory
+from tests.support.factories import (
+    AgentFactory,
+    BranchLabelFactory,
+    BranchShareFactory,
+    ComparisonFactory,
+    ConnectionFactory,
+    ImportJobFactory,
+    RunFactory,
+    SessionFactory,
+)
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PUBLIC = {"login", "admin:login"}  # the login pages: the only pages open to anonymous visitors
@@ -93,36 +102,23 @@ def test_api_docs_and_schema_need_a_login(client, user):
 @pytest.fixture
 def other_objects(other_user, other_tree):
     """Every kind of id a URL takes, belonging to ``other_user``."""
-    from comparisons.models import Comparison
-
     values = {"session_id": other_tree["session"].pk, "run_id": other_tree["a"].pk}
-    comparison = Comparison.objects.create(owner=other_user, session=other_tree["session"],
-                                           branch_point=other_tree["root"], prompts=["p"])
+    comparison = ComparisonFactory(owner=other_user, session=other_tree["session"],
+                                   branch_point=other_tree["root"], prompts=["p"])
     values["comparison_id"] = comparison.pk
     values.update({"turn": 0, "column": 0, "format": "arbor", "a": other_tree["a"].pk, "b": other_tree["leaf"].pk})
     # branch tools: a label, a prune and a share link of theirs; the shared page takes a token, and
     # theirs is revoked (a live token is a link anyone may open, by design: tests/branches/test_branches.py)
     from branches import selectors as branch_reads
-    from conversations.models import BranchLabel, BranchShare, Prune
+    from conversations.models import Prune
 
-    values["label_id"] = BranchLabel.objects.create(session=other_tree["session"], run=other_tree["a"], name="x").pk
+    values["label_id"] = BranchLabelFactory(session=other_tree["session"], run=other_tree["a"], name="x").pk
     values["prune_id"] = Prune.objects.create(session=other_tree["session"], run=other_tree["leaf"]).pk
-    share = BranchShare.objects.create(session=other_tree["session"], run=other_tree["leaf"], revoked_at=timezone.now())
+    share = BranchShareFactory(session=other_tree["session"], run=other_tree["leaf"], revoked_at=timezone.now())
     values.update({"share_id": share.pk, "token": branch_reads.share_token(share)})
-    try:  # the archive app's import jobs, when it has them
-        from archive.models import ImportJob
-
-        job = ImportJob.objects.create(owner=other_user, filename="x.json", path="/nonexistent")
-        values.update({"job_id": job.pk, "import_id": job.pk})
-    except (ImportError, TypeError):
-        pass
-    try:  # agents, when a URL takes one
-        from memory.models import Agent
-
-        agent = Agent.objects.create(owner=other_user, name=f"agent {MARKER}")
-        values["agent_id"] = agent.pk
-    except ImportError:
-        pass
+    job = ImportJobFactory(owner=other_user, filename="x.json", path="/nonexistent")
+    values.update({"job_id": job.pk, "import_id": job.pk})
+    values["agent_id"] = AgentFactory(owner=other_user, name=f"agent {MARKER}").pk
     from memory.models import Compaction, CompactionStatus, Pin
 
     values["pin_id"] = Pin.objects.create(run=other_tree["a"]).pk  # pins and compactions of theirs
@@ -134,10 +130,10 @@ def other_objects(other_user, other_tree):
                                                   rubric_text="t", session=other_tree["session"]).pk
     values["rubric_id"] = Rubric.objects.create(owner=other_user, name=f"rubric {MARKER}", text=MARKER).pk
     values["suite_id"] = Suite.objects.create(owner=other_user, name=f"suite {MARKER}").pk
-    from connections.models import Connection, ConnectionModel
+    from connections.models import ConnectionModel
 
-    connection = Connection.objects.create(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
-                                           api_key=MARKER)
+    connection = ConnectionFactory(owner=other_user, name=f"connection {MARKER}", base_url="http://h/v1",
+                                   api_key=MARKER)
     values["connection_id"] = connection.pk
     values["model_id"] = ConnectionModel.objects.create(connection=connection, name=f"model {MARKER}").pk
     return values

@@ -14,8 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, reverse
 
 from conversations.models import Message, Role, RunStatus, Step, StepKind
-from memory.models import Agent
-from tests.support.factories import RunFactory, SessionFactory, UserFactory
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory, UserFactory
 
 CHANGELIST = "admin:conversations_session_changelist"
 
@@ -113,7 +112,7 @@ def test_runs_messages_steps_agents_and_compactions_are_registered_and_render(cl
     run = other_tree["a"]
     step = Step.objects.create(run=run, kind=StepKind.LLM_CALL, name="fake-model", request={"model": "fake-model"})
     message = Message.objects.filter(run=run).first()
-    agent = Agent.objects.create(name="helper", owner=other_tree["session"].owner)
+    agent = AgentFactory(name="helper", owner=other_tree["session"].owner)
     client.force_login(superuser)
     for name, pk in [("conversations_session", other_tree["session"].pk), ("conversations_run", run.pk),
                      ("conversations_message", message.pk), ("conversations_step", step.pk),
@@ -166,7 +165,7 @@ def test_auditor_reads_every_admin_page_and_changes_nothing(client, auditor, oth
 
     run = other_tree["a"]
     Step.objects.create(run=run, kind=StepKind.CONTEXT, name="build context")
-    Agent.objects.create(name="helper", owner=user)
+    AgentFactory(name="helper", owner=user)
     record("session.create", target=other_tree["session"])
     client.force_login(auditor)
     assert client.get(reverse("admin:index")).status_code == 200

@@ -15,8 +15,7 @@ from audit.models import AppendOnlyError, AuditLog
 from conversations import services
 from conversations.models import Run, RunStatus, Session
 from core.errors import Conflict
-from memory.models import Agent
-from tests.support.factories import RunFactory, SessionFactory
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory
 
 UA = "Mozilla/5.0 (audit-test)"
 
@@ -151,7 +150,7 @@ def test_logins_logouts_and_failed_logins_are_recorded(client, user):
 @pytest.mark.django_db
 def test_admin_changes_are_recorded_from_the_admin_log(client, superuser, other_user):
     """An admin edit writes admin.change (with Django's change message) besides the model's own row."""
-    agent = Agent.objects.create(owner=other_user, name="helper", model="m1")
+    agent = AgentFactory(owner=other_user, name="helper", model="m1")
     client.force_login(superuser)
     url = reverse("admin:memory_agent_change", args=[agent.pk])
     response = client.post(url, {

@@ -23,7 +23,7 @@ from conversations import services
 from conversations.models import BranchLabel, BranchShare, Prune, Run, RunStatus, Session
 from conversations.selectors import pages, paths
 from core.errors import Conflict, NotFound
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import ComparisonFactory, RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -226,11 +226,11 @@ def test_sibling_navigator_links_to_the_diff_of_the_two_versions(api, two_versio
 
 
 def test_comparison_results_link_to_the_diff(api, user, two_versions):
-    from comparisons.models import Comparison, Variant, VariantRun
+    from comparisons.models import Variant, VariantRun
 
     session, start = two_versions["session"], two_versions["start"]
-    comparison = Comparison.objects.create(owner=user, session=session, branch_point=start[-1], prompts=["p"],
-                                           column_order=[0, 1])
+    comparison = ComparisonFactory(owner=user, session=session, branch_point=start[-1], prompts=["p"],
+                                   column_order=[0, 1])
     first_runs = [two_versions["a"].parent_run, two_versions["b"].parent_run.parent_run]
     for i, run in enumerate(first_runs):
         variant = Variant.objects.create(comparison=comparison, position=i, label=f"v{i}", config={}, config_key="k")

@@ -15,7 +15,7 @@ from comparisons.models import Comparison, Variant, VariantRun, Vote
 from conversations.models import Run, RunStatus, Session
 from memory.models import Agent
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import RunFactory, SessionFactory, build_chain
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -78,8 +78,8 @@ def test_start_a_blind_comparison_and_read_its_state(api, user, chain):
 def test_start_with_existing_agents_and_a_replayed_branch(api, user, chain):
     """Variants may name agents (yours or shared ones); replay sends the branch's user turns in order."""
     session, runs = chain
-    mine = Agent.objects.create(owner=user, name="Mine", model="model-mine", system_prompt="S1")
-    shared = Agent.objects.create(owner=None, name="Shared", model="model-shared")
+    mine = AgentFactory(owner=user, name="Mine", model="model-mine", system_prompt="S1")
+    shared = AgentFactory(owner=None, name="Shared", model="model-shared")
     body = {"branch_point_run_id": str(runs[1].pk), "mode": "replay", "source_run_id": str(runs[4].pk),
             "blind": False, "variants": [{"label": "mine", "agent_id": mine.pk},
                                          {"label": "shared", "agent_id": shared.pk}]}
@@ -137,7 +137,7 @@ def test_bad_starts_answer_4xx_and_write_nothing(api, user, chain, change, statu
 
 def test_an_agent_with_a_configuration_is_refused(api, user, chain):
     _, runs = chain
-    agent = Agent.objects.create(owner=user, name="Mine", model="m")
+    agent = AgentFactory(owner=user, name="Mine", model="m")
     before = counts()
     response = start(api, runs, variants=[{"label": "a", "agent_id": agent.pk, "model": "other"}, {"label": "b"}])
     assert response.status_code == 400 and "not both" in response.json()["detail"]
@@ -359,8 +359,8 @@ def test_another_users_comparisons_sessions_runs_and_agents_are_404(client, user
 
     my_session = SessionFactory(owner=user)
     my_runs = build_chain(my_session, 3)
-    their_agent = Agent.objects.create(owner=other_user, name="Theirs")
-    comparison_made = Agent.objects.create(owner=user, name="made", made_by_comparison=True)
+    their_agent = AgentFactory(owner=other_user, name="Theirs")
+    comparison_made = AgentFactory(owner=user, name="made", made_by_comparison=True)
     starts = [
         {"branch_point_run_id": str(runs[2].pk)},  # their session's run
         {"branch_point_run_id": str(own_runs[1].pk)},

@@ -1,8 +1,9 @@
 """Evaluation in a real browser (Debian's Chromium via Playwright; Arbor under uvicorn, a real Celery
 worker and the scripted model server): a 5-prompt suite run on two agents, judged with a rubric by a
-judge model that always prefers the first answer (caught as position-biased), 5 pairs voted by hand,
-the judge against the votes (agreement, κ), raw and style-controlled ratings, votes needed, and a
-second suite run on the trend chart; axe-core at 1280 and 390 px (0 serious or critical).
+judge model that always prefers the first answer (caught as position-biased) while the judging page
+streams its progress, 5 pairs voted by hand, the judge against the votes (agreement, κ), raw and
+style-controlled ratings, votes needed, and a second suite run, voted by hand too, on the trend chart;
+axe-core at 1280 and 390 px (0 serious or critical).
 
 axe-core is the vendored copy (tests/vendor/axe-core) injected with ``page.add_script_tag``, which
 the site's CSP refuses: only the axe context is opened with ``bypass_csp=True``.
@@ -16,11 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from comparisons import services
 from comparisons.models import Comparison, Judgement, Suite, SuiteRun, VariantRun
-from memory.models import Agent
 from tests.comparisons.conftest import ARTIFACTS, login
-from tests.support.factories import SessionFactory, UserFactory, build_chain
+from tests.support.factories import AgentFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -54,9 +53,9 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     user = UserFactory()
     session = SessionFactory(owner=user, title="Regression chat")
     runs = build_chain(session, 5)
-    Agent.objects.create(owner=user, name="Baseline", model="model-old")
-    Agent.objects.create(owner=user, name="Challenger", model="model-new")
-    Agent.objects.create(owner=user, name="Judge", model="judge-model")
+    AgentFactory(owner=user, name="Baseline", model="model-old")
+    AgentFactory(owner=user, name="Challenger", model="model-new")
+    AgentFactory(owner=user, name="Judge", model="judge-model")
     login(page, asgi_server, user)
 
     # Save the 5-turn branch as a suite.
@@ -81,10 +80,15 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     expect(page.locator(".error")).to_have_count(0)
     first_run = SuiteRun.objects.get(suite=suite)
     all_answered(first_run, 10)
-    wait_for(lambda: Judgement.objects.filter(judging__comparison__suite_run=first_run,
-                                              recorded_at__isnull=False).count() == 10,
-             timeout=120, message="5 pairs judged in both orders")
     comparison = Comparison.objects.get(suite_run=first_run)
+    judging = wait_for(lambda: comparison.judgings.first(), 60, message="the judging")
+
+    # The judging page streams its progress (Server-Sent Events): no reload, no polling.
+    page.goto(f"{asgi_server}/compare/{comparison.pk}/judgings/{judging.pk}/")
+    page.evaluate("window.sameDocument = true")
+    expect(page.locator("#judging-progress")).to_contain_text("10 of 10", timeout=120_000)
+    assert page.evaluate("window.sameDocument === true"), "the progress came in over the stream"
+    assert Judgement.objects.filter(judging=judging, recorded_at__isnull=False).count() == 10
 
     # Vote on the 5 pairs by hand (blind): the challenger's column wins 4, the baseline's 1.
     page.goto(f"{asgi_server}/compare/{comparison.pk}/")
@@ -99,7 +103,6 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     page.screenshot(path=str(ARTIFACTS / "suite-case-voted.png"), full_page=True)
 
     # The judging page: the first-position judge is caught.
-    judging = comparison.judgings.get()
     page.goto(f"{asgi_server}/compare/{comparison.pk}/judgings/{judging.pk}/")
     expect(page.locator("#judging-progress")).to_contain_text("10 of 10")
     expect(page.locator("#position-bias")).to_contain_text("This judge is position-biased")
@@ -121,7 +124,7 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     expect(page.locator("#judge-position")).to_contain_text("position-biased")
     page.screenshot(path=str(ARTIFACTS / "results-evaluation.png"), full_page=True)
 
-    # A second run of the suite (no judge); its 5 pairs voted (through the services), then the trend.
+    # A second run of the suite (no judge); its 5 pairs voted by hand from the runs table, then the trend.
     page.goto(f"{asgi_server}/compare/suites/{suite.pk}/")
     page.select_option("#baseline", label="Baseline (Default · model-old)")
     page.select_option("#challenger", label="Challenger (Default · model-new)")
@@ -131,14 +134,20 @@ def test_suite_judge_votes_agreement_style_and_trend(page, browser, asgi_server,
     second_run = SuiteRun.objects.filter(suite=suite).latest("created_at")
     all_answered(second_run, 10)
     second = Comparison.objects.get(suite_run=second_run)
-    for turn in range(5):
-        choice = "a_better" if second.column_order[0] == 1 else "b_better"  # the challenger wins all 5
-        services.vote_cast(comparison=second, turn=turn, choice=choice)
     page.reload()
+    with page.expect_navigation():
+        page.locator("#suite-runs tbody tr").nth(1).get_by_role("link", name="vote 1").click()
+    challenger_letter = "A" if second.column_order[0] == 1 else "B"
+    for turn in range(5):  # the challenger wins all 5
+        page.locator(f"#vote-{turn}").get_by_role("button", name=f"{challenger_letter} is better").click()
+        expect(page.locator(f"#vote-{turn} .voted")).to_be_visible()
+    assert second.votes.count() == 5
+    page.goto(f"{asgi_server}/compare/suites/{suite.pk}/")
     expect(page.locator("#suite-runs tbody tr")).to_have_count(2)
     expect(page.locator("#suite-runs tbody tr").nth(0)).to_contain_text("4–1–0")
     expect(page.locator("#suite-runs tbody tr").nth(1)).to_contain_text("5–0–0")
-    expect(page.locator("#trend circle")).to_have_count(2)
+    expect(page.locator("#trend g.series circle")).to_have_count(2)
+    expect(page.locator("#trend-legend li")).to_have_text(["Challenger"])
     expect(page.locator("#trend-sentence")).to_contain_text("from 80% to 100%: not a significant change")
     expect(page.locator("#trend-sentence")).to_contain_text("Fisher's exact test")
     page.screenshot(path=str(ARTIFACTS / "suite-trend.png"), full_page=True)

@@ -10,8 +10,8 @@ from schemathesis import GenerationMode
 
 from comparisons import judging, suites
 from comparisons.models import Rubric
-from memory.models import Agent
 from tests.config.test_schema_fuzz import _fuzz, _real_ids
+from tests.support.factories import AgentFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]
 
@@ -23,7 +23,7 @@ def test_evaluation_operations_answer_only_what_the_schema_documents(asgi_server
     from comparisons.models import Comparison
 
     comparison = Comparison.objects.get(pk=real["comparison_id"])
-    agent = Agent.objects.create(owner=user, name="fuzz judge")
+    agent = AgentFactory(owner=user, name="fuzz judge")
     found = judging.judging_start(comparison=comparison, agent=agent, rubric_name="r", rubric_text="t")
     suite = suites.suite_save(owner=user, name="fuzz", leaves=[comparison.session.runs.order_by("depth").last()])
     rubric = Rubric.objects.create(owner=user, name="fuzz rubric", text="t")

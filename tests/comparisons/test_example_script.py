@@ -12,8 +12,7 @@ import pytest
 
 from accounts.models import ApiToken
 from comparisons.models import Comparison, Vote
-from memory.models import Agent
-from tests.support.factories import UserFactory
+from tests.support.factories import AgentFactory, UserFactory
 from tests.support.processes import ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -22,8 +21,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 def test_the_example_runs_a_blind_comparison_and_prints_the_results(asgi_server, celery_worker, llm_server):
     user = UserFactory()
     token = ApiToken.issue(user=user)[1]
-    terse = Agent.objects.create(owner=user, name="Terse", model="model-terse", system_prompt="Be terse.")
-    chatty = Agent.objects.create(owner=user, name="Chatty", model="model-chatty", system_prompt="Be chatty.")
+    terse = AgentFactory(owner=user, name="Terse", model="model-terse", system_prompt="Be terse.")
+    chatty = AgentFactory(owner=user, name="Chatty", model="model-chatty", system_prompt="Be chatty.")
     args = [sys.executable, str(ROOT / "examples" / "ab_compare.py"), "--url", asgi_server, "--token", token,
             "--agent-a", str(terse.pk), "--label-a", "Terse", "--agent-b", str(chatty.pk), "--label-b", "Chatty",
             "--prompt", "What is a B-tree?", "--prompt", "Name a prime.", "--vote", "a",

@@ -10,8 +10,8 @@ from comparisons.models import Judgement, JudgeVerdict
 from comparisons.services import VariantSpec
 from conversations.models import Run, RunStatus
 from core.errors import Conflict, InvalidInput, NotFound
-from memory.models import Agent
 from tests.comparisons.conftest import finish_run
+from tests.support.factories import AgentFactory
 
 # --- the prompt and the reply ---------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def finished_comparison(user, chain, *, blind=True, answers=("Paris.", "It is Pa
 @pytest.mark.django_db
 def test_judging_runs_both_orders_as_root_runs_without_labels(user, chain):
     comparison = finished_comparison(user, chain)
-    judge = Agent.objects.create(owner=user, name="judge", model="judge-model", system_prompt="You judge.")
+    judge = AgentFactory(owner=user, name="judge", model="judge-model", system_prompt="You judge.")
     j = judging.judging_start(comparison=comparison, agent=judge, rubric_name="Helpfulness",
                               rubric_text=judges.RUBRIC_TEMPLATES["helpfulness"]["text"])
     calls = list(j.judgements.select_related("run").order_by("first"))
@@ -85,8 +85,8 @@ def test_judging_runs_both_orders_as_root_runs_without_labels(user, chain):
 @pytest.mark.django_db
 def test_bad_rubric_or_foreign_agent_writes_nothing(user, other_user, chain):
     comparison = finished_comparison(user, chain)
-    mine = Agent.objects.create(owner=user, name="judge")
-    foreign = Agent.objects.create(owner=other_user, name="theirs")
+    mine = AgentFactory(owner=user, name="judge")
+    foreign = AgentFactory(owner=other_user, name="theirs")
     before = Run.objects.count()
     with pytest.raises(InvalidInput, match="scale_max"):
         judging.judging_start(comparison=comparison, agent=mine, rubric_name="x", rubric_text="y", scale_max=99)
@@ -104,14 +104,14 @@ def test_no_judging_before_the_answers_are_in(user, chain):
         owner=user, session=session, branch_point=runs[1], prompt="?",
         variants=[VariantSpec(label="a"), VariantSpec(label="b")])
     with pytest.raises(Conflict):
-        judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+        judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="r", rubric_text="t")
 
 
 @pytest.mark.django_db
 def test_a_first_position_judge_is_caught_and_compared_with_the_vote(user, chain):
     comparison = finished_comparison(user, chain, blind=False)
-    j = judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+    j = judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="Correctness", rubric_text="t", scale_max=5, pass_threshold=4)
     for call in j.judgements.all():
         finish_run(call.run, "The first reads better.\nScores: 5, 3\nVerdict: 1", prompt_tokens=100,
@@ -135,7 +135,7 @@ def test_a_first_position_judge_is_caught_and_compared_with_the_vote(user, chain
 @pytest.mark.django_db
 def test_a_failed_judge_run_is_recorded_with_its_error(user, chain):
     comparison = finished_comparison(user, chain)
-    j = judging.judging_start(comparison=comparison, agent=Agent.objects.create(owner=user, name="j"),
+    j = judging.judging_start(comparison=comparison, agent=AgentFactory(owner=user, name="j"),
                               rubric_name="r", rubric_text="t")
     call = j.judgements.first()
     finish_run(call.run, "", status=RunStatus.FAILED)
@@ -165,7 +165,7 @@ def test_a_judge_that_always_prefers_the_first_answer_is_caught(celery_worker, l
         variants=[VariantSpec(label="x", model="model-x"), VariantSpec(label="y", model="model-y")])
     wait_for(lambda: VariantRun.objects.filter(variant__comparison=comparison, run__status="succeeded").count() == 4,
              timeout=60, message="4 answers")
-    judge = Agent.objects.create(owner=user, name="first-lover", model="judge-model")
+    judge = AgentFactory(owner=user, name="first-lover", model="judge-model")
     j = judging.judging_start(comparison=comparison, agent=judge, rubric_name="Helpfulness",
                               rubric_text="Which helps more? [[reply:Answer 1 is better. Verdict: 1]]")
     wait_for(lambda: not Judgement.objects.filter(judging=j, recorded_at__isnull=True).exists(), timeout=60,
@@ -184,3 +184,38 @@ def test_a_judge_that_always_prefers_the_first_answer_is_caught(celery_worker, l
         kinds = set(Step.objects.filter(run=call.run).values_list("kind", flat=True))
         assert {StepKind.CONTEXT, StepKind.LLM_CALL} <= kinds
         assert call.rationale == "Answer 1 is better."
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_judging_page_streams_its_progress_until_done(asgi_server, celery_worker, llm_server, user, chain,
+                                                          client, other_user):
+    """Server-Sent Events through uvicorn: a ``progress`` fragment as each judge call is recorded (the
+    count of calls done only grows), then ``done`` with every call recorded; another user's is 404."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    comparison = finished_comparison(user, chain)
+    judge = AgentFactory(owner=user, name="slow judge", model="judge-model")
+    found = judging.judging_start(comparison=comparison, agent=judge, rubric_name="R",
+                                  rubric_text="[[first_delay:6]] [[reply:Fine. Verdict: 1]]")
+    client.force_login(user)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    url = f"{asgi_server}/compare/{comparison.pk}/judgings/{found.pk}/events"
+    page = client.get(f"/compare/{comparison.pk}/judgings/{found.pk}/").content.decode()
+    assert f'sse-connect="/compare/{comparison.pk}/judgings/{found.pk}/events"' in page and "every 1s" not in page
+    events = []
+    with httpx.Client(timeout=60, cookies=cookies) as http, connect_sse(http, "GET", url) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        for event in source.iter_sse():
+            events.append(event)
+            if event.event == "done":
+                break
+    progress = [e for e in events if e.event == "progress"]
+    done_counts = [int(e.data.split('data-done="')[1].split('"')[0]) for e in progress]
+    assert done_counts[0] == 0 and done_counts[-1] == 2 and done_counts == sorted(done_counts)
+    assert len(progress) >= 2 and events[-1].event == "done"
+    assert 'id="judging-progress"' in progress[-1].data and "2 of 2" in progress[-1].data
+    assert Judgement.objects.filter(judging=found, recorded_at__isnull=False).count() == 2
+    client.force_login(other_user)
+    assert client.get(f"/compare/{comparison.pk}/judgings/{found.pk}/events").status_code == 404

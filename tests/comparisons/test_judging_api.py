@@ -15,9 +15,8 @@ from comparisons import insights, judging, services
 from comparisons.models import Comparison, Judgement, Judging, Rubric
 from comparisons.services import VariantSpec
 from conversations.models import Run, Session
-from memory.models import Agent
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import SessionFactory, build_chain
+from tests.support.factories import AgentFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -66,8 +65,8 @@ def test_rubric_api_templates_create_update_and_errors(api, user, other_user):
 
 def test_judging_api_start_read_and_cross_user(api, user, other_user):
     comparison = answered(user, blind=True)
-    agent = Agent.objects.create(owner=user, name="judge", model="judge-model")
-    foreign_agent = Agent.objects.create(owner=other_user, name="theirs")
+    agent = AgentFactory(owner=user, name="judge", model="judge-model")
+    foreign_agent = AgentFactory(owner=other_user, name="theirs")
     foreign_rubric = Rubric.objects.create(owner=other_user, name="T", text="t")
     url = f"/api/comparisons/{comparison.pk}/judgings"
     runs_before = Run.objects.count()
@@ -106,14 +105,14 @@ def test_no_answers_yet_is_409_with_detail(api, user):
     runs = build_chain(session, 2)
     comparison = services.comparison_start(owner=user, session=session, branch_point=runs[1], prompt="?",
                                            variants=[VariantSpec(label="a"), VariantSpec(label="b")])
-    agent = Agent.objects.create(owner=user, name="judge")
+    agent = AgentFactory(owner=user, name="judge")
     r = post(api, f"/api/comparisons/{comparison.pk}/judgings", {"agent_id": agent.pk, "template": "helpfulness"})
     assert r.status_code == 409 and "answers" in r.json()["detail"] and not Judgement.objects.exists()
 
 
 def test_results_carry_agreement_sources_style_votes_needed_and_the_new_export_columns(api, user):
     """Six comparisons: people prefer the chatty column 5 times of 6; the judge agrees 4 times."""
-    agent = Agent.objects.create(owner=user, name="judge")
+    agent = AgentFactory(owner=user, name="judge")
     comparisons = [answered(user) for _ in range(6)]
     for i, comparison in enumerate(comparisons):
         services.vote_cast(comparison=comparison, turn=0, choice="b_better" if i else "a_better")
@@ -161,7 +160,7 @@ def test_the_evaluation_block_is_read_from_the_cache_until_a_vote_or_judgement_c
     assert again == first and not computed and len(queries) == 4  # only the key's counts
     services.vote_cast(comparison=comparisons[1], turn=0, choice="a_better")
     assert insights.cached_evaluation(owned)["counts"] == {"people": 2, "judge": 0} and len(computed) == 1
-    found = judging.judging_start(comparison=comparisons[0], agent=Agent.objects.create(owner=user, name="judge"),
+    found = judging.judging_start(comparison=comparisons[0], agent=AgentFactory(owner=user, name="judge"),
                                   rubric_name="r", rubric_text="t")
     judge_all(found, lambda call: "Verdict: 2")
     assert insights.cached_evaluation(owned)["counts"] == {"people": 2, "judge": 1} and len(computed) == 2
@@ -171,7 +170,7 @@ def test_the_evaluation_block_is_read_from_the_cache_until_a_vote_or_judgement_c
 def test_judge_pages_start_show_progress_and_are_404_across_users(client, user, other_user):
     client.force_login(user)
     comparison = answered(user, blind=True)
-    agent = Agent.objects.create(owner=user, name="judge", model="judge-model")
+    agent = AgentFactory(owner=user, name="judge", model="judge-model")
     form = client.get(f"/compare/{comparison.pk}/judge/?template=correctness")
     assert form.status_code == 200 and "Score each answer from 1" in form.content.decode()
     bad = client.post(f"/compare/{comparison.pk}/judge/", {"agent": "", "rubric_name": "x", "rubric_text": "y"})
@@ -183,11 +182,11 @@ def test_judge_pages_start_show_progress_and_are_404_across_users(client, user, 
     assert r.status_code == 302 and r["Location"].endswith(f"/judgings/{found.pk}/")
     assert Rubric.objects.filter(owner=user, name="Mine").exists()
     page = client.get(r["Location"]).content.decode()
-    assert "0 of 2" in page and 'hx-trigger="every 1s"' in page
+    assert "0 of 2" in page and f'sse-connect="/compare/{comparison.pk}/judgings/{found.pk}/events"' in page
     assert "Terse" not in page and "Chatty" not in page  # blind: no labels
     judge_all(found, lambda call: "Verdict: 1")
     page = client.get(r["Location"]).content.decode()
-    assert "2 of 2" in page and "1 of 1 pair flipped" in page
+    assert "2 of 2" in page and "1 of 1 pair flipped" in page and "sse-connect" not in page, "complete: no stream"
     # 2 of 2 first-position wins: Wilson's interval (34 %–100 %) still holds ½; too few to call it bias
     assert "won 2 of 2 decisive verdicts (100 %, 95 % interval 34–100 %)" in page
     assert "No position bias detected" in page

@@ -88,3 +88,49 @@ def test_the_page_and_the_api_take_samples(api, user, chain):
         finish_run(rs.run, "a longer answer")
     html = api.get(f"/compare/{comparison.pk}/").content.decode()
     assert 'id="repeats"' in html and "2 answers per variant and prompt" in html
+
+
+def test_a_judge_with_a_pass_threshold_scores_every_repeat_and_gives_pass_k(api, user, chain):
+    """With a pass threshold the judge also scores each repeat (both orders); an answer passes when
+    its mean score reaches the threshold; pass^k per column on the page, in the comparison's and the
+    judging's API; only the voted answers' verdicts count as the judge's pairs."""
+    from comparisons import judging
+    from comparisons.models import Judgement
+    from memory.models import Agent
+
+    session, runs = chain
+    comparison = services.comparison_start(owner=user, session=session, branch_point=runs[2], variants=specs(),
+                                           prompt="Roll a die", samples=3, blind=False)
+    for vr in VariantRun.objects.filter(variant__comparison=comparison).select_related("run"):
+        finish_run(vr.run, "voted")
+    for rs in RepeatSample.objects.filter(variant__comparison=comparison).select_related("run"):
+        finish_run(rs.run, f"repeat {rs.sample}")
+    judge = Agent.objects.create(owner=user, name="scorer", model="judge-model")
+    found = judging.judging_start(comparison=comparison, agent=judge, rubric_name="Good", rubric_text="Is it good?",
+                                  scale_max=5, pass_threshold=4)
+    calls = list(found.judgements.select_related("run").order_by("sample", "first"))
+    assert [(c.sample, c.first, c.second) for c in calls] == [(s, a, b) for s in range(3) for a, b in ((0, 1), (1, 0))]
+    score = {(0, s): 5 if s < 2 else 1 for s in range(3)} | {(1, s): 4 for s in range(3)}  # (column, sample)
+    for call in calls:
+        finish_run(call.run, f"Fine.\nScores: {score[(call.first, call.sample)]}, "
+                             f"{score[(call.second, call.sample)]}\nVerdict: 1")
+        judging.judgement_record(run_id=call.run_id)
+    assert Judgement.objects.filter(judging=found, recorded_at__isnull=False).count() == 6
+
+    passes = insights.pass_at_k(comparison, found)
+    assert passes[0] == {"k": 3, "pass_k": 0.0, "pass_1": pytest.approx(2 / 3), "prompts": 1}
+    assert passes[1] == {"k": 3, "pass_k": 1.0, "pass_1": 1.0, "prompts": 1}
+    assert passes[0]["pass_k"] == evaluation.pass_hat_k([[True, True, False]], 3)
+
+    state = insights.judging_state(found)
+    assert state["total"] == 6 and len(state["pairs"]) == 1, "one voted pair; the repeats are scored, not paired"
+    assert state["position_bias"]["decisive"] == 2, "the voted answers' two calls only"
+
+    body = api.get(f"/api/comparisons/{comparison.pk}").json()
+    by_letter = {r["letter"]: r["passes"] for r in body["repeats"]}
+    assert by_letter["A"]["pass_k"] == passes[0]["pass_k"] and by_letter["A"]["k"] == 3
+    judged = api.get(f"/api/comparisons/{comparison.pk}/judgings/{found.pk}").json()
+    assert judged["pass_k"]["A"]["pass_1"] == pytest.approx(2 / 3) and judged["pass_k"]["B"]["pass_k"] == 1.0
+    html = api.get(f"/compare/{comparison.pk}/").content.decode()
+    assert "pass^3</abbr>" in html and "100 % <span class=\"muted\">(pass^1 100 %, 1 prompt)" in html
+    assert "0 % <span class=\"muted\">(pass^1 67 %, 1 prompt)" in html

@@ -14,7 +14,7 @@ from conversations.models import Run, RunStatus
 from core.errors import Conflict, InvalidInput, NotFound
 from memory.models import Agent
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import RunFactory, SessionFactory
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,7 @@ def test_new_prompt_variants_branch_under_the_branch_point(user, chain):
 
 def test_four_variants_and_an_existing_agent(user, chain):
     session, runs = chain
-    agent = Agent.objects.create(owner=user, name="house style", model="house-model", system_prompt="House.")
+    agent = AgentFactory(owner=user, name="house style", model="house-model", system_prompt="House.")
     specs = [VariantSpec(label=f"V{i}", model=f"m{i}") for i in range(3)] + [VariantSpec(label="House", agent=agent)]
     comparison = services.comparison_start(owner=user, session=session, branch_point=runs[4], variants=specs,
                                            prompt="go", blind=True, rng=random.Random(3))

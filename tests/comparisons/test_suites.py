@@ -12,9 +12,8 @@ from comparisons import advance, insights, services, suites
 from comparisons.models import Comparison, Judgement, Suite, SuiteCase, SuiteRun, VariantRun
 from conversations.models import Message, Run, RunStatus
 from core.errors import InvalidInput, NotFound
-from memory.models import Agent
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import SessionFactory, build_chain
+from tests.support.factories import AgentFactory, SessionFactory, build_chain
 from tests.support.processes import wait_for
 
 
@@ -58,13 +57,13 @@ def test_suite_api_errors_write_nothing_and_are_404_across_users(api, user, othe
     made = post(api, "/api/suites", {"name": "Mine", "leaf_run_ids": [str(runs[-1].pk)]})
     assert made.status_code == 201 and made.json()["cases"][0]["prompts"][0] == "question 0"
     suite_id = made.json()["id"]
-    a = Agent.objects.create(owner=user, name="a")
-    foreign = Agent.objects.create(owner=other_user, name="f")
+    a = AgentFactory(owner=user, name="a")
+    foreign = AgentFactory(owner=other_user, name="f")
     runs_before = Run.objects.count()
     assert post(api, f"/api/suites/{suite_id}/runs", {"agent_ids": [a.pk, foreign.pk]}).status_code == 404
     bad = post(api, f"/api/suites/{suite_id}/runs", {"agent_ids": [a.pk, a.pk]})
     assert bad.status_code == 400 and "different" in bad.json()["detail"]
-    bad = post(api, f"/api/suites/{suite_id}/runs", {"agent_ids": [a.pk, Agent.objects.create(owner=user, name="b").pk],
+    bad = post(api, f"/api/suites/{suite_id}/runs", {"agent_ids": [a.pk, AgentFactory(owner=user, name="b").pk],
                                                      "judge": {"agent_id": a.pk, "template": "nope"}})
     assert bad.status_code == 400
     assert Run.objects.count() == runs_before and not SuiteRun.objects.exists()
@@ -79,7 +78,7 @@ def test_suite_runs_are_listed_with_win_rate_interval_and_a_trend(user):
     sentence follow (Fisher's exact test from scipy on the two runs' wins and losses)."""
     session = SessionFactory(owner=user)
     suite = suites.suite_save(owner=user, name="S", leaves=[build_chain(session, 4)[-1]])
-    base, challenger = Agent.objects.create(owner=user, name="base"), Agent.objects.create(owner=user, name="new")
+    base, challenger = AgentFactory(owner=user, name="base"), AgentFactory(owner=user, name="new")
     outcomes = [["challenger"] * 1 + ["base"] * 3, ["challenger"] * 4]
     for wanted in outcomes:
         run = suites.suite_run_start(suite=suite, agents=[base, challenger], blind=True)
@@ -100,9 +99,53 @@ def test_suite_runs_are_listed_with_win_rate_interval_and_a_trend(user):
     assert rows[1]["challengers"][0]["rating"] > 0 > rows[0]["challengers"][0]["rating"]
     trend = insights.trend(rows)
     p = fisher_exact([[1, 3], [4, 0]]).pvalue
-    assert trend["sentence"] == ("Against the baseline, the challenger's win rate went from 25% to 100%: "
+    assert trend["sentence"] == ("Against the baseline, new's win rate went from 25% to 100%: "
                                  f"not a significant change (Fisher's exact test, p = {p:.2f}).")
-    assert len([pt for pt in trend["points"] if "y" in pt]) == 2 and trend["path"].startswith("M")
+    [series] = trend["series"]
+    assert len(series["points"]) == 2 and series["path"].startswith("M")
+
+
+def _vote_run(suite, agents, winners):
+    """One suite run on ``agents`` (the baseline first) of a one-case suite, every answer in, and each
+    prompt voted for the agent at position ``winners[turn]`` (a ranking: the winner first)."""
+    run = suites.suite_run_start(suite=suite, agents=agents, blind=True)
+    comparison = run.comparisons.get()
+    for turn in range(len(winners)):  # each finished answer queues the next turn's run
+        for vr in VariantRun.objects.filter(variant__comparison=comparison, turn=turn).select_related("run"):
+            finish_run(vr.run, f"answer {turn}")
+            advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
+    for turn, winner in enumerate(winners):
+        ranks = {column: 1 if position == winner else 2 for column, position in enumerate(comparison.column_order)}
+        if len(agents) == 2:
+            services.vote_cast(comparison=comparison, turn=turn, choice="a_better" if ranks[0] == 1 else "b_better")
+        else:
+            services.vote_cast(comparison=comparison, turn=turn, choice="ranking", ranking=ranks)
+    return run
+
+
+@pytest.mark.django_db
+def test_the_trend_plots_every_challenger(api, user):
+    """Baseline against model B, then against B and C: one series per challenger, each with its own
+    points and sentence; the API carries the same series."""
+    session = SessionFactory(owner=user)
+    suite = suites.suite_save(owner=user, name="Trend", leaves=[build_chain(session, 4)[-1]])
+    base, b, c = (AgentFactory(owner=user, name=n) for n in ("base", "model B", "model C"))
+    _vote_run(suite, [base, b], [0, 0, 0, 1])
+    _vote_run(suite, [base, b, c], [1, 1, 2, 2])
+    rows = insights.suite_runs(suite)
+    trend = insights.trend(rows)
+    assert [s["name"] for s in trend["series"]] == ["model B", "model C"]
+    b_series, c_series = trend["series"]
+    assert len(b_series["points"]) == 2 and len(c_series["points"]) == 1 and b_series["colour"] != c_series["colour"]
+    assert c_series["points"][0]["x"] != b_series["points"][1]["x"], "side by side in the second run"
+    assert "model B's win rate went from 25% to" in trend["sentence"]
+    assert "model C: one run with decisive verdicts so far" in trend["sentence"]
+    body = api.get(f"/api/suites/{suite.pk}").json()
+    assert [(s["agent"]["name"], [p["suite_run"] for p in s["points"]]) for s in body["trend_series"]] == [
+        ("model B", [0, 1]), ("model C", [1])]
+    assert body["trend"] == trend["sentence"]
+    html = api.get(f"/compare/suites/{suite.pk}/").content.decode()
+    assert html.count('<g class="series"') == 2 and "model C</li>" in html
 
 
 @pytest.mark.worker
@@ -111,9 +154,9 @@ def test_a_suite_run_replays_on_the_worker_and_is_judged_when_its_answers_are_in
     session = SessionFactory(owner=user)
     runs = build_chain(session, 3)
     suite = suites.suite_save(owner=user, name="Worker suite", leaves=[runs[-1]])
-    base = Agent.objects.create(owner=user, name="base", model="model-x")
-    challenger = Agent.objects.create(owner=user, name="new", model="model-y")
-    judge = Agent.objects.create(owner=user, name="judge", model="judge-model")
+    base = AgentFactory(owner=user, name="base", model="model-x")
+    challenger = AgentFactory(owner=user, name="new", model="model-y")
+    judge = AgentFactory(owner=user, name="judge", model="judge-model")
     run = suites.suite_run_start(suite=suite, agents=[base, challenger], judge=judge, rubric_name="Helpfulness",
                                  rubric_text="Which helps? [[reply:The first. Verdict: 1]]")
     comparison = Comparison.objects.get(suite_run=run)
@@ -139,7 +182,7 @@ def test_suite_pages_save_run_and_show_the_trend(client, user):
     r = client.post("/compare/suites/", {"name": "Pages", "leaves": [str(runs[-1].pk)], "references": "1"})
     suite = Suite.objects.get()
     assert r.status_code == 302 and r["Location"] == f"/compare/suites/{suite.pk}/"
-    base, new = Agent.objects.create(owner=user, name="base"), Agent.objects.create(owner=user, name="new")
+    base, new = AgentFactory(owner=user, name="base"), AgentFactory(owner=user, name="new")
     missing = client.post(f"/compare/suites/{suite.pk}/run", {"baseline": base.pk, "challenger": ""})
     assert missing.status_code == 400 and "Choose the baseline and the challenger." in missing.content.decode()
     r = client.post(f"/compare/suites/{suite.pk}/run", {"baseline": base.pk, "challenger": new.pk, "blind": "1"})

@@ -9,11 +9,13 @@ import redis.exceptions
 from django.db import OperationalError
 from django.test import Client
 
+from tests.support.factories import ConnectionFactory
+
 pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/merge"), ("get", "/api/nothing-here"),
+    ("post", "/api/runs/0b8c7c8e-0000-4000-8000-000000000000/frobnicate"), ("get", "/api/nothing-here"),
     ("delete", "/api/sessions/x/y/z"), ("get", "/api/"), ("put", "/api/connections/1/frobnicate"),
 ])
 @pytest.mark.parametrize("logged_in", [True, False])
@@ -44,7 +46,7 @@ def test_schema_and_docs_open_with_a_login_or_a_token(client, user, api_token, p
 @pytest.mark.parametrize("error", [OperationalError("the database is down"),
                                    redis.exceptions.ConnectionError("Redis is down")])
 def test_a_page_during_an_outage_is_a_friendly_503(user, monkeypatch, error):
-    from conversations import views
+    from conversations.views import sessions as views
 
     def down(*args, **kwargs):
         raise error
@@ -88,9 +90,9 @@ def test_unknown_top_level_fields_are_a_400_naming_them(api, user):
 @pytest.mark.parametrize("body", [{"completion_price": False}, {"prompt_price": True}, {"context_window": True},
                                   {"context_window": "4096"}])
 def test_bools_and_strings_are_not_numbers(api, user, body):
-    from connections.models import Connection, ConnectionModel
+    from connections.models import ConnectionModel
 
-    connection = Connection.objects.create(owner=user, name="c", base_url="http://127.0.0.1:9/v1")
+    connection = ConnectionFactory(owner=user, name="c", base_url="http://127.0.0.1:9/v1")
     model = ConnectionModel.objects.create(connection=connection, name="m")
     response = api.patch(f"/api/connections/{connection.pk}/models/{model.pk}", body, content_type="application/json")
     assert response.status_code == 400, response.content

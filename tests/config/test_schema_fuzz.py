@@ -26,13 +26,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from archive.models import ImportJob
 from comparisons import services as comparisons
 from comparisons.models import VariantRun
 from comparisons.services import VariantSpec
 from tests.chaos.report import NOTES
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import SessionFactory, build_chain
+from tests.support.factories import ImportJobFactory, SessionFactory, build_chain
 from tests.support.processes import start_web
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]  # run by make chaos
@@ -85,7 +84,7 @@ def _real_ids(user) -> dict:
                                               variants=[VariantSpec(label="a"), VariantSpec(label="b")])
     for row in VariantRun.objects.filter(variant__comparison=comparison).select_related("run"):
         finish_run(row.run)
-    job = ImportJob.objects.create(owner=user, filename="f.json", path="/nonexistent/f.json")
+    job = ImportJobFactory(owner=user, filename="f.json", path="/nonexistent/f.json")
     return {"session_id": str(session.pk), "run_id": str(runs[-1].pk), "comparison_id": str(comparison.pk),
             "turn": 0, "column": 0, "job_id": str(job.pk)}
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from connections.models import Connection
 from tests.llm_server import FakeLLMServer
-from tests.support.factories import UserFactory
+from tests.support.factories import ConnectionFactory, UserFactory
 
 KEY_A = "sk-conn-a-Zq81-do-not-show"
 KEY_B = "sk-conn-b-Vx42-do-not-show"
@@ -34,11 +33,11 @@ def superuser(db):
 @pytest.fixture
 def conn_a(user, llm_server):
     """The user's connection to the session's model server (key KEY_A)."""
-    return Connection.objects.create(owner=user, name="Server A", base_url=llm_server.base_url, api_key=KEY_A)
+    return ConnectionFactory(owner=user, name="Server A", base_url=llm_server.base_url, api_key=KEY_A)
 
 
 @pytest.fixture
 def conn_b(user, second_server):
     """The user's connection to the second server (key KEY_B, an extra header)."""
-    return Connection.objects.create(owner=user, name="Server B", base_url=second_server.base_url, api_key=KEY_B,
-                                     extra_headers='{"X-Team": "bee"}')
+    return ConnectionFactory(owner=user, name="Server B", base_url=second_server.base_url, api_key=KEY_B,
+                             extra_headers='{"X-Team": "bee"}')

@@ -10,6 +10,7 @@ from django.test import Client
 from accounts.models import ApiToken
 from connections.models import Connection, ConnectionModel
 from memory.models import Agent
+from tests.support.factories import AgentFactory, ConnectionFactory
 
 from .conftest import KEY_A, KEY_B
 
@@ -43,10 +44,10 @@ def call(client: Client, method: str, path: str, body=None, **extra):
 @pytest.fixture
 def theirs(other_user, second_server):
     """Another user's connection (with a model) and agent on it."""
-    connection = Connection.objects.create(owner=other_user, name="Theirs", base_url=second_server.base_url,
-                                           api_key=KEY_B)
+    connection = ConnectionFactory(owner=other_user, name="Theirs", base_url=second_server.base_url,
+                                   api_key=KEY_B)
     model = ConnectionModel.objects.create(connection=connection, name="their-model")
-    agent = Agent.objects.create(owner=other_user, name="their agent", connection=connection, model="their-model")
+    agent = AgentFactory(owner=other_user, name="their agent", connection=connection, model="their-model")
     return {"c": connection.pk, "m": model.pk, "a": agent.pk}
 
 
@@ -275,7 +276,7 @@ BAD_AGENTS = [
 def test_bad_agent_input_is_400_naming_the_field_and_writes_nothing(client, user, conn_b):
     client.force_login(user)
     ConnectionModel.objects.create(connection=conn_b, name="model-b")
-    existing = Agent.objects.create(owner=user, name="Existing")
+    existing = AgentFactory(owner=user, name="Existing")
     before = _snapshot()
     for body, word in BAD_AGENTS:
         payload = {**body, "connection_id": conn_b.pk} if body.get("model") else body
@@ -336,7 +337,7 @@ def test_the_admin_validates_an_agents_connection_and_model_as_the_api_does(clie
     """The agent admin's form runs Agent.clean too: another user's connection, a model the
     connection does not list and an unknown summariser connection are refused; a valid one saves."""
     ConnectionModel.objects.create(connection=conn_b, name="model-b")
-    theirs = Connection.objects.create(owner=other_user, name="Theirs", base_url="http://h/v1")
+    theirs = ConnectionFactory(owner=other_user, name="Theirs", base_url="http://h/v1")
     client.force_login(superuser)
     form = {"owner": user.pk, "name": "via admin", "memory_id": "default", "reserved_output_tokens": 512,
             "params": "{}", "compaction": "{}", "tools": "[]", "created_at_0": "2026-01-01", "created_at_1": "00:00:00"}

@@ -15,13 +15,11 @@ import pytest
 from django.db import connection as db
 
 from connections.endpoint import Endpoint
-from connections.models import Connection
 from conversations import services
 from conversations.models import RunStatus
 from core.redact import ScrubCredentials, scrub_credentials
 from engine.llm import describe_error
-from memory.models import Agent
-from tests.support.factories import SessionFactory
+from tests.support.factories import AgentFactory, ConnectionFactory, SessionFactory
 from tests.support.processes import wait_for
 
 BASIC = "Basic dXNlcjpwdw=="  # user:pw
@@ -91,9 +89,9 @@ def test_a_url_with_a_password_is_refused(api, llm_server):
 
 @pytest.mark.django_db
 def test_a_password_in_an_old_rows_url_is_not_sent(user, llm_server):
-    connection = Connection.objects.create(owner=user, name="legacy",
-                                           base_url=llm_server.base_url.replace("http://", "http://user:pw@"),
-                                           api_key="sk-legacy-key-1234")
+    connection = ConnectionFactory(owner=user, name="legacy",
+                                   base_url=llm_server.base_url.replace("http://", "http://user:pw@"),
+                                   api_key="sk-legacy-key-1234")
     from connections.services import connection_check
 
     connection_check(connection=connection)
@@ -119,9 +117,9 @@ def test_an_endpoint_echoing_credentials_leaves_them_nowhere(celery_worker, llm_
     """A shared connection (its errors quote the answer's body) sends Basic credentials in its
     extra headers; the endpoint answers 401 quoting them. The run fails with a readable error, and
     no table row and no worker log line holds them."""
-    shared = Connection.objects.create(owner=None, name="Echoing", base_url=llm_server.base_url,
-                                       extra_headers=json.dumps({"Authorization": BASIC, "Proxy-Authorization": PROXY}))
-    agent = Agent.objects.create(owner=user, name="echo", connection=shared, model="fake-model")
+    shared = ConnectionFactory(owner=None, name="Echoing", base_url=llm_server.base_url,
+                               extra_headers=json.dumps({"Authorization": BASIC, "Proxy-Authorization": PROXY}))
+    agent = AgentFactory(owner=user, name="echo", connection=shared, model="fake-model")
     run = services.run_start(session=SessionFactory(owner=user), agent=agent, input="[[echo_auth:401]] hello")
     run = wait_for(lambda: (r := type(run).objects.get(pk=run.pk)).is_finished and r, 60, message="the run")
     assert run.status == RunStatus.FAILED and run.error_type == "http_error"

@@ -12,6 +12,7 @@ import pytest
 
 from connections.endpoint import SDK_HTTP, Endpoint, answers, probe
 from engine.llm import describe_error, is_transient
+from tests.support.factories import ConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -94,14 +95,13 @@ def test_listing_models_is_not_answering(lists_but_cannot_answer):
 
 
 def test_check_makes_a_one_token_completion(llm_server, lists_but_cannot_answer, user):
-    from connections.models import Connection
     from connections.services import connection_check
 
-    good = Connection.objects.create(owner=user, name="good", base_url=llm_server.base_url)
+    good = ConnectionFactory(owner=user, name="good", base_url=llm_server.base_url)
     check = connection_check(connection=good)
     assert check.health == "ok", check.message
     assert llm_server.requests[-1]["body"]["max_tokens"] == 1
-    bad = Connection.objects.create(owner=user, name="half", base_url=lists_but_cannot_answer)
+    bad = ConnectionFactory(owner=user, name="half", base_url=lists_but_cannot_answer)
     check = connection_check(connection=bad)
     bad.refresh_from_db()
     assert (check.health, bad.health) == ("error", "error")

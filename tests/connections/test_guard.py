@@ -15,6 +15,7 @@ import pytest
 from connections import guard
 from connections.models import Connection
 from connections.services import connection_check, connection_create
+from tests.support.factories import ConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def test_a_user_cannot_save_a_connection_to_an_internal_address(api, user, llm_s
 
 
 def test_a_user_cannot_move_a_connection_inside(api, user, llm_server, nothing_allowed):
-    connection = Connection.objects.create(owner=user, name="mine", base_url="http://8.8.8.8:9/v1")
+    connection = ConnectionFactory(owner=user, name="mine", base_url="http://8.8.8.8:9/v1")
     response = api.patch(f"/api/connections/{connection.pk}", {"base_url": llm_server.base_url},
                          content_type="application/json")
     assert response.status_code == 400
@@ -190,7 +191,7 @@ def test_every_unreachable_port_gives_the_same_message(user, settings):
         port, server = _listening("closed" if kind == "refused" else kind)
         servers.append(server)
         settings.ARBOR_CONNECTION_ALLOWED_NETWORKS = "" if kind == "refused" else f"127.0.0.1:{port}"
-        connection = Connection.objects.create(owner=user, name=kind, base_url=f"http://127.0.0.1:{port}/v1")
+        connection = ConnectionFactory(owner=user, name=kind, base_url=f"http://127.0.0.1:{port}/v1")
         check = connection_check(connection=connection)
         assert check.health == "unreachable", kind
         messages.add(check.message.replace(str(port), "PORT"))

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from connections.models import Connection, ConnectionModel
+from tests.support.factories import ConnectionFactory
 
 from .conftest import KEY_A, KEY_B
 
@@ -120,9 +121,9 @@ def test_deleting_hides_the_connection_but_keeps_its_row(client, user, conn_a):
 
 
 def test_another_users_connection_is_404_and_a_shared_one_is_read_only(client, user, other_user, llm_server):
-    theirs = Connection.objects.create(owner=other_user, name="Their secret endpoint", base_url=llm_server.base_url)
+    theirs = ConnectionFactory(owner=other_user, name="Their secret endpoint", base_url=llm_server.base_url)
     model = ConnectionModel.objects.create(connection=theirs, name="m")
-    shared = Connection.objects.create(owner=None, name="Team endpoint", base_url=llm_server.base_url)
+    shared = ConnectionFactory(owner=None, name="Team endpoint", base_url=llm_server.base_url)
     client.force_login(user)
     index = client.get(reverse("connections:index")).content.decode()
     assert "Their secret endpoint" not in index and "Team endpoint" in index and "default · environment" in index

@@ -17,6 +17,7 @@ from audit.models import AuditLog
 from connections.models import Connection
 from core.fields import PREFIX
 from core.redact import mask_secrets, mask_url, scrub
+from tests.support.factories import ConnectionFactory
 
 from .conftest import KEY_A
 
@@ -38,8 +39,8 @@ def test_the_stored_key_and_headers_are_not_the_plaintext(user, llm_server, sett
     """Without ARBOR_MEMORY_ENCRYPTION_KEYS the columns are still ciphertext (a key derived from
     SECRET_KEY); Python sees the plaintext; a SECRET_KEY_FALLBACKS entry still opens them."""
     settings.ARBOR_MEMORY_ENCRYPTION_KEYS = []
-    conn = Connection.objects.create(owner=user, name="x", base_url=llm_server.base_url, api_key=KEY_A,
-                                     extra_headers=json.dumps({"X-Secret": HEADER_SECRET}))
+    conn = ConnectionFactory(owner=user, name="x", base_url=llm_server.base_url, api_key=KEY_A,
+                             extra_headers=json.dumps({"X-Secret": HEADER_SECRET}))
     key_column, headers_column = _raw(conn.pk)
     assert key_column.startswith(PREFIX) and KEY_A not in key_column
     assert headers_column.startswith(PREFIX) and HEADER_SECRET not in headers_column
@@ -56,7 +57,7 @@ def test_the_stored_key_and_headers_are_not_the_plaintext(user, llm_server, sett
 def test_rotate_memory_keys_covers_connection_keys(user, llm_server, settings):
     """A key written under the SECRET_KEY-derived key moves to the configured key, then to the next one."""
     settings.ARBOR_MEMORY_ENCRYPTION_KEYS = []
-    conn = Connection.objects.create(owner=user, name="x", base_url=llm_server.base_url, api_key=KEY_A)
+    conn = ConnectionFactory(owner=user, name="x", base_url=llm_server.base_url, api_key=KEY_A)
     first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
     settings.ARBOR_MEMORY_ENCRYPTION_KEYS = [first]

@@ -17,7 +17,7 @@ import pytest
 from conversations import services
 from conversations.models import Message, Run, RunStatus
 from tests.support.factories import SessionFactory
-from tests.support.processes import ROOT, Proc, child_env, free_port, wait_for
+from tests.support.processes import ROOT, Proc, child_env, free_port, streamed_a_token, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.local_model, pytest.mark.worker]
 MODEL = "smollm2-135m-instruct"
@@ -83,7 +83,7 @@ def test_killing_the_local_model_mid_answer_leaves_the_dashboard_up(stack, user)
     before = _pids(env)
     long = services.run_start(session=session, model=MODEL, params={"max_tokens": 400, "temperature": 0.8},
                               input="Tell a very long story about a lighthouse keeper and her twelve cats.")
-    wait_for(lambda: Run.objects.get(pk=long.pk).first_token_at, timeout=180, interval=0.2, message="first token")
+    wait_for(lambda: streamed_a_token(long.pk), timeout=180, interval=0.2, message="first token")
     os.kill(_llama_server_pid(before["model"]), signal.SIGKILL)
 
     long = wait_for(lambda: _finished(long.pk), timeout=120, interval=0.2, message="the cut run to finish")

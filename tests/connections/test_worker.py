@@ -20,7 +20,7 @@ from connections.models import Connection
 from conversations import services
 from conversations.models import Message, Run, RunStatus, Step, StepKind
 from memory.models import Agent, Compaction, CompactionStatus
-from tests.support.factories import SessionFactory, build_chain
+from tests.support.factories import AgentFactory, ConnectionFactory, SessionFactory, build_chain
 from tests.support.processes import free_port, wait_for
 
 from .conftest import KEY_A, KEY_B
@@ -47,8 +47,8 @@ def test_each_agents_runs_go_to_its_own_connection(celery_worker, llm_server, se
     """Agent A on server A and agent B on server B: each run reaches only its own server, with its
     own key (and B's extra header); the llm_call step records the connection; the run audit page
     shows the endpoint with the key masked; the worker's log never holds a key."""
-    agent_a = Agent.objects.create(owner=user, name="A", connection=conn_a, model="fake-model")
-    agent_b = Agent.objects.create(owner=user, name="B", connection=conn_b, model="model-b")
+    agent_a = AgentFactory(owner=user, name="A", connection=conn_a, model="fake-model")
+    agent_b = AgentFactory(owner=user, name="B", connection=conn_b, model="model-b")
     session = SessionFactory(owner=user)
     run_a = finished(services.run_start(session=session, agent=agent_a, input="question for A").pk)
     run_b = finished(services.run_start(session=session, agent=agent_b, input="question for B").pk)
@@ -117,7 +117,7 @@ def test_a_comparison_across_two_connections(celery_worker, llm_server, second_s
 
 def _compacting_agent(user, on: Connection, **strategy) -> Agent:
     """An agent on ``on`` whose small window gets compacted by a summary (``strategy``: more keys of it)."""
-    return Agent.objects.create(
+    return AgentFactory(
         owner=user, name=f"compacting-{on.pk}-{len(strategy)}", connection=on, model="model-b",
         context_window=700, reserved_output_tokens=100,
         compaction={"threshold": 0.6, "strategies": [{
@@ -164,9 +164,9 @@ def test_the_summariser_uses_the_agents_connection_unless_the_policy_names_anoth
 
 
 def test_a_nested_agent_answers_on_the_callers_connection(celery_worker, llm_server, second_server, user, conn_b):
-    Agent.objects.create(owner=user, name="helper", system_prompt="You help.")  # no connection of its own
-    caller = Agent.objects.create(owner=user, name="caller", connection=conn_b, model="model-b",
-                                  tools=["call_agent"])
+    AgentFactory(owner=user, name="helper", system_prompt="You help.")  # no connection of its own
+    caller = AgentFactory(owner=user, name="caller", connection=conn_b, model="model-b",
+                          tools=["call_agent"])
     session = SessionFactory(owner=user)
     run = finished(services.run_start(
         session=session, agent=caller,
@@ -181,7 +181,7 @@ def test_a_nested_agent_answers_on_the_callers_connection(celery_worker, llm_ser
 
 def test_a_disabled_or_deleted_connection_fails_the_run_naming_it_and_retry_works(
         celery_worker, second_server, user, conn_b, client):
-    agent = Agent.objects.create(owner=user, name="B", connection=conn_b, model="model-b")
+    agent = AgentFactory(owner=user, name="B", connection=conn_b, model="model-b")
     session = SessionFactory(owner=user)
     Connection.objects.filter(pk=conn_b.pk).update(enabled=False)
     failed = finished(services.run_start(session=session, agent=agent, input="while disabled").pk)
@@ -204,15 +204,15 @@ def test_a_disabled_or_deleted_connection_fails_the_run_naming_it_and_retry_work
 
 def test_an_unreachable_connection_fails_naming_it_and_a_broken_stream_keeps_its_text(
         celery_worker, second_server, user, conn_b):
-    nowhere = Connection.objects.create(owner=user, name="Nowhere", base_url=f"http://127.0.0.1:{free_port()}/v1")
-    agent = Agent.objects.create(owner=user, name="lost", connection=nowhere)
+    nowhere = ConnectionFactory(owner=user, name="Nowhere", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    agent = AgentFactory(owner=user, name="lost", connection=nowhere)
     session = SessionFactory(owner=user)
     run = finished(services.run_start(session=session, agent=agent, input="hello?").pk, timeout=90)
     assert run.status == RunStatus.FAILED and run.error_type == "connection_error"
     assert run.error_message.startswith("Could not reach the connection “Nowhere” (http://127.0.0.1:")
     assert run.attempts >= 2  # retried with backoff before failing
 
-    breaking = Agent.objects.create(owner=user, name="breaks", connection=conn_b, model="model-b")
+    breaking = AgentFactory(owner=user, name="breaks", connection=conn_b, model="model-b")
     cut = finished(services.run_start(session=SessionFactory(owner=user), agent=breaking,
                                       input="[[tokens:8]] [[break_after:3]]").pk)
     assert cut.status == RunStatus.FAILED and "“Server B”" in cut.error_message

@@ -13,7 +13,7 @@ from conversations.models import Message, Run, RunStatus, Step, StepKind
 from engine import execute, recovery
 from engine.tasks import execute_run
 from tests.support.factories import SessionFactory
-from tests.support.processes import wait_for
+from tests.support.processes import streamed_a_token, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -96,7 +96,7 @@ def test_persistent_5xx_fails_after_retries(celery_worker, user):
 def test_cancel_stops_generation_within_a_second(celery_worker, user):
     session = SessionFactory(owner=user)
     run = services.run_start(session=session, input="long [[tokens:2000]] [[delay:0.02]]")
-    wait_for(lambda: Run.objects.get(pk=run.pk).first_token_at, message="first token")
+    wait_for(lambda: streamed_a_token(run.pk), message="first token")
     services.run_cancel(run=Run.objects.get(pk=run.pk))
 
     cancelled_at = time.monotonic()
@@ -127,7 +127,7 @@ def test_worker_killed_mid_run_is_recovered(worker_factory, user, settings):
     doomed = worker_factory(ARBOR_STALE_RUN_SECONDS="2")
     session = SessionFactory(owner=user)
     run = services.run_start(session=session, input="survive [[tokens:300]] [[delay:0.02]]")
-    wait_for(lambda: Run.objects.get(pk=run.pk).first_token_at, message="first token")
+    wait_for(lambda: streamed_a_token(run.pk), message="first token")
     doomed.kill()
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
     worker_factory(ARBOR_STALE_RUN_SECONDS="2")

@@ -161,10 +161,11 @@ def test_map_query_counts_do_not_grow_with_run_count(me, client):
         with CaptureQueriesContext(connection) as fragment:
             response = client.get(f"/s/{session.pk}/tree/map", headers={"HX-Request": "true"})
         assert response.status_code == 200 and "<html" not in response.content.decode()
-        # login session and user, the session, skeleton, facts of the drawn runs, branch labels
-        assert len(fragment) <= 6
+        # login session and user, the session, skeleton, facts of the drawn runs, branch labels,
+        # provenance edges (fused and merged runs, drawn dashed)
+        assert len(fragment) <= 7
     assert counts[0] == counts[1]
-    assert counts[1] <= 8  # the map shares the skeleton and the previews query with the list
+    assert counts[1] <= 9  # the map shares the skeleton and the previews query with the list
 
 
 def test_fragment_expands_stretches(me, client):

@@ -12,6 +12,7 @@ from django.test import Client
 from archive.models import ImportJob
 from connections.models import Connection
 from memory.models import Agent
+from tests.support.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,7 @@ def test_control_characters_in_an_agent_are_a_400(api, user, field, text):
 def test_nul_in_an_agents_params_and_a_patch_are_400(api, user):
     response = api.post("/api/agents", {"name": "a", "params": {"stop": ["\x00"]}}, content_type="application/json")
     assert response.status_code == 400 and "params" in response.json()["detail"]
-    agent = Agent.objects.create(owner=user, name="kept")
+    agent = AgentFactory(owner=user, name="kept")
     for body in ({"name": "x\x00"}, {"system_prompt": "\x00"}, {"compaction": {"\x00": 1}}):
         response = api.patch(f"/api/agents/{agent.pk}", body, content_type="application/json")
         assert response.status_code == 400, (body, response.content)

@@ -46,3 +46,10 @@ def test_a_former_name_runs_the_same_function_with_the_same_options():
 def test_the_beat_schedule_names_tasks_of_the_table():
     names = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert names and names <= set(TASK_MODULES)
+
+
+def test_every_task_has_the_reliability_options_of_core_queue_task():
+    """No task is defined past ``core.queue.task``: each is acknowledged after it ran and requeued
+    when its worker dies."""
+    for name, task in _registered().items():
+        assert (task.acks_late, task.reject_on_worker_lost) == (True, True), name

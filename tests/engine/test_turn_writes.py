@@ -60,7 +60,7 @@ def test_text_queued_before_a_silence_goes_out_within_about_one_interval():
     assert len(stream.events) == 2
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # committed: the worker's watcher (its own connection) sees the run
 def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_capture_on_commit_callbacks):
     """The worker's writes for a plain turn: the context and model-call steps are INSERTed once,
     finished (no UPDATE of a step, no second copy of the context spec), and the exact context is
@@ -73,7 +73,7 @@ def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_cap
     with CaptureQueriesContext(connection) as queries:
         execute.run_execute(run_id=str(run.pk))
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == RunStatus.SUCCEEDED, (run.error_type, run.error_message)
     sql = [q["sql"] for q in queries.captured_queries]
     step_writes = [s for s in sql if "conversations_step" in s and s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
     assert [s.split()[0].upper() for s in step_writes] == ["INSERT", "INSERT"], step_writes

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from audit.models import AuditLog
 from memory.models import Agent
-from tests.support.factories import SessionFactory
+from tests.support.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_a_refused_agent_says_why_and_writes_nothing(client, user, field, value,
 
 def test_editing_an_agent_changes_it_and_audits_the_new_prompt(client, user):
     client.force_login(user)
-    agent = Agent.objects.create(owner=user, name="Tutor", system_prompt="Explain.")
+    agent = AgentFactory(owner=user, name="Tutor", system_prompt="Explain.")
     response = client.post(reverse("agents:detail", args=[agent.pk]),
                            {**FORM, "name": "Tutor", "system_prompt": "Explain simply.", "memory_window_size": "6"})
     assert response.status_code == 302
@@ -67,7 +67,7 @@ def test_editing_an_agent_changes_it_and_audits_the_new_prompt(client, user):
 
 def test_a_bad_edit_keeps_the_agent_as_it_was(client, user):
     client.force_login(user)
-    agent = Agent.objects.create(owner=user, name="Tutor", system_prompt="Explain.", params={"temperature": 0.1})
+    agent = AgentFactory(owner=user, name="Tutor", system_prompt="Explain.", params={"temperature": 0.1})
     response = client.post(reverse("agents:detail", args=[agent.pk]),
                            {**FORM, "name": "Tutor", "system_prompt": "Changed", "params": '{"top_p": 3}'})
     assert response.status_code == 400 and "top_p" in response.content.decode()
@@ -76,7 +76,7 @@ def test_a_bad_edit_keeps_the_agent_as_it_was(client, user):
 
 
 def test_another_users_agent_is_404(client, user, other_user):
-    theirs = Agent.objects.create(owner=other_user, name="Secret", system_prompt="hidden prompt")
+    theirs = AgentFactory(owner=other_user, name="Secret", system_prompt="hidden prompt")
     client.force_login(user)
     for name in ("agents:detail", "agents:duplicate", "agents:delete"):
         url = reverse(name, args=[theirs.pk])
@@ -87,7 +87,7 @@ def test_another_users_agent_is_404(client, user, other_user):
 
 
 def test_a_shared_agent_is_usable_and_duplicable_but_not_editable(client, user):
-    shared = Agent.objects.create(owner=None, name="House style", system_prompt="Be formal.")
+    shared = AgentFactory(owner=None, name="House style", system_prompt="Be formal.")
     client.force_login(user)
     page = client.get(reverse("agents:detail", args=[shared.pk])).content.decode()
     assert "Be formal." in page and 'name="system_prompt"' not in page
@@ -108,7 +108,7 @@ def test_an_administrator_may_edit_a_shared_agent(client, user):
     user.is_staff = True
     user.save()
     user.user_permissions.add(Permission.objects.get(codename="change_agent"))
-    shared = Agent.objects.create(owner=None, name="House style", system_prompt="Be formal.")
+    shared = AgentFactory(owner=None, name="House style", system_prompt="Be formal.")
     client.force_login(user)
     response = client.post(reverse("agents:detail", args=[shared.pk]),
                            {**FORM, "name": "House style", "system_prompt": "Be very formal."})
@@ -118,7 +118,7 @@ def test_an_administrator_may_edit_a_shared_agent(client, user):
 
 
 def test_deleting_an_agent_audits_it(client, user):
-    agent = Agent.objects.create(owner=user, name="Gone")
+    agent = AgentFactory(owner=user, name="Gone")
     client.force_login(user)
     assert client.post(reverse("agents:delete", args=[agent.pk])).status_code == 302
     assert not Agent.objects.filter(pk=agent.pk).exists()
@@ -126,7 +126,7 @@ def test_deleting_an_agent_audits_it(client, user):
 
 
 def test_the_composers_picker_lists_agents_before_models(client, user):
-    Agent.objects.create(owner=user, name="Zed agent")
+    AgentFactory(owner=user, name="Zed agent")
     session = SessionFactory(owner=user)
     client.force_login(user)
     html = client.get(reverse("conversations:session_detail", args=[session.pk])).content.decode()

@@ -12,9 +12,9 @@ from django.urls import reverse
 from audit.models import AuditLog
 from conversations import services
 from engine.compaction import compaction_consider
-from memory.models import Agent, BranchSettings
-from tests.memory.conftest import add_chain, built_for, estimate_counter
-from tests.support.factories import SessionFactory
+from memory.models import BranchSettings, Pin
+from tests.memory.conftest import built_for, estimate_counter
+from tests.support.factories import AgentFactory, SessionFactory, add_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_a_regenerate_takes_the_settings_in_force(api, user, django_capture_on_c
 
 
 def test_the_settings_agent_answers_runs_started_without_one(api, user, django_capture_on_commit_callbacks):
-    agent = Agent.objects.create(owner=user, name="Sailor", system_prompt="Ahoy.", memory_id="sea")
+    agent = AgentFactory(owner=user, name="Sailor", system_prompt="Ahoy.", memory_id="sea")
     session = SessionFactory(owner=user)
     runs = add_chain(session, None, 2)
     api.put(f"/api/runs/{runs[-1].pk}/settings", {"agent_id": agent.pk}, content_type="application/json")
@@ -106,7 +106,7 @@ def test_bad_settings_say_why_and_write_nothing(api, user, body, says):
 def test_other_users_runs_and_agents_are_404(api, user, other_user):
     theirs = add_chain(SessionFactory(owner=other_user), None, 1)[0]
     mine = add_chain(SessionFactory(owner=user), None, 1)[0]
-    their_agent = Agent.objects.create(owner=other_user, name="Theirs")
+    their_agent = AgentFactory(owner=other_user, name="Theirs")
     assert api.get(f"/api/runs/{theirs.pk}/settings").status_code == 404
     assert api.put(f"/api/runs/{theirs.pk}/settings", {}, content_type="application/json").status_code == 404
     assert api.put(f"/api/runs/{mine.pk}/settings", {"agent_id": their_agent.pk},
@@ -127,21 +127,113 @@ def test_the_settings_panel_page(client, user):
     assert "Now in force" in client.get(url).content.decode()
 
 
-def test_the_panel_previews_the_token_meter_before_saving(client, user):
-    from conversations.models import Step, StepKind
+def _meter(html: str) -> dict:
+    return {part: int(tokens) for part, tokens in
+            re.findall(r'data-part="(\w+)"><td>\w+</td><td class="num">(\d+)</td>', html)}
 
+
+def test_the_panel_previews_the_next_context_exactly(client, user, make_agent, django_capture_on_commit_callbacks):
+    """The meter is the engine's build of the next context, counted with the endpoint's counter: the
+    turn started after saving sends exactly what the preview said, plus its own input."""
+    from engine.context import build_context
+
+    agent = make_agent(system_prompt="Short.", memory_window_size=6)
+    other = make_agent(system_prompt="Be terse.", memory_window_size=2)
+    session = SessionFactory(owner=user)
+    runs = add_chain(session, None, 6, agent=agent, words=8)
+    Pin.objects.create(run=runs[0])
+    client.force_login(user)
+    url = reverse("chatmemory:settings", args=[runs[-1].pk])
+    page = client.get(url).content.decode()
+    now = _meter(page)
+    assert set(now) == {"system", "pin", "history", "primer"} and "Nothing saved yet" in page
+
+    long_prompt = "Always answer in the voice of a ship's captain from the nineteenth century. " * 5
+    form = {"agent": other.pk, "system_prompt": long_prompt, "params": "", "compaction": ""}
+    preview = client.post(url, {**form, "preview": "1"})
+    html = preview.content.decode()
+    assert preview.status_code == 200 and "Preview, not saved" in html and not BranchSettings.objects.exists()
+    shown = _meter(html)
+    assert shown["system"] > now["system"] and shown["history"] < now["history"], "the new prompt; a window of 2"
+    assert f'id="settings-sum">{sum(shown.values())}<' in html
+
+    assert client.post(url, form).status_code == 302
+    below = _start(session, runs[-1], django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    sent = build_context(below).parts()["totals"]  # the endpoint's counter, as the worker counts
+    sent.pop("input")
+    assert sent == shown, "the preview is the next context, part by part"
+
+
+def test_the_panel_says_when_the_pins_alone_do_not_fit(client, user, make_agent):
+    agent = make_agent(context_window=120, reserved_output_tokens=20)
+    runs = add_chain(SessionFactory(owner=user), None, 4, agent=agent, words=30)
+    Pin.objects.create(run=runs[0])
+    Pin.objects.create(run=runs[1])
+    client.force_login(user)
+    html = client.get(reverse("chatmemory:settings", args=[runs[-1].pk])).content.decode()
+    assert 'id="settings-overflow"' in html and "The pinned messages need" in html
+
+
+EDITOR = {"system_prompt": "", "params": "", "compaction_mode": "custom", "threshold": "70", "target": "30",
+          "tool_results_use": "on", "tool_results_order": "1", "tool_results_action": "drop",
+          "tool_results_max_chars": "0", "keep_last_turns_use": "on", "keep_last_turns_order": "2",
+          "keep_last_turns_turns": "20", "summarize_use": "on", "summarize_order": "3",
+          "summarize_keep_recent_turns": "4", "summarize_max_tokens": "200"}
+
+
+def test_the_strategy_editor_composes_the_policy_in_order(client, user, make_agent,
+                                                          django_capture_on_commit_callbacks):
+    """The panel's strategy editor: the strategies ticked, in the order given, with their parameters and
+    the threshold and target as % of the window, saved as the branch's policy (what the API takes);
+    the next turn records it as its compaction policy; the form shows it again."""
+    agent = make_agent(context_window=600, reserved_output_tokens=100)
+    session = SessionFactory(owner=user)
+    runs = add_chain(session, None, 12, agent=agent, words=10)
+    client.force_login(user)
+    url = reverse("chatmemory:settings", args=[runs[-1].pk])
+    reordered = {**EDITOR, "keep_last_turns_order": "1", "tool_results_order": "2", "summarize_use": ""}
+    assert client.post(url, reordered).status_code == 302
+    saved = BranchSettings.objects.get()
+    assert saved.compaction == {"enabled": True, "threshold": 0.7, "target": 0.3, "strategies": [
+        {"type": "keep_last_turns", "turns": 20},
+        {"type": "tool_results", "action": "drop", "max_chars": 0}]}
+    below = _start(session, runs[-1], django_capture_on_commit_callbacks=django_capture_on_commit_callbacks,
+                   agent=agent)
+    assert below.params["compaction"] == saved.compaction
+
+    html = client.get(url).content.decode()
+    assert re.search(r'<input type="radio" name="compaction_mode" value="custom"[^>]*checked', html)
+    assert 'name="keep_last_turns_order" value="1"' in html and 'name="keep_last_turns_turns" value="20"' in html
+    assert not re.search(r'name="summarize_use"[^>]*checked', html)
+
+    assert client.post(url, {**EDITOR, "compaction_mode": "off"}).status_code == 302
+    assert BranchSettings.objects.latest("id").compaction == {"enabled": False}
+    assert client.post(url, {**EDITOR, "compaction_mode": "agent"}).status_code == 302
+    assert BranchSettings.objects.latest("id").compaction == {}
+
+
+@pytest.mark.parametrize("change,says", [
+    ({"tool_results_use": "", "keep_last_turns_use": "", "summarize_use": ""}, "Tick at least one strategy"),
+    ({"target": "90"}, "the target must not be above the threshold"),
+    ({"summarize_max_tokens": "3"}, "Ensure this value is greater than or equal to 16"),
+    ({"threshold": "0"}, "Ensure this value is greater than or equal to 1"),
+])
+def test_a_refused_strategy_says_why_and_saves_nothing(client, user, change, says):
     run = add_chain(SessionFactory(owner=user), None, 2)[-1]
-    Step.objects.create(run=run, kind=StepKind.LLM_CALL, name="llm", request={
-        "context_parts": {"totals": {"system": 12, "history": 40, "input": 9, "primer": 3}}})
+    client.force_login(user)
+    response = client.post(reverse("chatmemory:settings", args=[run.pk]), {**EDITOR, **change})
+    assert response.status_code == 400 and says in response.content.decode()
+    assert not BranchSettings.objects.exists()
+
+
+def test_the_editor_keeps_a_summary_prompt_it_does_not_show(client, user):
+    run = add_chain(SessionFactory(owner=user), None, 2)[-1]
+    BranchSettings.objects.create(run=run, compaction={"strategies": [
+        {"type": "summarize", "keep_recent_turns": 2, "max_tokens": 64, "prompt": "[[reply:S]] Sum up."}]})
     client.force_login(user)
     url = reverse("chatmemory:settings", args=[run.pk])
-    shown = client.get(url).content.decode()
-    assert 'data-part="system"><td>system</td><td class="num">12</td>' in shown
-    long_prompt = "Always answer in the voice of a ship's captain from the nineteenth century. " * 5
-    preview = client.post(url, {"system_prompt": long_prompt, "params": "", "compaction": "", "preview": "1"})
-    html = preview.content.decode()
-    assert preview.status_code == 200 and "Preview (not saved)" in html
-    system = int(re.search(r'data-part="system"><td>system</td><td class="num">(\d+)</td>', html).group(1))
-    assert system > 60, "recounted for the longer prompt"
-    assert 'data-part="history"><td>history</td><td class="num">40</td>' in html
-    assert not BranchSettings.objects.exists(), "a preview saves nothing"
+    assert 'name="summarize_keep_recent_turns" value="2"' in client.get(url).content.decode()
+    client.post(url, {**EDITOR, "tool_results_use": "", "keep_last_turns_use": ""})
+    strategy = BranchSettings.objects.latest("id").compaction["strategies"]
+    assert strategy == [{"type": "summarize", "keep_recent_turns": 4, "max_tokens": 200,
+                         "prompt": "[[reply:S]] Sum up."}]

@@ -12,8 +12,8 @@ from engine.compaction import compaction_consider, compaction_execute
 from engine.context import SUMMARY_HEADER
 from memory.models import Compaction, CompactionStatus
 from memory.policy import parse_policy
-from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
-from tests.support.factories import SessionFactory
+from tests.memory.conftest import built_for, contents, estimate_counter
+from tests.support.factories import SessionFactory, add_chain, add_run, new_input
 
 pytestmark = pytest.mark.django_db
 

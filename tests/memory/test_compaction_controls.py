@@ -9,11 +9,13 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditLog
+from conversations import context_spec as ctx
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import SUMMARY_HEADER
+from memory import services as memory_services
 from memory.models import Compaction, CompactionStatus, SharedSummary
-from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
-from tests.support.factories import SessionFactory
+from tests.memory.conftest import built_for, contents, estimate_counter
+from tests.support.factories import SessionFactory, add_chain, add_run, new_input
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +47,32 @@ def test_the_marker_says_which_turns_how_many_tokens_by_whom_and_when(user, make
     marker = done.marker
     assert marker.startswith(f"Turns 1–10 summarised: {done.tokens_before:,} → {done.tokens_after:,} tokens · by ")
     assert " · fake-model · " in marker and done.tokens_after < done.tokens_before
+
+
+def test_a_model_call_names_the_summary_it_sent_and_still_verifies_after_an_edit(
+        user, make_agent, llm_server, django_capture_on_commit_callbacks):
+    """The stored spec references the summary by compaction id and version instead of copying its
+    text; an edit adds a version, so an earlier call still rebuilds byte for byte and hash-verifies,
+    and the next context names the new version. Specs stored with the text rebuild as they are."""
+    agent, session, runs, done = _compacted(user, make_agent, django_capture_on_commit_callbacks)
+    run = new_input(session, runs[-1], agent=agent)
+    first = built_for(run)
+    spec = first.spec.to_json()
+    assert spec["summary"] == {"id": done.pk, "version": 1} and "S1" not in str(spec)
+    request = {"context": spec, "sha256": ctx.digest(first.messages)}
+
+    memory_services.summary_edit(user=user, compaction=done, text="The user is Ada.")
+    checked = ctx.verify(run, request)
+    assert checked["verified"] is True and checked["messages"] == first.messages
+    assert checked["messages"][1]["content"] == SUMMARY_HEADER + "S1"
+    later = built_for(new_input(session, runs[-1], agent=agent))
+    assert later.spec.summary == {"id": done.pk, "version": 2}
+    assert later.messages[1]["content"] == SUMMARY_HEADER + "The user is Ada."
+
+    stored_text = {**spec, "summary": {"id": done.pk, "text": SUMMARY_HEADER + "S1"}}
+    assert ctx.verify(run, {"context": stored_text, "sha256": request["sha256"]})["verified"] is True
+    gone = {**spec, "summary": {"id": done.pk, "version": 7}}
+    assert ctx.verify(run, {"context": gone, "sha256": request["sha256"]})["verified"] is False
 
 
 def test_expand_edit_and_undo_through_the_api(api, user, make_agent, llm_server, django_capture_on_commit_callbacks):
@@ -82,14 +110,33 @@ def test_expand_edit_and_undo_through_the_api(api, user, make_agent, llm_server,
                     content_type="application/json").status_code == 409
 
 
-def test_undo_says_how_many_tokens_over(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+def test_undo_says_how_many_tokens_over_now(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+    """The figure is measured when Undo is pressed, not when the compaction was made: here the agent's
+    reserved output grew since, so the usable window is smaller now."""
+    from engine.context import measure_next
     from memory import services
 
     agent, session, runs, done = _compacted(user, make_agent, django_capture_on_commit_callbacks, turns=30)
-    assert done.tokens_before > done.usable_window
+    agent.reserved_output_tokens = 250
+    agent.save(update_fields=["reserved_output_tokens"])
     _, note = services.compaction_undo(user=user, compaction=done)
-    over = done.tokens_before - done.usable_window
-    assert f"{over:,} over the usable window of {done.usable_window:,}" in note and "keep the last N turns" in note
+    raw = measure_next(done.run)  # the compaction is undone: the raw turns, with the endpoint's counter
+    needed, usable = raw.fixed_tokens + raw.history_tokens, raw.budget.usable
+    assert usable == 350 != done.usable_window and needed > usable
+    assert f"need {needed:,} tokens now: {needed - usable:,} over the usable window of {usable:,}" in note
+    assert "keep the last N turns" in note
+    assert AuditLog.objects.get(action="compaction.undo").details == {
+        "run_id": str(done.run_id), "over_by": needed - usable, "needed": needed, "usable_window": usable}
+
+
+def test_undo_within_the_window_says_so(user, make_agent, llm_server, django_capture_on_commit_callbacks):
+    from memory import services
+
+    agent, session, runs, done = _compacted(user, make_agent, django_capture_on_commit_callbacks)
+    agent.context_window = 20_000
+    agent.save(update_fields=["context_window"])
+    _, note = services.compaction_undo(user=user, compaction=done)
+    assert note.startswith("Undone. Later contexts send the raw turns: ") and "within the usable 19,900." in note
 
 
 def test_another_users_compaction_is_404(api, other_user, make_agent, llm_server, django_capture_on_commit_callbacks):

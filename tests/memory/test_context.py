@@ -12,8 +12,8 @@ import pytest
 
 from engine.context import ContextOverflow, build_context, context_tokens
 from memory.policy import budget_for, context_window_for
-from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
-from tests.support.factories import SessionFactory
+from tests.memory.conftest import built_for, contents, estimate_counter
+from tests.support.factories import SessionFactory, add_chain, add_run, new_input
 
 pytestmark = pytest.mark.django_db
 

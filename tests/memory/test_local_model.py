@@ -15,20 +15,11 @@ from engine.context import SUMMARY_HEADER
 from memory.models import Compaction, CompactionStatus
 from tests.support.factories import SessionFactory
 from tests.support.processes import wait_for
+from tests.support.scenarios import FACT, TOPICS
 
 pytestmark = [pytest.mark.local_model, pytest.mark.django_db(transaction=True)]
 
 MODEL = "smollm2-135m-instruct"
-FACT = "PELICAN-42"
-TOPICS = [
-    "the moon", "volcanoes", "honey bees", "the Nile", "glaciers", "owls", "copper", "the Sahara", "tulips",
-    "lightning", "penguins", "the Alps", "coral reefs", "bamboo", "comets", "salmon", "granite", "the Amazon",
-    "wolves", "rainbows", "cacti", "tides", "hummingbirds", "Saturn", "maple trees", "octopuses", "deserts",
-    "thunder", "dolphins", "oak trees", "Mars", "jellyfish", "caves", "sunflowers", "eagles", "icebergs",
-    "whales", "fog", "the Arctic", "mushrooms", "geysers", "foxes", "pearls", "bats", "meteors", "rice",
-    "waterfalls", "crows", "seahorses", "the Pacific", "tornadoes", "ferns", "lakes", "koalas", "clouds",
-    "sand dunes", "otters", "Jupiter", "snow",
-]
 
 
 def test_sixty_turns_compact_twice_and_keep_the_first_fact(local_model, worker_factory, settings, user, make_agent):

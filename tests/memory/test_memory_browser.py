@@ -18,9 +18,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from conversations.models import Run, RunStatus, Session
-from memory.models import Agent, Compaction, CompactionStatus
-from tests.memory.conftest import add_chain
-from tests.support.factories import SessionFactory
+from memory.models import Agent, BranchSettings, Compaction, CompactionStatus
+from tests.support.factories import AgentFactory, SessionFactory, add_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
 from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
@@ -104,7 +103,7 @@ def test_agent_chat_audit_and_what_the_model_saw(new_page, asgi_server, celery_w
 def test_a_pinned_turn_3_stays_verbatim_in_every_later_context(new_page, asgi_server, celery_worker, llm_server,  # noqa: F811
                                                                artifacts, viewport):  # noqa: F811
     user = _user()
-    agent = Agent.objects.create(owner=user, name="Small window", memory_window_size=4)
+    agent = AgentFactory(owner=user, name="Small window", memory_window_size=4)
     session = SessionFactory(owner=user, title="Sixty turns")
     runs = add_chain(session, None, 60, agent=agent)
     Session.objects.filter(pk=session.pk).update(active_run=runs[-1], default_agent=agent)
@@ -126,10 +125,71 @@ def test_a_pinned_turn_3_stays_verbatim_in_every_later_context(new_page, asgi_se
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_pin_from_the_turn_menu_shows_the_pin_mark(new_page, asgi_server, llm_server, artifacts,  # noqa: F811
+                                                   viewport):
+    user = _user()
+    session = SessionFactory(owner=user, title="Five turns")
+    runs = add_chain(session, None, 5)
+    Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    turn = page.locator(f"#turn-{runs[2].pk}")
+    assert turn.locator(".badge.pinned").count() == 0
+    turn.locator("details.more-tools > summary").click()
+    turn.get_by_role("button", name="Pin turn 3").click()
+    page.wait_for_selector(f"#pin-mark-{runs[2].pk}")
+    mark = page.locator(f"#turn-{runs[2].pk} .badge.pinned")
+    assert mark.is_visible() and mark.inner_text().strip().startswith("Pinned")
+    assert page.get_by_role("link", name="Pinned: turn 3, see the Pinned list").count() == 1, "its name"
+    assert mark.get_attribute("href") == f"/memory/runs/{runs[2].pk}/pinned"
+    assert page.locator(".badge.pinned").count() == 1, "only turn 3 is marked"
+    assert _serious(axe(page)) == []
+    mark.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / f"memory-pin-mark-{viewport[0]}.png"))
+    turn = page.locator(f"#turn-{runs[2].pk}")
+    turn.locator("details.more-tools > summary").click()
+    turn.get_by_role("button", name="Unpin turn 3").click()
+    page.wait_for_selector(f"#pin-mark-{runs[2].pk}", state="detached")
+    assert not runs[2].pins.exists()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_strategy_editor_previews_and_saves(new_page, asgi_server, llm_server, artifacts, viewport):  # noqa: F811
+    user = _user()
+    agent = Agent.objects.create(owner=user, name="Editor", memory_window_size=6)
+    session = SessionFactory(owner=user, title="Strategies")
+    runs = add_chain(session, None, 6, agent=agent)
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/memory/runs/{runs[-1].pk}/settings")
+    page.get_by_label("These strategies, in order").check()
+    page.fill("#id_threshold", "70")
+    page.locator("#strategy-keep_last_turns").get_by_label("Use it").check()
+    page.fill("#id_keep_last_turns_order", "1")
+    page.fill("#id_keep_last_turns_turns", "12")
+    page.locator("#strategy-summarize").get_by_label("Use it").check()
+    page.fill("#id_summarize_order", "2")
+    page.fill("#id_system_prompt", "Answer in one line. " * 20)
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector("text=Preview, not saved")
+    assert _serious(axe(page)) == []
+    system = int(page.locator('#settings-parts tr[data-part="system"] td.num').text_content())
+    assert system > 100, "the meter counts the prompt typed"
+    page.screenshot(path=str(artifacts / f"memory-strategy-editor-{viewport[0]}.png"), full_page=True)
+    page.get_by_role("button", name="Save from the next turn").click()
+    page.wait_for_selector("text=Settings saved")
+    saved = BranchSettings.objects.get(run=runs[-1])
+    assert saved.compaction == {"enabled": True, "threshold": 0.7, "target": 0.4, "strategies": [
+        {"type": "keep_last_turns", "turns": 12}, {"type": "summarize", "keep_recent_turns": 4, "max_tokens": 256}]}
+    assert page.locator("#id_keep_last_turns_turns").input_value() == "12"
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_compact_now_expand_edit_and_undo(new_page, asgi_server, celery_worker, llm_server, artifacts,  # noqa: F811
                                           viewport):
     user = _user()
-    agent = Agent.objects.create(owner=user, name="Summariser", compaction={"strategies": [
+    agent = AgentFactory(owner=user, name="Summariser", compaction={"strategies": [
         {"type": "summarize", "keep_recent_turns": 2, "max_tokens": 64,
          "prompt": "[[reply:The user asked about turns 0 to 5.]] Summarise."}]})
     session = SessionFactory(owner=user, title="Compact me")

@@ -15,8 +15,7 @@ from conversations import context_spec as ctx
 from conversations import services
 from conversations.models import Run, RunStatus
 from memory.models import Compaction, CompactionStatus, Pin
-from tests.memory.conftest import add_chain
-from tests.support.factories import SessionFactory
+from tests.support.factories import SessionFactory, add_chain
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

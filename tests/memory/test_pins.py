@@ -6,14 +6,16 @@ nothing) and its audit rows; the parts breakdown of a built context."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditLog
 from conversations.models import Message
 from engine.compaction import compaction_consider, compaction_execute
 from engine.context import SUMMARY_HEADER, ContextOverflow
 from memory.models import Compaction, CompactionStatus, Pin
-from tests.memory.conftest import add_chain, add_run, built_for, contents, estimate_counter, new_input
-from tests.support.factories import SessionFactory
+from tests.memory.conftest import built_for, contents, estimate_counter
+from tests.support.factories import SessionFactory, add_chain, add_run, new_input
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +155,50 @@ def test_pin_api_refuses_bad_input_and_other_users(api, user, other_user):
     assert api.post("/api/runs/not-a-uuid/pins", {}, content_type="application/json").status_code == 404
     assert Pin.objects.count() == 1
     assert AuditLog.objects.filter(action__startswith="pin.").count() == 1, "only the test's own pin.create"
+
+
+def test_a_pin_from_another_memory_id_is_a_part_of_its_own(user, make_agent):
+    """Memory ids isolate history, but a pin crosses them: the pinned turn of another memory id is
+    sent, labelled ``memory`` (not ``pin``) in the parts and their totals; its unpinned turns are not sent."""
+    agent = make_agent(memory_id="default")
+    session = SessionFactory(owner=user)
+    mine = add_chain(session, None, 2, agent=agent)
+    notes = add_chain(session, mine[-1], 2, prefix="notes", memory_id="notes")
+    tail = add_chain(session, notes[-1], 1, prefix="after", agent=agent)
+    Pin.objects.create(run=notes[0])
+    Pin.objects.create(run=mine[0])
+    built = built_for(new_input(session, tail[-1], agent=agent))
+    parts = built.parts()
+    labelled = dict(zip(contents(built), (row["part"] for row in parts["messages"]), strict=True))
+    assert labelled["notes 0 question"] == labelled["notes 0 answer"] == "memory"
+    assert labelled["turn 0 question"] == "pin" and labelled["turn 1 answer"] == "history"
+    assert "notes 1 question" not in labelled
+    assert parts["totals"]["memory"] == sum(row["message_tokens"] for row in parts["messages"]
+                                            if row["part"] == "memory") > 0
+    assert any("another memory id (notes)" in note for note in parts["not_seen"])
+
+
+def test_the_chat_marks_pinned_turns_and_messages(client, user):
+    """A pinned turn shows a pin mark in its head (a link to the Pinned list with an accessible name),
+    a pinned answer "Answer pinned"; the marks cost no query."""
+    session = SessionFactory(owner=user)
+    runs = add_chain(session, None, 4)
+    session.active_run = runs[-1]
+    session.save()
+    client.force_login(user)
+    url = f"/s/{session.pk}/"
+    client.get(url)
+    with CaptureQueriesContext(connection) as before:
+        unpinned = client.get(url).content.decode()
+    assert "pin-mark-" not in unpinned and "Pin turn 2" in unpinned
+    Pin.objects.create(run=runs[1])
+    Pin.objects.create(run=runs[3], message=runs[3].messages.get(position=1))
+    with CaptureQueriesContext(connection) as after:
+        html = client.get(url).content.decode()
+    assert len(after) == len(before), "the pin state comes with the messages"
+    assert html.count('class="badge pinned"') == 2
+    mark = html[html.index(f'id="pin-mark-{runs[1].pk}"'):].split("</a>")[0]
+    assert 'aria-label="Pinned: turn 2, see the Pinned list"' in mark and mark.endswith("</svg>Pinned")
+    assert f'href="/memory/runs/{runs[1].pk}/pinned"' in mark
+    assert f'id="pin-mark-{runs[3].pk}"' in html and "Answer pinned" in html
+    assert "Unpin turn 2" in html and "Pin turn 4" in html, "the menu says what pressing does"

@@ -10,8 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Step, StepKind
 from memory.models import Compaction, CompactionStatus
-from tests.memory.conftest import add_chain, add_run
-from tests.support.factories import SessionFactory
+from tests.support.factories import SessionFactory, add_chain, add_run
 
 pytestmark = pytest.mark.django_db
 

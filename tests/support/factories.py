@@ -1,5 +1,6 @@
 """factory_boy factories: users, the conversation tree (sessions, runs), agents, connections,
-comparisons, branch labels and shares, import jobs; and ``build_chain`` for long branches in bulk."""
+comparisons, branch labels and shares, import jobs; ``build_chain`` for long branches in bulk; and
+``add_run``/``add_chain``/``new_input`` for branches of runs with agents, memory ids and tool traffic."""
 
 from __future__ import annotations
 
@@ -60,7 +61,6 @@ class AgentFactory(factory.django.DjangoModelFactory):
 
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"Agent {n}")
-    model = "fake-model"
 
 
 class ConnectionFactory(factory.django.DjangoModelFactory):
@@ -136,3 +136,40 @@ def build_chain(session: Session, depth: int, parent: Run | None = None) -> list
         Session.objects.filter(pk=session.pk).update(active_run=runs[-1])
         session.active_run = runs[-1]
     return runs
+
+
+def add_run(session, parent: Run | None, user_text: str, answer: str | None = "ok", *, agent: Agent | None = None,
+            memory_id: str | None = None, tool_traffic: list[dict] | None = None,
+            status: str = RunStatus.SUCCEEDED) -> Run:
+    """A finished run under ``parent``: its input, optional tool traffic (OpenAI-format dicts), answer."""
+    run = Run.objects.create(
+        session=session, parent_run=parent, depth=0 if parent is None else parent.depth + 1, status=status,
+        model="fake-model", agent=agent, memory_id=memory_id or (agent.memory_id if agent else "default"),
+        finished_at=timezone.now(),
+    )
+    Message.objects.create(run=run, position=0, role=Role.USER, content=user_text)
+    position = 1
+    for data in tool_traffic or []:
+        Message.objects.create(run=run, position=position, role=data["role"], content=data.get("content") or "",
+                               tool_calls=data.get("tool_calls"), tool_call_id=data.get("tool_call_id", ""),
+                               name=data.get("name", ""))
+        position += 1
+    if answer is not None:
+        Message.objects.create(run=run, position=position, role=Role.ASSISTANT, content=answer)
+    return run
+
+
+def add_chain(session, parent: Run | None, turns: int, *, prefix: str = "turn", words: int = 0, **kwargs) -> list[Run]:
+    """``turns`` finished runs in a line under ``parent`` (``add_run`` each; ``words`` of filler per message)."""
+    runs = []
+    for i in range(turns):
+        filler = (" " + " ".join(["filler"] * words)) if words else ""
+        parent = add_run(session, parent, f"{prefix} {i} question{filler}", f"{prefix} {i} answer{filler}", **kwargs)
+        runs.append(parent)
+    return runs
+
+
+def new_input(session, parent: Run | None, text: str = "new input", *, agent: Agent | None = None,
+              memory_id: str | None = None) -> Run:
+    """A queued run (as run_start leaves it) with only its input."""
+    return add_run(session, parent, text, None, agent=agent, memory_id=memory_id, status=RunStatus.QUEUED)

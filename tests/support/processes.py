@@ -165,3 +165,11 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def streamed_a_token(run_id) -> bool:
+    """True once a run's stream holds a text delta: the first token arrived (the engine writes the
+    run's ``first_token_at`` only with its final state)."""
+    from streams.backends import get_stream
+
+    return any(event.type == "delta" for event in get_stream().events(run_id))

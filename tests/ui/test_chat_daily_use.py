@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Run, RunStatus, Session
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import ImportJobFactory, RunFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import login
 from tests.ui.test_chat_ux import DESKTOP, LONG, PHONE, axe, settle
@@ -273,18 +273,17 @@ def test_the_small_things(new_page, asgi_server, celery_worker, artifacts):
     share link has Copy; a failed run reads as people speak ("refused the connection"), with no
     token counts; an imported answer without a model says so; the diff picker lists each run once;
     blockquotes look like quotes; the facts line ends its row; admin pages ask for no /favicon.ico."""
-    from archive.models import ImportJob
     from branches import services as branches
     from comparisons import services as compare
     from comparisons.services import VariantSpec
     from tests.ui.test_chat_ux import _staff_user
 
     user = _staff_user()
-    job = ImportJob.objects.create(owner=user, filename="conversations.json", status="succeeded", imported=0, skipped=1,
-                                   report={"imported": 0, "skipped": 1, "runs": 0, "messages": 0, "seconds": 0.1,
-                                           "format": "chatgpt", "skipped_items": [{
-                                               "where": "[0]", "source_id": "abc", "title": "Trip",
-                                               "reason": "already imported (session 1); import again with --again"}]})
+    job = ImportJobFactory(owner=user, filename="conversations.json", status="succeeded", imported=0, skipped=1,
+                           report={"imported": 0, "skipped": 1, "runs": 0, "messages": 0, "seconds": 0.1,
+                                   "format": "chatgpt", "skipped_items": [{
+                                       "where": "[0]", "source_id": "abc", "title": "Trip",
+                                       "reason": "already imported (session 1); import again with --again"}]})
     session = SessionFactory(owner=user, title="Small things")
     runs = build_chain(session, 2)
     quoted = RunFactory(session=session, parent_run=runs[-1], model="unknown", prompt_tokens=12, completion_tokens=30,

@@ -28,9 +28,8 @@ from comparisons.services import VariantSpec
 from connections import services as connections
 from conversations import services as conv
 from conversations.models import Run, RunStatus, Session
-from memory.models import Agent
 from tests.comparisons.conftest import finish_run
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import login
 
@@ -500,7 +499,7 @@ def test_turn_toolbar_sibling_controls_and_the_composer_model(page, asgi_server,
     """‹ k/n › buttons are at least 24×24 px, the disabled one looks disabled; each turn's toolbar
     has named icon buttons (copy on both messages); the composer names the model that will answer."""
     user = UserFactory()
-    Agent.objects.create(owner=user, name="Poet", model="poet-model")
+    AgentFactory(owner=user, name="Poet", model="poet-model")
     session = SessionFactory(owner=user)
     runs = build_chain(session, 2)
     RunFactory(session=session, parent_run=runs[0], turn=("another version", "another answer"))

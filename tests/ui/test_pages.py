@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Profile
 from conversations.models import Message, Run, RunStatus, Session
-from memory.models import Agent
-from tests.support.factories import RunFactory, SessionFactory, UserFactory, build_chain
+from tests.support.factories import AgentFactory, RunFactory, SessionFactory, UserFactory, build_chain
 
 pytestmark = pytest.mark.django_db
 
@@ -170,9 +169,9 @@ def test_fork_shows_shared_turns_read_only(client, me):
 
 def test_agent_picker_lists_own_and_shared_agents_only(client, me):
     session = SessionFactory(owner=me)
-    mine = Agent.objects.create(owner=me, name="Mine", memory_id="m1")
-    shared = Agent.objects.create(owner=None, name="Everyone", memory_id="e1")
-    theirs = Agent.objects.create(owner=UserFactory(), name="Theirs", memory_id="t1")
+    mine = AgentFactory(owner=me, name="Mine", memory_id="m1")
+    shared = AgentFactory(owner=None, name="Everyone", memory_id="e1")
+    theirs = AgentFactory(owner=UserFactory(), name="Theirs", memory_id="t1")
     html = client.get(f"/s/{session.pk}/").content.decode()
     assert 'name="agent_id"' in html and ">Mine<" in html and ">Everyone<" in html and "Theirs" not in html
     response = client.post(f"/s/{session.pk}/runs", {"input": "hi", "agent_id": theirs.pk},
@@ -200,7 +199,7 @@ def test_tree_query_count_does_not_grow_with_run_count(client, me):
     n_small, _ = _count_queries(client, f"/s/{small.pk}/tree/")
     n_big, html = _count_queries(client, f"/s/{big.pk}/tree/")
     assert n_small == n_big
-    assert n_big <= 8  # with the branch labels the map writes beside its nodes
+    assert n_big <= 9  # with the branch labels the map writes beside its nodes and its provenance edges
 
 
 def test_tree_highlights_the_active_path_and_elides_long_lines(client, me):
@@ -483,7 +482,7 @@ def test_htmx_actions_say_where_focus_goes(client, me, django_capture_on_commit_
 
 
 def test_composer_names_the_answering_model_and_offers_stop_while_a_reply_streams(client, me, settings):
-    agent = Agent.objects.create(owner=me, name="Poet", model="poet-model")
+    agent = AgentFactory(owner=me, name="Poet", model="poet-model")
     session = SessionFactory(owner=me, default_agent=agent)
     html = client.get(f"/s/{session.pk}/").content.decode()
     assert 'Answered by <span class="model-name">Default · poet-model</span>' in html  # connection · model

@@ -1,0 +1,197 @@
+"""Fan-out, fuse and merge in a real browser (Debian's Chromium via Playwright, Arbor under uvicorn, a
+real Celery worker and the scripted model server), at 1280 and 390 px, with axe-core showing no
+serious or critical violation on each page used:
+
+- fan out to 3 models from the composer, watch the three answers stream side by side, continue with
+  the second, reload: it is still the one shown; fuse the first two, and the fused turn lists both;
+- merge a 20-turn branch as a digest (drafted, then edited) and as 3 chosen turns: the next turn's
+  exact context (its audit page and GET /api/runs/{id}/context) holds the carried messages, the
+  tree map draws the merge edge, and undo removes it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.html import escape
+from playwright.sync_api import expect
+
+from conversations.models import BranchLabel, Run, RunStatus, Session
+from merges.models import FanOut, Provenance
+from tests.support.factories import AgentFactory, SessionFactory, build_chain
+from tests.support.processes import wait_for
+from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
+from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+VIEWPORTS = [pytest.param(DESKTOP, id="1280"), pytest.param(PHONE, id="390")]
+
+
+@pytest.fixture(autouse=True)
+def _async_unsafe(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread (see tests/ui/conftest.py); the server
+    # and the worker started before this, with the check on.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def _user():
+    return get_user_model().objects.create_user(f"merge{timezone.now().timestamp():.6f}", password="pw-123456")
+
+
+def _serious(found: list[dict]) -> list[dict]:
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def _finished(run_id, timeout=40.0) -> Run:
+    return wait_for(lambda: (r := Run.objects.get(pk=run_id)).is_finished and r, timeout,
+                    message=f"run {run_id} to finish")
+
+
+def _open_more(page, run):
+    page.locator(f"#turn-{run.pk} details.more-tools > summary").click()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_fan_out_continue_with_the_second_and_fuse(new_page, asgi_server, celery_worker, llm_server,  # noqa: F811
+                                                   artifacts, viewport):  # noqa: F811
+    user = _user()
+    agents = [AgentFactory(owner=user, name=f"Agent {x}", model=f"model-{x}") for x in "abc"]
+    session = SessionFactory(owner=user, title="Colours")
+    build_chain(session, 1)
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    page.locator("details.fan-pick > summary").click()
+    for agent in agents:
+        page.locator(f".fan-pick input[value='{agent.pk}']").check()
+    expect(page.locator(".fan-send")).to_have_text("Ask all 3")
+    page.fill("#id_input", "Name a colour [[tokens:30]] [[delay:0.05]]")
+    page.locator(".fan-send").click()
+    columns = page.locator(".fan-col")
+    expect(columns).to_have_count(3)
+    for i in range(3):  # every column streams its own answer
+        expect(columns.nth(i).locator(".stream-text")).to_contain_text("w3", timeout=20_000)
+    page.screenshot(path=str(artifacts / f"merges-fan-out-streaming-{viewport[0]}.png"), full_page=True)
+    runs = list(FanOut.objects.get(session=session).runs.order_by("created_at"))
+    assert sorted(r.model for r in runs) == ["model-a", "model-b", "model-c"]
+    for run in runs:
+        assert _finished(run.pk).status == RunStatus.SUCCEEDED
+    expect(page.locator(".fan-col .content.md")).to_have_count(3, timeout=20_000)
+    expect(columns.first.locator(".fan-facts")).to_contain_text("first token")
+    assert _serious(axe(page)) == []
+    second = columns.nth(1)
+    second.get_by_role("button", name=re.compile("Continue with this one: answer 2")).click()
+    expect(page.locator(".fan-col").nth(1)).to_have_class(re.compile(r"\bshown\b"))
+    page.reload()
+    expect(page.locator(".fan-col").nth(1)).to_have_class(re.compile(r"\bshown\b"))
+    assert Session.objects.get(pk=session.pk).active_run_id == runs[1].pk
+    page.screenshot(path=str(artifacts / f"merges-fan-out-{viewport[0]}.png"), full_page=True)
+
+    page.locator("details.fuse-tool > summary").click()
+    page.locator(f".fuse-tool input[value='{runs[2].pk}']").uncheck()
+    page.fill(".fuse-tool textarea[name=instruction]", "Pick the best colour of these.")
+    page.get_by_role("button", name="Fuse into a new version").click()
+    fused = wait_for(lambda: Provenance.objects.filter(kind="fuse", run__session=session).first(), 20,
+                     message="the fused run").run
+    assert _finished(fused.pk).status == RunStatus.SUCCEEDED
+    assert [s.run_id for s in Provenance.objects.get(run=fused).sources.order_by("position")] == \
+        [runs[0].pk, runs[1].pk]
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    head = page.locator(f"#turn-{fused.pk} .provenance")
+    expect(head).to_contain_text("fused from answer 1, answer 2")
+    sent = llm_server.requests[-1]["body"]["messages"][-1]["content"]
+    assert sent.startswith("Pick the best colour of these.") and "Answer 2 (Default · model-b)" in sent
+    assert _serious(axe(page)) == []
+    page.screenshot(path=str(artifacts / f"merges-fused-{viewport[0]}.png"), full_page=True)
+    assert not page.problems, page.problems
+
+
+def _merge_in_dialog(page, base, session, target, source, *, digest: str | None = None, turns=()):
+    """Open the merge dialog from the target turn's menu, pick ``source``, carry a digest or turns,
+    preview and confirm; returns the preview's token count."""
+    page.goto(f"{base}/s/{session.pk}/")
+    _open_more(page, target)
+    page.locator(f"#turn-{target.pk}").get_by_role("link", name="Merge a branch here…").click()
+    page.wait_for_url(re.compile(r"/merge"))
+    assert _serious(axe(page)) == []
+    page.select_option("#merge-source", str(source.pk))
+    page.get_by_role("button", name="Show its turns").click()
+    if digest is not None:
+        page.locator("input[name=mode][value=digest]").check()
+        page.get_by_role("button", name="Draft a digest").click()
+        expect(page.locator("#merge-digest")).to_have_value(re.compile(r"^Echo: "))  # the scripted model's draft
+        page.fill("#merge-digest", digest)
+    else:
+        for run in turns:
+            page.locator(f".merge-turns input[value='{run.pk}']").check()
+    page.get_by_role("button", name="Preview").click()
+    tokens = int(page.locator(".preview-tokens").inner_text())
+    assert _serious(axe(page)) == []
+    page.get_by_role("button", name="Confirm the merge").click()
+    page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
+    return tokens
+
+
+def _next_turn(page, base, session, text) -> Run:
+    before = set(Run.objects.filter(session=session).values_list("pk", flat=True))
+    page.fill("#id_input", text)
+    page.locator("button.send").click()
+    run = wait_for(lambda: Run.objects.filter(session=session).exclude(pk__in=before).first(), 20,
+                   message="the next turn")
+    return _finished(run.pk)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, celery_worker, llm_server,  # noqa: F811
+                                                     artifacts, viewport):  # noqa: F811
+    user = _user()
+    session = SessionFactory(owner=user, title="Route planning")
+    main = build_chain(session, 3)
+    side = build_chain(session, 20, parent=main[0])
+    BranchLabel.objects.create(session=session, run=side[-1], name="draft B")
+    Session.objects.filter(pk=session.pk).update(active_run=main[-1])
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+
+    tokens = _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], digest="Draft B chose the coast road.")
+    merge = Provenance.objects.get(kind="merge", mode="digest").run
+    expect(page.locator(f"#turn-{merge.pk} .provenance")).to_contain_text("merged from draft B, a digest of turns 2–21")
+    nxt = _next_turn(page, asgi_server, session, "So which road?")
+    assert nxt.parent_run_id == merge.pk and nxt.status == RunStatus.SUCCEEDED
+    carried = "Digest of the branch “draft B” (turns 2–21), merged into this conversation:\n\n" \
+              "Draft B chose the coast road."
+    context = page.request.get(f"{asgi_server}/api/runs/{nxt.pk}/context").json()
+    assert context["verified"] and {"role": "user", "content": carried} in context["messages"]
+    assert tokens > 0
+    page.goto(f"{asgi_server}/runs/{nxt.pk}/context")
+    assert escape("Draft B chose the coast road.") in page.content()
+    page.goto(f"{asgi_server}/s/{session.pk}/tree/")
+    expect(page.locator(".treemap-svg path.prov")).to_have_count(1)
+    page.screenshot(path=str(artifacts / f"merges-map-{viewport[0]}.png"), full_page=True)
+    assert _serious(axe(page)) == []
+
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    page.locator(f"#turn-{merge.pk}").get_by_role("button", name="Undo merge").click()
+    page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
+    expect(page.locator(f"#turn-{merge.pk}")).to_have_count(0)
+    assert Session.objects.get(pk=session.pk).active_run_id == main[-1].pk
+    page.goto(f"{asgi_server}/s/{session.pk}/tree/")
+    expect(page.locator(".treemap-svg path.prov")).to_have_count(0)
+
+    chosen = [side[3], side[9], side[16]]
+    _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], turns=chosen)
+    merge = Provenance.objects.get(kind="merge", mode="turns").run
+    expect(page.locator(f"#turn-{merge.pk} .provenance")).to_contain_text("merged from draft B, turns 5, 11, 18")
+    assert _serious(axe(page)) == []
+    page.screenshot(path=str(artifacts / f"merges-merged-turns-{viewport[0]}.png"), full_page=True)
+    nxt = _next_turn(page, asgi_server, session, "And now?")
+    context = page.request.get(f"{asgi_server}/api/runs/{nxt.pk}/context").json()
+    contents = [m["content"] for m in context["messages"]]
+    assert context["verified"]
+    assert contents[-7:-1] == ["question 4", "answer 4", "question 10", "answer 10", "question 17", "answer 17"]
+    page.goto(f"{asgi_server}/runs/{nxt.pk}/context")
+    assert all(text in page.content() for text in ("question 10", "answer 17"))
+    assert not page.problems, page.problems
