@@ -10,7 +10,7 @@ from typing import Literal
 
 from ninja import Field, Schema
 
-from . import insights, selectors
+from . import insights, selectors, trends
 from .models import COLUMN_LETTERS, MAX_VARIANTS, MIN_VARIANTS, Comparison, Mode, Rubric, VoteChoice
 
 
@@ -292,7 +292,7 @@ def comparison_out(comparison: Comparison) -> dict:
         "columns": [column_out(c) for c in state["columns"]], "turns": [turn_out(t) for t in state["turns"]],
         "totals": state["totals"], "stalled": state["stalled"], "voting_finished": state["voting_finished"],
         "can_reveal": state["can_reveal"],
-        "repeats": insights.repeat_stats(comparison) if comparison.samples > 1 else None,
+        "repeats": trends.repeat_stats(comparison) if comparison.samples > 1 else None,
     }
 
 
@@ -395,7 +395,7 @@ def judging_out(found, comparison: Comparison) -> dict:
         **{k: state[k] for k in ("total", "done", "complete", "flips", "position_bias", "prompt_tokens",
                                  "completion_tokens", "cost")},
         "pairs": pairs, "agreement": insights.comparison_agreement(comparison) if state["complete"] else None,
-        "pass_k": {COLUMN_LETTERS[c]: p for c, p in insights.pass_at_k(comparison, found).items()},
+        "pass_k": {COLUMN_LETTERS[c]: p for c, p in trends.pass_at_k(comparison, found).items()},
     }
 
 
@@ -467,7 +467,7 @@ class SuiteRunIn(Schema):
 
 
 def suite_out(suite) -> dict:
-    rows = insights.suite_runs(suite)
+    rows = trends.suite_runs(suite)
     ids = selectors.suite_comparison_ids(suite)
     return {
         "id": suite.pk, "name": suite.name, "created_at": suite.created_at,
@@ -476,5 +476,5 @@ def suite_out(suite) -> dict:
         "runs": [{"id": r["run"].pk, "created_at": r["run"].created_at, "agents": r["agents"],
                   "judge_id": r["run"].judge_id, "rubric_name": r["run"].rubric_name,
                   "comparison_ids": ids.get(r["run"].pk, []), "challengers": r["challengers"]} for r in rows],
-        "trend": insights.trend(rows)["sentence"], "trend_series": insights.trend_series(rows),
+        "trend": trends.trend(rows)["sentence"], "trend_series": trends.trend_series(rows),
     }

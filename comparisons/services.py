@@ -263,7 +263,7 @@ def comparison_start(
 
     ``samples`` (1–10): answers per variant and prompt; the repeats are siblings of the voted run
     with the seed raised by 1 … samples − 1 (for the spread of answers; see
-    :func:`comparisons.insights.repeat_stats`).
+    :func:`comparisons.trends.repeat_stats`).
 
     ``mode="new_prompt"`` sends ``prompt``; ``mode="replay"`` replays the user turns below
     ``branch_point`` on the branch ending at ``source_run``. Blind comparisons get a shuffled

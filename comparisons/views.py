@@ -29,7 +29,7 @@ from conversations.selectors import get_run_for, get_session_for
 from core.errors import ArborError, InvalidInput, NotFound
 from core.refusals import answers_refusals
 
-from . import insights, judges, judging, selectors, services, sse, stats
+from . import insights, judges, judging, selectors, services, sse, stats, trends
 from . import suites as suite_writes
 from .forms import ComparisonForm, variant_forms
 from .models import COLUMN_LETTERS, Comparison, Mode, Suite, VoteChoice
@@ -42,7 +42,7 @@ CELL_DONE_EVENT = "compareCellDone"
 def _detail_context(comparison: Comparison) -> dict:
     """The page's context: :func:`comparisons.selectors.board` plus what only the template needs."""
     state = selectors.board(comparison)
-    state["repeats"] = insights.repeat_stats(comparison) if comparison.samples > 1 else None
+    state["repeats"] = trends.repeat_stats(comparison) if comparison.samples > 1 else None
     return {**state, "session": comparison.session, "choices": VoteChoice, "two": len(state["columns"]) == 2,
             "rank_options": range(1, len(state["columns"]) + 1), "cell_event": CELL_DONE_EVENT}
 
@@ -398,8 +398,8 @@ def suites(request: HttpRequest) -> HttpResponse:
 
 
 def _suite_context(request, suite: Suite, error: str = "") -> dict:
-    rows = insights.suite_runs(suite)
-    return {"suite": suite, "cases": suite.cases.all(), "rows": rows, "trend": insights.trend(rows), "error": error,
+    rows = trends.suite_runs(suite)
+    return {"suite": suite, "cases": suite.cases.all(), "rows": rows, "trend": trends.trend(rows), "error": error,
             "agents": selectors.judge_agents(request.user), "templates": judges.RUBRIC_TEMPLATES}
 
 

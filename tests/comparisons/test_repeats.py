@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from comparisons import advance, evaluation, insights, services
+from comparisons import advance, evaluation, insights, services, trends
 from comparisons.models import Comparison, RepeatSample, VariantRun
 from comparisons.services import VariantSpec
 from conversations.models import Run
@@ -62,7 +62,7 @@ def test_replayed_turns_get_their_repeats_and_the_spread_is_clustered_by_prompt(
             assert repeat.run.parent_run_id == vr.run.parent_run_id
             finish_run(repeat.run, "x" * lengths[turn][1])
             advance.variant_advance(variant_id=vr.variant_id, finished_run_id=vr.run_id)
-    stats = insights.repeat_stats(comparison)
+    stats = trends.repeat_stats(comparison)
     assert [s["answers"] for s in stats] == [6, 6] and stats[0]["label"] == "seeded"
     values = [n for turn in range(3) for n in lengths[turn]]
     expected = evaluation.clustered_mean(values, [t for t in range(3) for _ in range(2)])
@@ -117,7 +117,7 @@ def test_a_judge_with_a_pass_threshold_scores_every_repeat_and_gives_pass_k(api,
         judging.judgement_record(run_id=call.run_id)
     assert Judgement.objects.filter(judging=found, recorded_at__isnull=False).count() == 6
 
-    passes = insights.pass_at_k(comparison, found)
+    passes = trends.pass_at_k(comparison, found)
     assert passes[0] == {"k": 3, "pass_k": 0.0, "pass_1": pytest.approx(2 / 3), "prompts": 1}
     assert passes[1] == {"k": 3, "pass_k": 1.0, "pass_1": 1.0, "prompts": 1}
     assert passes[0]["pass_k"] == evaluation.pass_hat_k([[True, True, False]], 3)

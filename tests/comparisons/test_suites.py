@@ -8,7 +8,7 @@ import json
 import pytest
 from scipy.stats import fisher_exact
 
-from comparisons import advance, insights, services, suites
+from comparisons import advance, insights, services, suites, trends
 from comparisons.models import Comparison, Judgement, Suite, SuiteCase, SuiteRun, VariantRun
 from conversations.models import Message, Run, RunStatus
 from core.errors import InvalidInput, NotFound
@@ -93,11 +93,11 @@ def test_suite_runs_are_listed_with_win_rate_interval_and_a_trend(user):
             left_is_base = comparison.column_order[0] == 0
             choice = "a_better" if (winner == "base") == left_is_base else "b_better"
             services.vote_cast(comparison=comparison, turn=turn, choice=choice)
-    rows = insights.suite_runs(suite)
+    rows = trends.suite_runs(suite)
     assert [(r["challengers"][0]["wins"], r["challengers"][0]["losses"]) for r in rows] == [(1, 3), (4, 0)]
     assert rows[1]["challengers"][0]["ci_low"] == pytest.approx(0.5101, abs=1e-4)  # Wilson, 4 of 4
     assert rows[1]["challengers"][0]["rating"] > 0 > rows[0]["challengers"][0]["rating"]
-    trend = insights.trend(rows)
+    trend = trends.trend(rows)
     p = fisher_exact([[1, 3], [4, 0]]).pvalue
     assert trend["sentence"] == ("Against the baseline, new's win rate went from 25% to 100%: "
                                  f"not a significant change (Fisher's exact test, p = {p:.2f}).")
@@ -132,8 +132,8 @@ def test_the_trend_plots_every_challenger(api, user):
     base, b, c = (AgentFactory(owner=user, name=n) for n in ("base", "model B", "model C"))
     _vote_run(suite, [base, b], [0, 0, 0, 1])
     _vote_run(suite, [base, b, c], [1, 1, 2, 2])
-    rows = insights.suite_runs(suite)
-    trend = insights.trend(rows)
+    rows = trends.suite_runs(suite)
+    trend = trends.trend(rows)
     assert [s["name"] for s in trend["series"]] == ["model B", "model C"]
     b_series, c_series = trend["series"]
     assert len(b_series["points"]) == 2 and len(c_series["points"]) == 1 and b_series["colour"] != c_series["colour"]
