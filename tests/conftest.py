@@ -147,7 +147,20 @@ def api(client, user):
     return client
 
 
-
-
-
-
+# Playwright's sync API runs an event loop in the test thread, which trips Django's async-safety
+# check on the ORM calls a browser test makes itself (factories, assertions): the check is switched
+# off (DJANGO_ALLOW_ASYNC_UNSAFE) only while a browser test's body runs. The ASGI server and the
+# worker start during set-up, so those child processes keep the check on.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if item.get_closest_marker("browser") is None:
+        return (yield)
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        return (yield)
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

@@ -22,25 +22,16 @@ from memory.models import Agent, BranchSettings, Compaction, CompactionStatus
 from tests.support.factories import AgentFactory, SessionFactory, add_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
-from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
+from tests.ui.test_chat_ux import DESKTOP, PHONE, axe, serious
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 VIEWPORTS = [pytest.param(DESKTOP, id="1280"), pytest.param(PHONE, id="390")]
 
 
-@pytest.fixture(autouse=True)
-def _async_unsafe(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread (see tests/ui/conftest.py); the server
-    # and the worker started before this, with the check on.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 def _user():
     return get_user_model().objects.create_superuser(f"mem{timezone.now().timestamp():.6f}", password="pw-123456")
 
-
-def _serious(found: list[dict]) -> list[dict]:
-    return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
 def _send(page, base, session, text) -> Run:
@@ -67,7 +58,7 @@ def test_agent_chat_audit_and_what_the_model_saw(new_page, asgi_server, celery_w
     page = new_page(viewport, bypass_csp=True)
     login(page, asgi_server, user)
     page.goto(f"{asgi_server}/agents/")
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.fill("#id_name", "Pirate")
     page.fill("#id_system_prompt", "Answer like a pirate, matey.")
     page.fill("#id_params", '{"temperature": 0.4}')
@@ -91,7 +82,7 @@ def test_agent_chat_audit_and_what_the_model_saw(new_page, asgi_server, celery_w
 
     api = _context(page, asgi_server, run)
     page.goto(f"{asgi_server}/runs/{run.pk}/context")
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     exact = page.locator("#saw-exact").text_content()
     assert exact == json.dumps(api["messages"], ensure_ascii=False, indent=2), "the page shows the API's messages"
     assert page.locator("#saw-sha256").text_content() == api["sha256"] and api["verified"]
@@ -113,7 +104,7 @@ def test_a_pinned_turn_3_stays_verbatim_in_every_later_context(new_page, asgi_se
     page.locator("#pin-this").click()
     page.wait_for_selector("#pins li[id^=pin-]")
     assert "Turn 3" in page.locator("#pins").text_content()
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     for i in range(3):
         run = _send(page, asgi_server, session, f"later question {i}")
         assert run.status == RunStatus.SUCCEEDED, run.error
@@ -144,7 +135,7 @@ def test_pin_from_the_turn_menu_shows_the_pin_mark(new_page, asgi_server, llm_se
     assert page.get_by_role("link", name="Pinned: turn 3, see the Pinned list").count() == 1, "its name"
     assert mark.get_attribute("href") == f"/memory/runs/{runs[2].pk}/pinned"
     assert page.locator(".badge.pinned").count() == 1, "only turn 3 is marked"
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     mark.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / f"memory-pin-mark-{viewport[0]}.png"))
     turn = page.locator(f"#turn-{runs[2].pk}")
@@ -173,7 +164,7 @@ def test_the_strategy_editor_previews_and_saves(new_page, asgi_server, llm_serve
     page.fill("#id_system_prompt", "Answer in one line. " * 20)
     page.get_by_role("button", name="Preview").click()
     page.wait_for_selector("text=Preview, not saved")
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     system = int(page.locator('#settings-parts tr[data-part="system"] td.num').text_content())
     assert system > 100, "the meter counts the prompt typed"
     page.screenshot(path=str(artifacts / f"memory-strategy-editor-{viewport[0]}.png"), full_page=True)
@@ -205,7 +196,7 @@ def test_compact_now_expand_edit_and_undo(new_page, asgi_server, celery_worker, 
     assert page.locator("#marker").text_content().startswith("Turns 1–6 summarised: ")
     assert "turn 0 question" in page.locator("#replaced").text_content(), "Expand shows the replaced turns"
     assert page.locator("#id_summary").input_value() == "The user asked about turns 0 to 5."
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.screenshot(path=str(artifacts / f"memory-compaction-{viewport[0]}.png"), full_page=True)
 
     page.fill("#id_summary", "The user likes boats.")

@@ -24,25 +24,16 @@ from merges.models import FanOut, Provenance
 from tests.support.factories import AgentFactory, SessionFactory, build_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
-from tests.ui.test_chat_ux import DESKTOP, PHONE, axe
+from tests.ui.test_chat_ux import DESKTOP, PHONE, axe, serious
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 VIEWPORTS = [pytest.param(DESKTOP, id="1280"), pytest.param(PHONE, id="390")]
 
 
-@pytest.fixture(autouse=True)
-def _async_unsafe(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread (see tests/ui/conftest.py); the server
-    # and the worker started before this, with the check on.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 def _user():
     return get_user_model().objects.create_user(f"merge{timezone.now().timestamp():.6f}", password="pw-123456")
 
-
-def _serious(found: list[dict]) -> list[dict]:
-    return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
 def _finished(run_id, timeout=40.0) -> Run:
@@ -81,7 +72,7 @@ def test_fan_out_continue_with_the_second_and_fuse(new_page, asgi_server, celery
         assert _finished(run.pk).status == RunStatus.SUCCEEDED
     expect(page.locator(".fan-col .content.md")).to_have_count(3, timeout=20_000)
     expect(columns.first.locator(".fan-facts")).to_contain_text("first token")
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     second = columns.nth(1)
     second.get_by_role("button", name=re.compile("Continue with this one: answer 2")).click()
     expect(page.locator(".fan-col").nth(1)).to_have_class(re.compile(r"\bshown\b"))
@@ -104,7 +95,7 @@ def test_fan_out_continue_with_the_second_and_fuse(new_page, asgi_server, celery
     expect(head).to_contain_text("fused from answer 1, answer 2")
     sent = llm_server.requests[-1]["body"]["messages"][-1]["content"]
     assert sent.startswith("Pick the best colour of these.") and "Answer 2 (Default · model-b)" in sent
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.screenshot(path=str(artifacts / f"merges-fused-{viewport[0]}.png"), full_page=True)
     assert not page.problems, page.problems
 
@@ -116,7 +107,7 @@ def _merge_in_dialog(page, base, session, target, source, *, digest: str | None 
     _open_more(page, target)
     page.locator(f"#turn-{target.pk}").get_by_role("link", name="Merge a branch here…").click()
     page.wait_for_url(re.compile(r"/merge"))
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.select_option("#merge-source", str(source.pk))
     page.get_by_role("button", name="Show its turns").click()
     if digest is not None:
@@ -129,7 +120,7 @@ def _merge_in_dialog(page, base, session, target, source, *, digest: str | None 
             page.locator(f".merge-turns input[value='{run.pk}']").check()
     page.get_by_role("button", name="Preview").click()
     tokens = int(page.locator(".preview-tokens").inner_text())
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.get_by_role("button", name="Confirm the merge").click()
     page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
     return tokens
@@ -171,7 +162,7 @@ def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, cele
     page.goto(f"{asgi_server}/s/{session.pk}/tree/")
     expect(page.locator(".treemap-svg path.prov")).to_have_count(1)
     page.screenshot(path=str(artifacts / f"merges-map-{viewport[0]}.png"), full_page=True)
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
 
     page.goto(f"{asgi_server}/s/{session.pk}/")
     page.locator(f"#turn-{merge.pk}").get_by_role("button", name="Undo merge").click()
@@ -185,7 +176,7 @@ def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, cele
     _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], turns=chosen)
     merge = Provenance.objects.get(kind="merge", mode="turns").run
     expect(page.locator(f"#turn-{merge.pk} .provenance")).to_contain_text("merged from draft B, turns 5, 11, 18")
-    assert _serious(axe(page)) == []
+    assert serious(axe(page)) == []
     page.screenshot(path=str(artifacts / f"merges-merged-turns-{viewport[0]}.png"), full_page=True)
     nxt = _next_turn(page, asgi_server, session, "And now?")
     context = page.request.get(f"{asgi_server}/api/runs/{nxt.pk}/context").json()

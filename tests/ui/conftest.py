@@ -1,15 +1,12 @@
 """Browser fixtures: Debian's Chromium driven by Playwright (never a downloaded browser).
 
-Playwright's sync API runs an event loop in the test thread, which trips Django's async-safety
-check on the ORM calls a browser test makes itself (factories, assertions). So Playwright lives for
-one test (started after the test database is set up, stopped before it is flushed), and the check
-is switched off (DJANGO_ALLOW_ASYNC_UNSAFE) only while a browser test's body runs: the ASGI server
-and the worker start during set-up, so those child processes keep the check on.
+Playwright lives for one test (started after the test database is set up, stopped before it is
+flushed); Django's async-safety check is switched off only while a browser test's body runs (the
+hook in tests/conftest.py, for browser tests in every folder).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,21 +14,6 @@ import pytest
 from tests.support.processes import launch_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    if item.get_closest_marker("browser") is None:
-        return (yield)
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        return (yield)
-    finally:
-        if previous is None:
-            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

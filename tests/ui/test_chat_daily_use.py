@@ -18,7 +18,7 @@ from conversations.models import Run, RunStatus, Session
 from tests.support.factories import ImportJobFactory, RunFactory, SessionFactory, UserFactory, build_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import login
-from tests.ui.test_chat_ux import DESKTOP, LONG, PHONE, axe, settle
+from tests.ui.test_chat_ux import DESKTOP, LONG, PHONE, axe, serious, settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,9 +37,6 @@ def _gap_to_composer(page) -> float:
         " const c = document.querySelector('form.composer');"
         " return t.getBoundingClientRect().bottom - c.getBoundingClientRect().top; }")
 
-
-def _serious(violations) -> list:
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def test_nothing_ends_under_the_composer_after_stop_or_while_streaming(new_page, asgi_server, celery_worker,
@@ -122,7 +119,7 @@ def test_phone_layout_gives_the_screen_to_the_conversation(new_page, asgi_server
             assert abs(copy_message["y"] - regenerate["y"]) <= 2, (copy_message, regenerate)
             page.screenshot(path=str(artifacts / f"daily-phone-{theme}.png"))
             violations = axe(page)
-            assert not _serious(violations), violations
+            assert not serious(violations), violations
             page.fill("#id_input", "one\ntwo\nthree\nfour")
             assert page.locator("form.composer").bounding_box()["height"] > composer["height"] + 30  # it grows
             page.fill("#id_input", "")
@@ -139,7 +136,7 @@ def test_phone_layout_gives_the_screen_to_the_conversation(new_page, asgi_server
             expect(page.locator("nav.views")).to_be_visible()
             expect(page.locator("#branch-facts")).to_be_visible()
             violations = axe(page)
-            assert not _serious(violations), violations
+            assert not serious(violations), violations
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport[0]
         page.context.close()
 
@@ -176,7 +173,7 @@ def test_the_last_turns_menu_opens_upwards_and_keeps_its_forms_in_view(new_page,
             expect(page.locator("details.exports ul")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollHeight") <= height + 1  # no blank band
         violations = axe(page)
-        assert not _serious(violations), violations
+        assert not serious(violations), violations
         page.keyboard.press("Escape")
         page.context.close()
 

@@ -105,6 +105,11 @@ def audited_run(user) -> str:
     return f"/audit/runs/{run.pk}/"
 
 
+def serious(violations: list[dict]) -> list[dict]:
+    """The axe violations whose impact is serious or critical (what the browser tests allow none of)."""
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
 def axe(page) -> list[dict]:
     """axe-core's WCAG 2.x A/AA and best-practice violations on the page (needs a bypass_csp context)."""
     page.add_script_tag(path=str(AXE))
