@@ -1,8 +1,9 @@
 """The JSON API of fan-out, fuse and merge (a django-ninja router mounted by :mod:`config.api` at the
 same paths as the sessions API, tag ``merges``).
 
-Another user's session, run, agent or connection answers 404 exactly as an id that does not exist;
-bad input is a JSON 400 ``{"detail": ...}`` and writes nothing. Actions in :mod:`merges.services`,
+Another user's session, run, agent or connection answers 404 exactly as an id that does not exist,
+whatever the body (required fields are checked after the lookups); bad input is a JSON 400
+``{"detail": ...}`` and writes nothing. Actions in :mod:`merges.services`,
 reads in :mod:`merges.selectors`.
 """
 
@@ -16,6 +17,7 @@ from accounts.ratelimit import limit_run_creation
 from connections.selectors import get_connection_for
 from conversations.selectors import get_branch_run_for, get_run_to_act_on, get_session_for
 from core.api_kit import BODY, answers
+from core.errors import InvalidInput
 from memory.selectors import get_agent_for
 
 from . import services
@@ -32,7 +34,8 @@ class VariantIn(Schema):
 class FanOutIn(Schema):
     input: str
     parent_run_id: uuid.UUID | None = Field(None, description="Default: the session's active run.")
-    variants: list[VariantIn] = Field(description="2 to 4 variants; one sibling run each, started at once.")
+    variants: list[VariantIn] = Field(default_factory=list, max_length=8,
+                                      description="2 to 4 variants; one sibling run each, started at once.")
 
 
 class StartedRun(Schema):
@@ -49,14 +52,16 @@ class FanOutOut(Schema):
 
 
 class FuseIn(Schema):
-    source_run_ids: list[uuid.UUID] = Field(description="2 to 8 succeeded siblings of the run (it may be one).")
+    source_run_ids: list[uuid.UUID] = Field(default_factory=list, max_length=16,
+                                            description="2 to 8 succeeded siblings of the run (it may be one).")
     agent_id: int | None = Field(None, description="Who writes the fused answer (default: as for a new run).")
     instruction: str | None = Field(None, description="What the agent is asked (default: combine the best).")
 
 
 class MergeIn(Schema):
-    source_run_id: uuid.UUID = Field(description="A run of the source branch (its tip or any turn).")
-    mode: str = Field(description="``turns`` (chosen turns verbatim) or ``digest``.")
+    source_run_id: uuid.UUID | None = Field(None, description="A run of the source branch (its tip or any turn; "
+                                                             "required).")
+    mode: str = Field("", description="``turns`` (chosen turns verbatim) or ``digest`` (required).")
     run_ids: list[uuid.UUID] | None = Field(None, description="Turns mode: the source branch's turns to carry "
                                                               "(default: all since the common ancestor).")
     digest: str | None = Field(None, description="Digest mode: the digest as confirmed (default: an agent drafts one).")
@@ -155,6 +160,8 @@ def merge(request, run_id: str, payload: MergeIn):
     branch's chosen turns verbatim or a digest of them. Answers the plan: the exact messages and their
     tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn."""
     session, target = get_run_to_act_on(request.auth, run_id)
+    if payload.source_run_id is None:
+        raise InvalidInput("source_run_id is required")
     source = get_branch_run_for(request.auth, session, payload.source_run_id)
     agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
     plan = services.merge_plan(session=session, target=target, source=source, mode=payload.mode,
