@@ -297,7 +297,7 @@ def test_reading_works_without_javascript(chromium, asgi_server):
         expect(page.locator(".line .node")).not_to_have_count(0)
         page.goto(f"{asgi_server}/s/{session.pk}/")
         page.fill("#id_input", "sent without javascript")
-        page.click(".composer button[type=submit]")
+        page.click(".composer button.send")
         expect(last_turn(page)).to_contain_text("sent without javascript")  # forms post without JavaScript
     finally:
         context.close()

@@ -76,7 +76,7 @@ def test_add_a_connection_refresh_its_models_pick_one_and_send_a_turn(asgi_serve
     picker.select_option(f"model:{model_b.pk}")
     page.fill("#id_input", "hello from the browser")
     with page.expect_response(lambda r: r.request.method == "POST"):
-        page.click(".composer button[type=submit]")
+        page.click(".composer button.send")
     answer = page.locator("article.turn").last.locator(".msg.assistant")
     expect(answer.locator(".content")).to_have_text("Echo: hello from the browser", timeout=20_000)
     expect(answer.locator(".role")).to_contain_text("Server B · model-b")

@@ -103,7 +103,7 @@ def test_no_csp_violation_on_the_main_pages_and_the_demo_screenshots(demo_page, 
     page.screenshot(path=str(artifacts / "demo-chat.png"), full_page=True, caret="initial")
     page.evaluate("document.querySelector('#id_input').style.height = '7rem'")  # as dragging its grip does
     page.fill("#id_input", "Show me the tree again [[tokens:120]] [[delay:0.04]]")
-    page.click(".composer button[type=submit]")
+    page.click(".composer button.send")
     expect(page.locator(".streaming .stream-text")).to_contain_text("w10", timeout=20_000)
     found["chat while streaming"] = violations(page, since)
     wait_for(lambda: not Run.objects.filter(session=tour, status__in=["queued", "running"]).exists(), timeout=30,
