@@ -93,7 +93,7 @@ class TokenCounter:
         return self._probe() != "estimate"
 
     def estimate(self, text: str) -> int:
-        return math.ceil(len(text) / self.chars_per_token) if text else 0
+        return estimate_tokens(text, self.chars_per_token)
 
     def count(self, text: str) -> int:
         """Tokens in ``text`` (no template overhead)."""
@@ -143,10 +143,10 @@ def overhead_for(role: str | None) -> int:
     return ROLE_OVERHEAD.get(role or "", PER_MESSAGE_OVERHEAD)
 
 
-def estimate_tokens(text: str) -> int:
+def estimate_tokens(text: str, chars_per_token: float = 4.0) -> int:
     """Tokens in ``text`` by the uncorrected estimate (characters ÷ 4, rounded up): what a message
     stores as its ``token_count`` when it is written before any model call counted it."""
-    return math.ceil(len(text) / 4.0) if text else 0
+    return math.ceil(len(text) / chars_per_token) if text else 0
 
 
 @per_process
