@@ -1,7 +1,7 @@
 """Celery tasks of the archive app: thin, the import itself is :func:`archive.jobs.import_job_execute`,
 run in a memory-capped child process (:mod:`archive.isolation`)."""
 
-from core import queue
+from core import outage, queue
 
 from . import isolation, jobs
 
@@ -16,4 +16,4 @@ def import_job(job_id: str) -> None:
 @queue.task(queue.REAP_IMPORT_JOBS)
 def reap_import_jobs() -> None:
     """Periodic (the maintenance queue): retry once, then fail, import jobs whose worker went silent."""
-    jobs.reap_stale_import_jobs()
+    outage.skip_pass_while_unavailable(jobs.reap_stale_import_jobs, what="import reaper")

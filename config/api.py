@@ -27,6 +27,7 @@ from comparisons.api import router as comparisons_router
 from connections.api import router as connections_router
 from conversations.api import router as conversations_router
 from core.api_kit import JsonObjectParser, tighten_request_bodies
+from core.dates import DAY_PATTERN
 from core.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, ArborError
 from memory.api import router as agents_router
 from merges.api import router as merges_router
@@ -76,12 +77,17 @@ def _unexpected_error(request, exc: Exception):
     return api.create_response(request, {"detail": "Internal error; it has been logged."}, status=500)
 
 
+# What a schema ``pattern`` means, said in words (pydantic's message quotes the regular expression).
+PATTERN_MEANINGS = {DAY_PATTERN: "must be a date (YYYY-MM-DD)"}
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request, exc: ValidationError):
     parts = []
     for error in exc.errors:
         where = ".".join(str(p) for p in error.get("loc", []) if p not in ("body", "payload"))
-        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        message = PATTERN_MEANINGS.get((error.get("ctx") or {}).get("pattern"), error.get("msg"))
+        parts.append(f"{where}: {message}" if where else str(message))
     body = {"detail": "; ".join(parts) or "invalid request", "errors": exc.errors}
     return api.create_response(request, body, status=400)
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from connections.endpoint import Endpoint
 from conversations.models import Message, Role, Run, RunStatus, Step
 from conversations.signals import run_finished
+from core.outage import until_database_answers
 from streams.backends import TERMINAL, RunStream
 
 from . import compaction
@@ -63,7 +64,9 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
              turn: Turn | None = None) -> None:
     """Write the run's final state in one transaction: the answer at the turn's next free position
     (partial text is kept on failure), then one UPDATE of the run (status, usage summed over its
-    model calls, first token time, finish reason, error), then the model call's step. After commit
+    model calls, first token time, finish reason, error), then the model call's step; while the
+    database is unreachable the model's answer waits in memory and the write is tried again
+    (:func:`core.outage.until_database_answers`). After commit
     ``done`` is published first; then ``run_finished`` is sent and compaction measures the context a
     child would start from, on the turn's path and with its counter and budget (no second read).
     ``turn``: None when the run failed before its turn started (its connection is unusable)."""
@@ -78,6 +81,23 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
         "error_type": (error or {}).get("type", ""),
         "error_message": (error or {}).get("message", ""),
     }
+    answer, status = until_database_answers(lambda: _write_final(run, outcome, status, fields, llm_step, turn),
+                                            what=f"run {run.pk}: writing its final state")
+    stream.publish(run.pk, TERMINAL, {
+        "status": str(status),
+        "error": error,
+        "usage": {"prompt_tokens": fields["prompt_tokens"], "completion_tokens": fields["completion_tokens"]},
+    })
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.status = status
+    transaction.on_commit(lambda: _after_commit(run, str(status), turn, answer))
+
+
+def _write_final(run: Run, outcome: Outcome, status: str, fields: dict, llm_step: Step | None,
+                 turn: Turn | None) -> tuple[Message | None, str]:
+    """The answer, the run's UPDATE and the model call's step in one transaction (safe to repeat:
+    the answer is an upsert, the UPDATE conditional). Returns the answer and the status written."""
     answer = None
     with transaction.atomic():
         if outcome.text or status == RunStatus.SUCCEEDED:
@@ -88,15 +108,7 @@ def finalize(run: Run, outcome: Outcome, totals: Totals, llm_step: Step | None, 
             status = run_status(run.pk)
         if llm_step is not None:
             finish_step(llm_step, outcome, status)
-    stream.publish(run.pk, TERMINAL, {
-        "status": str(status),
-        "error": error,
-        "usage": {"prompt_tokens": fields["prompt_tokens"], "completion_tokens": fields["completion_tokens"]},
-    })
-    for name, value in fields.items():
-        setattr(run, name, value)
-    run.status = status
-    transaction.on_commit(lambda: _after_commit(run, str(status), turn, answer))
+    return answer, status
 
 
 def _write_answer(run: Run, position: int, outcome: Outcome, *, partial: bool) -> Message:

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,6 +25,10 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
     reclaims it), or fail it with its partial text after ``max_attempts``; re-enqueue queued runs
     that no worker picked up. Returns counts ``{"requeued", "failed", "queued_again"}``.
 
+    A heartbeat is judged on time the database was up: while PostgreSQL has been running for less
+    than ``ARBOR_STALE_RUN_SECONDS`` (it restarted after an outage, during which no worker could
+    write one) no running run is taken as stale, so live workers beat again first.
+
     Never floods the broker: a run is sent again only once the time since it was last sent (or
     created) exceeds its back-off — ``ARBOR_STALE_RUN_SECONDS`` (running) or
     ``ARBOR_REQUEUE_AFTER_SECONDS`` (queued), doubled with every re-send, at most
@@ -37,7 +41,10 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
     stream = get_stream()
     stale_cutoff = now - timedelta(seconds=settings.ARBOR_STALE_RUN_SECONDS)
     # finished_at IS NULL: what the partial index run_unfinished covers (an unfinished run has none).
-    for run in Run.objects.filter(finished_at__isnull=True, status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff):
+    stale = Run.objects.filter(finished_at__isnull=True, status=RunStatus.RUNNING, heartbeat_at__lt=stale_cutoff)
+    if _database_started_after(stale_cutoff):
+        stale = stale.none()  # heartbeats could not be written while it was down: none is judged yet
+    for run in stale:
         if run.attempts >= max_attempts:
             counts["failed"] += _give_up(run, stream, now)
         elif _send_again(run, now, settings.ARBOR_STALE_RUN_SECONDS, since=run.heartbeat_at):
@@ -49,6 +56,16 @@ def reap_stale_runs(*, max_attempts: int = 3) -> dict:
             counts["queued_again"] += 1
     _log_pass(counts)
     return counts
+
+
+def _database_started_after(moment) -> bool:
+    """Whether the database server started after ``moment`` (PostgreSQL's
+    ``pg_postmaster_start_time()``; False on other databases, which have no such restart)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        return cursor.fetchone()[0] > moment
 
 
 def _log_pass(counts: dict) -> None:

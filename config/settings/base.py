@@ -111,6 +111,10 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
         "min_size": 0,  # no background connection to a database that is not used (or not created yet)
         "max_size": env("ARBOR_DB_POOL_SIZE", default=10, cast=int),
         "timeout": env("ARBOR_DB_POOL_TIMEOUT", default=30.0, cast=float),
+        # psycopg_pool retries a failed connect with a doubling delay (1, 2, 4, ... s) for this long
+        # (5 min by default), so after a 60 s outage its next try could come a minute late; a short
+        # span restarts the back-off at 1 s whenever a connection is needed again.
+        "reconnect_timeout": env("ARBOR_DB_RECONNECT_SECONDS", default=10.0, cast=float),
         "check": ConnectionPool.check_connection,
     }
 # Threads of a web process that run the database work of its async views and streams
@@ -237,6 +241,10 @@ ARBOR_RUN_CONCURRENCY = env("ARBOR_RUN_CONCURRENCY", default=256, cast=int)
 # A running run whose worker has not written a heartbeat for this many seconds is failed by the reaper.
 ARBOR_HEARTBEAT_SECONDS = env("ARBOR_HEARTBEAT_SECONDS", default=2.0, cast=float)
 ARBOR_STALE_RUN_SECONDS = env("ARBOR_STALE_RUN_SECONDS", default=30.0, cast=float)
+# How long a worker keeps trying to write a run's final state while PostgreSQL is unreachable
+# (the model's answer is held in memory meanwhile; core.outage). A database that has been up for
+# less than ARBOR_STALE_RUN_SECONDS judges no heartbeat stale (engine.recovery).
+ARBOR_DB_OUTAGE_WAIT_SECONDS = env("ARBOR_DB_OUTAGE_WAIT_SECONDS", default=300.0, cast=float)
 # A queued run older than this with no worker on it is enqueued again (at-least-once delivery).
 ARBOR_REQUEUE_AFTER_SECONDS = env("ARBOR_REQUEUE_AFTER_SECONDS", default=120.0, cast=float)
 # The reaper doubles the wait before sending the same run again, up to this many seconds.
