@@ -17,7 +17,7 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
 
@@ -94,3 +94,29 @@ def request_call(fn):
             _release_connection()
 
     return _gated(sync_to_async(call, thread_sensitive=True))
+
+
+async def release_request_thread() -> None:
+    """Let the request's own thread go for the rest of a streamed response (an SSE stream's first
+    step calls this, once the middleware has run).
+
+    Under ASGI, Django gives each request a thread of its own for its sync parts (asgiref's
+    per-request ``ThreadSensitiveContext`` executor): the middleware's hooks and
+    :func:`request_call` run there. Django keeps it until the response has been sent, so every
+    open stream held an idle thread (212 threads in the web process for 200 open streams). Here
+    that thread gives its database connection back and ends; a sync call later in the request
+    (Django closing the response) gets a fresh thread from asgiref for the moment it needs one.
+    A no-op outside such a context (a test client running the request in the test's thread).
+
+    Uses asgiref's ``SyncToAsync.thread_sensitive_context`` / ``context_to_thread_executor``
+    (asgiref 3.x, ``asgiref/sync.py``); ``tests/streams/test_crowd.py`` counts the threads.
+    """
+    try:
+        context = SyncToAsync.thread_sensitive_context.get()
+    except LookupError:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is None:
+        return
+    await asyncio.get_running_loop().run_in_executor(executor, _release_connection)
+    executor.shutdown(wait=False)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from django.http import StreamingHttpResponse
 from django.utils.html import escape
 
-from core.asyncdb import db_call
+from core.asyncdb import db_call, release_request_thread
 
 from .backends import TERMINAL, Event, get_stream
 from .source import RunSource
@@ -56,6 +56,7 @@ def _run_state(source: RunSource, run_id) -> tuple[bool, bool | None]:
 
 async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str],
                      source: RunSource) -> AsyncIterator[str]:
+    await release_request_thread()  # the middleware is done: no thread waits with the stream
     stream = get_stream()
     state = db_call(_run_state)
     finished, exists = await state(source, run_id)
@@ -86,8 +87,8 @@ def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: 
     view that looked the run up with :func:`core.asyncdb.request_call` (which released the
     request's database connection). The stream keeps no thread busy and holds no connection while
     it waits: it is an async iterator on the event loop, and its reads borrow a connection per read
-    on the bounded pool of :func:`core.asyncdb.db_call`. (Django's middleware still gives the
-    request a thread of its own for its sync parts; it stays idle while the stream is open.)
+    on the bounded pool of :func:`core.asyncdb.db_call`. The request's own thread (where Django's
+    middleware ran) is let go when the stream starts (:func:`core.asyncdb.release_request_thread`).
     """
     response = StreamingHttpResponse(
         run_events(run_id, last_event_id, format_html if html else format_json, source),
