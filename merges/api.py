@@ -64,7 +64,10 @@ class MergeIn(Schema):
     mode: str = Field("", description="``turns`` (chosen turns verbatim) or ``digest`` (required).")
     run_ids: list[uuid.UUID] | None = Field(None, description="Turns mode: the source branch's turns to carry "
                                                               "(default: all since the common ancestor).")
-    digest: str | None = Field(None, description="Digest mode: the digest as confirmed (default: an agent drafts one).")
+    digest: str | None = Field(None, description="Digest mode: the digest as confirmed. Without it and without "
+                                                 "draft_run_id, an agent drafts one in a run: the answer is 202.")
+    draft_run_id: uuid.UUID | None = Field(None, description="Digest mode: use this finished draft run's answer "
+                                                             "as the digest (409 while it is going or if it failed).")
     agent_id: int | None = Field(None, description="Digest mode: the agent that drafts the digest.")
     dry_run: bool = Field(False, description="Only preview: nothing is written.")
 
@@ -93,6 +96,15 @@ class MergeOut(Schema):
     tokens: int = Field(description="Tokens of those messages, template overhead included.")
     digest: str
     turns: list[BranchTurn] = Field(description="The source branch's turns since the common ancestor.")
+
+
+class DraftOut(Schema):
+    draft_run_id: uuid.UUID = Field(description="The draft's run: follow it (GET /api/runs/{id}, its events); "
+                                                "its ``output`` is the draft.")
+    session_id: uuid.UUID = Field(description="The session of the draft run (the merged session's digests).")
+    status: str
+    target_run_id: uuid.UUID
+    source_run_id: uuid.UUID
 
 
 class UndoOut(Schema):
@@ -154,28 +166,47 @@ def _merge_out(plan: services.MergePlan, run) -> dict:
     }
 
 
-@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut}, *BODY, 404, 409), tags=["merges"])
+@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut, 202: DraftOut}, *BODY, 404, 409, 429),
+             tags=["merges"])
 def merge(request, run_id: str, payload: MergeIn):
     """Merge a branch back into this run's branch: a merge turn below this run carrying the source
     branch's chosen turns verbatim or a digest of them. Answers the plan: the exact messages and their
-    tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn."""
+    tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn.
+
+    Digest mode without ``digest`` or ``draft_run_id``: no model call in the request; an agent
+    drafts the digest in a run (executed by a worker, audited like any run) and the answer is 202
+    with ``draft_run_id``. Follow that run, then send its ``output`` (edited or not) as ``digest``,
+    or its id as ``draft_run_id``, with or without ``dry_run``."""
     session, target = get_run_to_act_on(request.auth, run_id)
     if payload.source_run_id is None:
         raise InvalidInput("source_run_id is required")
     source = get_branch_run_for(request.auth, session, payload.source_run_id)
     agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
+    digest = payload.digest
+    if payload.mode == "digest" and digest is None:
+        if payload.draft_run_id is None:
+            return _start_draft(request, session, target, source, agent)
+        digest = services.digest_draft_text(services.digest_draft_for(session, payload.draft_run_id))
     plan = services.merge_plan(session=session, target=target, source=source, mode=payload.mode,
-                               run_ids=list(payload.run_ids) if payload.run_ids is not None else None,
-                               digest=payload.digest, agent=agent)
+                               run_ids=list(payload.run_ids) if payload.run_ids is not None else None, digest=digest)
     if payload.dry_run:
         return Status(200, _merge_out(plan, None))
     return Status(200, _merge_out(plan, services.merge_create(session=session, plan=plan)))
 
 
+@limit_run_creation
+def _start_draft(request, session, target, source, agent):
+    """The 202 of a digest to draft: the draft run started (rate-limited as any new run)."""
+    draft = services.digest_draft_start(session=session, target=target, source=source, agent=agent)
+    return Status(202, {"draft_run_id": draft.run_id, "session_id": draft.run.session_id, "status": draft.run.status,
+                        "target_run_id": target.pk, "source_run_id": source.pk})
+
+
 @router.post("/runs/{run_id}/merge/undo", response=answers({200: UndoOut}, 404, 409), tags=["merges"])
 def merge_undo(request, run_id: str):
     """Undo a merge within the undo time: the merge turn is pruned (its undo gives it back) and the
-    shown branch returns to the target."""
+    shown branch returns to the target. 409 once a turn was added below the merge turn (an undo
+    never prunes those: prune the merge turn for that); 404 once the undo time has passed."""
     session, run = get_run_to_act_on(request.auth, run_id)
     prune = services.merge_undo(session=session, run=run)
     return {"prune_id": prune.pk, "run_id": run.pk, "active_run_id": session.active_run_id}
