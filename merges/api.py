@@ -64,11 +64,9 @@ class MergeIn(Schema):
     mode: str = Field("", description="``turns`` (chosen turns verbatim) or ``digest`` (required).")
     run_ids: list[uuid.UUID] | None = Field(None, description="Turns mode: the source branch's turns to carry "
                                                               "(default: all since the common ancestor).")
-    digest: str | None = Field(None, description="Digest mode: the digest as confirmed. Without it and without "
-                                                 "draft_run_id, an agent drafts one in a run: the answer is 202.")
+    digest: str | None = Field(None, description="Digest mode: the digest as confirmed (or draft_run_id).")
     draft_run_id: uuid.UUID | None = Field(None, description="Digest mode: use this finished draft run's answer "
                                                              "as the digest (409 while it is going or if it failed).")
-    agent_id: int | None = Field(None, description="Digest mode: the agent that drafts the digest.")
     dry_run: bool = Field(False, description="Only preview: nothing is written.")
 
 
@@ -96,6 +94,11 @@ class MergeOut(Schema):
     tokens: int = Field(description="Tokens of those messages, template overhead included.")
     digest: str
     turns: list[BranchTurn] = Field(description="The source branch's turns since the common ancestor.")
+
+
+class DraftIn(Schema):
+    source_run_id: uuid.UUID | None = Field(None, description="A run of the source branch (required).")
+    agent_id: int | None = Field(None, description="Who drafts (default: the target's agent, else its model).")
 
 
 class DraftOut(Schema):
@@ -166,26 +169,23 @@ def _merge_out(plan: services.MergePlan, run) -> dict:
     }
 
 
-@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut, 202: DraftOut}, *BODY, 404, 409, 429),
-             tags=["merges"])
+@router.post("/runs/{run_id}/merge", response=answers({200: MergeOut}, *BODY, 404, 409), tags=["merges"])
 def merge(request, run_id: str, payload: MergeIn):
     """Merge a branch back into this run's branch: a merge turn below this run carrying the source
     branch's chosen turns verbatim or a digest of them. Answers the plan: the exact messages and their
     tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn.
 
-    Digest mode without ``digest`` or ``draft_run_id``: no model call in the request; an agent
-    drafts the digest in a run (executed by a worker, audited like any run) and the answer is 202
-    with ``draft_run_id``. Follow that run, then send its ``output`` (edited or not) as ``digest``,
-    or its id as ``draft_run_id``, with or without ``dry_run``."""
+    Digest mode needs ``digest`` (the text) or ``draft_run_id`` (a finished draft's answer as is):
+    no model call happens in this request; ``POST /api/runs/{run_id}/merge/digest-draft`` starts one."""
     session, target = get_run_to_act_on(request.auth, run_id)
     if payload.source_run_id is None:
         raise InvalidInput("source_run_id is required")
     source = get_branch_run_for(request.auth, session, payload.source_run_id)
-    agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
     digest = payload.digest
     if payload.mode == "digest" and digest is None:
         if payload.draft_run_id is None:
-            return _start_draft(request, session, target, source, agent)
+            raise InvalidInput("Digest mode needs digest or draft_run_id (start a draft with "
+                               "POST /api/runs/{run_id}/merge/digest-draft).")
         digest = services.digest_draft_text(services.digest_draft_for(session, payload.draft_run_id))
     plan = services.merge_plan(session=session, target=target, source=source, mode=payload.mode,
                                run_ids=list(payload.run_ids) if payload.run_ids is not None else None, digest=digest)
@@ -194,9 +194,20 @@ def merge(request, run_id: str, payload: MergeIn):
     return Status(200, _merge_out(plan, services.merge_create(session=session, plan=plan)))
 
 
+@router.post("/runs/{run_id}/merge/digest-draft", response=answers({202: DraftOut}, *BODY, 404, 409, 429),
+             tags=["merges"])
 @limit_run_creation
-def _start_draft(request, session, target, source, agent):
-    """The 202 of a digest to draft: the draft run started (rate-limited as any new run)."""
+def merge_digest_draft(request, run_id: str, payload: DraftIn):
+    """Have an agent draft the digest of a merge into this run: a run (executed by a worker,
+    streamed and audited like any run; a root run of the session's "Merge digests" session, so the
+    chat does not change) whose input is the instruction and the source branch's turns since the
+    common ancestor. Follow it (``GET /api/runs/{draft_run_id}``, its events); its ``output`` is the
+    draft: send it (edited or not) as ``digest``, or its id as ``draft_run_id``, to the merge."""
+    session, target = get_run_to_act_on(request.auth, run_id)
+    if payload.source_run_id is None:
+        raise InvalidInput("source_run_id is required")
+    source = get_branch_run_for(request.auth, session, payload.source_run_id)
+    agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
     draft = services.digest_draft_start(session=session, target=target, source=source, agent=agent)
     return Status(202, {"draft_run_id": draft.run_id, "session_id": draft.run.session_id, "status": draft.run.status,
                         "target_run_id": target.pk, "source_run_id": source.pk})

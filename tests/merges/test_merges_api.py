@@ -178,7 +178,7 @@ def test_merge_digest_draft_is_a_queued_run_not_a_call_in_the_request(api, llm_s
     session, main, side = tree["session"], tree["main"], tree["side"]
     url = f"/api/runs/{main[-1].pk}/merge"
     before = Run.objects.filter(session=session).count()
-    drafted = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest", "dry_run": True})
+    drafted = post_json(api, f"{url}/digest-draft", {"source_run_id": str(side[-1].pk)})
     assert drafted.status_code == 202, drafted.content
     assert llm_server.requests == []  # no model call inside the request: a worker executes the draft
     data = drafted.json()
@@ -194,7 +194,7 @@ def test_merge_digest_draft_is_a_queued_run_not_a_call_in_the_request(api, llm_s
     pending = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest",
                                    "draft_run_id": str(draft.pk)})
     assert pending.status_code == 409 and "still being drafted" in pending.json()["detail"]
-    again = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest"}).json()
+    again = post_json(api, f"{url}/digest-draft", {"source_run_id": str(side[-1].pk)}).json()
     assert Run.objects.get(pk=again["draft_run_id"]).session_id == draft.session_id  # one drafts session
     assert AuditLog.objects.filter(action="merge.digest_draft").count() == 2
 
@@ -226,6 +226,7 @@ def test_merge_bad_input_writes_nothing(api, other_user, tree):
         ({"source_run_id": src, "mode": "turns", "run_ids": []}, 400),
         ({"source_run_id": src, "mode": "digest", "digest": "   "}, 400),
         ({"source_run_id": src, "mode": "digest", "draft_run_id": str(main[0].pk)}, 404),  # not a draft
+        ({"source_run_id": src, "mode": "digest", "dry_run": True}, 400),  # no digest: no model call here
         ({"source_run_id": str(main[0].pk), "mode": "turns"}, 400),  # nothing the target lacks
         ({"source_run_id": "not-a-uuid", "mode": "turns"}, 400),
         ({"source_run_id": str(theirs.pk), "mode": "turns"}, 404),

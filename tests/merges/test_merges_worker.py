@@ -74,7 +74,7 @@ def test_a_digest_draft_is_a_run_the_worker_executes_and_audits(celery_worker, l
     session = SessionFactory(owner=user, title="Trip")
     main = build_chain(session, 3)
     side = build_chain(session, 5, parent=main[0])
-    answer = api.post(f"/api/runs/{main[-1].pk}/merge", data={"source_run_id": str(side[-1].pk), "mode": "digest"},
+    answer = api.post(f"/api/runs/{main[-1].pk}/merge/digest-draft", data={"source_run_id": str(side[-1].pk)},
                       content_type="application/json")
     assert answer.status_code == 202, answer.content
     draft = finished(answer.json()["draft_run_id"])
