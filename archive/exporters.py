@@ -41,6 +41,9 @@ importer (``--format jsonl``, new ids) and by :func:`archive.snapshots.read_runs
     usage           {"prompt_tokens", "completion_tokens", "usage_counted"}
     timings         {"created_at", "started_at", "first_token_at", "finished_at",
                     "latency_seconds", "time_to_first_token_seconds"} (ISO 8601, seconds)
+    sections        only on a session's first line, when it has any: the session's sections of
+                    other apps, as Arbor JSON carries them ({"provenance", "fan_outs",
+                    "comparisons"}; run ids are the file's); the importer hands them on
 """
 
 from __future__ import annotations
@@ -187,10 +190,18 @@ def run_lines(runs: Iterable[tuple[Run, list[Message]]], *, session: Session | N
 
 def session_to_jsonl(session: Session) -> Iterator[bytes]:
     """JSON Lines run snapshots (``arbor.run/1``), one run per line, parents first; every line
-    names this session (a fork's shared ancestors included)."""
+    names this session (a fork's shared ancestors included). The first line also carries the
+    other apps' sections of the session (``sections``, as in Arbor JSON: provenance, fan-outs,
+    comparisons) when it has any."""
     runs, by_run = tree(session)
-    for line in run_lines(((run, by_run[run.pk]) for run in runs), session=session):
-        yield line.encode()
+    sections: dict = {}
+    for _, found in session_export.send(sender=Session, session=session, run_ids={r.pk for r in runs}):
+        sections.update(found or {})
+    for i, run in enumerate(runs):
+        record = run_record(run, by_run[run.pk], session=session)
+        if i == 0 and sections:
+            record["sections"] = sections
+        yield (_dumps(record) + "\n").encode()
 
 
 def runs_for_export(runs) -> Iterable[Run]:

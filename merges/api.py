@@ -64,8 +64,9 @@ class MergeIn(Schema):
     mode: str = Field("", description="``turns`` (chosen turns verbatim) or ``digest`` (required).")
     run_ids: list[uuid.UUID] | None = Field(None, description="Turns mode: the source branch's turns to carry "
                                                               "(default: all since the common ancestor).")
-    digest: str | None = Field(None, description="Digest mode: the digest as confirmed (default: an agent drafts one).")
-    agent_id: int | None = Field(None, description="Digest mode: the agent that drafts the digest.")
+    digest: str | None = Field(None, description="Digest mode: the digest as confirmed (or draft_run_id).")
+    draft_run_id: uuid.UUID | None = Field(None, description="Digest mode: use this finished draft run's answer "
+                                                             "as the digest (409 while it is going or if it failed).")
     dry_run: bool = Field(False, description="Only preview: nothing is written.")
 
 
@@ -93,6 +94,20 @@ class MergeOut(Schema):
     tokens: int = Field(description="Tokens of those messages, template overhead included.")
     digest: str
     turns: list[BranchTurn] = Field(description="The source branch's turns since the common ancestor.")
+
+
+class DraftIn(Schema):
+    source_run_id: uuid.UUID | None = Field(None, description="A run of the source branch (required).")
+    agent_id: int | None = Field(None, description="Who drafts (default: the target's agent, else its model).")
+
+
+class DraftOut(Schema):
+    draft_run_id: uuid.UUID = Field(description="The draft's run: follow it (GET /api/runs/{id}, its events); "
+                                                "its ``output`` is the draft.")
+    session_id: uuid.UUID = Field(description="The session of the draft run (the merged session's digests).")
+    status: str
+    target_run_id: uuid.UUID
+    source_run_id: uuid.UUID
 
 
 class UndoOut(Schema):
@@ -158,24 +173,51 @@ def _merge_out(plan: services.MergePlan, run) -> dict:
 def merge(request, run_id: str, payload: MergeIn):
     """Merge a branch back into this run's branch: a merge turn below this run carrying the source
     branch's chosen turns verbatim or a digest of them. Answers the plan: the exact messages and their
-    tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn."""
+    tokens; ``dry_run``: only that (``run_id`` null), nothing written; else ``run_id`` is the merge turn.
+
+    Digest mode needs ``digest`` (the text) or ``draft_run_id`` (a finished draft's answer as is):
+    no model call happens in this request; ``POST /api/runs/{run_id}/merge/digest-draft`` starts one."""
     session, target = get_run_to_act_on(request.auth, run_id)
     if payload.source_run_id is None:
         raise InvalidInput("source_run_id is required")
     source = get_branch_run_for(request.auth, session, payload.source_run_id)
-    agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
+    digest = payload.digest
+    if payload.mode == "digest" and digest is None:
+        if payload.draft_run_id is None:
+            raise InvalidInput("Digest mode needs digest or draft_run_id (start a draft with "
+                               "POST /api/runs/{run_id}/merge/digest-draft).")
+        digest = services.digest_draft_text(services.digest_draft_for(session, payload.draft_run_id))
     plan = services.merge_plan(session=session, target=target, source=source, mode=payload.mode,
-                               run_ids=list(payload.run_ids) if payload.run_ids is not None else None,
-                               digest=payload.digest, agent=agent)
+                               run_ids=list(payload.run_ids) if payload.run_ids is not None else None, digest=digest)
     if payload.dry_run:
         return Status(200, _merge_out(plan, None))
     return Status(200, _merge_out(plan, services.merge_create(session=session, plan=plan)))
 
 
+@router.post("/runs/{run_id}/merge/digest-draft", response=answers({202: DraftOut}, *BODY, 404, 409, 429),
+             tags=["merges"])
+@limit_run_creation
+def merge_digest_draft(request, run_id: str, payload: DraftIn):
+    """Have an agent draft the digest of a merge into this run: a run (executed by a worker,
+    streamed and audited like any run; a root run of the session's "Merge digests" session, so the
+    chat does not change) whose input is the instruction and the source branch's turns since the
+    common ancestor. Follow it (``GET /api/runs/{draft_run_id}``, its events); its ``output`` is the
+    draft: send it (edited or not) as ``digest``, or its id as ``draft_run_id``, to the merge."""
+    session, target = get_run_to_act_on(request.auth, run_id)
+    if payload.source_run_id is None:
+        raise InvalidInput("source_run_id is required")
+    source = get_branch_run_for(request.auth, session, payload.source_run_id)
+    agent = get_agent_for(request.auth, payload.agent_id) if payload.agent_id is not None else None
+    draft = services.digest_draft_start(session=session, target=target, source=source, agent=agent)
+    return Status(202, {"draft_run_id": draft.run_id, "session_id": draft.run.session_id, "status": draft.run.status,
+                        "target_run_id": target.pk, "source_run_id": source.pk})
+
+
 @router.post("/runs/{run_id}/merge/undo", response=answers({200: UndoOut}, 404, 409), tags=["merges"])
 def merge_undo(request, run_id: str):
     """Undo a merge within the undo time: the merge turn is pruned (its undo gives it back) and the
-    shown branch returns to the target."""
+    shown branch returns to the target. 409 once a turn was added below the merge turn (an undo
+    never prunes those: prune the merge turn for that); 404 once the undo time has passed."""
     session, run = get_run_to_act_on(request.auth, run_id)
     prune = services.merge_undo(session=session, run=run)
     return {"prune_id": prune.pk, "run_id": run.pk, "active_run_id": session.active_run_id}

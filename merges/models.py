@@ -87,3 +87,24 @@ class FanOut(models.Model):
 
     def __str__(self) -> str:
         return f"Fan-out {self.pk}"
+
+
+class DigestDraft(models.Model):
+    """A digest an agent drafts for a merge: an ordinary run (``run``), a root run of the merged
+    session's own "merge digests" session, executed by the engine in a worker and audited like any
+    other model call (exact context, tokens, latency). Its answer is the draft the merge dialog
+    shows, editable, before the merge is confirmed; nothing else reads it."""
+
+    run = models.OneToOneField("conversations.Run", on_delete=models.CASCADE, related_name="+",
+                               help_text="The draft's run (its input: the instruction and the branch's transcript).")
+    session = models.ForeignKey("conversations.Session", on_delete=models.CASCADE, related_name="+",
+                                help_text="The session the merge is for (not the run's).")
+    target = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey("conversations.Run", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "created_at"], name="digestdraft_session")]
+
+    def __str__(self) -> str:
+        return f"Digest draft {self.run_id}"

@@ -157,6 +157,24 @@ def turn_fan_out(turn) -> str | None:
     return _input_metadata(turn).get("fan_out")
 
 
+def pruned_sources(session_id) -> set[str]:
+    """The ids (as strings) of the runs that provenance of ``session_id``'s runs names as a merge
+    source or a fused answer and that were pruned since: what the chat marks "(pruned)" beside a
+    turn's recorded provenance. One query."""
+    merged = Provenance.objects.filter(run__session_id=session_id, source_run__pruned_by__isnull=False) \
+        .order_by().values_list("source_run_id", flat=True)
+    fused = ProvenanceSource.objects.filter(provenance__run__session_id=session_id, run__pruned_by__isnull=False) \
+        .order_by().values_list("run_id", flat=True)
+    return {str(pk) for pk in merged.union(fused)}
+
+
+def with_pruned_marks(snapshot: dict, pruned: set[str]) -> dict:
+    """A copy of a provenance snapshot with ``source_pruned`` and each source's ``pruned`` set from
+    ``pruned`` (:func:`pruned_sources`)."""
+    return {**snapshot, "source_pruned": snapshot.get("source_run_id") in pruned,
+            "sources": [{**s, "pruned": s.get("run_id") in pruned} for s in snapshot.get("sources", [])]}
+
+
 def provenance_snapshot(*, kind: str, sources: list[Run], mode: str = "", source: Run | None = None,
                         branch_name: str = "") -> dict:
     """What the chat shows of a provenance, stored on the run's input message when it is made (the
@@ -228,3 +246,14 @@ def branch_turns(target: Run, source: Run) -> list[dict]:
         texts.setdefault(message.run_id, {})[message.role] = message.content
     return [{"run": run, "input": texts.get(run.pk, {}).get("user", ""),
              "answer": texts.get(run.pk, {}).get("assistant", "")} for run in since.runs]
+
+
+def fuse_candidates(run: Run) -> list[dict]:
+    """The versions of ``run``'s turn the fuse dialog offers: its siblings not pruned (``run``
+    included), in the order the chat's ‹ k/n › counts them: ``[{"run", "version", "answer"}]``
+    (``answer``: the last plain assistant message, "" when none). Two queries."""
+    runs = list(Run.objects.sibling_of(run).unpruned().select_related("connection", "agent")
+                .order_by("created_at", "id"))
+    answers = dict(Message.objects.filter(run__in=runs, role=Role.ASSISTANT, tool_calls__isnull=True)
+                   .order_by("run_id", "position").values_list("run_id", "content"))
+    return [{"run": r, "version": index, "answer": answers.get(r.pk, "")} for index, r in enumerate(runs, start=1)]

@@ -3,9 +3,11 @@
 turns or a digest of them, with its provenance).
 
 Every action runs in one transaction and is audited (``merge.fan_out``, ``merge.fuse``,
-``merge.create``, ``merge.undo``); bad input raises InvalidInput before anything is written. Runs
-start through :func:`conversations.services.run_start`, so their execution, streaming and audit
-are those of any other run.
+``merge.digest_draft``, ``merge.create``, ``merge.undo``); bad input raises InvalidInput before
+anything is written. Runs start through :func:`conversations.services.run_start`, so their
+execution, streaming and audit are those of any other run. No model call happens in a request:
+a fused answer and a digest draft are runs, executed by the engine in a worker and audited with
+their exact context.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from django.utils import timezone
 from audit.log import audited
 from branches.selectors import MERGE_FINISH
 from branches.services import prune_subtree
-from connections.selectors import base_url_for, endpoint_for
-from conversations.models import Message, Prune, Role, Run, RunStatus, Session
+from connections.selectors import base_url_for
+from conversations.models import ACTIVE_STATUSES, Message, Prune, Role, Run, RunStatus, Session
 from conversations.selectors import undo_cutoff
-from conversations.services import run_input, run_start, session_rewind
+from conversations.services import run_input, run_start, session_create, session_rewind
 from core.errors import Conflict, InvalidInput, NotFound
 from core.text import clean_text
 from core.tokens import counter_for, overhead_for
 
 from . import selectors
-from .models import FanOut, Kind, Mode, Provenance, ProvenanceSource
+from .models import DigestDraft, FanOut, Kind, Mode, Provenance, ProvenanceSource
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
 MAX_FUSE_SOURCES = 8
@@ -208,13 +210,13 @@ def _counted(target: Run, messages: list[dict]) -> tuple[int, list[dict]]:
 
 
 def merge_plan(*, session: Session, target: Run, source: Run, mode: str, run_ids: list | None = None,
-               digest: str | None = None, agent=None) -> MergePlan:
+               digest: str | None = None) -> MergePlan:
     """The preview of a merge (nothing written): which runs it carries and the exact messages the
-    merge turn will hold. Digest mode without ``digest``: ``agent`` (default: the target's agent,
-    else the target's model and connection) drafts one (:func:`draft_digest`, one model call).
+    merge turn will hold. Digest mode needs ``digest`` (the text as confirmed; an agent drafts one
+    in a run of its own first, :func:`digest_draft_start`).
 
-    Raises InvalidInput (mode, run_ids, digest), NotFound (a run outside the session's tree),
-    Conflict (target not succeeded) and, for a draft, Conflict when the model call fails."""
+    Raises InvalidInput (mode, run_ids, digest missing or empty), NotFound (a run outside the
+    session's tree) and Conflict (target not succeeded)."""
     if mode not in Mode.values:
         raise InvalidInput("mode must be turns or digest.")
     _check_pair(session, target, source)
@@ -225,8 +227,9 @@ def merge_plan(*, session: Session, target: Run, source: Run, mode: str, run_ids
         messages = [m.as_openai() for m in selectors.carried_messages([r.pk for r in carried])]
         digest_text = ""
     else:
-        digest_text = (clean_text(digest, field="digest", max_length=settings.ARBOR_MAX_INPUT_CHARS, multiline=True)
-                       if digest is not None else draft_digest(carried=carried, target=target, agent=agent))
+        if digest is None:
+            raise InvalidInput("digest is required in digest mode (draft one first: its run's answer).")
+        digest_text = clean_text(digest, field="digest", max_length=settings.ARBOR_MAX_INPUT_CHARS, multiline=True)
         messages = [{"role": "user", "content": _digest_header(name, carried) + digest_text}]
     tokens, rows = _counted(target, messages)
     return MergePlan(target=target, source=source, mode=mode, messages=messages, tokens=tokens,
@@ -234,25 +237,73 @@ def merge_plan(*, session: Session, target: Run, source: Run, mode: str, run_ids
                      message_rows=rows)
 
 
-def draft_digest(*, carried: list[Run], target: Run, agent=None) -> str:
-    """A digest of the ``carried`` turns written by ``agent`` (default: the target's agent, else the
-    target run's model and connection): one non-streaming model call. Raises Conflict naming the
-    connection when the call fails or answers nothing."""
-    agent = agent or target.agent
-    connection = agent.connection if agent is not None and agent.connection_id else target.connection
-    model = agent.model if agent is not None and agent.model else target.model
+def digest_prompt(carried: list[Run]) -> str:
+    """The digest draft run's input: :data:`DIGEST_INSTRUCTION`, then the transcript of the
+    ``carried`` turns (``Role: text`` paragraphs). Raises InvalidInput when it is longer than
+    ``ARBOR_MAX_INPUT_CHARS`` (then carry chosen turns, or write the digest)."""
     transcript = "\n\n".join(f"{m.role.capitalize()}: {m.content}"
-                             for m in selectors.carried_messages([r.pk for r in carried]))
-    endpoint = endpoint_for(connection)
-    try:
-        response = endpoint.client().chat.completions.create(
-            model=model, stream=False, max_tokens=DIGEST_MAX_TOKENS, temperature=0.0,
-            messages=[{"role": "user", "content": f"{DIGEST_INSTRUCTION}\n\nConversation:\n{transcript}"}])
-    except Exception as exc:  # the SDK's errors vary by version; the message names the connection
-        raise Conflict(f"The digest could not be written on {endpoint.name}: {type(exc).__name__}.") from exc
-    text = (response.choices[0].message.content or "").strip() if response.choices else ""
+                               for m in selectors.carried_messages([r.pk for r in carried]))
+    prompt = f"{DIGEST_INSTRUCTION}\n\nConversation:\n{transcript}"
+    if len(prompt) > settings.ARBOR_MAX_INPUT_CHARS:
+        raise InvalidInput(f"The branch is too long to draft a digest of ({len(prompt)} characters, at most "
+                           f"{settings.ARBOR_MAX_INPUT_CHARS}): write the digest, or carry chosen turns.")
+    return prompt
+
+
+def _drafts_session(session: Session) -> Session:
+    """The session that holds ``session``'s digest drafts (one per merged session, made on the first draft)."""
+    earlier = (DigestDraft.objects.filter(session=session, run__session__deleted_at__isnull=True)
+               .select_related("run__session").order_by("created_at").first())
+    if earlier is not None:
+        return earlier.run.session
+    return session_create(owner=session.owner, title=f"Merge digests · {session.title or 'Untitled'}"[:200])
+
+
+def _digest_details(kwargs: dict, draft: DigestDraft) -> dict:
+    return {"session_id": str(draft.session_id), "run_id": str(draft.run_id), "source_run_id": str(draft.source_id)}
+
+
+@transaction.atomic
+@audited("merge.digest_draft", details=_digest_details)
+def digest_draft_start(*, session: Session, target: Run, source: Run, agent=None) -> DigestDraft:
+    """Ask ``agent`` (default: the target's agent, else the target's model and connection) to draft
+    a digest of the source branch since the common ancestor: an ordinary run (queued here, executed
+    by the engine in a worker, streamed and audited like any other) whose input is
+    :func:`digest_prompt`; a root run of the session's "Merge digests" session, so the chat of
+    ``session`` does not change. Follow the run; its answer is the draft (:func:`digest_draft_text`).
+
+    Raises InvalidInput (nothing to carry, too long), NotFound, Conflict (target not succeeded)
+    and as :func:`run_start`."""
+    _check_pair(session, target, source)
+    carried = _chosen(selectors.branch_since(target, source), Mode.DIGEST, None)
+    prompt = digest_prompt(carried)
+    agent = agent or target.agent
+    kwargs = {"agent": agent} if agent is not None else {"model": target.model, "connection": target.connection}
+    run = run_start(session=_drafts_session(session), input=prompt, parent=None, activate=False,
+                    params={"max_tokens": DIGEST_MAX_TOKENS, "temperature": 0.0}, **kwargs)
+    return DigestDraft.objects.create(run=run, session=session, target=target, source=source)
+
+
+def digest_draft_for(session: Session, run_id) -> DigestDraft:
+    """The digest draft of ``session`` whose run is ``run_id``, run loaded. Raises NotFound."""
+    draft = DigestDraft.objects.select_related("run").filter(session=session, run_id=run_id).first()
+    if draft is None:
+        raise NotFound("No such digest draft for this session.")
+    return draft
+
+
+def digest_draft_text(draft: DigestDraft) -> str:
+    """The draft's answer, stripped. Raises Conflict while its run is going, when it did not
+    succeed (naming why) or answered nothing."""
+    run = draft.run
+    if run.status in ACTIVE_STATUSES:
+        raise Conflict("The digest is still being drafted.")
+    if run.status != RunStatus.SUCCEEDED:
+        raise Conflict(f"The digest draft {run.status}: {run.error_message or run.error_type or 'no answer'}"[:300])
+    text = (Message.objects.filter(run=run, role=Role.ASSISTANT, tool_calls__isnull=True).order_by("-position")
+            .values_list("content", flat=True).first() or "").strip()
     if not text:
-        raise Conflict(f"The model on {endpoint.name} answered with an empty digest; write one instead.")
+        raise Conflict("The model answered with an empty digest; write one instead.")
     return text
 
 
@@ -292,16 +343,22 @@ def merge_create(*, session: Session, plan: MergePlan) -> Run:
 @transaction.atomic
 @audited("merge.undo", details=lambda kwargs, prune: {"run_id": str(prune.run_id)})
 def merge_undo(*, session: Session, run: Run) -> Prune:
-    """Undo a merge: the merge turn (and anything started below it) is pruned from the session's tree
-    like any subtree (:func:`branches.services.prune_subtree`, whose own undo gives it back), and the
-    shown branch returns to the target. Only within ``ARBOR_UNDO_DELETE_SECONDS`` of the merge.
+    """Undo a merge: the merge turn is pruned from the session's tree like any subtree
+    (:func:`branches.services.prune_subtree`, whose own undo gives it back), and the shown branch
+    returns to the target. Only within ``ARBOR_UNDO_DELETE_SECONDS`` of the merge, and only while
+    no turn hangs below the merge turn (an undo never prunes turns the user added after it: prune
+    the merge turn's subtree explicitly for that).
 
-    Raises NotFound (not a merge turn of this session, or its undo time has passed) and Conflict as
-    :func:`prune_subtree`."""
+    Raises NotFound (not a merge turn of this session, or its undo time has passed), Conflict
+    (turns were added below the merge turn) and Conflict as :func:`prune_subtree`."""
     if selectors.merge_turn(run) is None or run.session_id != session.pk:
         raise NotFound("That run is not a merge turn of this session.")
     if run.created_at < undo_cutoff():
         raise NotFound("Nothing to undo: the merge's undo time has passed.")
+    below = Run.objects.children_of(run).unpruned().count()
+    if below:
+        raise Conflict(f"The merge can no longer be undone: {below} turn{'s were' if below != 1 else ' was'} "
+                       "added below it. Prune the merge turn (it prunes them too) if you mean that.")
     prune = prune_subtree(session=session, run=run)
     session_rewind(session=session, run=run.parent_run)  # the target, whatever else hangs below it
     return prune

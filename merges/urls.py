@@ -11,6 +11,8 @@ urlpatterns = [
     path("s/<uuid:session_id>/fan-out", views.fan_out, name="fan_out"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/column", views.fan_column, name="fan_column"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/fuse", views.fuse, name="fuse"),
+    path("s/<uuid:session_id>/runs/<uuid:run_id>/fuse/dialog", views.fuse_dialog, name="fuse_dialog"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/merge", views.merge, name="merge"),
+    path("s/<uuid:session_id>/runs/<uuid:run_id>/merge/digest", views.digest_draft, name="digest_draft"),
     path("s/<uuid:session_id>/runs/<uuid:run_id>/merge/undo", views.merge_undo, name="merge_undo"),
 ]

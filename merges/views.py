@@ -7,6 +7,7 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.ratelimit import limit_run_creation
@@ -59,11 +60,23 @@ def fan_column(request: HttpRequest, session_id, run_id) -> HttpResponse:
     return render(request, "conversations/merges/_fan_col.html", context)
 
 
+@require_GET
+def fuse_dialog(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """The "Fuse answers…" dialog of a turn with versions (‹ k/n ›): tick 2 or more finished
+    versions, pick who writes the fused answer, edit the instruction."""
+    session = get_session_for(request.user, session_id)
+    run = get_branch_run_for(request.user, session, run_id)
+    context = {"session": session, "run": run, "candidates": selectors.fuse_candidates(run),
+               "agents": pages.pickable_agents(request.user), "instruction": services.DEFAULT_FUSE_INSTRUCTION}
+    return render(request, "conversations/merges/fuse.html", context)
+
+
 @require_POST
 @limit_run_creation
 @answers_refusals(back=_back_to_chat)
 def fuse(request: HttpRequest, session_id, run_id) -> HttpResponse:
-    """The fuse form under a fan-out or a turn with versions: a new sibling fused from the picked answers."""
+    """The fuse form (under a fan-out, or the dialog of a turn with versions): a new sibling fused
+    from the picked answers."""
     session = get_session_for(request.user, session_id)
     run = get_branch_run_for(request.user, session, run_id)
     fused = services.fuse(session=session, run=run, source_ids=forms.run_ids(request.POST.getlist("source"), "source"),
@@ -75,35 +88,45 @@ def fuse(request: HttpRequest, session_id, run_id) -> HttpResponse:
 
 
 def _plan(request, session, target, data):
-    """The merge plan the dialog's fields describe, or None before a source is picked."""
+    """The merge plan the dialog's fields describe, or None before a source (and, in digest mode,
+    a digest) is there."""
     if not data.get("source"):
         return None
     source = get_branch_run_for(request.user, session, data.get("source"))
     mode = data.get("mode") or "turns"
     chosen = forms.run_ids(data.getlist("turn"), "turn") if mode == "turns" and data.getlist("turn") else None
     digest = data.get("digest") if mode == "digest" and (data.get("digest") or "").strip() else None
-    if data.get("draft"):
-        digest = None  # "Draft a digest": the agent writes a new one
-    if mode == "digest" and digest is None and not data.get("draft"):
+    if mode == "digest" and digest is None:
         return None
     return services.merge_plan(session=session, target=target, source=source, mode=mode, run_ids=chosen,
-                               digest=digest, agent=forms.optional_agent(request.user, data.get("agent_id", "")))
+                               digest=digest)
+
+
+def _draft(session, data, context: dict) -> None:
+    """The dialog's digest draft (``draft_run``): its run while it is going (the page follows its
+    stream), its answer once it has finished (``drafted``, the textarea's text)."""
+    draft = services.digest_draft_for(session, forms.run_ids([data.get("draft_run")], "draft_run")[0])
+    context["draft"] = draft
+    if draft.run.status not in ACTIVE_STATUSES:
+        context["drafted"] = services.digest_draft_text(draft)
 
 
 @require_http_methods(["GET", "POST"])
 def merge(request: HttpRequest, session_id, run_id) -> HttpResponse:
-    """The merge dialog: pick the source branch, turns or a digest (drafted by an agent, editable),
-    preview the exact messages and their tokens (GET), confirm (POST)."""
+    """The merge dialog: pick the source branch, turns or a digest (drafted by an agent in a run the
+    dialog follows, then editable), preview the exact messages and their tokens (GET), confirm (POST)."""
     session = get_session_for(request.user, session_id)
     target = get_branch_run_for(request.user, session, run_id)
     data = request.POST if request.method == "POST" else request.GET
     context = {"session": session, "target": target, "sources": selectors.merge_sources(session, target),
                "agents": pages.pickable_agents(request.user), "data": data, "mode": data.get("mode") or "turns",
-               "picked": set(data.getlist("turn"))}
+               "picked": set(data.getlist("turn")), "active_statuses": ACTIVE_STATUSES}
     try:
         if data.get("source"):
             source = get_branch_run_for(request.user, session, data.get("source"))
             context.update(source=source, turns=selectors.branch_turns(target, source))
+        if data.get("draft_run"):
+            _draft(session, data, context)
         plan = _plan(request, session, target, data)
         if request.method == "POST" and plan is not None:
             run = services.merge_create(session=session, plan=plan)
@@ -117,6 +140,22 @@ def merge(request: HttpRequest, session_id, run_id) -> HttpResponse:
         plan = None
     context["plan"] = plan
     return render(request, "conversations/merges/merge.html", context, status=400 if context.get("error") else 200)
+
+
+@require_POST
+@limit_run_creation
+@answers_refusals(back=_back_to_chat)
+def digest_draft(request: HttpRequest, session_id, run_id) -> HttpResponse:
+    """The dialog's "Draft a digest": an agent drafts it in a run (a worker executes it); back to the
+    dialog, which follows the run and then shows the draft, editable."""
+    session = get_session_for(request.user, session_id)
+    target = get_branch_run_for(request.user, session, run_id)
+    source = get_branch_run_for(request.user, session, request.POST.get("source"))
+    agent_id = request.POST.get("agent_id", "")
+    draft = services.digest_draft_start(session=session, target=target, source=source,
+                                        agent=forms.optional_agent(request.user, agent_id))
+    query = urlencode({"source": source.pk, "mode": "digest", "agent_id": agent_id, "draft_run": draft.run_id})
+    return _done(request, reverse("merges:merge", kwargs={"session_id": session.pk, "run_id": target.pk}) + "?" + query)
 
 
 @require_POST

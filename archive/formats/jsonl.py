@@ -75,7 +75,15 @@ def convert(runs: list) -> ConversationDraft:
         title=short(title, 200) or title_from(tree), runs=tree,
         active=active if active is not None else _newest_leaf(tree),
         created_at=parse_time(session["created_at"]), warnings=warnings,
+        sections=_sections(runs),
     )
+
+
+def _sections(runs: list) -> dict:
+    """The other apps' sections a session's first line carries (``sections``: provenance,
+    fan-outs, comparisons; see :mod:`archive.exporters`), or none."""
+    found = runs[0].get("sections") if isinstance(runs[0], dict) else None
+    return {k: v for k, v in found.items() if isinstance(k, str)} if isinstance(found, dict) else {}
 
 
 def _newest_leaf(runs: list[RunDraft]) -> int:

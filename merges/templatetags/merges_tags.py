@@ -1,7 +1,8 @@
 """Template tags of fan-out, fuse and merge in the chat: ``{% load merges_tags %}``.
 
 - ``{% run_provenance turn as prov %}``: the provenance of a chat turn (a fused answer or a merge
-  turn; None otherwise), as recorded on its input message: no query.
+  turn; None otherwise), as recorded on its input message, its sources marked pruned when they
+  were pruned since (one query per page, only on a page that shows a provenance).
 - ``{% fan_out_columns turn as columns %}``: the side-by-side columns of the fan-out the turn's run
   belongs to (empty, and no query, when none).
 - ``{% merge_undoable run %}``: True while a merge turn's undo time lasts.
@@ -18,9 +19,22 @@ from .. import selectors, services
 register = template.Library()
 
 
-@register.simple_tag
-def run_provenance(turn):
-    return selectors.turn_provenance(turn) if turn is not None else None
+@register.simple_tag(takes_context=True)
+def run_provenance(context, turn):
+    """The turn's recorded provenance with its sources marked pruned when they were pruned since
+    (one query per page and session, the first time a page shows a provenance)."""
+    snapshot = selectors.turn_provenance(turn) if turn is not None else None
+    if not snapshot:
+        return None
+    holder = context.get("request") or context
+    cache = getattr(holder, "_arbor_pruned_sources", None)
+    if cache is None:
+        cache = {}
+        holder._arbor_pruned_sources = cache
+    session_id = turn.run.session_id
+    if session_id not in cache:
+        cache[session_id] = selectors.pruned_sources(session_id)
+    return selectors.with_pruned_marks(snapshot, cache[session_id])
 
 
 @register.simple_tag

@@ -394,7 +394,8 @@
     if (label && option && option.dataset.model) { label.textContent = option.dataset.model; }
   });
 
-  // --- streaming: the badge follows "status" events and the first token ------------------------
+  // --- streaming: the badge follows "status" events and the first token (first_token_at is only
+  // written when a run ends, so the page cannot know it while text streams: the first delta decides)
   var BADGE = { queued: "waiting for a worker", running: "thinking…", writing: "writing…" };
   function setBadge(streaming, status, text) {
     var badge = streaming && streaming.querySelector(".status-badge");
@@ -404,7 +405,8 @@
   }
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     var msg = event.detail;
-    var streaming = event.target.closest && event.target.closest(".streaming");
+    // a turn's answer, or one column of a fan-out: the first delta (also replayed after a reload) ends "thinking…"
+    var streaming = event.target.closest && event.target.closest(".streaming, .fan-stream");
     if (msg && msg.type === "status") {
       event.preventDefault();
       try {

@@ -157,6 +157,7 @@ DOCUMENTED = {  # operation → its non-2xx statuses besides 401 and 503 (which 
     ("post", "/api/sessions/{session_id}/fan-out"): {400, 404, 409, 413, 429},
     ("post", "/api/runs/{run_id}/fuse"): {400, 404, 409, 413, 429},
     ("post", "/api/runs/{run_id}/merge"): {400, 404, 409, 413},
+    ("post", "/api/runs/{run_id}/merge/digest-draft"): {400, 404, 409, 413, 429},
     ("post", "/api/runs/{run_id}/merge/undo"): {404, 409},
     # comparisons
     ("get", "/api/comparisons/results"): {400},

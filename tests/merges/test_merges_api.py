@@ -174,15 +174,34 @@ def test_merge_turns_writes_a_merge_turn_and_the_next_context_builds_from_it(api
     assert AuditLog.objects.filter(action="merge.create").count() == 1
 
 
-def test_merge_digest_given_and_drafted(api, llm_server, tree):
+def test_merge_digest_draft_is_a_queued_run_not_a_call_in_the_request(api, llm_server, tree):
+    session, main, side = tree["session"], tree["main"], tree["side"]
+    url = f"/api/runs/{main[-1].pk}/merge"
+    before = Run.objects.filter(session=session).count()
+    drafted = post_json(api, f"{url}/digest-draft", {"source_run_id": str(side[-1].pk)})
+    assert drafted.status_code == 202, drafted.content
+    assert llm_server.requests == []  # no model call inside the request: a worker executes the draft
+    data = drafted.json()
+    draft = Run.objects.get(pk=data["draft_run_id"])
+    assert data["status"] == "queued" and draft.status == RunStatus.QUEUED and draft.parent_run_id is None
+    assert str(draft.session_id) == data["session_id"] != str(session.pk)  # the drafts session, not the chat's
+    assert draft.session.title == "Merge digests · Plan" and draft.params["max_tokens"] == services.DIGEST_MAX_TOKENS
+    prompt = Message.objects.get(run=draft, position=0).content
+    assert prompt.startswith(services.DIGEST_INSTRUCTION) and "User: question 2" in prompt and "question 21" in prompt
+    assert Run.objects.filter(session=session).count() == before  # the chat's tree is unchanged
+    session.refresh_from_db()
+    assert session.active_run_id == main[-1].pk
+    pending = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest",
+                                   "draft_run_id": str(draft.pk)})
+    assert pending.status_code == 409 and "still being drafted" in pending.json()["detail"]
+    again = post_json(api, f"{url}/digest-draft", {"source_run_id": str(side[-1].pk)}).json()
+    assert Run.objects.get(pk=again["draft_run_id"]).session_id == draft.session_id  # one drafts session
+    assert AuditLog.objects.filter(action="merge.digest_draft").count() == 2
+
+
+def test_merge_digest_given(api, tree):
     main, side = tree["main"], tree["side"]
     url = f"/api/runs/{main[-1].pk}/merge"
-    drafted = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest", "dry_run": True})
-    assert drafted.status_code == 200, drafted.content
-    digest = drafted.json()["digest"]
-    assert digest.startswith("Echo: ") and "question 21" in digest  # the fake model echoes the transcript
-    sent = llm_server.requests[-1]["body"]
-    assert sent["stream"] is False and "User: question 2" in sent["messages"][0]["content"]
     answer = post_json(api, url, {"source_run_id": str(side[-1].pk), "mode": "digest",
                                   "digest": "Trains win; book early."})
     assert answer.status_code == 200 and answer.json()["run_id"], answer.content
@@ -206,6 +225,8 @@ def test_merge_bad_input_writes_nothing(api, other_user, tree):
         ({"source_run_id": src, "mode": "turns", "run_ids": [str(main[0].pk)]}, 400),  # on the target already
         ({"source_run_id": src, "mode": "turns", "run_ids": []}, 400),
         ({"source_run_id": src, "mode": "digest", "digest": "   "}, 400),
+        ({"source_run_id": src, "mode": "digest", "draft_run_id": str(main[0].pk)}, 404),  # not a draft
+        ({"source_run_id": src, "mode": "digest", "dry_run": True}, 400),  # no digest: no model call here
         ({"source_run_id": str(main[0].pk), "mode": "turns"}, 400),  # nothing the target lacks
         ({"source_run_id": "not-a-uuid", "mode": "turns"}, 400),
         ({"source_run_id": str(theirs.pk), "mode": "turns"}, 404),

@@ -4,9 +4,12 @@ serious or critical violation on each page used:
 
 - fan out to 3 models from the composer, watch the three answers stream side by side, continue with
   the second, reload: it is still the one shown; fuse the first two, and the fused turn lists both;
-- merge a 20-turn branch as a digest (drafted, then edited) and as 3 chosen turns: the next turn's
-  exact context (its audit page and GET /api/runs/{id}/context) holds the carried messages, the
-  tree map draws the merge edge, and undo removes it.
+- fan-out columns say "writing…" from their first delta on, also after a reload mid-run;
+- merge a 20-turn branch as a digest (drafted by a run in the worker, followed, then edited) and as
+  3 chosen turns: the next turn's exact context (its audit page and GET /api/runs/{id}/context)
+  holds the carried messages, the tree map draws the merge edge, and undo removes it (and is
+  refused, with a message, once a turn was added below the merge turn);
+- fuse 2 of a turn's 3 versions from its "Fuse answers…" dialog; a pruned source is marked.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from django.utils import timezone
 from django.utils.html import escape
 from playwright.sync_api import expect
 
-from conversations.models import BranchLabel, Run, RunStatus, Session
-from merges.models import FanOut, Provenance
+from branches.services import prune_subtree
+from conversations.models import BranchLabel, Message, Run, RunStatus, Session
+from merges.models import DigestDraft, FanOut, Provenance
 from tests.support.factories import AgentFactory, SessionFactory, build_chain
 from tests.support.processes import wait_for
 from tests.ui.conftest import artifacts, chromium, login, new_page  # noqa: F401 - fixtures
@@ -59,13 +63,20 @@ def test_fan_out_continue_with_the_second_and_fuse(new_page, asgi_server, celery
     for agent in agents:
         page.locator(f".fan-pick input[value='{agent.pk}']").check()
     expect(page.locator(".fan-send")).to_have_text("Ask all 3")
-    page.fill("#id_input", "Name a colour [[tokens:30]] [[delay:0.05]]")
+    page.fill("#id_input", "Name a colour [[tokens:60]] [[delay:0.1]]")  # about 6 s of streaming each
     page.locator(".fan-send").click()
     columns = page.locator(".fan-col")
     expect(columns).to_have_count(3)
-    for i in range(3):  # every column streams its own answer
+    for i in range(3):  # every column streams its own answer, and says so on its first delta
         expect(columns.nth(i).locator(".stream-text")).to_contain_text("w3", timeout=20_000)
+        assert columns.nth(i).locator(".status-badge").inner_text() == "writing…"  # at once: still streaming
     page.screenshot(path=str(artifacts / f"merges-fan-out-streaming-{viewport[0]}.png"), full_page=True)
+    page.reload()  # mid-run: the replayed deltas end "thinking…" as soon as text shows
+    first = page.locator(".fan-col").first
+    expect(first.locator(".stream-text")).to_contain_text("w1", timeout=20_000)
+    if first.locator(".status-badge").count():  # not swapped for the finished column yet
+        assert first.locator(".status-badge").inner_text() != "thinking…"
+    columns = page.locator(".fan-col")
     runs = list(FanOut.objects.get(session=session).runs.order_by("created_at"))
     assert sorted(r.model for r in runs) == ["model-a", "model-b", "model-c"]
     for run in runs:
@@ -113,7 +124,10 @@ def _merge_in_dialog(page, base, session, target, source, *, digest: str | None 
     if digest is not None:
         page.locator("input[name=mode][value=digest]").check()
         page.get_by_role("button", name="Draft a digest").click()
-        expect(page.locator("#merge-digest")).to_have_value(re.compile(r"^Echo: "))  # the scripted model's draft
+        # a run drafts it in the worker; the dialog follows its stream, then shows it editable
+        expect(page.locator("#merge-digest")).to_have_value(re.compile(r"^Echo: "), timeout=30_000)
+        expect(page.get_by_role("link", name="its exact context, tokens and latency")).to_be_visible()
+        assert serious(axe(page)) == []
         page.fill("#merge-digest", digest)
     else:
         for run in turns:
@@ -124,6 +138,13 @@ def _merge_in_dialog(page, base, session, target, source, *, digest: str | None 
     page.get_by_role("button", name="Confirm the merge").click()
     page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
     return tokens
+
+
+def _edges(page) -> int:
+    """The provenance edges the tree map draws (segments of its dashed paths)."""
+    paths = page.locator(".treemap-svg path.prov")
+    expect(paths.first).to_be_attached()
+    return sum(paths.nth(i).get_attribute("d").count("M") for i in range(paths.count()))
 
 
 def _next_turn(page, base, session, text) -> Run:
@@ -149,6 +170,8 @@ def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, cele
 
     tokens = _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], digest="Draft B chose the coast road.")
     merge = Provenance.objects.get(kind="merge", mode="digest").run
+    draft = DigestDraft.objects.get(session=session).run  # the draft was a run of its own, audited
+    assert draft.status == RunStatus.SUCCEEDED and draft.session_id != session.pk and draft.prompt_tokens
     expect(page.locator(f"#turn-{merge.pk} .provenance")).to_contain_text("merged from draft B, a digest of turns 2–21")
     nxt = _next_turn(page, asgi_server, session, "So which road?")
     assert nxt.parent_run_id == merge.pk and nxt.status == RunStatus.SUCCEEDED
@@ -164,17 +187,26 @@ def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, cele
     page.screenshot(path=str(artifacts / f"merges-map-{viewport[0]}.png"), full_page=True)
     assert serious(axe(page)) == []
 
+    page.goto(f"{asgi_server}/s/{session.pk}/?at={merge.pk}")
+    page.locator(f"#turn-{merge.pk}").get_by_role("button", name="Undo merge").click()  # a turn hangs below it
+    expect(page.get_by_text("The merge can no longer be undone: 1 turn was added below it")).to_be_visible()
+    expect(page.locator(f"#turn-{merge.pk}")).to_have_count(1)
+
+    _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], turns=[side[0]])
+    quick = Provenance.objects.get(kind="merge", mode="turns").run
+    page.goto(f"{asgi_server}/s/{session.pk}/tree/")
+    assert _edges(page) == 2  # the map draws one dashed path per kind, a segment ("M…L…") per edge
     page.goto(f"{asgi_server}/s/{session.pk}/")
-    page.locator(f"#turn-{merge.pk}").get_by_role("button", name="Undo merge").click()
+    page.locator(f"#turn-{quick.pk}").get_by_role("button", name="Undo merge").click()
     page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
-    expect(page.locator(f"#turn-{merge.pk}")).to_have_count(0)
+    expect(page.locator(f"#turn-{quick.pk}")).to_have_count(0)
     assert Session.objects.get(pk=session.pk).active_run_id == main[-1].pk
     page.goto(f"{asgi_server}/s/{session.pk}/tree/")
-    expect(page.locator(".treemap-svg path.prov")).to_have_count(0)
+    assert _edges(page) == 1
 
     chosen = [side[3], side[9], side[16]]
     _merge_in_dialog(page, asgi_server, session, main[-1], side[-1], turns=chosen)
-    merge = Provenance.objects.get(kind="merge", mode="turns").run
+    merge = Provenance.objects.get(kind="merge", mode="turns", run__pruned_by__isnull=True).run
     expect(page.locator(f"#turn-{merge.pk} .provenance")).to_contain_text("merged from draft B, turns 5, 11, 18")
     assert serious(axe(page)) == []
     page.screenshot(path=str(artifacts / f"merges-merged-turns-{viewport[0]}.png"), full_page=True)
@@ -185,4 +217,53 @@ def test_merge_a_branch_as_digest_and_as_three_turns(new_page, asgi_server, cele
     assert contents[-7:-1] == ["question 4", "answer 4", "question 10", "answer 10", "question 17", "answer 17"]
     page.goto(f"{asgi_server}/runs/{nxt.pk}/context")
     assert all(text in page.content() for text in ("question 10", "answer 17"))
+    assert not page.problems, page.problems
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_fuse_versions_of_a_turn_from_its_dialog(new_page, asgi_server, celery_worker, llm_server,  # noqa: F811
+                                                 artifacts, viewport):  # noqa: F811
+    user = _user()
+    writer = AgentFactory(owner=user, name="Editor", model="model-editor")
+    session = SessionFactory(owner=user, title="Versions")
+    main = build_chain(session, 2)
+    versions = [main[1]] + [build_chain(session, 1, parent=main[0])[0] for _ in range(2)]
+    for k, run in enumerate(versions, start=1):
+        Message.objects.filter(run=run, role="assistant").update(content=f"answer of version {k}")
+    Session.objects.filter(pk=session.pk).update(active_run=main[1])
+    page = new_page(viewport, bypass_csp=True)
+    login(page, asgi_server, user)
+    page.goto(f"{asgi_server}/s/{session.pk}/")
+    _open_more(page, main[1])
+    page.locator(f"#turn-{main[1].pk}").get_by_role("link", name="Fuse answers…").click()
+    page.wait_for_url(re.compile(r"/fuse/dialog"))
+    expect(page.locator(".fuse-source")).to_have_count(3)
+    assert serious(axe(page)) == []
+    page.screenshot(path=str(artifacts / f"merges-fuse-dialog-{viewport[0]}.png"), full_page=True)
+    page.get_by_label(re.compile("Version 1 ")).check()
+    page.get_by_label(re.compile("Version 3 ")).check()
+    page.select_option("#fuse-agent", str(writer.pk))
+    page.fill("#fuse-instruction", "Keep the best of both versions.")
+    page.get_by_role("button", name="Fuse into a new version").click()
+    page.wait_for_url(re.compile(rf"/s/{session.pk}/"))
+    fused = wait_for(lambda: Provenance.objects.filter(kind="fuse", run__session=session).first(), 20,
+                     message="the fused run").run
+    assert _finished(fused.pk).status == RunStatus.SUCCEEDED and fused.parent_run_id == main[0].pk
+    assert fused.agent_id == writer.pk and fused.model == "model-editor"
+    assert [s.run_id for s in Provenance.objects.get(run=fused).sources.order_by("position")] == \
+        [versions[0].pk, versions[2].pk]
+    sent = llm_server.requests[-1]["body"]["messages"][-1]["content"]
+    assert sent.startswith("Keep the best of both versions.") and "answer of version 3" in sent
+    assert "answer of version 2" not in sent
+    page.goto(f"{asgi_server}/s/{session.pk}/?at={fused.pk}")
+    head = page.locator(f"#turn-{fused.pk} .provenance")
+    expect(head).to_contain_text("fused from answer 1, answer 2")
+    expect(page.locator(f"#turn-{fused.pk} .sib-pos")).to_have_text("4/4")
+    assert serious(axe(page)) == []
+
+    prune_subtree(session=Session.objects.get(pk=session.pk), run=versions[2])  # a source goes
+    page.reload()
+    expect(head).to_contain_text("fused from answer 1, answer 2 (pruned)")
+    assert serious(axe(page)) == []
+    page.screenshot(path=str(artifacts / f"merges-fuse-versions-{viewport[0]}.png"), full_page=True)
     assert not page.problems, page.problems

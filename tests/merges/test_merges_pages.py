@@ -16,7 +16,7 @@ from branches.selectors import share_token
 from comparisons.models import Comparison, VariantRun
 from conversations.models import BranchLabel, Message, Run, RunStatus, Session
 from merges import services
-from merges.models import FanOut, Provenance
+from merges.models import DigestDraft, FanOut, Provenance
 from tests.support.factories import AgentFactory, RunFactory, SessionFactory, build_chain
 
 pytestmark = pytest.mark.django_db
@@ -200,3 +200,71 @@ def test_branch_diff_compares_a_merge_turn_by_what_it_carried(client, me):
     other = build_chain(session, 1, parent=main[-1])
     page = client.get(f"/s/{session.pk}/diff/", {"a": merge.pk, "b": other[-1].pk}).content.decode()
     assert "Merged:" in page and "question 2" in page and "answer 2" in page
+
+
+def test_the_turn_head_marks_a_pruned_merge_source(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    BranchLabel.objects.create(session=session, run=side[-1], name="draft B")
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
+    merge = services.merge_create(session=session, plan=plan)
+    assert "(pruned)" not in client.get(f"/s/{session.pk}/").content.decode()
+    branch_tools.prune_subtree(session=session, run=side[0])
+    page = client.get(f"/s/{session.pk}/?at={merge.pk}").content.decode()
+    head = page.split(f'id="turn-{merge.pk}"')[1].split('class="msg merged"')[0]
+    assert re.search(r"merged from <em>draft B</em> <span class=\"pruned-mark\"[^>]*>\(pruned\)</span>, turn 3", head)
+
+
+def test_merge_undo_is_refused_once_a_turn_hangs_below_the_merge_turn(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
+    merge = services.merge_create(session=session, plan=plan)
+    below = build_chain(session, 2, parent=merge)
+    url = f"/s/{session.pk}/runs/{merge.pk}/merge/undo"
+    refused = client.post(url, follow=True)
+    assert "The merge can no longer be undone: 1 turn was added below it." in refused.content.decode()
+    assert not Run.objects.filter(pruned_by__isnull=False).exists()
+    api = client.post(f"/api/runs/{merge.pk}/merge/undo")
+    assert api.status_code == 409 and "1 turn was added below it" in api.json()["detail"]
+    branch_tools.prune_subtree(session=session, run=below[0])  # the turns below go: undo is allowed again
+    assert client.post(url).status_code == 302
+    assert Run.objects.get(pk=merge.pk).pruned_by_id is not None
+
+
+def test_fuse_dialog_offers_the_versions_of_any_turn(client, me):
+    session = SessionFactory(owner=me)
+    main = build_chain(session, 2)
+    other = build_chain(session, 1, parent=main[0])[0]
+    Session.objects.filter(pk=session.pk).update(active_run=main[1])
+    chat = client.get(f"/s/{session.pk}/").content.decode()
+    assert chat.count("Fuse answers…") == 1 and f"/runs/{main[1].pk}/fuse/dialog" in chat
+    dialog = client.get(f"/s/{session.pk}/runs/{main[1].pk}/fuse/dialog").content.decode()
+    assert dialog.count('name="source"') == 2 and "Version 2" in dialog
+    answer = client.post(f"/s/{session.pk}/runs/{main[1].pk}/fuse", {"source": [main[1].pk, other.pk],
+                                                                       "instruction": "Merge both."})
+    assert answer.status_code == 302
+    fused = Provenance.objects.get(kind="fuse").run
+    assert fused.parent_run_id == main[0].pk and fused.status == RunStatus.QUEUED
+    assert Message.objects.get(run=fused, position=0).content.startswith("Merge both.")
+
+
+def test_merge_dialog_drafts_a_digest_in_a_run_and_shows_it_editable(client, me):
+    session = SessionFactory(owner=me, title="Plan")
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    url = f"/s/{session.pk}/runs/{main[-1].pk}/merge"
+    started = client.post(f"{url}/digest", {"source": side[-1].pk, "agent_id": ""}, HTTP_HX_REQUEST="true")
+    assert started.status_code == 204
+    draft = DigestDraft.objects.get(session=session)
+    assert started["HX-Redirect"].endswith(f"draft_run={draft.run_id}")
+    waiting = client.get(started["HX-Redirect"]).content.decode()
+    assert "drafting…" in waiting and f"/runs/{draft.run_id}/stream" in waiting
+    assert 'id="merge-digest" rows="6"></textarea>' in waiting
+    _finish(draft.run, "The side branch chose the coast.")
+    done = client.get(started["HX-Redirect"]).content.decode()
+    assert "drafting…" not in done and ">The side branch chose the coast.</textarea>" in done
+    assert f"/runs/{draft.run_id}/context" in done  # the draft's own audit page
+    assert Provenance.objects.count() == 0

@@ -1,4 +1,4 @@
-"""Arbor JSON round-trips provenance: export → import gives the same fused runs, merge turns (turns
+"""Arbor JSON and JSON Lines round-trip provenance: export → import gives the same fused runs, merge turns (turns
 and digest) and fan-outs, with new ids, and the chat of the copy shows them."""
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def signature(session) -> list:
     return [rows, groups]
 
 
-def test_arbor_json_round_trips_fuse_merge_and_fan_out(user, tmp_path, import_file, client):
+@pytest.mark.parametrize("fmt", ["arbor", "jsonl"])
+def test_export_round_trips_fuse_merge_and_fan_out(user, tmp_path, import_file, client, fmt):
     session = SessionFactory(owner=user, title="Provenance")
     main = build_chain(session, 3)
     side = build_chain(session, 6, parent=main[0])
@@ -66,9 +67,15 @@ def test_arbor_json_round_trips_fuse_merge_and_fan_out(user, tmp_path, import_fi
     original = signature(session)
     assert len(original[0]) == 3 and original[1] == [["model-a", "model-b"]]
 
-    path = tmp_path / "session.json"
-    path.write_bytes(b"".join(exporters.export_session(session=session, format="arbor").chunks))
-    record = json.loads(path.read_text())[0]
+    path = tmp_path / ("session.json" if fmt == "arbor" else "session.jsonl")
+    path.write_bytes(b"".join(exporters.export_session(session=session, format=fmt).chunks))
+    if fmt == "arbor":
+        record = json.loads(path.read_text())[0]
+    else:  # the session's sections ride on its first line only
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        record = lines[0]["sections"]
+        assert len(lines) == Run.objects.filter(session=session).count()
+        assert not any("sections" in line for line in lines[1:])
     assert {p["kind"] for p in record["provenance"]} == {"fuse", "merge"} and len(record["fan_outs"]) == 1
     before = set(Session.objects.values_list("pk", flat=True))
     report = import_file(path)

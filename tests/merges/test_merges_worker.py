@@ -68,3 +68,25 @@ def test_the_turn_after_a_merge_is_sent_the_carried_messages(celery_worker, llm_
     page = api.get(f"/runs/{nxt.pk}/context")  # the audit page of the call: what the model saw
     assert page.status_code == 200
     assert all(escape(m["content"]) in page.content.decode() for m in carried)
+
+
+def test_a_digest_draft_is_a_run_the_worker_executes_and_audits(celery_worker, llm_server, user, api):
+    session = SessionFactory(owner=user, title="Trip")
+    main = build_chain(session, 3)
+    side = build_chain(session, 5, parent=main[0])
+    answer = api.post(f"/api/runs/{main[-1].pk}/merge/digest-draft", data={"source_run_id": str(side[-1].pk)},
+                      content_type="application/json")
+    assert answer.status_code == 202, answer.content
+    draft = finished(answer.json()["draft_run_id"])
+    assert draft.status == RunStatus.SUCCEEDED and draft.prompt_tokens and draft.finished_at
+    sent = llm_server.requests[-1]["body"]
+    assert sent["max_tokens"] == services.DIGEST_MAX_TOKENS and sent["messages"][-1]["content"].startswith(
+        services.DIGEST_INSTRUCTION)
+    context = api.get(f"/api/runs/{draft.pk}/context").json()  # audited exactly, like any run
+    assert context["verified"] and context["messages"] == sent["messages"]
+    output = api.get(f"/api/runs/{draft.pk}").json()["output"]
+    assert output.startswith("Echo: ") and "question 4" in output
+    preview = api.post(f"/api/runs/{main[-1].pk}/merge", content_type="application/json", data={
+        "source_run_id": str(side[-1].pk), "mode": "digest", "draft_run_id": str(draft.pk), "dry_run": True})
+    assert preview.status_code == 200, preview.content
+    assert preview.json()["digest"] == output.strip() and preview.json()["run_id"] is None
