@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import connection
 
@@ -55,3 +57,32 @@ def test_a_step_stores_its_request_deflated_and_reads_it_back(user):
     assert stored == pack_json(REQUEST) and len(stored) < 400
     Step.objects.filter(pk=step.pk).update(request={"edited": True})
     assert Step.objects.get(pk=step.pk).request == {"edited": True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_packs_existing_steps_and_unpacks_them_back():
+    from django.db.migrations.executor import MigrationExecutor  # only this test migrates
+
+    before, packed = [("conversations", "0010_fewer_indexes")], [("conversations", "0011_step_packed_json")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    user = old.get_model("auth", "User").objects.create(username="before-packing")
+    session = old.get_model("conversations", "Session").objects.create(owner_id=user.pk, title="s")
+    run = old.get_model("conversations", "Run").objects.create(session_id=session.pk, model="m", segment=uuid.uuid4())
+    old_step = old.get_model("conversations", "Step")
+    old_step.objects.bulk_create([old_step(run_id=run.pk, kind="llm_call", request={**REQUEST, "round": i},
+                                           response={"characters": i}) for i in range(1005)])  # two batches
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(packed)
+    steps = list(Step.objects.order_by("pk"))
+    assert [s.request for s in steps] == [{**REQUEST, "round": i} for i in range(1005)]
+    assert [s.response for s in steps] == [{"characters": i} for i in range(1005)]
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    back = executor.loader.project_state(before).apps.get_model("conversations", "Step")
+    assert [s.request["round"] for s in back.objects.order_by("pk")] == list(range(1005))
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
