@@ -121,8 +121,9 @@ def _first_context(turn: Turn) -> BuiltContext | None:
         finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, turn=turn)
         return None
     took = (timezone.now() - started).total_seconds() * 1000
-    turn.build = {k: v for k, v in {**built.describe(), "ms": round(took, 1)}.items()
-                  if v not in (0, None, False, "") and k not in ("context_tokens", "usable_window")}
+    turn.build = {**{k: v for k, v in built.describe().items()
+                     if v not in (0, None, False, "") and k not in ("context_tokens", "usable_window")},
+                  "ms": round(took, 1)}
     return built
 
 
