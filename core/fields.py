@@ -1,4 +1,5 @@
-"""Encryption at rest for message text (:class:`EncryptedTextField`) and secrets (:class:`SecretTextField`).
+"""Encryption at rest for message text (:class:`EncryptedTextField`) and secrets (:class:`SecretTextField`);
+JSON stored compressed (:class:`PackedJSONField`, for the step trace written on every turn).
 
 Off by default. Set ``ARBOR_MEMORY_ENCRYPTION_KEYS`` to one or more Fernet keys, comma-separated
 (make one with ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``).
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import zlib
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -143,3 +146,74 @@ class SecretTextField(EncryptedTextField):
 
     def keys(self) -> tuple[str, ...]:
         return secret_keys()
+
+
+# Version 1 of PackedJSONField's preset dictionary: strings the stored step requests and responses
+# repeat (their keys and usual values). deflate finds matches in it as if it preceded each value.
+# Never edit it: values stored with it are read with it. A new dictionary is a new format byte.
+PACKED_DICTIONARY_V1 = "".join((
+    '{"tool_call_id":"call_","arguments":"{}","name":"","ok":true,"content":"","message_id":',
+    '"applied":[{"type":"tool_results","acted":false,"action":"truncate","messages":[],',
+    '{"type":"summarize","acted":true,"model":"","shared":false,"summary_chars":,"turns_summarised":',
+    '"policy":{"target":0.4,"enabled":true,"threshold":0.8,"strategies":[{"max_chars":4000},',
+    '"prompt":"","max_tokens":256,"temperature":0.0,"keep_recent_turns":4}]},"compaction_id":',
+    '"tokens_before":,"tokens_after":,"replaced_messages":,"utilisation_before":0.,"utilisation_after":0.',
+    '{"compaction":,"utilisation":0.,"counted_with":"estimate","message_count":,"context_window":8192,',
+    '"reserved_output":512,"history_messages":,"window_dropped":,"budget_dropped":,"pinned":1,"pin_tokens":',
+    '{"characters":,"finish_reason":"stop"}{"characters":,"finish_reason":"length"}"tool_calls":[{"id":"',
+    '"tools":[],"tool_choice":"auto","round":0,"stream":true,"connection":"Default","connection_id":1,',
+    '"base_url":"http://127.0.0.1:8080/v1","params":{"max_tokens":512,"temperature":0.7},"sha256":"',
+    '"context":{"system":"You are a helpful assistant.","summary":{"id":,"version":1},"own_upto":1,',
+    '"memory_id":"default","compaction":,"from_depth":,"dropped":[],"replaced":{},"tail":[]},',
+    '"context_parts":{"labels":"system:1 summary:1 pin:1 history:2 input:1","totals":{"input":,"primer":4,',
+    '"system":12,"history":,"summary":},"not_seen":["Turns 1\u2013 were summarised (summary ): the model ',
+    'saw the summary, not the turns."],"message_tokens":"12 190 49 184 49 184 50 183 ',
+    '"message_count":,"usable_window":7680,"context_tokens":',
+)).encode()
+_PLAIN, _DEFLATED_V1 = 0, 1
+
+
+def pack_json(value, encoder=None) -> bytes:
+    """``value`` as :class:`PackedJSONField` stores it: one format byte, then its compact JSON
+    (UTF-8) deflated with :data:`PACKED_DICTIONARY_V1` (format 1), or as it is (format 0) when
+    deflate would not make it smaller."""
+    text = json.dumps(value, cls=encoder, separators=(",", ":"), ensure_ascii=False).encode()
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, PACKED_DICTIONARY_V1)
+    deflated = packer.compress(text) + packer.flush()
+    return bytes((_DEFLATED_V1,)) + deflated if len(deflated) < len(text) else bytes((_PLAIN,)) + text
+
+
+def unpack_json(stored: bytes | memoryview, decoder=None):
+    """The JSON value of :func:`pack_json`'s bytes. Raises ValueError on an unknown format byte."""
+    stored = bytes(stored)
+    if stored[0] == _DEFLATED_V1:
+        unpacker = zlib.decompressobj(-15, PACKED_DICTIONARY_V1)
+        text = unpacker.decompress(stored[1:]) + unpacker.flush()
+    elif stored[0] == _PLAIN:
+        text = stored[1:]
+    else:
+        raise ValueError(f"unknown packed JSON format {stored[0]}")
+    return json.loads(text, cls=decoder)
+
+
+class PackedJSONField(models.JSONField):
+    """A JSONField stored compressed (:func:`pack_json`) in a binary column (``bytea``, ``BLOB``).
+
+    For JSON written on every turn and read whole (a step's request and response): about a quarter
+    of PostgreSQL's ``jsonb`` for a model call's request of ~1 KB, which PostgreSQL itself never
+    compresses (it compresses a row's values only when the row exceeds ~2 KB, whatever the
+    column's compression or the table's ``toast_tuple_target``). Python code sees the JSON value
+    both ways; SQL sees bytes, so key lookups (``request__model``) and ``jsonb`` operators do not
+    work on it.
+    """
+
+    def get_internal_type(self):
+        return "BinaryField"
+
+    def from_db_value(self, value, expression, connection):
+        return None if value is None else unpack_json(value, self.decoder)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if not prepared:
+            value = self.get_prep_value(value)
+        return None if value is None else connection.Database.Binary(pack_json(value, self.encoder))

@@ -106,25 +106,24 @@ def _begin_attempt(run: Run, stream: RunStream) -> None:
 
 
 def _first_context(turn: Turn) -> BuiltContext | None:
-    """Build the run's context and record it as a ``context`` step (one INSERT, once built: its
-    accounting, :meth:`BuiltContext.describe` without its zero counts; the spec and digest are
-    stored once, with the model call that sent them). On
-    overflow the step records the error, the run is finalized as failed and None is returned."""
+    """Build the run's context. Its accounting (:meth:`BuiltContext.describe` without its zero
+    counts and without what the model call's request already holds, plus the build's
+    milliseconds) is kept in ``turn.build`` and stored in the first model call's step: one step
+    per turn, not a ``context`` step beside it. On overflow a ``context`` step records the error,
+    the run is finalized as failed and None is returned."""
     started = timezone.now()
-    step = Step(run=turn.run, kind=StepKind.CONTEXT, name="build context", started_at=started)
     try:
         built = _build(turn)
     except ContextOverflow as exc:
-        step.status, step.finished_at = RunStatus.FAILED, timezone.now()
-        step.error = {"type": "context_overflow", "message": str(exc)}
-        step.save()
+        Step.objects.create(run=turn.run, kind=StepKind.CONTEXT, name="build context", started_at=started,
+                            status=RunStatus.FAILED, finished_at=timezone.now(),
+                            error={"type": "context_overflow", "message": str(exc)})
         finalize(turn.run, Outcome(error=exc), Totals(counted=True), None, turn.stream, turn=turn)
         return None
-    # Counts at zero, flags that are off and empty fields are left out (this step is written every turn).
-    step.request = {k: v for k, v in {"message_count": len(built.messages), **built.describe()}.items()
-                    if v not in (0, None, False, "")}
-    step.status, step.finished_at = RunStatus.SUCCEEDED, timezone.now()
-    step.save()
+    took = (timezone.now() - started).total_seconds() * 1000
+    turn.build = {**{k: v for k, v in built.describe().items()
+                     if v not in (0, None, False, "") and k not in ("context_tokens", "usable_window")},
+                  "ms": round(took, 1)}
     return built
 
 
@@ -171,6 +170,8 @@ def _call_model(turn: Turn, built: BuiltContext, *, rounds: int, offer: bool) ->
         "context_tokens": built.tokens, "usable_window": built.budget.usable, "round": rounds,
         "context_parts": ctx.pack_parts(built.parts()),
     }
+    if rounds == 0 and turn.build:
+        request["build"] = turn.build  # the context build's accounting (see _first_context)
     tool_args: dict = {}
     if turn.tools:
         tool_args = {"tools": [t.schema() for t in turn.tools]}

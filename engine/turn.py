@@ -40,7 +40,8 @@ class Turn:
     traffic (and, at the end, its answer) as they are written; ``memory_ids``: ``{run_id:
     memory_id}`` of the path's runs; ``position``: the next free message position of the run;
     ``counter``: the token counter of the run's endpoint; ``budget``: the context window and the
-    tokens reserved for the answer (:func:`engine.context.agent_budget`), derived once.
+    tokens reserved for the answer (:func:`engine.context.agent_budget`), derived once; ``build``:
+    the first context build's accounting, stored with the first model call.
     """
 
     run: Run
@@ -55,6 +56,7 @@ class Turn:
     params: dict = field(default_factory=dict)
     totals: Totals = field(default_factory=Totals)
     llm_step: Step | None = None
+    build: dict = field(default_factory=dict)
 
     @classmethod
     def start(cls, run: Run, stream: RunStream) -> Turn:

@@ -12,7 +12,7 @@ from django.db import connections, models
 from django.utils import timezone
 
 from core.fields import PREFIX as ENCRYPTED_PREFIX
-from core.fields import EncryptedTextField
+from core.fields import EncryptedTextField, PackedJSONField
 from core.messages import openai_message
 
 from .runs import Run, RunStatus, _ancestor_ids_sql, _path_runs_sql, _pk, _segment_tails_cte, db_uuid
@@ -186,8 +186,9 @@ class Step(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
-    request = models.JSONField(default=dict, blank=True, help_text="What was sent, API keys masked.")
-    response = models.JSONField(default=dict, blank=True)
+    # Compressed (written on every turn, read whole): see core.fields.PackedJSONField.
+    request = PackedJSONField(default=dict, blank=True, help_text="What was sent, API keys masked.")
+    response = PackedJSONField(default=dict, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)

@@ -33,7 +33,7 @@ def test_run_streams_stores_answer_usage_and_timings(celery_worker, llm_server, 
     assert answer.role == "assistant" and answer.content == "Echo: hello there"
     assert run.prompt_tokens > 0 and run.completion_tokens == 3 and not run.usage_counted
     assert run.created_at <= run.started_at <= run.first_token_at <= run.finished_at
-    assert list(Step.objects.filter(run=run).values_list("kind", flat=True)) == [StepKind.CONTEXT, StepKind.LLM_CALL]
+    assert list(Step.objects.filter(run=run).values_list("kind", flat=True)) == [StepKind.LLM_CALL]
     sent = llm_server.requests[-1]["body"]["messages"]
     assert sent == [{"role": "system", "content": "You are a helpful assistant."},
                     {"role": "user", "content": "hello there"}]

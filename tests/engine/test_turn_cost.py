@@ -55,18 +55,19 @@ def test_queries_per_turn_are_the_same_at_depth_10_and_500(user, big_window, dja
     # One path read per turn, whatever the depth (the recursive segment walk appears once more in
     # the memory ids' read, and in the pins' and compactions' lookups, never once per run).
     assert sum("WITH RECURSIVE" in s and "conversations_message" in s for s in worker500) == 1, worker500
-    # Claim, run, default connection, path, memory ids, context window, pins, compactions, context
-    # step; one transaction for the answer, the run and the model call's step; the comparisons'
-    # receiver (3); compaction's measuring on the turn's path (compactions, pins): 19.
-    assert len(worker500) <= 19, "\n".join(s[:160] for s in worker500)
+    # Claim, run, default connection, path, memory ids, context window, pins, compactions; one
+    # transaction for the answer, the run and the model call's step (which holds the context
+    # build's accounting); the comparisons' receiver (3); compaction's measuring on the turn's path
+    # (compactions, pins): 18.
+    assert len(worker500) <= 18, "\n".join(s[:160] for s in worker500)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_rows_and_updates_per_turn(user, big_window, django_capture_on_commit_callbacks):
     """The web half writes the run, its input (its tokens counted before the insert), one audit row
     and one UPDATE of the session; the worker claims the run (one UPDATE), inserts the answer and
-    two steps (context, model call), and writes the run's final state in one more UPDATE: no UPDATE
-    of a message or step, no first-token UPDATE."""
+    one step (the model call, with the context build's accounting), and writes the run's final
+    state in one more UPDATE: no UPDATE of a message or step, no first-token UPDATE."""
     _turn(user, 3, django_capture_on_commit_callbacks)
     web, worker = _turn(user, 10, django_capture_on_commit_callbacks)
     assert _writes(web) == Counter({
@@ -75,5 +76,5 @@ def test_rows_and_updates_per_turn(user, big_window, django_capture_on_commit_ca
     }), _writes(web)
     assert _writes(worker) == Counter({
         ("UPDATE", "conversations_run"): 2, ("INSERT", "conversations_message"): 1,
-        ("INSERT", "conversations_step"): 2,
+        ("INSERT", "conversations_step"): 1,
     }), _writes(worker)

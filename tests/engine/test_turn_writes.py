@@ -62,9 +62,9 @@ def test_text_queued_before_a_silence_goes_out_within_about_one_interval():
 
 @pytest.mark.django_db(transaction=True)  # committed: the worker's watcher (its own connection) sees the run
 def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_capture_on_commit_callbacks):
-    """The worker's writes for a plain turn: the context and model-call steps are INSERTed once,
-    finished (no UPDATE of a step, no second copy of the context spec), and the exact context is
-    still rebuilt and verified from the one stored spec."""
+    """The worker's writes for a plain turn: one model-call step, INSERTed once, finished (no
+    UPDATE of a step, no second copy of the context spec), carrying the context build's
+    accounting; the exact context is still rebuilt and verified from the one stored spec."""
     session = SessionFactory(owner=user)
     build_chain(session, 3)
     session.refresh_from_db()
@@ -76,12 +76,15 @@ def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_cap
     assert run.status == RunStatus.SUCCEEDED, (run.error_type, run.error_message)
     sql = [q["sql"] for q in queries.captured_queries]
     step_writes = [s for s in sql if "conversations_step" in s and s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
-    assert [s.split()[0].upper() for s in step_writes] == ["INSERT", "INSERT"], step_writes
+    assert [s.split()[0].upper() for s in step_writes] == ["INSERT"], step_writes
     steps = list(Step.objects.filter(run=run))
-    assert [s.kind for s in steps] == [StepKind.CONTEXT, StepKind.LLM_CALL]
-    assert all(s.status == RunStatus.SUCCEEDED and s.finished_at for s in steps)
-    context_step, llm_step = steps
-    assert "context" not in context_step.request and context_step.request["message_count"] == 8
+    assert [s.kind for s in steps] == [StepKind.LLM_CALL]
+    llm_step = steps[0]
+    assert llm_step.status == RunStatus.SUCCEEDED and llm_step.finished_at
+    assert llm_step.request["message_count"] == 8
+    build = llm_step.request["build"]  # what the context step held, without what the request already has
+    assert build["history_messages"] == 6 and build["context_window"] > 0 and build["ms"] >= 0
+    assert not {"context_tokens", "usable_window"} & set(build) and 0 not in build.values()
     assert set(llm_step.request["context"]) == {"system", "own_upto", "memory_id"}  # defaults left out
     checked = ctx.verify(run, llm_step.request)
     assert checked["verified"] is True and len(checked["messages"]) == 8

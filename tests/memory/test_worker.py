@@ -53,16 +53,17 @@ def test_a_tool_call_round_is_stored_as_messages_and_steps(celery_worker, llm_se
     assert answer.role == "assistant" and answer.content == "It is 14."
 
     steps = list(Step.objects.filter(run=run).order_by("started_at", "id"))
-    assert [s.kind for s in steps] == [StepKind.CONTEXT, StepKind.LLM_CALL, StepKind.TOOL_CALL, StepKind.LLM_CALL]
-    assert steps[2].parent_step_id == steps[1].pk and steps[2].name == "calculator"
-    assert steps[2].response["content"] == "14" and steps[2].status == "succeeded"
+    assert [s.kind for s in steps] == [StepKind.LLM_CALL, StepKind.TOOL_CALL, StepKind.LLM_CALL]
+    assert steps[1].parent_step_id == steps[0].pk and steps[1].name == "calculator"
+    assert steps[1].response["content"] == "14" and steps[1].status == "succeeded"
+    assert "build" in steps[0].request and "build" not in steps[2].request  # the first build's accounting
 
     first, second = chat_requests(llm_server)
     assert [t["function"]["name"] for t in first["tools"]] == ["calculator"]
     assert second["messages"][-2]["tool_calls"] == asking.tool_calls
     assert second["messages"][-1] == {"role": "tool", "content": "14", "name": "calculator",
                                       "tool_call_id": asking.tool_calls[0]["id"]}
-    assert run.prompt_tokens == steps[1].prompt_tokens + steps[3].prompt_tokens
+    assert run.prompt_tokens == steps[0].prompt_tokens + steps[2].prompt_tokens
 
     response = api.get(f"/api/runs/{run.pk}/context")
     assert response.status_code == 200
