@@ -16,7 +16,7 @@ from django.db import connection as db
 
 from connections.endpoint import Endpoint
 from conversations import services
-from conversations.models import RunStatus
+from conversations.models import RunStatus, Step
 from core.redact import ScrubCredentials, scrub_credentials
 from engine.llm import describe_error
 from tests.support.factories import AgentFactory, ConnectionFactory, SessionFactory
@@ -108,6 +108,10 @@ def _rows_containing(needles: list[str]) -> list[str]:
                 cursor.execute(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE %s', [f"%{needle}%"])
                 if cursor.fetchone()[0]:
                     found.append(f"{table}: {needle}")
+    # Steps keep their request and response deflated (core.fields.PackedJSONField): read unpacked.
+    for step in Step.objects.values("request", "response", "error"):
+        text = json.dumps(step)
+        found += [f"conversations_step (unpacked): {needle}" for needle in needles if needle in text]
     return found
 
 
