@@ -147,7 +147,7 @@ def path_facts(run: Run | str, memory_id: str) -> PathFacts:
         _segment_tails_cte() + f", path(id, depth, memory_id) AS (SELECT p.id, p.depth, p.memory_id"
         f" FROM tails t JOIN {table} c ON c.id = t.id JOIN {table} p ON p.segment = c.segment AND p.depth <= c.depth)"
         f" SELECT 0, NULL, depth, memory_id, CAST(NULL AS bigint) FROM path"
-        f" UNION ALL SELECT 1, run_id, NULL, NULL, message_id FROM {Pin._meta.db_table} WHERE run_id {of_path}"
+        f" UNION ALL SELECT 1, run_id, NULL, NULL, message_id FROM {Pin._meta.db_table} WHERE run_id IN ({ancestors})"
         f" UNION ALL SELECT 2, NULL, (SELECT depth FROM path WHERE path.id = run_id), status, id"
         f" FROM {Compaction._meta.db_table} WHERE memory_id = %s AND run_id {of_path}"
     )
