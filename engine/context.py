@@ -4,7 +4,7 @@ Rules, applied in this order to the messages on the path from the root to the ru
 
 1. **Branches**: only the run's ancestors count (one recursive CTE reads the path). A turn reads
    only the messages it can send (:func:`read_path`): those from the ready compaction's start on
-   (rule 3), and the pinned turns (rule 3a); the runs above are known by id, depth and memory id.
+   (rule 3), and the pinned turns (rule 3a); of the runs above it reads only depth and memory id.
 2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
    (agents sharing a ``memory_id`` share history; different ids are isolated).
 3. **Compaction**: the newest *ready* :class:`~memory.models.Compaction` attached to an ancestor
@@ -128,8 +128,8 @@ def pinned_ids(ancestors: list[Message], rows: list[tuple] | None = None) -> set
     """Ids of the pinned messages among ``ancestors`` (path order): a whole-turn pin pins each of
     the turn's messages; a pinned message of a tool exchange pins the whole exchange (call and
     results are sent together); a message that cannot be sent (an unfinished exchange) never is.
-    ``rows``: the pins as ``(run_id, message_id or None)`` when already read (:func:`path_pins`),
-    else one query."""
+    ``rows``: the pins as ``(run_id, message_id or None)`` when already read (with the path:
+    :func:`read_path`), else one query."""
     run_ids = {m.run_id for m in ancestors}
     if not run_ids:
         return set()
@@ -146,7 +146,7 @@ def pinned_ids(ancestors: list[Message], rows: list[tuple] | None = None) -> set
 
 def read_path(run: Run, agent: Agent | None) -> tuple[list, dict]:
     """What a turn of ``run`` reads of its path, once, and only what its context can send: the
-    ``(id, depth, memory id)`` of every run on it, the pins and the compactions (for
+    depth and memory id of every run on it, the pins and the compactions (for
     ``run.memory_id``; none apply with a window of 0) on its ancestors
     (:func:`~conversations.context_spec.path_facts`), then the messages of the runs from the ready
     compaction's ``from_depth`` on (the turns it left out are never sent) and of the pinned runs.
@@ -175,8 +175,8 @@ def read_path(run: Run, agent: Agent | None) -> tuple[list, dict]:
 
 def _reuse(run: Run, path: list | None, memory_id: str, window: int | None, inclusive: bool
            ) -> tuple[list, tuple[Compaction | None, bool], list | None, bool]:
-    """``(path, compactions, pin rows or None, whether the whole path was read here)`` for a
-    context of ``memory_id``: what ``path`` carries when it was read for that memory id
+    """``(path, compactions, pin rows or None, whether a slice was replaced by the whole path)`` for
+    a context of ``memory_id``: what ``path`` carries when it was read for that memory id
     (:func:`read_path`), else read here (the whole path when none is given, or when the
     compaction that applies starts above the slice: then the memory ids are read again too)."""
     carried = isinstance(path, ctx.PathSlice) and path.compactions is not None and path.memory_id == memory_id
@@ -187,7 +187,7 @@ def _reuse(run: Run, path: list | None, memory_id: str, window: int | None, incl
     else:
         compactions = latest_compactions(run, memory_id, inclusive=inclusive)
     if not _holds(path, compactions[0], window):
-        return ctx.path_messages(run), compactions, None, True
+        return ctx.path_messages(run), compactions, None, path is not None
     return path, compactions, path.pins if carried else None, False
 
 
@@ -282,7 +282,9 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
     else:
         compactions = (compaction, False)
     if not _holds(path, compactions[0], window):
-        path, memory_ids = ctx.path_messages(run), None  # the memory ids given may name only a slice's runs
+        if path is not None:
+            memory_ids = None  # those given may name only the slice's runs
+        path = ctx.path_messages(run)
     return _assemble(
         Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
