@@ -1,7 +1,8 @@
 """Issue 2 figures: path reads, rows/bytes per appended turn, fork time, first-token overhead;
 issue 11: the path read on a PostgreSQL table of 1,000,000 runs (``ARBOR_BENCH_TREE_CHAINS`` chains
 of 1,000 turns, default 1,000; fewer for a quick run), warm and cold, with EXPLAIN's buffer counts,
-next to the recursive CTE it replaced."""
+next to the recursive CTE it replaced; issue 26: the reads a worker's turn does at depth 1,000 on that
+table (``engine.context.read_path``), after a compaction and without one, against their goal."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 
 import httpx
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditLog
@@ -22,6 +23,8 @@ from conversations import services
 from conversations.context_spec import path_memory_ids, path_messages
 from conversations.models import Message, Role, Run, RunStatus, Session, Step
 from engine import execute
+from engine.context import latest_compactions, pinned_ids, read_path
+from memory.models import Compaction, CompactionStatus
 from streams.models import RunEvent
 from tests.support.factories import SessionFactory, UserFactory, build_chain
 
@@ -289,7 +292,7 @@ def bench_path_at_scale(bench: Bench) -> None:
         bench.table("Path read at scale", ["skipped"], [["needs PostgreSQL (DATABASE_URL)"]])
         return
     chains, depth = SCALE_CHAINS, SCALE_DEPTH
-    reads = 5  # rows of the table with cold figures
+    reads = 9  # rows of the tables with cold figures
     assert chains > reads * (COLD_SAMPLES + 1), "ARBOR_BENCH_TREE_CHAINS is too small for the cold samples"
     leaf = lambda chain: bigtree.run_id(chain, depth - 1)  # noqa: E731
     # Cold reads take chains nothing has read, spread out: neighbouring chains share heap pages.
@@ -317,9 +320,11 @@ def bench_path_at_scale(bench: Bench) -> None:
             rows.append([f"path_messages, {_segments_on_path(branched)} segments (a branch every 50 turns)",
                          ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cpu, 50)), "", "",
                          *_explain(_sql_of(path_messages, branched)), "", ""])
+            worker = _worker_rows(warm=(0, chains - 1), cold=cold_chains[5:8])
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("DROP TABLE bench_ancestors")
+            Compaction.objects.filter(run__session__owner=user).delete()
     fill = seconds["session"] + seconds["run"] + seconds["message"]
     bench.table(
         f"Path read at scale: depth {depth} of {chains * depth:,} runs ({chains:,} chains, {2 * chains * depth:,} "
@@ -329,7 +334,107 @@ def bench_path_at_scale(bench: Bench) -> None:
          "cold p95 ms", "buffers warm hit/read", "server ms warm", "buffers cold hit/read", "server ms cold"],
         rows,
     )
+    bench.table(
+        f"A worker's path reads for a turn at depth {depth} of {chains * depth:,} runs (issue 26 goal: "
+        f"{WORKER_GOAL}; each row's 1-minute load average beside it)",
+        ["read", "statements", "messages read", "warm p50 ms", "warm p95 ms", "client CPU p50 ms",
+         f"cold p50 ms (n={COLD_SAMPLES})", "cold p95 ms", "buffers warm hit/read", "server ms warm",
+         "buffers cold hit/read", "server ms cold", "goal ms", "load"],
+        worker,
+    )
     bench.table("Storage of the run tree at scale (PostgreSQL, bytes per run)", ["what", "bytes per run"], sizes)
+
+
+WORKER_GOAL = "≤ 5 ms warm p50, ≤ 15 ms cold p50"
+# The compaction the worker's read starts from: on the run 21 turns above the leaf, keeping its 3
+# turns before it (a summary every ~20 turns keeping 4 recent turns, as the default policy does on a
+# window of ~8,000 tokens with these turns of ~250 tokens): 24 turns of messages are read.
+COMPACTED_AT, KEPT_FROM = SCALE_DEPTH - 21, SCALE_DEPTH - 24
+
+
+def _turn_run(chain: int) -> Run:
+    """The leaf of ``chain`` as the worker holds its run after the claim (no query: the fill's ids)."""
+    return Run(pk=bigtree.run_id(chain, SCALE_DEPTH - 1), depth=SCALE_DEPTH - 1,
+               memory_id=Run._meta.get_field("memory_id").get_default())
+
+
+def _compact(chains: list[int]) -> None:
+    """A ready compaction (a summary of 800 characters) on each of ``chains`` at ``COMPACTED_AT``,
+    starting at ``KEPT_FROM``: written without foreign-key checks, so no run's page is read for it."""
+    memory_id = Run._meta.get_field("memory_id").get_default()
+    rows = [Compaction(run_id=bigtree.run_id(c, COMPACTED_AT), memory_id=memory_id, status=CompactionStatus.READY,
+                       from_depth=KEPT_FROM, summary=bigtree.text(800)) for c in chains]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        Compaction.objects.bulk_create(rows)
+
+
+def _read_before(run: Run) -> list:
+    """The worker's reads before issue 26: the whole path, its memory ids, the pins of its runs (by
+    their ids) and the compactions on it."""
+    path = path_messages(run)
+    path_memory_ids(run)
+    pinned_ids([m for m in path if m.run_id != run.pk])
+    latest_compactions(run, run.memory_id)
+    return path
+
+
+def _worker_rows(*, warm: tuple[int, int], cold: list[list[int]]) -> list[list]:
+    """Rows of the worker table: the reads before (on compacted chains), ``read_path`` on compacted
+    chains (``warm[0]``, ``cold[1]``) and on chains without a compaction (``warm[1]``, ``cold[2]``).
+    The segment walk is index-only: ``run_segment_depth`` carries ``id`` and ``memory_id``
+    (migration 0012)."""
+    _compact([warm[0], *cold[0], *cold[1]])
+    compacted = f"read_path, compaction {SCALE_DEPTH - COMPACTED_AT} turns up (from depth {KEPT_FROM})"
+    rows = [
+        _worker_row("before: whole path + memory ids + pins by run id + compactions", _read_before, warm[0], cold[0]),
+        _worker_row(compacted, lambda run: read_path(run, None)[0], warm[0], cold[1]),
+        _worker_row("read_path, no compaction (the whole path)", lambda run: read_path(run, None)[0], warm[1], cold[2]),
+    ]
+    return rows
+
+
+def _worker_row(name: str, read, warm_chain: int, cold_chains: list[int]) -> list:
+    """One row of the worker table: ``read(run)`` (several statements) warm and cold, with EXPLAIN's
+    buffers and server time summed over its statements (cold: the first read of a chain not read
+    yet, on a new backend)."""
+    run = _turn_run(warm_chain)
+    warm, cpu = _timed_with_cpu(lambda: read(run), repeat=50)
+    cold = _cold(read, [_turn_run(c) for c in cold_chains[:-1]])
+    statements, messages, warm_buffers, warm_ms = _explained(read, run)
+    _fresh_backend()
+    _, _, cold_buffers, cold_ms = _explained(read, _turn_run(cold_chains[-1]))
+    return [name, statements, messages, ms(percentile(warm, 50)), ms(percentile(warm, 95)), ms(percentile(cpu, 50)),
+            ms(percentile(cold, 50)), ms(percentile(cold, 95)), warm_buffers, warm_ms, cold_buffers, cold_ms,
+            WORKER_GOAL, f"{os.getloadavg()[0]:.1f}"]
+
+
+def _explained(read, run: Run) -> tuple[int, int, str, str]:
+    """``(statements, messages read, "hit/read", "ms")`` of ``read(run)``: each statement it sends is
+    run under EXPLAIN (ANALYZE, BUFFERS) just before it runs (so a cold read's EXPLAIN sees the cold
+    pages), buffers and server milliseconds summed."""
+    hit = read_pages = count = 0
+    total = 0.0
+
+    def explain_first(execute, sql, params, many, context):
+        nonlocal hit, read_pages, count, total
+        raw = context["cursor"].cursor
+        raw.execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + sql, params)
+        figures = _plan_figures("\n".join(row[0] for row in raw.fetchall()))
+        hit, read_pages = hit + figures[0], read_pages + figures[1]
+        total, count = total + figures[2], count + 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain_first):
+        messages = len(read(run))
+    return count, messages, f"{hit}/{read_pages}", f"{total:.2f}"
+
+
+def _plan_figures(plan: str) -> tuple[int, int, float]:
+    """Shared buffers hit and read (the plan's top node) and the execution time of an EXPLAIN."""
+    buffers = re.search(r"Buffers: shared( hit=(\d+))?( read=(\d+))?", plan)
+    hit, read = (int(buffers.group(2) or 0), int(buffers.group(4) or 0)) if buffers else (0, 0)
+    return hit, read, float(re.search(r"Execution Time: ([\d.]+) ms", plan).group(1))
 
 
 def _branched_path(user, *, every: int) -> Run:
@@ -369,7 +474,7 @@ def _scale_sizes(runs: int) -> list[list]:
         index, run_total, run_heap, message_total, column = cursor.fetchone()
     return [
         ["segment column (in the run row)", f"{float(column):.0f}"],
-        ["run_segment_depth index (segment, depth) INCLUDE (id)", f"{index / runs:.0f}"],
+        ["run_segment_depth index (segment, depth) INCLUDE (id, memory_id)", f"{index / runs:.0f}"],
         ["run table, row + every index", f"{run_total / runs:.0f} (heap {run_heap / runs:.0f})"],
         ["messages of a run (2), rows + indexes, no full-text index", f"{message_total / runs:.0f}"],
     ]

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
-from memory.models import Compaction
+from django.db import connections, router
 
-from .models import Message, PathMessage, Run
+from memory.models import Compaction, Pin
+
+from .models import Message, PathMessage, Run, db_uuid
+from .models.runs import _ancestor_ids_sql, _pk, _segment_tails_cte
 
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
 # The last "not seen" sentence of every context: stored with none of them, added back when read.
@@ -72,9 +77,92 @@ def digest(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def path_messages(run: Run | str) -> list[PathMessage]:
-    """Messages from the root to ``run`` inclusive, in order: one query at any depth."""
-    return Message.objects.path(run, inclusive=True)
+class PathSlice(list):
+    """Messages of a path read from depth ``start`` on (a list of :class:`PathMessage`, in order),
+    plus every message of the runs in ``also`` (whatever their depth), as
+    :func:`path_messages` read them with a ``from_depth``.
+
+    ``earlier``: ``(memory_id, depth)`` of the path's other runs, whose messages were not read
+    (those above ``start`` and not in ``also``). ``compactions`` and ``pins``: what the slice was chosen
+    from, as the engine read them (``(newest ready Compaction or None, a newer one pending)`` for
+    ``memory_id``, and ``[(run_id, message_id or None)]`` of the pins on the path), or None.
+    """
+
+    start: int = 0
+    also: frozenset = frozenset()
+    earlier: tuple = ()
+    memory_id: str | None = None
+    compactions: tuple | None = None
+    pins: list | None = None
+
+
+def path_messages(run: Run | str, *, from_depth: int = 0, also=()) -> list[PathMessage]:
+    """Messages from the root to ``run`` inclusive, in order: one query at any depth. With
+    ``from_depth`` > 0, a :class:`PathSlice`: only the runs at that depth or deeper, and those in
+    ``also`` (run ids), are read (its ``earlier`` is left empty for the caller, who knows the runs)."""
+    if from_depth <= 0:
+        return Message.objects.path(run, inclusive=True)
+    out = PathSlice(Message.objects.path(run, inclusive=True, from_depth=from_depth, runs=sorted(also, key=str)))
+    out.start, out.also = from_depth, frozenset(also)
+    return out
+
+
+def on_path(queryset, run: Run | str, *, inclusive: bool = False):
+    """``queryset`` (of a model with a ``run`` foreign key) narrowed to the rows of ``run``'s
+    ancestors (and of ``run`` when ``inclusive``). The run ids come from the segment walk alone: no
+    run row is read (``run__in=Run.objects.ancestor_of(...)`` reads each run by primary key, four
+    buffers a run on a table of 1,000,000 runs). On PostgreSQL they are one array, so the rows are
+    found by index lookups on their run whatever the table's size or statistics (an ``IN`` subquery
+    may be planned as a scan of the whole table, or a rescan of the path per row)."""
+    ids = _ancestor_ids_sql(_pk(run), inclusive=inclusive, using=queryset.db)
+    column = f'"{queryset.model._meta.db_table}"."{queryset.model._meta.get_field("run").column}"'
+    if connections[queryset.db].vendor != "postgresql":
+        return queryset.filter(run_id__in=ids)
+    return queryset.extra(where=[f"{column} = ANY(ARRAY({ids.sql}))"], params=list(ids.params))
+
+
+class PathFacts(NamedTuple):
+    """What :func:`path_facts` reads: ``memory_ids`` ``[memory_id of the run at depth 0, 1, …]``
+    of the whole path (a path has one run per depth); ``pins`` ``[(run_id, message_id or None)]``
+    on the ancestors; ``compactions`` ``[(depth of its run, status, compaction_id)]`` on the
+    ancestors for the memory id asked."""
+
+    memory_ids: list[str]
+    pins: list[tuple]
+    compactions: list[tuple]
+
+
+def path_facts(run: Run | str, memory_id: str) -> PathFacts:
+    """The memory ids of the runs on the path to ``run`` (inclusive), the pins and the compactions
+    of ``memory_id`` on its ancestors: one statement, one segment walk. The runs are read from the
+    ``(segment, depth)`` index range scan (one heap buffer a run, where ``Run.objects.ancestor_of``
+    looks each up by primary key: four buffers a run at 1,000,000 runs), and only their depth and
+    memory id are sent; pins and compactions are found by index lookups on their run (PostgreSQL:
+    an array of the path's ids)."""
+    table, run_id = Run._meta.db_table, db_uuid(_pk(run))
+    conn = connections[router.db_for_read(Run)]
+    ancestors = "SELECT id FROM path WHERE id <> %s"
+    of_path = f"= ANY(ARRAY({ancestors}))" if conn.vendor == "postgresql" else f"IN ({ancestors})"
+    sql = (
+        _segment_tails_cte() + f", path(id, depth, memory_id) AS (SELECT p.id, p.depth, p.memory_id"
+        f" FROM tails t JOIN {table} c ON c.id = t.id JOIN {table} p ON p.segment = c.segment AND p.depth <= c.depth)"
+        f" SELECT 0, NULL, depth, memory_id, CAST(NULL AS bigint) FROM path"
+        f" UNION ALL SELECT 1, run_id, NULL, NULL, message_id FROM {Pin._meta.db_table} WHERE run_id IN ({ancestors})"
+        f" UNION ALL SELECT 2, NULL, (SELECT depth FROM path WHERE path.id = run_id), status, id"
+        f" FROM {Compaction._meta.db_table} WHERE memory_id = %s AND run_id {of_path}"
+    )
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [run_id, run_id, memory_id, run_id])
+        rows = cursor.fetchall()
+    by_depth, pins, compactions = {}, [], []
+    for kind, pk, depth, text, number in rows:
+        if kind == 0:
+            by_depth[depth] = text
+        elif kind == 1:
+            pins.append((pk if isinstance(pk, uuid.UUID) else uuid.UUID(pk), number))
+        else:
+            compactions.append((depth, text, number))
+    return PathFacts([by_depth[d] for d in range(len(by_depth))], pins, compactions)
 
 
 def path_memory_ids(run: Run | str) -> dict:

@@ -2,7 +2,9 @@
 
 Rules, applied in this order to the messages on the path from the root to the run:
 
-1. **Branches**: only the run's ancestors count (one recursive CTE reads the path).
+1. **Branches**: only the run's ancestors count (one recursive CTE reads the path). A turn reads
+   only the messages it can send (:func:`read_path`): those from the ready compaction's start on
+   (rule 3), and the pinned turns (rule 3a); of the runs above it reads only depth and memory id.
 2. **Memory ids**: an ancestor's messages count only if its run has the memory id being built for
    (agents sharing a ``memory_id`` share history; different ids are isolated).
 3. **Compaction**: the newest *ready* :class:`~memory.models.Compaction` attached to an ancestor
@@ -42,8 +44,8 @@ from memory.policy import Budget, budget_for
 from .context_parts import BuiltContext, Selection, context_tokens, labels_of, message_tokens, not_seen
 
 __all__ = ["SUMMARY_HEADER", "BuiltContext", "ContextOverflow", "agent_budget", "build_context", "context_tokens",
-           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids", "run_counter",
-           "system_prompt_for", "tool_units"]
+           "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids",
+           "read_path", "run_counter", "system_prompt_for", "tool_units"]
 
 SUMMARY_HEADER = ctx.SUMMARY_HEADER
 
@@ -104,32 +106,97 @@ def latest_compactions(run: Run | str, memory_id: str, *, inclusive: bool = Fals
     """The newest ready compaction attached to an ancestor of ``run`` for ``memory_id``, and whether
     a newer one on the path is still pending or running. One query."""
     rows = list(
-        Compaction.objects.filter(run__in=Run.objects.ancestor_of(run, inclusive=inclusive), memory_id=memory_id)
+        ctx.on_path(Compaction.objects.filter(memory_id=memory_id), run, inclusive=inclusive)
         .select_related("run").order_by("-run__depth", "-id")
     )
-    ready = next((c for c in rows if c.status == CompactionStatus.READY), None)
-    ready_depth = ready.run.depth if ready else -1
-    pending = any(
-        c.status in (CompactionStatus.PENDING, CompactionStatus.RUNNING) and c.run.depth > ready_depth for c in rows
-    )
+    ready, pending = _newest([(c.run.depth, c.pk, c.status, c) for c in rows])
     return ready, pending
 
 
-def pinned_ids(ancestors: list[Message]) -> set[int]:
+def _newest(rows: list[tuple]) -> tuple:
+    """``(the item of the newest ready compaction or None, whether a newer one is pending or
+    running)`` of ``rows`` ``[(its run's depth, id, status, item)]``: newest = deepest run, then
+    highest id."""
+    rows = sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)
+    ready = next((r for r in rows if r[2] == CompactionStatus.READY), None)
+    ready_depth = ready[0] if ready else -1
+    pending = any(r[2] in (CompactionStatus.PENDING, CompactionStatus.RUNNING) and r[0] > ready_depth for r in rows)
+    return (ready[3] if ready else None), pending
+
+
+def pinned_ids(ancestors: list[Message], rows: list[tuple] | None = None) -> set[int]:
     """Ids of the pinned messages among ``ancestors`` (path order): a whole-turn pin pins each of
     the turn's messages; a pinned message of a tool exchange pins the whole exchange (call and
     results are sent together); a message that cannot be sent (an unfinished exchange) never is.
-    One query."""
+    ``rows``: the pins as ``(run_id, message_id or None)`` when already read (with the path:
+    :func:`read_path`), else one query."""
     run_ids = {m.run_id for m in ancestors}
     if not run_ids:
         return set()
-    rows = list(Pin.objects.filter(run_id__in=run_ids).values_list("run_id", "message_id"))
+    if rows is None:
+        rows = list(Pin.objects.filter(run_id__in=run_ids).values_list("run_id", "message_id"))
+    rows = [(run_id, message_id) for run_id, message_id in rows if run_id in run_ids]
     if not rows:
         return set()
     whole = {run_id for run_id, message_id in rows if message_id is None}
     single = {message_id for _, message_id in rows if message_id is not None}
     units, _ = tool_units(ancestors)
     return {m.pk for unit in units if any(m.pk in single or m.run_id in whole for m in unit) for m in unit}
+
+
+def read_path(run: Run, agent: Agent | None) -> tuple[list, dict]:
+    """What a turn of ``run`` reads of its path, once, and only what its context can send: the
+    depth and memory id of every run on it, the pins and the compactions (for
+    ``run.memory_id``; none apply with a window of 0) on its ancestors
+    (:func:`~conversations.context_spec.path_facts`), then the messages of the runs from the ready
+    compaction's ``from_depth`` on (the turns it left out are never sent) and of the pinned runs.
+    Two queries at any depth, three when a compaction applies (it is read by id).
+
+    Returns ``(path, memory_ids)``: ``path`` a :class:`~conversations.context_spec.PathSlice`
+    carrying the compactions and pins it was cut by (:func:`build_context` and
+    :func:`measure_next` reuse them, and read the whole path and its memory ids again only when
+    they apply a compaction that starts above the slice); ``memory_ids`` ``{run_id: memory_id}`` of
+    the runs whose messages were read (the others' are in ``path.earlier``)."""
+    window = agent.memory_window_size if agent is not None else None
+    memory_of, pins, found = ctx.path_facts(run, run.memory_id)
+    ready, pending = _newest([(depth, pk, status, pk) for depth, status, pk in found])
+    ready = Compaction.objects.filter(pk=ready).first() if ready is not None and window != 0 else None
+    start = min(ready.from_depth, run.depth) if ready is not None else 0
+    pinned_runs = {run_id for run_id, _ in pins}
+    path = ctx.path_messages(run, from_depth=start, also=pinned_runs)
+    if not isinstance(path, ctx.PathSlice):
+        path = ctx.PathSlice(path)
+    read = {m.depth for m in path}
+    path.earlier = tuple((memory_of[d], d) for d in range(start) if d not in read)
+    path.memory_id, path.pins = run.memory_id, pins
+    path.compactions = (ready, pending) if window != 0 else None
+    return path, {m.run_id: memory_of[m.depth] for m in path}
+
+
+def _reuse(run: Run, path: list | None, memory_id: str, window: int | None, inclusive: bool
+           ) -> tuple[list, tuple[Compaction | None, bool], list | None, bool]:
+    """``(path, compactions, pin rows or None, whether a slice was replaced by the whole path)`` for
+    a context of ``memory_id``: what ``path`` carries when it was read for that memory id
+    (:func:`read_path`), else read here (the whole path when none is given, or when the
+    compaction that applies starts above the slice: then the memory ids are read again too)."""
+    carried = isinstance(path, ctx.PathSlice) and path.compactions is not None and path.memory_id == memory_id
+    if window == 0:
+        compactions = (None, False)
+    elif carried:
+        compactions = path.compactions
+    else:
+        compactions = latest_compactions(run, memory_id, inclusive=inclusive)
+    if not _holds(path, compactions[0], window):
+        return ctx.path_messages(run), compactions, None, path is not None
+    return path, compactions, path.pins if carried else None, False
+
+
+def _holds(path: list | None, compaction: Compaction | None, window: int | None) -> bool:
+    """Whether ``path`` holds every message a context cut by ``compaction`` (None: none applies) and
+    ``window`` can send: the whole path, or a slice starting at or above the compaction's start."""
+    start = getattr(path, "start", 0)
+    return path is not None and (start == 0 or (window != 0 and compaction is not None
+                                                 and compaction.from_depth >= start))
 
 
 def agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Budget:
@@ -174,21 +241,24 @@ def build_context(
         agent = run.agent
     if memory_id is None:
         memory_id = run.memory_id
-    path = path if path is not None else ctx.path_messages(run)
+    window = agent.memory_window_size if agent is not None else None
+    path, compactions, pins, whole = _reuse(run, path, memory_id, window, inclusive=False)
+    if whole:
+        memory_ids = None  # those given may name only a slice's runs
     own = [m for m in path if m.run_id == run.pk]
     if own_upto is None:
         own_upto = max((m.position for m in own), default=-1) + 1
-    window = agent.memory_window_size if agent is not None else None
     ancestors = [m for m in path if m.run_id != run.pk]
     return _assemble(
         Selection(
             ancestors=ancestors, own=[m for m in own if m.position < own_upto],
             own_upto=own_upto, tail=list(tail or []), memory_id=memory_id,
             memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
-            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(ancestors),
+            window=window, system=system_prompt_for(run, agent), pinned=pinned_ids(ancestors, pins),
+            earlier=getattr(path, "earlier", ()),
         ),
         budget=budget or agent_budget(run, agent, model), counter=counter or run_counter(run),
-        compactions=latest_compactions(run, memory_id) if window != 0 else (None, False),
+        compactions=compactions,
     )
 
 
@@ -211,13 +281,16 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
         compactions = latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False)
     else:
         compactions = (compaction, False)
-    path = path if path is not None else ctx.path_messages(run)
+    if not _holds(path, compactions[0], window):
+        if path is not None:
+            memory_ids = None  # those given may name only the slice's runs
+        path = ctx.path_messages(run)
     return _assemble(
         Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system if system is not None else system_prompt_for(run, agent),
-            pinned=pinned_ids(path),
+            pinned=pinned_ids(path), earlier=getattr(path, "earlier", ()),
         ),
         budget=budget or agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,

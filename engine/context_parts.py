@@ -115,6 +115,7 @@ class Selection:
     window: int | None
     system: str
     pinned: set[int] = field(default_factory=set)
+    earlier: tuple = ()  # (memory_id, depth) of ancestors whose messages were not read (none pinned)
 
 
 def labels_of(spec: ctx.ContextSpec, sel: Selection, sent: list[Message]) -> list[str]:
@@ -148,14 +149,17 @@ def _turn_ranges(depths: set[int]) -> str:
 def not_seen(spec: ctx.ContextSpec, sel: Selection, compaction: Compaction | None) -> list[str]:
     """Plain sentences: what the path to this run holds that the model was not sent (or not word for word)."""
     notes: list[str] = []
-    mine = [m for m in sel.ancestors if m.pk not in sel.pinned]
-    other = [m for m in mine if sel.memory_ids.get(m.run_id) != sel.memory_id]
-    mine = [m for m in mine if sel.memory_ids.get(m.run_id) == sel.memory_id]
-    summarised = {m.run.depth for m in mine if spec.summary and m.run.depth < compaction.from_depth}
+    # (memory id, depth) of every ancestor with a message not pinned: those read, and those whose
+    # messages were not read (above a compaction's start; each run has its input message).
+    runs = [(sel.memory_ids.get(m.run_id), m.run.depth) for m in sel.ancestors if m.pk not in sel.pinned]
+    runs += sel.earlier
+    other = [(memory_id, depth) for memory_id, depth in runs if memory_id != sel.memory_id]
+    mine = {depth for memory_id, depth in runs if memory_id == sel.memory_id}
+    summarised = {depth for depth in mine if spec.summary and depth < compaction.from_depth}
     if summarised:
         notes.append(f"{_turn_ranges(summarised).capitalize()} were summarised (summary {spec.summary['id']}): "
                      "the model saw the summary, not the turns.")
-    left_out = {m.run.depth for m in mine if m.run.depth < spec.from_depth} - summarised
+    left_out = {depth for depth in mine if depth < spec.from_depth} - summarised
     if left_out:
         notes.append(f"{_turn_ranges(left_out).capitalize()} were left out (memory window, context budget or "
                      "compaction).")
@@ -165,8 +169,8 @@ def not_seen(spec: ctx.ContextSpec, sel: Selection, compaction: Compaction | Non
     if spec.replaced:
         notes.append(f"{len(spec.replaced)} tool result(s) were sent shortened by compaction.")
     if other:
-        ids = sorted({sel.memory_ids.get(m.run_id) or "" for m in other})
-        notes.append(f"{_turn_ranges({m.run.depth for m in other}).capitalize()} belong to another memory id "
+        ids = sorted({memory_id or "" for memory_id, _ in other})
+        notes.append(f"{_turn_ranges({depth for _, depth in other}).capitalize()} belong to another memory id "
                      f"({', '.join(ids)}) and were not included.")
     notes.append(ctx.OTHER_BRANCHES_NOTE)
     return notes

@@ -10,14 +10,13 @@ from datetime import datetime
 
 from connections.endpoint import Endpoint
 from connections.selectors import endpoint_for
-from conversations import context_spec as ctx
 from conversations.models import Run, Step
 from core.params import model_params
 from core.tokens import TokenCounter, counter_for
 from memory.policy import Budget
 from streams.backends import RunStream
 
-from .context import agent_budget
+from .context import agent_budget, read_path
 from .tools import Tool, tools_for
 
 
@@ -36,9 +35,11 @@ class Totals:
 class Turn:
     """One attempt at a run, as the tool loop sees it.
 
-    ``path``: the messages from the root to the run, read once and extended with the run's tool
-    traffic (and, at the end, its answer) as they are written; ``memory_ids``: ``{run_id:
-    memory_id}`` of the path's runs; ``position``: the next free message position of the run;
+    ``path``: the messages on the path to the run that its context can send (from the newest ready
+    compaction's start on, plus the pinned turns, with the compactions and pins it was cut by:
+    :func:`engine.context.read_path`), read once and extended with the run's tool traffic (and, at
+    the end, its answer) as they are written; ``memory_ids``: ``{run_id: memory_id}`` of the path's
+    runs; ``position``: the next free message position of the run;
     ``counter``: the token counter of the run's endpoint; ``budget``: the context window and the
     tokens reserved for the answer (:func:`engine.context.agent_budget`), derived once; ``build``:
     the first context build's accounting, stored with the first model call.
@@ -60,13 +61,14 @@ class Turn:
 
     @classmethod
     def start(cls, run: Run, stream: RunStream) -> Turn:
-        """Three queries (the path, its memory ids, the model's context window; the default
-        connection once more when the run has none). Raises ConnectionUnusable (naming it) when the
-        run's connection is disabled or deleted."""
+        """Five queries at any depth (the compactions and pins on the path, its runs, the messages
+        the context can send, the model's context window; the default connection once more when the
+        run has none). Raises ConnectionUnusable (naming it) when the run's connection is disabled
+        or deleted."""
         endpoint = endpoint_for(run.connection)
-        path = ctx.path_messages(run)
+        path, memory_ids = read_path(run, run.agent)
         return cls(
-            run=run, stream=stream, endpoint=endpoint, path=path, memory_ids=ctx.path_memory_ids(run),
+            run=run, stream=stream, endpoint=endpoint, path=path, memory_ids=memory_ids,
             tools=tools_for(run.agent), params=model_params(run.params), counter=counter_for(endpoint.base_url),
             budget=agent_budget(run, run.agent),
             position=max((m.position for m in path if m.run_id == run.pk), default=0) + 1,

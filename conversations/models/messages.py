@@ -73,6 +73,20 @@ _PATH_SELECT = ("m.id, m.run_id, {depth}, m.position, m.role, m.content, m.name,
                 " NULLIF(m.metadata, '{{}}'), m.token_count")
 
 
+def _path_filter(depth: str, run, *, inclusive: bool, from_depth: int, runs) -> tuple[str, list]:
+    """The ``WHERE`` of :meth:`MessageQuerySet.path` on the path's runs ``p`` (``depth``: the SQL of
+    their depth) and the statement's parameters (the run's id first, for the segment walk)."""
+    params, clauses = [db_uuid(_pk(run))], []
+    if not inclusive:
+        clauses.append("p.id <> %s")
+        params.append(db_uuid(_pk(run)))
+    if from_depth > 0:
+        also = [db_uuid(r) for r in runs]
+        clauses.append(f"({depth} >= %s" + (f" OR p.id IN ({', '.join(['%s'] * len(also))}))" if also else ")"))
+        params += [int(from_depth), *also]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
 def _with_uuid_run_ids(rows: list[tuple]) -> list[tuple]:
     """``rows`` with their run ids (hex text) as UUIDs, each run's converted once."""
     to_python, seen = Run._meta.pk.to_python, {}
@@ -98,10 +112,12 @@ def _path_row_converter(conn):
 
 
 class MessageQuerySet(models.QuerySet):
-    def path(self, run, *, inclusive: bool = True) -> list[PathMessage]:
+    def path(self, run, *, inclusive: bool = True, from_depth: int = 0, runs=()) -> list[PathMessage]:
         """Messages from the root to ``run`` (a Run or its id) in conversation order, as
         :class:`PathMessage` (no model instances). ``inclusive=False`` leaves out ``run``'s own
-        messages.
+        messages. ``from_depth``: only the runs at this depth or deeper, plus the runs whose ids are
+        in ``runs`` (the path is still walked from the root; the messages of the runs left out are
+        not read: what a context after a compaction needs).
 
         One query at any depth: the segment walk of :class:`RunQuerySet` (two primary key lookups
         per segment on the path), one index range scan of ``(segment, depth)`` per segment and one
@@ -109,14 +125,13 @@ class MessageQuerySet(models.QuerySet):
         tuples as they are; only those with tool calls, metadata or encrypted text pass through the
         fields' converters (on SQLite, run ids come as text and become UUIDs first, once per run).
         """
-        table, runs = Message._meta.db_table, _path_runs_sql(connections[self.db].vendor)
-        sql = (
-            _segment_tails_cte() + " SELECT " + _PATH_SELECT.format(depth=runs.depth) + runs.from_sql
-            + f" JOIN {table} m ON m.run_id = p.id" + ("" if inclusive else " WHERE p.id <> %s")
-            + f" ORDER BY {runs.order}, m.position"
-        )
-        params = [db_uuid(_pk(run))] if inclusive else [db_uuid(_pk(run)), db_uuid(_pk(run))]
         conn = connections[self.db]
+        table, on_path = Message._meta.db_table, _path_runs_sql(conn.vendor)
+        where, params = _path_filter(on_path.depth, run, inclusive=inclusive, from_depth=from_depth, runs=runs)
+        sql = (
+            _segment_tails_cte() + " SELECT " + _PATH_SELECT.format(depth=on_path.depth) + on_path.from_sql
+            + f" JOIN {table} m ON m.run_id = p.id" + where + f" ORDER BY {on_path.order}, m.position"
+        )
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()

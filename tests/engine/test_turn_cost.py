@@ -55,10 +55,11 @@ def test_queries_per_turn_are_the_same_at_depth_10_and_500(user, big_window, dja
     # One path read per turn, whatever the depth (the recursive segment walk appears once more in
     # the memory ids' read, and in the pins' and compactions' lookups, never once per run).
     assert sum("WITH RECURSIVE" in s and "conversations_message" in s for s in worker500) == 1, worker500
-    # Claim, run, default connection, path, memory ids, context window, pins, compactions; one
-    # transaction for the answer, the run and the model call's step (which holds the context
-    # build's accounting); the comparisons' receiver (3); compaction's measuring on the turn's path
-    # (compactions, pins): 18.
+    # Claim, run, default connection, the path's facts (memory ids, pins, compactions: one
+    # statement), the messages the context can send, context window (the build reuses what the turn
+    # read); one transaction for the answer, the run and the model call's step (which holds the
+    # context build's accounting); the comparisons' receiver (3); compaction's measuring on the
+    # turn's path (compactions, pins): 18 at most.
     assert len(worker500) <= 18, "\n".join(s[:160] for s in worker500)
 
 
