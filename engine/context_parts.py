@@ -69,7 +69,8 @@ class BuiltContext:
         return (self.fixed_tokens + self.history_tokens) / usable if usable else 0.0
 
     def describe(self) -> dict:
-        """The accounting stored with the context step (JSON)."""
+        """The build's accounting (JSON), stored in the first model call's request under ``build``
+        (a ``context`` step only when the build failed)."""
         return {
             "context_tokens": self.tokens, "usable_window": self.budget.usable,
             "context_window": self.budget.context_window,

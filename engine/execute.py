@@ -153,8 +153,9 @@ def _converse(turn: Turn, built: BuiltContext, *, final_attempt: bool) -> Outcom
 
 
 def _build(turn: Turn) -> BuiltContext:
-    """The run's context from what the turn already read and derived (path, memory ids, counter,
-    budget): two queries (pins, compactions) whatever the depth."""
+    """The run's context from what the turn already read and derived (the path's slice, its memory
+    ids, pins and compactions, the counter and budget, :meth:`engine.turn.Turn.start`): no query of
+    its own, unless the compaction that applies starts above the slice (then the path once more)."""
     return build_context(turn.run, path=turn.path, counter=turn.counter, budget=turn.budget,
                          memory_ids=turn.memory_ids)
 
