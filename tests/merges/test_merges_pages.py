@@ -35,6 +35,18 @@ def _finish(run, answer):
     Message.objects.create(run=run, position=1, role="assistant", content=answer)
 
 
+def _one_turn_merged(owner, label: str | None = None):
+    """A session with a main chain of 3 turns and a side branch of 4 from its first turn (named
+    ``label`` if given); the side's turn 2 merged onto the main's tip. ``(session, main, side, merge)``."""
+    session = SessionFactory(owner=owner)
+    main = build_chain(session, 3)
+    side = build_chain(session, 4, parent=main[0])
+    if label:
+        BranchLabel.objects.create(session=session, run=side[-1], name=label)
+    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
+    return session, main, side, services.merge_create(session=session, plan=plan)
+
+
 def test_ask_all_starts_a_fan_out_and_the_chat_shows_it_side_by_side(client, me):
     session = SessionFactory(owner=me)
     build_chain(session, 2)
@@ -137,11 +149,7 @@ def test_chat_page_query_count_stays_with_merges_present(client, me):
 
 
 def test_tree_map_draws_provenance_edges_dashed_until_undone(client, me):
-    session = SessionFactory(owner=me)
-    main = build_chain(session, 3)
-    side = build_chain(session, 4, parent=main[0])
-    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
-    merge = services.merge_create(session=session, plan=plan)
+    session, main, side, merge = _one_turn_merged(me)
     svg = client.get(f"/s/{session.pk}/tree/map").content.decode()
     drawn = re.search(r'<path class="prov" d="M(\d+) (\d+)L(\d+) (\d+)"/>', svg)
     assert drawn, svg[:500]
@@ -192,23 +200,14 @@ def test_compare_blind_turns_a_fan_out_into_a_blind_comparison(client, me):
 
 
 def test_branch_diff_compares_a_merge_turn_by_what_it_carried(client, me):
-    session = SessionFactory(owner=me)
-    main = build_chain(session, 3)
-    side = build_chain(session, 4, parent=main[0])
-    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
-    merge = services.merge_create(session=session, plan=plan)
+    session, main, side, merge = _one_turn_merged(me)
     other = build_chain(session, 1, parent=main[-1])
     page = client.get(f"/s/{session.pk}/diff/", {"a": merge.pk, "b": other[-1].pk}).content.decode()
     assert "Merged:" in page and "question 2" in page and "answer 2" in page
 
 
 def test_the_turn_head_marks_a_pruned_merge_source(client, me):
-    session = SessionFactory(owner=me)
-    main = build_chain(session, 3)
-    side = build_chain(session, 4, parent=main[0])
-    BranchLabel.objects.create(session=session, run=side[-1], name="draft B")
-    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
-    merge = services.merge_create(session=session, plan=plan)
+    session, main, side, merge = _one_turn_merged(me, label="draft B")
     assert "(pruned)" not in client.get(f"/s/{session.pk}/").content.decode()
     branch_tools.prune_subtree(session=session, run=side[0])
     page = client.get(f"/s/{session.pk}/?at={merge.pk}").content.decode()
@@ -217,11 +216,7 @@ def test_the_turn_head_marks_a_pruned_merge_source(client, me):
 
 
 def test_merge_undo_is_refused_once_a_turn_hangs_below_the_merge_turn(client, me):
-    session = SessionFactory(owner=me)
-    main = build_chain(session, 3)
-    side = build_chain(session, 4, parent=main[0])
-    plan = services.merge_plan(session=session, target=main[-1], source=side[-1], mode="turns", run_ids=[side[1].pk])
-    merge = services.merge_create(session=session, plan=plan)
+    session, main, side, merge = _one_turn_merged(me)
     below = build_chain(session, 2, parent=merge)
     url = f"/s/{session.pk}/runs/{merge.pk}/merge/undo"
     refused = client.post(url, follow=True)
