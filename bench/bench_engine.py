@@ -3,12 +3,12 @@
 A real Celery worker (the threads pool on the run queue, as ``make run`` starts it), uvicorn with
 ``ARBOR_WEB_WORKERS`` processes (default 2), and one asyncio client per run that POSTs the run and
 reads its SSE stream to ``done`` (reconnecting with ``Last-Event-ID`` if the stream ends early).
-The scripted model answers 30 tokens 0.1 s apart (~3 s): N = ``ARBOR_BENCH_ENGINE_SIZES`` runs at
-once (10, 50, 100, 200) with ``ARBOR_WEB_WORKERS`` web processes and ``ARBOR_RUN_CONCURRENCY`` run
-threads, then ``ARBOR_BENCH_ENGINE_MATRIX_RUNS`` runs (100; 0: not measured) at 1 and 2 web processes
-× 64 and 128 run threads. Each row gives the load average (the machine is shared). Then Arbor's own
-time per turn against a model that answers at once, at depth 10 and 500 (``ARBOR_BENCH_ENGINE_TURNS=0``
-leaves that out).
+The scripted model, in a process of its own, answers 30 tokens 0.1 s apart (~3 s): N =
+``ARBOR_BENCH_ENGINE_SIZES`` runs at once (10, 50, 100, 200) with ``ARBOR_WEB_WORKERS`` web processes
+and ``ARBOR_RUN_CONCURRENCY`` run threads, then ``ARBOR_BENCH_ENGINE_MATRIX_RUNS`` runs (100; 0: not
+measured) at 1 and 2 web processes × 64 and 128 run threads. Each row gives the load average (the
+machine is shared). Then Arbor's own time per turn against a model that answers at once, at depth 10
+and 500 (``ARBOR_BENCH_ENGINE_TURNS=0`` leaves that out).
 
 On PostgreSQL + Redis run with ``DATABASE_URL`` and ``CELERY_BROKER_URL``; without them it measures
 the embedded default (SQLite, the filesystem broker, database streams).
@@ -33,7 +33,7 @@ from conversations.models import Run, RunStatus
 from tests.support.crowd import burst
 from tests.support.factories import SessionFactory, UserFactory, build_chain
 from tests.support.pg import PeakConnections
-from tests.support.processes import Proc, start_web, start_worker
+from tests.support.processes import Proc, start_model_server, start_web, start_worker
 
 MODEL_SCRIPT = "[[tokens:30]] [[delay:0.1]]"  # ~3 s per answer
 SIZES = [int(n) for n in os.environ.get("ARBOR_BENCH_ENGINE_SIZES", "10,50,100,200").split(",")]
@@ -44,6 +44,7 @@ MATRIX = [(1, 64), (1, 128), (2, 64), (2, 128)]
 
 class _Server:  # what child_env/start_worker need of the model server
     base_url = ""
+    proc: Proc | None = None  # the scripted model's own process
 
 
 def _family(root_pid: int) -> dict[int, tuple[int, float]]:
@@ -84,7 +85,7 @@ def _cpu_seconds(root_pid: int) -> float:
 
 
 def _own_cpu_seconds() -> float:
-    """CPU time of this process: the asyncio clients and the scripted model server's threads."""
+    """CPU time of this process: the asyncio clients."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -103,13 +104,16 @@ def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> 
     sampler = PeakConnections() if postgres else None
     if sampler:
         sampler.start()
-    cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds())
+    model_pid = _Server.proc.popen.pid
+    cpu_before = (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _cpu_seconds(model_pid),
+                  _own_cpu_seconds())
     load = os.getloadavg()[0]
     began = time.monotonic()
     results = asyncio.run(burst(base, token, [s.pk for s in sessions], f"{MODEL_SCRIPT} n{n}"))
     all_done = time.monotonic() - began
     cpu = [after - before for after, before in zip(
-        (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _own_cpu_seconds()), cpu_before, strict=True)]
+        (_cpu_seconds(web.popen.pid), _cpu_seconds(worker.popen.pid), _cpu_seconds(model_pid), _own_cpu_seconds()),
+        cpu_before, strict=True)]
     peak = sampler.stop() if sampler else "n/a"
     runs = Run.objects.filter(session__in=sessions)
     waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
@@ -134,7 +138,7 @@ def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> 
 
 HEADERS = ["runs", "all done s", "first delta p50 ms", "p95 ms", "max ms", "queue wait p50 ms",
            "drops (streams cut before done)", "errors", "POST p95 ms", "peak PG connections", "worker RSS MiB",
-           "CPU s: web / worker / clients + model", "CPU busy % of all cores", "load average (1 min) before → after"]
+           "CPU s: web / worker / model / clients", "CPU busy % of all cores", "load average (1 min) before → after"]
 GOALS = ("goals on 2 cores: 100 runs all done ≤ 6 s, first delta p95 ≤ 1.5 s, POST p95 ≤ 300 ms; "
          "200 runs 0 errors, 0 drops, ≤ 60 PG connections")
 
@@ -218,11 +222,20 @@ def bench_comparison_start(bench: Bench, user) -> None:
 
 
 def run(bench: Bench) -> None:
-    _Server.base_url = bench.llm_base_url
+    """The scripted model runs in a process of its own here: in the bench's process it would share
+    one interpreter lock with the 100–200 clients, and its CPU would be counted as theirs."""
     os.environ.setdefault("ARBOR_WEB_WORKERS", "2")
     user = UserFactory()
     token = ApiToken.issue(user=user)[1]
     log_dir = Path(tempfile.mkdtemp(prefix="arbor-bench-engine-"))
+    _Server.proc, _Server.base_url = start_model_server(log_dir)
+    try:
+        _measure(bench, user, token, log_dir)
+    finally:
+        _Server.proc.stop()
+
+
+def _measure(bench: Bench, user, token: str, log_dir: Path) -> None:
     bench_concurrent(bench, user, token, log_dir)
     if MATRIX_RUNS:
         bench_process_matrix(bench, user, token, log_dir)

@@ -50,7 +50,7 @@ from core.tokens import TokenCounter
 from memory.models import Agent, Compaction, CompactionStatus, SharedSummary
 from memory.policy import Budget, budget_for, parse_policy, policy_for
 
-from .context import measure_next, pinned_ids, run_counter
+from .context import latest_compactions, measure_next, pinned_ids, run_counter
 from .llm import describe_error, get_client, is_transient, summariser_endpoint
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,11 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     commit. Returns the compaction created, or None (under the threshold, compaction disabled, the
     run did not succeed, a window of 0, or another compaction on this path still in progress).
     ``path`` (the messages from the root through ``run``'s last), ``memory_ids``, ``counter`` and
-    ``budget``: reused when given (the engine passes its turn's), else read. Two queries under the
-    threshold (pins, compactions on the path); two more to create one.
+    ``budget``: reused when given (the engine passes its turn's), else read. Under the threshold no
+    query when ``path`` is the turn's slice (its pins and compactions, read at the turn's start,
+    are reused), else two (pins, compactions on the path); over it, one to see whether a compaction
+    on the path is already under way, then the compactions are read again and measured with (one
+    may have become ready during the turn), then two more to create one.
     """
     if status != RunStatus.SUCCEEDED:
         return None
@@ -107,15 +110,15 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
     if not policy.enabled or not policy.strategies or (agent is not None and agent.memory_window_size == 0):
         return None
     measured = measure_next(run, agent=agent, counter=counter, path=path, memory_ids=memory_ids, budget=budget)
-    if measured.full_utilisation <= policy.threshold:
+    if measured.full_utilisation <= policy.threshold or _busy(run):
         return None
-    recent = timezone.now() - timedelta(seconds=STALE_SECONDS)
-    busy = Compaction.objects.filter(
-        run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=run.memory_id,
-        status__in=(CompactionStatus.PENDING, CompactionStatus.RUNNING), created_at__gte=recent,
-    ).exists()
-    if busy:
-        return None
+    if isinstance(path, ctx.PathSlice) and path.compactions is not None:
+        # Measured with the compactions read at the turn's start: one may have become ready since.
+        fresh = latest_compactions(run, run.memory_id, inclusive=True)
+        measured = measure_next(run, agent=agent, counter=counter, path=path, memory_ids=memory_ids,
+                                budget=budget, compaction=fresh[0])
+        if measured.full_utilisation <= policy.threshold:
+            return None
     with transaction.atomic():
         compaction, created = Compaction.objects.get_or_create(
             run=run, memory_id=run.memory_id,
@@ -128,6 +131,16 @@ def compaction_consider(*, run: Run, status: str = RunStatus.SUCCEEDED, counter:
         if created:
             _enqueue(compaction)
     return compaction if created else None
+
+
+def _busy(run: Run) -> bool:
+    """Whether a compaction for ``run``'s memory id on its path (``run`` included) is pending or
+    running and younger than ``STALE_SECONDS`` (one query)."""
+    recent = timezone.now() - timedelta(seconds=STALE_SECONDS)
+    return Compaction.objects.filter(
+        run__in=Run.objects.ancestor_of(run, inclusive=True), memory_id=run.memory_id,
+        status__in=(CompactionStatus.PENDING, CompactionStatus.RUNNING), created_at__gte=recent,
+    ).exists()
 
 
 def _enqueue(compaction: Compaction) -> None:

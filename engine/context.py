@@ -270,27 +270,32 @@ def measure_next(run: Run, *, agent: Agent | None | object = ..., counter: Token
     input): what compaction measures after ``run`` finishes, and again after each strategy.
 
     ``compaction``: measure as if this (possibly unsaved) compaction applied; default: the newest
-    ready one on the path. ``path`` (through ``run``'s last message), ``memory_ids``, ``counter``
-    and ``budget`` may be passed when already read. ``system``: the system prompt to count (default
-    :func:`system_prompt_for` ``run`` and ``agent``).
+    ready one on the path, as ``path`` carries it when it is the turn's :func:`read_path` slice
+    (read at the turn's start: no query; :func:`engine.compaction.compaction_consider` measures
+    again with a fresh read before it acts on a figure over its threshold), else read (one query).
+    ``path`` (through ``run``'s last message), ``memory_ids``, ``counter`` and ``budget`` may be
+    passed when already read; the pins come with a carried ``path``, else one query.
+    ``system``: the system prompt to count (default :func:`system_prompt_for` ``run`` and ``agent``).
     """
     if agent is ...:
         agent = run.agent
     window = agent.memory_window_size if agent is not None else None
+    pins = None
     if compaction is ...:
-        compactions = latest_compactions(run, run.memory_id, inclusive=True) if window != 0 else (None, False)
+        path, compactions, pins, whole = _reuse(run, path, run.memory_id, window, inclusive=True)
     else:
         compactions = (compaction, False)
-    if not _holds(path, compactions[0], window):
-        if path is not None:
-            memory_ids = None  # those given may name only the slice's runs
-        path = ctx.path_messages(run)
+        whole = not _holds(path, compaction, window)
+        if whole:
+            path = ctx.path_messages(run)
+    if whole:
+        memory_ids = None  # those given may name only the slice's runs
     return _assemble(
         Selection(
             ancestors=path, own=[], own_upto=0, tail=[],
             memory_id=run.memory_id, memory_ids=memory_ids if memory_ids is not None else ctx.path_memory_ids(run),
             window=window, system=system if system is not None else system_prompt_for(run, agent),
-            pinned=pinned_ids(path), earlier=getattr(path, "earlier", ()),
+            pinned=pinned_ids(path, pins), earlier=getattr(path, "earlier", ()),
         ),
         budget=budget or agent_budget(run, agent), counter=counter or run_counter(run),
         compactions=compactions,

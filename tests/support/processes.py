@@ -113,6 +113,27 @@ def start_worker(llm_server, proc_log_dir, name="worker", queue=None, pool="thre
     raise RuntimeError(f"Celery worker did not start:\n{proc.output()[-3000:]}")
 
 
+def start_model_server(proc_log_dir) -> tuple[Proc, str]:
+    """The scripted model (:mod:`tests.llm_server`) in a process of its own, so that its CPU is not
+    the caller's (a benchmark's clients share no interpreter lock with it); returns the process and
+    its base URL (``http://127.0.0.1:<port>/v1``) once it answers. Its recorded requests stay in
+    that process."""
+    port = free_port()
+    proc = Proc("model", [sys.executable, "-m", "tests.llm_server", str(port)], dict(os.environ), proc_log_dir)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            httpx.get(f"{url}/models", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            if proc.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.stop()
+    raise RuntimeError(f"the scripted model did not start:\n{proc.output()[-3000:]}")
+
+
 def start_web(llm_server, proc_log_dir, workers: int = 1, name: str = "uvicorn", **extra_env) -> tuple[Proc, str]:
     """Arbor under uvicorn (real ASGI, real streaming) on a free loopback port with ``workers``
     processes and ``extra_env``; returns the process and its base URL once it answers."""
