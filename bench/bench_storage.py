@@ -1,5 +1,4 @@
-"""``bench storage``: what PostgreSQL keeps per turn with the real pipeline, and where Arbor's own
-time per turn goes.
+"""``bench storage``: what PostgreSQL keeps per turn with the real pipeline.
 
 Storage: ``ARBOR_BENCH_STORAGE_TURNS`` (default 500) turns of one conversation, each started as the
 web starts it (``services.run_start``: the run, its input, the session, the audit row) and answered
@@ -14,23 +13,21 @@ they are not in the input). After the last turn the bench waits for every queued
 Sizes are summed over **every table** of the database (heap, TOAST and every index:
 ``pg_total_relation_size``), before and after, and shown per table with their live row bytes
 (``pg_column_size`` of each row) and dead row versions. Text = the bytes of ``Message.content``
-the turns stored. Goals: total disk ≤ 3 × text; live rows ≤ 2 × text. PostgreSQL only.
-
-Profile: Arbor's own time per turn in one process (``run_start`` then ``run_execute``, the model
-answering at once), at depth 10 and 500, with cProfile's top functions.
+the turns stored. Goals: total disk ≤ 3 × text; live rows ≤ 2 × text. PostgreSQL only. Then the
+same conversation goes on for ``ARBOR_BENCH_STORAGE_MORE`` (default 500; 0: not measured) more
+turns, measured alone: what a turn adds once every table and index has its first pages and the
+full-text index knows the common words (the first turns pay for those once per database).
 
 Full-text index: ``fastupdate`` on against off on ``ARBOR_BENCH_FTS_ROWS`` (default 100,000)
 messages: index size, INSERT time, keyword-search latency.
 
-``ARBOR_BENCH_STORAGE_PARTS`` (default ``disk,profile,fts``) picks the parts.
+``ARBOR_BENCH_STORAGE_PARTS`` (default ``disk,fts``) picks the parts. Arbor's own time per turn is
+``bench turn_profile``'s.
 """
 
 from __future__ import annotations
 
-import cProfile
-import io
 import os
-import pstats
 import tempfile
 import time
 from pathlib import Path
@@ -42,12 +39,12 @@ from django.db import connection
 from bench.harness import Bench, ms, percentile
 from conversations import services
 from conversations.models import FINISHED_STATUSES, Run, Session
-from engine import execute
 from memory.models import Compaction, CompactionStatus
 from tests.support.factories import SessionFactory, UserFactory
 from tests.support.processes import purge_broker, start_worker
 
 TURNS = int(os.environ.get("ARBOR_BENCH_STORAGE_TURNS", "500"))
+MORE = int(os.environ.get("ARBOR_BENCH_STORAGE_MORE", "500"))
 INPUT_CHARS, ANSWER_CHARS = 200, 800
 INSTANT = "[[delay:0]]"
 
@@ -130,9 +127,10 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.005)
 
 
-def _converse(session: Session, pairs: list[tuple[str, str]]) -> list[Run]:
+def _converse(session: Session, pairs: list[tuple[str, str]], first: int = 0) -> list[Run]:
+    """One turn per pair (the ``first``-th canned answer on), each waited for; then the compactions."""
     runs = []
-    for i, (question, _) in enumerate(pairs):
+    for i, (question, _) in enumerate(pairs, start=first):
         session.refresh_from_db()
         run = services.run_start(session=session, input=f"{question} [[canned:{i}]] {INSTANT}")
         _wait(lambda run=run: Run.objects.filter(pk=run.pk, status__in=FINISHED_STATUSES).exists(), 60, "a run")
@@ -162,8 +160,35 @@ def _table_rows(before: dict, after: dict, text: int, turns: int) -> tuple[list[
     return rows, sums
 
 
+def _text_bytes(runs: list[Run]) -> int:
+    """Bytes of ``Message.content`` of ``runs``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(octet_length(content)), 0) FROM conversations_message "
+                       "WHERE run_id = ANY(%s)", [[r.pk for r in runs]])
+        return int(cursor.fetchone()[0])
+
+
+HEADERS = ["table", "rows added", "UPDATEs (HOT)", "dead rows", "live row B/turn", "heap B/turn", "TOAST B/turn",
+           "index B/turn", "total B/turn", "× text"]
+
+
+def _more_turns(bench: Bench, session: Session, pairs: list[tuple[str, str]], before: dict) -> None:
+    """The ``MORE`` turns after the first ``TURNS`` of the same conversation, measured alone."""
+    started = time.perf_counter()
+    runs = _converse(session, pairs[TURNS:], first=TURNS)
+    seconds = time.perf_counter() - started
+    time.sleep(0.6)
+    text, turns = _text_bytes(runs), len(runs)
+    rows, sums = _table_rows(before, _sizes(), text, turns)
+    bench.table(
+        f"The next {turns} turns of the same conversation, alone ({seconds:.0f} s; text {text / turns:.0f} "
+        f"bytes/turn): what a turn adds once the tables and indexes have their first pages. Total disk = "
+        f"{sums['total'] / text:.2f} × text (goal ≤ 3 ×); live rows = {sums['row_bytes'] / text:.2f} × text "
+        "(goal ≤ 2 ×)", HEADERS, rows)
+
+
 def bench_bytes_per_turn(bench: Bench, user) -> None:
-    pairs = sharegpt_turns(TURNS)
+    pairs = sharegpt_turns(TURNS + MORE)
     httpx.post(f"{bench.llm_base_url.rstrip('/').removesuffix('/v1')}/_canned", json=[a for _, a in pairs])
     _Server.base_url = bench.llm_base_url
     purge_broker()
@@ -173,43 +198,46 @@ def bench_bytes_per_turn(bench: Bench, user) -> None:
     try:
         before, indexes_before = _sizes(), _index_sizes()
         started = time.perf_counter()
-        runs = _converse(session, pairs)
+        runs = _converse(session, pairs[:TURNS])
         seconds = time.perf_counter() - started
         time.sleep(0.6)  # statistics are flushed at most every 0.5 s by other backends
-        after, indexes_after = _sizes(), _index_sizes()
+        after = _sizes()
+        _first_turns(bench, session, runs, seconds, (before, after), (indexes_before, _index_sizes()))
+        if MORE:
+            _more_turns(bench, session, pairs, after)
     finally:
         worker.stop()
-    turns = len(runs)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(SUM(octet_length(m.content)), 0) FROM conversations_message m "
-                       "JOIN conversations_run r ON r.id = m.run_id WHERE r.session_id = %s", [session.pk])
-        text = int(cursor.fetchone()[0])
+    everything = list(Run.objects.filter(session=session))
+    _after_vacuum(bench, before, _text_bytes(everything), len(everything))
+
+
+def _first_turns(bench: Bench, session: Session, runs: list[Run], seconds: float, sizes: tuple[dict, dict],
+                 indexes: tuple[dict, dict]) -> None:
+    """The tables of the first ``TURNS`` turns: every table's growth, then every index's."""
+    turns, text = len(runs), _text_bytes(runs)
     compactions = Compaction.objects.filter(run__session=session).values_list("status", flat=True)
-    rows, sums = _table_rows(before, after, text, turns)
+    rows, sums = _table_rows(*sizes, text, turns)
     bench.table(
         f"Disk per turn on PostgreSQL, real pipeline ({turns} ShareGPT turns of ~{INPUT_CHARS} + ~{ANSWER_CHARS} "
         f"characters in {seconds:.0f} s; a Celery worker; {len(compactions)} compactions "
         f"({sum(s == CompactionStatus.READY for s in compactions)} ready); audit on; text {text / turns:.0f} "
         f"bytes/turn). Total disk = {sums['total'] / text:.2f} × text (goal ≤ 3 ×); live rows = "
-        f"{sums['row_bytes'] / text:.2f} × text (goal ≤ 2 ×)",
-        ["table", "rows added", "UPDATEs (HOT)", "dead rows", "live row B/turn", "heap B/turn", "TOAST B/turn",
-         "index B/turn", "total B/turn", "× text"], rows,
+        f"{sums['row_bytes'] / text:.2f} × text (goal ≤ 2 ×)", HEADERS, rows,
     )
-    grown = sorted(((name, table, size - indexes_before.get(name, (table, 0))[1])
-                    for name, (table, size) in indexes_after.items()), key=lambda r: -r[2])
+    grown = sorted(((name, table, size - indexes[0].get(name, (table, 0))[1])
+                    for name, (table, size) in indexes[1].items()), key=lambda r: -r[2])
     bench.table("Index growth per turn (the indexes that grew)", ["index", "table", "B/turn", "× text"],
                 [[name, table, f"{size / turns:.0f}", f"{size / text:.2f}"] for name, table, size in grown if size])
-    _after_vacuum(bench, before, text, turns)
 
 
 def _after_vacuum(bench: Bench, before: dict, text: int, turns: int) -> None:
-    """The same sums after a plain VACUUM of every table (what autovacuum reaches)."""
+    """The same sums after a plain VACUUM of every table (what autovacuum reaches), over all turns."""
     with connection.cursor() as cursor:
         for table in _tables():
             cursor.execute(f'VACUUM "{table}"')
     time.sleep(0.6)
     _, sums = _table_rows(before, _sizes(), text, turns)
-    bench.table("The same after a plain VACUUM", ["total B/turn", "× text", "dead rows"],
+    bench.table(f"All {turns} turns after a plain VACUUM", ["total B/turn", "× text", "dead rows"],
                 [[f"{sums['total'] / turns:.0f}", f"{sums['total'] / text:.2f}", sums["dead"]]])
 
 
@@ -277,57 +305,14 @@ def bench_fts(bench: Bench) -> None:
                  *[f"search {t} ms" for t in FTS_TERMS]], rows)
 
 
-def _turn(session: Session, text: str) -> Run:
-    run = services.run_start(session=session, input=text)
-    execute.run_execute(run_id=str(run.pk))
-    return run
-
-
-def bench_turn_profile(bench: Bench, user) -> None:
-    """Arbor's own time per turn in one process: web half (run_start) and worker half (run_execute),
-    at depth 10 and 500, with the scripted model answering at once; then the top functions."""
-    rows = []
-    pairs = sharegpt_turns(520)
-    profiles = {}
-    for depth in (10, 500):
-        profiles[depth] = profile = cProfile.Profile()
-        session = SessionFactory(owner=user)
-        for i in range(depth):
-            session.refresh_from_db()
-            _turn(session, f"{pairs[i][0]} [[canned:{i}]] {INSTANT}")
-        web, worker = [], []
-        for i in range(20):
-            session.refresh_from_db()
-            text = f"{pairs[depth + i][0]} [[canned:{depth + i}]] {INSTANT}"
-            began = time.perf_counter()
-            run = services.run_start(session=session, input=text)
-            middle = time.perf_counter()
-            if i >= 5:
-                profile.enable()
-            execute.run_execute(run_id=str(run.pk))
-            profile.disable()
-            web.append(middle - began)
-            worker.append(time.perf_counter() - middle)
-        rows.append([depth, ms(percentile(web, 50)), ms(percentile(worker, 50))])
-    bench.table("Arbor's own time per turn, in process (model answers at once; p50 of 20 turns; goal ≤ 30 ms "
-                "server side at depth 500)",
-                ["depth", "web: run_start ms", "worker: run_execute ms (incl. model HTTP)"], rows)
-    for depth, profile in profiles.items():
-        out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(20)
-        print(f"\nworker half at depth {depth}, 15 turns, by own time:\n{out.getvalue()}", flush=True)
-
-
 def run(bench: Bench) -> None:
     if connection.vendor != "postgresql":
         print("bench storage: PostgreSQL only (set DATABASE_URL)")
         return
     assert settings.CELERY_BROKER_URL.startswith("redis"), "bench storage needs Redis (CELERY_BROKER_URL)"
     user = UserFactory()
-    parts = os.environ.get("ARBOR_BENCH_STORAGE_PARTS", "disk,profile,fts").split(",")
+    parts = os.environ.get("ARBOR_BENCH_STORAGE_PARTS", "disk,fts").split(",")
     if "disk" in parts:
         bench_bytes_per_turn(bench, user)
-    if "profile" in parts:
-        bench_turn_profile(bench, user)
     if "fts" in parts:
         bench_fts(bench)

@@ -307,7 +307,7 @@ async def run_events(request, run_id: str):
     """Server-Sent Events of the run; honours ``Last-Event-ID`` (header or ``last_event_id`` query)."""
     run = await request_call(get_run_for)(request.auth, run_id)
     last = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return sse_response(run.pk, last, RUN_SOURCE)
+    return sse_response(run.pk, last, RUN_SOURCE, finished=run.is_finished)
 
 
 @router.post("/runs/{run_id}/cancel", response=answers({200: RunOut}, 404, 409), tags=["runs"])

@@ -50,16 +50,17 @@ def _from_database(source: RunSource, run_id) -> list[Event]:
     return events
 
 
-def _run_state(source: RunSource, run_id) -> tuple[bool, bool | None]:
-    return source.finished(run_id), get_stream().exists(run_id)
+def _run_state(source: RunSource, run_id, finished: bool | None = None) -> tuple[bool, bool | None]:
+    """``(finished, whether the run's stream exists)``; ``finished`` is read unless given."""
+    return source.finished(run_id) if finished is None else finished, get_stream().exists(run_id)
 
 
 async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], str],
-                     source: RunSource) -> AsyncIterator[str]:
+                     source: RunSource, finished: bool | None = None) -> AsyncIterator[str]:
     await release_request_thread()  # the middleware is done: no thread waits with the stream
     stream = get_stream()
     state = db_call(_run_state)
-    finished, exists = await state(source, run_id)
+    finished, exists = await state(source, run_id, finished)
     if exists is not True and finished:  # expired, or Redis is down: the database has it
         if not (last_event_id or "").startswith("db-"):
             for event in await db_call(_from_database)(source, run_id):
@@ -82,16 +83,19 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
             return
 
 
-def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False) -> StreamingHttpResponse:
+def sse_response(run_id, last_event_id: str | None, source: RunSource, *, html: bool = False,
+                 finished: bool | None = None) -> StreamingHttpResponse:
     """The streaming response for a run's events (JSON, or HTML fragments for htmx), for an async
     view that looked the run up with :func:`core.asyncdb.request_call` (which released the
-    request's database connection). The stream keeps no thread busy and holds no connection while
-    it waits: it is an async iterator on the event loop, and its reads borrow a connection per read
-    on the bounded pool of :func:`core.asyncdb.db_call`. The request's own thread (where Django's
+    request's database connection). ``finished``: whether the run had finished when the view read
+    it (then the stream's start asks only Redis; None: it reads the run once more). The stream
+    keeps no thread busy and holds no connection while it waits: it is an async iterator on the
+    event loop, and its reads borrow a connection per read on the bounded pool of
+    :func:`core.asyncdb.db_call`. The request's own thread (where Django's
     middleware ran) is let go when the stream starts (:func:`core.asyncdb.release_request_thread`).
     """
     response = StreamingHttpResponse(
-        run_events(run_id, last_event_id, format_html if html else format_json, source),
+        run_events(run_id, last_event_id, format_html if html else format_json, source, finished),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"

@@ -170,7 +170,8 @@ async def run_stream(request: HttpRequest, session_id, run_id) -> HttpResponse:
     """HTML-flavoured SSE of a run for the htmx SSE extension (an async view: the open stream
     holds no thread)."""
     run = await request_call(_stream_run)(request, session_id, run_id)
-    return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True)
+    return sse_response(run.pk, request.headers.get("Last-Event-ID"), RUN_SOURCE, html=True,
+                        finished=run.is_finished)
 
 
 def _stream_run(request, session_id, run_id) -> Run:

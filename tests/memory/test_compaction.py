@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from conversations.models import Step, StepKind
+from conversations.models import Run, Step, StepKind
 from engine.compaction import compaction_consider, compaction_execute
-from engine.context import SUMMARY_HEADER
+from engine.context import SUMMARY_HEADER, agent_budget, read_path
 from memory.models import Compaction, CompactionStatus
 from memory.policy import parse_policy
 from tests.memory.conftest import built_for, contents, estimate_counter
@@ -191,6 +191,44 @@ def test_no_second_compaction_while_one_is_pending_on_the_path(user, make_agent,
     with django_capture_on_commit_callbacks(execute=False):
         assert compaction_consider(run=runs[-2], counter=estimate_counter()) is not None
         assert compaction_consider(run=runs[-1], counter=estimate_counter()) is None
+
+
+def _turn_read(run):
+    """What the engine's turn read of ``run``'s path (its slice, carrying the compactions and pins,
+    with ``run``'s own messages), as finalize passes it to compaction's measuring."""
+    run = Run.objects.select_related("agent").get(pk=run.pk)
+    path, memory_ids = read_path(run, run.agent)
+    return run, {"path": path, "memory_ids": memory_ids, "counter": estimate_counter(),
+                 "budget": agent_budget(run, run.agent)}
+
+
+def test_measuring_after_a_turn_under_the_threshold_sends_no_query(user, make_agent, django_assert_num_queries):
+    """The turn's slice carries the compactions and pins read at its start: under the threshold
+    compaction's measuring reads nothing more."""
+    agent = _long_agent(make_agent)
+    runs = add_chain(SessionFactory(owner=user), None, 3, agent=agent, words=10)
+    run, measured_with = _turn_read(runs[-1])
+    with django_assert_num_queries(0):
+        assert compaction_consider(run=run, **measured_with) is None
+
+
+def test_a_compaction_that_became_ready_during_the_turn_is_measured_with(user, make_agent,
+                                                                          django_capture_on_commit_callbacks):
+    """Measured with what the turn read at its start, the path is over the threshold; a compaction
+    that became ready since brings it under, so no second one is made."""
+    agent = _long_agent(make_agent)
+    runs = add_chain(SessionFactory(owner=user), None, 12, agent=agent, words=10)
+    run, measured_with = _turn_read(runs[-1])
+    Compaction.objects.create(run=runs[9], memory_id=agent.memory_id, status=CompactionStatus.READY, from_depth=8,
+                              summary="SUMMARY: short.")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert compaction_consider(run=run, **measured_with) is None
+    assert callbacks == [] and Compaction.objects.filter(run__session=run.session).count() == 1
+
+    Compaction.objects.all().delete()  # without it the same figures are over the threshold: one is made
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert compaction_consider(run=run, **measured_with) is not None
+    assert len(callbacks) == 1
 
 
 def test_a_disabled_policy_or_window_zero_never_compacts(user, make_agent, django_capture_on_commit_callbacks):
