@@ -328,6 +328,7 @@ class Handler(BaseHTTPRequestHandler):
                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
                                 "total_tokens": prompt_tokens + len(tokens)}})
             send("[DONE]")
+            record["done_sent"] = time.time()
         except (BrokenPipeError, ConnectionResetError):
             return
 
