@@ -113,6 +113,22 @@ def start_worker(llm_server, proc_log_dir, name="worker", queue=None, pool="thre
     raise RuntimeError(f"Celery worker did not start:\n{proc.output()[-3000:]}")
 
 
+def _answering(proc: Proc, probe: str, what: str, seconds: float = 30) -> Proc:
+    """``proc`` once ``GET probe`` answers (any status); else it is stopped and RuntimeError says
+    why, with the end of its log."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            httpx.get(probe, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            if proc.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+    proc.stop()
+    raise RuntimeError(f"{what} did not start:\n{proc.output()[-3000:]}")
+
+
 def start_model_server(proc_log_dir) -> tuple[Proc, str]:
     """The scripted model (:mod:`tests.llm_server`) in a process of its own, so that its CPU is not
     the caller's (a benchmark's clients share no interpreter lock with it); returns the process and
@@ -121,17 +137,7 @@ def start_model_server(proc_log_dir) -> tuple[Proc, str]:
     port = free_port()
     proc = Proc("model", [sys.executable, "-m", "tests.llm_server", str(port)], dict(os.environ), proc_log_dir)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            httpx.get(f"{url}/models", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.popen.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.stop()
-    raise RuntimeError(f"the scripted model did not start:\n{proc.output()[-3000:]}")
+    return _answering(proc, f"{url}/models", "the scripted model"), url
 
 
 def start_web(llm_server, proc_log_dir, workers: int = 1, name: str = "uvicorn", **extra_env) -> tuple[Proc, str]:
@@ -142,17 +148,7 @@ def start_web(llm_server, proc_log_dir, workers: int = 1, name: str = "uvicorn",
             "--workers", str(workers), "--log-level", "warning"]
     proc = Proc(name, args, child_env(llm_server, **extra_env), proc_log_dir)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            httpx.get(f"{url}/accounts/login/", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.popen.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.stop()
-    raise RuntimeError(f"uvicorn did not start:\n{proc.output()[-3000:]}")
+    return _answering(proc, f"{url}/accounts/login/", "uvicorn"), url
 
 
 CHROMIUM = "/usr/bin/chromium"
