@@ -223,7 +223,7 @@ def _read_chunk(chunk: object, outcome: Outcome, parts: list[str], calls: dict[i
         outcome.prompt_tokens = usage.get("prompt_tokens")
         outcome.completion_tokens = usage.get("completion_tokens")
     choices = chunk.get("choices")
-    if not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return
     choice = choices[0]
     delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
@@ -236,17 +236,21 @@ def _read_chunk(chunk: object, outcome: Outcome, parts: list[str], calls: dict[i
             outcome.first_token_at = timezone.now()
             if deltas.stream.holds_no_connection:
                 _release_connection()  # deltas go to Redis: no database work until the answer is final
-    for part in delta.get("tool_calls") or []:
-        _read_tool_call_part(part, calls)
+    parts_of_calls = delta.get("tool_calls")
+    for part in parts_of_calls if isinstance(parts_of_calls, list) else []:
+        if isinstance(part, dict):
+            _read_tool_call_part(part, calls)
     if choice.get("finish_reason"):
         outcome.finish_reason = choice["finish_reason"]
 
 
 def _read_tool_call_part(part: dict, calls: dict[int, dict]) -> None:
     """One streamed piece of a tool call: ``{"index", "id"?, "function": {"name"?, "arguments"?}}``."""
-    call = calls.setdefault(part.get("index") or 0, {"id": "", "name": "", "arguments": ""})
-    if part.get("id"):
+    index = part.get("index")
+    call = calls.setdefault(index if isinstance(index, int) else 0, {"id": "", "name": "", "arguments": ""})
+    if isinstance(part.get("id"), str) and part["id"]:
         call["id"] = part["id"]
-    function = part.get("function") or {}
-    call["name"] += function.get("name") or ""
-    call["arguments"] += function.get("arguments") or ""
+    function = part.get("function") if isinstance(part.get("function"), dict) else {}
+    for key in ("name", "arguments"):
+        if isinstance(function.get(key), str):
+            call[key] += function[key]
