@@ -99,6 +99,14 @@ def _start(log_dir: Path, web_workers: int, threads: int) -> tuple[Proc, Proc, s
     return worker, web, base
 
 
+def _warm_up(user, token: str, base: str) -> None:
+    """10 quick runs at once, not measured: fresh processes open their database and broker
+    connections and threads on their first requests (the cold row of :func:`bench_concurrent`
+    measures that once)."""
+    sessions = [SessionFactory(owner=user) for _ in range(10)]
+    asyncio.run(burst(base, token, [s.pk for s in sessions], "[[tokens:3]] [[delay:0]] warm-up"))
+
+
 def _burst_row(n: int, user, token: str, base: str, worker: Proc, web: Proc) -> list:
     """``n`` runs at once (POST, then the SSE stream to ``done``): one row of the tables below."""
     postgres = connection.vendor == "postgresql"
@@ -146,11 +154,13 @@ GOALS = ("goals on 2 cores: 100 runs all done ≤ 6 s, first delta p95 ≤ 1.5 s
 
 
 def bench_concurrent(bench: Bench, user, token: str, log_dir: Path) -> None:
-    """N = ``SIZES`` runs at once with the configured web processes and run threads."""
+    """N = ``SIZES`` runs at once with the configured web processes and run threads; the first
+    size twice: right after the processes started (cold), then as every other row, warm."""
     web_workers, threads = int(os.environ["ARBOR_WEB_WORKERS"]), settings.ARBOR_RUN_CONCURRENCY
     worker, web, base = _start(log_dir, web_workers, threads)
     try:
-        rows = [_burst_row(n, user, token, base, worker, web) for n in SIZES]
+        rows = [[f"{SIZES[0]}, cold (fresh processes)", *_burst_row(SIZES[0], user, token, base, worker, web)[1:]]]
+        rows += [_burst_row(n, user, token, base, worker, web) for n in SIZES]
     finally:
         web.stop()
         worker.stop()
@@ -161,11 +171,13 @@ def bench_concurrent(bench: Bench, user, token: str, log_dir: Path) -> None:
 
 
 def bench_process_matrix(bench: Bench, user, token: str, log_dir: Path) -> None:
-    """``MATRIX_RUNS`` runs at once with 1 and 2 web processes and 64 and 128 run threads."""
+    """``MATRIX_RUNS`` runs at once with 1 and 2 web processes and 64 and 128 run threads, each
+    configuration's processes warmed up first (:func:`_warm_up`)."""
     rows = []
     for web_workers, threads in MATRIX:
         worker, web, base = _start(log_dir, web_workers, threads)
         try:
+            _warm_up(user, token, base)
             rows.append([f"{web_workers} web / {threads} threads", *_burst_row(MATRIX_RUNS, user, token, base,
                                                                                worker, web)])
         finally:
