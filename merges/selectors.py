@@ -195,14 +195,20 @@ class Column:
     index: int = 1  # 1-based, in start order
 
 
+def answers_of(runs) -> dict:
+    """``{run_id: answer}``: each run's last plain assistant message (no tool calls), the answer a
+    fan-out column, a fuse dialog and a digest draft show; a run without one is absent. One query."""
+    return dict(Message.objects.filter(run__in=runs, role=Role.ASSISTANT, tool_calls__isnull=True)
+                .order_by("run_id", "position").values_list("run_id", "content"))
+
+
 def fan_out_columns(fan_out_id) -> list[Column]:
     """The columns of fan-out ``fan_out_id`` (in start order): its runs not pruned, each with its
     answer and cost. Three queries (runs, answers, prices)."""
     members = FanOut.runs.through.objects.filter(fanout_id=fan_out_id).values("run_id")
     runs = list(Run.objects.filter(pk__in=members, pruned_by__isnull=True).select_related("connection", "agent")
                 .order_by("created_at", "id"))
-    answers = dict(Message.objects.filter(run__in=runs, role=Role.ASSISTANT, tool_calls__isnull=True)
-                   .order_by("run_id", "position").values_list("run_id", "content"))
+    answers = answers_of(runs)
     prices = prices_for((run.connection_id, run.model) for run in runs)
     columns = []
     for index, run in enumerate(runs, start=1):
@@ -254,6 +260,5 @@ def fuse_candidates(run: Run) -> list[dict]:
     (``answer``: the last plain assistant message, "" when none). Two queries."""
     runs = list(Run.objects.sibling_of(run).unpruned().select_related("connection", "agent")
                 .order_by("created_at", "id"))
-    answers = dict(Message.objects.filter(run__in=runs, role=Role.ASSISTANT, tool_calls__isnull=True)
-                   .order_by("run_id", "position").values_list("run_id", "content"))
+    answers = answers_of(runs)
     return [{"run": r, "version": index, "answer": answers.get(r.pk, "")} for index, r in enumerate(runs, start=1)]

@@ -22,7 +22,7 @@ from audit.log import audited
 from branches.selectors import MERGE_FINISH
 from branches.services import prune_subtree
 from connections.selectors import base_url_for
-from conversations.models import ACTIVE_STATUSES, Message, Prune, Role, Run, RunStatus, Session
+from conversations.models import ACTIVE_STATUSES, Message, Prune, Run, RunStatus, Session
 from conversations.selectors import undo_cutoff
 from conversations.services import run_input, run_start, session_create, session_rewind
 from core.errors import Conflict, InvalidInput, NotFound
@@ -117,8 +117,7 @@ def fuse_prompt(*, question: str, answers: list[tuple[str, str]], instruction: s
 
 def _answers(sources: list[Run]) -> list[tuple[str, str]]:
     """``[(label, answer)]`` of the sources (their last assistant message each; one query)."""
-    texts = dict(Message.objects.filter(run__in=sources, role=Role.ASSISTANT, tool_calls__isnull=True)
-                 .order_by("run_id", "position").values_list("run_id", "content"))
+    texts = selectors.answers_of(sources)
     return [(run.model_label, texts.get(run.pk, "")) for run in sources]
 
 
@@ -300,8 +299,7 @@ def digest_draft_text(draft: DigestDraft) -> str:
         raise Conflict("The digest is still being drafted.")
     if run.status != RunStatus.SUCCEEDED:
         raise Conflict(f"The digest draft {run.status}: {run.error_message or run.error_type or 'no answer'}"[:300])
-    text = (Message.objects.filter(run=run, role=Role.ASSISTANT, tool_calls__isnull=True).order_by("-position")
-            .values_list("content", flat=True).first() or "").strip()
+    text = selectors.answers_of([run]).get(run.pk, "").strip()
     if not text:
         raise Conflict("The model answered with an empty digest; write one instead.")
     return text
