@@ -135,10 +135,10 @@ class PathFacts(NamedTuple):
 def path_facts(run: Run | str, memory_id: str) -> PathFacts:
     """The memory ids of the runs on the path to ``run`` (inclusive), the pins and the compactions
     of ``memory_id`` on its ancestors: one statement, one segment walk. The runs are read from the
-    ``(segment, depth)`` index range scan (one heap buffer a run, where ``Run.objects.ancestor_of``
-    looks each up by primary key: four buffers a run at 1,000,000 runs), and only their depth and
-    memory id are sent; pins and compactions are found by index lookups on their run (PostgreSQL:
-    an array of the path's ids)."""
+    ``(segment, depth)`` index range scan (index-only: ``run_segment_depth`` carries the memory id),
+    and only the depths where the memory id changes are sent (a path of 1,000 runs of one agent is
+    one row, not 1,000: the window function ``lag`` over the path by depth); pins and compactions
+    are found by index lookups on their run (PostgreSQL: an array of the path's ids)."""
     table, run_id = Run._meta.db_table, db_uuid(_pk(run))
     conn = connections[router.db_for_read(Run)]
     ancestors = "SELECT id FROM path WHERE id <> %s"
@@ -146,7 +146,9 @@ def path_facts(run: Run | str, memory_id: str) -> PathFacts:
     sql = (
         _segment_tails_cte() + f", path(id, depth, memory_id) AS (SELECT p.id, p.depth, p.memory_id"
         f" FROM tails t JOIN {table} c ON c.id = t.id JOIN {table} p ON p.segment = c.segment AND p.depth <= c.depth)"
-        f" SELECT 0, NULL, depth, memory_id, CAST(NULL AS bigint) FROM path"
+        f" SELECT 0, NULL, depth, memory_id, CAST(NULL AS bigint) FROM (SELECT depth, memory_id,"
+        f" lag(memory_id) OVER (ORDER BY depth) AS before FROM path) changes"
+        f" WHERE before IS NULL OR before <> memory_id"
         f" UNION ALL SELECT 1, run_id, NULL, NULL, message_id FROM {Pin._meta.db_table} WHERE run_id IN ({ancestors})"
         f" UNION ALL SELECT 2, NULL, (SELECT depth FROM path WHERE path.id = run_id), status, id"
         f" FROM {Compaction._meta.db_table} WHERE memory_id = %s AND run_id {of_path}"
@@ -154,15 +156,31 @@ def path_facts(run: Run | str, memory_id: str) -> PathFacts:
     with conn.cursor() as cursor:
         cursor.execute(sql, [run_id, run_id, memory_id, run_id])
         rows = cursor.fetchall()
-    by_depth, pins, compactions = {}, [], []
+    changes, pins, compactions = [], [], []
     for kind, pk, depth, text, number in rows:
         if kind == 0:
-            by_depth[depth] = text
+            changes.append((depth, text))
         elif kind == 1:
             pins.append((pk if isinstance(pk, uuid.UUID) else uuid.UUID(pk), number))
         else:
             compactions.append((depth, text, number))
-    return PathFacts([by_depth[d] for d in range(len(by_depth))], pins, compactions)
+    return PathFacts(_expand(sorted(changes), _depth_of(run)), pins, compactions)
+
+
+def _expand(changes: list[tuple[int, str]], depth: int) -> list[str]:
+    """``[memory id at depth 0, 1, …, depth]`` from ``changes`` ``[(depth where it changes, memory
+    id from there)]`` sorted by depth, the first at depth 0."""
+    out: list[str] = []
+    for (start, memory_id), (end, _) in zip(changes, [*changes[1:], (depth + 1, None)], strict=True):
+        out.extend([memory_id] * (end - start))
+    return out
+
+
+def _depth_of(run: Run | str) -> int:
+    """``run``'s depth: the instance's, else one query (a caller with only an id)."""
+    if isinstance(run, Run) and run.depth is not None:
+        return run.depth
+    return Run.objects.filter(pk=_pk(run)).values_list("depth", flat=True).get()
 
 
 def path_memory_ids(run: Run | str) -> dict:

@@ -160,17 +160,29 @@ def read_path(run: Run, agent: Agent | None) -> tuple[list, dict]:
     window = agent.memory_window_size if agent is not None else None
     memory_of, pins, found = ctx.path_facts(run, run.memory_id)
     ready, pending = _newest([(depth, pk, status, pk) for depth, status, pk in found])
-    ready = Compaction.objects.filter(pk=ready).first() if ready is not None and window != 0 else None
+    ready = _compaction(ready) if ready is not None and window != 0 else None
     start = min(ready.from_depth, run.depth) if ready is not None else 0
     pinned_runs = {run_id for run_id, _ in pins}
     path = ctx.path_messages(run, from_depth=start, also=pinned_runs)
     if not isinstance(path, ctx.PathSlice):
         path = ctx.PathSlice(path)
-    read = {m.depth for m in path}
-    path.earlier = tuple((memory_of[d], d) for d in range(start) if d not in read)
+    path.earlier = _earlier(memory_of, start, {m.depth for m in path if m.depth < start})
     path.memory_id, path.pins = run.memory_id, pins
     path.compactions = (ready, pending) if window != 0 else None
     return path, {m.run_id: memory_of[m.depth] for m in path}
+
+
+def _compaction(pk: int) -> Compaction | None:
+    """The compaction ``pk`` (None when it went since the path's facts were read): by primary key,
+    with no ordering (``.first()`` would add ``ORDER BY`` and ``LIMIT``)."""
+    return next(iter(Compaction.objects.filter(pk=pk).order_by()), None)
+
+
+def _earlier(memory_of: list[str], start: int, read: set[int]) -> tuple:
+    """``((memory_id, depth), …)`` of the runs above ``start`` whose messages were not read (all of
+    them but the pinned runs in ``read``)."""
+    earlier = zip(memory_of[:start], range(start), strict=True)
+    return tuple(pair for pair in earlier if pair[1] not in read) if read else tuple(earlier)
 
 
 def _reuse(run: Run, path: list | None, memory_id: str, window: int | None, inclusive: bool

@@ -94,3 +94,23 @@ def test_a_context_the_slice_cannot_hold_reads_the_whole_path(user, make_agent):
     assert path.start == 0 and len(path) == len(ctx.path_messages(run))
     _same(build_context(run, path=path, counter=counter, memory_ids=memory_ids),
           build_context(run, counter=counter))
+
+
+def test_path_facts_sends_the_memory_id_changes_and_expands_them_to_every_depth(user, make_agent):
+    """The path's memory ids arrive as the depths where they change (one row for a run of one agent),
+    and expand to the memory id of every run, root to leaf, whichever run the change is on."""
+    agent, session, runs, run = _chat(user, make_agent)
+    leaf = add_run(session, run, "aside", "noted", memory_id="notes")  # a change on the leaf itself
+    for target in (run, leaf, runs[12], runs[0]):
+        expected = ctx.path_memory_ids(target)
+        by_depth = {r.depth: expected[r.pk] for r in [*runs, run, leaf] if r.pk in expected}
+        facts = ctx.path_facts(target, agent.memory_id)
+        assert facts.memory_ids == [by_depth[d] for d in range(target.depth + 1)]
+    with CaptureQueriesContext(connection) as queries:
+        ctx.path_facts(leaf, agent.memory_id)
+    assert len(queries) == 1
+    with connection.cursor() as cursor:
+        cursor.execute(queries[0]["sql"])
+        kinds = [row[0] for row in cursor.fetchall()]
+    # root (default), notes at 12, default at 13, notes at 30, default at 31, notes on the leaf (41)
+    assert kinds.count(0) == 6, kinds
