@@ -480,10 +480,19 @@ def _scale_sizes(runs: int) -> list[list]:
     ]
 
 
+# ``ARBOR_BENCH_TREE_PARTS`` (default: all, in this order) picks the parts, e.g. ``scale`` for the
+# path read on 1,000,000 runs alone.
+PARTS = {
+    "reads": bench_path_reads, "append": bench_append, "fork": bench_fork, "first_token": bench_first_token,
+    "scale": lambda bench, user: bench_path_at_scale(bench),
+}
+
+
 def run(bench: Bench) -> None:
     user = UserFactory()
-    bench_path_reads(bench, user)
-    bench_append(bench, user)
-    bench_fork(bench, user)
-    bench_first_token(bench, user)
-    bench_path_at_scale(bench)
+    chosen = os.environ.get("ARBOR_BENCH_TREE_PARTS", ",".join(PARTS)).split(",")
+    unknown = set(chosen) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"ARBOR_BENCH_TREE_PARTS: unknown {', '.join(sorted(unknown))}; known: {', '.join(PARTS)}")
+    for part in chosen:
+        PARTS[part](bench, user)
