@@ -237,8 +237,9 @@ class DatabaseMemoryStore(MemoryStore):
 
             vector = SearchVector("content", config="english")
             search = SearchQuery(query, config="english", search_type="websearch")
-            found = (scope.annotate(rank=SearchRank(vector, search)).filter(rank__gt=0)
-                     .order_by("-rank", "-run__depth", "-position")[:top_k])
+            # ``@@`` first, so the GIN index message_content_fts finds the matches (see keyword_search).
+            found = (scope.alias(matched=vector).filter(matched=search).annotate(rank=SearchRank(vector, search))
+                     .filter(rank__gt=0).order_by("-rank", "-run__depth", "-position")[:top_k])
             return [(_to_memory(m), float(m.rank)) for m in found]
         return bm25_rank(query, [m for m in self._all() if m.content], top_k)
 

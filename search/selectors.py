@@ -244,7 +244,10 @@ def keyword_search(*, user, query: str, top_k: int, filters: SearchFilters | Non
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
         search = SearchQuery(query, config="english", search_type="websearch")
-        qs = (qs.annotate(score=SearchRank(SearchVector("content", config="english"), search))
+        vector = SearchVector("content", config="english")
+        # ``@@`` first: the GIN index message_content_fts finds the matches; a filter on the rank alone
+        # computed ts_rank over every message (a sequential scan: 0.8-2 s on 20,000 messages).
+        qs = (qs.alias(matched=vector).filter(matched=search).annotate(score=SearchRank(vector, search))
               .filter(score__gt=0).order_by("-score", "-id"))
     else:
         for word in query.split():

@@ -140,3 +140,29 @@ def test_the_schema_lists_the_search_operations(api):
     assert set(paths["/api/search"]) == {"get"} and set(paths["/api/branches/{run_id}"]) == {"get"}
     names = {p["name"] for p in paths["/api/search"]["get"]["parameters"]}
     assert names == {"q", "mode", "top_k", "session_id", "role", "since", "until"}
+
+
+def test_keyword_search_is_served_by_the_full_text_index(user):
+    """The keyword search matches with ``@@`` on the indexed expression, so on a user's 3,000
+    messages PostgreSQL finds a rare word through the GIN index ``message_content_fts`` (a filter on
+    ``ts_rank`` alone computed the rank of every message: a sequential scan)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from search.selectors import keyword_search
+    from tests.support.factories import build_chain
+
+    if connection.vendor != "postgresql":
+        pytest.skip("full-text search is PostgreSQL's")
+    build_chain(SessionFactory(owner=user), 1500)
+    conversations_of(user)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    with CaptureQueriesContext(connection) as queries:
+        hits = keyword_search(user=user, query="gunicorn", top_k=5)
+    assert {h.content for h in hits} == {"and the upstream is gunicorn", "Then read gunicorn's error log."}
+    (sql,) = [q["sql"] for q in queries if "ts_rank" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_content_fts" in plan, plan
