@@ -45,7 +45,7 @@ from .context_parts import BuiltContext, Selection, context_tokens, labels_of, m
 
 __all__ = ["SUMMARY_HEADER", "BuiltContext", "ContextOverflow", "agent_budget", "build_context", "context_tokens",
            "latest_compactions", "measure_next", "message_tokens", "next_context", "pinned_ids",
-           "read_path", "run_counter", "system_prompt_for", "tool_units"]
+           "read_path", "run_budget", "run_counter", "system_prompt_for", "tool_units"]
 
 SUMMARY_HEADER = ctx.SUMMARY_HEADER
 
@@ -217,6 +217,14 @@ def agent_budget(run: Run, agent: Agent | None, model: str | None = None) -> Bud
     connection_id = agent.connection_id if agent is not None and agent.connection_id else run.connection_id
     return budget_for(model=model or (agent.model if agent is not None and agent.model else run.model), agent=agent,
                       connection_id=connection_id)
+
+
+def run_budget(run: Run) -> Budget:
+    """The budget of ``run``'s own model call: ``run.model`` on ``run``'s connection, where the call
+    goes (a model picked for this run, or a fan-out column's, may differ from its agent's), with
+    the agent's own context window and reserved output when it sets them (one query: the model's
+    context window on that connection)."""
+    return budget_for(model=run.model, agent=run.agent, connection_id=run.connection_id)
 
 
 def run_counter(run: Run) -> TokenCounter:

@@ -16,7 +16,7 @@ from core.tokens import TokenCounter, counter_for
 from memory.policy import Budget
 from streams.backends import RunStream
 
-from .context import agent_budget, read_path
+from .context import read_path, run_budget
 from .tools import Tool, tools_for
 
 
@@ -41,7 +41,7 @@ class Turn:
     the end, its answer) as they are written; ``memory_ids``: ``{run_id: memory_id}`` of the path's
     runs; ``position``: the next free message position of the run;
     ``counter``: the token counter of the run's endpoint; ``budget``: the context window and the
-    tokens reserved for the answer (:func:`engine.context.agent_budget`), derived once; ``build``:
+    tokens reserved for the answer (:func:`engine.context.run_budget`), derived once; ``build``:
     the first context build's accounting, stored with the first model call.
     """
 
@@ -70,6 +70,6 @@ class Turn:
         return cls(
             run=run, stream=stream, endpoint=endpoint, path=path, memory_ids=memory_ids,
             tools=tools_for(run.agent), params=model_params(run.params), counter=counter_for(endpoint.base_url),
-            budget=agent_budget(run, run.agent),
+            budget=run_budget(run),
             position=max((m.position for m in path if m.run_id == run.pk), default=0) + 1,
         )

@@ -189,6 +189,24 @@ def test_context_windows_come_from_settings_with_a_default(settings, make_agent)
     assert (budget.context_window, budget.usable) == (8192, 7192)
 
 
+def test_a_turn_is_budgeted_for_the_model_it_calls_not_its_agents(settings, user, make_agent):
+    """A model picked for one run (the composer's picker, a fan-out column) under an agent of
+    another model: the turn's budget is the picked model's window on the run's connection; the
+    agent's own window, when it sets one, still wins."""
+    from conversations import services
+    from engine.turn import Turn
+    from streams.backends import get_stream
+
+    settings.ARBOR_MODEL_CONTEXT_WINDOWS = {"small-model": 2048, "big-model": 128_000}
+    session = SessionFactory(owner=user)
+    for agent, window in ((make_agent(model="big-model"), 2048), (make_agent(model="big-model", context_window=4096),
+                                                                   4096)):
+        run = services.run_start(session=session, input="hi", agent=agent, model="small-model", parent=None)
+        run.refresh_from_db()
+        assert (run.model, run.agent_id) == ("small-model", agent.pk)
+        assert Turn.start(run, get_stream()).budget.context_window == window
+
+
 def test_the_spec_is_small_whatever_the_depth(user, make_agent):
     """A deep branch with a window stores a spec of a few fields, not the history."""
     agent = make_agent(memory_window_size=4)
