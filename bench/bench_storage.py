@@ -18,8 +18,10 @@ same conversation goes on for ``ARBOR_BENCH_STORAGE_MORE`` (default 500; 0: not 
 turns, measured alone: what a turn adds once every table and index has its first pages and the
 full-text index knows the common words (the first turns pay for those once per database).
 
-Full-text index: ``fastupdate`` on against off on ``ARBOR_BENCH_FTS_ROWS`` (default 100,000)
-messages: index size, INSERT time, keyword-search latency.
+Full-text index: ``fastupdate`` off, on, and on with a 64 kB pending list on
+``ARBOR_BENCH_FTS_ROWS`` (default 100,000) messages: index size, bytes and time per INSERT, the
+pending list and its merge, and the searches users run (search_sessions' any match,
+keyword_search's ranking) before and after the inserts (:func:`bench_fts`).
 
 ``ARBOR_BENCH_STORAGE_PARTS`` (default ``disk,fts``) picks the parts. Arbor's own time per turn is
 ``bench turn_profile``'s.
@@ -27,6 +29,7 @@ messages: index size, INSERT time, keyword-search latency.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -242,67 +245,191 @@ def _after_vacuum(bench: Bench, before: dict, text: int, turns: int) -> None:
 
 
 FTS_ROWS = int(os.environ.get("ARBOR_BENCH_FTS_ROWS", "100000"))
-FTS_TERMS = ["python", "marketing strategy", "\"machine learning\""]
+FTS_INSERTS = 2000
+# a common word (~8 % of rows), a rare one (~0.1 %), a two-word AND, a phrase (websearch syntax)
+FTS_TERMS = ["python", "secluded", "marketing strategy", "\"machine learning\""]
+FTS_VARIANTS = {"off": "fastupdate = off", "on": "fastupdate = on",
+                "on, 64 kB": "fastupdate = on, gin_pending_list_limit = 64"}
+FTS_VECTOR = "to_tsvector('english'::regconfig, COALESCE(content, ''))"  # the message table's index
+FTS_QUERY = "websearch_to_tsquery('english'::regconfig, %(q)s)"
+FTS_RANK = f"ts_rank({FTS_VECTOR}, {FTS_QUERY})"
+# search_sessions: sessions having any matching message (EXISTS / IN), served by the index
+FTS_ANY = f"SELECT id FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY} LIMIT 50"
+FTS_COUNT = f"SELECT count(*) FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY}"
+# keyword_search as written (search/selectors.py: SearchRank filtered score > 0, no @@) ...
+FTS_WRITTEN = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_RANK} > 0 "
+               f"ORDER BY rank DESC, id DESC LIMIT 10")
+# ... and the same ranking over the rows the index finds (every matching row is ranked)
+FTS_RANKED = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY} "
+              f"ORDER BY rank DESC, id DESC LIMIT 10")
 
 
-def _fts_table(cursor, name: str, words: list[str], fastupdate: str) -> None:
-    """``name``: ``FTS_ROWS`` rows of 80 words drawn at random (seeded) from ``words`` (ShareGPT's
-    text, so words keep their natural frequencies; sent with COPY), with the message table's
-    full-text index."""
+def _fts_table(cursor, words: list[str]) -> float:
+    """``bench_fts``: ``FTS_ROWS`` rows of 80 words drawn at random (seeded) from ``words`` (ShareGPT's
+    text, so words keep their natural frequencies; sent with COPY), vacuumed and analysed, no index
+    yet. Returns the seconds taken."""
     import random  # only this part draws random text
 
-    draw = random.Random(26)
-    cursor.execute(f"DROP TABLE IF EXISTS {name}")
-    cursor.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, content text NOT NULL)")
-    with cursor.cursor.copy(f"COPY {name} (content) FROM STDIN") as copy:
+    began, draw = time.perf_counter(), random.Random(26)
+    cursor.execute("DROP TABLE IF EXISTS bench_fts")
+    cursor.execute("CREATE TABLE bench_fts (id bigserial PRIMARY KEY, content text NOT NULL)")
+    with cursor.cursor.copy("COPY bench_fts (content) FROM STDIN") as copy:
         for _ in range(FTS_ROWS):
             copy.write_row((" ".join(draw.choices(words, k=80)),))
-    cursor.execute(f"CREATE INDEX {name}_fts ON {name} USING gin (to_tsvector('english'::regconfig, "
-                   f"COALESCE(content, ''))) WITH (fastupdate = {fastupdate})")
-    cursor.execute(f"VACUUM ANALYZE {name}")
+    cursor.execute("VACUUM ANALYZE bench_fts")
+    return time.perf_counter() - began
+
+
+def _fts_index(cursor, options: str) -> float:
+    """The message table's full-text index (``bench_fts_gin``) built on ``bench_fts`` ``WITH
+    (options)``, with ``maintenance_work_mem`` at 512 MB for the build (the server's default is
+    64 MB), then VACUUM ANALYZE. Returns the build's seconds."""
+    cursor.execute("SET maintenance_work_mem = '512MB'")
+    began = time.perf_counter()
+    cursor.execute(f"CREATE INDEX bench_fts_gin ON bench_fts USING gin ({FTS_VECTOR}) WITH ({options})")
+    took = time.perf_counter() - began
+    cursor.execute("RESET maintenance_work_mem")
+    cursor.execute("VACUUM ANALYZE bench_fts")
+    return took
+
+
+def _fts_size(cursor) -> int:
+    """The index's bytes (``pg_relation_size``: main tree and pending list)."""
+    cursor.execute("SELECT pg_relation_size('bench_fts_gin')")
+    return cursor.fetchone()[0]
+
+
+def _fts_time(cursor, sql: str, term: str, least: int = 3, budget: float = 5.0,
+              warm: bool = True) -> tuple[float, int]:
+    """``(p50 seconds, runs)`` of ``sql`` for ``term`` after one untimed run (if ``warm``): up to 20
+    runs, fewer once at least ``least`` runs have taken ``budget`` seconds (a slow query is timed
+    fewer times)."""
+    if warm:
+        cursor.execute(sql, {"q": term})
+        cursor.fetchall()
+    times: list[float] = []
+    while len(times) < 20 and (len(times) < least or sum(times) < budget):
+        began = time.perf_counter()
+        cursor.execute(sql, {"q": term})
+        cursor.fetchall()
+        times.append(time.perf_counter() - began)
+    return percentile(times, 50), len(times)
+
+
+def _fts_searches(cursor, variant: str, state: str) -> list[list]:
+    """One row per term of ``FTS_TERMS``: ``[variant, state, term, matching rows, any-match p50 ms,
+    ranked top-10 p50 ms, runs (any/ranked), load average over 1 minute]``."""
+    rows = []
+    for term in FTS_TERMS:
+        cursor.execute(FTS_COUNT, {"q": term})
+        matches = cursor.fetchone()[0]
+        (any_p50, any_runs), (ranked_p50, ranked_runs) = (_fts_time(cursor, FTS_ANY, term),
+                                                          _fts_time(cursor, FTS_RANKED, term))
+        rows.append([variant, state, term, f"{matches:,}", ms(any_p50), ms(ranked_p50),
+                     f"{any_runs}/{ranked_runs}", f"{os.getloadavg()[0]:.2f}"])
+    return rows
+
+
+def _fts_inserts(cursor) -> list[float]:
+    """Seconds of each of ``FTS_INSERTS`` single-row INSERTs (autocommit: one transaction each) of
+    texts already in the table (its first rows)."""
+    cursor.execute("SELECT content FROM bench_fts ORDER BY id LIMIT %s", [FTS_INSERTS])
+    fresh = [row[0] for row in cursor.fetchall()]
+    inserts = []
+    for text in fresh:
+        began = time.perf_counter()
+        cursor.execute("INSERT INTO bench_fts (content) VALUES (%s)", [text])
+        inserts.append(time.perf_counter() - began)
+    return inserts
+
+
+def _fts_variant(cursor, variant: str, options: str) -> tuple[list, list[list]]:
+    """The index built ``WITH (options)`` on ``bench_fts``, searched, given ``FTS_INSERTS`` inserts
+    and searched again (for fastupdate on, with the inserts still in the pending list); then the
+    pending list merged (``gin_clean_pending_list``, what VACUUM or a full list does). Returns the
+    index row ``[variant, build s, built MB, B per insert, INSERT p50/p95/max ms, pending pages /
+    tuples, merge ms, load]`` and the search rows (:func:`_fts_searches`). Leaves the index and the
+    inserted rows (:func:`_fts_reset` removes them)."""
+    build = _fts_index(cursor, options)
+    built = _fts_size(cursor)
+    searches = _fts_searches(cursor, variant, "built")
+    inserts = _fts_inserts(cursor)
+    grown = _fts_size(cursor) - built
+    cursor.execute("SELECT pending_pages, pending_tuples FROM pgstatginindex('bench_fts_gin')")
+    pages, tuples = cursor.fetchone()
+    state = f"+{FTS_INSERTS:,} inserts" + (f", {tuples:,} pending" if tuples else "")
+    searches += _fts_searches(cursor, variant, state)
+    began = time.perf_counter()
+    cursor.execute("SELECT gin_clean_pending_list('bench_fts_gin')")
+    merge = time.perf_counter() - began
+    row = [variant, f"{build:.1f}", f"{built / 1e6:.1f}", f"{grown / FTS_INSERTS:.0f}",
+           ms(percentile(inserts, 50)), ms(percentile(inserts, 95)), ms(max(inserts)), f"{pages} / {tuples:,}",
+           ms(merge), f"{os.getloadavg()[0]:.2f}"]
+    return row, searches
+
+
+def _fts_reset(cursor) -> None:
+    """``bench_fts`` back to its ``FTS_ROWS`` rows, without the index."""
+    cursor.execute("DROP INDEX bench_fts_gin")
+    cursor.execute("DELETE FROM bench_fts WHERE id > %s", [FTS_ROWS])
+    cursor.execute("VACUUM bench_fts")
+
+
+def _fts_as_written(cursor) -> list[list]:
+    """keyword_search's own filter (``ts_rank(...) > 0``, no ``@@``) against the ranked ``@@`` form,
+    with the index present: one row per term ``[term, plan of each, p50 ms of each, runs, load]``
+    (the ``> 0`` form parses every row: no untimed run, timed once, or more within 10 s)."""
+    rows = []
+    for term in FTS_TERMS:
+        plans = []
+        for sql in (FTS_WRITTEN, FTS_RANKED):
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", {"q": term})
+            plan = cursor.fetchone()[0]
+            plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+            while plan.get("Plans") and "Scan" not in plan["Node Type"]:
+                plan = plan["Plans"][0]
+            plans.append(plan["Node Type"])
+        written, runs = _fts_time(cursor, FTS_WRITTEN, term, least=1, budget=10.0, warm=False)
+        ranked, _ = _fts_time(cursor, FTS_RANKED, term)
+        rows.append([term, *plans, ms(written), ms(ranked), runs, f"{os.getloadavg()[0]:.2f}"])
+    return rows
 
 
 def bench_fts(bench: Bench) -> None:
-    """The full-text index's trade: ``fastupdate`` on (PostgreSQL's default: inserts go to a
-    pending list, merged at 4 MB or by VACUUM) against off (each insert updates the index), on a
-    table of ``ARBOR_BENCH_FTS_ROWS`` messages: the index's size, the time of one INSERT, and the
-    keyword search's latency with what 2,000 fresh inserts left pending."""
+    """The full-text index's trade on ``ARBOR_BENCH_FTS_ROWS`` messages of 80 ShareGPT words:
+    ``fastupdate`` off (each insert updates the index), on (PostgreSQL's default: inserts go to a
+    pending list, merged at ``gin_pending_list_limit`` 4 MB or by VACUUM, and scanned by every
+    search until then) and on with a 64 kB list. For each: the index's size and build time
+    (``maintenance_work_mem`` 512 MB), index bytes and time per single-row INSERT
+    (``FTS_INSERTS``), the pending list after them and the time to merge it; then the searches
+    users run, before and after those inserts: search_sessions' any-match (``@@ LIMIT 50``) and
+    keyword_search's ranking (``ts_rank``, top 10 by rank then id, every matching row ranked), for a
+    common word, a rare one, a two-word AND and a phrase. Last, keyword_search's filter as written
+    (``ts_rank(...) > 0``, which the index cannot serve). The table is dropped at the end."""
     words = " ".join(q + " " + a for q, a in sharegpt_turns(3000)).split()
-    rows = []
+    index_rows, search_rows = [], []
     with connection.cursor() as cursor:
-        for fastupdate in ("on", "off"):
-            name = f"bench_fts_{fastupdate}"
-            _fts_table(cursor, name, words, fastupdate)
-            cursor.execute(f"SELECT pg_relation_size('{name}_fts')")
-            built = cursor.fetchone()[0]
-            cursor.execute(f"SELECT content FROM {name} ORDER BY id LIMIT 2000")
-            fresh = [row[0] for row in cursor.fetchall()]
-            inserts = []
-            for text in fresh:
-                began = time.perf_counter()
-                cursor.execute(f"INSERT INTO {name} (content) VALUES (%s)", [text])
-                inserts.append(time.perf_counter() - began)
-            cursor.execute(f"SELECT pg_relation_size('{name}_fts')")
-            grown = cursor.fetchone()[0] - built
-            searches = []
-            for term in FTS_TERMS:
-                sql = (f"SELECT id FROM {name} WHERE to_tsvector('english'::regconfig, COALESCE(content, '')) "
-                       f"@@ websearch_to_tsquery('english'::regconfig, %s) LIMIT 50")
-                cursor.execute(sql, [term])
-                times = []
-                for _ in range(20):
-                    began = time.perf_counter()
-                    cursor.execute(sql, [term])
-                    cursor.fetchall()
-                    times.append(time.perf_counter() - began)
-                searches.append(ms(percentile(times, 50)))
-            rows.append([fastupdate, f"{built / 1e6:.1f} MB", f"{grown / 2000:.0f}", ms(percentile(inserts, 50)),
-                         ms(percentile(inserts, 95)), *searches])
-            cursor.execute(f"DROP TABLE {name}")
-    bench.table(f"Full-text index on {FTS_ROWS:,} messages of ~80 ShareGPT words: fastupdate on vs off "
-                f"(2,000 single-row INSERTs, then searches p50 of 20)",
-                ["fastupdate", "index built", "index B per insert", "INSERT p50 ms", "INSERT p95 ms",
-                 *[f"search {t} ms" for t in FTS_TERMS]], rows)
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")  # pgstatginindex: the pending list
+        filled = _fts_table(cursor, words)
+        for variant, options in FTS_VARIANTS.items():
+            row, searches = _fts_variant(cursor, variant, options)
+            index_rows.append(row)
+            search_rows += searches
+            if variant == "off":  # the message table's own index
+                written = _fts_as_written(cursor)
+            _fts_reset(cursor)
+        cursor.execute("DROP TABLE bench_fts")
+    bench.table(f"Full-text index on {FTS_ROWS:,} messages of 80 ShareGPT words (filled in {filled:.0f} s), "
+                f"{FTS_INSERTS:,} single-row INSERTs", ["fastupdate", "build s", "index built MB", "index B per insert",
+                "INSERT p50 ms", "INSERT p95 ms", "INSERT max ms", "pending pages / tuples", "merge pending ms",
+                "load 1 min"], index_rows)
+    bench.table(f"Searches on {FTS_ROWS:,} messages, before and after {FTS_INSERTS:,} INSERTs: any match "
+                f"(search_sessions: @@ LIMIT 50) and ranked (keyword_search with @@: ts_rank top 10)",
+                ["fastupdate", "index state", "term", "matching rows", "any match p50 ms", "ranked p50 ms",
+                 "runs any/ranked", "load 1 min"], search_rows)
+    bench.table(f"keyword_search's filter as written (ts_rank > 0, no @@) against ranked @@, {FTS_ROWS:,} messages, "
+                f"fastupdate off", ["term", "plan > 0", "plan @@", "ts_rank > 0 p50 ms", "@@ ranked p50 ms",
+                                    "runs > 0", "load 1 min"], written)
 
 
 def run(bench: Bench) -> None:
