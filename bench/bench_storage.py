@@ -21,9 +21,7 @@ full-text index knows the common words (the first turns pay for those once per d
 Full-text index: ``fastupdate`` off, on, and on with a 64 kB pending list on
 ``ARBOR_BENCH_FTS_ROWS`` (default 100,000) messages: index size, bytes and time per INSERT, the
 pending list and its merge, and the searches users run (search_sessions' any match,
-keyword_search's ranking) before and after the inserts, and keyword_search's ranking before its fix
-(:func:`bench_fts`). ``ARBOR_BENCH_FTS_VARIANTS`` (``;``-separated) picks the variants and
-``ARBOR_BENCH_FTS_BEFORE=0`` leaves out the form before the fix.
+keyword_search's ranking) before and after the inserts (:func:`bench_fts`).
 
 ``ARBOR_BENCH_STORAGE_PARTS`` (default ``disk,fts``) picks the parts. Arbor's own time per turn is
 ``bench turn_profile``'s.
@@ -45,7 +43,6 @@ from bench.harness import Bench, ms, percentile
 from conversations import services
 from conversations.models import FINISHED_STATUSES, Run, Session
 from memory.models import Compaction, CompactionStatus
-from search.selectors import KEYWORD_RANKED
 from tests.support.factories import SessionFactory, UserFactory
 from tests.support.processes import purge_broker, start_worker
 
@@ -259,20 +256,12 @@ FTS_RANK = f"ts_rank({FTS_VECTOR}, {FTS_QUERY})"
 # search_sessions: sessions having any matching message (EXISTS / IN), served by the index
 FTS_ANY = f"SELECT id FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY} LIMIT 50"
 FTS_COUNT = f"SELECT count(*) FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY}"
-# keyword_search before the fix (SearchRank filtered score > 0, no @@: the index cannot serve it) ...
-FTS_BEFORE = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_RANK} > 0 "
+# keyword_search as written (search/selectors.py: SearchRank filtered score > 0, no @@) ...
+FTS_WRITTEN = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_RANK} > 0 "
+               f"ORDER BY rank DESC, id DESC LIMIT 10")
+# ... and the same ranking over the rows the index finds (every matching row is ranked)
+FTS_RANKED = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY} "
               f"ORDER BY rank DESC, id DESC LIMIT 10")
-# ... every row the index finds ranked (the fix's first step) ...
-FTS_ALL_RANKED = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE {FTS_VECTOR} @@ {FTS_QUERY} "
-                  f"ORDER BY rank DESC, id DESC LIMIT 10")
-# ... and keyword_search now: the newest KEYWORD_RANKED matches, then the rank of those alone.
-FTS_RANKED = (f"SELECT id, {FTS_RANK} AS rank FROM bench_fts WHERE id IN (SELECT id FROM bench_fts WHERE "
-              f"{FTS_VECTOR} @@ {FTS_QUERY} ORDER BY id DESC LIMIT {KEYWORD_RANKED}) AND {FTS_RANK} > 0 "
-              f"ORDER BY rank DESC, id DESC LIMIT 10")
-# ARBOR_BENCH_FTS_VARIANTS: which index variants, ";"-separated (default all); ARBOR_BENCH_FTS_BEFORE=0 leaves out
-# the form before the fix (a sequential scan: over a minute a term at 2,000,000 rows).
-FTS_CHOSEN = [v.strip() for v in os.environ.get("ARBOR_BENCH_FTS_VARIANTS", ";".join(FTS_VARIANTS)).split(";")]
-FTS_WITH_BEFORE = os.environ.get("ARBOR_BENCH_FTS_BEFORE", "1") != "0"
 
 
 def _fts_table(cursor, words: list[str]) -> float:
@@ -386,30 +375,23 @@ def _fts_reset(cursor) -> None:
     cursor.execute("VACUUM bench_fts")
 
 
-def _fts_forms(cursor) -> list[list]:
-    """keyword_search's ranking in its three forms — before the fix (``ts_rank(...) > 0``, no ``@@``),
-    every match ranked, and now (the newest ``KEYWORD_RANKED`` matches ranked) — with the index
-    present: one row per term ``[term, plan of each, p50 ms of each, runs of the first, load]`` (the
-    form before parses every row: no untimed run, timed once, or more within 10 s; left out with
-    ``ARBOR_BENCH_FTS_BEFORE=0``)."""
-    forms = [FTS_BEFORE, FTS_ALL_RANKED, FTS_RANKED] if FTS_WITH_BEFORE else [FTS_ALL_RANKED, FTS_RANKED]
+def _fts_as_written(cursor) -> list[list]:
+    """keyword_search's own filter (``ts_rank(...) > 0``, no ``@@``) against the ranked ``@@`` form,
+    with the index present: one row per term ``[term, plan of each, p50 ms of each, runs, load]``
+    (the ``> 0`` form parses every row: no untimed run, timed once, or more within 10 s)."""
     rows = []
     for term in FTS_TERMS:
-        plans, times, runs = [], [], 0
-        for sql in forms:
+        plans = []
+        for sql in (FTS_WRITTEN, FTS_RANKED):
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", {"q": term})
             plan = cursor.fetchone()[0]
             plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
             while plan.get("Plans") and "Scan" not in plan["Node Type"]:
                 plan = plan["Plans"][0]
             plans.append(plan["Node Type"])
-            before = sql is FTS_BEFORE
-            p50, n = _fts_time(cursor, sql, term, least=1 if before else 3, budget=10.0, warm=not before)
-            times.append(ms(p50))
-            runs = runs or n
-        if not FTS_WITH_BEFORE:
-            plans, times = ["–", *plans], ["not run", *times]
-        rows.append([term, " / ".join(plans), *times, runs, f"{os.getloadavg()[0]:.2f}"])
+        written, runs = _fts_time(cursor, FTS_WRITTEN, term, least=1, budget=10.0, warm=False)
+        ranked, _ = _fts_time(cursor, FTS_RANKED, term)
+        rows.append([term, *plans, ms(written), ms(ranked), runs, f"{os.getloadavg()[0]:.2f}"])
     return rows
 
 
@@ -421,20 +403,20 @@ def bench_fts(bench: Bench) -> None:
     (``maintenance_work_mem`` 512 MB), index bytes and time per single-row INSERT
     (``FTS_INSERTS``), the pending list after them and the time to merge it; then the searches
     users run, before and after those inserts: search_sessions' any-match (``@@ LIMIT 50``) and
-    keyword_search's ranking (``ts_rank``, top 10 by rank then id, of the newest ``KEYWORD_RANKED``
-    matches), for a common word, a rare one, a two-word AND and a phrase. Last, keyword_search's
-    ranking before the fix and with every match ranked (:func:`_fts_forms`). The table is dropped at the end."""
+    keyword_search's ranking (``ts_rank``, top 10 by rank then id, every matching row ranked), for a
+    common word, a rare one, a two-word AND and a phrase. Last, keyword_search's filter as written
+    (``ts_rank(...) > 0``, which the index cannot serve). The table is dropped at the end."""
     words = " ".join(q + " " + a for q, a in sharegpt_turns(3000)).split()
     index_rows, search_rows = [], []
     with connection.cursor() as cursor:
         cursor.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")  # pgstatginindex: the pending list
         filled = _fts_table(cursor, words)
-        for variant in FTS_CHOSEN:
-            row, searches = _fts_variant(cursor, variant, FTS_VARIANTS[variant])
+        for variant, options in FTS_VARIANTS.items():
+            row, searches = _fts_variant(cursor, variant, options)
             index_rows.append(row)
             search_rows += searches
             if variant == "off":  # the message table's own index
-                forms = _fts_forms(cursor)
+                written = _fts_as_written(cursor)
             _fts_reset(cursor)
         cursor.execute("DROP TABLE bench_fts")
     bench.table(f"Full-text index on {FTS_ROWS:,} messages of 80 ShareGPT words (filled in {filled:.0f} s), "
@@ -442,15 +424,12 @@ def bench_fts(bench: Bench) -> None:
                 "INSERT p50 ms", "INSERT p95 ms", "INSERT max ms", "pending pages / tuples", "merge pending ms",
                 "load 1 min"], index_rows)
     bench.table(f"Searches on {FTS_ROWS:,} messages, before and after {FTS_INSERTS:,} INSERTs: any match "
-                f"(search_sessions: @@ LIMIT 50) and ranked (keyword_search: ts_rank top 10 of the newest "
-                f"{KEYWORD_RANKED})",
+                f"(search_sessions: @@ LIMIT 50) and ranked (keyword_search with @@: ts_rank top 10)",
                 ["fastupdate", "index state", "term", "matching rows", "any match p50 ms", "ranked p50 ms",
                  "runs any/ranked", "load 1 min"], search_rows)
-    if "off" in FTS_CHOSEN:
-        bench.table(f"keyword_search's ranking on {FTS_ROWS:,} messages, fastupdate off: before the fix (ts_rank > 0, "
-                    f"no @@), every match ranked, and now (the newest {KEYWORD_RANKED} matches ranked)",
-                    ["term", "plans (before / every / now)", "before p50 ms", "every match ranked p50 ms",
-                     "now p50 ms", "runs before", "load 1 min"], forms)
+    bench.table(f"keyword_search's filter as written (ts_rank > 0, no @@) against ranked @@, {FTS_ROWS:,} messages, "
+                f"fastupdate off", ["term", "plan > 0", "plan @@", "ts_rank > 0 p50 ms", "@@ ranked p50 ms",
+                                    "runs > 0", "load 1 min"], written)
 
 
 def run(bench: Bench) -> None:
