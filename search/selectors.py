@@ -246,7 +246,9 @@ def keyword_search(*, user, query: str, top_k: int, filters: SearchFilters | Non
         search = SearchQuery(query, config="english", search_type="websearch")
         vector = SearchVector("content", config="english")
         # ``@@`` first: the GIN index message_content_fts finds the matches; a filter on the rank alone
-        # computed ts_rank over every message (a sequential scan: 0.8-2 s on 20,000 messages).
+        # parsed every message (a sequential scan: 67-147 s a search on 2,000,000 messages). Each match
+        # is still parsed to be ranked: 0.1-0.3 s for a rare word there, 22-29 s for a word in 8 % of
+        # them (`python -m bench storage`, ARBOR_BENCH_STORAGE_PARTS=fts).
         qs = (qs.alias(matched=vector).filter(matched=search).annotate(score=SearchRank(vector, search))
               .filter(score__gt=0).order_by("-score", "-id"))
     else:
