@@ -232,14 +232,7 @@ class DatabaseMemoryStore(MemoryStore):
             ranked = rank_messages(scope.select_related("run__session"), query, top_k, embedder=self.embedder)
             return [(_to_memory(m), score) for m, score in ranked]
         if connection.vendor == "postgresql" and not encryption_enabled():
-            # PostgreSQL only (needs psycopg): imported where it is used
-            from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-
-            vector = SearchVector("content", config="english")
-            search = SearchQuery(query, config="english", search_type="websearch")
-            # ``@@`` first, so the GIN index message_content_fts finds the matches (see keyword_search).
-            found = (scope.alias(matched=vector).filter(matched=search).annotate(rank=SearchRank(vector, search))
-                     .filter(rank__gt=0).order_by("-rank", "-run__depth", "-position")[:top_k])
+            found = scope.matching(query, ranked=True).order_by("-rank", "-run__depth", "-position")[:top_k]
             return [(_to_memory(m), float(m.rank)) for m in found]
         return bm25_rank(query, [m for m in self._all() if m.content], top_k)
 

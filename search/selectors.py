@@ -240,22 +240,12 @@ def keyword_search(*, user, query: str, top_k: int, filters: SearchFilters | Non
         raise SemanticSearchUnavailable(KEYWORD_UNAVAILABLE)
     qs = (filters or SearchFilters()).apply(user_messages(user)).select_related("run__session")
     if connection.vendor == "postgresql":
-        # PostgreSQL only (needs psycopg): imported where it is used
-        from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-
-        search = SearchQuery(query, config="english", search_type="websearch")
-        vector = SearchVector("content", config="english")
-        # ``@@`` first: the GIN index message_content_fts finds the matches; a filter on the rank alone
-        # parsed every message (a sequential scan: 67-147 s a search on 2,000,000 messages). Each match
-        # is still parsed to be ranked: 0.1-0.3 s for a rare word there, 22-29 s for a word in 8 % of
-        # them (`python -m bench storage`, ARBOR_BENCH_STORAGE_PARTS=fts).
-        qs = (qs.alias(matched=vector).filter(matched=search).annotate(score=SearchRank(vector, search))
-              .filter(score__gt=0).order_by("-score", "-id"))
+        qs = qs.matching(query, ranked=True).order_by("-rank", "-id")  # the GIN index finds the matches
     else:
         for word in query.split():
             qs = qs.filter(content__icontains=word)
         qs = qs.order_by("-id")
-    return [SearchHit.of(m, getattr(m, "score", 1.0)) for m in qs[:top_k]]
+    return [SearchHit.of(m, getattr(m, "rank", 1.0)) for m in qs[:top_k]]
 
 
 def branch_messages(run) -> list[Message]:

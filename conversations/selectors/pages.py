@@ -82,11 +82,7 @@ def search_sessions(sessions, query: str):
         return sessions
     if connection.vendor == "postgresql":
         tsquery = SearchQuery(query, config="english", search_type="websearch")
-        message_hits = (
-            Message.objects.filter(run__pruned_by__isnull=True)
-            .annotate(v=SearchVector("content", config="english")).filter(v=tsquery)
-            .values("run__session_id")
-        )
+        message_hits = Message.objects.filter(run__pruned_by__isnull=True).matching(query).values("run__session_id")
         return sessions.annotate(title_v=SearchVector("title", config="english")).filter(
             Q(title_v=tsquery) | Q(title__icontains=query) | Q(pk__in=message_hits)
         )
