@@ -10,4 +10,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 # ARBOR_DB_POOL_TIMEOUT. Set before the settings are read.
 os.environ.setdefault("ARBOR_DB_POOL_TIMEOUT", os.environ.get("ARBOR_WEB_DB_POOL_TIMEOUT", "5"))
 
-application = get_asgi_application()
+
+def _application():
+    from core.middleware import run_mixin_middleware_in_one_thread  # after the environment above
+
+    run_mixin_middleware_in_one_thread()  # one hop to a thread a request, not one per middleware hook
+    return get_asgi_application()
+
+
+application = _application()
