@@ -4,7 +4,7 @@ a judge call's reply once its run has finished.
 A judge call is an ordinary run (:func:`conversations.services.run_start`): a root run of the
 judging's own session, answered by the judge agent, executed by the engine in a Celery worker,
 streamed, and audited with its exact context, tokens and errors like every other run. When it has
-finished, ``run_finished`` → :func:`comparisons.receivers.record_judgement` enqueues
+finished, ``run_finished`` → :func:`comparisons.receivers.after_run` enqueues
 ``comparisons.record_judgement`` → :func:`judgement_record`, which reads the reply
 (:func:`comparisons.judges.read_reply`) into the :class:`~comparisons.models.Judgement` row.
 """

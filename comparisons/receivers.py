@@ -2,8 +2,10 @@
 comparisons with it in Arbor JSON (:mod:`comparisons.transfer`).
 
 ``run_finished`` is sent in the worker after a run's final state is committed. The receiver only
-looks the run up and, when it answers a replayed turn, enqueues ``comparisons.advance_variant``;
-the task starts the next turn (idempotently, see :func:`comparisons.advance.variant_advance`).
+looks the run up (one query) and enqueues what follows: ``comparisons.advance_variant`` after a
+replayed turn (the task starts the next turn idempotently, see
+:func:`comparisons.advance.variant_advance`), ``comparisons.suite_case_judge`` after a judged suite
+case's turn, ``comparisons.record_judgement`` after a judge call.
 """
 
 from __future__ import annotations
@@ -11,58 +13,57 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db.models import F
 from django.dispatch import receiver
 
+from conversations.models import Run
 from conversations.signals import run_finished, session_export, session_import
 from core import queue
 
 from . import transfer
-from .models import Judgement, Mode, VariantRun
+from .models import Mode
 
 log = logging.getLogger(__name__)
 
 
 
-@receiver(run_finished, dispatch_uid="comparisons.advance_replay")
-def advance_replay(sender, run, status, **kwargs) -> None:
-    """When ``run`` answered a replayed turn that is not the last, enqueue the variant's next turn
-    (the run's state is already committed, so it is sent at once)."""
-    row = (
-        VariantRun.objects.filter(run_id=run.pk, variant__comparison__mode=Mode.REPLAY)
-        .values("variant_id", "turn", "variant__comparison__prompts")
+@receiver(run_finished, dispatch_uid="comparisons.after_run")
+def after_run(sender, run, status, **kwargs) -> None:
+    """What a finished run means for comparisons, read in one query (every run of every chat passes
+    here, and almost none belongs to a comparison):
+
+    - it answered a replayed turn that is not the last: enqueue the variant's next turn;
+    - it answered a turn of a suite case with a judge: enqueue judging the case (the task waits
+      for the case's last answer; it is a no-op before);
+    - it is a judge call: enqueue reading its reply into the Judgement.
+
+    The run's state is already committed, so each task is sent at once. A task that cannot be
+    sent is logged; the run is final either way ("Resume" on the page recovers a replay)."""
+    facts = (
+        Run.objects.filter(pk=run.pk)
+        .values(variant_id=F("comparison_turn__variant_id"), turn=F("comparison_turn__turn"),
+                comparison_id=F("comparison_turn__variant__comparison_id"),
+                mode=F("comparison_turn__variant__comparison__mode"),
+                prompts=F("comparison_turn__variant__comparison__prompts"),
+                suite_judge=F("comparison_turn__variant__comparison__suite_run__judge_id"),
+                judge_call=F("judgement__id"))
         .first()
     )
-    if row is None or row["turn"] + 1 >= len(row["variant__comparison__prompts"]):
+    if facts is None:
         return
-    try:
-        queue.send(queue.ADVANCE_VARIANT, row["variant_id"], str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
-    except Exception:  # the run is final either way; "Resume" on the page recovers
-        log.exception("could not enqueue the next replayed turn after run %s", run.pk)
+    if facts["mode"] == Mode.REPLAY and facts["turn"] + 1 < len(facts["prompts"]):
+        _send(queue.ADVANCE_VARIANT, facts["variant_id"], str(run.pk), run=run)
+    if facts["suite_judge"] is not None:
+        _send(queue.SUITE_CASE_JUDGE, str(facts["comparison_id"]), run=run)
+    if facts["judge_call"] is not None:
+        _send(queue.RECORD_JUDGEMENT, str(run.pk), run=run)
 
 
-@receiver(run_finished, dispatch_uid="comparisons.suite_case_judge")
-def judge_suite_case(sender, run, status, **kwargs) -> None:
-    """When ``run`` answered a turn of a suite case with a judge, enqueue judging the case (the task
-    waits for the case's last answer; it is a no-op before)."""
-    comparison_id = (VariantRun.objects.filter(run_id=run.pk, variant__comparison__suite_run__judge__isnull=False)
-                     .values_list("variant__comparison_id", flat=True).first())
-    if comparison_id is None:
-        return
+def _send(task_name: str, *args, run) -> None:
     try:
-        queue.send(queue.SUITE_CASE_JUDGE, str(comparison_id), queue=settings.ARBOR_RUN_QUEUE)
+        queue.send(task_name, *args, queue=settings.ARBOR_RUN_QUEUE)
     except Exception:
-        log.exception("could not enqueue judging the suite case of run %s", run.pk)
-
-
-@receiver(run_finished, dispatch_uid="comparisons.record_judgement")
-def record_judgement(sender, run, status, **kwargs) -> None:
-    """When ``run`` is a judge call, enqueue reading its reply into the Judgement."""
-    if not Judgement.objects.filter(run_id=run.pk).exists():
-        return
-    try:
-        queue.send(queue.RECORD_JUDGEMENT, str(run.pk), queue=settings.ARBOR_RUN_QUEUE)
-    except Exception:
-        log.exception("could not enqueue recording the judge run %s", run.pk)
+        log.exception("could not enqueue %s after run %s", task_name, run.pk)
 
 
 @receiver(session_export, dispatch_uid="comparisons.export")
