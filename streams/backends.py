@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class RedisRunStream:
         self._pending: dict[str, list[tuple[str, dict]]] = {}
         self._lock = threading.Lock()  # guards the two dicts; each run's writes hold its own lock
         self._run_locks: dict[str, threading.Lock] = {}
+        self._reader_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {wait: pool}
 
     @staticmethod
     def key(run_id) -> str:
@@ -137,7 +139,7 @@ class RedisRunStream:
         While Redis is unreachable it keeps trying every second and yields ``None`` each time (the
         reader stays connected and may finish the stream from the database).
         """
-        client = aioredis.Redis.from_url(self.url, socket_timeout=wait_seconds + 10, socket_connect_timeout=2)
+        client = aioredis.Redis(connection_pool=self._reader_pool(wait_seconds))
         cursor = after or "0-0"
         try:
             while True:
@@ -156,6 +158,21 @@ class RedisRunStream:
                     yield event
         finally:
             await client.aclose()
+
+    def _reader_pool(self, wait_seconds: float) -> aioredis.ConnectionPool:
+        """The running event loop's pool of reader connections for reads that wait ``wait_seconds``
+        (created on first use; one per loop, as an asyncio connection belongs to its loop).
+
+        A stream borrows a connection for each ``XREAD BLOCK`` and gives it back, so a web process
+        keeps about as many connections as it has streams waiting at once, and a new stream does
+        not connect (nor send redis-py's ``CLIENT SETINFO`` on connecting), as it did with a client
+        of its own. A connection that fails is dropped by redis-py; the next read connects again."""
+        pools = self._reader_pools.setdefault(asyncio.get_running_loop(), {})  # by the reads' socket timeout
+        pool = pools.get(wait_seconds)
+        if pool is None:
+            pool = pools[wait_seconds] = aioredis.ConnectionPool.from_url(
+                self.url, socket_timeout=wait_seconds + 10, socket_connect_timeout=2)
+        return pool
 
     def delete(self, run_id) -> None:
         self._sync.delete(self.key(run_id))

@@ -60,12 +60,13 @@ async def run_events(run_id, last_event_id: str | None, fmt: Callable[[Event], s
     await release_request_thread()  # the middleware is done: no thread waits with the stream
     stream = get_stream()
     state = db_call(_run_state)
-    finished, exists = await state(source, run_id, finished)
-    if exists is not True and finished:  # expired, or Redis is down: the database has it
-        if not (last_event_id or "").startswith("db-"):
-            for event in await db_call(_from_database)(source, run_id):
-                yield fmt(event)
-        return
+    if finished is not False:  # a run still going (as the view read it) has its stream: no need to ask
+        finished, exists = await state(source, run_id, finished)
+        if exists is not True and finished:  # expired, or Redis is down: the database has it
+            if not (last_event_id or "").startswith("db-"):
+                for event in await db_call(_from_database)(source, run_id):
+                    yield fmt(event)
+            return
     async for event in stream.listen(run_id, last_event_id, KEEPALIVE_SECONDS):
         if event is None:
             # Silence. A finished run whose ``done`` is not in the stream (it expired, or Redis was

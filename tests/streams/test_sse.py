@@ -111,3 +111,38 @@ def test_events_of_another_users_run_are_404(asgi_server, celery_worker, user, o
     run = services.run_start(session=session, input="secret")
     response = httpx.get(f"{asgi_server}/api/runs/{run.pk}/events", headers={"Authorization": f"Bearer {api_token}"})
     assert response.status_code == 404
+
+
+def test_streams_one_after_another_reuse_their_redis_connection():
+    """A stream's reads borrow a connection from the event loop's pool: 20 streams read one after
+    another on one loop connect to Redis once, not once each (as a client per stream did)."""
+    import asyncio
+
+    import redis
+    from django.conf import settings
+
+    stream = get_stream()
+    if not settings.ARBOR_STREAM_URL.startswith("redis"):
+        pytest.skip("the Redis stream backend")
+    run_ids = [f"pool-test-{i}-{threading.get_ident()}" for i in range(20)]
+    for run_id in run_ids:
+        stream.publish(run_id, "delta", {"text": "hi"})
+        stream.publish(run_id, "done", {"status": "succeeded"})
+    info = redis.Redis.from_url(settings.ARBOR_STREAM_URL)
+
+    async def read_all():
+        seen = []
+        for run_id in run_ids:
+            async for event in stream.listen(run_id, None, 1.0):
+                seen.append(event.type)
+                if event.type == "done":
+                    break
+        return seen
+
+    before = info.info("stats")["total_connections_received"]
+    seen = asyncio.run(read_all())
+    connected = info.info("stats")["total_connections_received"] - before
+    for run_id in run_ids:
+        stream.delete(run_id)
+    assert seen == ["delta", "done"] * 20
+    assert connected <= 2, f"{connected} connections for 20 streams read one after another"
