@@ -3,12 +3,19 @@
 A fast model (or a burst of tokens that arrived in one network read) would otherwise cost one
 Redis ``XADD`` — or one database row in the embedded set-up — per token: 180 writes for an
 800-character answer. A :class:`DeltaBatcher` publishes the first delta at once (time to first
-token is not delayed) and then at most one ``delta`` event every ``ARBOR_STREAM_FLUSH_SECONDS``
-(default 0.02 s): text that arrives in between is joined and published by this process's flusher
-thread when its interval is up, so no text waits longer than about one interval even when the
-model goes silent after it. A reader sees the same text in fewer, larger events; the order of
-events is kept (one lock per batcher; :meth:`DeltaBatcher.close` publishes the rest before the run
-goes on to its terminal event).
+token is not delayed) and then at most one ``delta`` event per interval: text that arrives in
+between is joined and published by this process's flusher thread when its interval is up, so no
+text waits longer than about one interval even when the model goes silent after it. A reader sees
+the same text in fewer, larger events; the order of events is kept (one lock per batcher;
+:meth:`DeltaBatcher.close` publishes the rest before the run goes on to its terminal event).
+
+The interval is ``ARBOR_STREAM_FLUSH_SECONDS`` (0.02 s), or longer when this process streams many
+runs at once: together its runs publish at most about ``ARBOR_STREAM_EVENTS_PER_SECOND`` (400)
+delta events a second, so each run's interval is the number of runs streaming divided by that
+budget, at most :data:`MAX_INTERVAL`. Every event costs the worker, Redis, the web process and the
+browser about the same whatever its length; with 100 runs of 10 tokens a second each, 30 events a
+run became ~12 (``bench engine``), and the CPU they left went to starting the other runs. Ten runs
+at once keep the short interval.
 """
 
 from __future__ import annotations
@@ -24,19 +31,43 @@ from core.lazy import per_process
 
 log = logging.getLogger(__name__)
 
+MAX_INTERVAL = 0.5  # seconds: however busy the process, a run's text comes at least twice a second
+
+_open = 0  # batchers of this process not closed yet: the runs streaming now
+_open_lock = threading.Lock()
+
+
+def _interval_for(base: float) -> float:
+    """``base``, or the share of this process's event budget one of its streaming runs gets."""
+    if base <= 0:
+        return base
+    share = _open / max(settings.ARBOR_STREAM_EVENTS_PER_SECOND, 1)
+    return max(base, min(share, MAX_INTERVAL))
+
 
 class DeltaBatcher:
     """One model call's text deltas for ``stream`` (a :class:`streams.backends.RunStream`)."""
 
     def __init__(self, run_id, stream, interval: float | None = None):
+        """``interval``: the shortest time between two events, seconds (default
+        ``ARBOR_STREAM_FLUSH_SECONDS``; 0: every delta at once); longer while the process streams
+        many runs (see the module's docstring)."""
+        global _open
         self.run_id = run_id
         self.stream = stream
-        self.interval = settings.ARBOR_STREAM_FLUSH_SECONDS if interval is None else interval
+        self.base_interval = settings.ARBOR_STREAM_FLUSH_SECONDS if interval is None else interval
         self.events = 0  # delta events published
         self._parts: list[str] = []
         self._sent_at = float("-inf")
         self._lock = threading.Lock()
         self._closed = False
+        with _open_lock:
+            _open += 1
+
+    @property
+    def interval(self) -> float:
+        """The interval now, seconds (it grows and shrinks with the runs this process streams)."""
+        return _interval_for(self.base_interval)
 
     def add(self, text: str) -> None:
         """Queue ``text``: published now if the last delta went out at least ``interval`` ago,
@@ -57,9 +88,16 @@ class DeltaBatcher:
 
     def close(self) -> None:
         """Publish the rest; later flushes do nothing."""
+        global _open
         with self._lock:
-            self._publish()
+            was_open = not self._closed
             self._closed = True
+            try:
+                self._publish()
+            finally:
+                if was_open:
+                    with _open_lock:
+                        _open -= 1
 
     def _publish(self) -> None:
         if self._parts:

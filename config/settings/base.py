@@ -257,6 +257,9 @@ ARBOR_STREAM_PUBLISH_DEADLINE = env("ARBOR_STREAM_PUBLISH_DEADLINE", default=30.
 # Text deltas are published at most once per this many seconds per run (the first at once): a fast
 # model's tokens go out in batches instead of one stream write each (engine/deltas.py).
 ARBOR_STREAM_FLUSH_SECONDS = env("ARBOR_STREAM_FLUSH_SECONDS", default=0.02, cast=float)
+# A worker process publishes at most about this many delta events a second across the runs it
+# streams: with many runs at once each run's deltas are batched longer (at most 0.5 s apart).
+ARBOR_STREAM_EVENTS_PER_SECOND = env("ARBOR_STREAM_EVENTS_PER_SECOND", default=400, cast=int)
 
 # --- Model connections: endpoints users add on the Connections page ------------------
 # OPENAI_BASE_URL / OPENAI_API_KEY above are the default connection. Seconds a health check or a

@@ -46,6 +46,28 @@ def test_a_burst_of_deltas_is_published_in_a_few_events_in_order():
     assert len(texts) < 20, len(texts)
 
 
+def test_many_runs_streaming_at_once_share_the_process_event_budget(settings):
+    """40 runs streaming at once on a budget of 100 events a second: each run's deltas are batched
+    0.4 s apart (its first still at once); once they are closed a run gets the short interval again."""
+    settings.ARBOR_STREAM_EVENTS_PER_SECOND = 100
+    stream = _Recorder()
+    crowd = [DeltaBatcher(f"r{i}", stream, interval=0.02) for i in range(40)]
+    assert all(0.4 <= b.interval <= 0.5 for b in crowd)  # 40 runs / 100 events a second
+    first = crowd[0]
+    first.add("Hello")
+    first.add(" world")  # queued: the first event went out at once
+    assert [data["text"] for _, _, data in stream.events] == ["Hello"]
+    for batcher in crowd:
+        batcher.close()
+    assert [data["text"] for _, _, data in stream.events] == ["Hello", " world"]
+    alone = DeltaBatcher("alone", stream, interval=0.02)
+    assert alone.interval == 0.02
+    alone.close()
+    at_once = DeltaBatcher("x", stream, interval=0.0)
+    assert at_once.interval == 0.0  # "every delta at once" stays so
+    at_once.close()
+
+
 def test_text_queued_before_a_silence_goes_out_within_about_one_interval():
     """The model sends two tokens and goes silent: the second is not held until the next token."""
     stream = _Recorder()
