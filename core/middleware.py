@@ -32,7 +32,7 @@ def run_mixin_middleware_in_one_thread() -> None:
     middleware, so that under ASGI a request passes all of them in one thread, in one hop.
 
     ``MiddlewareMixin`` says it is async capable, but in async mode it runs each of its hooks with
-    its own ``sync_to_async`` (``django/utils/deprecation.py``, ``MiddlewareMixin.__acall__``): 15
+    its own ``sync_to_async`` (``django/utils/deprecation.py``, ``MiddlewareMixin.__acall__``): 14
     thread hand-offs a request for ours, each a wake-up of the request's thread and of the event
     loop, contending for the interpreter lock with every other request. Declared sync only, Django
     adapts a run of them once (``BaseHandler.load_middleware``/``adapt_method_mode``): the chain runs
