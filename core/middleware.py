@@ -13,14 +13,11 @@ middleware run under ASGI.
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.utils.deprecation import MiddlewareMixin
 from django.views.defaults import page_not_found, permission_denied
-from whitenoise.middleware import WhiteNoiseMiddleware
 
 from . import error_pages
 from .errors import SERVICE_UNAVAILABLE, Forbidden, NotFound
@@ -60,29 +57,3 @@ class NotFoundMiddleware(MiddlewareMixin):
         if isinstance(exception, SERVICE_UNAVAILABLE):
             return error_pages.unavailable(request)
         return None
-
-
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    """WhiteNoise's middleware (the static files, served before anything else), sync and async
-    capable: WhiteNoise's own is sync only. With the mixin middleware after it run sync
-    (:func:`run_mixin_middleware_in_one_thread`), Django runs it sync too, in the same thread as
-    them; async, a static file is still served from a thread (its file is read)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response=None, settings=settings):
-        super().__init__(get_response, settings)
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self.__acall__(request)
-        return super().__call__(request)
-
-    async def __acall__(self, request):
-        static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
-        if static_file is not None:
-            return await sync_to_async(self.serve)(static_file, request)
-        return await self.get_response(request)
