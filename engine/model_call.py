@@ -118,7 +118,8 @@ def run_status(run_id) -> str | None:
 def stream_answer(run: Run, messages: list[dict], params: dict, stream: RunStream, endpoint: Endpoint) -> Outcome:
     """Call the model at ``endpoint`` with ``messages`` and stream its answer: text deltas are
     published to ``stream`` as they arrive (batched by :class:`engine.deltas.DeltaBatcher`: the
-    first at once, then at most one event per ``ARBOR_STREAM_FLUSH_SECONDS``); the first one's time
+    first at once, then at most one event per interval, longer while the process streams many
+    runs); the first one's time
     is the outcome's ``first_token_at`` (no write until the run is finalized). The process's watchtower
     writes the heartbeat and closes the HTTP stream when the run is cancelled. This thread's
     database connection is released while it waits on the model (before the call and after the
