@@ -86,6 +86,22 @@ def worker_factory(django_db_setup, llm_server, proc_log_dir, settings):
 
 
 
+@pytest.fixture
+def unconsumed_run_queue(settings):
+    """Runs started in this test are queued where no worker listens, for a test that executes them
+    itself (``engine.execute.run_execute`` in its own process). A ``transaction=True`` test commits,
+    so ``run_start``'s task is really sent (capturing the on-commit callbacks does not hold them
+    back), and the session's worker, once started, raced the test for the claim. The queue is purged
+    afterwards."""
+    from config.celery import app
+
+    queue = f"unconsumed-{time.time_ns()}"
+    settings.ARBOR_RUN_QUEUE = queue
+    yield queue
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+
+
 @pytest.fixture(scope="session")
 def asgi_server(django_db_setup, llm_server, proc_log_dir):
     """Arbor under uvicorn on a free loopback port; yields its base URL."""

@@ -18,7 +18,8 @@ from tests.support.factories import SessionFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_final_state_waits_for_the_database(user, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_final_state_waits_for_the_database(user, monkeypatch, django_capture_on_commit_callbacks,
+                                                 unconsumed_run_queue):
     session = SessionFactory(owner=user)
     with django_capture_on_commit_callbacks(execute=False):  # no task: this test is the worker
         run = services.run_start(session=session, input="[[tokens:12]] [[delay:0]] outage")

@@ -46,7 +46,8 @@ def big_window(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_queries_per_turn_are_the_same_at_depth_10_and_500(user, big_window, django_capture_on_commit_callbacks):
+def test_queries_per_turn_are_the_same_at_depth_10_and_500(user, big_window, django_capture_on_commit_callbacks,
+                                                           unconsumed_run_queue):
     _turn(user, 3, django_capture_on_commit_callbacks)  # warm-up: the default connection, the token counter
     web10, worker10 = _turn(user, 10, django_capture_on_commit_callbacks)
     web500, worker500 = _turn(user, 500, django_capture_on_commit_callbacks)
@@ -64,7 +65,7 @@ def test_queries_per_turn_are_the_same_at_depth_10_and_500(user, big_window, dja
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rows_and_updates_per_turn(user, big_window, django_capture_on_commit_callbacks):
+def test_rows_and_updates_per_turn(user, big_window, django_capture_on_commit_callbacks, unconsumed_run_queue):
     """The web half writes the run, its input (its tokens counted before the insert), one audit row
     and one UPDATE of the session; the worker claims the run (one UPDATE), inserts the answer and
     one step (the model call, with the context build's accounting), and writes the run's final

@@ -83,7 +83,8 @@ def test_text_queued_before_a_silence_goes_out_within_about_one_interval():
 
 
 @pytest.mark.django_db(transaction=True)  # committed: the worker's watcher (its own connection) sees the run
-def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_capture_on_commit_callbacks):
+def test_a_turn_writes_each_step_once_and_the_context_spec_once(user, django_capture_on_commit_callbacks,
+                                                                unconsumed_run_queue):
     """The worker's writes for a plain turn: one model-call step, INSERTed once, finished (no
     UPDATE of a step, no second copy of the context spec), carrying the context build's
     accounting; the exact context is still rebuilt and verified from the one stored spec."""
